@@ -1,0 +1,15 @@
+/* shmkit/lifecycle.h - part of shmkit.h; include <shmkit.h>, not this file. */
+#ifndef SHMKIT_LIFECYCLE_H
+#define SHMKIT_LIFECYCLE_H
+
+#include "../shmkit.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

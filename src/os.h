@@ -1,0 +1,71 @@
+/*
+ * os.h - the contract between shmkit and the operating system.
+ *
+ * Every system call shmkit makes goes through the table `shmkit__os`.
+ * Each entry returns >= 0 (or a valid pointer) on success and -errno on
+ * failure, never sets errno for the caller to read, and retries EINTR
+ * itself where retrying is correct. One file per platform implements it
+ * (os_linux.c); the build picks the file, so the core has no #ifdef.
+ *
+ * Tests replace entries to inject failures (ENOSPC, EINTR, EMFILE, mmap
+ * failure) and check that nothing is left behind; shmkit__os_reset()
+ * restores the real calls.
+ */
+#ifndef SHMKIT_OS_H
+#define SHMKIT_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+/* Where the OS keeps named shared memory objects as files. */
+#define SHMKIT__PATH_MAX (sizeof "/dev/shm/" + 255)
+
+typedef struct shmkit__os_ops {
+    /* Opens the shm object `name` (no leading '/'), as open(2) on its path,
+     * always adding no-follow, non-blocking and close-on-exec. */
+    int (*shm_open)(const char *name, int oflag, mode_t mode);
+    int (*shm_unlink)(const char *name);
+    /* renameat2 semantics; flags are SHMKIT_NOREPLACE / SHMKIT_EXCHANGE. */
+    int (*shm_rename)(const char *from, const char *to, unsigned flags);
+    int (*close)(int fd);
+    int (*fstat)(int fd, struct stat *st);
+    int (*ftruncate)(int fd, off_t len);
+    /* Reserves [0, len) so later page faults cannot fail for lack of space. */
+    int (*fallocate)(int fd, off_t len);
+    /* Maps `len` bytes of fd at offset 0, shared; `populate` prefaults.
+     * Returns 0 and sets *addr, or -errno. */
+    int (*mmap)(void **addr, size_t len, bool writable, bool populate, int fd);
+    int (*munmap)(void *addr, size_t len);
+    /* Grows or shrinks a shared mapping, moving it if needed. */
+    int (*mremap)(void **addr, size_t old_len, size_t new_len);
+    /* Asks for transparent huge pages; -ENOTSUP where the system denies. */
+    int (*hugepages)(void *addr, size_t len);
+    /* Fills buf with random bytes. */
+    int (*random)(void *buf, size_t len);
+} shmkit__os_ops;
+
+extern shmkit__os_ops shmkit__os;
+
+/* Restores the real system calls (for tests that replaced entries). */
+void shmkit__os_reset(void);
+
+/* Builds "/dev/shm/<name>" (or the platform's equivalent) into buf, which
+ * has room for SHMKIT__PATH_MAX bytes. */
+void shmkit__os_shm_path(char *buf, const char *name);
+
+/* The directory holding the objects ("/dev/shm"), or NULL if the platform
+ * has no such directory (listing is then unsupported). */
+const char *shmkit__os_shm_dir(void);
+
+/* Name of an errno value ("ENOENT"), or NULL if unknown. */
+const char *shmkit__os_errno_name(int err);
+/* Message for an errno value, or NULL if unknown. */
+const char *shmkit__os_errno_desc(int err);
+
+/* Page size. */
+size_t shmkit__os_page_size(void);
+
+#endif

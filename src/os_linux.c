@@ -1,0 +1,208 @@
+/*
+ * os_linux.c - the OS contract of os.h for Linux (glibc or musl).
+ *
+ * Named objects are files in /dev/shm, exactly where glibc's shm_open puts
+ * them, so CPython (which calls shm_open) and shmkit meet at the same path.
+ * We open the path ourselves rather than through shm_open so that we can
+ * add O_NOFOLLOW and O_NONBLOCK: a symlink or FIFO planted at the name must
+ * be refused at once, not followed or waited on.
+ */
+#define _GNU_SOURCE
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "shmkit.h"
+
+#define SHM_DIR "/dev/shm"
+
+void shmkit__os_shm_path(char *buf, const char *name)
+{
+    size_t n = strlen(name);
+
+    memcpy(buf, SHM_DIR "/", sizeof SHM_DIR);
+    memcpy(buf + sizeof SHM_DIR, name, n + 1);
+}
+
+const char *shmkit__os_shm_dir(void)
+{
+    return SHM_DIR;
+}
+
+static int linux_shm_open(const char *name, int oflag, mode_t mode)
+{
+    char path[SHMKIT__PATH_MAX];
+    int fd;
+
+    shmkit__os_shm_path(path, name);
+    do
+        fd = open(path, oflag | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
+    while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : fd;
+}
+
+static int linux_shm_unlink(const char *name)
+{
+    char path[SHMKIT__PATH_MAX];
+
+    shmkit__os_shm_path(path, name);
+    return unlink(path) < 0 ? -errno : 0;
+}
+
+static int linux_shm_rename(const char *from, const char *to, unsigned flags)
+{
+    char a[SHMKIT__PATH_MAX], b[SHMKIT__PATH_MAX];
+    unsigned rf = 0;
+
+    if (flags & SHMKIT_NOREPLACE)
+        rf |= RENAME_NOREPLACE;
+    if (flags & SHMKIT_EXCHANGE)
+        rf |= RENAME_EXCHANGE;
+    shmkit__os_shm_path(a, from);
+    shmkit__os_shm_path(b, to);
+    return renameat2(AT_FDCWD, a, AT_FDCWD, b, rf) < 0 ? -errno : 0;
+}
+
+static int linux_close(int fd)
+{
+    /* Linux releases the descriptor even when close reports EINTR, so a
+     * retry could close someone else's new descriptor: never retry. */
+    if (close(fd) < 0 && errno != EINTR)
+        return -errno;
+    return 0;
+}
+
+static int linux_fstat(int fd, struct stat *st)
+{
+    return fstat(fd, st) < 0 ? -errno : 0;
+}
+
+static int linux_ftruncate(int fd, off_t len)
+{
+    int r;
+
+    do
+        r = ftruncate(fd, len);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+static int linux_fallocate(int fd, off_t len)
+{
+    int r;
+
+    do
+        r = posix_fallocate(fd, 0, len);
+    while (r == EINTR);
+    return -r;
+}
+
+static int linux_mmap(void **addr, size_t len, bool writable, bool populate,
+                      int fd)
+{
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    int fl = MAP_SHARED | (populate ? MAP_POPULATE : 0);
+    void *p = mmap(NULL, len, prot, fl, fd, 0);
+
+    if (p == MAP_FAILED)
+        return -errno;
+    *addr = p;
+    return 0;
+}
+
+static int linux_munmap(void *addr, size_t len)
+{
+    return munmap(addr, len) < 0 ? -errno : 0;
+}
+
+static int linux_mremap(void **addr, size_t old_len, size_t new_len)
+{
+    void *p = mremap(*addr, old_len, new_len, MREMAP_MAYMOVE);
+
+    if (p == MAP_FAILED)
+        return -errno;
+    *addr = p;
+    return 0;
+}
+
+/* Transparent huge pages for shmem are governed by one system setting:
+ * "never" and "deny" refuse them whatever we ask, so say so. */
+static int linux_hugepages(void *addr, size_t len)
+{
+    char s[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
+
+    if (!f)
+        return -ENOTSUP;
+    if (!fgets(s, sizeof s, f))
+        s[0] = 0;
+    fclose(f);
+    if (!strstr(s, "[always]") && !strstr(s, "[within_size]") &&
+        !strstr(s, "[advise]") && !strstr(s, "[force]"))
+        return -ENOTSUP;
+    return madvise(addr, len, MADV_HUGEPAGE) < 0 ? -errno : 0;
+}
+
+static int linux_random(void *buf, size_t len)
+{
+    unsigned char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = getrandom(p, len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static const shmkit__os_ops linux_ops = {
+    .shm_open = linux_shm_open,
+    .shm_unlink = linux_shm_unlink,
+    .shm_rename = linux_shm_rename,
+    .close = linux_close,
+    .fstat = linux_fstat,
+    .ftruncate = linux_ftruncate,
+    .fallocate = linux_fallocate,
+    .mmap = linux_mmap,
+    .munmap = linux_munmap,
+    .mremap = linux_mremap,
+    .hugepages = linux_hugepages,
+    .random = linux_random,
+};
+
+shmkit__os_ops shmkit__os = linux_ops;
+
+void shmkit__os_reset(void)
+{
+    shmkit__os = linux_ops;
+}
+
+const char *shmkit__os_errno_name(int err)
+{
+    return strerrorname_np(err);
+}
+
+const char *shmkit__os_errno_desc(int err)
+{
+    return strerrordesc_np(err);
+}
+
+size_t shmkit__os_page_size(void)
+{
+    static size_t page;
+
+    if (!page)
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    return page;
+}

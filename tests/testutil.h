@@ -1,0 +1,55 @@
+/*
+ * testutil.h - what the C tests share: per-run names that are always
+ * cleaned up, child processes whose exit status is checked in full, and
+ * running a CPython peer.
+ */
+#ifndef SHMKIT_TESTUTIL_H
+#define SHMKIT_TESTUTIL_H
+
+#include <criterion/criterion.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "shmkit.h"
+
+/* Every name a test makes starts with this prefix ("sktest_<pid>_"), so
+ * tu_cleanup() can remove whatever a failing test left behind. */
+const char *tu_prefix(void);
+
+/* Returns prefix + tag in a rotating static buffer (8 slots). */
+const char *tu_name(const char *tag);
+
+/* Criterion fixtures: .init = tu_setup, .fini = tu_cleanup. */
+void tu_setup(void);
+void tu_cleanup(void);
+
+/* Counts the objects in /dev/shm that start with tu_prefix(). */
+int tu_count_leftovers(void);
+
+/* Waits for pid and asserts that it exited normally with status 0. */
+void tu_wait_ok(pid_t pid);
+
+/* Waits for pid and returns its raw wait status. */
+int tu_wait_status(pid_t pid);
+
+/* Runs argv (argv[0] looked up in PATH) with stdin from /dev/null and
+ * stdout captured into out (NUL-terminated, truncated to outlen - 1).
+ * Returns the raw wait status. */
+int tu_run(char *const argv[], char *out, size_t outlen);
+
+/* Runs CPython (SHMKIT_PYTHON, default /usr/bin/python3) with `code` as
+ * the program and extra arguments; captures stdout like tu_run. */
+int tu_python(const char *code, const char *arg1, const char *arg2,
+              char *out, size_t outlen);
+
+/* Path of the shmkit command (SHMKIT_CLI), asserted present. */
+const char *tu_cli(void);
+
+/* Number of open descriptors of this process. */
+int tu_fd_count(void);
+
+/* Number of mappings of /dev/shm objects in this process. */
+int tu_shm_mapping_count(void);
+
+#endif
