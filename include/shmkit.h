@@ -222,6 +222,16 @@ SHMKIT_API int shmkit_block_shrink(shmkit_block *b, size_t new_size);
  */
 SHMKIT_API int shmkit_block_refresh(shmkit_block *b);
 
+/*
+ * Prefaults `len` bytes from `offset` of this handle's mapping (for writing
+ * unless the handle is read-only), so the accesses that follow take no page
+ * faults. Use it to map only the range a worker touches, where
+ * SHMKIT_POPULATE would prefault the whole block. The range is clipped to
+ * the block; -EINVAL if offset is past its end.
+ */
+SHMKIT_API int shmkit_block_populate(shmkit_block *b, size_t offset,
+                                     size_t len);
+
 /* What a block holds, judged from its bytes. */
 typedef enum shmkit_kind {
     SHMKIT_KIND_RAW = 0,  /* plain bytes (also anything unrecognised) */

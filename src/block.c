@@ -469,6 +469,25 @@ int shmkit_block_refresh(shmkit_block *b)
     return 0;
 }
 
+int shmkit_block_populate(shmkit_block *b, size_t offset, size_t len)
+{
+    size_t page = shmkit__os_page_size(), start;
+    int r;
+
+    if (!b->data || offset >= b->size)
+        return shmkit__fail(b, -EINVAL, "shmkit_block_populate(\"%s\", %zu)",
+                            b->name, offset);
+    if (len > b->size - offset)
+        len = b->size - offset;
+    /* madvise wants a page-aligned start. */
+    start = offset - offset % page;
+    r = shmkit__os.populate((char *)b->data + start, len + (offset - start),
+                            !(b->flags & SHMKIT_RDONLY));
+    if (r < 0)
+        return shmkit__fail(b, r, "shmkit_block_populate(\"%s\")", b->name);
+    return 0;
+}
+
 shmkit_kind shmkit_block_kind(const shmkit_block *b)
 {
     shmkit_kind k;

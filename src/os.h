@@ -41,6 +41,9 @@ typedef struct shmkit__os_ops {
     int (*munmap)(void *addr, size_t len);
     /* Grows or shrinks a shared mapping, moving it if needed. */
     int (*mremap)(void **addr, size_t old_len, size_t new_len);
+    /* Prefaults [addr, addr + len) of a shared mapping, for writing if
+     * `write`, so later accesses take no page faults. */
+    int (*populate)(void *addr, size_t len, bool write);
     /* Asks for transparent huge pages; -ENOTSUP where the system denies. */
     int (*hugepages)(void *addr, size_t len);
     /* Fills buf with random bytes. */

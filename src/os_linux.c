@@ -131,6 +131,27 @@ static int linux_mremap(void **addr, size_t old_len, size_t new_len)
     return 0;
 }
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* MADV_POPULATE_* (Linux 5.14) fills the page tables in one call; older
+ * kernels answer EINVAL, and there touching each page does the same. */
+static int linux_populate(void *addr, size_t len, bool write)
+{
+    size_t page = shmkit__os_page_size(), i;
+    volatile const char *p = addr;
+
+    if (madvise(addr, len, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0)
+        return 0;
+    if (errno != EINVAL)
+        return -errno;
+    for (i = 0; i < len; i += page)
+        (void)p[i];
+    return 0;
+}
+
 /* Transparent huge pages for shmem are governed by one system setting:
  * "never" and "deny" refuse them whatever we ask, so say so. */
 static int linux_hugepages(void *addr, size_t len)
@@ -177,6 +198,7 @@ static const shmkit__os_ops linux_ops = {
     .mmap = linux_mmap,
     .munmap = linux_munmap,
     .mremap = linux_mremap,
+    .populate = linux_populate,
     .hugepages = linux_hugepages,
     .random = linux_random,
 };
