@@ -57,7 +57,7 @@ else
 fi
 
 if [ "$failed" -ne 0 ]; then
-    echo "\nshmkit: TESTS FAILED"
+    printf "\nshmkit: TESTS FAILED\n"
     exit 1
 fi
-echo "\nshmkit: all tests passed"
+printf "\nshmkit: all tests passed\n"

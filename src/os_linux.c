@@ -18,9 +18,37 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "os_linux.h"
 #include "shmkit.h"
 
 #define SHM_DIR "/dev/shm"
+
+static int sys_open(const char *path, int flags, mode_t mode)
+{
+    return open(path, flags, mode);
+}
+
+static void *sys_mremap(void *old, size_t old_len, size_t new_len, int flags)
+{
+    return mremap(old, old_len, new_len, flags);
+}
+
+static const shmkit__linux_sys real_sys = {
+    .open = sys_open,
+    .close = close,
+    .fstat = fstat,
+    .ftruncate = ftruncate,
+    .posix_fallocate = posix_fallocate,
+    .mmap = mmap,
+    .munmap = munmap,
+    .mremap = sys_mremap,
+    .madvise = madvise,
+    .unlink = unlink,
+    .renameat2 = renameat2,
+    .getrandom = getrandom,
+};
+
+shmkit__linux_sys shmkit__sys = real_sys;
 
 void shmkit__os_shm_path(char *buf, const char *name)
 {
@@ -42,7 +70,7 @@ static int linux_shm_open(const char *name, int oflag, mode_t mode)
 
     shmkit__os_shm_path(path, name);
     do
-        fd = open(path, oflag | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
+        fd = shmkit__sys.open(path, oflag | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
     while (fd < 0 && errno == EINTR);
     return fd < 0 ? -errno : fd;
 }
@@ -52,7 +80,7 @@ static int linux_shm_unlink(const char *name)
     char path[SHMKIT__PATH_MAX];
 
     shmkit__os_shm_path(path, name);
-    return unlink(path) < 0 ? -errno : 0;
+    return shmkit__sys.unlink(path) < 0 ? -errno : 0;
 }
 
 static int linux_shm_rename(const char *from, const char *to, unsigned flags)
@@ -66,21 +94,21 @@ static int linux_shm_rename(const char *from, const char *to, unsigned flags)
         rf |= RENAME_EXCHANGE;
     shmkit__os_shm_path(a, from);
     shmkit__os_shm_path(b, to);
-    return renameat2(AT_FDCWD, a, AT_FDCWD, b, rf) < 0 ? -errno : 0;
+    return shmkit__sys.renameat2(AT_FDCWD, a, AT_FDCWD, b, rf) < 0 ? -errno : 0;
 }
 
 static int linux_close(int fd)
 {
     /* Linux releases the descriptor even when close reports EINTR, so a
      * retry could close someone else's new descriptor: never retry. */
-    if (close(fd) < 0 && errno != EINTR)
+    if (shmkit__sys.close(fd) < 0 && errno != EINTR)
         return -errno;
     return 0;
 }
 
 static int linux_fstat(int fd, struct stat *st)
 {
-    return fstat(fd, st) < 0 ? -errno : 0;
+    return shmkit__sys.fstat(fd, st) < 0 ? -errno : 0;
 }
 
 static int linux_ftruncate(int fd, off_t len)
@@ -88,7 +116,7 @@ static int linux_ftruncate(int fd, off_t len)
     int r;
 
     do
-        r = ftruncate(fd, len);
+        r = shmkit__sys.ftruncate(fd, len);
     while (r < 0 && errno == EINTR);
     return r < 0 ? -errno : 0;
 }
@@ -98,7 +126,7 @@ static int linux_fallocate(int fd, off_t len)
     int r;
 
     do
-        r = posix_fallocate(fd, 0, len);
+        r = shmkit__sys.posix_fallocate(fd, 0, len);
     while (r == EINTR);
     return -r;
 }
@@ -108,7 +136,7 @@ static int linux_mmap(void **addr, size_t len, bool writable, bool populate,
 {
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
     int fl = MAP_SHARED | (populate ? MAP_POPULATE : 0);
-    void *p = mmap(NULL, len, prot, fl, fd, 0);
+    void *p = shmkit__sys.mmap(NULL, len, prot, fl, fd, 0);
 
     if (p == MAP_FAILED)
         return -errno;
@@ -118,12 +146,12 @@ static int linux_mmap(void **addr, size_t len, bool writable, bool populate,
 
 static int linux_munmap(void *addr, size_t len)
 {
-    return munmap(addr, len) < 0 ? -errno : 0;
+    return shmkit__sys.munmap(addr, len) < 0 ? -errno : 0;
 }
 
 static int linux_mremap(void **addr, size_t old_len, size_t new_len)
 {
-    void *p = mremap(*addr, old_len, new_len, MREMAP_MAYMOVE);
+    void *p = shmkit__sys.mremap(*addr, old_len, new_len, MREMAP_MAYMOVE);
 
     if (p == MAP_FAILED)
         return -errno;
@@ -143,7 +171,7 @@ static int linux_populate(void *addr, size_t len, bool write)
     size_t page = shmkit__os_page_size(), i;
     volatile const char *p = addr;
 
-    if (madvise(addr, len, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0)
+    if (shmkit__sys.madvise(addr, len, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0)
         return 0;
     if (errno != EINVAL)
         return -errno;
@@ -167,7 +195,7 @@ static int linux_hugepages(void *addr, size_t len)
     if (!strstr(s, "[always]") && !strstr(s, "[within_size]") &&
         !strstr(s, "[advise]") && !strstr(s, "[force]"))
         return -ENOTSUP;
-    return madvise(addr, len, MADV_HUGEPAGE) < 0 ? -errno : 0;
+    return shmkit__sys.madvise(addr, len, MADV_HUGEPAGE) < 0 ? -errno : 0;
 }
 
 static int linux_random(void *buf, size_t len)
@@ -175,7 +203,7 @@ static int linux_random(void *buf, size_t len)
     unsigned char *p = buf;
 
     while (len > 0) {
-        ssize_t n = getrandom(p, len, 0);
+        ssize_t n = shmkit__sys.getrandom(p, len, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -208,6 +236,7 @@ shmkit__os_ops shmkit__os = linux_ops;
 void shmkit__os_reset(void)
 {
     shmkit__os = linux_ops;
+    shmkit__sys = real_sys;
 }
 
 const char *shmkit__os_errno_name(int err)
