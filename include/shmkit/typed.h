@@ -1,12 +1,183 @@
-/* shmkit/typed.h - part of shmkit.h; include <shmkit.h>, not this file. */
+/* shmkit/typed.h - part of shmkit.h; include <shmkit.h>, not this file.
+ *
+ * Self-describing Value and Array blocks.
+ *
+ * A typed block holds a header and then the data:
+ *
+ *   offset 0    header: magic "SKTA", version, type code, item size,
+ *               number of dimensions, data offset, data size, the
+ *               creator's PID namespace
+ *   offset 64   a recursive shmkit_mutex (like CPython's RLock default)
+ *   offset 128  the shape: SHMKIT_ARRAY_MAXDIM little 64-bit extents
+ *   offset 256  the data, C order (row-major), 64-byte aligned so NumPy
+ *               and SIMD loads are happy
+ *
+ * The header never changes after creation; the lock protects only the
+ * data (and only when callers use it). Type codes are CPython's
+ * sharedctypes codes, with the same C types on this platform:
+ *
+ *   c char   u wchar_t   b signed char   B unsigned char   h short
+ *   H unsigned short   i int   I unsigned int   l long   L unsigned long
+ *   q long long   Q unsigned long long   f float   d double   ? _Bool
+ *
+ * A Value is an Array with ndim 0 (one item). Blocks are published whole
+ * (built under a temporary name, then renamed into place), so an attacher
+ * never sees a half-made object; attach copies the header out of shared
+ * memory and validates it (magic, version, type, item size against this
+ * platform's, shape, bounds, overflow-safe) before using a byte of it.
+ */
 #ifndef SHMKIT_TYPED_H
 #define SHMKIT_TYPED_H
 
 #include "../shmkit.h"
+#include "sync.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#define SHMKIT_ARRAY_MAXDIM 16     /* most dimensions an Array may have */
+#define SHMKIT_ARRAY_ALIGN 64      /* alignment of the data */
+#define SHMKIT_ARRAY_HEADER 256    /* data offset of every version-1 block */
+
+typedef struct shmkit_array shmkit_array;
+
+/* Everything the header says, copied out and validated. */
+typedef struct shmkit_array_info {
+    char typecode;                     /* one of the codes above */
+    unsigned ndim;                     /* 0 (Value) .. SHMKIT_ARRAY_MAXDIM */
+    size_t itemsize;                   /* bytes per item */
+    size_t shape[SHMKIT_ARRAY_MAXDIM]; /* extents; unused ones are 0 */
+    size_t length;                     /* items: product of the shape */
+    size_t nbytes;                     /* length * itemsize */
+    size_t data_offset;                /* where the data starts */
+    unsigned version;                  /* layout version */
+    uint64_t pid_ns;                   /* creator's PID namespace, or 0 */
+} shmkit_array_info;
+
+/* Item size of a type code, or 0 if shmkit does not know the code. */
+SHMKIT_API size_t shmkit_typecode_size(char typecode);
+
+/* True for the integer codes (b B h H i I l L q Q) the atomic operations
+ * accept. */
+SHMKIT_API bool shmkit_typecode_is_integer(char typecode);
+
+/* The item's format for the buffer protocol / struct module ("i", "d",
+ * "?", ...; "w" for 'u', a UCS-4 wchar_t), or NULL for an unknown code.
+ * Static string. */
+SHMKIT_API const char *shmkit_typecode_format(char typecode);
+
+/*
+ * Creates the typed block `name` (NULL: a generated "psm_" name) for
+ * `ndim` dimensions of extents `shape` (NULL allowed when ndim is 0) of
+ * type `typecode`, zero-filled, with block `flags` (as for
+ * shmkit_block_create). Returns 0, or -EEXIST (name taken), SHMKIT_ETYPE
+ * (unknown code), SHMKIT_ESHAPE (ndim above SHMKIT_ARRAY_MAXDIM, or a size
+ * that overflows), -EINVAL (bad name), or the block layer's errors. On
+ * failure nothing is left behind. On success *out owns the handle.
+ */
+SHMKIT_API int shmkit_array_create(shmkit_array **out, const char *name,
+                                   char typecode, unsigned ndim,
+                                   const size_t *shape, unsigned flags);
+
+/* shmkit_array_create with ndim 0. */
+SHMKIT_API int shmkit_value_create(shmkit_array **out, const char *name,
+                                   char typecode, unsigned flags);
+
+/*
+ * Attaches to the typed block `name`, whatever its type and shape.
+ * SHMKIT_EKIND if the block is not a typed block (raw bytes, a list, a
+ * named lock), SHMKIT_EVERSION for a layout this library does not know,
+ * SHMKIT_ETYPE for an unknown code or an item size that does not match
+ * this platform's, SHMKIT_ESHAPE for a bad dimension count,
+ * SHMKIT_ECORRUPT for an inconsistent header, SHMKIT_ETRUNCATED if the
+ * block is smaller than the header says, SHMKIT_ENAMESPACE if it was made
+ * in another PID namespace, and the block layer's errors. With
+ * SHMKIT_RDONLY the data is read-only: shmkit_array_lock() returns NULL
+ * and the atomic writes fail with -EBADF.
+ */
+SHMKIT_API int shmkit_array_attach(shmkit_array **out, const char *name,
+                                   unsigned flags);
+
+/*
+ * As shmkit_array_attach, and also checks what the caller expects:
+ * `typecode` (0: any) else SHMKIT_ETYPE; `ndim` and `shape` (shape NULL:
+ * any) else SHMKIT_ESHAPE.
+ */
+SHMKIT_API int shmkit_array_attach_as(shmkit_array **out, const char *name,
+                                      char typecode, unsigned ndim,
+                                      const size_t *shape, unsigned flags);
+
+/*
+ * Wraps a block already attached (e.g. by a tool) as an Array after the
+ * same validation as attach. The array borrows b: shmkit_array_close()
+ * then frees only the array handle, and b must outlive it.
+ */
+SHMKIT_API int shmkit_array_view(shmkit_array **out, shmkit_block *b);
+
+/*
+ * Validates a typed header in the bytes [data, data + size) (a mapped
+ * block, or any buffer) and fills *info. The same checks and codes as
+ * attach, without the namespace check. Never reads outside the range;
+ * copies the header before checking it, so a peer changing it meanwhile
+ * cannot make it pass half-checked.
+ */
+SHMKIT_API int shmkit_array_parse(const void *data, size_t size,
+                                  shmkit_array_info *info);
+
+/* First item; SHMKIT_ARRAY_ALIGN-aligned. Valid until close. */
+SHMKIT_API void *shmkit_array_data(const shmkit_array *a);
+SHMKIT_API char shmkit_array_typecode(const shmkit_array *a);
+SHMKIT_API unsigned shmkit_array_ndim(const shmkit_array *a);
+/* The extents (ndim of them; a process-local copy). */
+SHMKIT_API const size_t *shmkit_array_shape(const shmkit_array *a);
+SHMKIT_API size_t shmkit_array_itemsize(const shmkit_array *a);
+/* Number of items (1 for a Value). */
+SHMKIT_API size_t shmkit_array_length(const shmkit_array *a);
+/* Bytes of data: length * itemsize. */
+SHMKIT_API size_t shmkit_array_nbytes(const shmkit_array *a);
+/* The header as validated at attach or create. */
+SHMKIT_API const shmkit_array_info *shmkit_array_info_of(const shmkit_array *a);
+
+/* The embedded recursive lock (NULL on a read-only handle). Use it around
+ * read-modify-write sequences that the atomics below do not cover. */
+SHMKIT_API shmkit_mutex *shmkit_array_lock(shmkit_array *a);
+
+/* The underlying block (owned by the array unless made by _view). */
+SHMKIT_API shmkit_block *shmkit_array_block(shmkit_array *a);
+
+/* Closes the handle (and its block unless borrowed). SHMKIT_ELOCKHELD,
+ * leaving it open, while this process holds the embedded lock. NULL is
+ * fine. Never unlinks (except as SHMKIT_REFCOUNT says). */
+SHMKIT_API int shmkit_array_close(shmkit_array *a);
+
+/* Removes the block's name (as shmkit_block_unlink). */
+SHMKIT_API int shmkit_array_unlink(shmkit_array *a);
+
+/*
+ * Atomic operations on integer items (codes b B h H i I l L q Q), at flat
+ * index `i` (C order), sequentially consistent, lock-free, with the item's
+ * own width: values are truncated to it on the way in, and sign- or
+ * zero-extended to int64_t on the way out (a 'Q' above INT64_MAX reads as
+ * its two's-complement int64_t: cast to uint64_t). Arithmetic wraps.
+ * They do not take the embedded lock. Return 0, or SHMKIT_ETYPE (not an
+ * integer type), SHMKIT_EINDEX (i >= length), -EBADF (write to a
+ * read-only handle), -EINVAL (NULL out pointer).
+ */
+SHMKIT_API int shmkit_array_load(const shmkit_array *a, size_t i,
+                                 int64_t *out);
+SHMKIT_API int shmkit_array_store(shmkit_array *a, size_t i, int64_t v);
+/* Adds delta; *old (may be NULL) receives the value before. */
+SHMKIT_API int shmkit_array_fetch_add(shmkit_array *a, size_t i,
+                                      int64_t delta, int64_t *old);
+/*
+ * If item i equals *expected (compared at the item's width), stores
+ * `desired` and returns 1; otherwise stores the current value into
+ * *expected and returns 0. Negative codes as above.
+ */
+SHMKIT_API int shmkit_array_compare_exchange(shmkit_array *a, size_t i,
+                                             int64_t *expected,
+                                             int64_t desired);
 
 #ifdef __cplusplus
 }
