@@ -1,0 +1,196 @@
+"""Shared memory for direct access across processes: a drop-in for
+:mod:`multiprocessing.shared_memory`, on top of libshmkit.
+
+Replacing ``from multiprocessing import shared_memory`` with
+``from shmkit import shared_memory`` migrates a program. Differences from
+CPython, all on purpose:
+
+* Attaching never registers the block anywhere and never unlinks it; only
+  the creator tracks (``track=True``), and a tracked block is removed when
+  the creator's process family is gone, also after SIGKILL.
+* ``close()`` never raises because a memoryview or NumPy array still uses
+  the buffer: the mapping stays until the last of them is released.
+* ``SharedMemory`` and ``ShareableList`` are context managers and have
+  ``rename()``; ``SharedMemory`` has ``resize()`` and ``refresh()``.
+* ``size`` is the exact size, never rounded up to a page.
+"""
+
+from functools import partial
+import sys
+import types
+
+from . import _shmkit
+
+__all__ = ['SharedMemory', 'ShareableList']
+
+_Mapping = _shmkit.Mapping
+
+SHM_RENAME_NOREPLACE = _shmkit.RENAME_NOREPLACE
+SHM_RENAME_EXCHANGE = _shmkit.RENAME_EXCHANGE
+
+
+def _rebuild_shm(cls, name, track):
+    return cls(name, False, 0, track=track)
+
+
+class SharedMemory:
+    """Creates a new shared memory block or attaches to an existing one.
+
+    Every block has a unique name; another process attaches to the same
+    block by that name. ``close()`` gives up this handle, ``unlink()``
+    removes the block's name (once, by one process)."""
+
+    # Defaults, so that close() and unlink() work on a half-made object.
+    _mapping = None
+    _buf = None
+    _name = None
+    _size = 0
+    _track = True
+
+    def __init__(self, name=None, create=False, size=0, *, track=True):
+        if not size >= 0:
+            raise ValueError("'size' must be a positive integer")
+        self._track = bool(track)
+        if create:
+            if size == 0:
+                raise ValueError("'size' must be a positive number different from zero")
+            m = _Mapping.create(name, size, _shmkit.TRACK if track else 0)
+        else:
+            if name is None:
+                raise ValueError("'name' can only be None if create=True")
+            m = _Mapping.attach(name)
+        self._mapping = m
+        self._name = m.name
+        self._size = m.size
+        self._buf = memoryview(m)
+
+    @classmethod
+    def _from_mapping(cls, mapping, track=False):
+        """Wraps an already made Mapping (used by ShareableList, managers)."""
+        self = cls.__new__(cls)
+        self._track = track
+        self._mapping = mapping
+        self._name = mapping.name
+        self._size = mapping.size
+        self._buf = memoryview(mapping)
+        return self
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __reduce__(self):
+        return (_rebuild_shm, (self.__class__, self.name, self._track))
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}({self.name!r}, size={self.size})'
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def buf(self):
+        "A memoryview of contents of the shared memory block."
+        return self._buf
+
+    @property
+    def name(self):
+        "Unique name that identifies the shared memory block."
+        return self._name
+
+    @property
+    def size(self):
+        "Size in bytes (exact, as created; see resize() and refresh())."
+        return self._size
+
+    @property
+    def track(self):
+        "Whether the creator's family tracker removes this block."
+        return self._track
+
+    @property
+    def closed(self):
+        "True after close()."
+        return self._mapping is None or self._mapping.closed
+
+    def close(self):
+        """Closes access to the shared memory from this instance but does
+        not destroy the shared memory block. Memoryviews and NumPy arrays
+        still using the memory stay valid: the block is unmapped when the
+        last of them is gone (at once if there is none)."""
+        # Drop buf rather than release it: a NumPy array made with
+        # buffer=shm.buf references the mapping object, not a buffer export.
+        self._buf = None
+        m = self._mapping
+        if m is not None:
+            self._mapping = None
+            m.close()
+
+    def unlink(self):
+        """Requests that the underlying shared memory block be destroyed.
+
+        Unlink should be called once (and only once) across all handles
+        which have access to the shared memory block."""
+        m = self._mapping
+        if m is not None:
+            m.unlink()
+        elif self._name is not None:
+            _shmkit.unlink(self._name)
+
+    def rename(self, newname, flags=0):
+        """Renames the block to newname atomically. By default an existing
+        newname is replaced; flags SHM_RENAME_NOREPLACE refuses
+        (FileExistsError), SHM_RENAME_EXCHANGE swaps the two names."""
+        self._live().rename(newname, flags)
+        self._name = self._mapping.name
+
+    def resize(self, size):
+        """Grows the block to size bytes (other attachers see the new size
+        after their refresh()). Buffers and arrays taken before keep the old
+        mapping and size; take shm.buf again."""
+        if size < self._live().size:
+            raise ValueError("cannot shrink a shared memory block")
+        self._remap(lambda mapping: mapping.resize(size))
+
+    def refresh(self):
+        """Picks up a size change made by another process."""
+        self._remap(lambda mapping: mapping.refresh())
+
+    def _live(self):
+        m = self._mapping
+        if m is None:
+            raise ValueError("operation on a closed SharedMemory")
+        return m
+
+    def _remap(self, op):
+        m = self._live()
+        self._buf = None
+        # References: self._mapping, m, getrefcount's argument. Anything
+        # more (a NumPy array, a memoryview, a ShareableList) may point
+        # into the mapping, which a remap could move.
+        if m.exports == 0 and sys.getrefcount(m) <= 3:
+            try:
+                op(m)
+            finally:
+                self._buf = memoryview(m)
+                self._size = m.size
+            return
+        # Leave the current mapping to its users; go on with a fresh handle.
+        try:
+            fresh = _Mapping.attach(m.name)
+            op(fresh)
+        except BaseException:
+            self._buf = memoryview(m)
+            raise
+        m.close()
+        self._mapping = fresh
+        self._size = fresh.size
+        self._buf = memoryview(fresh)
+
+
+from ._list import ShareableList  # noqa: E402  (needs SharedMemory above)
