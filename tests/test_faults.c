@@ -1,0 +1,280 @@
+/*
+ * test_faults.c - failures injected under the OS layer.
+ *
+ * Each test makes one system call fail (or be interrupted) through the
+ * replaceable table in os_linux.h and checks the result code and that no
+ * descriptor, mapping or name is left behind.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "os.h"
+#include "os_linux.h"
+#include "testutil.h"
+
+static void reset(void)
+{
+    shmkit__os_reset();
+    tu_cleanup();
+}
+
+static void setup(void)
+{
+    tu_setup();
+    shmkit__os_reset();
+}
+
+TestSuite(faults, .init = setup, .fini = reset);
+
+/* How many calls pass before the injected failure, and which errno. */
+static int pass_before, inject_errno, calls;
+
+static bool should_fail(void)
+{
+    calls++;
+    return pass_before-- == 0;
+}
+
+static int bad_open(const char *path, int flags, mode_t mode)
+{
+    if (should_fail())
+        return errno = inject_errno, -1;
+    return open(path, flags, mode);
+}
+
+static int bad_ftruncate(int fd, off_t len)
+{
+    if (should_fail())
+        return errno = inject_errno, -1;
+    return ftruncate(fd, len);
+}
+
+static int bad_fallocate(int fd, off_t off, off_t len)
+{
+    if (should_fail())
+        return inject_errno;
+    return posix_fallocate(fd, off, len);
+}
+
+static void *bad_mmap(void *a, size_t len, int prot, int fl, int fd, off_t off)
+{
+    if (should_fail())
+        return errno = inject_errno, MAP_FAILED;
+    return mmap(a, len, prot, fl, fd, off);
+}
+
+static void *bad_mremap(void *old, size_t ol, size_t nl, int fl)
+{
+    if (should_fail())
+        return errno = inject_errno, MAP_FAILED;
+    return mremap(old, ol, nl, fl);
+}
+
+static int bad_fstat(int fd, struct stat *st)
+{
+    if (should_fail())
+        return errno = inject_errno, -1;
+    return fstat(fd, st);
+}
+
+static ssize_t bad_getrandom(void *buf, size_t len, unsigned fl)
+{
+    if (should_fail())
+        return errno = inject_errno, -1;
+    return getrandom(buf, len, fl);
+}
+
+static void inject(int err, int pass)
+{
+    inject_errno = err;
+    pass_before = pass;
+    calls = 0;
+}
+
+struct baseline {
+    int fds, maps;
+};
+
+static struct baseline baseline(void)
+{
+    struct baseline b = {tu_fd_count(), tu_shm_mapping_count()};
+    return b;
+}
+
+static void assert_nothing_left(struct baseline b)
+{
+    cr_assert_eq(tu_fd_count(), b.fds, "descriptor leaked");
+    cr_assert_eq(tu_shm_mapping_count(), b.maps, "mapping leaked");
+    cr_assert_eq(tu_count_leftovers(), 0, "name left in /dev/shm");
+}
+
+Test(faults, enospc_at_reserve)
+{
+    struct baseline base = baseline();
+    shmkit_block *b;
+
+    shmkit__sys.posix_fallocate = bad_fallocate;
+    inject(ENOSPC, 0);
+    cr_assert_eq(shmkit_block_create(&b, tu_name("f"), 1 << 20, SHMKIT_RESERVE),
+                 -ENOSPC);
+    cr_assert_null(b);
+    assert_nothing_left(base);
+}
+
+Test(faults, enospc_at_ftruncate)
+{
+    struct baseline base = baseline();
+    shmkit_block *b;
+
+    shmkit__sys.ftruncate = bad_ftruncate;
+    inject(ENOSPC, 0);
+    cr_assert_eq(shmkit_block_create(&b, NULL, 4096, 0), -ENOSPC);
+    assert_nothing_left(base);
+}
+
+Test(faults, emfile_at_open)
+{
+    struct baseline base = baseline();
+    shmkit_block *b;
+
+    shmkit__sys.open = bad_open;
+    inject(EMFILE, 0);
+    cr_assert_eq(shmkit_block_create(&b, tu_name("f"), 4096, 0), -EMFILE);
+    inject(EMFILE, 0);
+    cr_assert_eq(shmkit_block_create(&b, NULL, 4096, 0), -EMFILE);
+    assert_nothing_left(base);
+}
+
+Test(faults, mmap_failure_at_create_and_attach)
+{
+    struct baseline base = baseline();
+    shmkit_block *a, *b;
+
+    shmkit__sys.mmap = bad_mmap;
+    inject(ENOMEM, 0);
+    cr_assert_eq(shmkit_block_create(&b, tu_name("f"), 4096, 0), -ENOMEM);
+    assert_nothing_left(base);
+
+    inject(ENOMEM, 1); /* create maps fine, attach fails */
+    cr_assert_eq(shmkit_block_create(&a, tu_name("f"), 4096, 0), 0);
+    cr_assert_eq(shmkit_block_attach(&b, tu_name("f"), 0), -ENOMEM);
+    cr_assert_eq(tu_fd_count(), base.fds + 1, "only a's descriptor");
+    cr_assert_eq(tu_count_leftovers(), 1, "a failed attach never unlinks");
+    shmkit_block_unlink(a);
+    shmkit_block_close(a);
+    assert_nothing_left(base);
+}
+
+Test(faults, fstat_failure_at_attach)
+{
+    struct baseline base = baseline();
+    shmkit_block *a, *b;
+
+    cr_assert_eq(shmkit_block_create(&a, tu_name("f"), 4096, 0), 0);
+    shmkit__sys.fstat = bad_fstat;
+    inject(EIO, 0);
+    cr_assert_eq(shmkit_block_attach(&b, tu_name("f"), 0), -EIO);
+    cr_assert_eq(tu_fd_count(), base.fds + 1);
+    shmkit_block_unlink(a);
+    shmkit_block_close(a);
+    assert_nothing_left(base);
+}
+
+Test(faults, eintr_is_retried)
+{
+    struct baseline base = baseline();
+    shmkit_block *b;
+
+    shmkit__sys.open = bad_open;
+    inject(EINTR, 0);
+    cr_assert_eq(shmkit_block_create(&b, tu_name("i"), 4096, 0), 0);
+    cr_assert_eq(calls, 2, "open retried once");
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+
+    shmkit__sys.ftruncate = bad_ftruncate;
+    inject(EINTR, 0);
+    cr_assert_eq(shmkit_block_create(&b, tu_name("i"), 4096, 0), 0);
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+
+    shmkit__sys.posix_fallocate = bad_fallocate;
+    inject(EINTR, 0);
+    cr_assert_eq(shmkit_block_create(&b, tu_name("i"), 4096, SHMKIT_RESERVE), 0);
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+
+    shmkit__sys.getrandom = bad_getrandom;
+    inject(EINTR, 0);
+    cr_assert_eq(shmkit_block_create(&b, NULL, 4096, 0), 0);
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+    assert_nothing_left(base);
+}
+
+Test(faults, random_failure_at_generated_name)
+{
+    struct baseline base = baseline();
+    shmkit_block *b;
+
+    shmkit__sys.getrandom = bad_getrandom;
+    inject(ENOSYS, 0);
+    cr_assert_eq(shmkit_block_create(&b, NULL, 4096, 0), -ENOSYS);
+    assert_nothing_left(base);
+}
+
+static int exists_open(const char *path, int flags, mode_t mode)
+{
+    calls++;
+    if (flags & O_CREAT)
+        return errno = EEXIST, -1;
+    return open(path, flags, mode);
+}
+
+Test(faults, collisions_are_retried_then_reported)
+{
+    struct baseline base = baseline();
+    shmkit_block *b;
+
+    shmkit__sys.open = bad_open;
+    inject(EEXIST, 0); /* the first generated name is taken */
+    cr_assert_eq(shmkit_block_create(&b, NULL, 4096, 0), 0);
+    cr_assert_eq(calls, 2, "retried with a new name");
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+
+    shmkit__sys.open = exists_open; /* every name is taken */
+    calls = 0;
+    cr_assert_eq(shmkit_block_create(&b, NULL, 4096, 0), SHMKIT_EBUSYNAME);
+    cr_assert_eq(calls, 64);
+    assert_nothing_left(base);
+}
+
+Test(faults, mremap_failure_keeps_old_size)
+{
+    struct baseline base = baseline();
+    shmkit_block *b;
+
+    cr_assert_eq(shmkit_block_create(&b, tu_name("m"), 4096, 0), 0);
+    memset(shmkit_block_data(b), 7, 4096);
+    shmkit__sys.mremap = bad_mremap;
+    inject(ENOMEM, 0);
+    cr_assert_eq(shmkit_block_resize(b, 1 << 20), -ENOMEM);
+    cr_assert_eq(shmkit_block_size(b), 4096);
+    cr_assert_eq(((char *)shmkit_block_data(b))[4095], 7, "mapping intact");
+    {
+        struct stat st;
+        cr_assert_eq(fstat(shmkit_block_fd(b), &st), 0);
+        cr_assert_eq(st.st_size, 4096, "object rolled back to its old size");
+    }
+    shmkit__os_reset();
+    cr_assert_eq(shmkit_block_resize(b, 1 << 20), 0);
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+    assert_nothing_left(base);
+}
