@@ -1,0 +1,125 @@
+"""The shmkit command: ls, info, rm, show, demo, and its errors, against
+blocks made by CPython's own multiprocessing.shared_memory."""
+import json
+import os
+import re
+import subprocess
+from multiprocessing import resource_tracker, shared_memory
+
+import pytest
+
+
+def run(cli, *args):
+    return subprocess.run([cli, *args], capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def cpython_block(shm_prefix):
+    """A 1234-byte block made by CPython, kept out of its resource tracker
+    so that its unlink stays under the test's control."""
+    shm = shared_memory.SharedMemory(name=shm_prefix + "blk", create=True,
+                                     size=1234)
+    resource_tracker.unregister(shm._name, "shared_memory")
+    yield shm
+    shm.close()
+
+
+def test_version_and_help(cli):
+    r = run(cli, "version")
+    assert r.returncode == 0 and r.stdout.startswith("shmkit ")
+    r = run(cli, "help")
+    assert r.returncode == 0 and "demo" in r.stdout
+    r = run(cli)
+    assert r.returncode == 2
+
+
+def test_unknown_command_is_usage_error(cli):
+    r = run(cli, "frobnicate")
+    assert r.returncode == 2
+    assert "frobnicate" in r.stderr
+
+
+def test_ls_json_lists_block_with_details(cli, cpython_block):
+    r = run(cli, "ls", "--json")
+    assert r.returncode == 0, r.stderr
+    entries = {e["name"]: e for e in json.loads(r.stdout)}
+    e = entries[cpython_block.name]
+    assert e["size"] == 1234
+    assert e["mode"] == "0600"
+    assert e["kind"] == "raw"
+    assert e["uid"] == os.geteuid()
+    assert os.getpid() in e["pids"], "this process maps it"
+
+
+def test_ls_text_has_header_and_block(cli, cpython_block):
+    r = run(cli, "ls")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "SIZE", "OWNER"]
+    row = [l for l in lines if l.startswith(cpython_block.name + " ")]
+    assert row and "1234" in row[0].split()
+
+
+def test_ls_survives_fifo_without_hanging(cli, shm_prefix):
+    os.mkfifo(f"/dev/shm/{shm_prefix}fifo", 0o600)
+    r = run(cli, "ls", "--json")
+    assert r.returncode == 0
+    kinds = {e["name"]: e["kind"] for e in json.loads(r.stdout)}
+    assert kinds[shm_prefix + "fifo"] == "not-shm"
+
+
+def test_info(cli, cpython_block):
+    r = run(cli, "info", cpython_block.name, "--json")
+    assert r.returncode == 0, r.stderr
+    e = json.loads(r.stdout)
+    assert (e["name"], e["size"], e["kind"]) == (cpython_block.name, 1234, "raw")
+    r = run(cli, "info", "/" + cpython_block.name)
+    assert r.returncode == 0
+    assert "1234 bytes" in r.stdout
+
+
+def test_info_missing_is_one_line_error(cli, shm_prefix):
+    r = run(cli, "info", shm_prefix + "nope")
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1
+    assert shm_prefix + "nope" in r.stderr and "ENOENT" in r.stderr
+
+
+def test_rm(cli, shm_prefix):
+    names = []
+    for i in range(3):
+        s = shared_memory.SharedMemory(name=f"{shm_prefix}rm{i}", create=True, size=10)
+        resource_tracker.unregister(s._name, "shared_memory")
+        s.close()
+        names.append(s.name)
+    r = run(cli, "rm", *names)
+    assert r.returncode == 0, r.stderr
+    assert not any(os.path.exists("/dev/shm/" + n) for n in names)
+    r = run(cli, "rm", names[0], "bad/name")
+    assert r.returncode == 1
+    assert "ENOENT" in r.stderr and "EINVAL" in r.stderr
+
+
+def test_show_raw_block_says_nothing_to_decode(cli, cpython_block):
+    r = run(cli, "show", cpython_block.name)
+    assert r.returncode == 1
+    assert cpython_block.name in r.stderr and "SHMKIT_EKIND" in r.stderr
+
+
+def test_demo_small(cli):
+    r = run(cli, "demo", "--size", "100000", "--workers", "3")
+    assert r.returncode == 0, r.stderr
+    assert "verification: ok" in r.stdout
+    assert "3 workers" in r.stdout
+    assert len(re.findall(r"MiB +by value .* by name .*x$", r.stdout, re.M)) == 3
+    block = re.search(r'in block "(psm_[0-9a-f]{8})"', r.stdout).group(1)
+    assert not os.path.exists("/dev/shm/" + block), "demo cleans up"
+
+
+@pytest.mark.parametrize("args", [["--workers", "0"], ["--size", "x"],
+                                  ["--bogus"], ["--size", "0"]])
+def test_demo_bad_arguments(cli, args):
+    r = run(cli, "demo", *args)
+    assert r.returncode == 2
+    assert r.stderr.startswith("shmkit: ")
