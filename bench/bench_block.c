@@ -122,7 +122,6 @@ static int cpython_times(int n, double *create, double *attach)
              "    s = sm.SharedMemory(name='%s', create=True, size=%d)\n"
              "    s.buf[:64] = b'x' * 64\n"
              "    s.close(); s.unlink()\n"
-             "keep = sm.SharedMemory(name='%s', create=True, size=%d)\n"
              "def attach():\n"
              "    s = sm.SharedMemory(name='%s')\n"
              "    s.buf[0]\n"
@@ -130,10 +129,13 @@ static int cpython_times(int n, double *create, double *attach)
              "    rt.unregister(s._name, 'shared_memory')\n"
              "n = %d\n"
              "c = min(timeit.repeat(create, number=n, repeat=5)) / n * 1e9\n"
-             "a = min(timeit.repeat(attach, number=n, repeat=5)) / n * 1e9\n"
-             "keep.close(); keep.unlink()\n"
+             "keep = sm.SharedMemory(name='%s', create=True, size=%d)\n"
+             "try:\n"
+             "    a = min(timeit.repeat(attach, number=n, repeat=5)) / n * 1e9\n"
+             "finally:\n"
+             "    keep.close(); keep.unlink()\n"
              "print(c, a)\n\" 2>/dev/null",
-             name, SIZE, name, SIZE, name, n);
+             name, SIZE, name, n, name, SIZE);
     f = popen(cmd, "r");
     if (!f)
         return -1;
