@@ -1,9 +1,657 @@
-/* lock.c - robust process-shared locks (not yet implemented). */
+/*
+ * lock.c - robust process-shared mutexes and condition variables, and the
+ * per-thread record of held locks that the block layer consults.
+ *
+ * A shmkit_mutex is a glibc robust, process-shared, error-checking
+ * pthread mutex behind a small header (magic, version, flags, PID
+ * namespace). Recursion is not the C library's: each thread keeps a list
+ * of the locks it holds with a depth for each, which gives us recursion,
+ * "who holds what" for shmkit_block_close(), the per-thread bound, and a
+ * clean hand-over through condition waits, at the cost of a few loads.
+ *
+ * The lists of all threads hang off one registry so that any thread can
+ * answer "does this process hold a lock in [p, p+len)?". Entries are
+ * written only by their own thread (relaxed atomics); readers of other
+ * threads' lists may see them a moment late, which is harmless: a thread
+ * that locks inside a block while another thread closes it is racing
+ * anyway.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
 #include "internal.h"
+#include "sync_internal.h"
+
+/* ---- shared layouts ------------------------------------------------- */
+
+/*
+ * The inside of a shmkit_mutex. magic, version, flags and pid_ns are
+ * written once by shmkit_mutex_init before the mutex is shared and never
+ * again; pm is the C library's and changes only through pthread calls.
+ */
+struct mutex_shared {
+    uint32_t magic;     /* SYNC_MUTEX_MAGIC */
+    uint16_t version;   /* SYNC_VERSION */
+    uint16_t flags;     /* SHMKIT_MUTEX_RECURSIVE */
+    uint64_t pid_ns;    /* initialiser's PID namespace inode, 0 unknown */
+    pthread_mutex_t pm; /* robust, process-shared, error-checking */
+};
+_Static_assert(sizeof(struct mutex_shared) <= SHMKIT_MUTEX_SIZE,
+               "the C library's mutex fits in shmkit_mutex");
+_Static_assert(offsetof(struct mutex_shared, pid_ns) == 8, "pid_ns offset");
+_Static_assert(offsetof(struct mutex_shared, pm) == 16, "pm offset");
+
+/* The inside of a shmkit_cond; same rules as the mutex. */
+struct cond_shared {
+    uint32_t magic;     /* SYNC_COND_MAGIC */
+    uint16_t version;   /* SYNC_VERSION */
+    uint16_t flags;     /* none yet, 0 */
+    uint64_t pid_ns;    /* initialiser's PID namespace inode, 0 unknown */
+    pthread_cond_t pc;  /* process-shared, CLOCK_MONOTONIC */
+};
+_Static_assert(sizeof(struct cond_shared) <= SHMKIT_COND_SIZE,
+               "the C library's condition fits in shmkit_cond");
+_Static_assert(offsetof(struct cond_shared, pc) == 16, "pc offset");
+
+/* ---- this process's PID namespace ----------------------------------- */
+
+/* UINT64_MAX: not read yet. 0: unknown (no /proc), checks are skipped. */
+static uint64_t self_ns = UINT64_MAX;
+
+/* Reads the inode of /proc/self/ns/pid. A process's PID namespace never
+ * changes; its children's may (unshare), so fork resets the cache. */
+uint64_t shmkit__pid_ns(void)
+{
+    uint64_t ns = __atomic_load_n(&self_ns, __ATOMIC_RELAXED);
+    struct stat st;
+
+    if (ns != UINT64_MAX)
+        return ns;
+    /* Not through the OS table: this is a /proc query, not an object. */
+    ns = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+    __atomic_store_n(&self_ns, ns, __ATOMIC_RELAXED);
+    return ns;
+}
+
+/* 0 if an object made in namespace `ns` may be used here. */
+int shmkit__pid_ns_check(uint64_t ns)
+{
+    uint64_t mine = shmkit__pid_ns();
+
+    return (ns && mine && ns != mine) ? SHMKIT_ENAMESPACE : 0;
+}
+
+/* ---- held locks, per thread ----------------------------------------- */
+
+struct held {
+    const struct mutex_shared *m; /* NULL: free slot (only past n) */
+    uint32_t depth;               /* times this thread locked it */
+};
+
+struct thread_locks {
+    struct thread_locks *next, *prev; /* registry, under reg_lock */
+    unsigned n;                       /* entries in use, h[0..n) */
+    struct held h[SHMKIT_LOCKS_PER_THREAD];
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct thread_locks *reg_head;
+static pthread_key_t reg_key;
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+static __thread struct thread_locks *self_locks
+    __attribute__((tls_model("initial-exec")));
+
+static void reg_unlink(struct thread_locks *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        reg_head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->next = t->prev = NULL;
+}
+
+/* Thread exit: a robust lock still held is released by the kernel (the
+ * next locker gets owner-died), so the record just goes. */
+static void reg_thread_exit(void *p)
+{
+    struct thread_locks *t = p;
+
+    pthread_mutex_lock(&reg_lock);
+    reg_unlink(t);
+    pthread_mutex_unlock(&reg_lock);
+    self_locks = NULL;
+    free(t);
+}
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&reg_lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* The child has one thread and holds no lock: robust mutexes belong to
+ * the parent's threads (glibc empties the child's robust list likewise).
+ * Other threads' records are dropped, not freed, as their owners are gone
+ * mid-whatever. The child may live in a new PID namespace. */
+static void fork_child(void)
+{
+    pthread_mutex_init(&reg_lock, NULL);
+    reg_head = self_locks;
+    if (self_locks) {
+        self_locks->next = self_locks->prev = NULL;
+        self_locks->n = 0;
+    }
+    self_ns = UINT64_MAX;
+}
+
+static void reg_init(void)
+{
+    pthread_key_create(&reg_key, reg_thread_exit);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* The calling thread's record, made on first use; NULL without memory. */
+static struct thread_locks *thread_locks_new(void)
+{
+    struct thread_locks *t;
+
+    pthread_once(&reg_once, reg_init);
+    t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    if (pthread_setspecific(reg_key, t) != 0) {
+        free(t);
+        return NULL;
+    }
+    pthread_mutex_lock(&reg_lock);
+    t->next = reg_head;
+    if (reg_head)
+        reg_head->prev = t;
+    reg_head = t;
+    pthread_mutex_unlock(&reg_lock);
+    self_locks = t;
+    return t;
+}
+
+static inline struct thread_locks *thread_locks(void)
+{
+    struct thread_locks *t = self_locks;
+
+    return t ? t : thread_locks_new();
+}
+
+/* The entry for m in t, searched from the most recent, or NULL. */
+static inline struct held *held_find(struct thread_locks *t,
+                                     const struct mutex_shared *m)
+{
+    unsigned i;
+
+    for (i = t->n; i-- > 0;)
+        if (t->h[i].m == m)
+            return &t->h[i];
+    return NULL;
+}
+
+static inline void held_push(struct thread_locks *t,
+                             const struct mutex_shared *m)
+{
+    unsigned n = t->n;
+
+    t->h[n].depth = 1;
+    __atomic_store_n(&t->h[n].m, m, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+}
+
+/* Removes h from t, keeping the order of the others (usually h is last). */
+static inline void held_remove(struct thread_locks *t, struct held *h)
+{
+    unsigned last = t->n - 1;
+    unsigned i;
+
+    for (i = (unsigned)(h - t->h); i < last; i++) {
+        __atomic_store_n(&t->h[i].m, t->h[i + 1].m, __ATOMIC_RELAXED);
+        t->h[i].depth = t->h[i + 1].depth;
+    }
+    __atomic_store_n(&t->n, last, __ATOMIC_RELEASE);
+}
+
+/* True if some thread's list names a lock that overlaps [lo, hi). */
+static bool list_holds_in(const struct thread_locks *t, uintptr_t lo,
+                          uintptr_t hi)
+{
+    unsigned n = __atomic_load_n(&t->n, __ATOMIC_ACQUIRE);
+    unsigned i;
+
+    for (i = 0; i < n && i < SHMKIT_LOCKS_PER_THREAD; i++) {
+        uintptr_t m = (uintptr_t)__atomic_load_n(&t->h[i].m, __ATOMIC_RELAXED);
+        if (m && m < hi && m + SHMKIT_MUTEX_SIZE > lo)
+            return true;
+    }
+    return false;
+}
 
 bool shmkit__locks_held_in(const void *p, size_t len)
 {
-    (void)p;
-    (void)len;
-    return false;
+    uintptr_t lo = (uintptr_t)p, hi;
+    const struct thread_locks *t;
+    bool found = false;
+
+    if (!p || len == 0 || __builtin_add_overflow(lo, len, &hi))
+        return false;
+    pthread_once(&reg_once, reg_init);
+    pthread_mutex_lock(&reg_lock);
+    for (t = reg_head; t && !found; t = t->next)
+        found = list_holds_in(t, lo, hi);
+    pthread_mutex_unlock(&reg_lock);
+    return found;
+}
+
+/* ---- mutex ---------------------------------------------------------- */
+
+static inline struct mutex_shared *mutex_of(shmkit_mutex *m)
+{
+    return (struct mutex_shared *)(void *)m;
+}
+
+/* Checks that m is an initialised mutex usable from this namespace. */
+static inline int mutex_check(const struct mutex_shared *s)
+{
+    if (!s || __atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != SYNC_MUTEX_MAGIC ||
+        s->version != SYNC_VERSION)
+        return -EINVAL;
+    if (__builtin_expect(s->pid_ns != 0, 1))
+        return shmkit__pid_ns_check(s->pid_ns);
+    return 0;
+}
+
+bool shmkit__mutex_valid(const void *p)
+{
+    struct mutex_shared s;
+
+    memcpy(&s, p, sizeof s);
+    return s.magic == SYNC_MUTEX_MAGIC && s.version == SYNC_VERSION &&
+           (s.flags & ~SHMKIT_MUTEX_RECURSIVE) == 0;
+}
+
+/* Maps the C library's answers to ours. */
+static inline int lock_result(int r)
+{
+    switch (r) {
+    case 0:
+        return 0;
+    case EOWNERDEAD:
+        return SHMKIT_EOWNERDEAD;
+    case ENOTRECOVERABLE:
+        return SHMKIT_ENOTRECOVERABLE;
+    case EPERM:
+        return SHMKIT_ENOTOWNER;
+    default:
+        return -r;
+    }
+}
+
+void shmkit_deadline(struct timespec *out, double seconds)
+{
+    struct timespec now;
+    double whole;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!(seconds > 0)) /* negative, zero or NaN */
+        seconds = 0;
+    if (seconds > 1e15) { /* "never", without overflowing time_t */
+        out->tv_sec = (time_t)1 << 60;
+        out->tv_nsec = 0;
+        return;
+    }
+    whole = floor(seconds);
+    out->tv_sec = now.tv_sec + (time_t)whole;
+    out->tv_nsec = now.tv_nsec + (long)((seconds - whole) * 1e9);
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
+}
+
+int shmkit_mutex_init(shmkit_mutex *m, unsigned flags)
+{
+    struct mutex_shared *s = mutex_of(m);
+    pthread_mutexattr_t a;
+    int r;
+
+    if (!m || ((uintptr_t)m & 7) || (flags & ~SHMKIT_MUTEX_RECURSIVE))
+        return shmkit__fail(NULL, -EINVAL, "shmkit_mutex_init: flags %#x",
+                            flags);
+    memset(m, 0, sizeof *m);
+    r = pthread_mutexattr_init(&a);
+    if (r)
+        return shmkit__fail(NULL, -r, "shmkit_mutex_init");
+    r = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (!r)
+        r = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    /* Error-checking, so a foreign unlock is EPERM, never a silent
+     * release; recursion is ours (see the top of this file). */
+    if (!r)
+        r = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+    if (!r)
+        r = pthread_mutex_init(&s->pm, &a);
+    pthread_mutexattr_destroy(&a);
+    if (r)
+        return shmkit__fail(NULL, -r, "shmkit_mutex_init");
+    s->version = SYNC_VERSION;
+    s->flags = (uint16_t)flags;
+    s->pid_ns = shmkit__pid_ns();
+    __atomic_store_n(&s->magic, SYNC_MUTEX_MAGIC, __ATOMIC_RELEASE);
+    return 0;
+}
+
+enum acquire_how { ACQ_BLOCK, ACQ_TRY, ACQ_TIMED };
+
+/* The common path of lock, trylock and timedlock. */
+static int mutex_acquire(shmkit_mutex *m, enum acquire_how how,
+                         const struct timespec *deadline)
+{
+    struct mutex_shared *s = mutex_of(m);
+    struct thread_locks *t;
+    struct held *h;
+    int r;
+
+    r = mutex_check(s);
+    if (__builtin_expect(r != 0, 0))
+        return shmkit__fail(NULL, r, "shmkit_mutex_lock(%p)", (void *)m);
+    t = thread_locks();
+    if (!t)
+        return shmkit__fail(NULL, -ENOMEM, "shmkit_mutex_lock");
+    h = held_find(t, s);
+    if (h) {
+        if (!(s->flags & SHMKIT_MUTEX_RECURSIVE))
+            return shmkit__fail(NULL, -EDEADLK, "shmkit_mutex_lock(%p): "
+                                "already held by this thread", (void *)m);
+        if (h->depth == UINT32_MAX)
+            return shmkit__fail(NULL, -EAGAIN, "shmkit_mutex_lock: depth");
+        h->depth++;
+        return 0;
+    }
+    if (t->n >= SHMKIT_LOCKS_PER_THREAD)
+        return shmkit__fail(NULL, SHMKIT_ETOOMANYLOCKS,
+                            "shmkit_mutex_lock: this thread holds %u locks",
+                            t->n);
+    if (how == ACQ_BLOCK)
+        r = pthread_mutex_lock(&s->pm);
+    else if (how == ACQ_TRY)
+        r = pthread_mutex_trylock(&s->pm);
+    else
+        r = pthread_mutex_clocklock(&s->pm, CLOCK_MONOTONIC, deadline);
+    if (r == 0 || r == EOWNERDEAD)
+        held_push(t, s);
+    return lock_result(r);
+}
+
+int shmkit_mutex_lock(shmkit_mutex *m)
+{
+    return mutex_acquire(m, ACQ_BLOCK, NULL);
+}
+
+int shmkit_mutex_trylock(shmkit_mutex *m)
+{
+    return mutex_acquire(m, ACQ_TRY, NULL);
+}
+
+int shmkit_mutex_timedlock(shmkit_mutex *m, const struct timespec *deadline)
+{
+    if (!deadline || deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_mutex_timedlock: deadline");
+    return mutex_acquire(m, ACQ_TIMED, deadline);
+}
+
+int shmkit_mutex_unlock(shmkit_mutex *m)
+{
+    struct mutex_shared *s = mutex_of(m);
+    struct thread_locks *t = self_locks;
+    struct held *h = t ? held_find(t, s) : NULL;
+    int r;
+
+    if (!h)
+        return shmkit__fail(NULL, SHMKIT_ENOTOWNER,
+                            "shmkit_mutex_unlock(%p)", (void *)m);
+    if (h->depth > 1) {
+        h->depth--;
+        return 0;
+    }
+    r = pthread_mutex_unlock(&s->pm);
+    /* Forget it even on EPERM: the C library says we do not hold it
+     * (someone re-initialised it under us), so neither do we. */
+    held_remove(t, h);
+    return r ? shmkit__fail(NULL, lock_result(r), "shmkit_mutex_unlock(%p)",
+                            (void *)m)
+             : 0;
+}
+
+int shmkit_mutex_consistent(shmkit_mutex *m)
+{
+    struct mutex_shared *s = mutex_of(m);
+    struct thread_locks *t = self_locks;
+    int r;
+
+    if (!t || !held_find(t, s))
+        return shmkit__fail(NULL, -EINVAL, "shmkit_mutex_consistent(%p): "
+                            "not held by this thread", (void *)m);
+    r = pthread_mutex_consistent(&s->pm);
+    return r ? shmkit__fail(NULL, -r, "shmkit_mutex_consistent(%p)",
+                            (void *)m)
+             : 0;
+}
+
+int shmkit_mutex_destroy(shmkit_mutex *m)
+{
+    struct mutex_shared *s = mutex_of(m);
+    int r = mutex_check(s);
+
+    if (r)
+        return shmkit__fail(NULL, r, "shmkit_mutex_destroy(%p)", (void *)m);
+    r = pthread_mutex_trylock(&s->pm);
+    if (r && r != EOWNERDEAD)
+        return shmkit__fail(NULL, r == EDEADLK ? -EBUSY : lock_result(r),
+                            "shmkit_mutex_destroy(%p)", (void *)m);
+    if (r == EOWNERDEAD)
+        pthread_mutex_consistent(&s->pm);
+    pthread_mutex_unlock(&s->pm);
+    __atomic_store_n(&s->magic, 0, __ATOMIC_RELEASE);
+    pthread_mutex_destroy(&s->pm);
+    return 0;
+}
+
+unsigned shmkit_mutex_held(const shmkit_mutex *m)
+{
+    struct thread_locks *t = self_locks;
+    struct held *h = t ? held_find(t, (const struct mutex_shared *)m) : NULL;
+
+    return h ? h->depth : 0;
+}
+
+bool shmkit_mutex_is_recursive(const shmkit_mutex *m)
+{
+    const struct mutex_shared *s = (const struct mutex_shared *)m;
+
+    return s->magic == SYNC_MUTEX_MAGIC &&
+           (s->flags & SHMKIT_MUTEX_RECURSIVE);
+}
+
+/* ---- condition variable --------------------------------------------- */
+
+static inline struct cond_shared *cond_of(shmkit_cond *c)
+{
+    return (struct cond_shared *)(void *)c;
+}
+
+static inline int cond_check(const struct cond_shared *s)
+{
+    if (!s || __atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != SYNC_COND_MAGIC ||
+        s->version != SYNC_VERSION)
+        return -EINVAL;
+    return shmkit__pid_ns_check(s->pid_ns);
+}
+
+bool shmkit__cond_valid(const void *p)
+{
+    struct cond_shared s;
+
+    memcpy(&s, p, sizeof s);
+    return s.magic == SYNC_COND_MAGIC && s.version == SYNC_VERSION &&
+           s.flags == 0;
+}
+
+int shmkit_cond_init(shmkit_cond *c)
+{
+    struct cond_shared *s = cond_of(c);
+    pthread_condattr_t a;
+    int r;
+
+    if (!c || ((uintptr_t)c & 7))
+        return shmkit__fail(NULL, -EINVAL, "shmkit_cond_init");
+    memset(c, 0, sizeof *c);
+    r = pthread_condattr_init(&a);
+    if (r)
+        return shmkit__fail(NULL, -r, "shmkit_cond_init");
+    r = pthread_condattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (!r)
+        r = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    if (!r)
+        r = pthread_cond_init(&s->pc, &a);
+    pthread_condattr_destroy(&a);
+    if (r)
+        return shmkit__fail(NULL, -r, "shmkit_cond_init");
+    s->version = SYNC_VERSION;
+    s->pid_ns = shmkit__pid_ns();
+    __atomic_store_n(&s->magic, SYNC_COND_MAGIC, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* Waits on c with m released. The C library releases m once, which frees
+ * it entirely (recursion is only in our list), and reacquires it once;
+ * our entry, depth included, stays put meanwhile because only this thread
+ * touches it. */
+static int cond_wait_common(shmkit_cond *c, shmkit_mutex *m,
+                            const struct timespec *deadline)
+{
+    struct cond_shared *cs = cond_of(c);
+    struct mutex_shared *ms = mutex_of(m);
+    struct thread_locks *t = self_locks;
+    struct held *h;
+    int r;
+
+    r = cond_check(cs);
+    if (!r)
+        r = mutex_check(ms);
+    if (r)
+        return shmkit__fail(NULL, r, "shmkit_cond_wait(%p, %p)", (void *)c,
+                            (void *)m);
+    h = t ? held_find(t, ms) : NULL;
+    if (!h)
+        return shmkit__fail(NULL, SHMKIT_ENOTOWNER, "shmkit_cond_wait(%p, "
+                            "%p): mutex not held", (void *)c, (void *)m);
+    if (deadline)
+        r = pthread_cond_clockwait(&cs->pc, &ms->pm, CLOCK_MONOTONIC,
+                                   deadline);
+    else
+        r = pthread_cond_wait(&cs->pc, &ms->pm);
+    if (r == ENOTRECOVERABLE)
+        held_remove(t, h); /* returned without the mutex */
+    return lock_result(r);
+}
+
+int shmkit_cond_wait(shmkit_cond *c, shmkit_mutex *m)
+{
+    return cond_wait_common(c, m, NULL);
+}
+
+int shmkit_cond_timedwait(shmkit_cond *c, shmkit_mutex *m,
+                          const struct timespec *deadline)
+{
+    if (!deadline || deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_cond_timedwait: deadline");
+    return cond_wait_common(c, m, deadline);
+}
+
+int shmkit_cond_signal(shmkit_cond *c)
+{
+    struct cond_shared *s = cond_of(c);
+    int r = cond_check(s);
+
+    if (!r)
+        r = -pthread_cond_signal(&s->pc);
+    return r ? shmkit__fail(NULL, r, "shmkit_cond_signal(%p)", (void *)c) : 0;
+}
+
+int shmkit_cond_broadcast(shmkit_cond *c)
+{
+    struct cond_shared *s = cond_of(c);
+    int r = cond_check(s);
+
+    if (!r)
+        r = -pthread_cond_broadcast(&s->pc);
+    return r ? shmkit__fail(NULL, r, "shmkit_cond_broadcast(%p)", (void *)c)
+             : 0;
+}
+
+int shmkit_cond_destroy(shmkit_cond *c)
+{
+    struct cond_shared *s = cond_of(c);
+    int r = cond_check(s);
+
+    if (r)
+        return shmkit__fail(NULL, r, "shmkit_cond_destroy(%p)", (void *)c);
+    /* Only the magic goes: glibc's pthread_cond_destroy waits for every
+     * waiter to leave, and a waiter killed inside a wait never does. */
+    __atomic_store_n(&s->magic, 0, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* ---- inspection ----------------------------------------------------- */
+
+/* The futex word's bits, from the kernel's robust-futex ABI. */
+#define FUTEX_BIT_OWNER_DIED 0x40000000u
+#define FUTEX_BITS_TID 0x3fffffffu
+
+int shmkit_mutex_inspect(const shmkit_mutex *m, shmkit_mutex_info *info)
+{
+    const struct mutex_shared *s = (const struct mutex_shared *)m;
+
+    if (!m || !info || !shmkit__mutex_valid(m))
+        return shmkit__fail(NULL, -EINVAL, "shmkit_mutex_inspect(%p)",
+                            (const void *)m);
+    memset(info, 0, sizeof *info);
+    info->recursive = s->flags & SHMKIT_MUTEX_RECURSIVE;
+    info->pid_ns = s->pid_ns;
+#if defined(__GLIBC__)
+    /* glibc keeps the robust futex word in __lock (owner tid, plus the
+     * owner-died bit the kernel sets) and marks inconsistent and
+     * unrecoverable mutexes in __owner. Read-only, possibly stale. */
+    {
+        unsigned word = (unsigned)__atomic_load_n(&s->pm.__data.__lock,
+                                                  __ATOMIC_RELAXED);
+        int owner = __atomic_load_n(&s->pm.__data.__owner, __ATOMIC_RELAXED);
+
+        info->owner_tid = (pid_t)(word & FUTEX_BITS_TID);
+        info->owner_died = (word & FUTEX_BIT_OWNER_DIED) != 0;
+        info->locked = info->owner_tid != 0 || info->owner_died;
+        info->inconsistent = owner == INT_MAX;         /* ..._INCONSISTENT */
+        info->not_recoverable = owner == INT_MAX - 1;  /* ..._NOTRECOVERABLE */
+        return 0;
+    }
+#else
+    return -ENOTSUP;
+#endif
 }

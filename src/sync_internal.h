@@ -1,0 +1,46 @@
+/*
+ * sync_internal.h - what lock.c, sync_named.c and typed.c share: layout
+ * constants of the shared lock objects, the PID-namespace check, and
+ * publishing a block whole under its final name.
+ */
+#ifndef SHMKIT_SYNC_INTERNAL_H
+#define SHMKIT_SYNC_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+#define SYNC_VERSION 1
+#define SYNC_MUTEX_MAGIC 0x584d4b53u /* "SKMX" read as little-endian */
+#define SYNC_COND_MAGIC 0x43434b53u  /* "SKCC" */
+
+/* Inode of this process's PID namespace, or 0 if unknown (no /proc). */
+SHMKIT__HIDDEN uint64_t shmkit__pid_ns(void);
+
+/* 0 if an object made in PID namespace `ns` may be used here, else
+ * SHMKIT_ENAMESPACE. An unknown namespace (0) on either side passes. */
+SHMKIT__HIDDEN int shmkit__pid_ns_check(uint64_t ns);
+
+/* True if the SHMKIT_MUTEX_SIZE / SHMKIT_COND_SIZE bytes at p carry an
+ * initialised mutex / condition header of a version we know. p need not
+ * be aligned; the bytes are copied first. */
+SHMKIT__HIDDEN bool shmkit__mutex_valid(const void *p);
+SHMKIT__HIDDEN bool shmkit__cond_valid(const void *p);
+
+/* Fills a new block's bytes (zero-filled, `size` long) with a layout. */
+typedef int (*shmkit__fill_fn)(void *data, size_t size, void *arg);
+
+/*
+ * Creates a block of `size` bytes under a temporary name, lets fill()
+ * build its contents, then renames it to `name` (NULL: a generated "psm_"
+ * name) without replacing anything, so nobody ever sees it half made and
+ * a crash mid-way leaves nothing at the real name. On any failure the
+ * temporary object is removed. `what` names the caller in messages.
+ */
+SHMKIT__HIDDEN int shmkit__publish(shmkit_block **out, const char *name,
+                                   size_t size, unsigned flags,
+                                   shmkit__fill_fn fill, void *arg,
+                                   const char *what);
+
+#endif
