@@ -1,9 +1,579 @@
-/* list.c - ShareableList in CPython's layout (not yet implemented). */
-#include "internal.h"
+/*
+ * list.c - ShareableList in CPython 3.9+'s layout: format records, item
+ * decoding and encoding, validation, attach, get, set, count, index.
+ *
+ * The layout (see shmkit/list.h) has no magic and no lock; it is exactly
+ * what Lib/multiprocessing/shared_memory.py writes. Every word the hot
+ * paths read from shared memory is an aligned 8-byte (or 1-byte) atomic
+ * load into a local, so the compiler cannot read a field twice and see two
+ * values; bounds always come from the handle's private, validated copy.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "list_internal.h"
+
+#define ALIGN 8u           /* CPython's _alignment */
+#define FMT_LEN 8u         /* bytes per format record */
+#define SLOT_MAX 9999999u  /* largest n in an 8-character "<n>s" */
+
+enum code { CODE_VALUE = 0, CODE_STR = 1, CODE_BYTES = 2, CODE_NONE = 3 };
+
+/* What a format record describes. */
+enum fkind { F_INT, F_FLOAT, F_BOOL, F_NONE, F_STRIP, F_EXACT };
+
+struct fmt {
+    enum fkind kind;
+    size_t len;   /* value bytes (s forms) */
+    size_t span;  /* bytes the format covers from the slot start */
+};
+
+/* ---- shared-memory access ------------------------------------------ */
+
+static inline uint64_t ld64(const unsigned char *p)
+{
+    return __atomic_load_n((const uint64_t *)(const void *)p,
+                           __ATOMIC_RELAXED);
+}
+
+static inline uint8_t ld8(const unsigned char *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline void st64(unsigned char *p, uint64_t v)
+{
+    __atomic_store_n((uint64_t *)(void *)p, v, __ATOMIC_RELAXED);
+}
+
+static inline void st8(unsigned char *p, uint8_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+/* The 8 bytes of a format record as a word in memory order. */
+static inline uint64_t word8(const char s[8])
+{
+    uint64_t w;
+
+    memcpy(&w, s, 8);
+    return w;
+}
+
+#define W_INT   word8("q\0\0\0\0\0\0")
+#define W_FLOAT word8("d\0\0\0\0\0\0")
+#define W_BOOL  word8("xxxxxxx?")
+#define W_NONE  word8("xxxxxx?x")
+
+/* Slot data of a bool and a None: CPython packs "xxxxxxx?" and "xxxxxx?x"
+ * with pad bytes zeroed and None packed as False. */
+static inline uint64_t bool_word(bool b)
+{
+    unsigned char bytes[8] = {0};
+
+    bytes[7] = b;
+    return word8((const char *)bytes);
+}
+
+_Static_assert(sizeof(int64_t) == 8 && sizeof(double) == 8,
+               "CPython's q and d are 8 bytes");
+
+/* ---- format records ------------------------------------------------ */
+
+/* Parses a decimal count at r[*i]: 1-7 digits, no leading zero unless it
+ * is "0" (CPython's "%d" never writes one). */
+static bool parse_count(const char *r, size_t *i, size_t *out)
+{
+    size_t v = 0, start = *i;
+
+    while (*i < FMT_LEN && r[*i] >= '0' && r[*i] <= '9' && *i - start < 7)
+        v = v * 10 + (size_t)(r[(*i)++] - '0');
+    if (*i == start || (r[start] == '0' && *i - start > 1))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Parses the s forms: "<n>s" (CPython's: value stripped of trailing NULs
+ * when read), "<n>sx" and "<n>s<m>x" (shmkit's exact length n), each
+ * followed only by NUL padding. */
+static bool parse_sform(const char *r, struct fmt *f)
+{
+    size_t i = 0, n, m = 0;
+
+    if (!parse_count(r, &i, &n) || i >= FMT_LEN || r[i++] != 's')
+        return false;
+    f->kind = F_STRIP;
+    if (i < FMT_LEN && r[i] == 'x') {
+        m = 1;
+        i++;
+        f->kind = F_EXACT;
+    } else if (i < FMT_LEN && r[i] != 0) {
+        if (!parse_count(r, &i, &m) || i >= FMT_LEN || r[i++] != 'x')
+            return false;
+        f->kind = F_EXACT;
+    }
+    for (; i < FMT_LEN; i++)
+        if (r[i] != 0)
+            return false;
+    f->len = n;
+    f->span = n + m;
+    return true;
+}
+
+/* Parses one 8-byte format record; false if it is not in the known set. */
+static bool fmt_parse(uint64_t w, struct fmt *f)
+{
+    char r[FMT_LEN];
+
+    f->len = 0;
+    f->span = 8;
+    if (w == W_INT || w == W_FLOAT || w == W_BOOL || w == W_NONE) {
+        f->kind = w == W_INT ? F_INT : w == W_FLOAT ? F_FLOAT
+                : w == W_BOOL ? F_BOOL : F_NONE;
+        return true;
+    }
+    memcpy(r, &w, FMT_LEN);
+    return parse_sform(r, f);
+}
+
+/* Length of a record's text: the record without its trailing NULs. */
+static size_t fmt_text_len(uint64_t w)
+{
+    const char *r = (const char *)&w;
+    size_t k = FMT_LEN;
+
+    while (k > 0 && r[k - 1] == 0)
+        k--;
+    return k;
+}
+
+/* ---- validation ----------------------------------------------------- */
+
+/* Reads and checks the n + 1 offsets (relative to the data area); stores
+ * them made absolute into slots. */
+static int check_offsets(const unsigned char *p, size_t size, size_t n,
+                         size_t *slots, const char **why)
+{
+    size_t data_off = (n + 2) * 8, prev = 0, k;
+
+    if (ld64(p + 8) != 0)
+        return *why = "first offset is not 0", SHMKIT_ECORRUPT;
+    slots[0] = data_off;
+    for (k = 1; k <= n; k++) {
+        uint64_t o = ld64(p + 8 + 8 * k);
+
+        if (o > (uint64_t)INT64_MAX)
+            return *why = "negative offset", SHMKIT_ECORRUPT;
+        if (o > size - data_off)
+            return *why = "offset beyond the block", SHMKIT_ETRUNCATED;
+        if (o <= prev || o % ALIGN)
+            return *why = "offsets not increasing in steps of 8",
+                   SHMKIT_ECORRUPT;
+        slots[k] = data_off + (size_t)o;
+        prev = (size_t)o;
+    }
+    return 0;
+}
+
+/* Checks the total size the layout needs against the block size. */
+static int check_size(size_t size, size_t n, const size_t *slots,
+                      const char **why)
+{
+    size_t need;
+
+    /* slots[n] <= size was checked; 9n <= size too (see check_count). */
+    if (shmkit__add_overflow(slots[n], 9 * n, &need) || need > size)
+        return *why = "block smaller than its layout", SHMKIT_ETRUNCATED;
+    if (need < size)
+        return *why = "bytes beyond the layout's end", SHMKIT_ECORRUPT;
+    return 0;
+}
+
+/* Checks every item's format record and code, and that the format's span
+ * fits its slot. Which code goes with which format is checked at get:
+ * CPython writes the format before the code, so a peer changing an item's
+ * type passes through mismatched pairs. */
+static int check_items(const unsigned char *p, size_t n, const size_t *slots,
+                       const char **why)
+{
+    size_t fmt_off = slots[n], k;
+    struct fmt f;
+
+    for (k = 0; k < n; k++) {
+        uint8_t code = ld8(p + fmt_off + 8 * n + k);
+
+        if (!fmt_parse(ld64(p + fmt_off + 8 * k), &f))
+            return *why = "unknown format record", SHMKIT_ECORRUPT;
+        if (f.span > slots[k + 1] - slots[k])
+            return *why = "format longer than its slot", SHMKIT_ECORRUPT;
+        if (code > CODE_NONE)
+            return *why = "back-transform code not 0-3", SHMKIT_ECORRUPT;
+    }
+    return 0;
+}
+
+/* Reads the count and bounds it by the block size: each item needs at
+ * least its offset (8), a slot (8), a format record (8) and a code (1). */
+static int check_count(const unsigned char *p, size_t size, size_t *n,
+                       const char **why)
+{
+    uint64_t v;
+
+    if (size < 16)
+        return *why = "block smaller than a list header", SHMKIT_ETRUNCATED;
+    v = ld64(p);
+    if (v > (uint64_t)INT64_MAX)
+        return *why = "negative item count", SHMKIT_ECORRUPT;
+    if (v > (size - 16) / 25)
+        return *why = "item count larger than the block", SHMKIT_ETRUNCATED;
+    *n = (size_t)v;
+    return 0;
+}
+
+int shmkit__list_validate(const void *data, size_t size, size_t **slots_out,
+                          size_t *n_out, const char **why)
+{
+    const unsigned char *p = data;
+    size_t *slots = NULL, n = 0;
+    const char *dummy;
+    int r;
+
+    if (!why)
+        why = &dummy;
+    *why = "";
+    if ((uintptr_t)p % ALIGN)
+        return *why = "memory not 8-byte aligned", -EINVAL;
+    r = check_count(p, size, &n, why);
+    if (r < 0)
+        return r;
+    slots = malloc((n + 1) * sizeof *slots);
+    if (!slots)
+        return *why = "out of memory", -ENOMEM;
+    r = check_offsets(p, size, n, slots, why);
+    if (r == 0)
+        r = check_size(size, n, slots, why);
+    if (r == 0)
+        r = check_items(p, n, slots, why);
+    if (r < 0 || !slots_out) {
+        free(slots);
+        slots = NULL;
+    }
+    if (r == 0) {
+        if (slots_out)
+            *slots_out = slots;
+        if (n_out)
+            *n_out = n;
+    }
+    return r;
+}
 
 bool shmkit__list_probe(const void *data, size_t size)
 {
-    (void)data;
-    (void)size;
-    return false;
+    return shmkit__list_validate(data, size, NULL, NULL, NULL) == 0;
+}
+
+/* ---- handles -------------------------------------------------------- */
+
+static const char *list_name(const shmkit_list *l)
+{
+    return l->block ? shmkit_block_name(l->block) : "(memory)";
+}
+
+/* Builds a handle over validated memory. */
+static int list_open(shmkit_list **out, void *data, size_t size, bool rdonly,
+                     shmkit_block *b, const char **why)
+{
+    shmkit_list *l = calloc(1, sizeof *l);
+    int r;
+
+    if (!l)
+        return *why = "out of memory", -ENOMEM;
+    r = shmkit__list_validate(data, size, &l->slot, &l->n, why);
+    if (r < 0) {
+        free(l);
+        return r;
+    }
+    l->base = data;
+    l->size = size;
+    l->fmt_off = l->slot[l->n];
+    l->code_off = l->fmt_off + 8 * l->n;
+    l->rdonly = rdonly;
+    l->block = b;
+    *out = l;
+    return 0;
+}
+
+int shmkit__list_view(shmkit_list **out, void *data, size_t size, bool rdonly)
+{
+    const char *why;
+
+    *out = NULL;
+    return list_open(out, data, size, rdonly, NULL, &why);
+}
+
+int shmkit_list_open_block(shmkit_list **out, shmkit_block *b)
+{
+    const char *why = "";
+    int r;
+
+    if (!out || !b)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_list_open_block: NULL");
+    *out = NULL;
+    r = list_open(out, shmkit_block_data(b), shmkit_block_size(b),
+                  shmkit_block_flags(b) & SHMKIT_RDONLY, b, &why);
+    if (r < 0)
+        return shmkit__fail(b, r, "shmkit_list_open_block(\"%s\"): %s",
+                            shmkit_block_name(b), why);
+    return 0;
+}
+
+int shmkit_list_attach(shmkit_list **out, const char *name, unsigned flags)
+{
+    shmkit_block *b;
+    int r;
+
+    if (!out)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_list_attach: out is NULL");
+    *out = NULL;
+    r = shmkit_block_attach(&b, name, flags);
+    if (r < 0)
+        return r;
+    r = shmkit_list_open_block(out, b);
+    if (r < 0) {
+        shmkit__fail(NULL, r, "shmkit_list_attach(\"%s\"): %s", name,
+                     shmkit_block_errmsg(b));
+        shmkit_block_close(b);
+        return r;
+    }
+    (*out)->own_block = true;
+    return 0;
+}
+
+size_t shmkit_list_len(const shmkit_list *l)
+{
+    return l->n;
+}
+
+shmkit_block *shmkit_list_block(const shmkit_list *l)
+{
+    return l->block;
+}
+
+int shmkit_list_close(shmkit_list *l)
+{
+    if (!l)
+        return 0;
+    shmkit__list_lock_close(l);
+    if (l->own_block)
+        shmkit_block_close(l->block);
+    free(l->slot);
+    free(l);
+    return 0;
+}
+
+int shmkit_list_unlink(shmkit_list *l)
+{
+    char lockname[SHMKIT_NAME_MAX + 8];
+    int r;
+
+    if (!l->block)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_list_unlink: memory view");
+    r = shmkit_block_unlink(l->block);
+    if (r < 0)
+        return r;
+    snprintf(lockname, sizeof lockname, "%s.lock", shmkit_block_name(l->block));
+    if (shmkit_name_check(lockname) == 0)
+        shmkit_unlink(lockname); /* usually absent: -ENOENT is fine */
+    return 0;
+}
+
+/* ---- indices -------------------------------------------------------- */
+
+/* Resolves a Python-style index; false if out of range. */
+static inline bool resolve(const shmkit_list *l, ptrdiff_t i, size_t *k)
+{
+    if (i < 0)
+        i += (ptrdiff_t)l->n;
+    if (i < 0 || (size_t)i >= l->n)
+        return false;
+    *k = (size_t)i;
+    return true;
+}
+
+static int index_error(const shmkit_list *l, const char *fn, ptrdiff_t i)
+{
+    return shmkit__fail(l->block, SHMKIT_EINDEX,
+                        "%s(\"%s\", %td): index out of range (len %zu)", fn,
+                        list_name(l), i, l->n);
+}
+
+int shmkit_list_capacity(const shmkit_list *l, ptrdiff_t i, size_t *cap)
+{
+    size_t k;
+
+    if (!resolve(l, i, &k))
+        return index_error(l, "shmkit_list_capacity", i);
+    *cap = l->slot[k + 1] - l->slot[k];
+    return 0;
+}
+
+/* ---- reading items -------------------------------------------------- */
+
+/* Strips trailing NULs, as CPython's back-transforms 1 and 2 do. */
+static size_t rstrip_nul(const unsigned char *p, size_t len)
+{
+    while (len > 0 && p[len - 1] == 0)
+        len--;
+    return len;
+}
+
+/* Decodes item k from a format and code read once from shared memory,
+ * the way CPython's __getitem__ combines them: code 3 is None whatever the
+ * format, code 0 returns the unpacked value as is (raw bytes for an s
+ * form, a bool for the None format), codes 1 and 2 need an s form. */
+static bool decode(const shmkit_list *l, size_t k, const struct fmt *f,
+                   uint8_t code, shmkit_item *out)
+{
+    const unsigned char *p = l->base + l->slot[k];
+    uint64_t w;
+
+    if (code == CODE_NONE) {
+        out->type = SHMKIT_NONE;
+        out->v.i = 0;
+        return true;
+    }
+    if (f->kind == F_STRIP || f->kind == F_EXACT) {
+        if (code > CODE_BYTES)
+            return false;
+        out->type = code == CODE_STR ? SHMKIT_STR : SHMKIT_BYTES;
+        out->v.s.ptr = (const char *)p;
+        out->v.s.len = (f->kind == F_STRIP && code != CODE_VALUE)
+                           ? rstrip_nul(p, f->len) : f->len;
+        return true;
+    }
+    if (code != CODE_VALUE)
+        return false;
+    w = ld64(p);
+    if (f->kind == F_INT) {
+        out->type = SHMKIT_INT;
+        out->v.i = (int64_t)w;
+    } else if (f->kind == F_FLOAT) {
+        out->type = SHMKIT_FLOAT;
+        memcpy(&out->v.f, &w, sizeof w);
+    } else {
+        out->type = SHMKIT_BOOL;
+        out->v.b = p[f->kind == F_BOOL ? 7 : 6] != 0;
+    }
+    return true;
+}
+
+static int get_corrupt(const shmkit_list *l, size_t k, uint64_t w,
+                       uint8_t code)
+{
+    char text[FMT_LEN * 4 + 1];
+    const unsigned char *r = (const unsigned char *)&w;
+    size_t i, used = 0;
+
+    for (i = 0; i < fmt_text_len(w); i++)
+        used += (size_t)snprintf(text + used, sizeof text - used,
+                                 r[i] >= 0x20 && r[i] < 0x7f ? "%c" : "\\x%02x",
+                                 r[i]);
+    text[used] = 0;
+    return shmkit__fail(l->block, SHMKIT_ECORRUPT,
+                        "shmkit_list_get(\"%s\", %zu): invalid item "
+                        "(format \"%s\", code %u)",
+                        list_name(l), k, text, code);
+}
+
+int shmkit_list_get(const shmkit_list *l, ptrdiff_t i, shmkit_item *out)
+{
+    shmkit_item tmp;
+    struct fmt f;
+    uint64_t w;
+    uint8_t code;
+    size_t k;
+
+    if (!resolve(l, i, &k))
+        return index_error(l, "shmkit_list_get", i);
+    w = ld64(l->base + l->fmt_off + 8 * k);
+    code = ld8(l->base + l->code_off + k);
+    if (w == W_INT && code == CODE_VALUE) { /* the common case, first */
+        out->type = SHMKIT_INT;
+        out->v.i = (int64_t)ld64(l->base + l->slot[k]);
+        return 0;
+    }
+    if (!fmt_parse(w, &f) || f.span > l->slot[k + 1] - l->slot[k] ||
+        !decode(l, k, &f, code, &tmp))
+        return get_corrupt(l, k, w, code);
+    *out = tmp;
+    return 0;
+}
+
+/* ---- whole-list queries --------------------------------------------- */
+
+int shmkit_list_count(const shmkit_list *l, const shmkit_item *value,
+                      size_t *count)
+{
+    shmkit_item it;
+    size_t k, c = 0;
+    int r;
+
+    for (k = 0; k < l->n; k++) {
+        r = shmkit_list_get(l, (ptrdiff_t)k, &it);
+        if (r < 0)
+            return r;
+        c += shmkit_item_equal(&it, value);
+    }
+    *count = c;
+    return 0;
+}
+
+int shmkit_list_index(const shmkit_list *l, const shmkit_item *value,
+                      size_t *index)
+{
+    shmkit_item it;
+    size_t k;
+    int r;
+
+    for (k = 0; k < l->n; k++) {
+        r = shmkit_list_get(l, (ptrdiff_t)k, &it);
+        if (r < 0)
+            return r;
+        if (shmkit_item_equal(&it, value)) {
+            *index = k;
+            return 0;
+        }
+    }
+    return shmkit__fail(l->block, SHMKIT_ENOTFOUND,
+                        "shmkit_list_index(\"%s\"): %s value not in list",
+                        list_name(l), shmkit_type_name(value->type));
+}
+
+int shmkit_list_format(const shmkit_list *l, char *buf, size_t size,
+                       size_t *len)
+{
+    size_t k, used = 0, t;
+    struct fmt f;
+    uint64_t w;
+
+    for (k = 0; k < l->n; k++) {
+        w = ld64(l->base + l->fmt_off + 8 * k);
+        if (!fmt_parse(w, &f))
+            return get_corrupt(l, k, w, ld8(l->base + l->code_off + k));
+        t = fmt_text_len(w);
+        if (used + t < size)
+            memcpy(buf + used, &w, t);
+        used += t;
+    }
+    if (len)
+        *len = used;
+    if (used >= size)
+        return shmkit__fail(l->block, -ERANGE,
+                            "shmkit_list_format(\"%s\"): needs %zu bytes",
+                            list_name(l), used + 1);
+    buf[used] = 0;
+    return 0;
 }

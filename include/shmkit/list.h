@@ -193,6 +193,15 @@ SHMKIT_API int shmkit_list_create(shmkit_list **out, const char *name,
 SHMKIT_API int shmkit_list_attach(shmkit_list **out, const char *name,
                                   unsigned flags);
 
+/*
+ * Opens a list over a block you already attached (e.g. one that
+ * shmkit_block_kind() called SHMKIT_KIND_LIST), with the same validation
+ * as shmkit_list_attach. The handle borrows b: b must outlive it, and
+ * shmkit_list_close() leaves b open. A block attached SHMKIT_RDONLY gives
+ * a read-only list. Errors: those of shmkit_list_attach after the attach.
+ */
+SHMKIT_API int shmkit_list_open_block(shmkit_list **out, shmkit_block *b);
+
 /* Number of items (fixed at creation). */
 SHMKIT_API size_t shmkit_list_len(const shmkit_list *l);
 

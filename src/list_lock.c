@@ -1,0 +1,191 @@
+/*
+ * list_lock.c - the optional lock beside a ShareableList.
+ *
+ * CPython's layout has no room for a lock, and adding one would break its
+ * readers, so the lock lives in its own small block "<name>.lock": a
+ * robust, process-shared, error-checking pthread mutex behind a magic and
+ * a version. Any process may create it on first use; it is built under a
+ * generated name and renamed into place without replacing, so two
+ * processes racing to create it end up sharing the winner's, and nobody
+ * ever sees a half-initialised mutex.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "list_internal.h"
+
+#define LOCK_MAGIC "shmkLLK"   /* 7 characters and the NUL: 8 bytes */
+#define LOCK_VERSION 1u
+
+/* The lock block. The mutex protects nothing inside this block; it
+ * protects the items of the list named like the block minus ".lock". */
+struct list_lock_shared {
+    char magic[8];
+    uint32_t version;
+    uint32_t size;          /* sizeof(struct list_lock_shared) */
+    union {
+        pthread_mutex_t mutex;
+        unsigned char pad[64];
+    } u;
+};
+
+_Static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits its room");
+_Static_assert(offsetof(struct list_lock_shared, u) == 16, "fixed layout");
+_Static_assert(sizeof(struct list_lock_shared) == 80, "fixed layout");
+
+static struct list_lock_shared *shared(const shmkit_list *l)
+{
+    return shmkit_block_data(l->lockb);
+}
+
+/* Initialises a fresh lock block (not yet visible under its name). */
+static int lock_init(struct list_lock_shared *s)
+{
+    pthread_mutexattr_t a;
+    int e;
+
+    e = pthread_mutexattr_init(&a);
+    if (e)
+        return -e;
+    e = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (!e)
+        e = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (!e)
+        e = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+    if (!e)
+        e = pthread_mutex_init(&s->u.mutex, &a);
+    pthread_mutexattr_destroy(&a);
+    if (e)
+        return -e;
+    s->version = LOCK_VERSION;
+    s->size = sizeof *s;
+    memcpy(s->magic, LOCK_MAGIC, sizeof s->magic);
+    return 0;
+}
+
+/* Creates the lock block under a generated name and publishes it as
+ * `name`; -EEXIST if another process published first. */
+static int lock_create(const char *name)
+{
+    shmkit_block *b;
+    int r;
+
+    r = shmkit_block_create(&b, NULL, sizeof(struct list_lock_shared), 0);
+    if (r < 0)
+        return r;
+    r = lock_init(shmkit_block_data(b));
+    if (r == 0)
+        r = shmkit_block_rename(b, name, SHMKIT_NOREPLACE);
+    if (r < 0)
+        shmkit_block_unlink(b);
+    shmkit_block_close(b);
+    return r;
+}
+
+/* Attaches an existing lock block and checks it is one. */
+static int lock_attach(shmkit_list *l, const char *name)
+{
+    const struct list_lock_shared *s;
+    int r;
+
+    r = shmkit_block_attach(&l->lockb, name, 0);
+    if (r < 0)
+        return r;
+    s = shared(l);
+    if (shmkit_block_size(l->lockb) != sizeof *s ||
+        memcmp(s->magic, LOCK_MAGIC, sizeof s->magic) != 0 ||
+        s->version != LOCK_VERSION || s->size != sizeof *s) {
+        shmkit_block_close(l->lockb);
+        l->lockb = NULL;
+        return SHMKIT_ECORRUPT;
+    }
+    return 0;
+}
+
+/* Opens "<name>.lock", creating it if nobody has yet. */
+static int lock_open(shmkit_list *l)
+{
+    char name[SHMKIT_NAME_MAX + 8];
+    int r, tries;
+
+    if (!l->block)
+        return -EINVAL;
+    snprintf(name, sizeof name, "%s.lock", shmkit_block_name(l->block));
+    r = shmkit_name_check(name);
+    if (r < 0)
+        return r;
+    /* Attach; else create; a racing creator may win (-EEXIST): attach
+     * theirs. A few rounds cover a peer unlinking in between. */
+    for (tries = 0; tries < 4; tries++) {
+        r = lock_attach(l, name);
+        if (r != -ENOENT)
+            return r;
+        r = lock_create(name);
+        if (r < 0 && r != -EEXIST)
+            return r;
+    }
+    return r;
+}
+
+int shmkit_list_lock(shmkit_list *l)
+{
+    int r, e;
+
+    if (l->locked)
+        return shmkit__fail(l->block, -EDEADLK,
+                            "shmkit_list_lock: this handle holds the lock");
+    if (!l->lockb) {
+        r = lock_open(l);
+        if (r < 0)
+            return shmkit__fail(l->block, r, "shmkit_list_lock(\"%s.lock\")",
+                                l->block ? shmkit_block_name(l->block)
+                                         : "(memory)");
+    }
+    e = pthread_mutex_lock(&shared(l)->u.mutex);
+    if (e == EOWNERDEAD) {
+        /* Each item is self-contained: the lock itself is sound again;
+         * the caller learns that one item may be half written. */
+        pthread_mutex_consistent(&shared(l)->u.mutex);
+        l->locked = true;
+        return shmkit__fail(l->block, SHMKIT_EOWNERDEAD,
+                            "shmkit_list_lock(\"%s\"): previous holder died",
+                            shmkit_block_name(l->block));
+    }
+    if (e)
+        return shmkit__fail(l->block, e == ENOTRECOVERABLE
+                                          ? SHMKIT_ENOTRECOVERABLE : -e,
+                            "shmkit_list_lock(\"%s\")",
+                            shmkit_block_name(l->block));
+    l->locked = true;
+    return 0;
+}
+
+int shmkit_list_unlock(shmkit_list *l)
+{
+    int e;
+
+    if (!l->locked)
+        return shmkit__fail(l->block, SHMKIT_ENOTOWNER,
+                            "shmkit_list_unlock: lock not held");
+    e = pthread_mutex_unlock(&shared(l)->u.mutex);
+    if (e)
+        return shmkit__fail(l->block, e == EPERM ? SHMKIT_ENOTOWNER : -e,
+                            "shmkit_list_unlock(\"%s\")",
+                            shmkit_block_name(l->block));
+    l->locked = false;
+    return 0;
+}
+
+void shmkit__list_lock_close(shmkit_list *l)
+{
+    if (!l->lockb)
+        return;
+    if (l->locked)
+        pthread_mutex_unlock(&shared(l)->u.mutex);
+    l->locked = false;
+    shmkit_block_close(l->lockb);
+    l->lockb = NULL;
+}

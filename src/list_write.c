@@ -1,0 +1,327 @@
+/*
+ * list_write.c - ShareableList writes: encoding items as CPython encodes
+ * them (with shmkit's two fixes), set, and create.
+ *
+ * Fix 1 (gh-88336): slots for str are sized by UTF-8 bytes, so non-ASCII
+ * text fits. Fix 2 (gh-106939): a value ending in NUL is recorded with its
+ * exact length, "<n>sx" (or "<n>s0x" when it fills the slot). CPython
+ * reads such a record (unpacking n bytes and one pad byte, then stripping
+ * NULs as always) and, because the record does not end in 's', a CPython
+ * writer replaces it by the whole-slot "<slot>s" instead of reusing it, so
+ * CPython can still store a longer value there. Values without a trailing
+ * NUL get exactly CPython's record, so lists stay byte-identical to
+ * CPython's in every case CPython gets right.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "list_internal.h"
+
+#define SLOT_MAX 9999999u /* largest n in an 8-character "<n>s" */
+
+/* How one item is written into its slot. */
+struct enc {
+    uint64_t fmt;       /* the 8-byte format record */
+    uint8_t code;       /* back-transform code */
+    bool is_word;       /* data is one 8-byte word, else bytes */
+    uint64_t word;
+    const char *ptr;    /* str/bytes value */
+    size_t len;
+};
+
+_Static_assert(SHMKIT_LIST_VALUE_MAX + 8 <= SLOT_MAX,
+               "a slot for the longest value has an 8-character record");
+
+static inline uint64_t word8(const char s[8])
+{
+    uint64_t w;
+
+    memcpy(&w, s, 8);
+    return w;
+}
+
+/* Slot size CPython gives a str/bytes of len bytes: always room for at
+ * least one NUL after it, in steps of 8. */
+static inline size_t slot_for(size_t len)
+{
+    return 8 * (len / 8 + 1);
+}
+
+/* True if s[0..len) is valid UTF-8 as Python's strict codec decodes it
+ * (no overlong forms, no surrogates, nothing above U+10FFFF). */
+static bool utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0, k, need;
+    uint32_t c, min;
+
+    while (i < len) {
+        c = s[i++];
+        if (c < 0x80)
+            continue;
+        if (c >= 0xc2 && c <= 0xdf)
+            need = 1, c &= 0x1f, min = 0x80;
+        else if (c >= 0xe0 && c <= 0xef)
+            need = 2, c &= 0x0f, min = 0x800;
+        else if (c >= 0xf0 && c <= 0xf4)
+            need = 3, c &= 0x07, min = 0x10000;
+        else
+            return false;
+        if (len - i < need)
+            return false;
+        for (k = 0; k < need; k++, i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return false;
+            c = (c << 6) | (s[i] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return false;
+    }
+    return true;
+}
+
+/* Chooses the format record of a str/bytes value for a slot of cap. */
+static int sform(const shmkit_item *v, size_t cap, uint64_t *fmt,
+                 const char **why)
+{
+    size_t len = v->v.s.len;
+    bool nul_end = len > 0 && v->v.s.ptr[len - 1] == 0;
+    char r[24] = {0};
+    int k;
+
+    if (len > cap)
+        return *why = "exceeds available storage", SHMKIT_ESTORAGE;
+    if (!nul_end)
+        k = snprintf(r, sizeof r, "%zus", cap);
+    else if (len < cap)
+        k = snprintf(r, sizeof r, "%zusx", len);
+    else
+        k = snprintf(r, sizeof r, "%zus0x", len);
+    if (k > 8)
+        return *why = nul_end ? "too long to keep its trailing NULs"
+                              : "slot too large for a format record",
+               SHMKIT_ESTORAGE;
+    memcpy(fmt, r, 8);
+    return 0;
+}
+
+static int encode_s(const shmkit_item *v, size_t cap, struct enc *e,
+                    const char **why)
+{
+    if (!v->v.s.ptr && v->v.s.len)
+        return *why = "NULL pointer with a length", -EINVAL;
+    if (v->type == SHMKIT_STR &&
+        !utf8_valid((const unsigned char *)v->v.s.ptr, v->v.s.len))
+        return *why = "str is not valid UTF-8", -EILSEQ;
+    e->is_word = false;
+    e->ptr = v->v.s.ptr;
+    e->len = v->v.s.len;
+    e->code = v->type == SHMKIT_STR ? 1 : 2;
+    return sform(v, cap, &e->fmt, why);
+}
+
+/* Encodes *v for a slot of cap bytes, as CPython's __setitem__ would. */
+static int encode(const shmkit_item *v, size_t cap, struct enc *e,
+                  const char **why)
+{
+    e->is_word = true;
+    e->code = 0;
+    switch (v->type) {
+    case SHMKIT_INT:
+        e->fmt = word8("q\0\0\0\0\0\0");
+        e->word = (uint64_t)v->v.i;
+        return 0;
+    case SHMKIT_FLOAT:
+        e->fmt = word8("d\0\0\0\0\0\0");
+        memcpy(&e->word, &v->v.f, 8);
+        return 0;
+    case SHMKIT_BOOL:
+    case SHMKIT_NONE: {
+        unsigned char d[8] = {0};
+        d[7] = v->type == SHMKIT_BOOL && v->v.b; /* None packs as False */
+        e->fmt = word8(v->type == SHMKIT_BOOL ? "xxxxxxx?" : "xxxxxx?x");
+        e->code = v->type == SHMKIT_BOOL ? 0 : 3;
+        e->word = v->type == SHMKIT_BOOL ? word8((const char *)d) : 0;
+        return 0;
+    }
+    case SHMKIT_STR:
+    case SHMKIT_BYTES:
+        return encode_s(v, cap, e, why);
+    }
+    return *why = "unknown item type", SHMKIT_ETYPE;
+}
+
+/* Writes an encoded item in CPython's order: format, code, data. The data
+ * word is one aligned store, so a reader never sees half of it; str/bytes
+ * data is moved (the value may point into this very slot) and the rest of
+ * the slot zeroed, as CPython's struct.pack_into zeroes the pad. */
+static void item_write(shmkit_list *l, size_t k, const struct enc *e)
+{
+    unsigned char *p = l->base + l->slot[k];
+    size_t cap = l->slot[k + 1] - l->slot[k];
+
+    __atomic_store_n((uint64_t *)(void *)(l->base + l->fmt_off + 8 * k),
+                     e->fmt, __ATOMIC_RELAXED);
+    __atomic_store_n(l->base + l->code_off + k, e->code, __ATOMIC_RELAXED);
+    if (e->is_word) {
+        __atomic_store_n((uint64_t *)(void *)p, e->word, __ATOMIC_RELAXED);
+        return;
+    }
+    if (e->len)
+        memmove(p, e->ptr, e->len);
+    memset(p + e->len, 0, cap - e->len);
+}
+
+int shmkit_list_set(shmkit_list *l, ptrdiff_t i, const shmkit_item *value)
+{
+    const char *why = "";
+    struct enc e;
+    ptrdiff_t j = i < 0 ? i + (ptrdiff_t)l->n : i;
+    size_t k;
+    int r;
+
+    if (j < 0 || (size_t)j >= l->n)
+        return shmkit__fail(l->block, SHMKIT_EINDEX,
+                            "shmkit_list_set(%td): index out of range (len %zu)",
+                            i, l->n);
+    k = (size_t)j;
+    if (!value)
+        return shmkit__fail(l->block, -EINVAL, "shmkit_list_set: NULL value");
+    if (l->rdonly)
+        return shmkit__fail(l->block, -EBADF, "shmkit_list_set: read-only");
+    r = encode(value, l->slot[k + 1] - l->slot[k], &e, &why);
+    if (r < 0)
+        return shmkit__fail(l->block, r, "shmkit_list_set(%zu, %s of %zu): %s",
+                            k, shmkit_type_name(value->type),
+                            value->type >= SHMKIT_STR ? value->v.s.len : 8,
+                            why);
+    item_write(l, k, &e);
+    return 0;
+}
+
+/* ---- create --------------------------------------------------------- */
+
+/* Computes every slot (relative offsets in rel[0..n]) and the total size,
+ * checking that every item can be encoded. */
+static int plan(const shmkit_item *items, size_t n, size_t *rel,
+                size_t *total, size_t *bad, const char **why)
+{
+    size_t k, cap, t;
+    struct enc e;
+    int r;
+
+    rel[0] = 0;
+    for (k = 0; k < n; k++) {
+        *bad = k;
+        cap = 8;
+        if (items[k].type == SHMKIT_STR || items[k].type == SHMKIT_BYTES) {
+            if (items[k].v.s.len > SHMKIT_LIST_VALUE_MAX)
+                return *why = "longer than a slot can be", SHMKIT_ESTORAGE;
+            cap = slot_for(items[k].v.s.len);
+        }
+        r = encode(&items[k], cap, &e, why);
+        if (r < 0)
+            return r;
+        if (shmkit__add_overflow(rel[k], cap, &rel[k + 1]))
+            return *why = "list too large", -EINVAL;
+    }
+    /* 8 (count) + 8 (n + 1) offsets + data + 8 n formats + n codes */
+    if (shmkit__mul_overflow(n, 17, &t) || shmkit__add_overflow(t, 16, &t) ||
+        shmkit__add_overflow(t, rel[n], &t) || t > (size_t)INT64_MAX)
+        return *why = "list too large", -EINVAL;
+    *total = t;
+    return 0;
+}
+
+/* Writes the header and every item into a fresh, zero-filled block. */
+static void fill(shmkit_list *l, const shmkit_item *items, const size_t *rel)
+{
+    const char *why;
+    struct enc e;
+    size_t k;
+
+    memcpy(l->base, &(int64_t){(int64_t)l->n}, 8);
+    for (k = 0; k <= l->n; k++) {
+        int64_t o = (int64_t)rel[k];
+        memcpy(l->base + 8 + 8 * k, &o, 8);
+        l->slot[k] = 8 * (l->n + 2) + rel[k];
+    }
+    for (k = 0; k < l->n; k++) {
+        encode(&items[k], rel[k + 1] - rel[k], &e, &why); /* planned: ok */
+        item_write(l, k, &e);
+    }
+}
+
+/* Creates the block (generated name when it will be renamed) and the
+ * handle over it. */
+static int make(shmkit_list **out, size_t n, size_t total, unsigned flags,
+                const char *name)
+{
+    shmkit_list *l = calloc(1, sizeof *l);
+    int r = -ENOMEM;
+
+    if (!l)
+        return r;
+    l->slot = malloc((n + 1) * sizeof *l->slot);
+    if (l->slot)
+        r = shmkit_block_create(&l->block, name, total, flags);
+    if (r < 0) {
+        free(l->slot);
+        free(l);
+        return r;
+    }
+    l->own_block = true;
+    l->base = shmkit_block_data(l->block);
+    l->size = total;
+    l->n = n;
+    l->fmt_off = 8 * (n + 2) + (total - 16 - 17 * n);
+    l->code_off = l->fmt_off + 8 * n;
+    *out = l;
+    return 0;
+}
+
+static int create_fail(const char *name, int r, size_t k, const char *why)
+{
+    return shmkit__fail(NULL, r, "shmkit_list_create(\"%s\"): item %zu: %s",
+                        name ? name : "(generated)", k, why);
+}
+
+int shmkit_list_create(shmkit_list **out, const char *name,
+                       const shmkit_item *items, size_t n, unsigned flags)
+{
+    const char *why = "";
+    shmkit_list *l = NULL;
+    size_t *rel = NULL, total = 0, bad = 0;
+    int r;
+
+    if (!out || (n && !items) || (name && shmkit_name_check(name) < 0))
+        return shmkit__fail(NULL, -EINVAL, "shmkit_list_create(\"%s\"): "
+                            "bad arguments", name ? name : "(generated)");
+    *out = NULL;
+    rel = n < SIZE_MAX / sizeof *rel ? malloc((n + 1) * sizeof *rel) : NULL;
+    if (!rel)
+        return create_fail(name, -ENOMEM, 0, "out of memory");
+    r = plan(items, n, rel, &total, &bad, &why);
+    if (r < 0) {
+        create_fail(name, r, bad, why);
+        goto out;
+    }
+    /* Built under a generated name, published by an atomic rename. */
+    r = make(&l, n, total, flags, NULL);
+    if (r < 0)
+        goto out;
+    fill(l, items, rel);
+    if (name) {
+        r = shmkit_block_rename(l->block, name, SHMKIT_NOREPLACE);
+        if (r < 0) {
+            shmkit_block_unlink(l->block);
+            shmkit_list_close(l);
+            goto out;
+        }
+    }
+    *out = l;
+out:
+    free(rel);
+    return r;
+}
