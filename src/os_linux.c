@@ -33,22 +33,19 @@ static void *sys_mremap(void *old, size_t old_len, size_t new_len, int flags)
     return mremap(old, old_len, new_len, flags);
 }
 
-static const shmkit__linux_sys real_sys = {
-    .open = sys_open,
-    .close = close,
-    .fstat = fstat,
-    .ftruncate = ftruncate,
-    .posix_fallocate = posix_fallocate,
-    .mmap = mmap,
-    .munmap = munmap,
-    .mremap = sys_mremap,
-    .madvise = madvise,
-    .unlink = unlink,
-    .renameat2 = renameat2,
-    .getrandom = getrandom,
-};
+/* The real calls; a macro because C wants a constant initializer for both
+ * the live table and the copy that shmkit__os_reset() restores. */
+#define REAL_SYS                                                              \
+    {                                                                         \
+        .open = sys_open, .close = close, .fstat = fstat,                    \
+        .ftruncate = ftruncate, .posix_fallocate = posix_fallocate,          \
+        .mmap = mmap, .munmap = munmap, .mremap = sys_mremap,                \
+        .madvise = madvise, .unlink = unlink, .renameat2 = renameat2,        \
+        .getrandom = getrandom,                                              \
+    }
 
-shmkit__linux_sys shmkit__sys = real_sys;
+static const shmkit__linux_sys real_sys = REAL_SYS;
+shmkit__linux_sys shmkit__sys = REAL_SYS;
 
 void shmkit__os_shm_path(char *buf, const char *name)
 {
@@ -215,23 +212,25 @@ static int linux_random(void *buf, size_t len)
     return 0;
 }
 
-static const shmkit__os_ops linux_ops = {
-    .shm_open = linux_shm_open,
-    .shm_unlink = linux_shm_unlink,
-    .shm_rename = linux_shm_rename,
-    .close = linux_close,
-    .fstat = linux_fstat,
-    .ftruncate = linux_ftruncate,
-    .fallocate = linux_fallocate,
-    .mmap = linux_mmap,
-    .munmap = linux_munmap,
-    .mremap = linux_mremap,
-    .populate = linux_populate,
-    .hugepages = linux_hugepages,
-    .random = linux_random,
-};
+#define LINUX_OPS                                                             \
+    {                                                                         \
+        .shm_open = linux_shm_open,                                           \
+        .shm_unlink = linux_shm_unlink,                                       \
+        .shm_rename = linux_shm_rename,                                       \
+        .close = linux_close,                                                 \
+        .fstat = linux_fstat,                                                 \
+        .ftruncate = linux_ftruncate,                                         \
+        .fallocate = linux_fallocate,                                         \
+        .mmap = linux_mmap,                                                   \
+        .munmap = linux_munmap,                                               \
+        .mremap = linux_mremap,                                               \
+        .populate = linux_populate,                                           \
+        .hugepages = linux_hugepages,                                         \
+        .random = linux_random,                                               \
+    }
 
-shmkit__os_ops shmkit__os = linux_ops;
+static const shmkit__os_ops linux_ops = LINUX_OPS;
+shmkit__os_ops shmkit__os = LINUX_OPS;
 
 void shmkit__os_reset(void)
 {
