@@ -24,7 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "sync_internal.h"
@@ -62,6 +65,9 @@ _Static_assert(offsetof(struct cond_shared, pc) == 16, "pc offset");
 
 /* ---- this process's PID namespace ----------------------------------- */
 
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+static void reg_init(void);
+
 /* UINT64_MAX: not read yet. 0: unknown (no /proc), checks are skipped. */
 static uint64_t self_ns = UINT64_MAX;
 
@@ -74,6 +80,8 @@ uint64_t shmkit__pid_ns(void)
 
     if (ns != UINT64_MAX)
         return ns;
+    /* A forked child may be in a new namespace: have fork reset this. */
+    pthread_once(&reg_once, reg_init);
     /* Not through the OS table: this is a /proc query, not an object. */
     ns = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
     __atomic_store_n(&self_ns, ns, __ATOMIC_RELAXED);
@@ -104,7 +112,6 @@ struct thread_locks {
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct thread_locks *reg_head;
 static pthread_key_t reg_key;
-static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 static __thread struct thread_locks *self_locks
     __attribute__((tls_model("initial-exec")));
 
@@ -259,6 +266,75 @@ bool shmkit__locks_held_in(const void *p, size_t len)
     return found;
 }
 
+/* ---- the C library's insides ---------------------------------------- */
+
+/* The futex word's bits, from the kernel's robust-futex ABI. */
+#define FUTEX_BIT_WAITERS 0x80000000u
+#define FUTEX_BIT_OWNER_DIED 0x40000000u
+#define FUTEX_BITS_TID 0x3fffffffu
+
+/* glibc's marks in __owner (PTHREAD_MUTEX_INCONSISTENT/_NOTRECOVERABLE). */
+#define GLIBC_INCONSISTENT INT_MAX
+#define GLIBC_NOTRECOVERABLE (INT_MAX - 1)
+
+#if defined(__GLIBC__)
+/* glibc keeps the robust futex word in __lock (owner tid, waiters bit,
+ * and the owner-died bit the kernel sets) and marks inconsistent and
+ * unrecoverable mutexes in __owner. */
+
+static unsigned sync_futex_word(const pthread_mutex_t *pm)
+{
+    return (unsigned)__atomic_load_n(&pm->__data.__lock, __ATOMIC_RELAXED);
+}
+
+static int sync_owner_mark(const pthread_mutex_t *pm)
+{
+    return __atomic_load_n(&pm->__data.__owner, __ATOMIC_RELAXED);
+}
+
+static bool sync_not_recoverable(const pthread_mutex_t *pm)
+{
+    return sync_owner_mark(pm) == GLIBC_NOTRECOVERABLE;
+}
+
+/* Frees the futex word if it says this thread holds it, and wakes its
+ * waiters so they too can learn the mutex is not recoverable. */
+static void sync_release_stray(pthread_mutex_t *pm)
+{
+    int *w = &pm->__data.__lock;
+    int old = __atomic_load_n(w, __ATOMIC_RELAXED);
+
+    if ((old & (int)FUTEX_BITS_TID) != (int)gettid())
+        return;
+    old = __atomic_exchange_n(w, 0, __ATOMIC_RELEASE);
+    if ((unsigned)old & FUTEX_BIT_WAITERS)
+        syscall(SYS_futex, w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+#else
+static unsigned sync_futex_word(const pthread_mutex_t *pm)
+{
+    (void)pm;
+    return 0;
+}
+
+static int sync_owner_mark(const pthread_mutex_t *pm)
+{
+    (void)pm;
+    return 0;
+}
+
+static bool sync_not_recoverable(const pthread_mutex_t *pm)
+{
+    (void)pm;
+    return false;
+}
+
+static void sync_release_stray(pthread_mutex_t *pm)
+{
+    (void)pm;
+}
+#endif
+
 /* ---- mutex ---------------------------------------------------------- */
 
 static inline struct mutex_shared *mutex_of(shmkit_mutex *m)
@@ -357,6 +433,25 @@ int shmkit_mutex_init(shmkit_mutex *m, unsigned flags)
     return 0;
 }
 
+/*
+ * pthread_mutex_trylock, minus a glibc bug (seen in 2.36): on a robust
+ * mutex that is not recoverable it returns ENOTRECOVERABLE but leaves the
+ * futex word locked by the caller, so every other process then blocks
+ * for good. A mutex never leaves that state, so look first; if it got
+ * there between the look and the call, undo the stray lock.
+ */
+static int mutex_trylock(struct mutex_shared *s)
+{
+    int r;
+
+    if (sync_not_recoverable(&s->pm))
+        return ENOTRECOVERABLE;
+    r = pthread_mutex_trylock(&s->pm);
+    if (r == ENOTRECOVERABLE)
+        sync_release_stray(&s->pm);
+    return r;
+}
+
 enum acquire_how { ACQ_BLOCK, ACQ_TRY, ACQ_TIMED };
 
 /* The common path of lock, trylock and timedlock. */
@@ -391,7 +486,7 @@ static int mutex_acquire(shmkit_mutex *m, enum acquire_how how,
     if (how == ACQ_BLOCK)
         r = pthread_mutex_lock(&s->pm);
     else if (how == ACQ_TRY)
-        r = pthread_mutex_trylock(&s->pm);
+        r = mutex_trylock(s);
     else
         r = pthread_mutex_clocklock(&s->pm, CLOCK_MONOTONIC, deadline);
     if (r == 0 || r == EOWNERDEAD)
@@ -621,13 +716,11 @@ int shmkit_cond_destroy(shmkit_cond *c)
 
 /* ---- inspection ----------------------------------------------------- */
 
-/* The futex word's bits, from the kernel's robust-futex ABI. */
-#define FUTEX_BIT_OWNER_DIED 0x40000000u
-#define FUTEX_BITS_TID 0x3fffffffu
-
 int shmkit_mutex_inspect(const shmkit_mutex *m, shmkit_mutex_info *info)
 {
     const struct mutex_shared *s = (const struct mutex_shared *)m;
+    unsigned word;
+    int mark;
 
     if (!m || !info || !shmkit__mutex_valid(m))
         return shmkit__fail(NULL, -EINVAL, "shmkit_mutex_inspect(%p)",
@@ -635,23 +728,15 @@ int shmkit_mutex_inspect(const shmkit_mutex *m, shmkit_mutex_info *info)
     memset(info, 0, sizeof *info);
     info->recursive = s->flags & SHMKIT_MUTEX_RECURSIVE;
     info->pid_ns = s->pid_ns;
-#if defined(__GLIBC__)
-    /* glibc keeps the robust futex word in __lock (owner tid, plus the
-     * owner-died bit the kernel sets) and marks inconsistent and
-     * unrecoverable mutexes in __owner. Read-only, possibly stale. */
-    {
-        unsigned word = (unsigned)__atomic_load_n(&s->pm.__data.__lock,
-                                                  __ATOMIC_RELAXED);
-        int owner = __atomic_load_n(&s->pm.__data.__owner, __ATOMIC_RELAXED);
-
-        info->owner_tid = (pid_t)(word & FUTEX_BITS_TID);
-        info->owner_died = (word & FUTEX_BIT_OWNER_DIED) != 0;
-        info->locked = info->owner_tid != 0 || info->owner_died;
-        info->inconsistent = owner == INT_MAX;         /* ..._INCONSISTENT */
-        info->not_recoverable = owner == INT_MAX - 1;  /* ..._NOTRECOVERABLE */
-        return 0;
-    }
-#else
+#if !defined(__GLIBC__)
     return -ENOTSUP;
 #endif
+    word = sync_futex_word(&s->pm);
+    mark = sync_owner_mark(&s->pm);
+    info->owner_tid = (pid_t)(word & FUTEX_BITS_TID);
+    info->owner_died = (word & FUTEX_BIT_OWNER_DIED) != 0;
+    info->locked = info->owner_tid != 0 || info->owner_died;
+    info->inconsistent = mark == GLIBC_INCONSISTENT;
+    info->not_recoverable = mark == GLIBC_NOTRECOVERABLE;
+    return 0;
 }
