@@ -1,6 +1,73 @@
-"""ShareableList over libshmkit's list API (bound once that API lands)."""
+"""ShareableList: CPython's list-like object in one shared memory block.
+
+The item access, len, count, index and format are C (ShareableListBase,
+over libshmkit's list API); this subclass adds shm, repr, pickling and the
+context manager. Byte for byte CPython's layout: CPython's own
+ShareableList attaches to ours and the other way round.
+"""
+
+from functools import partial
+import types
+
+from . import _shmkit
 
 
-class ShareableList:
-    def __init__(self, sequence=None, *, name=None):
-        raise NotImplementedError("shmkit.ShareableList: the C list API is not bound yet")
+class ShareableList(_shmkit.ShareableListBase):
+    """Pattern for a mutable list-like object shareable via a shared
+    memory block. It differs from the built-in list type in that these
+    lists can not change their overall length (i.e. no append, insert,
+    etc.)
+
+    ShareableList(sequence=None, *, name=None, track=True): with a
+    sequence, create a new list (named name, or a generated name); with
+    only a name, attach to an existing one. Unlike CPython, str and bytes
+    items keep trailing NULs, and non-ASCII str items are never truncated.
+    """
+
+    __slots__ = ('_shm', '__weakref__')
+
+    @property
+    def shm(self):
+        "The SharedMemory instance where the values are stored."
+        try:
+            return self._shm
+        except AttributeError:
+            from .shared_memory import SharedMemory
+            self._shm = SharedMemory._from_mapping(self._mapping, self._track)
+            return self._shm
+
+    def __reduce__(self):
+        return partial(self.__class__, name=self.shm.name), ()
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}({list(self)}, name={self.shm.name!r})'
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shm.close()
+
+    def locked(self):
+        """A context manager holding the list's process-shared lock (a
+        small block '<name>.lock' beside the list, removed by
+        shm.unlink()). Use it in every shmkit process that writes str or
+        bytes items or changes an item's type while others read."""
+        return _ListLock(self)
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+
+class _ListLock:
+    __slots__ = ('_list', 'owner_died')
+
+    def __init__(self, sl):
+        self._list = sl
+        self.owner_died = False
+
+    def __enter__(self):
+        self.owner_died = self._list._lock()
+        return self
+
+    def __exit__(self, *exc):
+        self._list._unlock()

@@ -14,6 +14,8 @@
 
 #include <shmkit.h>
 
+#include "weak.h"
+
 typedef struct ext_state {
     PyTypeObject *mapping_type;
     PyTypeObject *list_type;
@@ -41,10 +43,21 @@ PyObject *ext_error(ext_state *st, int code, const char *name);
 /* Parses an optional name argument: None gives NULL, str gives its UTF-8. */
 int ext_name_arg(PyObject *obj, const char **out);
 
-/* ---- mapping.c: a mapped block whose lifetime its buffer exports share ---- */
+/* ---- mapping.c: a mapped block whose lifetime its users share ---- */
+
+/* What owns the block handle of a Mapping (closed when the Mapping goes). */
+enum ext_map_kind {
+    EXT_MAP_BLOCK = 0,     /* a plain shmkit_block */
+    EXT_MAP_LIST,          /* handle is a shmkit_list; block is its block */
+    EXT_MAP_ARRAY,         /* handle is a shmkit_array */
+    EXT_MAP_LOCK           /* handle is a shmkit_lock */
+};
+
 typedef struct MappingObject {
     PyObject_HEAD
     shmkit_block *block;   /* NULL once released */
+    void *handle;          /* the list/array/lock owning block, or NULL */
+    int kind;              /* enum ext_map_kind */
     char *data;            /* cached shmkit_block_data() */
     Py_ssize_t size;       /* cached shmkit_block_size() */
     Py_ssize_t exports;    /* live buffer exports */
@@ -56,12 +69,43 @@ typedef struct MappingObject {
 
 int ext_mapping_init_type(PyObject *m, ext_state *st);
 
+/* Wraps a handle of the given kind (stolen: closed on failure too) into a
+ * new Mapping; `b` is the handle's block. */
+PyObject *ext_mapping_new(ext_state *st, int kind, void *handle,
+                          shmkit_block *b);
+
+/* True if the library linked in provides `fn` (a binding of a part of the
+ * C API that is still being written raises NotImplementedError until it
+ * lands; see weak.h). */
+#define EXT_HAVE(fn) ((void *)(fn) != NULL)
+int ext_not_implemented(const char *what);
+
 /* 0 if the mapping is open; -1 with ValueError once close() was called. */
 int ext_mapping_check(MappingObject *mo);
+
+/* ---- sync.c ---- */
+
+/* Acquires m (timeout < 0: forever) with the GIL released and signals
+ * checked: 1 acquired (*died set if the previous owner died), 0 not, -1
+ * error set. */
+int ext_mutex_acquire(ext_state *st, shmkit_mutex *m, int block,
+                      double timeout, int *died, const char *name);
+/* Releases m: 0, or -1 with multiprocessing's exception set. */
+int ext_mutex_release(ext_state *st, shmkit_mutex *m, const char *name);
+/* The mutex of a LockBase instance, or NULL if obj is none. */
+shmkit_mutex *ext_lock_mutex(ext_state *st, PyObject *obj);
+/* acquire()/release() of a LockBase instance (ext_lock_mutex non-NULL). */
+PyObject *ext_lock_acquire(PyObject *lock, int block, double timeout);
+PyObject *ext_lock_release(PyObject *lock);
+/* A new instance of tp (a LockBase subclass) over the mutex embedded in
+ * a block; owner keeps the mapping alive. */
+PyObject *ext_lock_embedded(PyTypeObject *tp, PyObject *owner,
+                            shmkit_mutex *m, PyObject *name);
 
 /* ---- list.c, sync.c, typed.c ---- */
 int ext_list_init_type(PyObject *m, ext_state *st);
 int ext_sync_init_type(PyObject *m, ext_state *st);
 int ext_typed_init_type(PyObject *m, ext_state *st);
+int ext_manager_init_type(PyObject *m, ext_state *st);
 
 #endif

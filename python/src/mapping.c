@@ -28,16 +28,33 @@ int ext_mapping_check(MappingObject *mo)
     return mapping_check_open(mo);
 }
 
-/* Wraps a fresh handle into a new Mapping object (stealing the handle). */
-static PyObject *mapping_wrap(PyTypeObject *tp, shmkit_block *b)
+/* Closes what a Mapping owns. Returns 0 or a negative shmkit code. */
+static int mapping_close_handle(int kind, void *handle, shmkit_block *b)
+{
+    switch (kind) {
+    case EXT_MAP_LIST:
+        return shmkit_list_close(handle);
+    case EXT_MAP_ARRAY:
+        return shmkit_array_close(handle);
+    case EXT_MAP_LOCK:
+        return shmkit_lock_close(handle);
+    default:
+        return shmkit_block_close(b);
+    }
+}
+
+static PyObject *mapping_wrap(PyTypeObject *tp, int kind, void *handle,
+                              shmkit_block *b)
 {
     MappingObject *mo = PyObject_GC_New(MappingObject, tp);
 
     if (!mo) {
-        shmkit_block_close(b);
+        mapping_close_handle(kind, handle, b);
         return NULL;
     }
     mo->block = b;
+    mo->handle = handle;
+    mo->kind = kind;
     mo->data = shmkit_block_data(b);
     mo->size = (Py_ssize_t)shmkit_block_size(b);
     mo->exports = 0;
@@ -51,6 +68,12 @@ static PyObject *mapping_wrap(PyTypeObject *tp, shmkit_block *b)
     }
     PyObject_GC_Track(mo);
     return (PyObject *)mo;
+}
+
+PyObject *ext_mapping_new(ext_state *st, int kind, void *handle,
+                          shmkit_block *b)
+{
+    return mapping_wrap(st->mapping_type, kind, handle, b);
 }
 
 PyDoc_STRVAR(create_doc,
@@ -82,7 +105,7 @@ static PyObject *mapping_create(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     if (r < 0)
         return ext_error(ext_state_of_type(tp), r, name);
-    return mapping_wrap(tp, b);
+    return mapping_wrap(tp, EXT_MAP_BLOCK, NULL, b);
 }
 
 PyDoc_STRVAR(attach_doc,
@@ -112,7 +135,7 @@ static PyObject *mapping_attach(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     if (r < 0)
         return ext_error(ext_state_of_type(tp), r, name);
-    return mapping_wrap(tp, b);
+    return mapping_wrap(tp, EXT_MAP_BLOCK, NULL, b);
 }
 
 PyDoc_STRVAR(close_doc,
@@ -136,7 +159,12 @@ static PyObject *mapping_unlink(MappingObject *mo, PyObject *unused)
 
     if (!name)
         return NULL;
-    r = mo->block ? shmkit_block_unlink(mo->block) : shmkit_unlink(name);
+    if (!mo->block)
+        r = shmkit_unlink(name);
+    else if (mo->kind == EXT_MAP_LIST)
+        r = shmkit_list_unlink(mo->handle);   /* and its "<name>.lock" */
+    else
+        r = shmkit_block_unlink(mo->block);
     if (r < 0)
         return ext_error(ext_state_of_type(Py_TYPE(mo)), r, name);
     Py_RETURN_NONE;
@@ -175,6 +203,11 @@ static int mapping_check_movable(MappingObject *mo)
 {
     if (mapping_check_open(mo) < 0)
         return -1;
+    if (mo->kind != EXT_MAP_BLOCK) {
+        PyErr_SetString(PyExc_ValueError,
+                        "a list, array or lock block has a fixed layout");
+        return -1;
+    }
     if (mo->exports > 0) {
         PyErr_Format(PyExc_BufferError,
                      "cannot remap: %zd buffer(s) still in use", mo->exports);
@@ -297,7 +330,7 @@ static void mapping_dealloc(MappingObject *mo)
     if (mo->weakreflist)
         PyObject_ClearWeakRefs((PyObject *)mo);
     if (mo->block)
-        shmkit_block_close(mo->block);
+        mapping_close_handle(mo->kind, mo->handle, mo->block);
     Py_XDECREF(mo->name);
     tp->tp_free(mo);
     Py_DECREF(tp);

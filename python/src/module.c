@@ -255,6 +255,8 @@ static int mod_exec(PyObject *m)
         return -1;
     if (ext_typed_init_type(m, st) < 0)
         return -1;
+    if (ext_manager_init_type(m, st) < 0)
+        return -1;
     return 0;
 }
 
@@ -313,4 +315,12 @@ PyModuleDef ext_module_def = {
 PyMODINIT_FUNC PyInit__shmkit(void)
 {
     return PyModuleDef_Init(&ext_module_def);
+}
+
+int ext_not_implemented(const char *what)
+{
+    PyErr_Format(PyExc_NotImplementedError,
+                 "%s: the libshmkit this module was built with does not "
+                 "provide it yet", what);
+    return -1;
 }
