@@ -1,0 +1,117 @@
+"""Fixtures for the Python tests of shmkit.
+
+Every test gets `names`: it hands out block names under a per-test prefix
+and records generated names the test registers; at teardown it removes
+whatever of them is left in /dev/shm (and their "<name>.lock" sidecars),
+even when the test failed, and fails the test if the test itself left
+something behind. Multi-process helpers check every child's exit code.
+"""
+import itertools
+import multiprocessing as mp
+import os
+import sys
+
+import pytest
+
+SHM_DIR = "/dev/shm"
+SESSION_PREFIX = f"skpy{os.getpid()}x"
+_counter = itertools.count()
+
+START_METHODS = ["fork", "spawn", "forkserver"]
+
+
+def shm_exists(name):
+    return os.path.exists(os.path.join(SHM_DIR, name))
+
+
+class Names:
+    """Names for one test: new() gives fresh prefixed names; add() records
+    a generated name so that teardown removes it too."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.extra = set()
+        self._n = itertools.count()
+
+    def new(self, tag="b"):
+        return f"{self.prefix}{tag}{next(self._n)}"
+
+    def add(self, name):
+        self.extra.add(name.lstrip("/"))
+        return name
+
+    def leftovers(self):
+        found = set()
+        for entry in os.listdir(SHM_DIR):
+            if entry.startswith(self.prefix):
+                found.add(entry)
+        for name in self.extra:
+            for cand in (name, name + ".lock"):
+                if shm_exists(cand):
+                    found.add(cand)
+        return sorted(found)
+
+    def cleanup(self):
+        left = self.leftovers()
+        for entry in left:
+            try:
+                os.unlink(os.path.join(SHM_DIR, entry))
+            except FileNotFoundError:
+                pass
+        return left
+
+
+@pytest.fixture
+def names(request):
+    n = Names(f"{SESSION_PREFIX}{next(_counter)}_")
+    failed_before = getattr(request.node, "rep_call", None)
+    yield n
+    left = n.cleanup()
+    call = getattr(request.node, "rep_call", None)
+    if left and call is not None and call.passed and failed_before is None:
+        pytest.fail(f"test left {left} in /dev/shm", pytrace=False)
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    left = [e for e in os.listdir(SHM_DIR) if e.startswith(SESSION_PREFIX)]
+    for e in left:
+        os.unlink(os.path.join(SHM_DIR, e))
+
+
+@pytest.fixture(params=START_METHODS)
+def ctx(request):
+    return mp.get_context(request.param)
+
+
+def run(ctx, target, *args, timeout=120):
+    """Runs target(*args) in a child of context ctx; asserts it exits 0."""
+    p = ctx.Process(target=target, args=args)
+    p.start()
+    p.join(timeout)
+    if p.exitcode is None:
+        p.kill()
+        p.join()
+        pytest.fail(f"child {target.__name__} hung")
+    assert p.exitcode == 0, f"child {target.__name__} exit code {p.exitcode}"
+
+
+def start(ctx, target, *args):
+    p = ctx.Process(target=target, args=args)
+    p.start()
+    return p
+
+
+def join_ok(p, timeout=120, expect=0):
+    p.join(timeout)
+    if p.exitcode is None:
+        p.kill()
+        p.join()
+        pytest.fail("child hung")
+    assert p.exitcode == expect, f"child exit code {p.exitcode}, expected {expect}"

@@ -1,0 +1,343 @@
+"""shmkit.SharedMemory: CPython's API and behaviour, and what it fixes."""
+import errno
+import mmap
+import os
+import pickle
+import signal
+from multiprocessing import shared_memory as cpy
+
+import numpy as np
+import pytest
+
+import shmkit
+from shmkit import shared_memory
+
+from conftest import join_ok, run, shm_exists, start
+
+
+# ---- basics ---------------------------------------------------------------
+
+def test_create_attach_close_unlink(names):
+    name = names.new()
+    a = shared_memory.SharedMemory(name, create=True, size=10)
+    assert a.name == name and a.size == 10
+    assert type(a.buf) is memoryview and len(a.buf) == 10
+    a.buf[:4] = bytearray([22, 33, 44, 55])
+    a.buf[4] = 100
+    b = shared_memory.SharedMemory(name)
+    assert bytes(b.buf[:5]) == bytes([22, 33, 44, 55, 100])
+    b.buf[:5] = b"howdy"
+    assert bytes(a.buf[:5]) == b"howdy"
+    assert repr(b) == f"SharedMemory({name!r}, size=10)"
+    b.close()
+    a.close()
+    a.unlink()
+    assert not shm_exists(name)
+
+
+def test_generated_name(names):
+    a = shared_memory.SharedMemory(create=True, size=10, track=False)
+    names.add(a.name)
+    assert a.name.startswith("psm_") and len(a.name) <= 14
+    assert os.stat("/dev/shm/" + a.name).st_mode & 0o777 == 0o600
+    a.close()
+    a.unlink()
+
+
+def test_size_is_exact(names):
+    a = shared_memory.SharedMemory(names.new(), create=True, size=4097, track=False)
+    assert a.size == 4097 and len(a.buf) == 4097
+    assert os.stat("/dev/shm/" + a.name).st_size == 4097
+    a.close()
+    a.unlink()
+
+
+def test_errors_match_cpython(names):
+    name = names.new()
+    with pytest.raises(FileNotFoundError) as e:
+        shared_memory.SharedMemory(name)
+    assert e.value.errno == errno.ENOENT and e.value.filename == "/" + name
+    with pytest.raises(ValueError, match="'size' must be a positive integer"):
+        shared_memory.SharedMemory(name, create=True, size=-1)
+    with pytest.raises(ValueError, match="'size' must be a positive number different from zero"):
+        shared_memory.SharedMemory(name, create=True, size=0)
+    with pytest.raises(ValueError, match="'name' can only be None if create=True"):
+        shared_memory.SharedMemory()
+    a = shared_memory.SharedMemory(name, create=True, size=8, track=False)
+    with pytest.raises(FileExistsError) as e:
+        shared_memory.SharedMemory(name, create=True, size=8, track=False)
+    assert e.value.errno == errno.EEXIST
+    a.unlink()
+    with pytest.raises(FileNotFoundError):
+        a.unlink()
+    a.close()
+
+
+def test_empty_block_is_refused(names):
+    name = names.new()
+    fd = os.open("/dev/shm/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    os.close(fd)
+    with pytest.raises(ValueError, match="empty"):
+        shared_memory.SharedMemory(name)
+    assert shm_exists(name)      # failing to attach never unlinks
+    os.unlink("/dev/shm/" + name)
+
+
+def test_bad_names(names):
+    for bad in ("a/b", "", ".", ".."):
+        with pytest.raises((ValueError, OSError)):
+            shared_memory.SharedMemory(bad, create=True, size=8, track=False)
+    with pytest.raises(OSError) as e:
+        shared_memory.SharedMemory("x" * 300, create=True, size=8, track=False)
+    assert e.value.errno == errno.ENAMETOOLONG
+
+
+def test_shmkit_error_is_oserror_with_code(names):
+    # A directory planted at a name is not a shared memory object.
+    name = names.new()
+    os.mkdir("/dev/shm/" + name)
+    try:
+        with pytest.raises(shmkit.Error) as e:
+            shared_memory.SharedMemory(name)
+        assert isinstance(e.value, OSError)
+        assert shmkit.errname(e.value.errno) == "SHMKIT_ENOTREG"
+    finally:
+        os.rmdir("/dev/shm/" + name)
+
+
+# ---- close while buffers are in use ---------------------------------------
+
+def test_close_with_live_memoryview_does_not_raise(names):
+    a = shared_memory.SharedMemory(names.new(), create=True, size=16, track=False)
+    view = a.buf[2:6]
+    cast = memoryview(a.buf).cast("I")
+    a.close()                       # CPython raises BufferError here
+    view[0] = 7                     # still mapped
+    assert cast[0] == 7 << 16
+    assert a.buf is None
+    a.unlink()
+    del view, cast
+
+
+def test_close_with_live_numpy_array(names):
+    a = shared_memory.SharedMemory(names.new(), create=True, size=6 * 8, track=False)
+    arr = np.ndarray((6,), dtype=np.int64, buffer=a.buf)
+    arr[:] = [1, 1, 2, 3, 5, 8]
+    a.close()
+    arr[-1] = 888                   # CPython: segfault or BufferError
+    b = shared_memory.SharedMemory(a.name)
+    assert list(np.ndarray((6,), dtype=np.int64, buffer=b.buf)) == [1, 1, 2, 3, 5, 888]
+    b.close()
+    a.unlink()
+    mapping = arr.base
+    del arr
+    assert not mapping.closed or mapping.mapped  # alive only through us
+    del mapping
+
+
+def test_close_twice_and_buffer_after_close(names):
+    a = shared_memory.SharedMemory(names.new(), create=True, size=8, track=False)
+    a.close()
+    a.close()
+    assert a.buf is None and a.closed
+    a.unlink()
+
+
+def test_context_manager(names):
+    name = names.new()
+    with shared_memory.SharedMemory(name, create=True, size=8, track=False) as a:
+        a.buf[0] = 1
+    assert a.closed and shm_exists(name)
+    a.unlink()
+
+
+# ---- pickling ---------------------------------------------------------------
+
+def test_pickle_by_name_preserves_track(names):
+    a = shared_memory.SharedMemory(names.new(), create=True, size=8, track=False)
+    b = pickle.loads(pickle.dumps(a))
+    assert b.name == a.name and b.size == 8 and b.track is False
+    b.buf[0] = 42
+    assert a.buf[0] == 42
+    b.close()
+    a.close()
+    a.unlink()
+
+
+def _child_write_pickled(shm_pickle):
+    s = pickle.loads(shm_pickle)
+    s.buf[:5] = b"child"
+    s.close()
+
+
+def test_pickle_across_processes(names, ctx):
+    a = shared_memory.SharedMemory(names.new(), create=True, size=8, track=False)
+    run(ctx, _child_write_pickled, pickle.dumps(a))
+    assert bytes(a.buf[:5]) == b"child"
+    a.close()
+    a.unlink()
+
+
+def _child_attach_write(name):
+    s = shared_memory.SharedMemory(name)
+    s.buf[0] = 99
+    s.close()
+
+
+def test_process_passes_object(names, ctx):
+    a = shared_memory.SharedMemory(names.new(), create=True, size=8, track=False)
+    run(ctx, _child_attach_write, a.name)
+    assert a.buf[0] == 99
+    a.close()
+    a.unlink()
+
+
+# ---- attaching never destroys (CPython gh-82300) ------------------------------
+
+def _child_attach_and_exit(name, how):
+    s = shared_memory.SharedMemory(name)      # track=True default
+    assert s.buf[0] == 5
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    s.close()
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_attacher_exit_never_unlinks(names, ctx, how):
+    a = shared_memory.SharedMemory(names.new(), create=True, size=8, track=False)
+    a.buf[0] = 5
+    p = start(ctx, _child_attach_and_exit, a.name, how)
+    join_ok(p, expect=-signal.SIGKILL if how == "kill" else 0)
+    assert shm_exists(a.name)
+    c = shared_memory.SharedMemory(a.name)
+    assert c.buf[0] == 5
+    c.close()
+    a.close()
+    a.unlink()
+
+
+# ---- interop with CPython's own SharedMemory ---------------------------------
+
+def test_cpython_attaches_to_shmkit(names):
+    a = shared_memory.SharedMemory(names.new(), create=True, size=100, track=False)
+    a.buf[:5] = b"hello"
+    c = cpy.SharedMemory(a.name)
+    try:
+        assert bytes(c.buf[:5]) == b"hello"
+        assert c.size >= 100
+        c.buf[5:10] = b"world"
+    finally:
+        c.close()
+    assert bytes(a.buf[:10]) == b"helloworld"
+    a.close()
+    a.unlink()
+
+
+def test_shmkit_attaches_to_cpython(names):
+    name = names.new()
+    c = cpy.SharedMemory(name, create=True, size=64)
+    try:
+        c.buf[:3] = b"cpy"
+        s = shared_memory.SharedMemory(name)
+        assert s.size == 64 and bytes(s.buf[:3]) == b"cpy"
+        s.buf[3:6] = b"skt"
+        s.close()
+        assert bytes(c.buf[:6]) == b"cpyskt"
+    finally:
+        c.close()
+        c.unlink()
+
+
+# ---- rename, resize, refresh ---------------------------------------------------
+
+def test_rename(names):
+    n1, n2, n3 = names.new(), names.new(), names.new()
+    a = shared_memory.SharedMemory(n1, create=True, size=8, track=False)
+    a.buf[0] = 1
+    a.rename(n2)
+    assert a.name == n2 and not shm_exists(n1) and shm_exists(n2)
+    b = shared_memory.SharedMemory(n3, create=True, size=8, track=False)
+    b.buf[0] = 3
+    with pytest.raises(FileExistsError):
+        a.rename(n3, shared_memory.SHM_RENAME_NOREPLACE)
+    a.rename(n3, shared_memory.SHM_RENAME_EXCHANGE)
+    assert a.name == n3
+    x = shared_memory.SharedMemory(n2)
+    assert x.buf[0] == 3
+    x.close()
+    a.close(), b.close()
+    a.unlink()
+    shmkit.unlink(n2)
+
+
+def test_resize_and_refresh(names):
+    a = shared_memory.SharedMemory(names.new(), create=True, size=8, track=False)
+    b = shared_memory.SharedMemory(a.name)
+    a.buf[0] = 7
+    old_view = a.buf            # keeps the old mapping alive and valid
+    a.resize(100000)
+    assert a.size == 100000 and len(a.buf) == 100000
+    assert len(old_view) == 8 and old_view[0] == 7
+    a.buf[99999] = 9
+    assert b.size == 8
+    b.refresh()
+    assert b.size == 100000 and b.buf[99999] == 9 and b.buf[0] == 7
+    with pytest.raises(ValueError):
+        a.resize(10)
+    del old_view
+    a.resize(200000)            # nothing else uses the mapping: in place
+    assert a.size == 200000
+    a.close(), b.close()
+    a.unlink()
+
+
+# ---- the seed's NumPy example ------------------------------------------------
+
+def _child_numpy(name):
+    existing = shared_memory.SharedMemory(name=name)
+    c = np.ndarray((6,), dtype=np.int64, buffer=existing.buf)
+    assert list(c) == [1, 1, 2, 3, 5, 8]
+    c[-1] = 888
+    del c
+    existing.close()
+
+
+def test_numpy_across_processes(names, ctx):
+    a = np.array([1, 1, 2, 3, 5, 8])
+    shm = shared_memory.SharedMemory(create=True, size=a.nbytes, track=False)
+    names.add(shm.name)
+    b = np.ndarray(a.shape, dtype=a.dtype, buffer=shm.buf)
+    b[:] = a[:]
+    run(ctx, _child_numpy, shm.name)
+    assert list(b) == [1, 1, 2, 3, 5, 888]
+    del b
+    shm.close()
+    shm.unlink()
+
+
+def test_numpy_zero_copy(names):
+    shm = shared_memory.SharedMemory(names.new(), create=True, size=64, track=False)
+    arr = np.frombuffer(shm.buf, dtype=np.uint8)
+    shm.buf[3] = 200
+    assert arr[3] == 200
+    assert arr.__array_interface__["data"][0] == shm._mapping.address
+    del arr
+    shm.close()
+    shm.unlink()
+
+
+# ---- tracking ----------------------------------------------------------------
+
+def _child_create_tracked(conn):
+    s = shared_memory.SharedMemory(create=True, size=8)   # track=True
+    conn.send(s.name)
+    conn.recv()          # parent has checked
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_track_is_default_and_unlink_untracks(names):
+    s = shared_memory.SharedMemory(names.new(), create=True, size=8)
+    assert s.track
+    s.close()
+    s.unlink()
+    assert not shm_exists(s.name)
