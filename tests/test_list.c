@@ -635,7 +635,7 @@ static void check_pair(shmkit_list *l)
     cr_assert_eq(shmkit_list_unlock(l), 0);
 }
 
-Test(list, lock_gives_consistent_items, .timeout = 120)
+Test(list, lock_gives_consistent_items)
 {
     char init[41];
     shmkit_item in[2];
@@ -672,7 +672,7 @@ Test(list, lock_gives_consistent_items, .timeout = 120)
 
 /* Same-type int writes are single aligned stores: an unlocked reader only
  * ever sees one of the values written, never a mix. */
-Test(list, unlocked_int_writes_are_whole, .timeout = 120)
+Test(list, unlocked_int_writes_are_whole)
 {
     shmkit_item in[] = {shmkit_item_int(0)};
     shmkit_list *l = make("whole", in, 1);
