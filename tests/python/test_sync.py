@@ -1,0 +1,237 @@
+"""shmkit.Lock, RLock, Condition: multiprocessing's API over robust locks."""
+import os
+import pickle
+import signal
+import threading
+
+import pytest
+
+import shmkit
+
+from conftest import join_ok, run, start
+
+
+@pytest.fixture
+def lock(names):
+    lk = shmkit.Lock(track=False)
+    names.add(lk.name)
+    yield lk
+    lk.unlink()
+
+
+def test_lock_basics(lock):
+    assert lock.acquire() is True
+    assert lock.acquire(False) is False
+    assert lock.acquire(timeout=0.01) is False
+    lock.release()
+    with pytest.raises(ValueError):
+        lock.release()
+    with lock:
+        assert lock._is_mine()
+    assert not lock._is_mine()
+
+
+def test_rlock_recursion(names):
+    r = shmkit.RLock(track=False)
+    names.add(r.name)
+    with r:
+        with r:
+            assert r._count() == 2
+        assert r._count() == 1
+    with pytest.raises(AssertionError):
+        r.release()
+    r.unlink()
+
+
+def test_named_lock_attach(names):
+    name = names.new()
+    a = shmkit.Lock(name=name, track=False)
+    b = shmkit.Lock.attach(name)
+    assert b.name == name
+    with a:
+        assert b.acquire(False) is False
+    assert b.acquire(False) is True
+    b.release()
+    with pytest.raises(FileExistsError):
+        shmkit.Lock(name=name, track=False)
+    a.unlink()
+    with pytest.raises(FileNotFoundError):
+        shmkit.Lock.attach(name)
+
+
+def test_attach_wrong_kind(names):
+    s = shmkit.SharedMemory(names.new(), create=True, size=4096, track=False)
+    with pytest.raises(shmkit.CorruptError):
+        shmkit.Lock.attach(s.name)
+    s.close()
+    s.unlink()
+
+
+def _child_hold(lock, conn, release_conn):
+    with lock:
+        conn.send("held")
+        release_conn.recv()
+
+
+def test_lock_excludes_other_process(lock, ctx):
+    r, w = ctx.Pipe(duplex=False)
+    go_r, go_w = ctx.Pipe(duplex=False)
+    p = start(ctx, _child_hold, lock, w, go_r)
+    assert r.recv() == "held"
+    assert lock.acquire(timeout=0.05) is False
+    go_w.send("go")
+    assert lock.acquire(timeout=60) is True
+    lock.release()
+    join_ok(p)
+
+
+def _child_die_holding(lock, conn):
+    lock.acquire()
+    conn.send("held")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_dead_holder_reported_and_repaired(lock, ctx):
+    r, w = ctx.Pipe(duplex=False)
+    p = start(ctx, _child_die_holding, lock, w)
+    assert r.recv() == "held"
+    join_ok(p, expect=-signal.SIGKILL)
+    assert lock.acquire(timeout=60) is True     # never deadlocks
+    assert lock.owner_died is True
+    lock.consistent()
+    assert lock.owner_died is False
+    lock.release()
+    with lock:
+        assert lock.owner_died is False
+
+
+def test_dead_holder_not_repaired_is_not_recoverable(lock, ctx):
+    r, w = ctx.Pipe(duplex=False)
+    p = start(ctx, _child_die_holding, lock, w)
+    assert r.recv() == "held"
+    join_ok(p, expect=-signal.SIGKILL)
+    assert lock.acquire() and lock.owner_died
+    lock.release()                                 # without consistent()
+    with pytest.raises(shmkit.NotRecoverableError):
+        lock.acquire()
+    with pytest.raises(shmkit.NotRecoverableError):
+        lock.acquire(False)
+
+
+def _child_count(lock, name, n):
+    v = shmkit.Value(name=name)
+    for _ in range(n):
+        with lock:
+            v.value += 1
+
+
+def test_lock_protects_counter(names, lock, ctx):
+    v = shmkit.Value('i', 0, track=False, lock=False)
+    names.add(v.name)
+    ps = [start(ctx, _child_count, lock, v.name, 500) for _ in range(3)]
+    for p in ps:
+        join_ok(p)
+    assert v.value == 1500
+    v.unlink()
+
+
+def test_pickle_any_time(lock):
+    b = pickle.loads(pickle.dumps(lock))
+    assert b.name == lock.name and type(b) is shmkit.Lock
+    with lock:
+        assert b.acquire(False) is False
+
+
+def test_release_from_other_thread_refused(lock):
+    lock.acquire()
+    err = []
+
+    def other():
+        try:
+            lock.release()
+        except ValueError as e:
+            err.append(e)
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert err
+    lock.release()
+
+
+def _child_hold_forever(lock, conn):
+    lock.acquire()
+    conn.send("held")
+    conn.recv()            # parent closes the pipe when done
+
+
+class _Alarm(Exception):
+    pass
+
+
+def test_blocking_acquire_is_interruptible(lock, ctx):
+    r, w = ctx.Pipe()
+    p = start(ctx, _child_hold_forever, lock, w)
+    assert r.recv() == "held"
+
+    def handler(signum, frame):
+        raise _Alarm()
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with pytest.raises(_Alarm):
+            lock.acquire()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    r.send("done")
+    join_ok(p)
+
+
+# ---- Condition ---------------------------------------------------------------
+
+def _child_wait_for(cond, name, conn):
+    v = shmkit.Value(name=name, lock=False)
+    with cond:
+        conn.send("waiting")
+        ok = cond.wait_for(lambda: v.value == 7, timeout=60)
+    assert ok
+
+
+def test_condition_across_processes(names, ctx):
+    cond = shmkit.Condition(track=False)
+    names.add(cond.name)
+    v = shmkit.Value('i', 0, track=False, lock=False)
+    names.add(v.name)
+    r, w = ctx.Pipe(duplex=False)
+    p = start(ctx, _child_wait_for, cond, v.name, w)
+    assert r.recv() == "waiting"
+    with cond:
+        v.value = 7
+        cond.notify_all()
+    join_ok(p)
+    cond.unlink()
+    v.unlink()
+
+
+def test_condition_timeout_and_errors(names):
+    cond = shmkit.Condition(shmkit.Lock(track=False))
+    names.add(cond.name)
+    with pytest.raises(AssertionError):
+        cond.wait(0)
+    with cond:
+        assert cond.wait(0.01) is False
+        cond.notify()
+        cond.notify(3)
+    c2 = pickle.loads(pickle.dumps(cond))
+    assert c2.name == cond.name
+    cond.unlink()
+
+
+def test_lock_of_value_has_no_condition(names):
+    v = shmkit.Value('i', track=False)
+    names.add(v.name)
+    c = shmkit.Condition(v.get_lock())
+    with c:
+        with pytest.raises(ValueError):
+            c.wait(0)
+    v.unlink()
