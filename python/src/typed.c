@@ -32,6 +32,12 @@ typedef struct TypedObject {
     int track;
 } TypedObject;
 
+/* The lock object, or NULL for none (lock=False stores None). */
+static PyObject *lock_of(TypedObject *t)
+{
+    return (t->lock && t->lock != Py_None) ? t->lock : NULL;
+}
+
 static ext_state *typed_state(TypedObject *t)
 {
     return ext_state_of_type(Py_TYPE(t));
@@ -533,12 +539,12 @@ static int typed_ass_subscript(TypedObject *t, PyObject *key, PyObject *v)
 
 static PyObject *typed_get_lock(TypedObject *t, PyObject *unused)
 {
-    if (!t->lock) {
+    if (!lock_of(t)) {
         PyErr_SetString(PyExc_AttributeError,
                         "this object was made with lock=False: it has no lock");
         return NULL;
     }
-    return Py_NewRef(t->lock);
+    return Py_NewRef(lock_of(t));
 }
 
 static PyObject *typed_get_obj(TypedObject *t, PyObject *unused)
@@ -548,7 +554,7 @@ static PyObject *typed_get_obj(TypedObject *t, PyObject *unused)
 
 static PyObject *typed_do_acquire(TypedObject *t, int block, double timeout)
 {
-    if (!t->lock)
+    if (!lock_of(t))
         return typed_get_lock(t, NULL);
     if (!ext_lock_mutex(typed_state(t), t->lock))
         return PyObject_CallMethod(t->lock, "acquire", "Od",
@@ -572,7 +578,7 @@ static PyObject *typed_acquire(TypedObject *t, PyObject *args, PyObject *kw)
         if (timeout < 0)
             timeout = 0;
     }
-    if (t->lock && !ext_lock_mutex(typed_state(t), t->lock)) {
+    if (lock_of(t) && !ext_lock_mutex(typed_state(t), t->lock)) {
         PyObject *meth = PyObject_GetAttrString(t->lock, "acquire"), *res;
         if (!meth)
             return NULL;
@@ -585,14 +591,14 @@ static PyObject *typed_acquire(TypedObject *t, PyObject *args, PyObject *kw)
 
 static PyObject *typed_enter(TypedObject *t, PyObject *unused)
 {
-    if (t->lock && !ext_lock_mutex(typed_state(t), t->lock))
+    if (lock_of(t) && !ext_lock_mutex(typed_state(t), t->lock))
         return PyObject_CallMethod(t->lock, "__enter__", NULL);
     return typed_do_acquire(t, 1, -1.0);
 }
 
 static PyObject *typed_release(TypedObject *t, PyObject *unused)
 {
-    if (!t->lock)
+    if (!lock_of(t))
         return typed_get_lock(t, NULL);
     if (!ext_lock_mutex(typed_state(t), t->lock))
         return PyObject_CallMethod(t->lock, "release", NULL);
@@ -601,7 +607,7 @@ static PyObject *typed_release(TypedObject *t, PyObject *unused)
 
 static PyObject *typed_exit(TypedObject *t, PyObject *args)
 {
-    if (t->lock && !ext_lock_mutex(typed_state(t), t->lock))
+    if (lock_of(t) && !ext_lock_mutex(typed_state(t), t->lock))
         return PyObject_CallMethod(t->lock, "__exit__", "OOO", Py_None, Py_None, Py_None);
     return typed_release(t, NULL);
 }
