@@ -17,7 +17,6 @@
 
 #define ALIGN 8u           /* CPython's _alignment */
 #define FMT_LEN 8u         /* bytes per format record */
-#define SLOT_MAX 9999999u  /* largest n in an 8-character "<n>s" */
 
 enum code { CODE_VALUE = 0, CODE_STR = 1, CODE_BYTES = 2, CODE_NONE = 3 };
 
@@ -43,39 +42,10 @@ static inline uint8_t ld8(const unsigned char *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-static inline void st64(unsigned char *p, uint64_t v)
-{
-    __atomic_store_n((uint64_t *)(void *)p, v, __ATOMIC_RELAXED);
-}
-
-static inline void st8(unsigned char *p, uint8_t v)
-{
-    __atomic_store_n(p, v, __ATOMIC_RELAXED);
-}
-
-/* The 8 bytes of a format record as a word in memory order. */
-static inline uint64_t word8(const char s[8])
-{
-    uint64_t w;
-
-    memcpy(&w, s, 8);
-    return w;
-}
-
-#define W_INT   word8("q\0\0\0\0\0\0")
-#define W_FLOAT word8("d\0\0\0\0\0\0")
-#define W_BOOL  word8("xxxxxxx?")
-#define W_NONE  word8("xxxxxx?x")
-
-/* Slot data of a bool and a None: CPython packs "xxxxxxx?" and "xxxxxx?x"
- * with pad bytes zeroed and None packed as False. */
-static inline uint64_t bool_word(bool b)
-{
-    unsigned char bytes[8] = {0};
-
-    bytes[7] = b;
-    return word8((const char *)bytes);
-}
+#define W_INT   shmkit__word8("q\0\0\0\0\0\0")
+#define W_FLOAT shmkit__word8("d\0\0\0\0\0\0")
+#define W_BOOL  shmkit__word8("xxxxxxx?")
+#define W_NONE  shmkit__word8("xxxxxx?x")
 
 _Static_assert(sizeof(int64_t) == 8 && sizeof(double) == 8,
                "CPython's q and d are 8 bytes");

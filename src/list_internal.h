@@ -9,7 +9,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <string.h>
+
 #include "internal.h"
+
+/* Largest n in an 8-character "<n>s" format record. */
+#define SHMKIT__LIST_SLOT_MAX 9999999u
+
+/* The 8 bytes of a format record as a word in memory order (compilers
+ * fold this to a constant for a literal). */
+static inline uint64_t shmkit__word8(const char s[8])
+{
+    uint64_t w;
+
+    memcpy(&w, s, 8);
+    return w;
+}
 
 /* A list handle. Process-local. Everything the accessors use to bound
  * their reads (count, slot offsets, region offsets) is a private copy made

@@ -19,8 +19,6 @@
 
 #include "list_internal.h"
 
-#define SLOT_MAX 9999999u /* largest n in an 8-character "<n>s" */
-
 /* How one item is written into its slot. */
 struct enc {
     uint64_t fmt;       /* the 8-byte format record */
@@ -31,16 +29,8 @@ struct enc {
     size_t len;
 };
 
-_Static_assert(SHMKIT_LIST_VALUE_MAX + 8 <= SLOT_MAX,
+_Static_assert(SHMKIT_LIST_VALUE_MAX + 8 <= SHMKIT__LIST_SLOT_MAX,
                "a slot for the longest value has an 8-character record");
-
-static inline uint64_t word8(const char s[8])
-{
-    uint64_t w;
-
-    memcpy(&w, s, 8);
-    return w;
-}
 
 /* Slot size CPython gives a str/bytes of len bytes: always room for at
  * least one NUL after it, in steps of 8. */
@@ -129,20 +119,21 @@ static int encode(const shmkit_item *v, size_t cap, struct enc *e,
     e->code = 0;
     switch (v->type) {
     case SHMKIT_INT:
-        e->fmt = word8("q\0\0\0\0\0\0");
+        e->fmt = shmkit__word8("q\0\0\0\0\0\0");
         e->word = (uint64_t)v->v.i;
         return 0;
     case SHMKIT_FLOAT:
-        e->fmt = word8("d\0\0\0\0\0\0");
+        e->fmt = shmkit__word8("d\0\0\0\0\0\0");
         memcpy(&e->word, &v->v.f, 8);
         return 0;
     case SHMKIT_BOOL:
     case SHMKIT_NONE: {
         unsigned char d[8] = {0};
         d[7] = v->type == SHMKIT_BOOL && v->v.b; /* None packs as False */
-        e->fmt = word8(v->type == SHMKIT_BOOL ? "xxxxxxx?" : "xxxxxx?x");
-        e->code = v->type == SHMKIT_BOOL ? 0 : 3;
-        e->word = v->type == SHMKIT_BOOL ? word8((const char *)d) : 0;
+        bool is_bool = v->type == SHMKIT_BOOL;
+        e->fmt = shmkit__word8(is_bool ? "xxxxxxx?" : "xxxxxx?x");
+        e->code = is_bool ? 0 : 3;
+        e->word = is_bool ? shmkit__word8((const char *)d) : 0;
         return 0;
     }
     case SHMKIT_STR:
