@@ -582,32 +582,29 @@ Test(list, lock_owner_death)
 
 #define ROUNDS 20000
 
-/* Children signal "started" with one byte each and hold the pipe's write
- * end until they exit, so the parent reads while they write and stops
- * when the pipe reaches end of file (no sleeping, no guessing). */
-static bool writers_done(int fd)
+/* Writers run until told to stop, so every one of the parent's checks
+ * happens while they write: each child sends one byte on `started` once
+ * attached, and stops when the parent closes its end of `stop`. */
+static bool told_to_stop(int fd)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    char c;
 
-    if (poll(&p, 1, 0) <= 0)
-        return false;
-    return read(fd, &c, 1) == 0;
+    return poll(&p, 1, 0) > 0;
 }
 
 /* Writer: under the lock, item 0 holds `len` copies of one letter and
  * item 1 holds len, so a reader can check the two agree. */
-static int locked_writer(const char *name, char letter, int sig)
+static int locked_writer(const char *name, char letter, int started, int stop)
 {
     char buf[64];
     shmkit_list *l;
     shmkit_item s, n;
-    int i;
+    size_t i;
 
-    if (shmkit_list_attach(&l, name, 0) < 0 || write(sig, "s", 1) != 1)
+    if (shmkit_list_attach(&l, name, 0) < 0 || write(started, "s", 1) != 1)
         return 1;
-    for (i = 0; i < ROUNDS; i++) {
-        size_t len = 1 + (size_t)i % 40;
+    for (i = 0; !told_to_stop(stop); i++) {
+        size_t len = 1 + i % 40;
         memset(buf, letter, len);
         s = shmkit_item_strn(buf, len);
         n = shmkit_item_int((int64_t)len);
@@ -641,32 +638,32 @@ Test(list, lock_gives_consistent_items)
     shmkit_item in[2];
     shmkit_list *l;
     pid_t pid[2];
-    int sig[2], i;
-    long checks = 0;
+    int started[2], stop[2], i;
 
     memset(init, 'A', 40);
     in[0] = shmkit_item_strn(init, 40); /* a slot of 48 bytes */
     in[1] = shmkit_item_int(40);
     l = make("lkc", in, 2);
-    cr_assert_eq(pipe(sig), 0);
+    cr_assert_eq(pipe(started), 0);
+    cr_assert_eq(pipe(stop), 0);
     for (i = 0; i < 2; i++) {
         pid[i] = fork();
         cr_assert_geq(pid[i], 0);
         if (pid[i] == 0) {
-            close(sig[0]);
-            _exit(locked_writer(tu_name("lkc"), i ? 'B' : 'A', sig[1]));
+            close(stop[1]);
+            _exit(locked_writer(tu_name("lkc"), i ? 'B' : 'A', started[1],
+                                stop[0]));
         }
     }
-    close(sig[1]);
-    read_byte(sig[0]);
-    read_byte(sig[0]);
-    while (!writers_done(sig[0]))
-        check_pair(l), checks++;
+    read_byte(started[0]);
+    read_byte(started[0]);
+    for (i = 0; i < ROUNDS; i++)
+        check_pair(l);
+    close(stop[1]);
     tu_wait_ok(pid[0]);
     tu_wait_ok(pid[1]);
     check_pair(l);
-    cr_assert_gt(checks, 0);
-    close(sig[0]);
+    close(stop[0]), close(started[0]), close(started[1]);
     drop(l);
 }
 
@@ -676,33 +673,35 @@ Test(list, unlocked_int_writes_are_whole)
 {
     shmkit_item in[] = {shmkit_item_int(0)};
     shmkit_list *l = make("whole", in, 1);
-    int sig[2], i;
+    int started[2], stop[2], i;
     pid_t pid;
 
-    cr_assert_eq(pipe(sig), 0);
+    cr_assert_eq(pipe(started), 0);
+    cr_assert_eq(pipe(stop), 0);
     pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         shmkit_list *c;
-        close(sig[0]);
+        uint64_t k;
+        close(stop[1]);
         if (shmkit_list_attach(&c, tu_name("whole"), 0) < 0 ||
-            write(sig[1], "s", 1) != 1)
+            write(started[1], "s", 1) != 1)
             _exit(1);
-        for (i = 0; i < 2000000; i++) {
+        for (k = 0; (k & 0xff) || !told_to_stop(stop[0]); k++) {
             shmkit_item v = shmkit_item_int(
-                (int64_t)(0x0101010101010101ull * (uint64_t)(i & 0x7f)));
+                (int64_t)(0x0101010101010101ull * (k & 0x7f)));
             shmkit_list_set(c, 0, &v);
         }
         _exit(0);
     }
-    close(sig[1]);
-    read_byte(sig[0]);
-    while (!writers_done(sig[0])) {
+    read_byte(started[0]);
+    for (i = 0; i < 1000000; i++) {
         uint64_t v = (uint64_t)get(l, 0).v.i;
         cr_assert_eq(v, 0x0101010101010101ull * (v & 0xff), "torn %#llx",
                      (unsigned long long)v);
     }
+    close(stop[1]);
     tu_wait_ok(pid);
-    close(sig[0]);
+    close(stop[0]), close(started[0]), close(started[1]);
     drop(l);
 }
