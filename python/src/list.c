@@ -19,6 +19,7 @@ typedef struct ListObject {
     MappingObject *mapping;   /* NULL until __init__ succeeded */
     Py_ssize_t len;
     int track;
+    ext_state *st;            /* the module's state, looked up once */
 } ListObject;
 
 /* The list, or NULL with ValueError when it is not (or no longer) open. */
@@ -91,7 +92,9 @@ static PyObject *item_to_object(const shmkit_item *it)
 
 static ext_state *list_state(ListObject *self)
 {
-    return ext_state_of_type(Py_TYPE(self));
+    if (!self->st)
+        self->st = ext_state_of_type(Py_TYPE(self));
+    return self->st;
 }
 
 static const char *list_name(ListObject *self)

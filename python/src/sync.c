@@ -28,11 +28,12 @@ typedef struct LockObject {
     int embedded;
     int owner_died;           /* the last acquire recovered a dead owner */
     int track;
+    ext_state *st;            /* the module's state, looked up once */
 } LockObject;
 
 static ext_state *lock_state(LockObject *self)
 {
-    return ext_state_of_type(Py_TYPE(self));
+    return self->st;
 }
 
 static const char *lock_name(LockObject *self)
@@ -228,7 +229,8 @@ static PyObject *lock_release(LockObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *lock_exit(LockObject *self, PyObject *args)
+static PyObject *lock_exit(LockObject *self, PyObject *const *args,
+                           Py_ssize_t nargs)
 {
     if (ext_mutex_release(lock_state(self), self->mutex, lock_name(self)) < 0)
         return NULL;
@@ -344,6 +346,7 @@ static PyObject *lock_wrap(PyTypeObject *tp, PyObject *owner, shmkit_mutex *m,
 
     if (!self)
         return NULL;
+    self->st = ext_state_of_type(tp);
     self->mutex = m;
     self->cond = c;
     self->owner = Py_NewRef(owner);
@@ -483,7 +486,7 @@ static PyMethodDef lock_methods[] = {
      METH_VARARGS | METH_KEYWORDS, acquire_doc},
     {"release", (PyCFunction)lock_release, METH_NOARGS, release_doc},
     {"__enter__", (PyCFunction)lock_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)lock_exit, METH_VARARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))lock_exit, METH_FASTCALL, NULL},
     {"consistent", (PyCFunction)lock_consistent, METH_NOARGS, consistent_doc},
     {"unlink", (PyCFunction)lock_unlink, METH_NOARGS,
      "unlink()\n--\n\nRemove the lock's block name."},

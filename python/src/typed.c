@@ -30,6 +30,7 @@ typedef struct TypedObject {
     char format[8];
     PyObject *lock;               /* lock object, or NULL (lock=False) */
     int track;
+    ext_state *st;                /* the module's state, looked up once */
 } TypedObject;
 
 /* The lock object, or NULL for none (lock=False stores None). */
@@ -40,7 +41,7 @@ static PyObject *lock_of(TypedObject *t)
 
 static ext_state *typed_state(TypedObject *t)
 {
-    return ext_state_of_type(Py_TYPE(t));
+    return t->st ? t->st : ext_state_of_type(Py_TYPE(t));
 }
 
 static const char *typed_name(TypedObject *t)
@@ -208,6 +209,7 @@ static PyObject *typed_alloc(PyTypeObject *tp, shmkit_array *a, int track)
         shmkit_array_close(a);
         return NULL;
     }
+    t->st = ext_state_of_type(tp);
     if (typed_fill(t, a) < 0) {
         Py_DECREF(t);
         return NULL;
@@ -605,7 +607,8 @@ static PyObject *typed_release(TypedObject *t, PyObject *unused)
     return ext_lock_release(t->lock);
 }
 
-static PyObject *typed_exit(TypedObject *t, PyObject *args)
+static PyObject *typed_exit(TypedObject *t, PyObject *const *args,
+                            Py_ssize_t nargs)
 {
     if (lock_of(t) && !ext_lock_mutex(typed_state(t), t->lock))
         return PyObject_CallMethod(t->lock, "__exit__", "OOO", Py_None, Py_None, Py_None);
@@ -661,17 +664,51 @@ static PyObject *atomic_fail(TypedObject *t, int r)
     return ext_error(typed_state(t), r, typed_name(t));
 }
 
-static PyObject *typed_fetch_add_common(TypedObject *t, PyObject *args,
-                                        PyObject *kw, int want_new)
+/* add(delta=1, index=0) and fetch_add(): parsed by hand (METH_FASTCALL),
+ * since they are meant to be cheap. */
+static int parse_delta_index(PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames, PyObject **dobj, Py_ssize_t *i)
 {
-    static char *kwlist[] = {"delta", "index", NULL};
-    PyObject *dobj = NULL;
-    Py_ssize_t i = 0;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, k;
+
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "add() takes at most 2 arguments");
+        return -1;
+    }
+    *dobj = nargs > 0 ? args[0] : NULL;
+    *i = 0;
+    if (nargs > 1) {
+        *i = PyNumber_AsSsize_t(args[1], PyExc_IndexError);
+        if (*i == -1 && PyErr_Occurred())
+            return -1;
+    }
+    for (k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k), *val = args[nargs + k];
+        if (PyUnicode_CompareWithASCIIString(key, "delta") == 0 && nargs < 1) {
+            *dobj = val;
+        } else if (PyUnicode_CompareWithASCIIString(key, "index") == 0 && nargs < 2) {
+            *i = PyNumber_AsSsize_t(val, PyExc_IndexError);
+            if (*i == -1 && PyErr_Occurred())
+                return -1;
+        } else {
+            PyErr_Format(PyExc_TypeError, "add() got an unexpected keyword argument %R", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *typed_fetch_add_common(TypedObject *t, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames,
+                                        int want_new)
+{
+    PyObject *dobj;
+    Py_ssize_t i;
     int64_t delta = 1, old;
     size_t idx;
     int r;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|On:add", kwlist, &dobj, &i))
+    if (parse_delta_index(args, nargs, kwnames, &dobj, &i) < 0)
         return NULL;
     if ((dobj && atomic_arg(dobj, &delta) < 0) || atomic_index(t, i, &idx) < 0)
         return NULL;
@@ -680,8 +717,8 @@ static PyObject *typed_fetch_add_common(TypedObject *t, PyObject *args,
         return atomic_fail(t, r);
     if (!want_new)
         return atomic_result(t, old);
-    /* The new value at the item's width: re-read what add stored is racy,
-     * so compute it and truncate like the store did. */
+    /* The new value at the item's width: re-reading the item would race
+     * with other writers, so compute it and truncate as the store did. */
     {
         int64_t nv = (int64_t)((uint64_t)old + (uint64_t)delta);
         int bits = (int)t->itemsize * 8;
@@ -701,18 +738,20 @@ PyDoc_STRVAR(add_doc,
 "Atomically add delta to the integer item and return the new value\n"
 "(wrapping at the item's width). Lock-free; does not take the lock.");
 
-static PyObject *typed_add(TypedObject *t, PyObject *args, PyObject *kw)
+static PyObject *typed_add(TypedObject *t, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames)
 {
-    return typed_fetch_add_common(t, args, kw, 1);
+    return typed_fetch_add_common(t, args, nargs, kwnames, 1);
 }
 
 PyDoc_STRVAR(fetch_add_doc,
 "fetch_add(delta=1, index=0)\n--\n\n"
 "Atomically add delta to the integer item; return the value before.");
 
-static PyObject *typed_fetch_add(TypedObject *t, PyObject *args, PyObject *kw)
+static PyObject *typed_fetch_add(TypedObject *t, PyObject *const *args,
+                                 Py_ssize_t nargs, PyObject *kwnames)
 {
-    return typed_fetch_add_common(t, args, kw, 0);
+    return typed_fetch_add_common(t, args, nargs, kwnames, 0);
 }
 
 PyDoc_STRVAR(cas_doc,
@@ -900,10 +939,10 @@ static PyMethodDef typed_methods[] = {
      METH_VARARGS | METH_KEYWORDS, "acquire(block=True, timeout=None)\n--\n\nAcquire the lock."},
     {"release", (PyCFunction)typed_release, METH_NOARGS, "release()\n--\n\nRelease the lock."},
     {"__enter__", (PyCFunction)typed_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)typed_exit, METH_VARARGS, NULL},
-    {"add", (PyCFunction)(void (*)(void))typed_add, METH_VARARGS | METH_KEYWORDS, add_doc},
+    {"__exit__", (PyCFunction)(void (*)(void))typed_exit, METH_FASTCALL, NULL},
+    {"add", (PyCFunction)(void (*)(void))typed_add, METH_FASTCALL | METH_KEYWORDS, add_doc},
     {"fetch_add", (PyCFunction)(void (*)(void))typed_fetch_add,
-     METH_VARARGS | METH_KEYWORDS, fetch_add_doc},
+     METH_FASTCALL | METH_KEYWORDS, fetch_add_doc},
     {"compare_exchange", (PyCFunction)(void (*)(void))typed_compare_exchange,
      METH_VARARGS | METH_KEYWORDS, cas_doc},
     {"load", (PyCFunction)typed_load, METH_VARARGS,
