@@ -470,9 +470,10 @@ int shmkit_list_get(const shmkit_list *l, ptrdiff_t i, shmkit_item *out)
         return index_error(l, "shmkit_list_get", i);
     w = ld64(l->base + l->fmt_off + 8 * k);
     code = ld8(l->base + l->code_off + k);
-    if (w == W_INT && code == CODE_VALUE) { /* the common case, first */
-        out->type = SHMKIT_INT;
-        out->v.i = (int64_t)ld64(l->base + l->slot[k]);
+    if (code == CODE_VALUE && (w == W_INT || w == W_FLOAT)) { /* fast */
+        uint64_t v = ld64(l->base + l->slot[k]);
+        out->type = w == W_INT ? SHMKIT_INT : SHMKIT_FLOAT;
+        memcpy(&out->v, &v, sizeof v);
         return 0;
     }
     if (!fmt_parse(w, &f) || f.span > l->slot[k + 1] - l->slot[k] ||

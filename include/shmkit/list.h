@@ -94,8 +94,9 @@ typedef struct shmkit_item {
 #define SHMKIT_LIST_VALUE_MAX 9999991u
 
 /* Longest str/bytes value ending in NUL that keeps its trailing NULs
- * (format "<n>sx" must fit 8 characters). Longer ones are refused with
- * SHMKIT_ESTORAGE rather than silently stripped. */
+ * (format "<n>sx" must fit 8 characters; a value that fills its slot
+ * exactly needs "<n>s0x", so there the limit is 99999). Longer ones are
+ * refused with SHMKIT_ESTORAGE rather than silently stripped. */
 #define SHMKIT_LIST_EXACT_MAX 999999u
 
 /* Item constructors (no copies: str/bytes items point at your memory). */
@@ -209,7 +210,10 @@ SHMKIT_API size_t shmkit_list_len(const shmkit_list *l);
  * Reads item i into *out; negative i counts from the end (-1 is the last).
  * Reads exactly as CPython does: a CPython-written str/bytes loses its
  * trailing NULs (its slot cannot tell them from padding); one written by
- * shmkit with its exact length keeps them. str bytes are returned as
+ * shmkit with its exact length keeps them. Code 3 is None whatever the
+ * format; code 0 over an s format is the raw bytes (SHMKIT_BYTES, not
+ * stripped), over the None format a bool; these pairs only come from
+ * hand-made blocks, and CPython reads them the same way. str bytes are returned as
  * stored, not checked for UTF-8 (CPython raises UnicodeDecodeError for an
  * invalid one, which only CPython's own gh-88336 truncation produces).
  *
@@ -287,7 +291,9 @@ SHMKIT_API int shmkit_list_unlock(shmkit_list *l);
  * Removes the list's name and its lock block "<name>.lock" if there is
  * one (a list created by CPython and unlinked by CPython leaves the lock
  * block behind: remove it with this call or shmkit_unlink). The handle
- * stays usable. Errors: those of shmkit_block_unlink for the list.
+ * stays usable. Rename a list (shmkit_block_rename on its block) only
+ * before anyone locks it: the lock block keeps the old name.
+ * Errors: those of shmkit_block_unlink for the list.
  */
 SHMKIT_API int shmkit_list_unlink(shmkit_list *l);
 
