@@ -40,14 +40,20 @@
  * again; pm is the C library's and changes only through pthread calls.
  */
 struct mutex_shared {
-    uint32_t magic;     /* SYNC_MUTEX_MAGIC */
-    uint16_t version;   /* SYNC_VERSION */
-    uint16_t flags;     /* SHMKIT_MUTEX_RECURSIVE */
+    union {
+        struct {
+            uint32_t magic;   /* SYNC_MUTEX_MAGIC */
+            uint16_t version; /* SYNC_VERSION */
+            uint16_t flags;   /* SHMKIT_MUTEX_RECURSIVE */
+        };
+        uint64_t head;        /* the three at once, for a quick check */
+    };
     uint64_t pid_ns;    /* initialiser's PID namespace inode, 0 unknown */
     pthread_mutex_t pm; /* robust, process-shared, error-checking */
 };
 _Static_assert(sizeof(struct mutex_shared) <= SHMKIT_MUTEX_SIZE,
                "the C library's mutex fits in shmkit_mutex");
+_Static_assert(offsetof(struct mutex_shared, version) == 4, "version offset");
 _Static_assert(offsetof(struct mutex_shared, pid_ns) == 8, "pid_ns offset");
 _Static_assert(offsetof(struct mutex_shared, pm) == 16, "pm offset");
 
@@ -100,7 +106,9 @@ int shmkit__pid_ns_check(uint64_t ns)
 
 struct held {
     const struct mutex_shared *m; /* NULL: free slot (only past n) */
-    uint32_t depth;               /* times this thread locked it */
+    uint32_t again;               /* times locked beyond the first; zero
+                                     in every slot at or past n, so a
+                                     push need not write it */
 };
 
 struct thread_locks {
@@ -114,6 +122,10 @@ static struct thread_locks *reg_head;
 static pthread_key_t reg_key;
 static __thread struct thread_locks *self_locks
     __attribute__((tls_model("initial-exec")));
+/* self_locks->n, kept beside the pointer too: the fast paths then need
+ * no load that waits for another load, which counts next to a locked
+ * instruction. Written only by its thread, read only by it. */
+static __thread unsigned self_n __attribute__((tls_model("initial-exec")));
 
 static void reg_unlink(struct thread_locks *t)
 {
@@ -136,6 +148,7 @@ static void reg_thread_exit(void *p)
     reg_unlink(t);
     pthread_mutex_unlock(&reg_lock);
     self_locks = NULL;
+    self_n = 0;
     free(t);
 }
 
@@ -160,7 +173,9 @@ static void fork_child(void)
     if (self_locks) {
         self_locks->next = self_locks->prev = NULL;
         self_locks->n = 0;
+        memset(self_locks->h, 0, sizeof self_locks->h);
     }
+    self_n = 0;
     self_ns = UINT64_MAX;
 }
 
@@ -206,7 +221,7 @@ static inline struct held *held_find(struct thread_locks *t,
 {
     unsigned i;
 
-    for (i = t->n; i-- > 0;)
+    for (i = self_n; i-- > 0;)
         if (t->h[i].m == m)
             return &t->h[i];
     return NULL;
@@ -215,24 +230,26 @@ static inline struct held *held_find(struct thread_locks *t,
 static inline void held_push(struct thread_locks *t,
                              const struct mutex_shared *m)
 {
-    unsigned n = t->n;
+    unsigned n = self_n;
 
-    t->h[n].depth = 1;
     __atomic_store_n(&t->h[n].m, m, __ATOMIC_RELAXED);
     __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+    self_n = n + 1;
 }
 
 /* Removes h from t, keeping the order of the others (usually h is last). */
 static inline void held_remove(struct thread_locks *t, struct held *h)
 {
-    unsigned last = t->n - 1;
+    unsigned last = self_n - 1;
     unsigned i;
 
     for (i = (unsigned)(h - t->h); i < last; i++) {
         __atomic_store_n(&t->h[i].m, t->h[i + 1].m, __ATOMIC_RELAXED);
-        t->h[i].depth = t->h[i + 1].depth;
+        t->h[i].again = t->h[i + 1].again;
     }
+    t->h[last].again = 0;
     __atomic_store_n(&t->n, last, __ATOMIC_RELEASE);
+    self_n = last;
 }
 
 /* True if some thread's list names a lock that overlaps [lo, hi). */
@@ -342,14 +359,44 @@ static inline struct mutex_shared *mutex_of(shmkit_mutex *m)
     return (struct mutex_shared *)(void *)m;
 }
 
-/* Checks that m is an initialised mutex usable from this namespace. */
+/* The namespace check when the quick comparison fails: this process's
+ * namespace not read yet, or unknown, or really a different one. */
+static __attribute__((noinline)) int mutex_ns_check(uint64_t ns)
+{
+    return shmkit__pid_ns_check(ns);
+}
+
+/* What `head` of an initialised mutex holds, flags masked out (built
+ * through the struct, so byte order does not matter; folds to
+ * constants). */
+static inline uint64_t mutex_head_mask(void)
+{
+    struct mutex_shared x = {.magic = UINT32_MAX, .version = UINT16_MAX};
+
+    return x.head;
+}
+
+static inline uint64_t mutex_head_good(void)
+{
+    struct mutex_shared x = {.magic = SYNC_MUTEX_MAGIC,
+                             .version = SYNC_VERSION};
+
+    return x.head;
+}
+
+/* Checks that m is an initialised mutex usable from this namespace. On
+ * the fast path: magic and version in one compare, the namespace against
+ * our cached one in another. */
 static inline int mutex_check(const struct mutex_shared *s)
 {
-    if (!s || __atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != SYNC_MUTEX_MAGIC ||
-        s->version != SYNC_VERSION)
+    uint64_t mine = __atomic_load_n(&self_ns, __ATOMIC_RELAXED);
+
+    if (__builtin_expect(!s, 0) ||
+        (__atomic_load_n(&s->head, __ATOMIC_ACQUIRE) & mutex_head_mask()) !=
+            mutex_head_good())
         return -EINVAL;
-    if (__builtin_expect(s->pid_ns != 0, 1))
-        return shmkit__pid_ns_check(s->pid_ns);
+    if (__builtin_expect(s->pid_ns != mine, 0))
+        return mutex_ns_check(s->pid_ns);
     return 0;
 }
 
@@ -454,42 +501,80 @@ static int mutex_trylock(struct mutex_shared *s)
 
 enum acquire_how { ACQ_BLOCK, ACQ_TRY, ACQ_TIMED };
 
-/* The common path of lock, trylock and timedlock. */
-static int mutex_acquire(shmkit_mutex *m, enum acquire_how how,
-                         const struct timespec *deadline)
+/* Brings p's cache line in for writing. GCC emits PREFETCHW only when
+ * told the CPU has it; every x86-64 we run on has, and older ones treat
+ * the opcode as a no-op. */
+static inline void prefetch_for_write(const void *p)
+{
+#if defined(__x86_64__)
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
+/* The rare outcomes of an acquire, kept out of the fast path. */
+static __attribute__((noinline, cold)) int
+acquire_refused(shmkit_mutex *m, int r)
+{
+    return shmkit__fail(NULL, r, "shmkit_mutex_lock(%p)", (void *)m);
+}
+
+/* This thread already holds s: one level deeper if recursive. */
+static __attribute__((noinline)) int
+acquire_again(shmkit_mutex *m, struct mutex_shared *s, struct held *h)
+{
+    if (!(s->flags & SHMKIT_MUTEX_RECURSIVE))
+        return shmkit__fail(NULL, -EDEADLK, "shmkit_mutex_lock(%p): "
+                            "already held by this thread", (void *)m);
+    if (h->again == UINT32_MAX - 1)
+        return shmkit__fail(NULL, -EAGAIN, "shmkit_mutex_lock: depth");
+    h->again++;
+    return 0;
+}
+
+/*
+ * The common path of lock, trylock and timedlock; inlined into each, so
+ * `how` is a constant there.
+ *
+ * The header is read from the same cache line as the futex word the C
+ * library then writes. Fetched by a plain read, a contended line would
+ * arrive shared and need a second transfer to be written; prefetching it
+ * for writing gets it exclusive once.
+ */
+static inline __attribute__((always_inline)) int
+mutex_acquire(shmkit_mutex *m, enum acquire_how how,
+              const struct timespec *deadline)
 {
     struct mutex_shared *s = mutex_of(m);
-    struct thread_locks *t;
+    struct thread_locks *t = self_locks;
     struct held *h;
     int r;
 
+    prefetch_for_write(s);
     r = mutex_check(s);
     if (__builtin_expect(r != 0, 0))
-        return shmkit__fail(NULL, r, "shmkit_mutex_lock(%p)", (void *)m);
-    t = thread_locks();
-    if (!t)
-        return shmkit__fail(NULL, -ENOMEM, "shmkit_mutex_lock");
-    h = held_find(t, s);
-    if (h) {
-        if (!(s->flags & SHMKIT_MUTEX_RECURSIVE))
-            return shmkit__fail(NULL, -EDEADLK, "shmkit_mutex_lock(%p): "
-                                "already held by this thread", (void *)m);
-        if (h->depth == UINT32_MAX)
-            return shmkit__fail(NULL, -EAGAIN, "shmkit_mutex_lock: depth");
-        h->depth++;
-        return 0;
+        return acquire_refused(m, r);
+    if (__builtin_expect(!t, 0) && !(t = thread_locks_new()))
+        return acquire_refused(m, -ENOMEM);
+    if (self_n) {
+        h = held_find(t, s);
+        if (h)
+            return acquire_again(m, s, h);
+        if (self_n >= SHMKIT_LOCKS_PER_THREAD)
+            return acquire_refused(m, SHMKIT_ETOOMANYLOCKS);
     }
-    if (t->n >= SHMKIT_LOCKS_PER_THREAD)
-        return shmkit__fail(NULL, SHMKIT_ETOOMANYLOCKS,
-                            "shmkit_mutex_lock: this thread holds %u locks",
-                            t->n);
     if (how == ACQ_BLOCK)
         r = pthread_mutex_lock(&s->pm);
     else if (how == ACQ_TRY)
         r = mutex_trylock(s);
     else
         r = pthread_mutex_clocklock(&s->pm, CLOCK_MONOTONIC, deadline);
-    if (r == 0 || r == EOWNERDEAD)
+    if (__builtin_expect(r == 0, 1)) {
+        held_push(t, s);
+        return 0;
+    }
+    if (r == EOWNERDEAD)
         held_push(t, s);
     return lock_result(r);
 }
@@ -511,7 +596,8 @@ int shmkit_mutex_timedlock(shmkit_mutex *m, const struct timespec *deadline)
     return mutex_acquire(m, ACQ_TIMED, deadline);
 }
 
-int shmkit_mutex_unlock(shmkit_mutex *m)
+/* Unlock of anything but the most recent lock at depth 1. */
+static __attribute__((noinline)) int mutex_unlock_slow(shmkit_mutex *m)
 {
     struct mutex_shared *s = mutex_of(m);
     struct thread_locks *t = self_locks;
@@ -521,8 +607,8 @@ int shmkit_mutex_unlock(shmkit_mutex *m)
     if (!h)
         return shmkit__fail(NULL, SHMKIT_ENOTOWNER,
                             "shmkit_mutex_unlock(%p)", (void *)m);
-    if (h->depth > 1) {
-        h->depth--;
+    if (h->again) {
+        h->again--;
         return 0;
     }
     r = pthread_mutex_unlock(&s->pm);
@@ -532,6 +618,26 @@ int shmkit_mutex_unlock(shmkit_mutex *m)
     return r ? shmkit__fail(NULL, lock_result(r), "shmkit_mutex_unlock(%p)",
                             (void *)m)
              : 0;
+}
+
+int shmkit_mutex_unlock(shmkit_mutex *m)
+{
+    struct mutex_shared *s = mutex_of(m);
+    struct thread_locks *t = self_locks;
+    unsigned n;
+    int r;
+
+    /* Fast path: releasing the lock taken last, once. */
+    if (__builtin_expect((n = self_n) == 0 || t->h[n - 1].m != s ||
+                             t->h[n - 1].again != 0, 0))
+        return mutex_unlock_slow(m);
+    r = pthread_mutex_unlock(&s->pm);
+    __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
+    self_n = n - 1;
+    if (__builtin_expect(r != 0, 0))
+        return shmkit__fail(NULL, lock_result(r), "shmkit_mutex_unlock(%p)",
+                            (void *)m);
+    return 0;
 }
 
 int shmkit_mutex_consistent(shmkit_mutex *m)
@@ -573,7 +679,7 @@ unsigned shmkit_mutex_held(const shmkit_mutex *m)
     struct thread_locks *t = self_locks;
     struct held *h = t ? held_find(t, (const struct mutex_shared *)m) : NULL;
 
-    return h ? h->depth : 0;
+    return h ? h->again + 1 : 0;
 }
 
 bool shmkit_mutex_is_recursive(const shmkit_mutex *m)
