@@ -309,7 +309,9 @@ SHMKIT_API int shmkit_list_close(shmkit_list *l);
  * The list's block, owned by the list handle (do not close it). Use it for
  * the name (shmkit_block_name), unlink, rename, fd. Do not resize, shrink
  * or refresh it: the list's layout is fixed and its handle caches the
- * mapping.
+ * mapping. Neither shmkit nor CPython ever shrinks a list's block; a peer
+ * that truncates one anyway makes later accesses fault (SIGBUS), as with
+ * any shared mapping.
  */
 SHMKIT_API shmkit_block *shmkit_list_block(const shmkit_list *l);
 
