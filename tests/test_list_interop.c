@@ -345,3 +345,23 @@ Test(list_interop, cli_show_json)
         "list list\n");
     drop(l);
 }
+
+/* A value that fills its slot and ends in NUL gets "<n>s0x": CPython reads
+ * and overwrites it; shmkit reads it exactly. */
+Test(list_interop, full_slot_exact_record)
+{
+    shmkit_item in[] = {shmkit_item_bytes("abc", 3)}, v;
+    shmkit_list *l;
+    char out[256];
+
+    cr_assert_eq(shmkit_list_create(&l, tu_name("s0x"), in, 1, 0), 0);
+    v = shmkit_item_bytes("xyz\0\0\0\0\0", 8);
+    cr_assert_eq(shmkit_list_set(l, 0, &v), 0);
+    py("sl = SL(name=name)\n"
+       "print(sl.format, sl[0])\n"
+       "sl[0] = b'12345678'\n",
+       tu_name("s0x"), out, sizeof out);
+    cr_assert_str_eq(out, "8s0x b'xyz'\n");
+    assert_s(get(l, 0), SHMKIT_BYTES, "12345678", 8);
+    drop(l);
+}
