@@ -208,13 +208,6 @@ static struct thread_locks *thread_locks_new(void)
     return t;
 }
 
-static inline struct thread_locks *thread_locks(void)
-{
-    struct thread_locks *t = self_locks;
-
-    return t ? t : thread_locks_new();
-}
-
 /* The entry for m in t, searched from the most recent, or NULL. */
 static inline struct held *held_find(struct thread_locks *t,
                                      const struct mutex_shared *m)

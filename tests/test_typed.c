@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <wchar.h>
 
@@ -610,4 +611,105 @@ Test(typed, cli_ls_marks_kinds)
     }
     cr_assert(strstr(out, tu_name("lsv")), "%s", out);
     drop(a);
+}
+
+/* ---- publishing whole, under failure and SIGKILL ---------------------- */
+
+#include "os.h"
+
+static int rename_fails(const char *from, const char *to, unsigned flags)
+{
+    (void)from, (void)to, (void)flags;
+    return -EIO;
+}
+
+Test(typed, failed_publish_leaves_nothing)
+{
+    size_t shape[1] = {8};
+    shmkit_array *a;
+    shmkit_lock *l;
+
+    shmkit__os.shm_rename = rename_fails;
+    cr_assert_eq(shmkit_array_create(&a, tu_name("pub"), 'i', 1, shape, 0),
+                 -EIO);
+    cr_assert_eq(shmkit_lock_create(&l, tu_name("publ"), 0, 0), -EIO);
+    shmkit__os_reset();
+    cr_assert_eq(temp_leftovers(), 0, "temporary objects removed");
+    cr_assert_eq(tu_count_leftovers(), 0, "nothing at the real names");
+}
+
+/* Removes the temporary objects a killed creator left (its pid in the
+ * name), returning how many there were. */
+static int reap_temps_of(pid_t pid)
+{
+    char prefix[64], path[600];
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+    int n = 0;
+
+    cr_assert_not_null(d);
+    snprintf(prefix, sizeof prefix, "shmkit-tmp-%ld-", (long)pid);
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+        n += unlink(path) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static void busy_wait_us(unsigned us)
+{
+    struct timespec t0, t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000L +
+               (t.tv_nsec - t0.tv_nsec) / 1000 < (long)us);
+}
+
+/* A creator killed at a random moment of create: the real name holds no
+ * object or a whole one, never a half-made one. */
+Test(typed, creator_killed_mid_create_never_half_publishes)
+{
+    enum { ROUNDS = 200 };
+    size_t shape[2] = {16, 16};
+    const char *name = tu_name("killpub");
+    unsigned seed = 4242;
+    int whole = 0, absent = 0, temps = 0;
+
+    for (int round = 0; round < ROUNDS; round++) {
+        shmkit_array *a;
+        pid_t pid = fork();
+        int st, r;
+
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            shmkit_array *c;
+            if (shmkit_array_create(&c, name, 'd', 2, shape, 0) != 0)
+                _exit(2);
+            for (;;)
+                pause();
+        }
+        /* A random moment within the child's start-up and create. */
+        busy_wait_us(rand_r(&seed) % 3000);
+        cr_assert_eq(kill(pid, SIGKILL), 0);
+        st = tu_wait_status(pid);
+        cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%#x", st);
+        r = shmkit_array_attach(&a, name, 0);
+        if (r == -ENOENT) {
+            absent++;
+        } else {
+            cr_assert_eq(r, 0, "round %d: %s", round, shmkit_errname(r));
+            cr_assert_eq(shmkit_array_length(a), 256);
+            whole++;
+            drop(a);
+        }
+        temps += reap_temps_of(pid);
+    }
+    cr_log_info("%d kills: %d whole objects, %d absent, %d temporaries "
+                "reaped", ROUNDS, whole, absent, temps);
+    cr_assert_eq(whole + absent, ROUNDS);
 }
