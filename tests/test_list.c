@@ -533,6 +533,24 @@ Test(list, lock_refuses_foreign_sidecar)
     drop(l);
 }
 
+/* "<name>.lock" must itself be a valid name. */
+Test(list, lock_name_too_long)
+{
+    shmkit_item in[] = {shmkit_item_int(1)};
+    char tag[SHMKIT_NAME_MAX + 1];
+    size_t len = SHMKIT_NAME_MAX - strlen(tu_prefix());
+    shmkit_list *l;
+
+    memset(tag, 'n', len);
+    tag[len] = 0;
+    l = make(tag, in, 1);
+    cr_assert_eq(strlen(shmkit_block_name(shmkit_list_block(l))),
+                 SHMKIT_NAME_MAX);
+    cr_assert_eq(shmkit_list_lock(l), -ENAMETOOLONG);
+    cr_assert_eq(get(l, 0).v.i, 1);
+    drop(l);
+}
+
 static void read_byte(int fd)
 {
     char c;
