@@ -47,15 +47,22 @@ class SharedMemoryManager:
         self._state = 'connected'
 
     def shutdown(self):
-        "Unlink every block the manager owns and stop it."
+        """Unlink every block the manager owns and stop it. On a manager
+        joined with connect(), only disconnects (as CPython, where only the
+        starter can shut the server down)."""
         client = self._client
         if client is None:
             return
+        started = self._state == 'started'
         self._client = None
         self._state = 'shutdown'
         try:
-            if not client.closed:
-                client.shutdown()
+            if started and not client.closed:
+                try:
+                    client.shutdown()
+                except _shmkit.Error as e:
+                    if _shmkit.errname(e.errno) != 'SHMKIT_ECLOSED':
+                        raise       # else the daemon is already gone
         finally:
             client.close()
 
