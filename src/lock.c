@@ -120,12 +120,16 @@ struct thread_locks {
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct thread_locks *reg_head;
 static pthread_key_t reg_key;
-static __thread struct thread_locks *self_locks
-    __attribute__((tls_model("initial-exec")));
-/* self_locks->n, kept beside the pointer too: the fast paths then need
- * no load that waits for another load, which counts next to a locked
- * instruction. Written only by its thread, read only by it. */
-static __thread unsigned self_n __attribute__((tls_model("initial-exec")));
+/* This thread's record and its count (self.t->n, kept beside the pointer
+ * too: the fast paths then need no load that waits for another load,
+ * which counts next to a locked instruction). One TLS object, so position
+ * independent code finds both through one address. Small, so it fits the
+ * static TLS that a dlopen()ed library may use. */
+static __thread struct {
+    struct thread_locks *t;
+    unsigned n;
+} self __attribute__((tls_model("initial-exec")));
+
 
 static void reg_unlink(struct thread_locks *t)
 {
@@ -147,8 +151,8 @@ static void reg_thread_exit(void *p)
     pthread_mutex_lock(&reg_lock);
     reg_unlink(t);
     pthread_mutex_unlock(&reg_lock);
-    self_locks = NULL;
-    self_n = 0;
+    self.t = NULL;
+    self.n = 0;
     free(t);
 }
 
@@ -169,13 +173,13 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     pthread_mutex_init(&reg_lock, NULL);
-    reg_head = self_locks;
-    if (self_locks) {
-        self_locks->next = self_locks->prev = NULL;
-        self_locks->n = 0;
-        memset(self_locks->h, 0, sizeof self_locks->h);
+    reg_head = self.t;
+    if (self.t) {
+        self.t->next = self.t->prev = NULL;
+        self.t->n = 0;
+        memset(self.t->h, 0, sizeof self.t->h);
     }
-    self_n = 0;
+    self.n = 0;
     self_ns = UINT64_MAX;
 }
 
@@ -204,7 +208,7 @@ static struct thread_locks *thread_locks_new(void)
         reg_head->prev = t;
     reg_head = t;
     pthread_mutex_unlock(&reg_lock);
-    self_locks = t;
+    self.t = t;
     return t;
 }
 
@@ -214,7 +218,7 @@ static inline struct held *held_find(struct thread_locks *t,
 {
     unsigned i;
 
-    for (i = self_n; i-- > 0;)
+    for (i = self.n; i-- > 0;)
         if (t->h[i].m == m)
             return &t->h[i];
     return NULL;
@@ -223,17 +227,17 @@ static inline struct held *held_find(struct thread_locks *t,
 static inline void held_push(struct thread_locks *t,
                              const struct mutex_shared *m)
 {
-    unsigned n = self_n;
+    unsigned n = self.n;
 
     __atomic_store_n(&t->h[n].m, m, __ATOMIC_RELAXED);
     __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
-    self_n = n + 1;
+    self.n = n + 1;
 }
 
 /* Removes h from t, keeping the order of the others (usually h is last). */
 static inline void held_remove(struct thread_locks *t, struct held *h)
 {
-    unsigned last = self_n - 1;
+    unsigned last = self.n - 1;
     unsigned i;
 
     for (i = (unsigned)(h - t->h); i < last; i++) {
@@ -242,7 +246,7 @@ static inline void held_remove(struct thread_locks *t, struct held *h)
     }
     t->h[last].again = 0;
     __atomic_store_n(&t->n, last, __ATOMIC_RELEASE);
-    self_n = last;
+    self.n = last;
 }
 
 /* True if some thread's list names a lock that overlaps [lo, hi). */
@@ -540,7 +544,7 @@ mutex_acquire(shmkit_mutex *m, enum acquire_how how,
               const struct timespec *deadline)
 {
     struct mutex_shared *s = mutex_of(m);
-    struct thread_locks *t = self_locks;
+    struct thread_locks *t = self.t;
     struct held *h;
     int r;
 
@@ -550,11 +554,11 @@ mutex_acquire(shmkit_mutex *m, enum acquire_how how,
         return acquire_refused(m, r);
     if (__builtin_expect(!t, 0) && !(t = thread_locks_new()))
         return acquire_refused(m, -ENOMEM);
-    if (self_n) {
+    if (self.n) {
         h = held_find(t, s);
         if (h)
             return acquire_again(m, s, h);
-        if (self_n >= SHMKIT_LOCKS_PER_THREAD)
+        if (self.n >= SHMKIT_LOCKS_PER_THREAD)
             return acquire_refused(m, SHMKIT_ETOOMANYLOCKS);
     }
     if (how == ACQ_BLOCK)
@@ -593,7 +597,7 @@ int shmkit_mutex_timedlock(shmkit_mutex *m, const struct timespec *deadline)
 static __attribute__((noinline)) int mutex_unlock_slow(shmkit_mutex *m)
 {
     struct mutex_shared *s = mutex_of(m);
-    struct thread_locks *t = self_locks;
+    struct thread_locks *t = self.t;
     struct held *h = t ? held_find(t, s) : NULL;
     int r;
 
@@ -616,17 +620,17 @@ static __attribute__((noinline)) int mutex_unlock_slow(shmkit_mutex *m)
 int shmkit_mutex_unlock(shmkit_mutex *m)
 {
     struct mutex_shared *s = mutex_of(m);
-    struct thread_locks *t = self_locks;
+    struct thread_locks *t = self.t;
     unsigned n;
     int r;
 
     /* Fast path: releasing the lock taken last, once. */
-    if (__builtin_expect((n = self_n) == 0 || t->h[n - 1].m != s ||
+    if (__builtin_expect((n = self.n) == 0 || t->h[n - 1].m != s ||
                              t->h[n - 1].again != 0, 0))
         return mutex_unlock_slow(m);
     r = pthread_mutex_unlock(&s->pm);
     __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
-    self_n = n - 1;
+    self.n = n - 1;
     if (__builtin_expect(r != 0, 0))
         return shmkit__fail(NULL, lock_result(r), "shmkit_mutex_unlock(%p)",
                             (void *)m);
@@ -636,7 +640,7 @@ int shmkit_mutex_unlock(shmkit_mutex *m)
 int shmkit_mutex_consistent(shmkit_mutex *m)
 {
     struct mutex_shared *s = mutex_of(m);
-    struct thread_locks *t = self_locks;
+    struct thread_locks *t = self.t;
     int r;
 
     if (!t || !held_find(t, s))
@@ -669,7 +673,7 @@ int shmkit_mutex_destroy(shmkit_mutex *m)
 
 unsigned shmkit_mutex_held(const shmkit_mutex *m)
 {
-    struct thread_locks *t = self_locks;
+    struct thread_locks *t = self.t;
     struct held *h = t ? held_find(t, (const struct mutex_shared *)m) : NULL;
 
     return h ? h->again + 1 : 0;
@@ -742,7 +746,7 @@ static int cond_wait_common(shmkit_cond *c, shmkit_mutex *m,
 {
     struct cond_shared *cs = cond_of(c);
     struct mutex_shared *ms = mutex_of(m);
-    struct thread_locks *t = self_locks;
+    struct thread_locks *t = self.t;
     struct held *h;
     int r;
 
