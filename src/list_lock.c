@@ -85,19 +85,25 @@ static int lock_create(const char *name)
     return r;
 }
 
+bool shmkit__list_lock_probe(const void *data, size_t size)
+{
+    const struct list_lock_shared *s = data;
+
+    return size == sizeof *s &&
+           memcmp(s->magic, LOCK_MAGIC, sizeof s->magic) == 0 &&
+           s->version == LOCK_VERSION && s->size == sizeof *s;
+}
+
 /* Attaches an existing lock block and checks it is one. */
 static int lock_attach(shmkit_list *l, const char *name)
 {
-    const struct list_lock_shared *s;
     int r;
 
     r = shmkit_block_attach(&l->lockb, name, 0);
     if (r < 0)
         return r;
-    s = shared(l);
-    if (shmkit_block_size(l->lockb) != sizeof *s ||
-        memcmp(s->magic, LOCK_MAGIC, sizeof s->magic) != 0 ||
-        s->version != LOCK_VERSION || s->size != sizeof *s) {
+    if (!shmkit__list_lock_probe(shmkit_block_data(l->lockb),
+                                 shmkit_block_size(l->lockb))) {
         shmkit_block_close(l->lockb);
         l->lockb = NULL;
         return SHMKIT_ECORRUPT;

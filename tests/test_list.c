@@ -506,6 +506,9 @@ Test(list, lock_basics)
     cr_assert_eq(shmkit_list_unlock(l), 0);
     cr_assert_eq(shmkit_list_unlock(l), SHMKIT_ENOTOWNER);
     cr_assert_eq(shmkit_block_attach(&b, lockname, 0), 0, "sidecar exists");
+    cr_assert(shmkit__list_lock_probe(shmkit_block_data(b),
+                                      shmkit_block_size(b)));
+    cr_assert_neq(shmkit_block_kind(b), SHMKIT_KIND_LIST);
     shmkit_block_close(b);
     /* a second handle shares the same lock */
     cr_assert_eq(shmkit_list_attach(&m, tu_name("lk"), 0), 0);
