@@ -328,11 +328,40 @@ def test_numpy_zero_copy(names):
 
 # ---- tracking ----------------------------------------------------------------
 
-def _child_create_tracked(conn):
-    s = shared_memory.SharedMemory(create=True, size=8)   # track=True
-    conn.send(s.name)
-    conn.recv()          # parent has checked
+TRACKED_CHILD = r"""
+import os, signal, sys
+from shmkit import shared_memory, ShareableList, Value, Lock
+s = shared_memory.SharedMemory(create=True, size=8)            # track=True
+sl = ShareableList([1, "x"])
+v = Value('i', 1)
+lk = Lock()
+print(s.name, sl.shm.name, v.name, lk.name, flush=True)
+if sys.argv[1] == "kill":
     os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _wait_gone(names_, seconds=10.0):
+    import time
+    deadline = time.monotonic() + seconds
+    while any(shm_exists(n) for n in names_) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [n for n in names_ if shm_exists(n)]
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_tracked_blocks_removed_when_family_is_gone(names, how):
+    import subprocess
+    import sys
+    # A process started with close_fds=True roots a family of its own.
+    p = subprocess.run([sys.executable, "-c", TRACKED_CHILD, how],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == (-signal.SIGKILL if how == "kill" else 0), p.stderr
+    made = p.stdout.split()
+    assert len(made) == 4
+    for n in made:
+        names.add(n)
+    assert _wait_gone(made) == []
 
 
 def test_track_is_default_and_unlink_untracks(names):
