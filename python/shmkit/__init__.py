@@ -14,7 +14,8 @@ subclasses :class:`CorruptError` (also a ValueError),
 
 from . import _shmkit
 from ._shmkit import (Error, CorruptError, OwnerDeadError,
-                      NotRecoverableError, unlink, errname, block_kind)
+                      NotRecoverableError, unlink, errname, block_kind,
+                      track_start, track_fd, track_pid, gc)
 from .shared_memory import SharedMemory, ShareableList
 
 __version__ = _shmkit.LIB_VERSION
@@ -22,7 +23,7 @@ __version__ = _shmkit.LIB_VERSION
 __all__ = ['SharedMemory', 'ShareableList', 'SharedMemoryManager', 'Value',
            'Array', 'Lock', 'RLock', 'Condition', 'Error', 'CorruptError',
            'OwnerDeadError', 'NotRecoverableError', 'unlink', 'errname',
-           'block_kind']
+           'block_kind', 'track_start', 'track_fd', 'track_pid', 'gc']
 
 
 def __getattr__(name):

@@ -172,7 +172,79 @@ static PyObject *mod_block_kind(PyObject *m, PyObject *arg)
     return PyUnicode_FromString(shmkit_kind_name(k));
 }
 
+PyDoc_STRVAR(track_start_doc,
+"track_start()\n--\n\n"
+"Start this process family's tracker now (or join the inherited one).\n"
+"Call it before forking workers that should belong to the family.");
+
+static PyObject *mod_track_start(PyObject *m, PyObject *unused)
+{
+    int r;
+
+    if (!EXT_HAVE(shmkit_track_start)) {
+        ext_not_implemented("track_start");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = shmkit_track_start();
+    Py_END_ALLOW_THREADS
+    if (r < 0)
+        return ext_error(ext_state_of_module(m), r, NULL);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(track_fd_doc,
+"track_fd()\n--\n\n"
+"The family's lifeline descriptor (-1 if no tracker yet): pass it in\n"
+"subprocess's pass_fds to keep a child in the family.");
+
+static PyObject *mod_track_fd(PyObject *m, PyObject *unused)
+{
+    if (!EXT_HAVE(shmkit_track_fd))
+        return PyLong_FromLong(-1);
+    return PyLong_FromLong(shmkit_track_fd());
+}
+
+PyDoc_STRVAR(track_pid_doc,
+"track_pid()\n--\n\nProcess id of the family's tracker, or -1.");
+
+static PyObject *mod_track_pid(PyObject *m, PyObject *unused)
+{
+    if (!EXT_HAVE(shmkit_track_pid))
+        return PyLong_FromLong(-1);
+    return PyLong_FromLong((long)shmkit_track_pid());
+}
+
+PyDoc_STRVAR(gc_doc,
+"gc(dry_run=False)\n--\n\n"
+"Remove what dead tracked families, managers and attachers left behind\n"
+"(only this user's objects); return the number of blocks removed (or\n"
+"that would be, with dry_run).");
+
+static PyObject *mod_gc(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"dry_run", NULL};
+    int dry = 0, r;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:gc", kwlist, &dry))
+        return NULL;
+    if (!EXT_HAVE(shmkit_gc)) {
+        ext_not_implemented("gc");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = shmkit_gc(dry ? SHMKIT_GC_DRY_RUN : 0, NULL, NULL);
+    Py_END_ALLOW_THREADS
+    if (r < 0)
+        return ext_error(ext_state_of_module(m), r, NULL);
+    return PyLong_FromLong(r);
+}
+
 static PyMethodDef mod_methods[] = {
+    {"track_start", mod_track_start, METH_NOARGS, track_start_doc},
+    {"track_fd", mod_track_fd, METH_NOARGS, track_fd_doc},
+    {"track_pid", mod_track_pid, METH_NOARGS, track_pid_doc},
+    {"gc", (PyCFunction)(void (*)(void))mod_gc, METH_VARARGS | METH_KEYWORDS, gc_doc},
     {"unlink", mod_unlink, METH_O, unlink_doc},
     {"errname", mod_errname, METH_O, errname_doc},
     {"block_kind", mod_block_kind, METH_O, kind_doc},

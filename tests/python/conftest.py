@@ -90,6 +90,24 @@ def ctx(request):
     return mp.get_context(request.param)
 
 
+def wait_pid_gone(pid, timeout=30.0):
+    """Waits until process pid (not necessarily our child) has exited, with
+    a pidfd: no polling. Returns False on timeout."""
+    import select
+    if pid <= 0:
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        return bool(p.poll(timeout * 1000))
+    finally:
+        os.close(fd)
+
+
 def run(ctx, target, *args, timeout=120):
     """Runs target(*args) in a child of context ctx; asserts it exits 0."""
     p = ctx.Process(target=target, args=args)

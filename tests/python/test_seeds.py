@@ -7,11 +7,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import START_METHODS, shm_exists
+from conftest import START_METHODS, shm_exists, wait_pid_gone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEEDS = os.path.join(HERE, "seeds")
@@ -46,17 +45,6 @@ EXPECTED = {
 }
 
 
-def _wait_gone(names, seconds=20.0):
-    """The family tracker removes tracked blocks once the program's whole
-    process family has exited; poll for that (bounded)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        left = [n for n in names if shm_exists(n)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("method", START_METHODS)
 @pytest.mark.parametrize("program", sorted(EXPECTED))
 def test_seed_program(program, method, tmp_path):
@@ -66,7 +54,8 @@ def test_seed_program(program, method, tmp_path):
         [sys.executable, "-u", os.path.join(SEEDS, "run_seed.py"), method,
          os.path.join(SEEDS, program), str(record)],
         capture_output=True, text=True, timeout=300, env=env)
-    created = json.loads(record.read_text()) if record.exists() else []
+    rec = json.loads(record.read_text()) if record.exists() else {}
+    created = rec.get("created", [])
     try:
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.splitlines()
@@ -74,7 +63,10 @@ def test_seed_program(program, method, tmp_path):
         assert len(lines) == len(want), proc.stdout
         for line, pattern in zip(lines, want):
             assert re.fullmatch(pattern, line), (line, pattern)
-        left = _wait_gone(created)
+        # Tracked blocks go when the program's family is gone: its tracker
+        # removes them, then exits.
+        assert wait_pid_gone(rec.get("tracker", -1)), "tracker did not finish"
+        left = [n for n in created if shm_exists(n)]
         assert not left, f"{program} left {left} in /dev/shm"
     finally:
         for n in created:

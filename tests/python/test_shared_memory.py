@@ -12,7 +12,7 @@ import pytest
 import shmkit
 from shmkit import shared_memory
 
-from conftest import join_ok, run, shm_exists, start
+from conftest import join_ok, run, shm_exists, start, wait_pid_gone
 
 
 # ---- basics ---------------------------------------------------------------
@@ -330,23 +330,16 @@ def test_numpy_zero_copy(names):
 
 TRACKED_CHILD = r"""
 import os, signal, sys
+import shmkit
 from shmkit import shared_memory, ShareableList, Value, Lock
 s = shared_memory.SharedMemory(create=True, size=8)            # track=True
 sl = ShareableList([1, "x"])
 v = Value('i', 1)
 lk = Lock()
-print(s.name, sl.shm.name, v.name, lk.name, flush=True)
+print(shmkit.track_pid(), s.name, sl.shm.name, v.name, lk.name, flush=True)
 if sys.argv[1] == "kill":
     os.kill(os.getpid(), signal.SIGKILL)
 """
-
-
-def _wait_gone(names_, seconds=10.0):
-    import time
-    deadline = time.monotonic() + seconds
-    while any(shm_exists(n) for n in names_) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return [n for n in names_ if shm_exists(n)]
 
 
 @pytest.mark.parametrize("how", ["exit", "kill"])
@@ -357,11 +350,13 @@ def test_tracked_blocks_removed_when_family_is_gone(names, how):
     p = subprocess.run([sys.executable, "-c", TRACKED_CHILD, how],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == (-signal.SIGKILL if how == "kill" else 0), p.stderr
-    made = p.stdout.split()
+    tracker, *made = p.stdout.split()
     assert len(made) == 4
     for n in made:
         names.add(n)
-    assert _wait_gone(made) == []
+    # The family's tracker removes what is left, then exits.
+    assert int(tracker) > 0 and wait_pid_gone(int(tracker))
+    assert [n for n in made if shm_exists(n)] == []
 
 
 def test_track_is_default_and_unlink_untracks(names):

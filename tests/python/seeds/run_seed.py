@@ -1,5 +1,6 @@
 """Runs a seed program as __main__ under a given start method and records
-the names of the blocks it created (parent process only) in a JSON file:
+the names of the blocks it created (parent process only) and the pid of its
+family's tracker in a JSON file:
 
     python run_seed.py METHOD PROGRAM RECORD.json
 """
@@ -49,4 +50,4 @@ try:
     runpy.run_path(program, run_name="__main__")
 finally:
     with open(record, "w") as f:
-        json.dump(created, f)
+        json.dump({"created": created, "tracker": shmkit.track_pid()}, f)
