@@ -130,7 +130,6 @@ static __thread struct {
     unsigned n;
 } self __attribute__((tls_model("initial-exec")));
 
-
 static void reg_unlink(struct thread_locks *t)
 {
     if (t->prev)
