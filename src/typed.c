@@ -342,6 +342,16 @@ int shmkit_value_create(shmkit_array **out, const char *name, char typecode,
     return shmkit_array_create(out, name, typecode, 0, NULL, flags);
 }
 
+/* Refuses a block made in another PID namespace, unless it is mapped
+ * read-only: the danger is only in taking its lock, which a read-only
+ * handle cannot. */
+static int namespace_check(const shmkit_block *b, const shmkit_array_info *in)
+{
+    if (shmkit_block_flags(b) & SHMKIT_RDONLY)
+        return 0;
+    return shmkit__pid_ns_check(in->pid_ns);
+}
+
 /* Checks a validated header against what the caller expects. */
 static int expect_check(const shmkit_array_info *info, char typecode,
                         unsigned ndim, const size_t *shape)
@@ -376,7 +386,7 @@ int shmkit_array_attach_as(shmkit_array **out, const char *name,
         return r;
     r = shmkit_array_parse(shmkit_block_data(b), shmkit_block_size(b), &info);
     if (r == 0)
-        r = shmkit__pid_ns_check(info.pid_ns);
+        r = namespace_check(b, &info);
     if (r == 0)
         r = expect_check(&info, typecode, ndim, shape);
     if (r == 0)
@@ -403,7 +413,7 @@ int shmkit_array_view(shmkit_array **out, shmkit_block *b)
     *out = NULL;
     r = shmkit_array_parse(shmkit_block_data(b), shmkit_block_size(b), &info);
     if (r == 0)
-        r = shmkit__pid_ns_check(info.pid_ns);
+        r = namespace_check(b, &info);
     if (r == 0)
         r = array_wrap(out, b, true, &info);
     if (r < 0)

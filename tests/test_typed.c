@@ -509,6 +509,9 @@ Test(typed, foreign_namespace_refused)
     ns++;
     memcpy(h + 32, &ns, 8);
     cr_assert_eq(shmkit_array_attach(&w, tu_name("ns"), 0), SHMKIT_ENAMESPACE);
+    cr_assert_eq(shmkit_array_attach(&w, tu_name("ns"), SHMKIT_RDONLY), 0,
+                 "read-only cannot lock: no namespace hazard");
+    cr_assert_eq(shmkit_array_close(w), 0);
     drop(v);
 }
 

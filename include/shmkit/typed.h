@@ -92,9 +92,10 @@ SHMKIT_API int shmkit_value_create(shmkit_array **out, const char *name,
  * this platform's, SHMKIT_ESHAPE for a bad dimension count,
  * SHMKIT_ECORRUPT for an inconsistent header, SHMKIT_ETRUNCATED if the
  * block is smaller than the header says, SHMKIT_ENAMESPACE if it was made
- * in another PID namespace, and the block layer's errors. With
- * SHMKIT_RDONLY the data is read-only: shmkit_array_lock() returns NULL
- * and the atomic writes fail with -EBADF.
+ * in another PID namespace (see shmkit/sync.h), and the block layer's
+ * errors. With SHMKIT_RDONLY the data is read-only:
+ * shmkit_array_lock() returns NULL and the atomic writes fail with -EBADF;
+ * as the lock cannot be taken then, the namespace is not checked.
  */
 SHMKIT_API int shmkit_array_attach(shmkit_array **out, const char *name,
                                    unsigned flags);
