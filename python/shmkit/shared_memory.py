@@ -169,6 +169,9 @@ class SharedMemory:
 
     def _remap(self, op):
         m = self._live()
+        if m.handle_kind != 0:
+            raise ValueError("the block of a ShareableList, Value, Array or "
+                             "lock has a fixed layout: it cannot be remapped")
         self._buf = None
         # References: self._mapping, m, getrefcount's argument. Anything
         # more (a NumPy array, a memoryview, a ShareableList) may point

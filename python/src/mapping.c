@@ -360,6 +360,8 @@ static PyMethodDef mapping_methods[] = {
 static PyMemberDef mapping_members[] = {
     {"name", T_OBJECT, offsetof(MappingObject, name), READONLY, NULL},
     {"exports", T_PYSSIZET, offsetof(MappingObject, exports), READONLY, NULL},
+    {"handle_kind", T_INT, offsetof(MappingObject, kind), READONLY,
+     "0 plain block, 1 list, 2 Value/Array, 3 lock"},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(MappingObject, weakreflist),
      READONLY, NULL},
     {NULL, 0, 0, 0, NULL}

@@ -442,6 +442,11 @@ static PyObject *lock_unlink(LockObject *self, PyObject *unused)
 
     if (!name)
         return NULL;
+    if (self->embedded) {
+        PyErr_SetString(PyExc_ValueError,
+                        "this lock is part of a Value/Array block: unlink that");
+        return NULL;
+    }
     r = shmkit_unlink(name);
     if (r < 0)
         return ext_error(lock_state(self), r, name);

@@ -164,6 +164,14 @@ def test_closed_list_refuses(names):
     a.shm.unlink()
 
 
+def test_list_block_cannot_be_resized(names):
+    a = shared_memory.ShareableList([1, 2], name=names.new(), track=False)
+    with pytest.raises(ValueError):
+        a.shm.resize(4096)
+    assert list(a) == [1, 2]
+    a.shm.unlink()
+
+
 def test_context_manager(names):
     with shared_memory.ShareableList([1, 2], name=names.new(), track=False) as a:
         assert a[1] == 2

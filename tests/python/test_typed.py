@@ -29,6 +29,8 @@ def test_value_basics(names):
     v.release()
     with v.get_lock():
         v.value -= 1
+    with pytest.raises(ValueError):
+        v.get_lock().unlink()       # the lock is part of v's block
     v.unlink()
 
 
