@@ -293,3 +293,48 @@ def test_list_lock_owner_death(names, ctx):
     with sl.locked() as lk:
         assert not lk.owner_died
     sl.shm.unlink()
+
+
+def _random_value(rng, cap):
+    kind = rng.randrange(6)
+    if kind == 0:
+        return rng.randrange(-2 ** 63, 2 ** 63)
+    if kind == 1:
+        return rng.uniform(-1e9, 1e9)
+    if kind == 2:
+        return rng.random() < 0.5
+    if kind == 3:
+        return None
+    n = rng.randrange(cap + 1)
+    if kind == 4:
+        return "".join(rng.choice("abcxyz") for _ in range(n))
+    return bytes(rng.randrange(1, 256) for _ in range(n))
+
+
+@pytest.mark.parametrize("creator", ["shmkit", "cpython"])
+def test_random_writes_agree_with_cpython(names, creator):
+    """Random sets from either side; both sides always read the same."""
+    import random
+    rng = random.Random(1234)
+    init = ["x" * 16, b"y" * 24, 1, 2.0, None, True, "z" * 8, 0]
+    name = names.new()
+    if creator == "shmkit":
+        s = shared_memory.ShareableList(init, name=name, track=False)
+        c = cpy.ShareableList(name=name)
+    else:
+        c = cpy.ShareableList(init, name=name)
+        s = shared_memory.ShareableList(name=name)
+    caps = [16, 24, 8, 8, 8, 8, 8, 8]
+    for _ in range(2000):
+        i = rng.randrange(len(init))
+        v = _random_value(rng, caps[i])
+        writer = s if rng.random() < 0.5 else c
+        if isinstance(v, (str, bytes)) and caps[i] == 8 and len(v) > 8:
+            continue
+        writer[i] = v
+        assert s[i] == c[i] == v, (i, v)
+        assert s.format == c.format
+    assert list(s) == list(c)
+    c.shm.close()
+    s.shm.close()
+    s.shm.unlink()
