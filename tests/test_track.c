@@ -1,0 +1,370 @@
+/*
+ * test_track.c - tracked blocks (SHMKIT_TRACK): removed when the creator's
+ * family is gone however it dies, never because an attacher came and went.
+ * Real processes, SIGKILL, hand-shakes through pipes; the only waits are
+ * bounded polls for an expected end state.
+ */
+#include "lifeutil.h"
+
+#include <spawn.h>
+
+extern char **environ;
+
+TestSuite(track, .init = lu_setup, .fini = lu_cleanup, .timeout = 60);
+
+/* Child body: creates a tracked block named tag, sends its name, then
+ * waits until the test closes `hold`. */
+static void create_and_hold(const char *tag, int out, int hold)
+{
+    shmkit_block *b;
+
+    if (shmkit_block_create(&b, tu_name(tag), 64, SHMKIT_TRACK) < 0)
+        _exit(10);
+    lu_send(out, shmkit_block_name(b));
+    lu_send_int(out, shmkit_track_pid());
+    shmkit_block_close(b);
+    lu_wait_eof(hold);
+    _exit(0);
+}
+
+Test(track, creator_killed_block_gone_within_a_second)
+{
+    int p[2], hold[2];
+    char name[300];
+    pid_t pid, tracker;
+
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(pipe(hold), 0);
+    pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        close(hold[1]);
+        create_and_hold("killed", p[1], hold[0]);
+    }
+    close(p[1]);
+    close(hold[0]);
+    cr_assert(lu_recv(p[0], name, sizeof name));
+    tracker = (pid_t)lu_recv_int(p[0]);
+    cr_assert_gt(tracker, 0);
+    cr_assert(lu_exists(name));
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert(WIFSIGNALED(tu_wait_status(pid)));
+    cr_expect(lu_wait_exists(name, false, 1000), "block outlived its family");
+    cr_expect(lu_wait_pid_gone(tracker, 1000), "tracker did not exit");
+    close(hold[1]);
+    close(p[0]);
+}
+
+Test(track, family_member_keeps_block_alive)
+{
+    int p[2], hold[2], ghold[2];
+    char name[300];
+    pid_t pid, grand;
+
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(pipe(hold), 0);
+    cr_assert_eq(pipe(ghold), 0);
+    pid = fork();
+    if (pid == 0) {
+        pid_t g;
+        close(p[0]);
+        close(hold[1]);
+        cr_assert_eq(shmkit_track_start(), 0);
+        g = fork();
+        if (g == 0) {
+            close(hold[0]);
+            close(ghold[1]);
+            lu_wait_eof(ghold[0]);
+            _exit(0);
+        }
+        close(ghold[0]);
+        close(ghold[1]);
+        lu_send_int(p[1], g);
+        create_and_hold("member", p[1], hold[0]);
+    }
+    close(p[1]);
+    close(hold[0]);
+    close(ghold[0]);
+    grand = (pid_t)lu_recv_int(p[0]);
+    cr_assert(lu_recv(p[0], name, sizeof name));
+    lu_recv_int(p[0]);
+    kill(pid, SIGKILL);
+    tu_wait_status(pid);
+    /* The grandchild still holds the lifeline: the family lives. Ask the
+     * tracker's view through gc too: nothing may go. */
+    cr_assert_eq(shmkit_gc(0, NULL, NULL), 0);
+    cr_assert(lu_exists(name), "removed while a family member lived");
+    close(ghold[1]);
+    cr_expect(lu_wait_pid_gone(grand, 2000));
+    cr_expect(lu_wait_exists(name, false, 1000), "block outlived its family");
+    close(hold[1]);
+    close(p[0]);
+}
+
+/* Runs `n` processes that are not in our family (they drop the lifeline)
+ * and attach, some closing properly, some killed while attached. */
+static void unrelated_attachers(const char *name, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            shmkit_block *b;
+            close(shmkit_track_fd());
+            if (shmkit_block_attach(&b, name, 0) < 0)
+                _exit(3);
+            ((volatile char *)shmkit_block_data(b))[0]++;
+            if (i % 4 == 0)
+                raise(SIGKILL);
+            shmkit_block_close(b);
+            _exit(0);
+        }
+        int st = tu_wait_status(pid);
+        cr_assert(WIFEXITED(st) ? WEXITSTATUS(st) == 0
+                                : WTERMSIG(st) == SIGKILL,
+                  "attacher %d: status %#x", i, st);
+    }
+}
+
+Test(track, thousand_unrelated_attach_exit_cycles_leave_block)
+{
+    shmkit_block *b;
+    pid_t tracker;
+
+    cr_assert_eq(shmkit_block_create(&b, tu_name("survivor"), 4096,
+                                     SHMKIT_TRACK), 0);
+    tracker = shmkit_track_pid();
+    unrelated_attachers(shmkit_block_name(b), 1000);
+    cr_assert(lu_exists(shmkit_block_name(b)), "an attacher destroyed it");
+    cr_assert_eq(kill(tracker, 0), 0, "tracker died");
+    cr_assert_eq(shmkit_gc(0, NULL, NULL), 0);
+    cr_assert(lu_exists(shmkit_block_name(b)));
+    cr_assert_eq(shmkit_block_unlink(b), 0);
+    shmkit_block_close(b);
+}
+
+Test(track, cpython_attach_and_exit_leaves_block)
+{
+    shmkit_block *b;
+    char out[64];
+    int st;
+
+    cr_assert_eq(shmkit_block_create(&b, tu_name("pyattach"), 64,
+                                     SHMKIT_TRACK), 0);
+    st = tu_python("import sys\n"
+                   "from multiprocessing import shared_memory as s\n"
+                   "from multiprocessing import resource_tracker as rt\n"
+                   "m = s.SharedMemory(sys.argv[1])\n"
+                   "rt.unregister(m._name, 'shared_memory')\n"
+                   "m.buf[0] = 7; m.close(); print('ok')\n",
+                   shmkit_block_name(b), NULL, out, sizeof out);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "python: %#x", st);
+    cr_assert(lu_exists(shmkit_block_name(b)));
+    cr_assert_eq(((char *)shmkit_block_data(b))[0], 7);
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+}
+
+/* A parent that started the tracker forks a child; the child creates,
+ * sends the name and exits; the parent attaches; the block goes with the
+ * parent. */
+Test(track, child_creates_exits_parent_attaches)
+{
+    int p[2], hold[2];
+    char name[300];
+    pid_t parent;
+
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(pipe(hold), 0);
+    parent = fork();
+    if (parent == 0) {
+        int q[2];
+        pid_t child;
+        shmkit_block *b;
+        close(p[0]);
+        close(hold[1]);
+        if (shmkit_track_start() < 0 || pipe(q) < 0)
+            _exit(10);
+        child = fork();
+        if (child == 0) {
+            if (shmkit_block_create(&b, tu_name("fromchild"), 32,
+                                    SHMKIT_TRACK) < 0)
+                _exit(11);
+            lu_send(q[1], shmkit_block_name(b));
+            shmkit_block_close(b);
+            _exit(0);
+        }
+        close(q[1]);
+        if (!lu_recv(q[0], name, sizeof name))
+            _exit(12);
+        if (waitpid(child, NULL, 0) != child)
+            _exit(13);
+        if (shmkit_block_attach(&b, name, 0) < 0)
+            _exit(14);
+        shmkit_block_close(b);
+        lu_send(p[1], name);
+        lu_wait_eof(hold[0]);
+        _exit(0);
+    }
+    close(p[1]);
+    close(hold[0]);
+    cr_assert(lu_recv(p[0], name, sizeof name), "parent failed");
+    cr_assert(lu_exists(name));
+    close(hold[1]);
+    tu_wait_ok(parent);
+    cr_expect(lu_wait_exists(name, false, 1000), "block outlived its family");
+    close(p[0]);
+}
+
+/* An exec'd child inherits the lifeline and keeps the family alive. */
+Test(track, exec_child_stays_in_family)
+{
+    int p[2], in[2];
+    char name[300];
+    pid_t pid;
+
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+    pid = fork();
+    if (pid == 0) {
+        posix_spawn_file_actions_t fa;
+        char *argv[] = {"/bin/sh", "-c", "read x", NULL};
+        shmkit_block *b;
+        pid_t sh;
+        close(p[0]);
+        if (shmkit_block_create(&b, tu_name("execd"), 32, SHMKIT_TRACK) < 0)
+            _exit(10);
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+        if (posix_spawn(&sh, "/bin/sh", &fa, NULL, argv, environ) != 0)
+            _exit(11);
+        lu_send(p[1], shmkit_block_name(b));
+        lu_send_int(p[1], sh);
+        _exit(0); /* the creator goes; its exec'd child remains */
+    }
+    close(p[1]);
+    close(in[0]);
+    cr_assert(lu_recv(p[0], name, sizeof name));
+    pid_t sh = (pid_t)lu_recv_int(p[0]);
+    tu_wait_ok(pid);
+    cr_assert_eq(shmkit_gc(0, NULL, NULL), 0);
+    cr_assert(lu_exists(name), "removed while the exec'd member lived");
+    close(in[1]); /* sh reads EOF and exits */
+    cr_expect(lu_wait_pid_gone(sh, 2000));
+    cr_expect(lu_wait_exists(name, false, 1000), "block outlived its family");
+    close(p[0]);
+}
+
+/* Unlinked early, then the name reused by an untracked block: the family's
+ * end must not remove the newcomer. */
+Test(track, early_unlink_and_name_reuse_are_respected)
+{
+    int p[2], hold[2];
+    char name[300];
+    shmkit_block *b;
+    pid_t pid;
+
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(pipe(hold), 0);
+    pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        close(hold[1]);
+        if (shmkit_block_create(&b, tu_name("reused"), 32, SHMKIT_TRACK) < 0 ||
+            shmkit_block_unlink(b) < 0)
+            _exit(10);
+        lu_send(p[1], shmkit_block_name(b));
+        lu_wait_eof(hold[0]);
+        _exit(0);
+    }
+    close(p[1]);
+    close(hold[0]);
+    cr_assert(lu_recv(p[0], name, sizeof name));
+    cr_assert_not(lu_exists(name));
+    cr_assert_eq(shmkit_block_create(&b, name, 32, 0), 0);
+    close(hold[1]);
+    tu_wait_ok(pid);
+    /* Tracker's turn: wait until its family directory is gone. */
+    long end = lu_now_ms() + 2000;
+    while (shmkit_gc(SHMKIT_GC_DRY_RUN, NULL, NULL) != 0 && lu_now_ms() < end)
+        ;
+    cr_assert(lu_exists(name), "the newcomer was removed");
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+    close(p[0]);
+}
+
+/* The tracker maps no block and holds nothing but its lifeline. */
+Test(track, tracker_holds_no_mappings_or_descriptors)
+{
+    char path[64], line[512];
+    shmkit_block *b;
+    DIR *d;
+    FILE *f;
+    int fds = 0;
+    pid_t t;
+
+    cr_assert_eq(shmkit_block_create(&b, tu_name("nomap"), 1 << 20,
+                                     SHMKIT_TRACK), 0);
+    t = shmkit_track_pid();
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)t);
+    f = fopen(path, "re");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof line, f))
+        cr_expect_null(strstr(line, "/dev/shm/"), "tracker maps %s", line);
+    fclose(f);
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)t);
+    d = opendir(path);
+    cr_assert_not_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        fds += e->d_name[0] != '.';
+    closedir(d);
+    cr_expect_eq(fds, 4, "stdio on /dev/null plus the lifeline, got %d", fds);
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+}
+
+Test(track, attach_with_track_is_refused)
+{
+    shmkit_block *b, *a;
+
+    cr_assert_eq(shmkit_block_create(&b, tu_name("attachtrack"), 32, 0), 0);
+    cr_assert_eq(shmkit_block_attach(&a, tu_name("attachtrack"), SHMKIT_TRACK),
+                 -EINVAL);
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+}
+
+Test(track, rename_moves_registration)
+{
+    int p[2], hold[2];
+    char name[300];
+    pid_t pid;
+
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(pipe(hold), 0);
+    pid = fork();
+    if (pid == 0) {
+        shmkit_block *b;
+        close(p[0]);
+        close(hold[1]);
+        if (shmkit_block_create(&b, tu_name("before"), 32, SHMKIT_TRACK) < 0 ||
+            shmkit_block_rename(b, tu_name("after"), 0) < 0)
+            _exit(10);
+        lu_send(p[1], shmkit_block_name(b));
+        lu_wait_eof(hold[0]);
+        _exit(0);
+    }
+    close(p[1]);
+    close(hold[0]);
+    cr_assert(lu_recv(p[0], name, sizeof name));
+    cr_assert_str_eq(name, tu_name("after"));
+    kill(pid, SIGKILL);
+    tu_wait_status(pid);
+    cr_expect(lu_wait_exists(name, false, 1000), "renamed block outlived");
+    close(hold[1]);
+    close(p[0]);
+}
