@@ -24,7 +24,8 @@
 
 /* ---- processes ------------------------------------------------------------ */
 
-int shmkit__proc_start(pid_t pid, uint64_t *start)
+/* Reads /proc/PID/stat: process state (field 3) and start time (22). */
+static int proc_stat(pid_t pid, char *state, uint64_t *start)
 {
     char path[64], buf[1024], *p;
     ssize_t n;
@@ -42,8 +43,9 @@ int shmkit__proc_start(pid_t pid, uint64_t *start)
     /* The command name (field 2) may hold spaces and ')': skip to the
      * last ')', after which fields are plain numbers from field 3. */
     p = strrchr(buf, ')');
-    if (!p)
+    if (!p || p[1] != ' ' || !p[2])
         return -EIO;
+    *state = p[2];
     for (field = 2; field < 22 && p; field++)
         p = strchr(p + 1, ' ');
     if (!p)
@@ -52,15 +54,25 @@ int shmkit__proc_start(pid_t pid, uint64_t *start)
     return 0;
 }
 
+int shmkit__proc_start(pid_t pid, uint64_t *start)
+{
+    char state;
+
+    return proc_stat(pid, &state, start);
+}
+
+/* A zombie has exited: its pid and start time linger until it is reaped
+ * (forever, under an init that does not reap), but it holds nothing. */
 bool shmkit__proc_alive(pid_t pid, uint64_t start)
 {
     uint64_t now;
+    char state;
 
     if (pid <= 0)
         return false;
-    if (shmkit__proc_start(pid, &now) < 0)
+    if (proc_stat(pid, &state, &now) < 0)
         return false;
-    return now == start;
+    return now == start && state != 'Z' && state != 'X';
 }
 
 /* ---- name sets ------------------------------------------------------------ */

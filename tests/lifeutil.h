@@ -25,7 +25,7 @@
 
 static char lu_rundir[256];
 
-static int lu_rm_one(const char *p, const struct stat *st, int flag,
+static inline int lu_rm_one(const char *p, const struct stat *st, int flag,
                      struct FTW *f)
 {
     (void)st;
@@ -35,7 +35,7 @@ static int lu_rm_one(const char *p, const struct stat *st, int flag,
 }
 
 /* Removes refcount sidecars that count blocks of this test run. */
-static void lu_sidecar_cleanup(void)
+static inline void lu_sidecar_cleanup(void)
 {
     DIR *d = opendir("/dev/shm");
     struct dirent *e;
@@ -60,7 +60,7 @@ static void lu_sidecar_cleanup(void)
     closedir(d);
 }
 
-static void lu_setup(void)
+static inline void lu_setup(void)
 {
     tu_setup();
     snprintf(lu_rundir, sizeof lu_rundir, "/tmp/sktest-rt-XXXXXX");
@@ -69,7 +69,7 @@ static void lu_setup(void)
     unsetenv("SHMKIT_TRACKER");
 }
 
-static void lu_cleanup(void)
+static inline void lu_cleanup(void)
 {
     lu_sidecar_cleanup();
     tu_cleanup();
@@ -77,7 +77,7 @@ static void lu_cleanup(void)
         nftw(lu_rundir, lu_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static long lu_now_ms(void)
+static inline long lu_now_ms(void)
 {
     struct timespec ts;
 
@@ -85,17 +85,21 @@ static long lu_now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-static bool lu_exists(const char *name)
+static inline bool lu_exists(const char *name)
 {
-    char path[400];
+    char path[sizeof "/dev/shm/" + SHMKIT_NAME_MAX];
+    size_t n = strlen(name);
     struct stat st;
 
-    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    if (n > SHMKIT_NAME_MAX)
+        return false;
+    memcpy(path, "/dev/shm/", 9);
+    memcpy(path + 9, name, n + 1);
     return lstat(path, &st) == 0;
 }
 
 /* Polls (1 ms steps) until `name` exists == want, for at most ms. */
-static bool lu_wait_exists(const char *name, bool want, long ms)
+static inline bool lu_wait_exists(const char *name, bool want, long ms)
 {
     long end = lu_now_ms() + ms;
     struct timespec step = {0, 1000000};
@@ -110,7 +114,7 @@ static bool lu_wait_exists(const char *name, bool want, long ms)
 }
 
 /* Polls until process pid (not our child) has gone, for at most ms. */
-static bool lu_wait_pid_gone(pid_t pid, long ms)
+static inline bool lu_wait_pid_gone(pid_t pid, long ms)
 {
     long end = lu_now_ms() + ms;
     struct timespec step = {0, 1000000};
@@ -134,7 +138,7 @@ static bool lu_wait_pid_gone(pid_t pid, long ms)
 }
 
 /* Writes a NUL-terminated string to fd as one message. */
-static void lu_send(int fd, const char *s)
+static inline void lu_send(int fd, const char *s)
 {
     size_t n = strlen(s) + 1;
 
@@ -142,7 +146,7 @@ static void lu_send(int fd, const char *s)
 }
 
 /* Reads one NUL-terminated message from fd into buf; false on EOF. */
-static bool lu_recv(int fd, char *buf, size_t len)
+static inline bool lu_recv(int fd, char *buf, size_t len)
 {
     size_t i = 0;
 
@@ -159,7 +163,7 @@ static bool lu_recv(int fd, char *buf, size_t len)
     return true;
 }
 
-static void lu_send_int(int fd, long v)
+static inline void lu_send_int(int fd, long v)
 {
     char b[32];
 
@@ -167,7 +171,7 @@ static void lu_send_int(int fd, long v)
     lu_send(fd, b);
 }
 
-static long lu_recv_int(int fd)
+static inline long lu_recv_int(int fd)
 {
     char b[32];
 
@@ -176,7 +180,7 @@ static long lu_recv_int(int fd)
 }
 
 /* Blocks until the peer closes fd (used as "wait until told to exit"). */
-static void lu_wait_eof(int fd)
+static inline void lu_wait_eof(int fd)
 {
     char c;
 

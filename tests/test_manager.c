@@ -1,0 +1,421 @@
+/*
+ * test_manager.c - the manager daemon: it owns blocks for its clients,
+ * keeps them through client crashes, removes them all at shutdown (also
+ * after its own SIGKILL, at the next start), and refuses strangers and
+ * hostile bytes without crashing or hanging.
+ */
+#include "lifeutil.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "manager.h"
+
+TestSuite(manager, .init = lu_setup, .fini = lu_cleanup, .timeout = 60);
+
+static const char *sock_path(void)
+{
+    static char p[300];
+
+    snprintf(p, sizeof p, "%s/s/m.sock", lu_rundir);
+    return p;
+}
+
+static int count_alive(char names[][SHMKIT_NAME_MAX + 1], int n)
+{
+    int i, k = 0;
+
+    for (i = 0; i < n; i++)
+        k += lu_exists(names[i]);
+    return k;
+}
+
+Test(manager, create_attach_list_release_shutdown)
+{
+    char names[3][SHMKIT_NAME_MAX + 1], **list;
+    shmkit_manager *m;
+    shmkit_block *b;
+    size_t n;
+    pid_t pid;
+    int i;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0, "%s",
+                 shmkit_last_error());
+    pid = shmkit_manager_pid(m);
+    cr_assert_gt(pid, 0);
+    cr_assert_eq(shmkit_manager_create_block(m, tu_name("named"), 100, names[0]), 0);
+    cr_assert_str_eq(names[0], tu_name("named"));
+    for (i = 1; i < 3; i++)
+        cr_assert_eq(shmkit_manager_create_block(m, NULL, 4096, names[i]), 0);
+    cr_assert_eq(shmkit_block_attach(&b, names[1], 0), 0);
+    cr_assert_eq(shmkit_block_size(b), 4096);
+    shmkit_block_close(b);
+    cr_assert_eq(shmkit_manager_create_block(m, tu_name("named"), 10, names[2]),
+                 -EEXIST);
+    cr_assert_eq(shmkit_manager_create_block(m, NULL, 0, names[2]), -EINVAL);
+    cr_assert_eq(shmkit_manager_list(m, &list, &n), 0);
+    cr_assert_eq(n, 3);
+    shmkit_manager_list_free(list, n);
+    cr_assert_eq(shmkit_manager_release(m, names[0]), 0);
+    cr_assert_not(lu_exists(names[0]));
+    cr_assert_eq(shmkit_manager_release(m, names[0]), -ENOENT);
+    cr_assert_eq(shmkit_manager_shutdown(m), 0);
+    cr_assert_eq(count_alive(names, 3), 0, "shutdown left blocks");
+    cr_assert(lu_wait_pid_gone(pid, 2000));
+    cr_assert_eq(shmkit_manager_create_block(m, NULL, 1, names[0]), SHMKIT_ECLOSED);
+    shmkit_manager_close(m);
+    cr_assert_eq(shmkit_gc(0, NULL, NULL), 0);
+}
+
+Test(manager, client_crash_keeps_blocks_until_shutdown)
+{
+    char names[2][SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m;
+    int p[2], i;
+    pid_t c;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    cr_assert_eq(pipe(p), 0);
+    c = fork();
+    if (c == 0) {
+        shmkit_manager *cm;
+        char nm[SHMKIT_NAME_MAX + 1];
+        if (shmkit_manager_connect(&cm, sock_path(), NULL, 0) < 0)
+            _exit(10);
+        for (i = 0; i < 2; i++) {
+            if (shmkit_manager_create_block(cm, NULL, 64, nm) < 0)
+                _exit(11);
+            lu_send(p[1], nm);
+        }
+        raise(SIGKILL);
+    }
+    close(p[1]);
+    for (i = 0; i < 2; i++)
+        cr_assert(lu_recv(p[0], names[i], sizeof names[i]));
+    cr_assert(WIFSIGNALED(tu_wait_status(c)));
+    cr_assert_eq(count_alive(names, 2), 2, "client crash lost blocks");
+    cr_assert_eq(shmkit_gc(0, NULL, NULL), 0, "gc touched a live manager's blocks");
+    cr_assert_eq(count_alive(names, 2), 2);
+    cr_assert_eq(shmkit_manager_close(m), 0); /* the starter's close shuts down */
+    cr_assert_eq(count_alive(names, 2), 0);
+    close(p[0]);
+}
+
+Test(manager, sigkilled_manager_restarted_leaves_nothing)
+{
+    char names[3][SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m;
+    pid_t pid;
+    int i;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    for (i = 0; i < 3; i++)
+        cr_assert_eq(shmkit_manager_create_block(m, NULL, 64, names[i]), 0);
+    pid = shmkit_manager_pid(m);
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert(lu_wait_pid_gone(pid, 2000));
+    cr_assert_eq(count_alive(names, 3), 3);
+    shmkit_manager_close(m);
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(count_alive(names, 3), 0, "restart left the dead one's blocks");
+    shmkit_manager_close(m);
+}
+
+Test(manager, sigkilled_manager_leftovers_removed_by_gc)
+{
+    char names[2][SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m;
+    pid_t pid;
+    int i;
+
+    cr_assert_eq(shmkit_manager_start(&m, NULL, NULL, 0), 0);
+    for (i = 0; i < 2; i++)
+        cr_assert_eq(shmkit_manager_create_block(m, NULL, 64, names[i]), 0);
+    pid = shmkit_manager_pid(m);
+    kill(pid, SIGKILL);
+    cr_assert(lu_wait_pid_gone(pid, 2000));
+    shmkit_manager_close(m);
+    cr_assert_eq(shmkit_gc(0, NULL, NULL), 2);
+    cr_assert_eq(count_alive(names, 2), 0);
+}
+
+Test(manager, sigterm_shuts_down_sigint_ignored)
+{
+    char name[SHMKIT_NAME_MAX + 1], other[SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    pid = shmkit_manager_pid(m);
+    cr_assert_eq(shmkit_manager_create_block(m, NULL, 64, name), 0);
+    cr_assert_eq(kill(pid, SIGINT), 0);
+    /* Still serving after SIGINT: a request round trip proves it. */
+    cr_assert_eq(shmkit_manager_create_block(m, NULL, 64, other), 0);
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    cr_assert(lu_wait_pid_gone(pid, 2000));
+    cr_assert_not(lu_exists(name));
+    cr_assert_not(lu_exists(other));
+    shmkit_manager_close(m);
+}
+
+Test(manager, starter_death_shuts_daemon_down)
+{
+    char name[SHMKIT_NAME_MAX + 1];
+    int p[2];
+    pid_t c, pid;
+
+    cr_assert_eq(pipe(p), 0);
+    c = fork();
+    if (c == 0) {
+        shmkit_manager *m;
+        if (shmkit_manager_start(&m, NULL, NULL, 0) < 0 ||
+            shmkit_manager_create_block(m, NULL, 64, name) < 0)
+            _exit(10);
+        lu_send(p[1], name);
+        lu_send_int(p[1], shmkit_manager_pid(m));
+        raise(SIGKILL);
+    }
+    close(p[1]);
+    cr_assert(lu_recv(p[0], name, sizeof name));
+    pid = (pid_t)lu_recv_int(p[0]);
+    tu_wait_status(c);
+    cr_expect(lu_wait_pid_gone(pid, 2000), "daemon outlived its starter");
+    cr_expect(lu_wait_exists(name, false, 1000));
+    close(p[0]);
+}
+
+Test(manager, wrong_or_missing_key_refused)
+{
+    static const char key[] = "correct horse";
+    char name[SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m, *c;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), key, sizeof key), 0);
+    cr_assert_eq(shmkit_manager_connect(&c, sock_path(), "wrong", 5), SHMKIT_EAUTH);
+    cr_assert_null(c);
+    cr_assert_eq(shmkit_manager_connect(&c, sock_path(), NULL, 0), SHMKIT_EAUTH);
+    cr_assert_eq(shmkit_manager_connect(&c, sock_path(), key, sizeof key), 0);
+    cr_assert_eq(shmkit_manager_create_block(c, NULL, 8, name), 0);
+    shmkit_manager_close(c);
+    shmkit_manager_close(m);
+    cr_assert_not(lu_exists(name));
+}
+
+/* Another user is refused by the kernel's word on the peer (SO_PEERCRED)
+ * even when the file modes would let it in. */
+Test(manager, another_user_refused)
+{
+    char dir[300];
+    shmkit_manager *m;
+    pid_t c;
+
+    if (geteuid() != 0)
+        cr_skip_test("needs root to act as another user");
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    snprintf(dir, sizeof dir, "%s/s", lu_rundir);
+    /* Open the way on purpose: only the credential check stands. */
+    chmod(lu_rundir, 0755);
+    chmod(dir, 0755);
+    chmod(sock_path(), 0777);
+    c = fork();
+    if (c == 0) {
+        shmkit_manager *x;
+        int r;
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(10);
+        r = shmkit_manager_connect(&x, sock_path(), NULL, 0);
+        _exit(r == SHMKIT_EAUTH ? 0 : 20);
+    }
+    tu_wait_ok(c);
+    chmod(lu_rundir, 0700);
+    shmkit_manager_close(m);
+}
+
+/* ---- hostile bytes ---------------------------------------------------------- */
+
+static int raw_connect(void)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    uint8_t hello[SHMKIT__MGR_FRAME_MAX];
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    strcpy(sa.sun_path, sock_path());
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(recv(fd, hello, SHMKIT__MGR_HDR + SHMKIT__MGR_HELLO_LEN,
+                      MSG_WAITALL),
+                 SHMKIT__MGR_HDR + SHMKIT__MGR_HELLO_LEN);
+    return fd;
+}
+
+/* True if the server hangs up on fd within ms (after any error reply). */
+static bool hung_up(int fd, long ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    uint8_t b[SHMKIT__MGR_FRAME_MAX];
+    ssize_t n;
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    do
+        n = recv(fd, b, sizeof b, 0);
+    while (n > 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+static void send_bytes(int fd, const void *p, size_t n)
+{
+    cr_assert_eq(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+Test(manager, hostile_frames_disconnect_without_harm)
+{
+    uint8_t f[SHMKIT__MGR_FRAME_MAX];
+    char name[SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m;
+    size_t n;
+    int fd;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    /* Bad magic. */
+    fd = raw_connect();
+    send_bytes(fd, "GET / HTTP/1.0\r\n\r\n", 18);
+    cr_assert(hung_up(fd, 2000));
+    close(fd);
+    /* A length beyond the maximum: refused from the header alone. */
+    fd = raw_connect();
+    n = shmkit__mgr_put(f, SHMKIT__MGR_AUTH, 0, NULL, 0);
+    shmkit__put32(f + 8, 0xffffffffu);
+    send_bytes(fd, f, n);
+    cr_assert(hung_up(fd, 2000));
+    close(fd);
+    /* A request before authenticating. */
+    fd = raw_connect();
+    n = shmkit__mgr_put(f, SHMKIT__MGR_SHUTDOWN, 0, NULL, 0);
+    send_bytes(fd, f, n);
+    cr_assert(hung_up(fd, 2000));
+    close(fd);
+    /* Authenticated, then a CREATE whose name length overruns. */
+    fd = raw_connect();
+    n = shmkit__mgr_put(f, SHMKIT__MGR_AUTH, 0, NULL, 0);
+    send_bytes(fd, f, n);
+    cr_assert_eq(recv(fd, f, SHMKIT__MGR_HDR, MSG_WAITALL), SHMKIT__MGR_HDR);
+    uint8_t bad[12] = {1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0x00};
+    n = shmkit__mgr_put(f, SHMKIT__MGR_CREATE, 0, bad, sizeof bad);
+    send_bytes(fd, f, n);
+    cr_assert(hung_up(fd, 2000));
+    close(fd);
+    /* Unknown request type. */
+    fd = raw_connect();
+    n = shmkit__mgr_put(f, SHMKIT__MGR_AUTH, 0, NULL, 0);
+    send_bytes(fd, f, n);
+    cr_assert_eq(recv(fd, f, SHMKIT__MGR_HDR, MSG_WAITALL), SHMKIT__MGR_HDR);
+    n = shmkit__mgr_put(f, 0x77, 0, NULL, 0);
+    send_bytes(fd, f, n);
+    cr_assert(hung_up(fd, 2000));
+    close(fd);
+    /* The manager still serves everyone else. */
+    cr_assert_eq(shmkit_manager_create_block(m, NULL, 8, name), 0);
+    shmkit_manager_close(m);
+}
+
+Test(manager, client_stalling_mid_message_is_dropped)
+{
+    uint8_t f[SHMKIT__MGR_FRAME_MAX];
+    char name[SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m;
+    long t0;
+    int fd;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    fd = raw_connect();
+    shmkit__mgr_put(f, SHMKIT__MGR_AUTH, 0, NULL, 0);
+    send_bytes(fd, f, 7); /* half a header, then nothing */
+    /* Meanwhile others are served at once. */
+    cr_assert_eq(shmkit_manager_create_block(m, NULL, 8, name), 0);
+    t0 = lu_now_ms();
+    cr_assert(hung_up(fd, 15000), "staller never dropped");
+    cr_assert_lt(lu_now_ms() - t0, 14000);
+    close(fd);
+    shmkit_manager_close(m);
+}
+
+Test(manager, many_clients_at_once)
+{
+    enum { N = 40 };
+    char names[N][SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m, *c[N];
+    char **list;
+    size_t n;
+    int i;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    for (i = 0; i < N; i++)
+        cr_assert_eq(shmkit_manager_connect(&c[i], sock_path(), NULL, 0), 0);
+    for (i = 0; i < N; i++)
+        cr_assert_eq(shmkit_manager_create_block(c[N - 1 - i], NULL, 16, names[i]), 0);
+    for (i = 0; i < N; i++)
+        shmkit_manager_close(c[i]);
+    cr_assert_eq(shmkit_manager_list(m, &list, &n), 0);
+    cr_assert_eq(n, N);
+    shmkit_manager_list_free(list, n);
+    cr_assert_eq(count_alive(names, N), N);
+    shmkit_manager_close(m);
+    cr_assert_eq(count_alive(names, N), 0);
+}
+
+Test(manager, list_pages_through_many_names)
+{
+    enum { N = 300 };
+    char name[SHMKIT_NAME_MAX + 1], **list;
+    shmkit_manager *m;
+    size_t n;
+    int i;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    for (i = 0; i < N; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "page%03d", i);
+        cr_assert_eq(shmkit_manager_create_block(m, tu_name(t), 8, name), 0);
+    }
+    cr_assert_eq(shmkit_manager_list(m, &list, &n), 0);
+    cr_assert_eq(n, N, "list returned %zu", n);
+    shmkit_manager_list_free(list, n);
+    shmkit_manager_close(m);
+    cr_assert_eq(tu_count_leftovers(), 0);
+}
+
+Test(manager, cli_manager_serves_and_ls_names_it)
+{
+    char *argv[] = {(char *)tu_cli(), "manager", "--socket",
+                    (char *)sock_path(), NULL};
+    char name[SHMKIT_NAME_MAX + 1], out[8192], want[64];
+    char *info[] = {(char *)tu_cli(), "info", name, NULL};
+    shmkit_manager *c = NULL;
+    long end;
+    pid_t pid;
+    int st;
+
+    pid = fork();
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    end = lu_now_ms() + 5000;
+    while (shmkit_manager_connect(&c, sock_path(), NULL, 0) < 0 &&
+           lu_now_ms() < end)
+        ;
+    cr_assert_not_null(c, "CLI manager never answered");
+    cr_assert_eq(shmkit_manager_pid(c), pid);
+    cr_assert_eq(shmkit_manager_create_block(c, NULL, 64, name), 0);
+    st = tu_run(info, out, sizeof out);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    snprintf(want, sizeof want, "manager %d", (int)pid);
+    cr_assert_not_null(strstr(out, want), "info said: %s", out);
+    shmkit_manager_close(c); /* not the starter: the daemon stays */
+    cr_assert(lu_exists(name));
+    kill(pid, SIGINT);
+    kill(pid, SIGTERM);
+    st = tu_wait_status(pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+    cr_assert_not(lu_exists(name));
+}
