@@ -1,0 +1,213 @@
+/*
+ * test_refcount.c - reference-counted blocks (SHMKIT_REFCOUNT): unlinked
+ * exactly when the last shmkit attacher detaches or dies, across unrelated
+ * processes; the block itself stays header-free for CPython.
+ */
+#include "lifeutil.h"
+
+#include "life.h"
+
+TestSuite(refcount, .init = lu_setup, .fini = lu_cleanup, .timeout = 60);
+
+static bool sidecar_exists(const char *name)
+{
+    char sc[SHMKIT_NAME_MAX + 1];
+
+    shmkit__ref_sidecar_name(name, sc);
+    return lu_exists(sc);
+}
+
+Test(refcount, last_close_unlinks_block_and_sidecar)
+{
+    shmkit_block *c, *a1, *a2, *plain;
+    char name[SHMKIT_NAME_MAX + 1];
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("rc"), 64, SHMKIT_REFCOUNT), 0);
+    strcpy(name, shmkit_block_name(c));
+    cr_assert(sidecar_exists(name));
+    cr_assert_eq(shmkit_block_attach(&a1, name, SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit_block_attach(&a2, name, SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit_block_attach(&plain, name, 0), 0);
+    cr_assert_eq(shmkit__ref_count(name), 3);
+    shmkit_block_close(plain); /* not counted, changes nothing */
+    shmkit_block_close(c);
+    cr_assert(lu_exists(name));
+    shmkit_block_close(a1);
+    cr_assert(lu_exists(name));
+    cr_assert_eq(shmkit__ref_count(name), 1);
+    shmkit_block_close(a2);
+    cr_assert_not(lu_exists(name), "last close left the block");
+    cr_assert_not(sidecar_exists(name), "last close left the sidecar");
+}
+
+/* Children attach, then are killed one by one in random order; after each
+ * death gc runs: the block must live while any attacher does, and go at
+ * the gc after the last death. */
+Test(refcount, attachers_killed_in_random_order)
+{
+    enum { N = 6 };
+    char name[SHMKIT_NAME_MAX + 1];
+    pid_t kids[N];
+    shmkit_block *c;
+    unsigned seed = (unsigned)getpid();
+    int i, p[2];
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("rand"), 64, SHMKIT_REFCOUNT), 0);
+    strcpy(name, shmkit_block_name(c));
+    cr_assert_eq(pipe(p), 0);
+    for (i = 0; i < N; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            shmkit_block *a;
+            close(p[0]);
+            if (shmkit_block_attach(&a, name, SHMKIT_REFCOUNT) < 0)
+                _exit(10);
+            lu_send(p[1], "attached");
+            for (;;)
+                pause();
+        }
+    }
+    close(p[1]);
+    for (i = 0; i < N; i++) {
+        char msg[16];
+        cr_assert(lu_recv(p[0], msg, sizeof msg));
+    }
+    close(p[0]);
+    shmkit_block_close(c); /* the creator leaves first */
+    cr_assert_eq(shmkit__ref_count(name), N);
+    for (i = N - 1; i > 0; i--) { /* Fisher-Yates */
+        int j = (int)(rand_r(&seed) % (unsigned)(i + 1));
+        pid_t t = kids[i];
+        kids[i] = kids[j];
+        kids[j] = t;
+    }
+    for (i = 0; i < N; i++) {
+        kill(kids[i], SIGKILL);
+        cr_assert(WIFSIGNALED(tu_wait_status(kids[i])));
+        int removed = shmkit_gc(0, NULL, NULL);
+        if (i < N - 1) {
+            cr_assert_eq(removed, 0, "seed %u: removed after %d deaths", seed, i + 1);
+            cr_assert(lu_exists(name));
+            cr_assert_eq(shmkit__ref_count(name), N - 1 - i);
+        } else {
+            cr_assert_eq(removed, 1, "seed %u: not removed after the last", seed);
+            cr_assert_not(lu_exists(name));
+            cr_assert_not(sidecar_exists(name));
+        }
+    }
+}
+
+/* A dead last attacher is noticed by the next refcounted attach, which
+ * ends the lifetime and reports -ENOENT. */
+Test(refcount, next_attach_notices_dead_last_attacher)
+{
+    char name[SHMKIT_NAME_MAX + 1];
+    shmkit_block *a;
+    pid_t pid;
+    int p[2];
+
+    cr_assert_eq(pipe(p), 0);
+    pid = fork();
+    if (pid == 0) {
+        shmkit_block *c;
+        if (shmkit_block_create(&c, tu_name("dies"), 64, SHMKIT_REFCOUNT) < 0)
+            _exit(10);
+        lu_send(p[1], shmkit_block_name(c));
+        raise(SIGKILL);
+    }
+    close(p[1]);
+    cr_assert(lu_recv(p[0], name, sizeof name));
+    tu_wait_status(pid);
+    cr_assert(lu_exists(name));
+    cr_assert_eq(shmkit_block_attach(&a, name, SHMKIT_REFCOUNT), -ENOENT);
+    cr_assert_not(lu_exists(name));
+    cr_assert_not(sidecar_exists(name));
+    close(p[0]);
+}
+
+Test(refcount, cpython_attaches_header_free_block)
+{
+    shmkit_block *c;
+    char out[64];
+    int st;
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("py"), 16, SHMKIT_REFCOUNT), 0);
+    memcpy(shmkit_block_data(c), "hello", 5);
+    st = tu_python("import sys\n"
+                   "from multiprocessing import shared_memory as s\n"
+                   "from multiprocessing import resource_tracker as rt\n"
+                   "m = s.SharedMemory(sys.argv[1])\n"
+                   "rt.unregister(m._name, 'shared_memory')\n"
+                   "print(m.size, bytes(m.buf[:5]).decode()); m.close()\n",
+                   shmkit_block_name(c), NULL, out, sizeof out);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cr_assert_str_eq(out, "16 hello\n");
+    shmkit_block_close(c);
+    cr_assert_not(lu_exists(tu_name("py")));
+}
+
+/* Refcounting a block someone else made without it (here: plain create). */
+Test(refcount, opt_in_on_attach_to_uncounted_block)
+{
+    shmkit_block *c, *a, *b;
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("optin"), 64, 0), 0);
+    shmkit_block_close(c);
+    cr_assert_eq(shmkit_block_attach(&a, tu_name("optin"), SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit_block_attach(&b, tu_name("optin"), SHMKIT_REFCOUNT), 0);
+    shmkit_block_close(a);
+    cr_assert(lu_exists(tu_name("optin")));
+    shmkit_block_close(b);
+    cr_assert_not(lu_exists(tu_name("optin")));
+}
+
+Test(refcount, rename_moves_the_count)
+{
+    shmkit_block *c, *a;
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("rn1"), 64, SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit_block_rename(c, tu_name("rn2"), 0), 0);
+    cr_assert_not(sidecar_exists(tu_name("rn1")));
+    cr_assert(sidecar_exists(tu_name("rn2")));
+    cr_assert_eq(shmkit_block_attach(&a, tu_name("rn2"), SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit__ref_count(tu_name("rn2")), 2);
+    shmkit_block_close(c);
+    shmkit_block_close(a);
+    cr_assert_not(lu_exists(tu_name("rn2")));
+    cr_assert_not(sidecar_exists(tu_name("rn2")));
+}
+
+Test(refcount, lifecycle_column_and_sidecar_kind)
+{
+    char buf[64], sc[SHMKIT_NAME_MAX + 1];
+    shmkit_block *c, *s;
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("col"), 64, SHMKIT_REFCOUNT), 0);
+    shmkit_lifecycle_describe(tu_name("col"), buf, sizeof buf);
+    cr_assert_str_eq(buf, "refcount 1");
+    shmkit__ref_sidecar_name(tu_name("col"), sc);
+    shmkit_lifecycle_describe(sc, buf, sizeof buf);
+    cr_assert_str_eq(buf, "sidecar");
+    cr_assert_eq(shmkit_block_attach(&s, sc, SHMKIT_RDONLY), 0);
+    cr_assert(shmkit__life_probe(shmkit_block_data(s), shmkit_block_size(s)));
+    shmkit_block_close(s);
+    shmkit_block_close(c);
+}
+
+Test(refcount, stale_sidecar_of_unlinked_block_is_replaced)
+{
+    shmkit_block *c, *d, *a;
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("stale"), 64, SHMKIT_REFCOUNT), 0);
+    /* Someone unlinks the name behind the count's back... */
+    cr_assert_eq(shmkit_unlink(tu_name("stale")), 0);
+    /* ...and a new block takes the name: its count starts afresh. */
+    cr_assert_eq(shmkit_block_create(&d, tu_name("stale"), 64, 0), 0);
+    cr_assert_eq(shmkit_block_attach(&a, tu_name("stale"), SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit__ref_count(tu_name("stale")), 1);
+    shmkit_block_close(c); /* the old handle must not unlink the new block */
+    cr_assert(lu_exists(tu_name("stale")));
+    shmkit_block_close(a);
+    cr_assert_not(lu_exists(tu_name("stale")));
+    shmkit_block_close(d);
+}
