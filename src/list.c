@@ -1,6 +1,7 @@
 /*
- * list.c - ShareableList in CPython 3.9+'s layout: format records, item
- * decoding and encoding, validation, attach, get, set, count, index.
+ * list.c - ShareableList in CPython 3.9+'s layout: format records,
+ * validation, attach, get (item decoding), count, index, format.
+ * Writing is in list_write.c, the lock in list_lock.c.
  *
  * The layout (see shmkit/list.h) has no magic and no lock; it is exactly
  * what Lib/multiprocessing/shared_memory.py writes. Every word the hot
