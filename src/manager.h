@@ -17,6 +17,9 @@
  *     RELEASE  name               -> status only
  *     LIST     u32 offset         -> u32 total, u32 n, n names
  *     SHUTDOWN                    -> status, after everything is unlinked
+ *     CREATE_LIST name, u32 n, n items -> reply payload: the list's name
+ * where an item is u8 type (shmkit_type), then int/float: 8 bytes, bool:
+ * 1 byte, None: nothing, str/bytes: u32 length + bytes.
  * where a name is u16 length + bytes (length 0 in CREATE: generate one).
  */
 #ifndef SHMKIT_MANAGER_H
@@ -30,7 +33,7 @@
 #define SHMKIT__MGR_MAGIC 0x474d4b53u /* "SKMG" read little-endian */
 #define SHMKIT__MGR_VERSION 1u
 #define SHMKIT__MGR_HDR 16u
-#define SHMKIT__MGR_MAX_PAYLOAD 4096u
+#define SHMKIT__MGR_MAX_PAYLOAD 65536u
 #define SHMKIT__MGR_FRAME_MAX (SHMKIT__MGR_HDR + SHMKIT__MGR_MAX_PAYLOAD)
 #define SHMKIT__MGR_NONCE 32u
 #define SHMKIT__MGR_MAC 32u
@@ -43,6 +46,7 @@ enum {
     SHMKIT__MGR_RELEASE = 4,
     SHMKIT__MGR_LIST = 5,
     SHMKIT__MGR_SHUTDOWN = 6,
+    SHMKIT__MGR_CREATE_LIST = 7,
     SHMKIT__MGR_REPLY = 0x8000
 };
 
@@ -86,6 +90,18 @@ SHMKIT__HIDDEN int shmkit__mgr_decode_list(const struct shmkit__mgr_msg *m,
                                            int (*fn)(const char *name,
                                                      void *arg),
                                            void *arg);
+
+/* Appends n items at *off of buf (cap bytes); -EMSGSIZE if they do not
+ * fit, SHMKIT_ETYPE for an unknown type. */
+SHMKIT__HIDDEN int shmkit__mgr_put_items(uint8_t *buf, size_t cap, size_t *off,
+                                         const shmkit_item *items, size_t n);
+/* Decodes a CREATE_LIST request: name (may be ""), and a malloc'd array
+ * of *n items whose str/bytes point into m's payload. The count is checked
+ * against the bytes present before anything is allocated. */
+SHMKIT__HIDDEN int shmkit__mgr_decode_list_create(const struct shmkit__mgr_msg *m,
+                                                  char *name,
+                                                  shmkit_item **items,
+                                                  size_t *n);
 
 /* The MAC of a nonce under key (SHMKIT__MGR_MAC bytes into mac). */
 SHMKIT__HIDDEN int shmkit__mgr_mac(const void *key, size_t keylen,

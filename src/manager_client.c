@@ -30,7 +30,8 @@ struct shmkit_manager {
     int lifeline;         /* write end held for a daemon we started, or -1 */
     bool started;
     char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    uint8_t buf[SHMKIT__MGR_FRAME_MAX];
+    uint8_t buf[SHMKIT__MGR_FRAME_MAX];  /* last frame received */
+    uint8_t obuf[SHMKIT__MGR_FRAME_MAX]; /* frame being sent */
 };
 
 static int64_t now_ms(void)
@@ -140,14 +141,14 @@ static bool valid_status(int32_t s)
 static int request(shmkit_manager *m, uint16_t type, const void *payload,
                    uint32_t len, struct shmkit__mgr_msg *rep)
 {
-    uint8_t out[SHMKIT__MGR_FRAME_MAX];
     size_t n;
     int r;
 
     if (m->fd < 0)
         return SHMKIT_ECLOSED;
-    n = shmkit__mgr_put(out, type, 0, payload, len);
-    r = send_all(m, out, n);
+    /* payload may already sit in place (obuf + header): put moves it. */
+    n = shmkit__mgr_put(m->obuf, type, 0, payload, len);
+    r = send_all(m, m->obuf, n);
     if (r == 0)
         r = recv_frame(m, rep);
     if (r < 0)
@@ -350,6 +351,16 @@ pid_t shmkit_manager_pid(const shmkit_manager *m)
     return m->pid;
 }
 
+/* Reads a reply carrying a block name into name_out. */
+static int reply_name(const struct shmkit__mgr_msg *rep, char *name_out)
+{
+    if (rep->len == 0 || rep->len > SHMKIT_NAME_MAX)
+        return SHMKIT_EPROTO;
+    memcpy(name_out, rep->payload, rep->len);
+    name_out[rep->len] = 0;
+    return shmkit_name_check(name_out) < 0 ? SHMKIT_EPROTO : 0;
+}
+
 int shmkit_manager_create_block(shmkit_manager *m, const char *name,
                                 size_t size, char *name_out)
 {
@@ -366,15 +377,40 @@ int shmkit_manager_create_block(shmkit_manager *m, const char *name,
     shmkit__put64(p, size);
     shmkit__mgr_put_name(p, sizeof p, &off, name ? (name[0] == '/' ? name + 1 : name) : "");
     r = request(m, SHMKIT__MGR_CREATE, p, (uint32_t)off, &rep);
-    if (r == 0 && (rep.len == 0 || rep.len > SHMKIT_NAME_MAX))
-        r = SHMKIT_EPROTO;
-    if (r == 0) {
-        memcpy(name_out, rep.payload, rep.len);
-        name_out[rep.len] = 0;
-        r = shmkit_name_check(name_out) < 0 ? SHMKIT_EPROTO : 0;
-    }
+    if (r == 0)
+        r = reply_name(&rep, name_out);
     if (r < 0)
         return shmkit__fail(NULL, r, "shmkit_manager_create_block(%zu)", size);
+    return 0;
+}
+
+int shmkit_manager_create_list(shmkit_manager *m, const char *name,
+                               const shmkit_item *items, size_t n,
+                               char *name_out)
+{
+    uint8_t *p = m ? m->obuf + SHMKIT__MGR_HDR : NULL;
+    struct shmkit__mgr_msg rep;
+    size_t off = 0;
+    int r;
+
+    if (!m || !name_out || (n && !items))
+        return shmkit__fail(NULL, -EINVAL, "shmkit_manager_create_list");
+    if (name && (r = shmkit_name_check(name)) < 0)
+        return shmkit__fail(NULL, r, "shmkit_manager_create_list(\"%s\")",
+                            name);
+    r = shmkit__mgr_put_name(p, SHMKIT__MGR_MAX_PAYLOAD, &off,
+                             name ? (name[0] == '/' ? name + 1 : name) : "");
+    if (r == 0)
+        r = shmkit__mgr_put_items(p, SHMKIT__MGR_MAX_PAYLOAD, &off, items, n);
+    if (r == -ENOSPC)
+        r = -EMSGSIZE;
+    if (r == 0)
+        r = request(m, SHMKIT__MGR_CREATE_LIST, p, (uint32_t)off, &rep);
+    if (r == 0)
+        r = reply_name(&rep, name_out);
+    if (r < 0)
+        return shmkit__fail(NULL, r, "shmkit_manager_create_list(%zu items)",
+                            n);
     return 0;
 }
 

@@ -4,6 +4,7 @@
  * allocation, so the fuzz target exercises exactly what the server runs.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -138,6 +139,136 @@ int shmkit__mgr_decode_list(const struct shmkit__mgr_msg *m, uint32_t *total,
             return r;
     }
     return off == m->len ? (int)n : SHMKIT_EPROTO;
+}
+
+static int put_item(uint8_t *buf, size_t cap, size_t *off,
+                    const shmkit_item *it)
+{
+    size_t need = 1;
+
+    if (it->type == SHMKIT_INT || it->type == SHMKIT_FLOAT)
+        need += 8;
+    else if (it->type == SHMKIT_BOOL)
+        need += 1;
+    else if (it->type == SHMKIT_STR || it->type == SHMKIT_BYTES) {
+        if (it->v.s.len > UINT32_MAX || (it->v.s.len && !it->v.s.ptr))
+            return -EMSGSIZE;
+        need += 4 + it->v.s.len;
+    } else if (it->type != SHMKIT_NONE)
+        return SHMKIT_ETYPE;
+    if (cap < *off || cap - *off < need)
+        return -EMSGSIZE;
+    buf[(*off)++] = (uint8_t)it->type;
+    if (it->type == SHMKIT_INT)
+        shmkit__put64(buf + *off, (uint64_t)it->v.i);
+    else if (it->type == SHMKIT_FLOAT)
+        memcpy(buf + *off, &it->v.f, 8); /* same byte order both ends */
+    else if (it->type == SHMKIT_BOOL)
+        buf[*off] = it->v.b;
+    else if (it->type == SHMKIT_STR || it->type == SHMKIT_BYTES) {
+        shmkit__put32(buf + *off, (uint32_t)it->v.s.len);
+        if (it->v.s.len)
+            memcpy(buf + *off + 4, it->v.s.ptr, it->v.s.len);
+    }
+    *off += need - 1;
+    return 0;
+}
+
+int shmkit__mgr_put_items(uint8_t *buf, size_t cap, size_t *off,
+                          const shmkit_item *items, size_t n)
+{
+    size_t i;
+    int r;
+
+    if (cap < *off || cap - *off < 4 || n > UINT32_MAX)
+        return -EMSGSIZE;
+    shmkit__put32(buf + *off, (uint32_t)n);
+    *off += 4;
+    for (i = 0; i < n; i++)
+        if ((r = put_item(buf, cap, off, &items[i])) < 0)
+            return r;
+    return 0;
+}
+
+/* Decodes one item at *off; SHMKIT_EPROTO if it overruns. */
+static int get_item(const struct shmkit__mgr_msg *m, size_t *off,
+                    shmkit_item *it)
+{
+    const uint8_t *p = m->payload;
+    size_t left = m->len - *off;
+    uint32_t len;
+
+    if (left < 1)
+        return SHMKIT_EPROTO;
+    it->type = (shmkit_type)p[*off];
+    (*off)++;
+    left--;
+    switch (p[*off - 1]) {
+    case SHMKIT_NONE:
+        it->v.i = 0;
+        return 0;
+    case SHMKIT_INT:
+    case SHMKIT_FLOAT:
+        if (left < 8)
+            return SHMKIT_EPROTO;
+        if (it->type == SHMKIT_INT)
+            it->v.i = (int64_t)shmkit__le64(p + *off);
+        else
+            memcpy(&it->v.f, p + *off, 8);
+        *off += 8;
+        return 0;
+    case SHMKIT_BOOL:
+        if (left < 1 || p[*off] > 1)
+            return SHMKIT_EPROTO;
+        it->v.i = 0;
+        it->v.b = p[(*off)++];
+        return 0;
+    case SHMKIT_STR:
+    case SHMKIT_BYTES:
+        if (left < 4 || (len = shmkit__le32(p + *off)) > left - 4)
+            return SHMKIT_EPROTO;
+        it->v.s.ptr = (const char *)p + *off + 4;
+        it->v.s.len = len;
+        *off += 4 + len;
+        return 0;
+    default:
+        return SHMKIT_EPROTO;
+    }
+}
+
+int shmkit__mgr_decode_list_create(const struct shmkit__mgr_msg *m, char *name,
+                                   shmkit_item **items, size_t *n)
+{
+    size_t off = 0, i, count;
+    shmkit_item *v;
+    int r;
+
+    r = shmkit__mgr_get_name(m, &off, name, true);
+    if (r < 0)
+        return r;
+    if (m->len - off < 4)
+        return SHMKIT_EPROTO;
+    count = shmkit__le32(m->payload + off);
+    off += 4;
+    /* Every item takes at least one byte: a larger count is a lie, and
+     * refusing it first bounds the allocation by the frame size. */
+    if (count > m->len - off)
+        return SHMKIT_EPROTO;
+    v = malloc((count ? count : 1) * sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    for (i = 0; i < count; i++)
+        if ((r = get_item(m, &off, &v[i])) < 0)
+            break;
+    if (r == 0 && off != m->len)
+        r = SHMKIT_EPROTO;
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *items = v;
+    *n = count;
+    return 0;
 }
 
 int shmkit__mgr_mac(const void *key, size_t keylen, const uint8_t *nonce,

@@ -339,11 +339,30 @@ static int auth_check(struct server *s, struct client *c,
     return 0;
 }
 
+/* Records a block just made as owned; on failure removes it again (not
+ * recorded means not owned, and nobody else would clean it up). */
+static int own(struct server *s, const char *name, int fd)
+{
+    struct stat st;
+    int r;
+
+    r = fstat(fd, &st) < 0 ? -errno : 0;
+    if (r == 0)
+        r = shmkit__journal_add(&s->j, name, (uint64_t)st.st_ino);
+    if (r == 0)
+        r = shmkit__nset_put(&s->owned, name, (uint64_t)st.st_ino);
+    if (r < 0) {
+        shmkit__os.shm_unlink(name);
+        return r;
+    }
+    shmkit__journal_compact(&s->j, &s->owned);
+    return 0;
+}
+
 static int do_create(struct server *s, const struct shmkit__mgr_msg *m,
                      char *name)
 {
     shmkit_block *b;
-    struct stat st;
     uint64_t size;
     int r;
 
@@ -358,19 +377,35 @@ static int do_create(struct server *s, const struct shmkit__mgr_msg *m,
     if (r < 0)
         return r;
     strcpy(name, shmkit_block_name(b));
-    r = fstat(shmkit_block_fd(b), &st) < 0 ? -errno : 0;
-    if (r == 0)
-        r = shmkit__journal_add(&s->j, name, (uint64_t)st.st_ino);
-    if (r == 0)
-        r = shmkit__nset_put(&s->owned, name, (uint64_t)st.st_ino);
+    r = own(s, name, shmkit_block_fd(b));
     shmkit_block_close(b);
-    if (r < 0) {
-        /* Not recorded means not owned: do not leave it behind. */
-        shmkit__os.shm_unlink(name);
+    return r;
+}
+
+static int do_create_list(struct server *s, const struct shmkit__mgr_msg *m,
+                          char *name)
+{
+    shmkit_item *items = NULL;
+    shmkit_list *l;
+    shmkit_block *b;
+    size_t n;
+    int r;
+
+    r = shmkit__mgr_decode_list_create(m, name, &items, &n);
+    if (r < 0)
         return r;
-    }
-    shmkit__journal_compact(&s->j, &s->owned);
-    return 0;
+    if (s->owned.count >= MAX_OWNED)
+        r = -ENOSPC;
+    if (r == 0)
+        r = shmkit_list_create(&l, name[0] ? name : NULL, items, n, 0);
+    free(items);
+    if (r < 0)
+        return r;
+    b = shmkit_list_block(l);
+    strcpy(name, shmkit_block_name(b));
+    r = own(s, name, shmkit_block_fd(b));
+    shmkit_list_close(l);
+    return r;
 }
 
 static int do_release(struct server *s, const struct shmkit__mgr_msg *m)
@@ -465,6 +500,11 @@ static bool handle(struct server *s, struct client *c,
     switch (m->type) {
     case SHMKIT__MGR_CREATE:
         r = do_create(s, m, name);
+        if (r == 0)
+            return reply(s, c, m->type, 0, name, (uint32_t)strlen(name));
+        break;
+    case SHMKIT__MGR_CREATE_LIST:
+        r = do_create_list(s, m, name);
         if (r == 0)
             return reply(s, c, m->type, 0, name, (uint32_t)strlen(name));
         break;

@@ -419,3 +419,40 @@ Test(manager, cli_manager_serves_and_ls_names_it)
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
     cr_assert_not(lu_exists(name));
 }
+
+Test(manager, create_list_readable_by_shmkit_and_cpython)
+{
+    shmkit_item items[] = {shmkit_item_str("howdy"), shmkit_item_bytes("HoWdY", 5),
+                           shmkit_item_float(-273.154), shmkit_item_int(100),
+                           shmkit_item_none(), shmkit_item_bool(true)};
+    char name[SHMKIT_NAME_MAX + 1], out[512];
+    shmkit_manager *m;
+    shmkit_list *l;
+    shmkit_item it;
+    int st;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    cr_assert_eq(shmkit_manager_create_list(m, NULL, items, 6, name), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(shmkit_list_attach(&l, name, 0), 0);
+    cr_assert_eq(shmkit_list_len(l), 6);
+    cr_assert_eq(shmkit_list_get(l, 3, &it), 0);
+    cr_assert_eq(it.v.i, 100);
+    shmkit_list_close(l);
+    st = tu_python("import sys\n"
+                   "from multiprocessing import shared_memory as s\n"
+                   "from multiprocessing import resource_tracker as rt\n"
+                   "l = s.ShareableList(name=sys.argv[1])\n"
+                   "rt.unregister(l.shm._name, 'shared_memory')\n"
+                   "print(list(l)); l.shm.close()\n",
+                   name, NULL, out, sizeof out);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cr_assert_str_eq(out, "['howdy', b'HoWdY', -273.154, 100, None, True]\n");
+    /* Too big for one message: refused cleanly, nothing left. */
+    static shmkit_item big[20000];
+    for (int i = 0; i < 20000; i++)
+        big[i] = shmkit_item_int(i);
+    cr_assert_eq(shmkit_manager_create_list(m, NULL, big, 20000, name), -EMSGSIZE);
+    shmkit_manager_close(m);
+    cr_assert_eq(tu_count_leftovers(), 0);
+}

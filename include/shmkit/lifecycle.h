@@ -161,6 +161,18 @@ SHMKIT_API int shmkit_manager_create_block(shmkit_manager *m,
                                            const char *name, size_t size,
                                            char *name_out);
 
+/*
+ * Asks the manager to create a ShareableList (CPython's layout) holding
+ * copies of items[0..n), which it owns; attach it with shmkit_list_attach().
+ * `name` NULL generates one; the name goes to name_out as above. The
+ * request must fit one protocol message (64 KiB of encoded items:
+ * -EMSGSIZE otherwise). Errors of shmkit_list_create as reported by the
+ * manager, or connection errors.
+ */
+SHMKIT_API int shmkit_manager_create_list(shmkit_manager *m, const char *name,
+                                          const shmkit_item *items, size_t n,
+                                          char *name_out);
+
 /* Asks the manager to unlink one of its blocks now. -ENOENT if the
  * manager does not own `name`. */
 SHMKIT_API int shmkit_manager_release(shmkit_manager *m, const char *name);
