@@ -683,6 +683,53 @@ Test(lock, named_lock_across_processes)
     cr_assert_eq(tu_count_leftovers(), 0);
 }
 
+/* A named lock's condition, with a waiter that attached by name. */
+Test(lock, named_condition_across_processes)
+{
+    const char *name = tu_name("ncond");
+    shmkit_lock *l;
+    shmkit_block *fb;
+    uint32_t *flag;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_lock_create(&l, name, 0, 0), 0);
+    cr_assert_eq(shmkit_block_create(&fb, tu_name("nflag"), 8, 0), 0);
+    flag = shmkit_block_data(fb);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shmkit_lock *x;
+        struct timespec dl;
+        int r = 0;
+        CHILD_CHECK(shmkit_lock_attach(&x, name, 0) == 0, 2);
+        CHILD_CHECK(shmkit_mutex_lock(shmkit_lock_mutex(x)) == 0, 3);
+        flag[1] = 1; /* waiting: only seen under the lock */
+        shmkit_deadline(&dl, 20);
+        while (r == 0 && flag[0] == 0)
+            r = shmkit_cond_timedwait(shmkit_lock_cond(x),
+                                      shmkit_lock_mutex(x), &dl);
+        CHILD_CHECK(r == 0, 4);
+        CHILD_CHECK(shmkit_mutex_unlock(shmkit_lock_mutex(x)) == 0, 5);
+        CHILD_CHECK(shmkit_lock_close(x) == 0, 6);
+        _exit(0);
+    }
+    for (bool waiting = false; !waiting;) {
+        cr_assert_eq(shmkit_mutex_lock(shmkit_lock_mutex(l)), 0);
+        waiting = flag[1] == 1;
+        if (waiting) {
+            flag[0] = 1;
+            cr_assert_eq(shmkit_cond_broadcast(shmkit_lock_cond(l)), 0);
+        }
+        cr_assert_eq(shmkit_mutex_unlock(shmkit_lock_mutex(l)), 0);
+        if (!waiting)
+            sched_yield();
+    }
+    tu_wait_ok(pid);
+    cr_assert_eq(shmkit_lock_unlink(l), 0);
+    cr_assert_eq(shmkit_lock_close(l), 0);
+    drop_block(fb);
+}
+
 Test(lock, named_lock_corrupt_headers)
 {
     const char *name = tu_name("ncorrupt");
