@@ -658,13 +658,17 @@ int shmkit_mutex_destroy(shmkit_mutex *m)
 
     if (r)
         return shmkit__fail(NULL, r, "shmkit_mutex_destroy(%p)", (void *)m);
-    r = pthread_mutex_trylock(&s->pm);
-    if (r && r != EOWNERDEAD)
-        return shmkit__fail(NULL, r == EDEADLK ? -EBUSY : lock_result(r),
-                            "shmkit_mutex_destroy(%p)", (void *)m);
-    if (r == EOWNERDEAD)
-        pthread_mutex_consistent(&s->pm);
-    pthread_mutex_unlock(&s->pm);
+    /* Held by nobody, or dead for good, or its holder died: all fine to
+     * destroy. Held by a live thread (this one included): not. */
+    r = mutex_trylock(s);
+    if (r == 0 || r == EOWNERDEAD) {
+        if (r == EOWNERDEAD)
+            pthread_mutex_consistent(&s->pm);
+        pthread_mutex_unlock(&s->pm);
+    } else if (r != ENOTRECOVERABLE) {
+        return shmkit__fail(NULL, -EBUSY, "shmkit_mutex_destroy(%p)",
+                            (void *)m);
+    }
     __atomic_store_n(&s->magic, 0, __ATOMIC_RELEASE);
     pthread_mutex_destroy(&s->pm);
     return 0;

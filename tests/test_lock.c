@@ -109,6 +109,9 @@ Test(lock, basics_one_process)
     cr_assert_eq(shmkit_cond_wait(&o->c, &o->m), SHMKIT_ENOTOWNER);
     cr_assert_eq(shmkit_cond_signal(&o->c), 0);
     cr_assert_eq(shmkit_cond_broadcast(&o->c), 0);
+    cr_assert_eq(shmkit_mutex_lock(&o->m), 0);
+    cr_assert_eq(shmkit_mutex_destroy(&o->m), -EBUSY, "held");
+    cr_assert_eq(shmkit_mutex_unlock(&o->m), 0);
     cr_assert_eq(shmkit_mutex_destroy(&o->m), 0);
     cr_assert_eq(shmkit_mutex_lock(&o->m), -EINVAL, "destroyed");
     drop_block(b);
@@ -367,7 +370,9 @@ Test(lock, unrepaired_becomes_not_recoverable_forever)
     tu_wait_ok(pid);
     cr_assert_str_eq(shmkit_errname(SHMKIT_ENOTRECOVERABLE),
                      "SHMKIT_ENOTRECOVERABLE");
-    /* The memory can be re-initialised for a fresh start. */
+    /* Destroyed and re-initialised for a fresh start. */
+    cr_assert_eq(shmkit_mutex_destroy(&h->m), 0);
+    cr_assert_eq(shmkit_mutex_lock(&h->m), -EINVAL);
     cr_assert_eq(shmkit_mutex_init(&h->m, 0), 0);
     cr_assert_eq(shmkit_mutex_lock(&h->m), 0);
     cr_assert_eq(shmkit_mutex_unlock(&h->m), 0);
