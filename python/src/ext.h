@@ -14,8 +14,6 @@
 
 #include <shmkit.h>
 
-#include "weak.h"
-
 typedef struct ext_state {
     PyTypeObject *mapping_type;
     PyTypeObject *list_type;
@@ -73,12 +71,6 @@ int ext_mapping_init_type(PyObject *m, ext_state *st);
  * new Mapping; `b` is the handle's block. */
 PyObject *ext_mapping_new(ext_state *st, int kind, void *handle,
                           shmkit_block *b);
-
-/* True if the library linked in provides `fn` (a binding of a part of the
- * C API that is still being written raises NotImplementedError until it
- * lands; see weak.h). */
-#define EXT_HAVE(fn) ((void *)(fn) != NULL)
-int ext_not_implemented(const char *what);
 
 /* 0 if the mapping is open; -1 with ValueError once close() was called. */
 int ext_mapping_check(MappingObject *mo);

@@ -295,8 +295,6 @@ static int list_init(ListObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$Op:ShareableList", kwlist,
                                      &seq, &nameobj, &track))
         return -1;
-    if (!EXT_HAVE(shmkit_list_create))
-        return ext_not_implemented("ShareableList");
     if (self->mapping) {
         PyErr_SetString(PyExc_RuntimeError, "ShareableList already initialised");
         return -1;

@@ -57,10 +57,6 @@ static PyObject *mgr_open(PyTypeObject *tp, PyObject *args, int start)
 
     if (!PyArg_ParseTuple(args, "|OO", &pathobj, &keyobj))
         return NULL;
-    if (!EXT_HAVE(shmkit_manager_start)) {
-        ext_not_implemented("SharedMemoryManager");
-        return NULL;
-    }
     if (ext_name_arg(pathobj, &path) < 0 || key_arg(keyobj, &key) < 0)
         return NULL;
     Py_BEGIN_ALLOW_THREADS

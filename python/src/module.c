@@ -181,10 +181,6 @@ static PyObject *mod_track_start(PyObject *m, PyObject *unused)
 {
     int r;
 
-    if (!EXT_HAVE(shmkit_track_start)) {
-        ext_not_implemented("track_start");
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
     r = shmkit_track_start();
     Py_END_ALLOW_THREADS
@@ -200,8 +196,6 @@ PyDoc_STRVAR(track_fd_doc,
 
 static PyObject *mod_track_fd(PyObject *m, PyObject *unused)
 {
-    if (!EXT_HAVE(shmkit_track_fd))
-        return PyLong_FromLong(-1);
     return PyLong_FromLong(shmkit_track_fd());
 }
 
@@ -210,8 +204,6 @@ PyDoc_STRVAR(track_pid_doc,
 
 static PyObject *mod_track_pid(PyObject *m, PyObject *unused)
 {
-    if (!EXT_HAVE(shmkit_track_pid))
-        return PyLong_FromLong(-1);
     return PyLong_FromLong((long)shmkit_track_pid());
 }
 
@@ -228,10 +220,6 @@ static PyObject *mod_gc(PyObject *m, PyObject *args, PyObject *kw)
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:gc", kwlist, &dry))
         return NULL;
-    if (!EXT_HAVE(shmkit_gc)) {
-        ext_not_implemented("gc");
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
     r = shmkit_gc(dry ? SHMKIT_GC_DRY_RUN : 0, NULL, NULL);
     Py_END_ALLOW_THREADS
@@ -387,12 +375,4 @@ PyModuleDef ext_module_def = {
 PyMODINIT_FUNC PyInit__shmkit(void)
 {
     return PyModuleDef_Init(&ext_module_def);
-}
-
-int ext_not_implemented(const char *what)
-{
-    PyErr_Format(PyExc_NotImplementedError,
-                 "%s: the libshmkit this module was built with does not "
-                 "provide it yet", what);
-    return -1;
 }

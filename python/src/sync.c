@@ -383,10 +383,6 @@ static PyObject *lock_create(PyTypeObject *tp, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|pOp:_create", kwlist,
                                      &recursive, &nameobj, &track))
         return NULL;
-    if (!EXT_HAVE(shmkit_lock_create)) {
-        ext_not_implemented("shmkit locks");
-        return NULL;
-    }
     if (ext_name_arg(nameobj, &name) < 0)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
@@ -404,10 +400,6 @@ static PyObject *lock_attach(PyTypeObject *tp, PyObject *arg)
     shmkit_lock *l;
     int r;
 
-    if (!EXT_HAVE(shmkit_lock_attach)) {
-        ext_not_implemented("shmkit locks");
-        return NULL;
-    }
     if (ext_name_arg(arg, &name) < 0)
         return NULL;
     if (!name) {

@@ -235,10 +235,6 @@ static PyObject *typed_create(PyTypeObject *tp, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|OOp:_create", kwlist, &tc,
                                      &shapeobj, &nameobj, &track))
         return NULL;
-    if (!EXT_HAVE(shmkit_array_create)) {
-        ext_not_implemented("shmkit Value/Array");
-        return NULL;
-    }
     if (strlen(tc) != 1 || !shmkit_typecode_size(tc[0])) {
         PyErr_Format(PyExc_TypeError, "bad type code %R for a shared Value/Array",
                      PyTuple_GET_ITEM(args, 0));
@@ -283,10 +279,6 @@ static PyObject *typed_attach(PyTypeObject *tp, PyObject *arg)
     shmkit_array *a;
     int r;
 
-    if (!EXT_HAVE(shmkit_array_attach)) {
-        ext_not_implemented("shmkit Value/Array");
-        return NULL;
-    }
     if (ext_name_arg(arg, &name) < 0)
         return NULL;
     if (!name) {
