@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -363,5 +364,59 @@ Test(list_interop, full_slot_exact_record)
        tu_name("s0x"), out, sizeof out);
     cr_assert_str_eq(out, "8s0x b'xyz'\n");
     assert_s(get(l, 0), SHMKIT_BYTES, "12345678", 8);
+    drop(l);
+}
+
+/* CPython rewrites one item with changing types while shmkit reads it
+ * without a lock (gh-81833): every read is a whole valid item or
+ * SHMKIT_ECORRUPT, never a crash, an out-of-slot length or a wrong type. */
+Test(list_interop, torn_reads_under_cpython_writer)
+{
+    static const char body[] =
+        "sl = SL(name=name)\n"
+        "vals = [12345, 'abcdefghijklmnopqrstuvw', None, b'\\x00' * 20, 2.5,\n"
+        "        True, '', 'x\\xe9' * 7, b'zz']\n"
+        "sys.stdout.write('g'); sys.stdout.flush()\n"
+        "for i in range(200000):\n"
+        "    sl[0] = vals[i % len(vals)]\n";
+    shmkit_item in[] = {shmkit_item_str("0123456789abcdefghijklm")}; /* 24 */
+    shmkit_list *l;
+    char *code, go[1];
+    int out[2], st;
+    long reads = 0, corrupt = 0;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_list_create(&l, tu_name("torn"), in, 1, 0), 0);
+    cr_assert_geq(asprintf(&code, "%s%s", prelude, body), 0);
+    cr_assert_eq(pipe(out), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        execl("/usr/bin/python3", "python3", "-c", code, tu_name("torn"),
+              (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    cr_assert_eq(read(out[0], go, 1), 1, "CPython writer did not start");
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        shmkit_item it;
+        int r = shmkit_list_get(l, 0, &it);
+        reads++;
+        if (r == SHMKIT_ECORRUPT) {
+            corrupt++;
+            continue;
+        }
+        cr_assert_eq(r, 0);
+        if (it.type == SHMKIT_STR || it.type == SHMKIT_BYTES)
+            cr_assert_leq(it.v.s.len, 24);
+        else
+            cr_assert(it.type <= SHMKIT_BOOL);
+    }
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer status %#x", st);
+    cr_assert_gt(reads, 0);
+    cr_log_info("%ld unlocked reads, %ld reported torn", reads, corrupt);
+    free(code);
+    close(out[0]);
     drop(l);
 }
