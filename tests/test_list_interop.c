@@ -420,3 +420,22 @@ Test(list_interop, torn_reads_under_cpython_writer)
     close(out[0]);
     drop(l);
 }
+
+/* The empty list, both ways: 16 bytes, count 0 and one offset. */
+Test(list_interop, empty_list_both_ways)
+{
+    shmkit_list *l;
+    char out[256];
+
+    cr_assert_eq(shmkit_list_create(&l, tu_name("e1"), NULL, 0, 0), 0);
+    py("sl = SL(name=name)\n"
+       "print(len(sl), list(sl), repr(sl.format), sl.shm.size)\n"
+       "e = SL([], name=name + 'py')\n",
+       tu_name("e1"), out, sizeof out);
+    cr_assert_str_eq(out, "0 [] '' 16\n");
+    drop(l);
+    cr_assert_eq(shmkit_list_attach(&l, tu_name("e1py"), 0), 0);
+    cr_assert_eq(shmkit_list_len(l), 0);
+    cr_assert_eq(shmkit_block_kind(shmkit_list_block(l)), SHMKIT_KIND_LIST);
+    drop(l);
+}
