@@ -516,6 +516,17 @@ acquire_refused(shmkit_mutex *m, int r)
     return shmkit__fail(NULL, r, "shmkit_mutex_lock(%p)", (void *)m);
 }
 
+/* The C library did not give the lock (or gave it with owner death):
+ * drop the record pushed for it unless held. */
+static __attribute__((noinline)) int acquire_failed(int r)
+{
+    struct thread_locks *t = self.t;
+
+    if (r != EOWNERDEAD)
+        held_remove(t, &t->h[self.n - 1]);
+    return lock_result(r);
+}
+
 /* This thread already holds s: one level deeper if recursive. */
 static __attribute__((noinline)) int
 acquire_again(shmkit_mutex *m, struct mutex_shared *s, struct held *h)
@@ -560,19 +571,19 @@ mutex_acquire(shmkit_mutex *m, enum acquire_how how,
         if (self.n >= SHMKIT_LOCKS_PER_THREAD)
             return acquire_refused(m, SHMKIT_ETOOMANYLOCKS);
     }
+    /* Recorded before the wait: a thread blocked on a lock in a block
+     * counts as holding it (closing the block would pull the memory from
+     * under it), and nothing need survive the call but its result. */
+    held_push(t, s);
     if (how == ACQ_BLOCK)
         r = pthread_mutex_lock(&s->pm);
     else if (how == ACQ_TRY)
         r = mutex_trylock(s);
     else
         r = pthread_mutex_clocklock(&s->pm, CLOCK_MONOTONIC, deadline);
-    if (__builtin_expect(r == 0, 1)) {
-        held_push(t, s);
+    if (__builtin_expect(r == 0, 1))
         return 0;
-    }
-    if (r == EOWNERDEAD)
-        held_push(t, s);
-    return lock_result(r);
+    return acquire_failed(r);
 }
 
 int shmkit_mutex_lock(shmkit_mutex *m)
@@ -628,11 +639,13 @@ int shmkit_mutex_unlock(shmkit_mutex *m)
                              t->h[n - 1].again != 0, 0))
         return mutex_unlock_slow(m);
     r = pthread_mutex_unlock(&s->pm);
-    __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
-    self.n = n - 1;
+    /* Read again rather than kept across the call: cheaper than saving
+     * registers, and only this thread writes them. */
+    n = self.n - 1;
+    __atomic_store_n(&self.t->n, n, __ATOMIC_RELEASE);
+    self.n = n;
     if (__builtin_expect(r != 0, 0))
-        return shmkit__fail(NULL, lock_result(r), "shmkit_mutex_unlock(%p)",
-                            (void *)m);
+        return shmkit__fail(NULL, lock_result(r), "shmkit_mutex_unlock");
     return 0;
 }
 

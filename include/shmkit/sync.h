@@ -26,7 +26,8 @@
  *     SHMKIT_ELOCKHELD while a thread of this process holds a lock inside
  *     the part that would go away (the kernel's walk at death reads the
  *     lock's memory; unmapped, it would stop and strand every later lock).
- *     A thread blocked in shmkit_cond_wait() counts as holding the mutex.
+ *     A thread blocked in a lock call or in shmkit_cond_wait() counts as
+ *     holding the mutex (closing would pull the memory from under it).
  *   - PID namespaces. Robust locks record the owner's thread id as the
  *     kernel sees it in the owner's PID namespace; processes in different
  *     PID namespaces could read a live owner's id as dead and both enter
