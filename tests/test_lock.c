@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 TestSuite(lock, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
@@ -831,6 +832,38 @@ Test(lock, close_refused_while_another_thread_holds)
     cr_assert_eq((intptr_t)ret, 0);
     close(a.ready[0]), close(a.ready[1]), close(a.release[0]),
         close(a.release[1]);
+    drop_block(b);
+}
+
+static void *lock_then_unlock(void *m)
+{
+    int r = shmkit_mutex_lock(m);
+
+    if (r == 0)
+        r = shmkit_mutex_unlock(m);
+    return (void *)(intptr_t)r;
+}
+
+/* A thread still waiting for a lock in a block keeps it open too. */
+Test(lock, close_refused_while_a_thread_waits_for_a_lock)
+{
+    struct handoff *h;
+    shmkit_block *b = make_block("guardw", sizeof *h, (void **)&h);
+    int ready[2], release[2];
+    pthread_t t;
+    void *ret;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_mutex_init(&h->m, 0), 0);
+    pid = hold_in_child(&h->m, ready, release);
+    cr_assert_eq(pthread_create(&t, NULL, lock_then_unlock, &h->m), 0);
+    while (!shmkit__locks_held_in(shmkit_block_data(b), shmkit_block_size(b)))
+        sched_yield();
+    cr_assert_eq(shmkit_block_close(b), SHMKIT_ELOCKHELD);
+    cr_assert_eq(write(release[1], "x", 1), 1);
+    cr_assert_eq(pthread_join(t, &ret), 0);
+    cr_assert_eq((intptr_t)ret, 0);
+    tu_wait_ok(pid);
     drop_block(b);
 }
 
