@@ -33,6 +33,23 @@ def best(fn, n):
     return min(times)
 
 
+def pair(fn_cpy, n_cpy, fn_sk, n_sk):
+    """Best per-call times of both sides, their repeats interleaved so that
+    a busy machine weighs on both alike."""
+    t_c, t_s = [], []
+    for _ in range(REPEATS):
+        t_c.append(best_once(fn_cpy, n_cpy))
+        t_s.append(best_once(fn_sk, n_sk))
+    return min(t_c), min(t_s)
+
+
+def best_once(fn, n):
+    gc.collect()
+    t0 = time.perf_counter()
+    fn(n)
+    return (time.perf_counter() - t0) / n
+
+
 def fmt(t):
     if t >= 1e-3:
         return f"{t * 1e3:8.2f} ms"
@@ -67,8 +84,8 @@ def bench_create():
             s.close()
             s.unlink()
     n = 300 if QUICK else 2000
-    t_c = best(cpy_cycle, n)
-    row("create+close+unlink 4 KiB (tracked)", t_c, best(sk_cycle, n), 2)
+    t_c, t_s = pair(cpy_cycle, n, sk_cycle, n)
+    row("create+close+unlink 4 KiB (tracked)", t_c, t_s, 2)
     row("  shmkit untracked (track=False)", t_c, best(lambda k: sk_cycle(k, False), n), None)
 
 
@@ -86,9 +103,8 @@ def bench_attach():
             a = sk_sm.SharedMemory(name)
             a.close()
     n = 500 if QUICK else 5000
-    t_sk = best(sk_attach, n)
     try:
-        t_c = best(cpy_attach, n)
+        t_c, t_sk = pair(cpy_attach, n, sk_attach, n)
     finally:
         # CPython's attach registered the block with its resource tracker
         # (gh-82300); unregister so that its exit does not unlink ours.
@@ -119,8 +135,8 @@ def bench_list():
                 sl[5] = i; sl[17] = i; sl[33] = i; sl[50] = i; sl[-1] = i
                 sl[5] = i; sl[17] = i; sl[33] = i; sl[50] = i; sl[-1] = i
         return f
-    row("ShareableList get", best(get(c), n // 10), best(get(k), n), 20)
-    row("ShareableList set", best(put(c), n // 10), best(put(k), n), 20)
+    row("ShareableList get", *pair(get(c), n // 10, get(k), n), 20)
+    row("ShareableList set", *pair(put(c), n // 10, put(k), n), 20)
     for sl in (c, k):
         sl.shm.close()
         sl.shm.unlink()
@@ -133,8 +149,7 @@ def bench_list():
                 made.append(cls(range(1000)))
         return f
     m = 20 if QUICK else 100
-    t_c = best(create(cpy_sm.ShareableList), m)
-    t_k = best(create(sk_sm.ShareableList), m)
+    t_c, t_k = pair(create(cpy_sm.ShareableList), m, create(sk_sm.ShareableList), m)
     for sl in made:
         sl.shm.close()
         sl.shm.unlink()
@@ -154,7 +169,7 @@ def bench_locks():
                 with lk:
                     pass
         return f
-    row("with lock:", best(with_lock(cl), n), best(with_lock(kl), n), 2)
+    row("with lock:", *pair(with_lock(cl), n, with_lock(kl), n), 2)
     kl.unlink()
 
     cv = mp.Value('i', 0)
@@ -166,13 +181,13 @@ def bench_locks():
                 with v.get_lock():
                     v.value += 1
         return f
-    t_c = best(incr(cv), n)
-    row("locked Value increment", t_c, best(incr(kv), n), 4)
+    t_c, t_k = pair(incr(cv), n, incr(kv), n)
+    row("locked Value increment", t_c, t_k, 4)
 
     def atomic(m):
         for _ in range(m):
             kv.add(1)
-    row("atomic add (vs CPython locked increment)", t_c, best(atomic, n), 10)
+    row("atomic add (vs CPython locked increment)", *pair(incr(cv), n, atomic, n), 10)
     kv.unlink()
 
 
