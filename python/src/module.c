@@ -6,6 +6,7 @@
 #include "ext.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 ext_state *ext_state_of_module(PyObject *m)
@@ -139,11 +140,11 @@ PyDoc_STRVAR(errname_doc,
 
 static PyObject *mod_errname(PyObject *m, PyObject *arg)
 {
-    int code = _PyLong_AsInt(arg);
+    long code = PyLong_AsLong(arg);
 
     if (code == -1 && PyErr_Occurred())
         return NULL;
-    return PyUnicode_FromString(shmkit_errname(code));
+    return PyUnicode_FromString(shmkit_errname(code < INT_MIN || code > INT_MAX ? 0 : (int)code));
 }
 
 PyDoc_STRVAR(kind_doc,
