@@ -12,6 +12,8 @@ and journals what it owns so that nothing leaks if it is killed.
 manager started elsewhere.
 """
 
+import errno
+
 from . import _shmkit
 from .shared_memory import SharedMemory, ShareableList as _ShareableList
 
@@ -107,8 +109,14 @@ class SharedMemoryManager:
         """Returns a new ShareableList instance populated with the values
         from the input sequence, owned by the manager."""
         client = self._live()
-        # The list library lays the list out in a private block; the
-        # manager's block takes a byte-for-byte copy of it.
+        try:
+            return _ShareableList(name=client.create_list(sequence))
+        except OSError as e:
+            if e.errno != errno.EMSGSIZE:
+                raise
+        # Too big for one request: the list library lays the list out in a
+        # private block, and a manager-owned block takes a byte-for-byte
+        # copy of it.
         tmp = _ShareableList(sequence, track=False)
         try:
             raw = tmp.shm.buf

@@ -94,6 +94,14 @@ PyObject *ext_lock_release(PyObject *lock);
 PyObject *ext_lock_embedded(PyTypeObject *tp, PyObject *owner,
                             shmkit_mutex *m, PyObject *name);
 
+/* ---- list.c ---- */
+
+/* Builds the C items of a sequence into *items (PyMem_Free it); *keep
+ * (Py_XDECREF it) holds the objects they point into. Returns the count, or
+ * -1 with an exception set (still free and decref both). */
+Py_ssize_t ext_items_of_sequence(PyObject *seq, PyObject **keep,
+                                 shmkit_item **items);
+
 /* ---- list.c, sync.c, typed.c ---- */
 int ext_list_init_type(PyObject *m, ext_state *st);
 int ext_sync_init_type(PyObject *m, ext_state *st);

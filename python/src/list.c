@@ -230,10 +230,8 @@ static int list_ass_subscript(ListObject *self, PyObject *key, PyObject *v)
     return list_set(self, i, v);
 }
 
-/* Builds the C items of a sequence; *keep holds the objects they point
- * into. Returns the count or -1. */
-static Py_ssize_t items_of_sequence(PyObject *seq, PyObject **keep,
-                                    shmkit_item **items)
+Py_ssize_t ext_items_of_sequence(PyObject *seq, PyObject **keep,
+                                 shmkit_item **items)
 {
     Py_ssize_t n, i;
 
@@ -262,7 +260,7 @@ static int list_create(ListObject *self, PyObject *seq, const char *name,
     Py_ssize_t n;
     int r = 0;
 
-    n = seq == Py_None ? 0 : items_of_sequence(seq, &keep, &items);
+    n = seq == Py_None ? 0 : ext_items_of_sequence(seq, &keep, &items);
     if (n >= 0) {
         Py_BEGIN_ALLOW_THREADS
         r = shmkit_list_create(out, name, items, (size_t)n, flags);

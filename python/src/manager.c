@@ -112,6 +112,39 @@ static PyObject *mgr_create_block(ManagerObject *self, PyObject *args)
     return PyUnicode_FromString(name);
 }
 
+static PyObject *mgr_create_list(ManagerObject *self, PyObject *args)
+{
+    char name[SHMKIT_NAME_MAX + 1];
+    PyObject *seq, *nameobj = Py_None, *keep = NULL;
+    shmkit_manager *m = mgr_of(self);
+    shmkit_item *items = NULL;
+    const char *want;
+    Py_ssize_t n;
+    int r = 0;
+
+    if (!m || !PyArg_ParseTuple(args, "O|O:create_list", &seq, &nameobj) ||
+        ext_name_arg(nameobj, &want) < 0)
+        return NULL;
+    n = ext_items_of_sequence(seq, &keep, &items);
+    if (n >= 0) {
+        Py_BEGIN_ALLOW_THREADS
+        r = shmkit_manager_create_list(m, want, items, (size_t)n, name);
+        Py_END_ALLOW_THREADS
+    }
+    PyMem_Free(items);
+    Py_XDECREF(keep);
+    if (n < 0)
+        return NULL;
+    if (r == SHMKIT_ESTORAGE) {
+        PyErr_SetString(PyExc_ValueError,
+                        "a str or bytes item exceeds available storage");
+        return NULL;
+    }
+    if (r < 0)
+        return ext_error(mgr_state(self), r, want);
+    return PyUnicode_FromString(name);
+}
+
 static PyObject *mgr_release(ManagerObject *self, PyObject *arg)
 {
     shmkit_manager *m = mgr_of(self);
@@ -224,6 +257,10 @@ static PyMethodDef mgr_methods[] = {
      "connect(socket_path, authkey=None)\n--\n\nConnect to a running daemon."},
     {"create_block", (PyCFunction)mgr_create_block, METH_VARARGS,
      "create_block(size, name=None)\n--\n\nHave the manager create a block; its name."},
+    {"create_list", (PyCFunction)mgr_create_list, METH_VARARGS,
+     "create_list(sequence, name=None)\n--\n\n"
+     "Have the manager create a ShareableList; its name. OSError(EMSGSIZE)\n"
+     "if the items do not fit one request (64 KiB)."},
     {"release", (PyCFunction)mgr_release, METH_O,
      "release(name)\n--\n\nHave the manager unlink one of its blocks now."},
     {"list", (PyCFunction)mgr_list, METH_NOARGS,

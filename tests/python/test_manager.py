@@ -115,3 +115,13 @@ def test_state_errors():
     smm.shutdown()
     with pytest.raises(ProcessError):
         smm.start()
+
+
+def test_big_list_beyond_one_request(names):
+    big = ["x" * 1000] * 200 + list(range(100))      # > 64 KiB of items
+    with SharedMemoryManager() as smm:
+        sl = smm.ShareableList(big)
+        names.add(sl.shm.name)
+        assert list(sl) == big and sl.shm.name in smm.names()
+        sl.shm.close()
+    assert not shm_exists(sl.shm.name)
