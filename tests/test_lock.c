@@ -973,3 +973,41 @@ Test(lock, real_pid_namespace_refused)
         cr_skip_test("cannot create a PID namespace here");
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
 }
+
+/* `shmkit show` tells a named lock's state, owner death included. */
+static void show_lock_json(const char *name, char *out, size_t len)
+{
+    char *argv[] = {(char *)tu_cli(), "show", (char *)name, "--json", NULL};
+    int st = tu_run(argv, out, len);
+
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "show: %#x", st);
+}
+
+Test(lock, cli_show_lock_states)
+{
+    const char *name = tu_name("showlock");
+    shmkit_lock *l;
+    char out[1024];
+    pid_t pid;
+
+    cr_assert_eq(shmkit_lock_create(&l, name, 0, 0), 0);
+    show_lock_json(name, out, sizeof out);
+    cr_assert(strstr(out, "\"state\": \"free\""), "%s", out);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shmkit_lock *x;
+        CHILD_CHECK(shmkit_lock_attach(&x, name, 0) == 0, 2);
+        CHILD_CHECK(shmkit_mutex_lock(shmkit_lock_mutex(x)) == 0, 3);
+        _exit(0); /* dies holding it */
+    }
+    tu_wait_ok(pid);
+    show_lock_json(name, out, sizeof out);
+    cr_assert(strstr(out, "owner died"), "%s", out);
+    cr_assert_eq(shmkit_mutex_lock(shmkit_lock_mutex(l)), SHMKIT_EOWNERDEAD);
+    cr_assert_eq(shmkit_mutex_unlock(shmkit_lock_mutex(l)), 0);
+    show_lock_json(name, out, sizeof out);
+    cr_assert(strstr(out, "\"state\": \"not recoverable\""), "%s", out);
+    cr_assert_eq(shmkit_lock_unlink(l), 0);
+    cr_assert_eq(shmkit_lock_close(l), 0);
+}
