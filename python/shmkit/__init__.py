@@ -17,6 +17,7 @@ from ._shmkit import (Error, CorruptError, OwnerDeadError,
                       NotRecoverableError, unlink, errname, block_kind,
                       track_start, track_fd, track_pid, gc)
 from .shared_memory import SharedMemory, ShareableList
+from . import _family  # noqa: F401  (spawn/forkserver children stay in the family)
 
 __version__ = _shmkit.LIB_VERSION
 

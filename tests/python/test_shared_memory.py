@@ -359,6 +359,26 @@ def test_tracked_blocks_removed_when_family_is_gone(names, how):
     assert [n for n in made if shm_exists(n)] == []
 
 
+def _child_creates_tracked(q):
+    s = shared_memory.SharedMemory(create=True, size=8)     # track=True
+    s.buf[0] = 77
+    q.put(s.name)
+    s.close()
+
+
+def test_child_leaves_tracked_block_to_parent(names, ctx):
+    """Family scope, as CPython's resource tracker: a child (fork, spawn or
+    forkserver) that creates a tracked block and exits leaves it to us."""
+    q = ctx.Queue()
+    p = start(ctx, _child_creates_tracked, q)
+    name = names.add(q.get(timeout=60))
+    join_ok(p)
+    s = shared_memory.SharedMemory(name)
+    assert s.buf[0] == 77
+    s.close()
+    s.unlink()
+
+
 def test_track_is_default_and_unlink_untracks(names):
     s = shared_memory.SharedMemory(names.new(), create=True, size=8)
     assert s.track
