@@ -235,3 +235,41 @@ def test_lock_of_value_has_no_condition(names):
         with pytest.raises(ValueError):
             c.wait(0)
     v.unlink()
+
+
+def test_blocking_acquire_releases_the_gil(lock):
+    """A thread blocked in acquire() must let the holder thread run Python
+    (or it could never release): the GIL is released while waiting."""
+    lock.acquire()
+    entered = threading.Event()
+    result = []
+
+    def waiter():
+        entered.set()
+        ok = lock.acquire(timeout=60)
+        result.append(ok)
+        if ok:
+            lock.release()
+    t = threading.Thread(target=waiter)
+    t.start()
+    assert entered.wait(60)
+    total = sum(range(200000))          # Python work while t waits
+    lock.release()
+    t.join(60)
+    assert not t.is_alive() and result == [True] and total > 0
+
+
+def test_threads_share_a_lock(lock):
+    counter = [0]
+
+    def work():
+        for _ in range(2000):
+            with lock:
+                v = counter[0]
+                counter[0] = v + 1
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert counter[0] == 8000
