@@ -53,7 +53,7 @@ enum ext_map_kind {
 
 typedef struct MappingObject {
     PyObject_HEAD
-    shmkit_block *block;   /* NULL once released */
+    shmkit_block *block;   /* the handle's block; closed at dealloc */
     void *handle;          /* the list/array/lock owning block, or NULL */
     int kind;              /* enum ext_map_kind */
     char *data;            /* cached shmkit_block_data() */
@@ -61,7 +61,7 @@ typedef struct MappingObject {
     Py_ssize_t exports;    /* live buffer exports */
     int closing;           /* close() called: no new exports */
     int readonly;
-    PyObject *name;        /* str, kept after release for unlink() */
+    PyObject *name;        /* str; follows rename() */
     PyObject *weakreflist;
 } MappingObject;
 
@@ -71,9 +71,6 @@ int ext_mapping_init_type(PyObject *m, ext_state *st);
  * new Mapping; `b` is the handle's block. */
 PyObject *ext_mapping_new(ext_state *st, int kind, void *handle,
                           shmkit_block *b);
-
-/* 0 if the mapping is open; -1 with ValueError once close() was called. */
-int ext_mapping_check(MappingObject *mo);
 
 /* ---- sync.c ---- */
 

@@ -23,11 +23,6 @@ static int mapping_check_open(MappingObject *mo)
     return 0;
 }
 
-int ext_mapping_check(MappingObject *mo)
-{
-    return mapping_check_open(mo);
-}
-
 /* Closes what a Mapping owns. Returns 0 or a negative shmkit code. */
 static int mapping_close_handle(int kind, void *handle, shmkit_block *b)
 {
