@@ -46,6 +46,7 @@ class SharedMemory:
     _name = None
     _size = 0
     _track = True
+    _list = False
 
     def __init__(self, name=None, create=False, size=0, *, track=True):
         if not size >= 0:
@@ -72,6 +73,7 @@ class SharedMemory:
         self._mapping = mapping
         self._name = mapping.name
         self._size = mapping.size
+        self._list = mapping.handle_kind == 1
         self._buf = memoryview(mapping)
         return self
 
@@ -141,6 +143,12 @@ class SharedMemory:
             m.unlink()
         elif self._name is not None:
             _shmkit.unlink(self._name)
+            if self._list:
+                # A ShareableList's lock block goes with it.
+                try:
+                    _shmkit.unlink(self._name + ".lock")
+                except (FileNotFoundError, ValueError, OSError):
+                    pass
 
     def rename(self, newname, flags=0):
         """Renames the block to newname atomically. By default an existing

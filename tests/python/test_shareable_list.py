@@ -192,6 +192,12 @@ def test_locked(names):
     assert shm_exists(a.shm.name + ".lock")
     a.shm.unlink()                     # removes the lock block too
     assert not shm_exists(a.shm.name + ".lock")
+    b = shared_memory.ShareableList([1], name=names.new(), track=False)
+    with b.locked():
+        pass
+    b.shm.close()
+    b.shm.unlink()                     # also after close()
+    assert not shm_exists(b.shm.name + ".lock")
 
 
 # ---- interop with CPython ---------------------------------------------------
