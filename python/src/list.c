@@ -61,6 +61,17 @@ static int item_from_object(PyObject *v, shmkit_item *it)
         *it = shmkit_item_strn(p, (size_t)n);
     } else if (PyBytes_Check(v)) {
         *it = shmkit_item_bytes(PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v));
+    } else if (PyIndex_Check(v)) {
+        /* NumPy integers and other integer-likes are stored as int. */
+        PyObject *i = PyNumber_Index(v);
+        long long x;
+        if (!i)
+            return -1;
+        x = PyLong_AsLongLong(i);
+        Py_DECREF(i);
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        *it = shmkit_item_int(x);
     } else {
         PyErr_Format(PyExc_TypeError,
                      "ShareableList items must be int, float, bool, str, "

@@ -98,6 +98,16 @@ def test_type_changes_and_bool_none(names):
     a.shm.unlink()
 
 
+def test_numpy_scalars_stored_as_python_types(names):
+    import numpy as np
+    a = shared_memory.ShareableList([np.int64(5), np.float64(2.5), np.int32(-3)],
+                                    name=names.new(), track=False)
+    assert list(a) == [5, 2.5, -3] and [type(x) for x in a] == [int, float, int]
+    a[0] = np.uint8(7)
+    assert a[0] == 7
+    a.shm.unlink()
+
+
 def test_trailing_nul_kept(names):
     a = shared_memory.ShareableList(['?\x00', b'\x03\x02\x01\x00\x00\x00'],
                                     name=names.new(), track=False)
