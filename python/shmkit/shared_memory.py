@@ -10,14 +10,12 @@ CPython, all on purpose:
   the creator's process family is gone, also after SIGKILL.
 * ``close()`` never raises because a memoryview or NumPy array still uses
   the buffer: the mapping stays until the last of them is released.
-* ``SharedMemory`` and ``ShareableList`` are context managers and have
-  ``rename()``; ``SharedMemory`` has ``resize()`` and ``refresh()``.
+* ``SharedMemory`` and ``ShareableList`` are context managers;
+  ``SharedMemory`` has ``rename()``, ``resize()`` and ``refresh()``.
 * ``size`` is the exact size, never rounded up to a page.
 """
 
-from functools import partial
 import sys
-import types
 
 from . import _shmkit
 

@@ -9,7 +9,6 @@ something behind. Multi-process helpers check every child's exit code.
 import itertools
 import multiprocessing as mp
 import os
-import sys
 
 import pytest
 

@@ -7,7 +7,6 @@ from multiprocessing import shared_memory as cpy
 
 import pytest
 
-import shmkit
 from shmkit import shared_memory
 
 from conftest import run, shm_exists

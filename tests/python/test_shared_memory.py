@@ -1,6 +1,5 @@
 """shmkit.SharedMemory: CPython's API and behaviour, and what it fixes."""
 import errno
-import mmap
 import os
 import pickle
 import signal

@@ -8,7 +8,7 @@ import pytest
 
 import shmkit
 
-from conftest import join_ok, run, start
+from conftest import join_ok, start
 
 
 @pytest.fixture
