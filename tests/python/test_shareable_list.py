@@ -353,3 +353,23 @@ def test_random_writes_agree_with_cpython(names, creator):
     c.shm.close()
     s.shm.close()
     s.shm.unlink()
+
+
+def _child_locked_incr(name, n):
+    sl = shared_memory.ShareableList(name=name)
+    for _ in range(n):
+        with sl.locked():
+            sl[0] = sl[0] + 1
+            sl[1] = str(sl[0])              # a str write: torn without the lock
+
+
+def test_locked_updates_across_processes(names, ctx):
+    sl = shared_memory.ShareableList([0, "x" * 8], name=names.new(), track=False)
+    ps = [ctx.Process(target=_child_locked_incr, args=(sl.shm.name, 300)) for _ in range(3)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(120)
+        assert p.exitcode == 0
+    assert sl[0] == 900 and sl[1] == "900"
+    sl.shm.unlink()
