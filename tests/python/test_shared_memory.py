@@ -384,3 +384,9 @@ def test_track_is_default_and_unlink_untracks(names):
     s.close()
     s.unlink()
     assert not shm_exists(s.name)
+
+
+def test_tracker_functions():
+    shmkit.track_start()
+    assert shmkit.track_pid() > 0 and shmkit.track_fd() >= 0
+    assert isinstance(shmkit.gc(dry_run=True), int)
