@@ -204,8 +204,11 @@ int shmkit__journal_open(struct shmkit__journal *j, const char *path)
 {
     int fd;
 
-    if (snprintf(j->path, sizeof j->path, "%s", path) >= (int)sizeof j->path)
-        return -ENAMETOOLONG;
+    if (path != j->path) { /* compaction reopens j->path itself */
+        if (strlen(path) >= sizeof j->path)
+            return -ENAMETOOLONG;
+        strcpy(j->path, path);
+    }
     fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
               0600);
     if (fd < 0)

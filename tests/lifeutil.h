@@ -69,8 +69,19 @@ static inline void lu_setup(void)
     unsetenv("SHMKIT_TRACKER");
 }
 
+static inline bool lu_wait_pid_gone(pid_t pid, long ms);
+
+/* Lets this test's tracker finish (we are the last of its family once we
+ * drop the lifeline), then removes the test's runtime directory. */
 static inline void lu_cleanup(void)
 {
+    pid_t t = shmkit_track_pid();
+    int fd = shmkit_track_fd();
+
+    if (fd >= 0)
+        close(fd);
+    if (t > 0)
+        lu_wait_pid_gone(t, 2000);
     lu_sidecar_cleanup();
     tu_cleanup();
     if (lu_rundir[0])

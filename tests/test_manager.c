@@ -456,3 +456,29 @@ Test(manager, create_list_readable_by_shmkit_and_cpython)
     shmkit_manager_close(m);
     cr_assert_eq(tu_count_leftovers(), 0);
 }
+
+/* Create/release churn compacts the journal; a SIGKILL after it still
+ * leaves exactly the live blocks for the next manager to remove. */
+Test(manager, journal_compaction_then_sigkill_restart)
+{
+    char name[SHMKIT_NAME_MAX + 1], live[SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m;
+    pid_t pid;
+    int i;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    for (i = 0; i < 700; i++) {
+        cr_assert_eq(shmkit_manager_create_block(m, NULL, 8, name), 0, "%d: %s",
+                     i, shmkit_last_error());
+        cr_assert_eq(shmkit_manager_release(m, name), 0);
+    }
+    cr_assert_eq(shmkit_manager_create_block(m, NULL, 8, live), 0);
+    pid = shmkit_manager_pid(m);
+    kill(pid, SIGKILL);
+    cr_assert(lu_wait_pid_gone(pid, 2000));
+    shmkit_manager_close(m);
+    cr_assert(lu_exists(live));
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    cr_assert_not(lu_exists(live));
+    shmkit_manager_close(m);
+}
