@@ -482,3 +482,36 @@ Test(manager, journal_compaction_then_sigkill_restart)
     cr_assert_not(lu_exists(live));
     shmkit_manager_close(m);
 }
+
+Test(manager, cli_manager_with_authkey_file)
+{
+    char keyfile[300], name[SHMKIT_NAME_MAX + 1];
+    char *argv[] = {(char *)tu_cli(), "manager", "--socket", (char *)sock_path(),
+                    "--authkey-file", keyfile, NULL};
+    shmkit_manager *c = NULL;
+    long end;
+    pid_t pid;
+    int fd;
+
+    snprintf(keyfile, sizeof keyfile, "%s/key", lu_rundir);
+    fd = open(keyfile, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "sesame", 6), 6);
+    close(fd);
+    pid = fork();
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    end = lu_now_ms() + 5000;
+    while (shmkit_manager_connect(&c, sock_path(), "sesame", 6) < 0 &&
+           lu_now_ms() < end)
+        ;
+    cr_assert_not_null(c, "CLI manager with key never let us in");
+    cr_assert_eq(shmkit_manager_create_block(c, NULL, 64, name), 0);
+    shmkit_manager_close(c);
+    cr_assert_eq(shmkit_manager_connect(&c, sock_path(), "sesamf", 6), SHMKIT_EAUTH);
+    kill(pid, SIGTERM);
+    tu_wait_ok(pid);
+    cr_assert_not(lu_exists(name));
+}
