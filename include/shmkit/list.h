@@ -169,6 +169,7 @@ SHMKIT_API bool shmkit_item_equal(const shmkit_item *a, const shmkit_item *b);
  * place, so attachers never see it half made.
  * Errors: -EEXIST (name taken), -EINVAL (bad name, NULL items with n > 0,
  * bad flags), SHMKIT_ETYPE (an item's type is not a shmkit_type),
+ * -EILSEQ (a str that is not valid UTF-8),
  * SHMKIT_ESTORAGE (a str/bytes longer than SHMKIT_LIST_VALUE_MAX, or one
  * ending in NUL longer than SHMKIT_LIST_EXACT_MAX), and the errors of
  * shmkit_block_create. On failure no object is left behind.
@@ -237,8 +238,10 @@ SHMKIT_API int shmkit_list_get(const shmkit_list *l, ptrdiff_t i,
  * except for the two fixes described at the top of this file.
  * Errors: SHMKIT_EINDEX; SHMKIT_ESTORAGE (str/bytes longer than the slot,
  * or ending in NUL and longer than SHMKIT_LIST_EXACT_MAX) with the item
- * left unchanged; SHMKIT_ETYPE (type not a shmkit_type); -EBADF (attached
- * SHMKIT_RDONLY); -EINVAL (NULL value, or NULL ptr with len > 0).
+ * left unchanged; SHMKIT_ETYPE (type not a shmkit_type); -EILSEQ (a str
+ * that is not valid UTF-8, which CPython could not decode); -EBADF
+ * (attached SHMKIT_RDONLY); -EINVAL (NULL value, or NULL ptr with
+ * len > 0). On every error the item is unchanged.
  * Does not lock: wrap it in shmkit_list_lock() when others read.
  */
 SHMKIT_API int shmkit_list_set(shmkit_list *l, ptrdiff_t i,
