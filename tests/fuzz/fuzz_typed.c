@@ -12,13 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The validators are compiled into this target rather than taken from
- * the library, so that libFuzzer's coverage instrumentation sees their
- * branches (the library itself is built without it). The linker then
- * takes nothing from these three files out of libshmkit.a. */
-#include "../../src/lock.c"
-#include "../../src/sync_named.c"
-#include "../../src/typed.c"
+#include "internal.h"
 
 /* Checks what a successful parse promises; aborts (a finding) if not. */
 static void check_info(const unsigned char *buf, size_t size,
