@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "os.h"
 #include "sync_internal.h"
 
 /* ---- shared layouts ------------------------------------------------- */
@@ -82,14 +83,12 @@ static uint64_t self_ns = UINT64_MAX;
 uint64_t shmkit__pid_ns(void)
 {
     uint64_t ns = __atomic_load_n(&self_ns, __ATOMIC_RELAXED);
-    struct stat st;
 
     if (ns != UINT64_MAX)
         return ns;
     /* A forked child may be in a new namespace: have fork reset this. */
     pthread_once(&reg_once, reg_init);
-    /* Not through the OS table: this is a /proc query, not an object. */
-    ns = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+    ns = shmkit__os.pid_namespace();
     __atomic_store_n(&self_ns, ns, __ATOMIC_RELAXED);
     return ns;
 }

@@ -48,6 +48,9 @@ typedef struct shmkit__os_ops {
     int (*hugepages)(void *addr, size_t len);
     /* Fills buf with random bytes. */
     int (*random)(void *buf, size_t len);
+    /* Identity of this process's PID namespace (Linux: the inode of
+     * /proc/self/ns/pid), or 0 where the platform cannot tell. */
+    uint64_t (*pid_namespace)(void);
 } shmkit__os_ops;
 
 extern shmkit__os_ops shmkit__os;

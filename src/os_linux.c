@@ -212,6 +212,13 @@ static int linux_random(void *buf, size_t len)
     return 0;
 }
 
+static uint64_t linux_pid_namespace(void)
+{
+    struct stat st;
+
+    return stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
 #define LINUX_OPS                                                             \
     {                                                                         \
         .shm_open = linux_shm_open,                                           \
@@ -227,6 +234,7 @@ static int linux_random(void *buf, size_t len)
         .populate = linux_populate,                                           \
         .hugepages = linux_hugepages,                                         \
         .random = linux_random,                                               \
+        .pid_namespace = linux_pid_namespace,                                 \
     }
 
 static const shmkit__os_ops linux_ops = LINUX_OPS;
