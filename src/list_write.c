@@ -306,6 +306,29 @@ static int create_fail(const char *name, int r, size_t k, const char *why)
                         name ? name : "(generated)", k, why);
 }
 
+/* Renames the filled list *lp into place without replacing anything.
+ * Where the system cannot rename atomically (-ENOTSUP, -ENOSYS: not
+ * Linux), builds it again under its own name instead, visible while it
+ * is filled, as CPython's is. On failure *lp is gone and nothing is left. */
+static int publish(shmkit_list **lp, const char *name, size_t n,
+                   size_t total, unsigned flags, const shmkit_item *items,
+                   const size_t *rel)
+{
+    int r = shmkit_block_rename((*lp)->block, name, SHMKIT_NOREPLACE);
+
+    if (r == 0)
+        return 0;
+    shmkit_block_unlink((*lp)->block);
+    shmkit_list_close(*lp);
+    *lp = NULL;
+    if (r != -ENOTSUP && r != -ENOSYS)
+        return r;
+    r = make(lp, n, total, flags, name);
+    if (r == 0)
+        fill(*lp, items, rel);
+    return r;
+}
+
 int shmkit_list_create(shmkit_list **out, const char *name,
                        const shmkit_item *items, size_t n, unsigned flags)
 {
@@ -332,12 +355,9 @@ int shmkit_list_create(shmkit_list **out, const char *name,
         goto out;
     fill(l, items, rel);
     if (name) {
-        r = shmkit_block_rename(l->block, name, SHMKIT_NOREPLACE);
-        if (r < 0) {
-            shmkit_block_unlink(l->block);
-            shmkit_list_close(l);
+        r = publish(&l, name, n, total, flags, items, rel);
+        if (r < 0)
             goto out;
-        }
     }
     *out = l;
 out:

@@ -490,6 +490,41 @@ Test(list, failed_create_leaves_nothing)
     drop(l);
 }
 
+static int rename_unsupported(const char *from, const char *to,
+                              unsigned flags)
+{
+    return -ENOTSUP;
+}
+
+/* Where rename is not atomic (not Linux), create builds the list under
+ * its own name directly, and leaves no temporary block. */
+Test(list, create_without_atomic_rename)
+{
+    shmkit_item in[] = {shmkit_item_int(1), shmkit_item_str("two")};
+    shmkit_list *l, *x;
+    int i;
+
+    real_open = shmkit__os.shm_open;
+    shmkit__os.shm_open = record_open;
+    shmkit__os.shm_rename = rename_unsupported;
+    l = make("norename", in, 2);
+    cr_assert_eq(shmkit_list_create(&x, tu_name("norename"), in, 2, 0),
+                 -EEXIST);
+    shmkit__os_reset();
+    cr_assert_eq(strcmp(shmkit_block_name(shmkit_list_block(l)),
+                        tu_name("norename")), 0);
+    cr_assert_eq(get(l, 0).v.i, 1);
+    assert_s(get(l, 1), SHMKIT_STR, "two", 3);
+    cr_assert_eq(nmade, 3, "two temporaries, one real list");
+    for (i = 0; i < nmade; i++) {
+        shmkit_block *b;
+        if (strcmp(made[i], tu_name("norename")) != 0)
+            cr_assert_eq(shmkit_block_attach(&b, made[i], 0), -ENOENT,
+                         "%s left behind", made[i]);
+    }
+    drop(l);
+}
+
 /* ---- the lock ---------------------------------------------------------- */
 
 Test(list, lock_basics)
