@@ -30,7 +30,8 @@
  *     NULs included (CPython gh-106939). Values not ending in NUL are
  *     written exactly as CPython writes them.
  *   - a list is created under a private name, filled, then renamed into
- *     place, so no attacher ever sees it half written.
+ *     place, so no attacher ever sees it half written (where the system
+ *     cannot rename atomically, it is built under its name, as CPython's).
  *   - attach validates the whole layout before use and every access
  *     re-validates what it reads from shared memory (a peer may change it
  *     at any time): a corrupt or hostile block gives an error, never a
