@@ -28,6 +28,10 @@
  * boot) into *start. -ESRCH if there is no such process. */
 SHMKIT__HIDDEN int shmkit__proc_start(pid_t pid, uint64_t *start);
 
+/* This process's start time, read once per process (a forked child reads
+ * its own: the cache is keyed by pid). */
+SHMKIT__HIDDEN int shmkit__self_start(uint64_t *start);
+
 /* True if pid runs and started at `start`: a reused pid is not alive. */
 SHMKIT__HIDDEN bool shmkit__proc_alive(pid_t pid, uint64_t start);
 
@@ -64,14 +68,23 @@ SHMKIT__HIDDEN void shmkit__nset_each(const struct shmkit__nset *s,
 /* ---- journals ------------------------------------------------------------- */
 
 struct shmkit__journal {
-    int fd;              /* O_APPEND, close-on-exec; -1 when closed */
+    int fd;              /* close-on-exec; -1 when closed */
     unsigned records;    /* records written since open or compaction */
+    char *map;           /* mapped journal: the file, zero-filled past used */
+    size_t cap, used;
     char path[SHMKIT__DIR_MAX];
 };
 
-/* Opens (creating 0600) the journal at path for appending. */
+/* Opens (creating 0600) the journal at path for appending, one write(2)
+ * per record. */
 SHMKIT__HIDDEN int shmkit__journal_open(struct shmkit__journal *j,
                                         const char *path);
+/* The same, appending by storing into a shared mapping of the file: no
+ * system call per record, and the page cache keeps every completed record
+ * however the process dies. For one writer (the tracker's members each
+ * have their own file). Replay stops at the zero fill. */
+SHMKIT__HIDDEN int shmkit__journal_open_mapped(struct shmkit__journal *j,
+                                               const char *path);
 SHMKIT__HIDDEN void shmkit__journal_close(struct shmkit__journal *j);
 SHMKIT__HIDDEN int shmkit__journal_add(struct shmkit__journal *j,
                                        const char *name, uint64_t ino);

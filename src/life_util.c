@@ -61,6 +61,23 @@ int shmkit__proc_start(pid_t pid, uint64_t *start)
     return proc_stat(pid, &state, start);
 }
 
+int shmkit__self_start(uint64_t *start)
+{
+    static __thread pid_t cached_pid;
+    static __thread uint64_t cached_start;
+    pid_t me = getpid();
+    int r;
+
+    if (cached_pid != me) {
+        r = shmkit__proc_start(me, &cached_start);
+        if (r < 0)
+            return r;
+        cached_pid = me;
+    }
+    *start = cached_start;
+    return 0;
+}
+
 /* A zombie has exited: its pid and start time linger until it is reaped
  * (forever, under an init that does not reap), but it holds nothing. */
 bool shmkit__proc_alive(pid_t pid, uint64_t start)
@@ -218,17 +235,93 @@ int shmkit__journal_open(struct shmkit__journal *j, const char *path)
     return 0;
 }
 
+#define JOURNAL_MAP_MIN (64u << 10)
+
+/* Where a mapped journal's records end: its first NUL (names have none). */
+static size_t journal_end(const char *map, size_t size)
+{
+    const char *z = memchr(map, 0, size);
+
+    return z ? (size_t)(z - map) : size;
+}
+
+/* Maps the journal file fd with room for at least `need` bytes. */
+static int journal_map(struct shmkit__journal *j, size_t need)
+{
+    size_t cap = JOURNAL_MAP_MIN;
+    void *p;
+
+    while (cap < need * 2)
+        cap *= 2;
+    if (ftruncate(j->fd, (off_t)cap) < 0)
+        return -errno;
+    if (j->map)
+        p = mremap(j->map, j->cap, cap, MREMAP_MAYMOVE);
+    else
+        p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, j->fd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    j->map = p;
+    j->cap = cap;
+    return 0;
+}
+
+int shmkit__journal_open_mapped(struct shmkit__journal *j, const char *path)
+{
+    struct stat st;
+    int r;
+
+    if (path != j->path) {
+        if (strlen(path) >= sizeof j->path)
+            return -ENAMETOOLONG;
+        strcpy(j->path, path);
+    }
+    j->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (j->fd < 0)
+        return -errno;
+    j->map = NULL;
+    j->records = 0;
+    j->used = 0;
+    r = fstat(j->fd, &st) < 0 ? -errno : 0;
+    if (r == 0 && !S_ISREG(st.st_mode))
+        r = -EINVAL;
+    if (r == 0)
+        r = journal_map(j, (size_t)st.st_size);
+    if (r < 0) {
+        shmkit__journal_close(j);
+        return r;
+    }
+    /* An exec'd image of the same process continues its journal. */
+    j->used = journal_end(j->map, (size_t)st.st_size);
+    return 0;
+}
+
 void shmkit__journal_close(struct shmkit__journal *j)
 {
+    if (j->map)
+        munmap(j->map, j->cap);
+    j->map = NULL;
     if (j->fd >= 0)
         close(j->fd);
     j->fd = -1;
 }
 
-/* One record, one write: the kernel appends it whole or not at all. */
-static int journal_write(int fd, const char *rec, size_t len)
+/* One record, one write: the kernel appends it whole or not at all. A
+ * mapped journal stores it instead; a store torn by SIGKILL leaves a
+ * malformed last record, which replay drops. */
+static int journal_write(struct shmkit__journal *j, const char *rec,
+                         size_t len)
 {
     ssize_t n;
+    int fd = j->fd, r;
+
+    if (j->map) {
+        if (j->used + len >= j->cap && (r = journal_map(j, j->used + len)) < 0)
+            return r;
+        memcpy(j->map + j->used, rec, len);
+        j->used += len;
+        return 0;
+    }
 
     do
         n = write(fd, rec, len);
@@ -250,7 +343,7 @@ int shmkit__journal_add(struct shmkit__journal *j, const char *name,
     char rec[SHMKIT_NAME_MAX + 48];
     int n = record_add(rec, sizeof rec, name, ino), r;
 
-    r = journal_write(j->fd, rec, (size_t)n);
+    r = journal_write(j, rec, (size_t)n);
     if (r == 0)
         j->records++;
     return r;
@@ -261,7 +354,7 @@ int shmkit__journal_del(struct shmkit__journal *j, const char *name)
     char rec[SHMKIT_NAME_MAX + 32];
     int n = snprintf(rec, sizeof rec, "-%zu:%s\n", strlen(name), name), r;
 
-    r = journal_write(j->fd, rec, (size_t)n);
+    r = journal_write(j, rec, (size_t)n);
     if (r == 0)
         j->records++;
     return r;
@@ -287,10 +380,19 @@ int shmkit__journal_compact(struct shmkit__journal *j,
 {
     char tmp[SHMKIT__DIR_MAX + 8];
     struct compact_ctx c = {NULL, 0};
+    bool mapped;
     int fd, r;
 
     if (j->records < 2 * live->count + 256)
         return 0;
+    /* Nothing live in a mapped journal: zero it from the start. A crash
+     * half way leaves a zero prefix, which replays as empty: right. */
+    if (j->map && live->count == 0) {
+        memset(j->map, 0, j->used);
+        j->used = 0;
+        j->records = 0;
+        return 0;
+    }
     if (snprintf(tmp, sizeof tmp, "%s.tmp", j->path) >= (int)sizeof tmp)
         return -ENAMETOOLONG;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -311,8 +413,10 @@ int shmkit__journal_compact(struct shmkit__journal *j,
         r = -errno;
         goto fail;
     }
+    mapped = j->map != NULL;
     shmkit__journal_close(j);
-    return shmkit__journal_open(j, j->path);
+    return mapped ? shmkit__journal_open_mapped(j, j->path)
+                  : shmkit__journal_open(j, j->path);
 fail:
     unlink(tmp);
     return r;

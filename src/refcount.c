@@ -347,7 +347,7 @@ int shmkit__ref_attach(shmkit_block *b)
         return -ENOMEM;
     l->fd = -1;
     shmkit__ref_sidecar_name(b->name, l->sc);
-    r = shmkit__proc_start(getpid(), &l->my_start);
+    r = shmkit__self_start(&l->my_start);
     for (i = 0; r == 0 && i < REF_TRIES; i++) {
         r = ref_attach_once(b, l, (uint64_t)st.st_ino);
         if (r == 1) {

@@ -32,11 +32,13 @@
 #include "os.h"
 
 #define TRACKER_ENV "SHMKIT_TRACKER"
+#define TRACKER_CHECK_EVERY 64
 
 static struct tracker {
     pthread_mutex_t mu;
     bool loaded;                /* SHMKIT_TRACKER looked at */
     bool active;                /* this process registered something */
+    unsigned checks;            /* family_ensure calls, for polling */
     int lifeline;               /* write end, -1 if no family */
     uint64_t lifeline_ino;
     pid_t tracker_pid;
@@ -182,6 +184,7 @@ static bool tracker_alive(void)
 
 static void family_forget(void)
 {
+    T.checks = 0;
     if (T.lifeline >= 0)
         close(T.lifeline);
     T.lifeline = -1;
@@ -299,7 +302,12 @@ static int family_ensure(void)
     pthread_once(&atfork_once, atfork_register);
     if (!T.loaded)
         tracker_load_env();
-    if (T.lifeline >= 0 && tracker_alive())
+    /* Polling the lifeline costs a system call per create: do it on the
+     * first and then every TRACKER_CHECK_EVERY-th registration. A tracker
+     * killed alone is thus replaced within that many creates; what was
+     * registered meanwhile waits for gc. */
+    if (T.lifeline >= 0 && (T.checks++ % TRACKER_CHECK_EVERY != 0 ||
+                            tracker_alive()))
         return 0;
     /* The tracker died without the family: what was registered stays in
      * the old journals for gc; new blocks go to a new family. */
@@ -322,10 +330,23 @@ static int journal_ensure(void)
     snprintf(leaf, sizeof leaf, "%ld-%" PRIu64 ".j", (long)getpid(), start);
     if (!shmkit__path_join(path, T.famdir, leaf))
         return -ENAMETOOLONG;
-    return shmkit__journal_open(&T.j, path);
+    return shmkit__journal_open_mapped(&T.j, path);
 }
 
 /* ---- the hooks block.c calls ---------------------------------------------- */
+
+/* Inode of the object this process just created (no owner check needed:
+ * it is ours; one system call on the create path). */
+static uint64_t object_ino(const char *name)
+{
+    char path[SHMKIT__PATH_MAX];
+    struct stat st;
+
+    shmkit__os_shm_path(path, name);
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    return (uint64_t)st.st_ino;
+}
 
 int shmkit__track_register(const char *name)
 {
@@ -338,7 +359,7 @@ int shmkit__track_register(const char *name)
         r = journal_ensure();
     if (r < 0)
         goto out;
-    ino = shmkit__shm_ino(name);
+    ino = object_ino(name);
     if (ino == 0) {
         r = -ENOENT;
         goto out;
