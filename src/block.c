@@ -497,8 +497,11 @@ shmkit_kind shmkit_block_kind(const shmkit_block *b)
     k = shmkit__typed_probe(b->data, b->size);
     if (k != SHMKIT_KIND_RAW)
         return k;
-    return shmkit__list_probe(b->data, b->size) ? SHMKIT_KIND_LIST
-                                                : SHMKIT_KIND_RAW;
+    if (shmkit__list_probe(b->data, b->size))
+        return SHMKIT_KIND_LIST;
+    /* The lock a ShareableList keeps beside itself ("<name>.lock"). */
+    return shmkit__list_lock_probe(b->data, b->size) ? SHMKIT_KIND_SIDECAR
+                                                     : SHMKIT_KIND_RAW;
 }
 
 const char *shmkit_kind_name(shmkit_kind k)

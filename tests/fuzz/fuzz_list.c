@@ -24,14 +24,6 @@
 
 #include "list_internal.h"
 
-/* The list sources are compiled into this target rather than taken from
- * libshmkit: the fuzz build instruments only the fuzz target for coverage
- * (-fsanitize=fuzzer), and a fuzzer blind to the code under test finds
- * little. The archive's copies are then never linked in. */
-#include "list.c"
-#include "list_item.c"
-#include "list_write.c"
-
 static volatile unsigned sink;
 
 /* Touches every byte an item points at, so ASan checks the whole range. */
