@@ -39,6 +39,7 @@
 #define MAX_CLIENTS 256
 #define MAX_OWNED 65536
 #define CLIENT_STALL_MS 5000
+#define ACCEPT_PAUSE_MS 100
 
 struct client {
     int fd;
@@ -52,6 +53,7 @@ struct client {
 struct server {
     int lfd, sigfd, lifeline, lockfd;
     bool stop;
+    int64_t accept_pause;  /* ms; listen socket not polled until then */
     char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char dir[SHMKIT__DIR_MAX];
     unsigned char key[SHMKIT_MANAGER_KEY_MAX];
@@ -319,6 +321,10 @@ static void accept_all(struct server *s)
 
     while ((fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
         client_accept(s, fd);
+    /* Out of descriptors the pending connection stays readable: stop
+     * polling the socket for a moment rather than spin on it. */
+    if (errno == EMFILE || errno == ENFILE)
+        s->accept_pause = now_ms() + ACCEPT_PAUSE_MS;
 }
 
 /* ---- requests -------------------------------------------------------------- */
@@ -566,7 +572,7 @@ static bool client_read(struct server *s, struct client *c)
 
 static int poll_timeout(const struct server *s)
 {
-    int64_t first = 0, now = now_ms();
+    int64_t first = s->accept_pause, now = now_ms();
     size_t i;
 
     for (i = 0; i < s->nc; i++)
@@ -613,6 +619,10 @@ static void serve_loop(struct server *s)
 
     while (!s->stop) {
         p[0] = (struct pollfd){.fd = s->lfd, .events = POLLIN};
+        if (s->accept_pause > now_ms())
+            p[0].fd = -1;
+        else
+            s->accept_pause = 0;
         p[1] = (struct pollfd){.fd = s->sigfd, .events = POLLIN};
         p[2] = (struct pollfd){.fd = s->lifeline, .events = POLLIN};
         n = s->nc;

@@ -6,6 +6,7 @@
  */
 #include "lifeutil.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -513,5 +514,50 @@ Test(manager, cli_manager_with_authkey_file)
     cr_assert_eq(shmkit_manager_connect(&c, sock_path(), "sesamf", 6), SHMKIT_EAUTH);
     kill(pid, SIGTERM);
     tu_wait_ok(pid);
+    cr_assert_not(lu_exists(name));
+}
+
+/* Out of descriptors: connections beyond the limit wait in the backlog,
+ * the manager neither dies nor spins nor stops serving those it has. */
+Test(manager, descriptor_exhaustion_is_survived)
+{
+    enum { N = 6 };
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char name[SHMKIT_NAME_MAX + 1], path[64];
+    struct rlimit lim;
+    shmkit_manager *m, *c;
+    int fds[N], i, nfd = 0, r;
+    struct dirent *e;
+    DIR *d;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)shmkit_manager_pid(m));
+    cr_assert_not_null(d = opendir(path));
+    while ((e = readdir(d)))
+        nfd += e->d_name[0] != '.';
+    closedir(d);
+    /* Soft limit only: raising it again needs no privilege. */
+    cr_assert_eq(prlimit(shmkit_manager_pid(m), RLIMIT_NOFILE, NULL, &lim), 0);
+    lim.rlim_cur = (rlim_t)nfd + 1; /* room for one more */
+    cr_assert_eq(prlimit(shmkit_manager_pid(m), RLIMIT_NOFILE, &lim, NULL), 0,
+                 "prlimit: %s", strerror(errno));
+    strcpy(sa.sun_path, sock_path());
+    for (i = 0; i < N; i++) {
+        fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_eq(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
+    }
+    /* At the limit a create is refused with a reply, not a crash. */
+    r = shmkit_manager_create_block(m, NULL, 8, name);
+    cr_assert(r == 0 || r == -EMFILE, "create at the limit: %d", r);
+    if (r == 0)
+        cr_assert_eq(shmkit_manager_release(m, name), 0);
+    for (i = 0; i < N; i++)
+        close(fds[i]);
+    lim.rlim_cur = 1024 < lim.rlim_max ? 1024 : lim.rlim_max;
+    cr_assert_eq(prlimit(shmkit_manager_pid(m), RLIMIT_NOFILE, &lim, NULL), 0);
+    cr_assert_eq(shmkit_manager_connect(&c, sock_path(), NULL, 0), 0);
+    cr_assert_eq(shmkit_manager_create_block(c, NULL, 8, name), 0);
+    shmkit_manager_close(c);
+    shmkit_manager_close(m);
     cr_assert_not(lu_exists(name));
 }
