@@ -311,6 +311,8 @@ static int ref_join(struct ref_life *l, const char *name, bool created)
     return 0;
 }
 
+static void ref_leave(struct ref_header *h, uint64_t my_start);
+
 /* One try at attaching: 1 means "stale sidecar removed, try again". */
 static int ref_attach_once(shmkit_block *b, struct ref_life *l, uint64_t ino)
 {
@@ -330,6 +332,15 @@ static int ref_attach_once(shmkit_block *b, struct ref_life *l, uint64_t ino)
         return 1;
     }
     r = ref_join(l, b->name, b->created);
+    /* The last attacher may have ended the lifetime between our opening
+     * the block and our joining (its sidecar gone, so we made a new one):
+     * if the name no longer holds our block, we joined a dead one. */
+    if (r == 0 && !b->created && shmkit__shm_ino(b->name) != ino) {
+        ref_leave(l->h, l->my_start);
+        if (l->h->count == 0)
+            ref_end(l->h, l->sc, l->fd);
+        r = -ENOENT;
+    }
     ref_unlock(l->h);
     return r;
 }

@@ -211,3 +211,35 @@ Test(refcount, stale_sidecar_of_unlinked_block_is_replaced)
     cr_assert_not(lu_exists(tu_name("stale")));
     shmkit_block_close(d);
 }
+
+/* Concurrent attach/close churn from several processes while the creator
+ * holds on: the count never drops to zero early, and ends exact. */
+Test(refcount, concurrent_churn_keeps_exact_count)
+{
+    enum { KIDS = 4, LOOPS = 200 };
+    char name[SHMKIT_NAME_MAX + 1];
+    shmkit_block *c;
+    pid_t kids[KIDS];
+    int i;
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("churn"), 64, SHMKIT_REFCOUNT), 0);
+    strcpy(name, shmkit_block_name(c));
+    for (i = 0; i < KIDS; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            for (int k = 0; k < LOOPS; k++) {
+                shmkit_block *a;
+                if (shmkit_block_attach(&a, name, SHMKIT_REFCOUNT) < 0)
+                    _exit(10);
+                shmkit_block_close(a);
+            }
+            _exit(0);
+        }
+    }
+    for (i = 0; i < KIDS; i++)
+        tu_wait_ok(kids[i]);
+    cr_assert_eq(shmkit__ref_count(name), 1);
+    shmkit_block_close(c);
+    cr_assert_not(lu_exists(name));
+    cr_assert_not(sidecar_exists(name));
+}
