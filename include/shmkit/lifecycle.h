@@ -26,8 +26,18 @@
  *   - registrations are written to a journal in the runtime directory
  *     before create returns, so if the tracker is killed along with the
  *     family, shmkit_gc() (or the next tracker to start) removes the
- *     leftovers. A family counts as dead only when no process of this user
- *     still holds its lifeline.
+ *     leftovers. A family counts as dead only when its tracker is not
+ *     alive and no process of this user still holds its lifeline;
+ *   - a tracker killed on its own is replaced by the family's next tracked
+ *     create that checks (the first, then every 64th, of each process);
+ *     blocks registered with the dead one wait for shmkit_gc() once the
+ *     family has gone;
+ *   - starting the tracker sets SHMKIT_TRACKER with setenv(3): start it
+ *     (shmkit_track_start) before other threads read the environment;
+ *   - the tracker is a forked copy of the starting process that first
+ *     unmaps every shared or /dev/shm mapping and closes every other
+ *     descriptor, so it keeps no block's memory and no pipe or socket of
+ *     the family alive.
  *
  * Reference-counted (SHMKIT_REFCOUNT at create or attach). The block stays
  * header-free; a sidecar object beside it ("shmkit.ref." + 16 hex digits,
