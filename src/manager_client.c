@@ -164,6 +164,18 @@ static int request(shmkit_manager *m, uint16_t type, const void *payload,
 
 /* ---- connecting ---------------------------------------------------------- */
 
+/* The server must be our own user (or root): a socket planted by someone
+ * else at the path would otherwise be handed our key's MAC and requests. */
+static bool peer_trusted(int fd)
+{
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+        return false;
+    return cr.uid == geteuid() || cr.uid == 0;
+}
+
 static int sock_connect(const char *path, int *out)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -179,6 +191,10 @@ static int sock_connect(const char *path, int *out)
         int r = -errno;
         close(fd);
         return r;
+    }
+    if (!peer_trusted(fd)) {
+        close(fd);
+        return SHMKIT_EAUTH;
     }
     *out = fd;
     return 0;

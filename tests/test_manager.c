@@ -561,3 +561,47 @@ Test(manager, descriptor_exhaustion_is_survived)
     shmkit_manager_close(m);
     cr_assert_not(lu_exists(name));
 }
+
+/* A "manager" socket planted by another user is refused by the client
+ * before it sends anything (the kernel vouches for the server's uid). */
+Test(manager, client_refuses_a_server_of_another_user)
+{
+    char dir[300], sock[340], c;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    shmkit_manager *m;
+    int ready[2], hold[2];
+    pid_t pid;
+
+    if (geteuid() != 0)
+        cr_skip_test("needs root to act as another user");
+    snprintf(dir, sizeof dir, "%s/foreign", lu_rundir);
+    snprintf(sock, sizeof sock, "%s/s.sock", dir);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    cr_assert_eq(chown(dir, 65534, 65534), 0);
+    chmod(lu_rundir, 0755);
+    cr_assert_eq(pipe(ready), 0);
+    cr_assert_eq(pipe(hold), 0);
+    pid = fork();
+    if (pid == 0) {
+        int fd;
+        close(hold[1]);
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(10);
+        strcpy(sa.sun_path, sock);
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4) < 0)
+            _exit(11);
+        if (write(ready[1], "r", 1) != 1)
+            _exit(12);
+        lu_wait_eof(hold[0]);
+        _exit(0);
+    }
+    close(hold[0]);
+    close(ready[1]);
+    cr_assert_eq(read(ready[0], &c, 1), 1, "planted server did not start");
+    cr_assert_eq(shmkit_manager_connect(&m, sock, "key", 3), SHMKIT_EAUTH);
+    close(hold[1]);
+    tu_wait_ok(pid);
+    chmod(lu_rundir, 0700);
+    close(ready[0]);
+}
