@@ -190,7 +190,9 @@ static void ref_end(struct ref_header *h, const char *sc, int fd)
 
 /* ---- making and opening sidecars -------------------------------------------- */
 
-static int ref_init(int fd, uint64_t ino, const char *name)
+/* Sizes and fills a new sidecar; leaves it mapped at *out. */
+static int ref_init(int fd, uint64_t ino, const char *name,
+                    struct ref_header **out)
 {
     pthread_mutexattr_t a;
     struct ref_header *h;
@@ -213,8 +215,12 @@ static int ref_init(int fd, uint64_t ino, const char *name)
     r = -pthread_mutex_init(&h->lock.m, &a);
     pthread_mutexattr_destroy(&a);
     memcpy(h->magic, REF_MAGIC, 4);
-    munmap(p, REF_SIZE);
-    return r;
+    if (r < 0) {
+        munmap(p, REF_SIZE);
+        return r;
+    }
+    *out = h;
+    return 0;
 }
 
 /* Links the anonymous file fd as /dev/shm/<sc>; -EEXIST if taken. */
@@ -234,7 +240,7 @@ static int ref_link(int fd, const char *sc)
  * is new, so whatever sidecar holds the name is stale). Returns the open
  * descriptor or -errno (-EEXIST if someone else published first). */
 static int ref_create(const char *sc, const char *name, uint64_t ino,
-                      bool replace)
+                      bool replace, struct ref_header **h)
 {
     const char *dir = shmkit__os_shm_dir();
     int fd, r, i;
@@ -242,15 +248,20 @@ static int ref_create(const char *sc, const char *name, uint64_t ino,
     fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    r = ref_init(fd, ino, name);
-    for (i = 0; r == 0 && i < REF_TRIES; i++) {
+    r = ref_init(fd, ino, name, h);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    for (i = 0; i < REF_TRIES; i++) {
         r = ref_link(fd, sc);
         if (r != -EEXIST || !replace)
             break;
         shmkit__os.shm_unlink(sc);
-        r = 0;
     }
     if (r < 0) {
+        munmap(*h, REF_SIZE);
+        *h = NULL;
         close(fd);
         return r;
     }
@@ -264,8 +275,13 @@ static int ref_open(struct ref_life *l, const char *name, uint64_t ino,
     int fd, r;
 
     fd = created ? -ENOENT : shmkit__os.shm_open(l->sc, O_RDWR, 0);
-    if (fd == -ENOENT)
-        fd = ref_create(l->sc, name, ino, created);
+    if (fd == -ENOENT) {
+        fd = ref_create(l->sc, name, ino, created, &l->h);
+        if (fd >= 0) {
+            l->fd = fd;
+            return 0;
+        }
+    }
     if (fd < 0)
         return fd;
     r = ref_map(fd, &l->h);
