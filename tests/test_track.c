@@ -276,20 +276,20 @@ Test(track, early_unlink_and_name_reuse_are_respected)
             shmkit_block_unlink(b) < 0)
             _exit(10);
         lu_send(p[1], shmkit_block_name(b));
+        lu_send_int(p[1], shmkit_track_pid());
         lu_wait_eof(hold[0]);
         _exit(0);
     }
     close(p[1]);
     close(hold[0]);
     cr_assert(lu_recv(p[0], name, sizeof name));
+    pid_t tracker = (pid_t)lu_recv_int(p[0]);
     cr_assert_not(lu_exists(name));
     cr_assert_eq(shmkit_block_create(&b, name, 32, 0), 0);
     close(hold[1]);
     tu_wait_ok(pid);
-    /* Tracker's turn: wait until its family directory is gone. */
-    long end = lu_now_ms() + 2000;
-    while (shmkit_gc(SHMKIT_GC_DRY_RUN, NULL, NULL) != 0 && lu_now_ms() < end)
-        ;
+    /* The tracker's turn: it exits once it has cleaned up. */
+    cr_assert(lu_wait_pid_gone(tracker, 2000), "tracker did not finish");
     cr_assert(lu_exists(name), "the newcomer was removed");
     shmkit_block_unlink(b);
     shmkit_block_close(b);
