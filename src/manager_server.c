@@ -667,10 +667,10 @@ static int server_open(struct server *s, const char *sock, const char *rundir)
     return r;
 }
 
+/* Clients are dropped last: a client that sees the connection end (as
+ * shmkit_manager_shutdown waits to) may rely on everything being gone. */
 static void server_close(struct server *s, bool listening)
 {
-    while (s->nc)
-        client_drop(s, s->nc - 1);
     if (s->lfd >= 0) {
         close(s->lfd);
         if (listening)
@@ -685,6 +685,8 @@ static void server_close(struct server *s, bool listening)
         shmkit__rmtree1(s->dir);
         close(s->lockfd);
     }
+    while (s->nc)
+        client_drop(s, s->nc - 1);
     OPENSSL_cleanse(s->key, sizeof s->key);
 }
 
