@@ -267,12 +267,16 @@ static int family_start(void)
     /* Keep the lifeline off 0-2, where a child's redirection would
      * silently replace it. */
     fd = fcntl(life[1], F_DUPFD_CLOEXEC, 3);
-    if (fd < 0 || fstat(fd, &st) < 0) {
+    if (fd < 0) {
         r = -errno;
         goto fail_pipe;
     }
     close(life[1]);
     life[1] = fd;
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        goto fail_pipe;
+    }
     r = family_mkdir(rundir, (uint64_t)st.st_ino);
     if (r < 0)
         goto fail_pipe;
