@@ -489,6 +489,10 @@ void shmkit_lifecycle_describe(const char *name, char *buf, size_t len)
         snprintf(buf, len, "refcount %d", k);
         return;
     }
+    if (k == -ETIMEDOUT) {
+        snprintf(buf, len, "refcount (busy)");
+        return;
+    }
     pthread_mutex_lock(&D.mu);
     if (!D.built || time(NULL) != D.built)
         index_build();

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "life.h"
@@ -138,6 +139,28 @@ static int ref_lock(struct ref_header *h)
 {
     int r = pthread_mutex_lock(&h->lock.m);
 
+    if (r == EOWNERDEAD) {
+        ref_repair(h);
+        pthread_mutex_consistent(&h->lock.m);
+        return 0;
+    }
+    return -r;
+}
+
+/* For inspection: gives up after a moment rather than hang `shmkit ls`
+ * behind an attacher stopped while holding the lock. */
+static int ref_lock_briefly(struct ref_header *h)
+{
+    struct timespec t;
+    int r;
+
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_nsec += 200 * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    r = pthread_mutex_timedlock(&h->lock.m, &t);
     if (r == EOWNERDEAD) {
         ref_repair(h);
         pthread_mutex_consistent(&h->lock.m);
@@ -557,7 +580,7 @@ int shmkit__ref_count(const char *name)
         return fd;
     r = ref_map(fd, &h);
     if (r == 0) {
-        r = ref_lock(h);
+        r = ref_lock_briefly(h);
         if (r == 0) {
             if (h->dead || shmkit__shm_ino(name) != h->block_ino)
                 r = -ENOENT;
