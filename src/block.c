@@ -499,9 +499,12 @@ shmkit_kind shmkit_block_kind(const shmkit_block *b)
         return k;
     if (shmkit__list_probe(b->data, b->size))
         return SHMKIT_KIND_LIST;
-    /* The lock a ShareableList keeps beside itself ("<name>.lock"). */
-    return shmkit__list_lock_probe(b->data, b->size) ? SHMKIT_KIND_SIDECAR
-                                                     : SHMKIT_KIND_RAW;
+    /* The lock a ShareableList keeps beside itself ("<name>.lock") and the
+     * attach records of a reference-counted block. */
+    if (shmkit__list_lock_probe(b->data, b->size) ||
+        shmkit__life_probe(b->data, b->size))
+        return SHMKIT_KIND_SIDECAR;
+    return SHMKIT_KIND_RAW;
 }
 
 const char *shmkit_kind_name(shmkit_kind k)

@@ -73,6 +73,8 @@ SHMKIT__HIDDEN void shmkit__ref_rename(shmkit_block *b, const char *to,
 /* list.c / typed.c / lock.c: recognise a layout in a block's bytes. */
 SHMKIT__HIDDEN bool shmkit__list_probe(const void *data, size_t size);
 SHMKIT__HIDDEN bool shmkit__list_lock_probe(const void *data, size_t size);
+/* refcount.c: shmkit's reference-count sidecar ("shmkit.ref.*"). */
+SHMKIT__HIDDEN bool shmkit__life_probe(const void *data, size_t size);
 SHMKIT__HIDDEN shmkit_kind shmkit__typed_probe(const void *data, size_t size);
 
 #endif
