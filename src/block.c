@@ -203,6 +203,24 @@ int shmkit_block_create_mode(shmkit_block **out, const char *name,
     return 0;
 }
 
+int shmkit__block_create_temp(shmkit_block **out, size_t size,
+                              unsigned flags)
+{
+    char tmp[64];
+    uint32_t rnd;
+    int i, r = -EEXIST;
+
+    for (i = 0; i < GENERATED_TRIES && r == -EEXIST; i++) {
+        r = shmkit__os.random(&rnd, sizeof rnd);
+        if (r < 0)
+            return r;
+        snprintf(tmp, sizeof tmp, SHMKIT__TMP_PREFIX "%ld-%08x",
+                 (long)getpid(), rnd);
+        r = shmkit_block_create(out, tmp, size, flags);
+    }
+    return r;
+}
+
 int shmkit_block_create(shmkit_block **out, const char *name, size_t size,
                         unsigned flags)
 {

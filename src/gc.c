@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +356,56 @@ static int gc_sidecars(unsigned flags, shmkit_gc_report rep, void *arg)
     return n;
 }
 
+/* ---- half-built objects of dead creators ------------------------------------ */
+
+/* How old a temporary must be before gc takes it: its creator's pid is
+ * read in our PID namespace, which may not be the creator's, so a young
+ * object is left to a creator we cannot see. */
+#define TMP_MIN_AGE_S 10
+
+/* True if `name` is a temporary of ours whose creator is gone. */
+static bool temp_orphaned(int dirfd, const char *name)
+{
+    const char *p = name + sizeof SHMKIT__TMP_PREFIX - 1;
+    struct stat st;
+    char *end;
+    long pid = strtol(p, &end, 10);
+
+    if (end == p || *end != '-' || pid <= 0 || pid > INT32_MAX)
+        return false;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+        !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        time(NULL) - st.st_mtime < TMP_MIN_AGE_S)
+        return false;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Removes objects left under a temporary name by creators that died
+ * between creating and publishing them (SHMKIT__TMP_PREFIX). */
+static int gc_temporaries(unsigned flags, shmkit_gc_report rep, void *arg)
+{
+    const char *dir = shmkit__os_shm_dir();
+    struct dirent *e;
+    DIR *d;
+    int n = 0;
+
+    if (!dir || !(d = opendir(dir)))
+        return 0;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, SHMKIT__TMP_PREFIX,
+                    sizeof SHMKIT__TMP_PREFIX - 1) != 0 ||
+            !temp_orphaned(dirfd(d), e->d_name))
+            continue;
+        if (!(flags & SHMKIT_GC_DRY_RUN) && shmkit_unlink(e->d_name) < 0)
+            continue;
+        if (rep)
+            rep("temporary", e->d_name, arg);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
 int shmkit_gc(unsigned flags, shmkit_gc_report rep, void *arg)
 {
     char rundir[SHMKIT__DIR_MAX];
@@ -370,6 +421,7 @@ int shmkit_gc(unsigned flags, shmkit_gc_report rep, void *arg)
     if (r > 0)
         n += r;
     n += gc_sidecars(flags, rep, arg);
+    n += gc_temporaries(flags, rep, arg);
     return n;
 }
 

@@ -40,6 +40,16 @@ SHMKIT__HIDDEN int shmkit__fail(shmkit_block *b, int code, const char *fmt,
  * room for SHMKIT_NAME_MAX + 1 bytes). Returns 0 or -EINVAL/-ENAMETOOLONG. */
 SHMKIT__HIDDEN int shmkit__name_normalize(const char *name, char *out);
 
+/* Objects being built before they are published under their real name
+ * are called SHMKIT__TMP_PREFIX "<creator pid>-<8 hex>": gc can tell
+ * whose they are and remove those of dead creators. */
+#define SHMKIT__TMP_PREFIX "shmkit-tmp-"
+
+/* Creates a block under a fresh temporary name (see SHMKIT__TMP_PREFIX),
+ * to be filled and then published with shmkit_block_rename(NOREPLACE). */
+SHMKIT__HIDDEN int shmkit__block_create_temp(shmkit_block **out, size_t size,
+                                             unsigned flags);
+
 /* Multiplication and addition of sizes that report overflow (true). */
 static inline bool shmkit__mul_overflow(size_t a, size_t b, size_t *r)
 {

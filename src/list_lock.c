@@ -66,14 +66,14 @@ static int lock_init(struct list_lock_shared *s)
     return 0;
 }
 
-/* Creates the lock block under a generated name and publishes it as
+/* Creates the lock block under a temporary name and publishes it as
  * `name`; -EEXIST if another process published first. */
 static int lock_create(const char *name)
 {
     shmkit_block *b;
     int r;
 
-    r = shmkit_block_create(&b, NULL, sizeof(struct list_lock_shared), 0);
+    r = shmkit__block_create_temp(&b, sizeof(struct list_lock_shared), 0);
     if (r < 0)
         return r;
     r = lock_init(shmkit_block_data(b));

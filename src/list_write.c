@@ -272,10 +272,10 @@ static void fill(shmkit_list *l, const shmkit_item *items, const size_t *rel)
     }
 }
 
-/* Creates the block (generated name when it will be renamed) and the
- * handle over it. */
+/* Creates the block and the handle over it: under `name`, or a generated
+ * name if NULL, or a temporary name if `temp` (it will be renamed). */
 static int make(shmkit_list **out, size_t n, size_t total, unsigned flags,
-                const char *name)
+                const char *name, bool temp)
 {
     shmkit_list *l = calloc(1, sizeof *l);
     int r = -ENOMEM;
@@ -284,7 +284,8 @@ static int make(shmkit_list **out, size_t n, size_t total, unsigned flags,
         return r;
     l->slot = malloc((n + 1) * sizeof *l->slot);
     if (l->slot)
-        r = shmkit_block_create(&l->block, name, total, flags);
+        r = temp ? shmkit__block_create_temp(&l->block, total, flags)
+                 : shmkit_block_create(&l->block, name, total, flags);
     if (r < 0) {
         free(l->slot);
         free(l);
@@ -323,7 +324,7 @@ static int publish(shmkit_list **lp, const char *name, size_t n,
     *lp = NULL;
     if (r != -ENOTSUP && r != -ENOSYS)
         return r;
-    r = make(lp, n, total, flags, name);
+    r = make(lp, n, total, flags, name, false);
     if (r == 0)
         fill(*lp, items, rel);
     return r;
@@ -349,8 +350,9 @@ int shmkit_list_create(shmkit_list **out, const char *name,
         create_fail(name, r, bad, why);
         goto out;
     }
-    /* Built under a generated name, published by an atomic rename. */
-    r = make(&l, n, total, flags, NULL);
+    /* A named list is built under a temporary name and published by an
+     * atomic rename; a generated name is known to nobody until we return. */
+    r = make(&l, n, total, flags, NULL, name != NULL);
     if (r < 0)
         goto out;
     fill(l, items, rel);

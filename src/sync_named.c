@@ -42,25 +42,6 @@ struct shmkit_lock {
 
 /* ---- publishing ----------------------------------------------------- */
 
-/* Creates a block under a fresh temporary name "shmkit-tmp-<pid>-<hex>".
- * The name says who made it, so a leftover of a crashed creator can be
- * recognised and reaped. */
-static int publish_temp(shmkit_block **out, size_t size, unsigned flags)
-{
-    char tmp[64];
-    uint32_t rnd;
-    int i, r = -EEXIST;
-
-    for (i = 0; i < GENERATED_TRIES && r == -EEXIST; i++) {
-        r = shmkit__os.random(&rnd, sizeof rnd);
-        if (r < 0)
-            return r;
-        snprintf(tmp, sizeof tmp, "shmkit-tmp-%ld-%08x", (long)getpid(), rnd);
-        r = shmkit_block_create(out, tmp, size, flags);
-    }
-    return r;
-}
-
 /* Renames the filled block to `name`, or to a generated "psm_" name. */
 static int publish_rename(shmkit_block *b, const char *name)
 {
@@ -94,7 +75,7 @@ int shmkit__publish(shmkit_block **out, const char *name, size_t size,
         if (r < 0)
             return shmkit__fail(NULL, r, "%s(\"%s\"): bad name", what, name);
     }
-    r = publish_temp(&b, size, flags);
+    r = shmkit__block_create_temp(&b, size, flags);
     if (r < 0)
         return shmkit__fail(NULL, r, "%s(\"%s\"): create", what,
                             name ? name : "(generated)");

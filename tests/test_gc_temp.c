@@ -1,0 +1,117 @@
+/*
+ * test_gc_temp.c - objects a creator died building ("shmkit-tmp-<pid>-<hex>",
+ * the names typed blocks, named locks and lists are built under before they
+ * are published): gc removes them once the creator is gone, and nothing
+ * else.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lifeutil.h"
+
+static char made[8][128];
+static int nmade;
+
+static void cleanup(void)
+{
+    int i;
+
+    for (i = 0; i < nmade; i++)
+        shmkit_unlink(made[i]);
+    nmade = 0;
+    lu_cleanup();
+}
+
+TestSuite(gc_temp, .init = lu_setup, .fini = cleanup);
+
+/* Plants a temporary of creator `pid`, `age` seconds old; returns its name. */
+static const char *plant(pid_t pid, int age)
+{
+    char *name = made[nmade++];
+    struct timespec t[2];
+    shmkit_block *b;
+
+    snprintf(name, sizeof made[0], "shmkit-tmp-%ld-%08x", (long)pid,
+             (unsigned)getpid() ^ (unsigned)nmade);
+    cr_assert_eq(shmkit_block_create(&b, name, 64, 0), 0);
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= age;
+    t[1] = t[0];
+    cr_assert_eq(futimens(shmkit_block_fd(b), t), 0);
+    shmkit_block_close(b);
+    return name;
+}
+
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(0);
+    tu_wait_ok(pid);
+    return pid;
+}
+
+static bool exists(const char *name)
+{
+    shmkit_block *b;
+
+    if (shmkit_block_attach(&b, name, SHMKIT_RDONLY) != 0)
+        return false;
+    shmkit_block_close(b);
+    return true;
+}
+
+struct seen {
+    int n;
+    char what[32];
+};
+
+static void report(const char *what, const char *name, void *arg)
+{
+    struct seen *s = arg;
+
+    (void)name;
+    s->n++;
+    snprintf(s->what, sizeof s->what, "%s", what);
+}
+
+Test(gc_temp, dead_creators_temporaries_go)
+{
+    const char *orphan = plant(dead_pid(), 60);
+    const char *live = plant(getpid(), 60);
+    const char *young = plant(dead_pid(), 0);
+    struct seen s = {0};
+
+    cr_assert_geq(shmkit_gc(SHMKIT_GC_DRY_RUN, report, &s), 1);
+    cr_assert(exists(orphan), "a dry run removes nothing");
+    s.n = 0;
+    cr_assert_geq(shmkit_gc(0, report, &s), 1);
+    cr_assert_not(exists(orphan), "the dead creator's temporary is gone");
+    cr_assert_str_eq(s.what, "temporary");
+    cr_assert(exists(live), "a live creator's temporary stays");
+    cr_assert(exists(young), "a young temporary stays (its creator may be "
+              "in another PID namespace)");
+}
+
+Test(gc_temp, another_users_temporary_stays)
+{
+    const char *other;
+    char path[256];
+
+    if (geteuid() != 0)
+        cr_skip_test("needs root to plant another user's object");
+    other = plant(dead_pid(), 60);
+    snprintf(path, sizeof path, "/dev/shm/%s", other);
+    cr_assert_eq(chown(path, 65534, 65534), 0);
+    shmkit_gc(0, NULL, NULL);
+    cr_assert_eq(access(path, F_OK), 0, "never another user's");
+}
