@@ -198,7 +198,7 @@ static void print_timing(const char *who, const struct timing *t,
 
 static int part_transform(size_t n, int workers)
 {
-    struct timing t1, tn;
+    struct timing t1 = {0}, tn = {0};
     shmkit_block *b;
     size_t bytes = n * sizeof(uint32_t), bad = n;
     double bw_memcpy = 0;
