@@ -132,3 +132,12 @@ def join_ok(p, timeout=120, expect=0):
         p.join()
         pytest.fail("child hung")
     assert p.exitcode == expect, f"child exit code {p.exitcode}, expected {expect}"
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """Path of the built shmkit command (ctest sets SHMKIT_CLI)."""
+    path = os.environ.get("SHMKIT_CLI")
+    if not path or not os.path.exists(path):
+        pytest.fail("SHMKIT_CLI must name the built shmkit command (run via ctest)")
+    return path

@@ -30,14 +30,6 @@ def shm_prefix(request):
             pass
 
 
-@pytest.fixture(scope="session")
-def cli():
-    path = os.environ.get("SHMKIT_CLI")
-    if not path or not os.path.exists(path):
-        pytest.fail("SHMKIT_CLI must name the built shmkit command (run via ctest)")
-    return path
-
-
 def run(cli, *args):
     return subprocess.run([cli, *args], capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL)

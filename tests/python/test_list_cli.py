@@ -25,14 +25,6 @@ def name(request):
         p.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="session")
-def cli():
-    path = os.environ.get("SHMKIT_CLI")
-    if not path or not os.path.exists(path):
-        pytest.fail("SHMKIT_CLI must name the built shmkit command (run via ctest)")
-    return path
-
-
 @pytest.fixture(autouse=True)
 def no_tracker(monkeypatch):
     # 3.11's tracker would warn about, and unlink, what the test owns.
