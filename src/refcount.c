@@ -97,7 +97,7 @@ static int ref_validate(const struct ref_header *h, size_t size)
         return SHMKIT_ECORRUPT;
     if (h->version != REF_VERSION)
         return SHMKIT_EVERSION;
-    if (n == 0 || n > (size - sizeof *h) / sizeof(struct ref_slot))
+    if (n != REF_NSLOTS || size < REF_SIZE)
         return SHMKIT_ECORRUPT;
     return 0;
 }
@@ -127,11 +127,20 @@ static int ref_map(int fd, struct ref_header **out)
     return 0;
 }
 
+/* The number of used slots, read once and bounded by the capacity we
+ * validated: any process of ours may write the shared header, so nslots
+ * and count are never trusted after validation. */
+static uint32_t ref_count(const struct ref_header *h)
+{
+    uint32_t c = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+
+    return c < REF_NSLOTS ? c : (uint32_t)REF_NSLOTS;
+}
+
 /* A holder died mid-update: at worst count is off; reaping fixes the rest. */
 static void ref_repair(struct ref_header *h)
 {
-    if (h->count > h->nslots)
-        h->count = h->nslots;
+    h->count = ref_count(h);
     h->name[SHMKIT_NAME_MAX] = 0;
 }
 
@@ -177,7 +186,7 @@ static void ref_unlock(struct ref_header *h)
 /* Drops slots of dead processes; returns how many. Lock held. */
 static unsigned ref_reap(struct ref_header *h)
 {
-    uint32_t i = 0, n = h->count < h->nslots ? h->count : h->nslots;
+    uint32_t i = 0, n = ref_count(h);
     unsigned reaped = 0;
 
     while (i < n) {
@@ -332,6 +341,7 @@ static int ref_join(struct ref_life *l, const char *name, bool created)
 {
     struct ref_header *h = l->h;
     unsigned reaped;
+    uint32_t n;
 
     if (h->dead)
         return -ENOENT;
@@ -341,12 +351,13 @@ static int ref_join(struct ref_life *l, const char *name, bool created)
         shmkit__shm_unlink_if(name, h->block_ino, false);
         return -ENOENT;
     }
-    if (h->count >= h->nslots)
+    n = ref_count(h);
+    if (n >= REF_NSLOTS)
         return -EUSERS;
-    h->slots[h->count].pid = (int32_t)getpid();
-    h->slots[h->count].pad = 0;
-    h->slots[h->count].start = l->my_start;
-    h->count++;
+    h->slots[n].pid = (int32_t)getpid();
+    h->slots[n].pad = 0;
+    h->slots[n].start = l->my_start;
+    h->count = n + 1;
     return 0;
 }
 
@@ -421,7 +432,7 @@ int shmkit__ref_attach(shmkit_block *b)
 /* Removes one slot of this process. Lock held. */
 static void ref_leave(struct ref_header *h, uint64_t my_start)
 {
-    uint32_t i, n = h->count;
+    uint32_t i, n = ref_count(h);
     int32_t me = (int32_t)getpid();
 
     for (i = 0; i < n; i++) {
@@ -502,7 +513,7 @@ void shmkit__ref_rename(shmkit_block *b, const char *to, bool exchange)
 /* Counts live slots without changing anything. Lock held. */
 static uint32_t ref_live(const struct ref_header *h)
 {
-    uint32_t i, n = h->count < h->nslots ? h->count : h->nslots, live = 0;
+    uint32_t i, n = ref_count(h), live = 0;
 
     for (i = 0; i < n; i++)
         live += shmkit__proc_alive(h->slots[i].pid, h->slots[i].start);

@@ -243,3 +243,31 @@ Test(refcount, concurrent_churn_keeps_exact_count)
     cr_assert_not(lu_exists(name));
     cr_assert_not(sidecar_exists(name));
 }
+
+/* A peer of the same user scribbles capacity and count in the sidecar:
+ * attach refuses it, and handles mapped before never index past the
+ * sidecar (count is bounded by the capacity validated at map time). */
+Test(refcount, scribbled_sidecar_counts_are_never_trusted)
+{
+    char name[SHMKIT_NAME_MAX + 1], sc[SHMKIT_NAME_MAX + 1], path[300];
+    shmkit_block *c, *a;
+    uint32_t huge = 0xfffffff0u, cap = 0xffffffffu;
+    int fd;
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("scrib"), 64, SHMKIT_REFCOUNT), 0);
+    strcpy(name, shmkit_block_name(c));
+    cr_assert_eq(shmkit_block_attach(&a, name, SHMKIT_REFCOUNT), 0);
+    shmkit__ref_sidecar_name(name, sc);
+    snprintf(path, sizeof path, "/dev/shm/%s", sc);
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    /* count sits at offset 92 of the sidecar, the capacity at 16 */
+    cr_assert_eq(pwrite(fd, &huge, 4, 92), 4);
+    cr_assert_eq(shmkit_block_close(a), 0, "close walks only valid slots");
+    cr_assert_eq(pwrite(fd, &cap, 4, 16), 4);
+    cr_assert_eq(shmkit_block_attach(&a, name, SHMKIT_REFCOUNT), SHMKIT_ECORRUPT);
+    cr_assert_eq(shmkit_block_close(c), 0);
+    close(fd);
+    shmkit_unlink(name);
+    shmkit_unlink(sc);
+}
