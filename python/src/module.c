@@ -73,7 +73,9 @@ PyObject *ext_error(ext_state *st, int code, const char *name)
         /* A system error: -errno. */
         int err = -code;
 
-        if (err == EINVAL) {
+        /* A name the system refuses is an OSError, as CPython's shm_open
+         * reports it; other bad arguments are ValueErrors. */
+        if (err == EINVAL && !(name && shmkit_name_check(name) < 0)) {
             PyErr_Format(PyExc_ValueError, "invalid argument: %s", detail(code));
             return NULL;
         }
