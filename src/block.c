@@ -320,6 +320,15 @@ const char *shmkit_block_errmsg(const shmkit_block *b)
     return b->errmsg;
 }
 
+/* After the name of b is removed: the family tracker must not remove a
+ * later object that reuses it, and a list's lock goes with the list. */
+static void block_unlinked(const shmkit_block *b)
+{
+    shmkit__track_unregister(b->name);
+    if (b->data && shmkit__list_probe(b->data, b->size))
+        shmkit__list_lock_drop(b->name);
+}
+
 int shmkit_block_close(shmkit_block *b)
 {
     bool last = false;
@@ -332,7 +341,7 @@ int shmkit_block_close(shmkit_block *b)
     if (b->life)
         last = shmkit__ref_detach(b);
     if (last && shmkit__os.shm_unlink(b->name) == 0)
-        shmkit__track_unregister(b->name);
+        block_unlinked(b);
     block_free(b);
     return 0;
 }
@@ -349,8 +358,9 @@ int shmkit_unlink(const char *name)
         return shmkit__fail(NULL, r, "shmkit_unlink(\"%s\")",
                             name ? name : "(null)");
     /* The name is gone: the family tracker must not remove a later
-     * object that reuses it. */
+     * object that reuses it, and a list's lock goes with the list. */
     shmkit__track_unregister(n);
+    shmkit__list_lock_drop(n);
     return 0;
 }
 
@@ -360,7 +370,7 @@ int shmkit_block_unlink(shmkit_block *b)
 
     if (r < 0)
         return shmkit__fail(b, r, "shmkit_block_unlink(\"%s\")", b->name);
-    shmkit__track_unregister(b->name);
+    block_unlinked(b);
     return 0;
 }
 

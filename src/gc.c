@@ -380,8 +380,30 @@ static bool temp_orphaned(int dirfd, const char *name)
     return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
+/* True if `name` is a list's lock ("<list>.lock") whose list is gone. */
+static bool lock_orphaned(int dirfd, const char *name)
+{
+    char list[SHMKIT_NAME_MAX + 1];
+    size_t n = strlen(name);
+    struct stat st;
+    shmkit_block *b;
+    bool lock;
+
+    if (n <= 5 || strcmp(name + n - 5, ".lock") != 0)
+        return false;
+    memcpy(list, name, n - 5);
+    list[n - 5] = 0;
+    if (fstatat(dirfd, list, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+        shmkit_block_attach(&b, name, SHMKIT_RDONLY) < 0)
+        return false;
+    lock = shmkit__list_lock_probe(shmkit_block_data(b), shmkit_block_size(b));
+    shmkit_block_close(b);
+    return lock;
+}
+
 /* Removes objects left under a temporary name by creators that died
- * between creating and publishing them (SHMKIT__TMP_PREFIX). */
+ * between creating and publishing them (SHMKIT__TMP_PREFIX), and list
+ * locks whose list was removed by something that did not know of them. */
 static int gc_temporaries(unsigned flags, shmkit_gc_report rep, void *arg)
 {
     const char *dir = shmkit__os_shm_dir();
@@ -392,14 +414,19 @@ static int gc_temporaries(unsigned flags, shmkit_gc_report rep, void *arg)
     if (!dir || !(d = opendir(dir)))
         return 0;
     while ((e = readdir(d))) {
+        const char *what;
         if (strncmp(e->d_name, SHMKIT__TMP_PREFIX,
-                    sizeof SHMKIT__TMP_PREFIX - 1) != 0 ||
-            !temp_orphaned(dirfd(d), e->d_name))
+                    sizeof SHMKIT__TMP_PREFIX - 1) == 0 &&
+            temp_orphaned(dirfd(d), e->d_name))
+            what = "temporary";
+        else if (lock_orphaned(dirfd(d), e->d_name))
+            what = "sidecar";
+        else
             continue;
         if (!(flags & SHMKIT_GC_DRY_RUN) && shmkit_unlink(e->d_name) < 0)
             continue;
         if (rep)
-            rep("temporary", e->d_name, arg);
+            rep(what, e->d_name, arg);
         n++;
     }
     closedir(d);

@@ -83,6 +83,11 @@ SHMKIT__HIDDEN void shmkit__ref_rename(shmkit_block *b, const char *to,
 /* list.c / typed.c / lock.c: recognise a layout in a block's bytes. */
 SHMKIT__HIDDEN bool shmkit__list_probe(const void *data, size_t size);
 SHMKIT__HIDDEN bool shmkit__list_lock_probe(const void *data, size_t size);
+/* list_lock.c: removes the lock a ShareableList called `list` keeps beside
+ * itself ("<list>.lock"), if one of ours is there. Called wherever a list's
+ * name is removed (unlink, tracker, manager, gc), so the lock never outlives
+ * its list. */
+SHMKIT__HIDDEN void shmkit__list_lock_drop(const char *list);
 /* refcount.c: shmkit's reference-count sidecar ("shmkit.ref.*"). */
 SHMKIT__HIDDEN bool shmkit__life_probe(const void *data, size_t size);
 SHMKIT__HIDDEN shmkit_kind shmkit__typed_probe(const void *data, size_t size);

@@ -547,6 +547,8 @@ int shmkit__shm_unlink_if(const char *name, uint64_t ino, bool dry)
     r = shmkit__os.shm_unlink(name);
     if (r == -ENOENT)
         return 0;
+    if (r == 0)
+        shmkit__list_lock_drop(name);
     return r < 0 ? r : 1;
 }
 

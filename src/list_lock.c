@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "list_internal.h"
+#include "os.h"
 
 #define LOCK_MAGIC "shmkLLK"   /* 7 characters and the NUL: 8 bytes */
 #define LOCK_VERSION 1u
@@ -92,6 +93,22 @@ bool shmkit__list_lock_probe(const void *data, size_t size)
     return size == sizeof *s &&
            memcmp(s->magic, LOCK_MAGIC, sizeof s->magic) == 0 &&
            s->version == LOCK_VERSION && s->size == sizeof *s;
+}
+
+void shmkit__list_lock_drop(const char *list)
+{
+    char name[SHMKIT_NAME_MAX + 8];
+    shmkit_block *b;
+    bool ours;
+
+    snprintf(name, sizeof name, "%s.lock", list);
+    if (shmkit_name_check(name) < 0 ||
+        shmkit_block_attach(&b, name, SHMKIT_RDONLY) < 0)
+        return;
+    ours = shmkit__list_lock_probe(shmkit_block_data(b), shmkit_block_size(b));
+    shmkit_block_close(b);
+    if (ours)
+        shmkit__os.shm_unlink(name);
 }
 
 /* Attaches an existing lock block and checks it is one. */

@@ -1,8 +1,9 @@
 /*
- * test_gc_temp.c - objects a creator died building ("shmkit-tmp-<pid>-<hex>",
- * the names typed blocks, named locks and lists are built under before they
- * are published): gc removes them once the creator is gone, and nothing
- * else.
+ * test_gc_temp.c - what shmkit keeps beside or before a block: objects a
+ * creator died building ("shmkit-tmp-<pid>-<hex>", the names typed blocks,
+ * named locks and lists are built under before they are published) and a
+ * list's lock ("<list>.lock"). They go with their owner, or gc removes them
+ * once it is gone; nothing else is touched.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -114,4 +115,63 @@ Test(gc_temp, another_users_temporary_stays)
     cr_assert_eq(chown(path, 65534, 65534), 0);
     shmkit_gc(0, NULL, NULL);
     cr_assert_eq(access(path, F_OK), 0, "never another user's");
+}
+
+/* Makes a list named `name` whose lock block exists; returns the handle. */
+static shmkit_list *list_with_lock(const char *name)
+{
+    shmkit_item it[] = {shmkit_item_int(1)};
+    shmkit_list *l;
+
+    cr_assert_eq(shmkit_list_create(&l, name, it, 1, 0), 0);
+    cr_assert_eq(shmkit_list_lock(l), 0);
+    cr_assert_eq(shmkit_list_unlock(l), 0);
+    return l;
+}
+
+static bool lock_exists(const char *list)
+{
+    char path[300];
+
+    snprintf(path, sizeof path, "/dev/shm/%s.lock", list);
+    return access(path, F_OK) == 0;
+}
+
+Test(gc_temp, list_lock_goes_with_its_list)
+{
+    const char *name = tu_name("lst");
+    shmkit_list *l = list_with_lock(name);
+
+    cr_assert(lock_exists(name));
+    cr_assert_eq(shmkit_unlink(name), 0);
+    cr_assert_not(lock_exists(name), "unlinking the list removes its lock");
+    shmkit_list_close(l);
+
+    l = list_with_lock(name);
+    cr_assert_eq(shmkit_block_unlink(shmkit_list_block(l)), 0);
+    cr_assert_not(lock_exists(name), "so does unlinking through the handle");
+    shmkit_list_close(l);
+}
+
+Test(gc_temp, orphaned_list_lock_is_collected)
+{
+    const char *name = tu_name("orph");
+    shmkit_list *l = list_with_lock(name);
+    char path[300];
+    struct seen s = {0};
+
+    /* Removed by something that knows nothing of locks (rm(1), CPython). */
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    cr_assert_eq(unlink(path), 0);
+    shmkit_list_close(l);
+    cr_assert(lock_exists(name));
+    cr_assert_geq(shmkit_gc(0, report, &s), 1);
+    cr_assert_not(lock_exists(name));
+    cr_assert_str_eq(s.what, "sidecar");
+
+    /* A lock whose list is alive stays. */
+    l = list_with_lock(tu_name("alive"));
+    shmkit_gc(0, NULL, NULL);
+    cr_assert(lock_exists(tu_name("alive")));
+    shmkit_list_close(l);
 }

@@ -106,7 +106,8 @@ SHMKIT_API void shmkit_lifecycle_describe(const char *name, char *buf,
 #define SHMKIT_GC_DRY_RUN 0x1u /* report what would go, remove nothing */
 
 /* Called by shmkit_gc for each object it removes (or would remove):
- * `what` is "tracked", "refcount", "sidecar", "manager", "state" or
+ * `what` is "tracked", "refcount", "sidecar" (also a list's "<list>.lock"
+ * whose list is gone), "manager", "state" or
  * "temporary" (an object its creator died building, named
  * "shmkit-tmp-<pid>-<hex>": taken once that pid is gone and the object is
  * at least 10 s old). */
