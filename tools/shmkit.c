@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,6 +42,29 @@ int cli_usage_error(const char *fmt, ...)
     va_end(ap);
     fputs(" (see 'shmkit help')\n", stderr);
     return 2;
+}
+
+static sigjmp_buf fault_jmp;
+
+static void on_fault(int sig)
+{
+    (void)sig;
+    siglongjmp(fault_jmp, 1);
+}
+
+int cli_guarded(int (*fn)(void *arg), void *arg)
+{
+    struct sigaction sa = {.sa_handler = on_fault}, old_bus, old_segv;
+    volatile int r = SHMKIT_ETRUNCATED;
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &old_bus);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    if (sigsetjmp(fault_jmp, 1) == 0)
+        r = fn(arg);
+    sigaction(SIGBUS, &old_bus, NULL);
+    sigaction(SIGSEGV, &old_segv, NULL);
+    return r;
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
@@ -211,10 +236,16 @@ struct entry {
     char life[128];
 };
 
+static int probe_kind(void *b)
+{
+    return (int)shmkit_block_kind(b);
+}
+
 static void entry_fill(struct entry *e)
 {
     struct passwd *pw = getpwuid(e->st.st_uid);
     shmkit_block *b;
+    int r;
 
     if (pw)
         snprintf(e->owner, sizeof e->owner, "%s", pw->pw_name);
@@ -233,7 +264,8 @@ static void entry_fill(struct entry *e)
         e->kind = "?";
         return;
     }
-    e->kind = shmkit_kind_name(shmkit_block_kind(b));
+    r = cli_guarded(probe_kind, b);
+    e->kind = r < 0 ? "?" : shmkit_kind_name((shmkit_kind)r);
     shmkit_block_close(b);
 }
 
