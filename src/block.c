@@ -329,6 +329,16 @@ static void block_unlinked(const shmkit_block *b)
         shmkit__list_lock_drop(b->name);
 }
 
+/* Unlinks b's name only if it still names b's object: a peer may have
+ * renamed another object into place since. True if it unlinked. */
+static bool block_unlink_if_same(const shmkit_block *b)
+{
+    struct stat st;
+
+    return shmkit__os.fstat(b->fd, &st) == 0 &&
+           shmkit__shm_unlink_if(b->name, (uint64_t)st.st_ino, false) > 0;
+}
+
 int shmkit_block_close(shmkit_block *b)
 {
     bool last = false;
@@ -340,7 +350,7 @@ int shmkit_block_close(shmkit_block *b)
                             b->name);
     if (b->life)
         last = shmkit__ref_detach(b);
-    if (last && shmkit__os.shm_unlink(b->name) == 0)
+    if (last && block_unlink_if_same(b))
         block_unlinked(b);
     block_free(b);
     return 0;

@@ -38,6 +38,7 @@ struct inos {
     uint64_t *v;
     size_t n, cap;
     bool scanned;
+    bool incomplete; /* the scan missed something: every pipe counts as held */
 };
 
 static void inos_add(struct inos *s, uint64_t ino)
@@ -45,18 +46,24 @@ static void inos_add(struct inos *s, uint64_t ino)
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 256;
         uint64_t *v = realloc(s->v, cap * sizeof *v);
-        if (!v)
+        if (!v) {
+            s->incomplete = true;
             return;
+        }
         s->v = v;
         s->cap = cap;
     }
     s->v[s->n++] = ino;
 }
 
+/* True if some process holds pipe `ino`. A scan that could not complete
+ * answers true: gc must fail towards keeping a family's blocks. */
 static bool inos_has(const struct inos *s, uint64_t ino)
 {
     size_t i;
 
+    if (s->incomplete)
+        return true;
     for (i = 0; i < s->n; i++)
         if (s->v[i] == ino)
             return true;
@@ -93,8 +100,10 @@ static void inos_scan(struct inos *s)
     DIR *d;
 
     s->scanned = true;
-    if (!(d = opendir("/proc")))
+    if (!(d = opendir("/proc"))) {
+        s->incomplete = true;
         return;
+    }
     while ((e = readdir(d)))
         if (isdigit((unsigned char)e->d_name[0]))
             scan_fds(s, e->d_name);

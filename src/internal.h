@@ -80,6 +80,13 @@ SHMKIT__HIDDEN bool shmkit__ref_detach(shmkit_block *b);
 SHMKIT__HIDDEN void shmkit__ref_rename(shmkit_block *b, const char *to,
                                        bool exchange);
 
+/* life_util.c: unlinks object `name` only if it is a regular file owned by
+ * this user and (ino != 0) still has inode ino. Returns 1 if it removed it
+ * (or, with dry, would have), 0 if there was nothing to remove, or -errno.
+ * A list's lock goes with it. */
+SHMKIT__HIDDEN int shmkit__shm_unlink_if(const char *name, uint64_t ino,
+                                         bool dry);
+
 /* list.c / typed.c / lock.c: recognise a layout in a block's bytes. */
 SHMKIT__HIDDEN bool shmkit__list_probe(const void *data, size_t size);
 SHMKIT__HIDDEN bool shmkit__list_lock_probe(const void *data, size_t size);

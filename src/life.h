@@ -109,11 +109,7 @@ SHMKIT__HIDDEN int shmkit__journal_parse(const char *buf, size_t len,
 /* Inode of object `name` if it is a regular file of this user, else 0. */
 SHMKIT__HIDDEN uint64_t shmkit__shm_ino(const char *name);
 
-/* Unlinks object `name` only if it is a regular file owned by this user
- * and (ino != 0) still has inode ino. Returns 1 if it removed it (or, with
- * dry, would have), 0 if there was nothing to remove, or -errno. */
-SHMKIT__HIDDEN int shmkit__shm_unlink_if(const char *name, uint64_t ino,
-                                         bool dry);
+/* shmkit__shm_unlink_if() is declared in internal.h (block.c uses it). */
 
 /* Removes every regular file in dir, then dir itself. */
 SHMKIT__HIDDEN void shmkit__rmtree1(const char *dir);

@@ -199,7 +199,9 @@ Test(track, child_creates_exits_parent_attaches)
         close(q[1]);
         if (!lu_recv(q[0], name, sizeof name))
             _exit(12);
-        if (waitpid(child, NULL, 0) != child)
+        int st;
+        if (waitpid(child, &st, 0) != child || !WIFEXITED(st) ||
+            WEXITSTATUS(st) != 0)
             _exit(13);
         if (shmkit_block_attach(&b, name, 0) < 0)
             _exit(14);
