@@ -169,9 +169,8 @@ int shmkit_list_lock(shmkit_list *l)
     }
     e = pthread_mutex_lock(&shared(l)->u.mutex);
     if (e == EOWNERDEAD) {
-        /* Each item is self-contained: the lock itself is sound again;
-         * the caller learns that one item may be half written. */
-        pthread_mutex_consistent(&shared(l)->u.mutex);
+        /* Held, but the state is the caller's to repair: until it calls
+         * shmkit_list_consistent(), unlocking leaves the lock unusable. */
         l->locked = true;
         return shmkit__fail(l->block, SHMKIT_EOWNERDEAD,
                             "shmkit_list_lock(\"%s\"): previous holder died",
@@ -183,6 +182,20 @@ int shmkit_list_lock(shmkit_list *l)
                             "shmkit_list_lock(\"%s\")",
                             shmkit_block_name(l->block));
     l->locked = true;
+    return 0;
+}
+
+int shmkit_list_consistent(shmkit_list *l)
+{
+    int e;
+
+    if (!l->locked)
+        return shmkit__fail(l->block, SHMKIT_ENOTOWNER,
+                            "shmkit_list_consistent: lock not held");
+    e = pthread_mutex_consistent(&shared(l)->u.mutex);
+    if (e)
+        return shmkit__fail(l->block, -e, "shmkit_list_consistent(\"%s\")",
+                            shmkit_block_name(l->block));
     return 0;
 }
 

@@ -600,12 +600,9 @@ static void read_byte(int fd)
     cr_assert_eq(r, 1);
 }
 
-/* A holder killed with the lock held: the next locker is told, holds the
- * lock, and the lock works normally afterwards. */
-Test(list, lock_owner_death)
+/* Kills a child of this process while it holds the list's lock. */
+static void kill_holder(const char *name)
 {
-    shmkit_item in[] = {shmkit_item_int(1)};
-    shmkit_list *l = make("lkd", in, 1);
     int ready[2], hold[2], st;
     pid_t pid;
 
@@ -616,8 +613,7 @@ Test(list, lock_owner_death)
     if (pid == 0) {
         shmkit_list *c;
         char ch;
-        if (shmkit_list_attach(&c, tu_name("lkd"), 0) < 0 ||
-            shmkit_list_lock(c) < 0)
+        if (shmkit_list_attach(&c, name, 0) < 0 || shmkit_list_lock(c) < 0)
             _exit(1);
         if (write(ready[1], "x", 1) != 1)
             _exit(2);
@@ -628,11 +624,46 @@ Test(list, lock_owner_death)
     cr_assert_eq(kill(pid, SIGKILL), 0);
     st = tu_wait_status(pid);
     cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %#x", st);
+    close(ready[0]), close(ready[1]), close(hold[0]), close(hold[1]);
+}
+
+/* A holder killed with the lock held: the next locker is told and holds
+ * the lock; repaired and marked consistent, it works normally after. */
+Test(list, lock_owner_death)
+{
+    shmkit_item in[] = {shmkit_item_int(1)};
+    shmkit_list *l = make("lkd", in, 1);
+
+    cr_assert_eq(shmkit_list_consistent(l), SHMKIT_ENOTOWNER);
+    kill_holder(tu_name("lkd"));
     cr_assert_eq(shmkit_list_lock(l), SHMKIT_EOWNERDEAD);
+    cr_assert_eq(shmkit_list_consistent(l), 0);
     cr_assert_eq(shmkit_list_unlock(l), 0);
     cr_assert_eq(shmkit_list_lock(l), 0);
+    cr_assert_eq(shmkit_list_consistent(l), -EINVAL, "nothing to repair");
     cr_assert_eq(shmkit_list_unlock(l), 0);
-    close(ready[0]), close(ready[1]), close(hold[0]), close(hold[1]);
+    drop(l);
+}
+
+/* Unlocked without repair, the lock is poisoned for everyone, forever;
+ * the list itself stays readable. */
+Test(list, lock_not_repaired_is_not_recoverable)
+{
+    shmkit_item in[] = {shmkit_item_int(7)}, out;
+    shmkit_list *l = make("lkp", in, 1), *other;
+    int i;
+
+    kill_holder(tu_name("lkp"));
+    cr_assert_eq(shmkit_list_lock(l), SHMKIT_EOWNERDEAD);
+    cr_assert_eq(shmkit_list_unlock(l), 0);
+    cr_assert_eq(shmkit_list_attach(&other, tu_name("lkp"), 0), 0);
+    for (i = 0; i < 3; i++) {
+        cr_assert_eq(shmkit_list_lock(l), SHMKIT_ENOTRECOVERABLE);
+        cr_assert_eq(shmkit_list_lock(other), SHMKIT_ENOTRECOVERABLE);
+    }
+    cr_assert_eq(shmkit_list_get(other, 0, &out), 0);
+    cr_assert_eq(out.v.i, 7);
+    shmkit_list_close(other);
     drop(l);
 }
 

@@ -279,13 +279,22 @@ SHMKIT_API int shmkit_list_format(const shmkit_list *l, char *buf,
  * "<name>.lock" beside the list, creating that block on first use (any
  * process may; the first one to publish wins). Blocks until acquired.
  * Returns 0; SHMKIT_EOWNERDEAD if acquired after its previous holder died
- * holding it — the lock is repaired and held, but the item that holder was
- * writing may be half written (re-set it); -EDEADLK if this handle already
+ * holding it — the lock is held, the item that holder was writing may be
+ * half written: re-set what it protects, then call shmkit_list_consistent()
+ * before unlocking; unlocked without that, the lock answers
+ * SHMKIT_ENOTRECOVERABLE to every later locker, forever (the list itself
+ * stays readable); -EDEADLK if this handle already
  * holds it; -ENAMETOOLONG if "<name>.lock" is too long a name; the errors
  * of shmkit_block_create/attach, and SHMKIT_ECORRUPT if "<name>.lock" is
  * not a list lock.
  */
 SHMKIT_API int shmkit_list_lock(shmkit_list *l);
+
+/* After shmkit_list_lock() returned SHMKIT_EOWNERDEAD and the caller
+ * repaired the items, marks the lock usable again. SHMKIT_ENOTOWNER if
+ * this handle does not hold it; -EINVAL if it was not left by a dead
+ * holder. */
+SHMKIT_API int shmkit_list_consistent(shmkit_list *l);
 
 /* Releases the lock taken through this handle. SHMKIT_ENOTOWNER if this
  * handle does not hold it. */

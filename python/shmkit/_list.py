@@ -69,5 +69,12 @@ class _ListLock:
         self.owner_died = self._list._lock()
         return self
 
+    def consistent(self):
+        """After owner_died, mark the repaired list usable again. Leaving
+        the block without it makes every later lock raise
+        NotRecoverableError (the list stays readable)."""
+        self._list._consistent()
+        self.owner_died = False
+
     def __exit__(self, *exc):
         self._list._unlock()

@@ -433,7 +433,8 @@ static PyObject *list_format(ListObject *self, void *c)
 PyDoc_STRVAR(lock_doc,
 "_lock()\n--\n\n"
 "Take the list's process-shared lock (block '<name>.lock'); returns True\n"
-"if its previous holder died holding it (re-set what it was writing).");
+"if its previous holder died holding it: re-set what it was writing, then\n"
+"call _consistent() before _unlock(), or the lock is not recoverable.");
 
 static PyObject *list_lock(ListObject *self, PyObject *unused)
 {
@@ -450,6 +451,19 @@ static PyObject *list_lock(ListObject *self, PyObject *unused)
     if (r < 0)
         return ext_error(list_state(self), r, list_name(self));
     Py_RETURN_FALSE;
+}
+
+static PyObject *list_consistent(ListObject *self, PyObject *unused)
+{
+    shmkit_list *l = list_of(self);
+    int r;
+
+    if (!l)
+        return NULL;
+    r = shmkit_list_consistent(l);
+    if (r < 0)
+        return ext_error(list_state(self), r, list_name(self));
+    Py_RETURN_NONE;
 }
 
 static PyObject *list_unlock(ListObject *self, PyObject *unused)
@@ -494,6 +508,7 @@ static PyMethodDef list_methods[] = {
     {"index", (PyCFunction)list_index, METH_O, index_doc},
     {"_lock", (PyCFunction)list_lock, METH_NOARGS, lock_doc},
     {"_unlock", (PyCFunction)list_unlock, METH_NOARGS, NULL},
+    {"_consistent", (PyCFunction)list_consistent, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}
 };
 

@@ -7,6 +7,7 @@ from multiprocessing import shared_memory as cpy
 
 import pytest
 
+import shmkit
 from shmkit import shared_memory
 
 from conftest import run, shm_exists
@@ -305,8 +306,27 @@ def test_list_lock_owner_death(names, ctx):
     with sl.locked() as lk:
         assert lk.owner_died
         sl[0] = "fixed"
+        lk.consistent()
     with sl.locked() as lk:
         assert not lk.owner_died
+    sl.shm.unlink()
+
+
+def test_list_lock_not_repaired_is_not_recoverable(names, ctx):
+    sl = shared_memory.ShareableList(["whole"], name=names.new(), track=False)
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child_die_holding_list_lock, args=(sl.shm.name, w))
+    p.start()
+    assert r.recv() == "holding"
+    p.join()
+    assert p.exitcode == -signal.SIGKILL
+    with sl.locked() as lk:
+        assert lk.owner_died          # released without consistent()
+    for _ in range(2):
+        with pytest.raises(shmkit.NotRecoverableError):
+            with sl.locked():
+                pass
+    assert sl[0] == "half"            # the data stays readable
     sl.shm.unlink()
 
 
