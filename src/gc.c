@@ -342,29 +342,6 @@ int shmkit__gc_managers(const char *rundir, const char *skip, unsigned flags,
     return n;
 }
 
-/* ---- refcount sidecars ------------------------------------------------------ */
-
-static int gc_sidecars(unsigned flags, shmkit_gc_report rep, void *arg)
-{
-    const char *dir = shmkit__os_shm_dir();
-    struct dirent *e;
-    DIR *d;
-    int n = 0;
-
-    if (!dir || !(d = opendir(dir)))
-        return 0;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, SHMKIT__REF_PREFIX,
-                    sizeof SHMKIT__REF_PREFIX - 1) != 0)
-            continue;
-        int r = shmkit__ref_gc_one(e->d_name, flags, rep, arg);
-        if (r > 0)
-            n += r;
-    }
-    closedir(d);
-    return n;
-}
-
 /* ---- half-built objects of dead creators ------------------------------------ */
 
 /* How old a temporary must be before gc takes it: its creator's pid is
@@ -410,10 +387,36 @@ static bool lock_orphaned(int dirfd, const char *name)
     return lock;
 }
 
-/* Removes objects left under a temporary name by creators that died
- * between creating and publishing them (SHMKIT__TMP_PREFIX), and list
- * locks whose list was removed by something that did not know of them. */
-static int gc_temporaries(unsigned flags, shmkit_gc_report rep, void *arg)
+/* Decides the fate of one object in the shm directory that is not a
+ * tracked or manager-owned block: a refcount sidecar, an object a creator
+ * died building (SHMKIT__TMP_PREFIX), or a list lock whose list is gone.
+ * Returns the number of objects removed (or, dry, that would be). */
+static int gc_entry(int dirfd, const char *name, unsigned flags,
+                    shmkit_gc_report rep, void *arg)
+{
+    const char *what;
+    int r;
+
+    if (strncmp(name, SHMKIT__REF_PREFIX, sizeof SHMKIT__REF_PREFIX - 1) == 0) {
+        r = shmkit__ref_gc_one(name, flags, rep, arg);
+        return r > 0 ? r : 0;
+    }
+    if (strncmp(name, SHMKIT__TMP_PREFIX, sizeof SHMKIT__TMP_PREFIX - 1) == 0 &&
+        temp_orphaned(dirfd, name))
+        what = "temporary";
+    else if (lock_orphaned(dirfd, name))
+        what = "sidecar";
+    else
+        return 0;
+    if (!(flags & SHMKIT_GC_DRY_RUN) && shmkit_unlink(name) < 0)
+        return 0;
+    if (rep)
+        rep(what, name, arg);
+    return 1;
+}
+
+/* One pass over the shm directory for what gc_entry() handles. */
+static int gc_shm_dir(unsigned flags, shmkit_gc_report rep, void *arg)
 {
     const char *dir = shmkit__os_shm_dir();
     struct dirent *e;
@@ -422,22 +425,8 @@ static int gc_temporaries(unsigned flags, shmkit_gc_report rep, void *arg)
 
     if (!dir || !(d = opendir(dir)))
         return 0;
-    while ((e = readdir(d))) {
-        const char *what;
-        if (strncmp(e->d_name, SHMKIT__TMP_PREFIX,
-                    sizeof SHMKIT__TMP_PREFIX - 1) == 0 &&
-            temp_orphaned(dirfd(d), e->d_name))
-            what = "temporary";
-        else if (lock_orphaned(dirfd(d), e->d_name))
-            what = "sidecar";
-        else
-            continue;
-        if (!(flags & SHMKIT_GC_DRY_RUN) && shmkit_unlink(e->d_name) < 0)
-            continue;
-        if (rep)
-            rep(what, e->d_name, arg);
-        n++;
-    }
+    while ((e = readdir(d)))
+        n += gc_entry(dirfd(d), e->d_name, flags, rep, arg);
     closedir(d);
     return n;
 }
@@ -456,8 +445,7 @@ int shmkit_gc(unsigned flags, shmkit_gc_report rep, void *arg)
     r = shmkit__gc_managers(rundir, NULL, flags, rep, arg);
     if (r > 0)
         n += r;
-    n += gc_sidecars(flags, rep, arg);
-    n += gc_temporaries(flags, rep, arg);
+    n += gc_shm_dir(flags, rep, arg);
     return n;
 }
 

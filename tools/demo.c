@@ -242,12 +242,13 @@ static int part_transform(size_t n, int workers)
 
 /* ---- part 2: by value against by name ------------------------------------ */
 
-static int read_full(int fd, void *buf, size_t len)
+/* Reads (or, if `out`, writes) all len bytes; 0, or -1 on error or EOF. */
+static int io_full(int fd, void *buf, size_t len, bool out)
 {
     char *p = buf;
 
     while (len) {
-        ssize_t k = read(fd, p, len);
+        ssize_t k = out ? write(fd, p, len) : read(fd, p, len);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
@@ -258,20 +259,14 @@ static int read_full(int fd, void *buf, size_t len)
     return 0;
 }
 
+static int read_full(int fd, void *buf, size_t len)
+{
+    return io_full(fd, buf, len, false);
+}
+
 static int write_full(int fd, const void *buf, size_t len)
 {
-    const char *p = buf;
-
-    while (len) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        len -= (size_t)k;
-    }
-    return 0;
+    return io_full(fd, (void *)buf, len, true);
 }
 
 static uint64_t checksum(const uint64_t *p, size_t bytes)
