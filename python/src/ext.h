@@ -23,6 +23,8 @@ typedef struct ext_state {
     PyObject *CorruptError;     /* Error + ValueError: bad layout in a block */
     PyObject *OwnerDeadError;   /* Error: acquired, previous owner died */
     PyObject *NotRecoverableError; /* Error: lock permanently unusable */
+    PyObject *ItemTypeError;    /* TypeError + KeyError: CPython raises KeyError */
+    PyObject *ItemRangeError;   /* OverflowError + struct.error, as CPython */
 } ext_state;
 
 extern PyModuleDef ext_module_def;
@@ -96,8 +98,8 @@ PyObject *ext_lock_embedded(PyTypeObject *tp, PyObject *owner,
 /* Builds the C items of a sequence into *items (PyMem_Free it); *keep
  * (Py_XDECREF it) holds the objects they point into. Returns the count, or
  * -1 with an exception set (still free and decref both). */
-Py_ssize_t ext_items_of_sequence(PyObject *seq, PyObject **keep,
-                                 shmkit_item **items);
+Py_ssize_t ext_items_of_sequence(ext_state *st, PyObject *seq,
+                                 PyObject **keep, shmkit_item **items);
 
 /* ---- list.c, sync.c, typed.c ---- */
 int ext_list_init_type(PyObject *m, ext_state *st);

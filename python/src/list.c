@@ -37,10 +37,22 @@ static shmkit_list *list_of(ListObject *self)
     return self->list;
 }
 
+/* An int beyond 64 bits: CPython's struct.pack_into raises struct.error;
+ * ours is also an OverflowError. */
+static int int_range_error(ext_state *st)
+{
+    if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyErr_Clear();
+        PyErr_SetString(st->ItemRangeError, "argument out of range");
+    }
+    return -1;
+}
+
 /* Converts a Python value to an item. The item may point into `v` (str,
  * bytes): keep v alive while the item is used. Returns 0, or -1 with
- * TypeError (unsupported type) or OverflowError (int beyond 64 bits). */
-static int item_from_object(PyObject *v, shmkit_item *it)
+ * ItemTypeError (unsupported type: a TypeError and, as CPython raises, a
+ * KeyError) or ItemRangeError (int beyond 64 bits). */
+static int item_from_object(ext_state *st, PyObject *v, shmkit_item *it)
 {
     if (v == Py_None) {
         *it = shmkit_item_none();
@@ -49,7 +61,7 @@ static int item_from_object(PyObject *v, shmkit_item *it)
     } else if (PyLong_Check(v)) {
         long long x = PyLong_AsLongLong(v);
         if (x == -1 && PyErr_Occurred())
-            return -1;
+            return int_range_error(st);
         *it = shmkit_item_int(x);
     } else if (PyFloat_Check(v)) {
         *it = shmkit_item_float(PyFloat_AS_DOUBLE(v));
@@ -70,10 +82,10 @@ static int item_from_object(PyObject *v, shmkit_item *it)
         x = PyLong_AsLongLong(i);
         Py_DECREF(i);
         if (x == -1 && PyErr_Occurred())
-            return -1;
+            return int_range_error(st);
         *it = shmkit_item_int(x);
     } else {
-        PyErr_Format(PyExc_TypeError,
+        PyErr_Format(st->ItemTypeError,
                      "ShareableList items must be int, float, bool, str, "
                      "bytes or None, not %.100s", Py_TYPE(v)->tp_name);
         return -1;
@@ -141,7 +153,7 @@ static int list_set(ListObject *self, Py_ssize_t i, PyObject *v)
 
     if (!l)
         return -1;
-    if (item_from_object(v, &it) < 0)
+    if (item_from_object(list_state(self), v, &it) < 0)
         return -1;
     r = shmkit_list_set(l, i, &it);
     if (r == 0)
@@ -241,8 +253,8 @@ static int list_ass_subscript(ListObject *self, PyObject *key, PyObject *v)
     return list_set(self, i, v);
 }
 
-Py_ssize_t ext_items_of_sequence(PyObject *seq, PyObject **keep,
-                                 shmkit_item **items)
+Py_ssize_t ext_items_of_sequence(ext_state *st, PyObject *seq,
+                                 PyObject **keep, shmkit_item **items)
 {
     Py_ssize_t n, i;
 
@@ -258,7 +270,7 @@ Py_ssize_t ext_items_of_sequence(PyObject *seq, PyObject **keep,
         return -1;
     }
     for (i = 0; i < n; i++)
-        if (item_from_object(PyTuple_GET_ITEM(*keep, i), &(*items)[i]) < 0)
+        if (item_from_object(st, PyTuple_GET_ITEM(*keep, i), &(*items)[i]) < 0)
             return -1;
     return n;
 }
@@ -271,7 +283,8 @@ static int list_create(ListObject *self, PyObject *seq, const char *name,
     Py_ssize_t n;
     int r = 0;
 
-    n = seq == Py_None ? 0 : ext_items_of_sequence(seq, &keep, &items);
+    n = seq == Py_None ? 0
+                       : ext_items_of_sequence(list_state(self), seq, &keep, &items);
     if (n >= 0) {
         Py_BEGIN_ALLOW_THREADS
         r = shmkit_list_create(out, name, items, (size_t)n, flags);
@@ -370,7 +383,7 @@ static PyObject *list_count(ListObject *self, PyObject *value)
 
     if (!l)
         return NULL;
-    if (item_from_object(value, &it) < 0 ||
+    if (item_from_object(list_state(self), value, &it) < 0 ||
         (PyLong_Check(value) && !PyBool_Check(value) && !PyLong_CheckExact(value))) {
         PyErr_Clear();
         return list_scan(self, value, 0);
@@ -394,7 +407,7 @@ static PyObject *list_index(ListObject *self, PyObject *value)
 
     if (!l)
         return NULL;
-    if (item_from_object(value, &it) < 0 ||
+    if (item_from_object(list_state(self), value, &it) < 0 ||
         (PyLong_Check(value) && !PyBool_Check(value) && !PyLong_CheckExact(value))) {
         PyErr_Clear();
         return list_scan(self, value, 1);

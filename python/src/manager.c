@@ -125,7 +125,7 @@ static PyObject *mgr_create_list(ManagerObject *self, PyObject *args)
     if (!m || !PyArg_ParseTuple(args, "O|O:create_list", &seq, &nameobj) ||
         ext_name_arg(nameobj, &want) < 0)
         return NULL;
-    n = ext_items_of_sequence(seq, &keep, &items);
+    n = ext_items_of_sequence(mgr_state(self), seq, &keep, &items);
     if (n >= 0) {
         Py_BEGIN_ALLOW_THREADS
         r = shmkit_manager_create_list(m, want, items, (size_t)n, name);

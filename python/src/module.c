@@ -256,6 +256,31 @@ static PyObject *add_exc(PyObject *m, const char *name, const char *doc,
     return e;
 }
 
+/* The errors of ShareableList items, catchable as CPython's: it raises
+ * KeyError for an unsupported type and struct.error for an int beyond 64
+ * bits, where TypeError and OverflowError are what Python code expects. */
+static int add_item_exceptions(PyObject *m, ext_state *st)
+{
+    PyObject *structmod = PyImport_ImportModule("struct"), *serr, *bases;
+
+    serr = structmod ? PyObject_GetAttrString(structmod, "error") : NULL;
+    Py_XDECREF(structmod);
+    if (!serr)
+        return -1;
+    bases = PyTuple_Pack(2, PyExc_TypeError, PyExc_KeyError);
+    st->ItemTypeError = bases ? add_exc(m, "ItemTypeError",
+        "An item type a ShareableList cannot hold (a TypeError; also a\n"
+        "KeyError, which CPython raises).", bases) : NULL;
+    Py_XDECREF(bases);
+    bases = PyTuple_Pack(2, PyExc_OverflowError, serr);
+    st->ItemRangeError = bases ? add_exc(m, "ItemRangeError",
+        "An int a ShareableList cannot hold in 64 bits (an OverflowError;\n"
+        "also a struct.error, which CPython raises).", bases) : NULL;
+    Py_XDECREF(bases);
+    Py_DECREF(serr);
+    return st->ItemTypeError && st->ItemRangeError ? 0 : -1;
+}
+
 static int add_exceptions(PyObject *m, ext_state *st)
 {
     PyObject *bases;
@@ -280,7 +305,7 @@ static int add_exceptions(PyObject *m, ext_state *st)
         st->Error);
     if (!st->CorruptError || !st->OwnerDeadError || !st->NotRecoverableError)
         return -1;
-    return 0;
+    return add_item_exceptions(m, st);
 }
 
 static int add_constants(PyObject *m)
@@ -335,6 +360,8 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->CorruptError);
     Py_VISIT(st->OwnerDeadError);
     Py_VISIT(st->NotRecoverableError);
+    Py_VISIT(st->ItemTypeError);
+    Py_VISIT(st->ItemRangeError);
     return 0;
 }
 
@@ -350,6 +377,8 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->CorruptError);
     Py_CLEAR(st->OwnerDeadError);
     Py_CLEAR(st->NotRecoverableError);
+    Py_CLEAR(st->ItemTypeError);
+    Py_CLEAR(st->ItemRangeError);
     return 0;
 }
 

@@ -393,3 +393,30 @@ def test_locked_updates_across_processes(names, ctx):
         assert p.exitcode == 0
     assert sl[0] == 900 and sl[1] == "900"
     sl.shm.unlink()
+
+
+@pytest.mark.parametrize("bad", [[1], {}, object(), 2**70, -2**70])
+def test_bad_items_raise_what_cpython_raises(names, bad):
+    """Code written against CPython catches our errors: CPython raises
+    KeyError for an unsupported type and struct.error for an int beyond
+    64 bits; shmkit's are those and also TypeError / OverflowError."""
+    from multiprocessing import resource_tracker
+    from multiprocessing import shared_memory as cpython
+
+    ref = cpython.ShareableList([1])
+    resource_tracker.unregister(ref.shm._name, "shared_memory")
+    try:
+        with pytest.raises(Exception) as want:
+            ref[0] = bad
+    finally:
+        ref.shm.close()
+        ref.shm.unlink()
+    sl = shared_memory.ShareableList([1], name=names.new(), track=False)
+    with pytest.raises(type(want.value)):
+        sl[0] = bad
+    with pytest.raises(type(want.value)):
+        shared_memory.ShareableList([bad], name=names.new(), track=False)
+    with pytest.raises((TypeError, OverflowError)):
+        sl[0] = bad
+    assert sl[0] == 1
+    sl.shm.unlink()
