@@ -320,14 +320,6 @@ const char *shmkit_block_errmsg(const shmkit_block *b)
     return b->errmsg;
 }
 
-/* After the name of b is removed: the family tracker must not remove a
- * later object that reuses it, and a list's lock goes with the list. */
-static void block_unlinked(const shmkit_block *b)
-{
-    shmkit__track_unregister(b->name);
-    if (b->data && shmkit__list_probe(b->data, b->size))
-        shmkit__list_lock_drop(b->name);
-}
 
 /* Unlinks b's name only if it still names b's object: a peer may have
  * renamed another object into place since. True if it unlinked. */
@@ -350,8 +342,10 @@ int shmkit_block_close(shmkit_block *b)
                             b->name);
     if (b->life)
         last = shmkit__ref_detach(b);
+    /* The last attacher is gone: so goes the name, and the lock a list
+     * keeps beside itself (shmkit__shm_unlink_if drops it). */
     if (last && block_unlink_if_same(b))
-        block_unlinked(b);
+        shmkit__track_unregister(b->name);
     block_free(b);
     return 0;
 }
@@ -380,7 +374,10 @@ int shmkit_block_unlink(shmkit_block *b)
 
     if (r < 0)
         return shmkit__fail(b, r, "shmkit_block_unlink(\"%s\")", b->name);
-    block_unlinked(b);
+    /* Not the list lock check of shmkit_unlink(): this is the hot path of
+     * every create cycle, and the mapping may have been cut by a peer.
+     * shmkit_list_unlink() removes a list's lock; gc collects the rest. */
+    shmkit__track_unregister(b->name);
     return 0;
 }
 

@@ -91,9 +91,10 @@ SHMKIT__HIDDEN int shmkit__shm_unlink_if(const char *name, uint64_t ino,
 SHMKIT__HIDDEN bool shmkit__list_probe(const void *data, size_t size);
 SHMKIT__HIDDEN bool shmkit__list_lock_probe(const void *data, size_t size);
 /* list_lock.c: removes the lock a ShareableList called `list` keeps beside
- * itself ("<list>.lock"), if one of ours is there. Called wherever a list's
- * name is removed (unlink, tracker, manager, gc), so the lock never outlives
- * its list. */
+ * itself ("<list>.lock"), if one of ours is there. Called where a name is
+ * removed by name (shmkit_unlink, and every lifecycle unlink: tracker,
+ * manager, refcount, gc), so the lock does not outlive its list; gc
+ * collects what other paths leave. */
 SHMKIT__HIDDEN void shmkit__list_lock_drop(const char *list);
 /* refcount.c: shmkit's reference-count sidecar ("shmkit.ref.*"). */
 SHMKIT__HIDDEN bool shmkit__life_probe(const void *data, size_t size);

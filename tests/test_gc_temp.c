@@ -148,9 +148,26 @@ Test(gc_temp, list_lock_goes_with_its_list)
     shmkit_list_close(l);
 
     l = list_with_lock(name);
-    cr_assert_eq(shmkit_block_unlink(shmkit_list_block(l)), 0);
-    cr_assert_not(lock_exists(name), "so does unlinking through the handle");
+    cr_assert_eq(shmkit_list_unlink(l), 0);
+    cr_assert_not(lock_exists(name), "so does unlinking through the list");
     shmkit_list_close(l);
+}
+
+Test(gc_temp, refcounted_list_lock_goes_with_the_last_attacher)
+{
+    shmkit_item it[] = {shmkit_item_int(1)};
+    shmkit_list *l;
+    shmkit_block *rc;
+    const char *name = tu_name("rcl");
+
+    cr_assert_eq(shmkit_list_create(&l, name, it, 1, 0), 0);
+    cr_assert_eq(shmkit_list_lock(l), 0);
+    cr_assert_eq(shmkit_list_unlock(l), 0);
+    cr_assert_eq(shmkit_block_attach(&rc, name, SHMKIT_REFCOUNT), 0);
+    shmkit_list_close(l);
+    cr_assert(lock_exists(name));
+    cr_assert_eq(shmkit_block_close(rc), 0); /* the last counted attacher */
+    cr_assert_not(lock_exists(name), "the lock went with the list");
 }
 
 Test(gc_temp, orphaned_list_lock_is_collected)
