@@ -427,7 +427,7 @@ static const struct {
     {"show", cli_show, "show NAME [--json]       decode a list, Value or Array"},
     {"rm", cli_rm, "rm NAME...               unlink objects"},
     {"gc", cli_gc, "gc [--dry-run]           remove what dead owners left"},
-    {"manager", cli_manager, "manager [--socket P]     run the manager daemon"},
+    {"manager", cli_manager, "manager [--socket P] [--authkey-file F]  run the manager daemon"},
     {"demo", cli_demo, "demo [--workers N] [--size N]  the parallel demo"},
 };
 
