@@ -371,6 +371,19 @@ static PyObject *list_scan(ListObject *self, PyObject *value, int first)
     return PyLong_FromSsize_t(count);
 }
 
+/* True if count/index can search for `value` in C, as the item *it. A
+ * value no item can hold, or an int subclass (which may define its own
+ * ==), is compared in Python instead (list_scan). */
+static bool item_for_search(ListObject *self, PyObject *value, shmkit_item *it)
+{
+    if (item_from_object(list_state(self), value, it) < 0) {
+        PyErr_Clear();
+        return false;
+    }
+    return !(PyLong_Check(value) && !PyBool_Check(value) &&
+             !PyLong_CheckExact(value));
+}
+
 PyDoc_STRVAR(count_doc,
 "count(value)\n--\n\nReturn the number of occurrences of value.");
 
@@ -383,11 +396,8 @@ static PyObject *list_count(ListObject *self, PyObject *value)
 
     if (!l)
         return NULL;
-    if (item_from_object(list_state(self), value, &it) < 0 ||
-        (PyLong_Check(value) && !PyBool_Check(value) && !PyLong_CheckExact(value))) {
-        PyErr_Clear();
+    if (!item_for_search(self, value, &it))
         return list_scan(self, value, 0);
-    }
     r = shmkit_list_count(l, &it, &count);
     if (r < 0)
         return ext_error(list_state(self), r, list_name(self));
@@ -407,11 +417,8 @@ static PyObject *list_index(ListObject *self, PyObject *value)
 
     if (!l)
         return NULL;
-    if (item_from_object(list_state(self), value, &it) < 0 ||
-        (PyLong_Check(value) && !PyBool_Check(value) && !PyLong_CheckExact(value))) {
-        PyErr_Clear();
+    if (!item_for_search(self, value, &it))
         return list_scan(self, value, 1);
-    }
     r = shmkit_list_index(l, &it, &idx);
     if (r == SHMKIT_ENOTFOUND) {
         PyErr_Format(PyExc_ValueError, "%R not in this container", value);
