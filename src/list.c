@@ -347,18 +347,14 @@ int shmkit_list_close(shmkit_list *l)
 
 int shmkit_list_unlink(shmkit_list *l)
 {
-    char lockname[SHMKIT_NAME_MAX + 8];
     int r;
 
     if (!l->block)
         return shmkit__fail(NULL, -EINVAL, "shmkit_list_unlink: memory view");
     r = shmkit_block_unlink(l->block);
-    if (r < 0)
-        return r;
-    snprintf(lockname, sizeof lockname, "%s.lock", shmkit_block_name(l->block));
-    if (shmkit_name_check(lockname) == 0)
-        shmkit_unlink(lockname); /* usually absent: -ENOENT is fine */
-    return 0;
+    if (r == 0)
+        shmkit__list_lock_drop(shmkit_block_name(l->block));
+    return r;
 }
 
 /* ---- indices -------------------------------------------------------- */

@@ -19,6 +19,7 @@
 
 #include "list_internal.h"
 #include "os.h"
+#include "listutil.h"
 #include "testutil.h"
 
 TestSuite(list, .init = tu_setup, .fini = tu_cleanup, .timeout = 60);
@@ -36,23 +37,6 @@ static void drop(shmkit_list *l)
 {
     cr_assert_eq(shmkit_list_unlink(l), 0);
     cr_assert_eq(shmkit_list_close(l), 0);
-}
-
-static shmkit_item get(const shmkit_list *l, ptrdiff_t i)
-{
-    shmkit_item it;
-    int r = shmkit_list_get(l, i, &it);
-
-    cr_assert_eq(r, 0, "get(%td): %s", i, shmkit_last_error());
-    return it;
-}
-
-static void assert_s(shmkit_item it, shmkit_type t, const char *s, size_t n)
-{
-    cr_assert_eq(it.type, t, "type %s, expected %s", shmkit_type_name(it.type),
-                 shmkit_type_name(t));
-    cr_assert_eq(it.v.s.len, n, "len %zu, expected %zu", it.v.s.len, n);
-    cr_assert_eq(memcmp(it.v.s.ptr, s, n), 0);
 }
 
 static void assert_format(const shmkit_list *l, const char *want)

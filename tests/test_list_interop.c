@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "listutil.h"
 #include "testutil.h"
 
 TestSuite(list_interop, .init = tu_setup, .fini = tu_cleanup, .timeout = 60);
@@ -39,23 +40,6 @@ static void py(const char *body, const char *name, char *out, size_t len)
     free(code);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
               "python failed (status %#x), stdout: %s", st, out);
-}
-
-static shmkit_item get(const shmkit_list *l, ptrdiff_t i)
-{
-    shmkit_item it;
-    int r = shmkit_list_get(l, i, &it);
-
-    cr_assert_eq(r, 0, "get(%td): %s", i, shmkit_last_error());
-    return it;
-}
-
-static void assert_s(shmkit_item it, shmkit_type t, const char *s, size_t n)
-{
-    cr_assert_eq(it.type, t, "type %s, expected %s", shmkit_type_name(it.type),
-                 shmkit_type_name(t));
-    cr_assert_eq(it.v.s.len, n, "len %zu, expected %zu", it.v.s.len, n);
-    cr_assert_eq(memcmp(it.v.s.ptr, s, n), 0);
 }
 
 static void drop(shmkit_list *l)

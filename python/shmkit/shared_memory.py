@@ -44,7 +44,6 @@ class SharedMemory:
     _name = None
     _size = 0
     _track = True
-    _list = False
 
     def __init__(self, name=None, create=False, size=0, *, track=True):
         if not size >= 0:
@@ -71,7 +70,6 @@ class SharedMemory:
         self._mapping = mapping
         self._name = mapping.name
         self._size = mapping.size
-        self._list = mapping.handle_kind == 1
         self._buf = memoryview(mapping)
         return self
 
@@ -140,13 +138,7 @@ class SharedMemory:
         if m is not None:
             m.unlink()
         elif self._name is not None:
-            _shmkit.unlink(self._name)
-            if self._list:
-                # A ShareableList's lock block goes with it.
-                try:
-                    _shmkit.unlink(self._name + ".lock")
-                except (FileNotFoundError, ValueError, OSError):
-                    pass
+            _shmkit.unlink(self._name)    # a ShareableList's lock goes too
 
     def rename(self, newname, flags=0):
         """Renames the block to newname atomically. By default an existing
