@@ -21,13 +21,14 @@ def rel(path):
 
 
 def library_sources():
+    # One folder per layer under src/ (src/core, src/sync, ...).
     src = os.path.join(ROOT, "src")
-    core = [p for p in sorted(glob.glob(os.path.join(src, "*.c")))
+    core = [p for p in sorted(glob.glob(os.path.join(src, "*", "*.c")))
             if not os.path.basename(p).startswith("os_")]
     system = platform.system().lower()
-    os_file = os.path.join(src, f"os_{system}.c")
+    os_file = os.path.join(src, "core", f"os_{system}.c")
     if not os.path.exists(os_file):
-        raise SystemExit(f"shmkit: no OS layer for {platform.system()} yet (src/os_*.c)")
+        raise SystemExit(f"shmkit: no OS layer for {platform.system()} yet (src/core/os_*.c)")
     return core + [os_file]
 
 

@@ -13,8 +13,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "os.h"
-#include "os_linux.h"
+#include "core/os.h"
+#include "core/os_linux.h"
 #include "testutil.h"
 
 static void reset(void)

@@ -17,8 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "list_internal.h"
-#include "os.h"
+#include "objects/list_internal.h"
+#include "core/os.h"
 #include "listutil.h"
 #include "testutil.h"
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "list_internal.h"
+#include "objects/list_internal.h"
 #include "testutil.h"
 
 TestSuite(list_hostile, .init = tu_setup, .fini = tu_cleanup, .timeout = 60);

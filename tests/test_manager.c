@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "manager.h"
+#include "manager/manager.h"
 
 TestSuite(manager, .init = lu_setup, .fini = lu_cleanup, .timeout = 60);
 

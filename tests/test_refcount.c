@@ -5,7 +5,7 @@
  */
 #include "lifeutil.h"
 
-#include "life.h"
+#include "life/life.h"
 
 TestSuite(refcount, .init = lu_setup, .fini = lu_cleanup, .timeout = 60);
 

@@ -618,7 +618,7 @@ Test(typed, cli_ls_marks_kinds)
 
 /* ---- publishing whole, under failure and SIGKILL ---------------------- */
 
-#include "os.h"
+#include "core/os.h"
 
 static int rename_fails(const char *from, const char *to, unsigned flags)
 {

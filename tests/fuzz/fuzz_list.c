@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "list_internal.h"
+#include "objects/list_internal.h"
 
 static volatile unsigned sink;
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "manager.h"
+#include "manager/manager.h"
 
 static int count_name(const char *name, void *arg)
 {

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "life.h"
-#include "os.h"
+#include "core/os.h"
 
 #define TRACKER_ENV "SHMKIT_TRACKER"
 #define TRACKER_CHECK_EVERY 64

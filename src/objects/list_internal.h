@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* Largest n in an 8-character "<n>s" format record. */
 #define SHMKIT__LIST_SLOT_MAX 9999999u

@@ -29,8 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "os.h"
+#include "core/internal.h"
+#include "core/os.h"
 #include "sync_internal.h"
 
 /* ---- shared layouts ------------------------------------------------- */

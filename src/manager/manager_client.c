@@ -20,7 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "manager.h"
-#include "os.h"
+#include "core/os.h"
 
 #define TIMEOUT_MS 30000
 

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "life.h"
-#include "os.h"
+#include "core/os.h"
 
 #define REF_MAGIC "SKRF"
 #define REF_VERSION 1u

@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "life.h"
-#include "os.h"
+#include "core/os.h"
 
 /* ---- which pipes our processes hold -------------------------------------- */
 

@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 #define SYNC_VERSION 1
 #define SYNC_MUTEX_MAGIC 0x584d4b53u /* "SKMX" read as little-endian */

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <wchar.h>
 
-#include "sync_internal.h"
+#include "sync/sync_internal.h"
 
 #define TYPED_MAGIC 0x41544b53u /* "SKTA" read as little-endian */
 #define TYPED_VERSION 1

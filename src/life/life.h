@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 #define SHMKIT__DIR_MAX 4096
 

@@ -34,7 +34,7 @@
 #include <openssl/crypto.h>
 
 #include "manager.h"
-#include "os.h"
+#include "core/os.h"
 
 #define MAX_CLIENTS 256
 #define MAX_OWNED 65536

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "life.h"
-#include "os.h"
+#include "core/os.h"
 
 #define JOURNAL_MAX_BYTES (256u << 20) /* refuse to replay more than this */
 

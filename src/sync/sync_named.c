@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "os.h"
+#include "core/os.h"
 #include "sync_internal.h"
 
 #define LOCK_MAGIC 0x4b4c4b53u /* "SKLK" read as little-endian */

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "list_internal.h"
-#include "os.h"
+#include "core/os.h"
 
 #define LOCK_MAGIC "shmkLLK"   /* 7 characters and the NUL: 8 bytes */
 #define LOCK_VERSION 1u

@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "life.h"
+#include "life/life.h"
 
 #define SHMKIT__MGR_MAGIC 0x474d4b53u /* "SKMG" read little-endian */
 #define SHMKIT__MGR_VERSION 1u
