@@ -5,6 +5,18 @@
  * type is a heap type created at module exec (multi-phase init); the module
  * state holds the types and the exception classes, and ext_error() is the
  * one place where a shmkit code becomes a Python exception.
+ *
+ * The files are layers; each calls only the ones before it in this list
+ * (scripts/check_py_layers.py checks it on the object files):
+ *
+ *   common.c     module state, names, errors and the exception classes
+ *   mapping.c    Mapping: a mapped block whose lifetime its users share
+ *   sync.c       LockBase: Lock, RLock, Condition operations
+ *   list.c       ShareableListBase
+ *   typed.c      TypedBase: Value and Array (uses sync.c's embedded lock)
+ *   manager.c    ManagerClient (uses list.c's item conversion)
+ *   functions.c  the module-level functions
+ *   module.c     module init: registers all of the above, nothing else
  */
 #ifndef SHMKIT_PY_EXT_H
 #define SHMKIT_PY_EXT_H
@@ -27,7 +39,11 @@ typedef struct ext_state {
     PyObject *ItemRangeError;   /* OverflowError + struct.error, as CPython */
 } ext_state;
 
-extern PyModuleDef ext_module_def;
+/* ---- common.c ---- */
+
+/* Module exec's first step: records the module's definition (for
+ * ext_state_of_type), adds the exception classes and the constants. */
+int ext_common_init(PyObject *m, ext_state *st);
 
 /* The module state reached from an object whose type the module made. */
 ext_state *ext_state_of_type(PyTypeObject *tp);
@@ -40,7 +56,8 @@ ext_state *ext_state_of_module(PyObject *m);
  */
 PyObject *ext_error(ext_state *st, int code, const char *name);
 
-/* Parses an optional name argument: None gives NULL, str gives its UTF-8. */
+/* Parses an optional name argument: None gives NULL, str gives its UTF-8;
+ * a str with an embedded NUL is a ValueError, as in CPython. */
 int ext_name_arg(PyObject *obj, const char **out);
 
 /* ---- mapping.c: a mapped block whose lifetime its users share ---- */
@@ -106,5 +123,8 @@ int ext_list_init_type(PyObject *m, ext_state *st);
 int ext_sync_init_type(PyObject *m, ext_state *st);
 int ext_typed_init_type(PyObject *m, ext_state *st);
 int ext_manager_init_type(PyObject *m, ext_state *st);
+
+/* ---- functions.c ---- */
+int ext_functions_add(PyObject *m);
 
 #endif

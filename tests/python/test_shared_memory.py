@@ -403,3 +403,21 @@ def test_tracker_functions():
     shmkit.track_start()
     assert shmkit.track_pid() > 0 and shmkit.track_fd() >= 0
     assert isinstance(shmkit.gc(dry_run=True), int)
+
+
+def test_embedded_nul_in_a_name_is_a_value_error(names):
+    # The C API takes a C string: 'x\0evil' must not silently name 'x'.
+    name = names.new()
+    shm = shared_memory.SharedMemory(name, create=True, size=16, track=False)
+    try:
+        with pytest.raises(ValueError):
+            shared_memory.SharedMemory(name + "\0evil")
+        with pytest.raises(ValueError):
+            shared_memory.SharedMemory(name + "\0evil", create=True, size=16)
+        with pytest.raises(ValueError):
+            shmkit.unlink(name + "\0evil")
+        with pytest.raises(ValueError):
+            shmkit.Lock(name=name + "\0evil")
+    finally:
+        shm.close()
+        shm.unlink()

@@ -118,6 +118,29 @@ def test_dead_holder_not_repaired_is_not_recoverable(lock, ctx):
         lock.acquire(False)
 
 
+def test_not_recoverable_message_is_never_stale(lock, ctx, names):
+    # An unrelated failure leaves a detailed message behind in the library;
+    # the lock error must not carry it.
+    r, w = ctx.Pipe(duplex=False)
+    p = start(ctx, _child_die_holding, lock, w)
+    assert r.recv() == "held"
+    join_ok(p, expect=-signal.SIGKILL)
+    assert lock.acquire() and lock.owner_died
+    lock.release()                                 # without consistent()
+    s = shmkit.SharedMemory(names.new(), create=True, size=4096, track=False)
+    try:
+        with pytest.raises(shmkit.CorruptError) as earlier:
+            shmkit.Lock.attach(s.name)
+    finally:
+        s.close()
+        s.unlink()
+    with pytest.raises(shmkit.NotRecoverableError) as e:
+        lock.acquire()
+    assert e.value.strerror != earlier.value.strerror
+    assert s.name not in str(e.value)
+    assert e.value.errno == shmkit._shmkit.ENOTRECOVERABLE
+
+
 def _child_count(lock, name, n):
     v = shmkit.Value(name=name)
     for _ in range(n):

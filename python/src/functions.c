@@ -1,0 +1,138 @@
+/*
+ * functions.c - the module-level functions of shmkit._shmkit: unlink by
+ * name, error names, what kind a block is, the family tracker and gc.
+ */
+#include "ext.h"
+
+#include <limits.h>
+
+PyDoc_STRVAR(unlink_doc,
+"unlink(name)\n--\n\n"
+"Remove the block called name (FileNotFoundError if there is none).");
+
+static PyObject *mod_unlink(PyObject *m, PyObject *arg)
+{
+    const char *name;
+    int r;
+
+    if (ext_name_arg(arg, &name) < 0)
+        return NULL;
+    if (!name) {
+        PyErr_SetString(PyExc_TypeError, "name must be str");
+        return NULL;
+    }
+    r = shmkit_unlink(name);
+    if (r < 0)
+        return ext_error(ext_state_of_module(m), r, name);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(errname_doc,
+"errname(code)\n--\n\nSymbolic name of a shmkit error code.");
+
+static PyObject *mod_errname(PyObject *m, PyObject *arg)
+{
+    long code = PyLong_AsLong(arg);
+
+    if (code == -1 && PyErr_Occurred())
+        return NULL;
+    return PyUnicode_FromString(shmkit_errname(code < INT_MIN || code > INT_MAX ? 0 : (int)code));
+}
+
+PyDoc_STRVAR(kind_doc,
+"block_kind(name)\n--\n\n"
+"What the block called name holds: 'raw', 'list', 'array', 'value', "
+"'lock' or 'sidecar'.");
+
+static PyObject *mod_block_kind(PyObject *m, PyObject *arg)
+{
+    shmkit_block *b;
+    const char *name;
+    shmkit_kind k;
+    int r;
+
+    if (ext_name_arg(arg, &name) < 0)
+        return NULL;
+    if (!name) {
+        PyErr_SetString(PyExc_TypeError, "name must be str");
+        return NULL;
+    }
+    r = shmkit_block_attach(&b, name, SHMKIT_RDONLY);
+    if (r < 0)
+        return ext_error(ext_state_of_module(m), r, name);
+    k = shmkit_block_kind(b);
+    shmkit_block_close(b);
+    return PyUnicode_FromString(shmkit_kind_name(k));
+}
+
+PyDoc_STRVAR(track_start_doc,
+"track_start()\n--\n\n"
+"Start this process family's tracker now (or join the inherited one).\n"
+"Call it before forking workers that should belong to the family.");
+
+static PyObject *mod_track_start(PyObject *m, PyObject *unused)
+{
+    int r;
+
+    Py_BEGIN_ALLOW_THREADS
+    r = shmkit_track_start();
+    Py_END_ALLOW_THREADS
+    if (r < 0)
+        return ext_error(ext_state_of_module(m), r, NULL);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(track_fd_doc,
+"track_fd()\n--\n\n"
+"The family's lifeline descriptor (-1 if no tracker yet): pass it in\n"
+"subprocess's pass_fds to keep a child in the family.");
+
+static PyObject *mod_track_fd(PyObject *m, PyObject *unused)
+{
+    return PyLong_FromLong(shmkit_track_fd());
+}
+
+PyDoc_STRVAR(track_pid_doc,
+"track_pid()\n--\n\nProcess id of the family's tracker, or -1.");
+
+static PyObject *mod_track_pid(PyObject *m, PyObject *unused)
+{
+    return PyLong_FromLong((long)shmkit_track_pid());
+}
+
+PyDoc_STRVAR(gc_doc,
+"gc(dry_run=False)\n--\n\n"
+"Remove what dead tracked families, managers and attachers left behind\n"
+"(only this user's objects); return the number of blocks removed (or\n"
+"that would be, with dry_run).");
+
+static PyObject *mod_gc(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"dry_run", NULL};
+    int dry = 0, r;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:gc", kwlist, &dry))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    r = shmkit_gc(dry ? SHMKIT_GC_DRY_RUN : 0, NULL, NULL);
+    Py_END_ALLOW_THREADS
+    if (r < 0)
+        return ext_error(ext_state_of_module(m), r, NULL);
+    return PyLong_FromLong(r);
+}
+
+static PyMethodDef ext_functions[] = {
+    {"track_start", mod_track_start, METH_NOARGS, track_start_doc},
+    {"track_fd", mod_track_fd, METH_NOARGS, track_fd_doc},
+    {"track_pid", mod_track_pid, METH_NOARGS, track_pid_doc},
+    {"gc", (PyCFunction)(void (*)(void))mod_gc, METH_VARARGS | METH_KEYWORDS, gc_doc},
+    {"unlink", mod_unlink, METH_O, unlink_doc},
+    {"errname", mod_errname, METH_O, errname_doc},
+    {"block_kind", mod_block_kind, METH_O, kind_doc},
+    {NULL, NULL, 0, NULL}
+};
+
+int ext_functions_add(PyObject *m)
+{
+    return PyModule_AddFunctions(m, ext_functions);
+}
