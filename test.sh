@@ -1,38 +1,152 @@
 #!/bin/sh
-# test.sh - builds shmkit and runs the whole test suite:
+# test.sh - builds shmkit and runs the whole test suite in a private
+# /dev/shm (scripts/private-shm.sh), so it can neither see nor touch
+# another program's shared memory:
 #   1. the C tests, the CLI, Python and CPython-interop tests (plain build);
 #   2. the C tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. each libFuzzer target for a short run (clang, ASan + UBSan).
-# Then it checks that no test left anything in /dev/shm.
-# ./test.sh --quick runs step 1 only.
+# After each step, every daemon the step started (trackers, managers) has
+# exited (scripts/reap.py waits for them) and /dev/shm must hold nothing.
+# Before entering, it plants an object in the host's /dev/shm; the suite
+# must not see it (ctest test "isolation") and it must survive untouched.
+# The run ends with one line counting passed, failed and skipped cases
+# (scripts/test-summary.py), after the names of the failed and skipped ones.
+#
+#   ./test.sh            everything
+#   ./test.sh --quick    step 1 only
+#
+# To add a step: call run_ctest (a ctest run, counted case by case) or
+# run_check (any command, counted as one case) in the inner part below.
 set -eu
 cd "$(dirname "$0")"
-. scripts/deps.sh
-# shellcheck disable=SC2086
-shmkit_need_packages $SHMKIT_BUILD_PACKAGES libcriterion-dev python3 \
-    python3-dev python3-pytest python3-numpy python3-setuptools \
-    clang libclang-rt-14-dev
+top=$(pwd)
+state=$top/build/test-run    # what the inner run hands to the outer one
 
+if [ "${SHMKIT_TEST_OUTER:-}" != 1 ]; then
+    . scripts/deps.sh
+    # shellcheck disable=SC2086
+    shmkit_need_packages $SHMKIT_BUILD_PACKAGES libcriterion-dev python3 \
+        python3-dev python3-pytest python3-numpy python3-setuptools \
+        clang libclang-rt-14-dev util-linux
+fi
+
+# ---- outer part: plant, enter the private /dev/shm, check, summarise ----
+if [ -z "${SHMKIT_PRIVATE_SHM:-}" ]; then
+    rm -rf "$state"
+    mkdir -p "$state"
+    planted=psm_planted_$$
+    head -c 4096 /dev/urandom >"$state/planted"
+    cp "$state/planted" "/dev/shm/$planted"
+    trap 'rm -f "/dev/shm/$planted"' EXIT
+    status=0
+    SHMKIT_TEST_OUTER=1 SHMKIT_PLANTED=$planted \
+        scripts/private-shm.sh ./test.sh "$@" || status=$?
+    printf '\n==== the object planted in the host /dev/shm\n'
+    if cmp -s "$state/planted" "/dev/shm/$planted"; then
+        echo "survived, unchanged: /dev/shm/$planted"
+        echo "passed planted-object-survives" >>"$state/checks"
+    else
+        echo "FAILED: /dev/shm/$planted was removed or changed by the run"
+        echo "failed planted-object-survives" >>"$state/checks"
+    fi
+    rm -f "/dev/shm/$planted"
+    trap - EXIT
+    printf '\n==== summary\n'
+    # shellcheck disable=SC2046
+    scripts/test-summary.py $(cat "$state/runs" 2>/dev/null) \
+        --checks "$state/checks" || status=1
+    exit "$status"
+fi
+
+# ---- inner part: in the private /dev/shm (or prefix mode) ----
+[ "${SHMKIT_TEST_OUTER:-}" = 1 ] || { rm -rf "$state"; mkdir -p "$state"; }
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
-jobs=$(nproc)
+jobs=2
 failed=0
-stamp=$(mktemp)
-trap 'rm -f "$stamp"' EXIT
+stamp=$state/stamp
+: >"$stamp"
 
 step() { printf '\n==== %s\n' "$*"; }
+
+# Records one of test.sh's own checks: record passed|failed|skipped NAME.
+record() { echo "$1 $2" >>"$state/checks"; }
+
+# Objects in /dev/shm this run must answer for. In a private /dev/shm,
+# everything: it started empty. In prefix mode, only the suite's own
+# prefixes; bookkeeping and generated names made during the run are
+# listed apart, never judged nor removed (they may be another program's).
+ours() {
+    if [ "$SHMKIT_PRIVATE_SHM" = 1 ]; then
+        find /dev/shm -mindepth 1 -maxdepth 1
+    else
+        find /dev/shm -mindepth 1 -maxdepth 1 \( -name 'sktest_*' -o \
+             -name 'skpy*' -o -name 'skex_*' \)
+    fi
+}
+maybe_ours() {
+    [ "$SHMKIT_PRIVATE_SHM" = 1 ] && return 0
+    find /dev/shm -mindepth 1 -maxdepth 1 -newer "$stamp" \( \
+         -name 'psm_*' -o -name 'shmkit.ref.*' -o -name 'shmkit-tmp-*' \)
+}
+
+# Called after each step: scripts/reap.py has already waited for every
+# daemon of the step, so what is left now stays.
+check_leftovers() {
+    left=$(ours)
+    if [ -n "$left" ]; then
+        echo "$1 left objects in /dev/shm (a failure; removed now):"
+        echo "$left"
+        echo "$left" | xargs rm -f
+        record failed "no-leftovers-after-$1"
+        failed=1
+    else
+        record passed "no-leftovers-after-$1"
+    fi
+    other=$(maybe_ours)
+    if [ -n "$other" ]; then
+        echo "prefix mode: made during $1, maybe by another program (left alone):"
+        echo "$other"
+    fi
+}
+
+# run_ctest LABEL BUILD_DIR [CTEST_ARGS...]: runs ctest there under
+# scripts/reap.py, with its reports in BUILD_DIR/test-reports.
+run_ctest() {
+    label=$1 dir=$2
+    shift 2
+    rm -rf "$dir/test-reports"
+    mkdir -p "$dir/test-reports"
+    echo "$label=$top/$dir/test-reports" >>"$state/runs"
+    scripts/reap.py ctest --test-dir "$dir" --output-on-failure \
+        --output-junit "$top/$dir/test-reports/ctest.xml" "$@" || failed=1
+    check_leftovers "$label"
+}
+
+# run_check NAME CMD...: runs CMD under scripts/reap.py as one case.
+run_check() {
+    name=$1
+    shift
+    if scripts/reap.py "$@"; then
+        record passed "$name"
+    else
+        record failed "$name"
+        failed=1
+    fi
+    check_leftovers "$name"
+}
 
 step "plain build and tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
-ctest --test-dir build --output-on-failure || failed=1
+run_ctest plain build
 
 if [ "$quick" -eq 0 ]; then
     step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer"
     cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSHMKIT_SANITIZE=ON \
           -DSHMKIT_BENCH=OFF -DSHMKIT_PYTHON_MODULE=OFF >/dev/null
     cmake --build build-asan -j"$jobs"
-    ctest --test-dir build-asan -L c --output-on-failure || failed=1
+    run_ctest asan build-asan -L c
 
     step "fuzz targets, short runs (clang, ASan + UBSan)"
     CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSHMKIT_FUZZ=ON \
@@ -41,37 +155,15 @@ if [ "$quick" -eq 0 ]; then
     if ctest --test-dir build-fuzz -N -L fuzz | grep -q 'Total Tests: 0'; then
         echo "no fuzz targets"
     else
-        ctest --test-dir build-fuzz -L fuzz --output-on-failure || failed=1
+        run_ctest fuzz build-fuzz -L fuzz
     fi
 fi
 
-step "leftovers in /dev/shm"
-# Test names start with sktest_; shmkit's own bookkeeping and generated
-# names made during this run count too.
-leftovers() {
-    find /dev/shm -maxdepth 1 -mindepth 1 \( -name 'sktest_*' -o \
-         \( -newer "$stamp" \( -name 'psm_*' -o -name 'shmkit.ref.*' -o \
-         -name 'shmkit-tmp-*' \) \) \) 2>/dev/null
-}
-# A family tracker removes its blocks just after the family exits: give
-# the last ones a few seconds before calling anything a leftover.
-tries=0
-while [ -n "$(leftovers)" ] && [ "$tries" -lt 10 ]; do
-    sleep 0.5
-    tries=$((tries + 1))
-done
-left=$(leftovers)
-if [ -n "$left" ]; then
-    echo "tests left objects behind (removed now):"
-    echo "$left"
-    echo "$left" | xargs rm -f
+if [ "${SHMKIT_TEST_OUTER:-}" = 1 ]; then
+    exit "$failed"    # the outer part checks the planted object, summarises
+fi
+printf '\n==== summary\n'
+# shellcheck disable=SC2046
+scripts/test-summary.py $(cat "$state/runs") --checks "$state/checks" ||
     failed=1
-else
-    echo "none"
-fi
-
-if [ "$failed" -ne 0 ]; then
-    printf "\nshmkit: TESTS FAILED\n"
-    exit 1
-fi
-printf "\nshmkit: all tests passed\n"
+exit "$failed"
