@@ -38,14 +38,22 @@ def verdict(case):
 
 
 def cases_of(path):
-    """(name, verdict) for every <testcase> of a JUnit file."""
+    """(name, verdict) for every <testcase> of a JUnit file, named
+    "<classname or suite>::<name>"."""
     root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
     out = []
-    for case in root.iter("testcase"):
-        suite = case.get("classname") or ""
-        name = f"{suite}::{case.get('name')}" if suite else case.get("name")
-        out.append((name, verdict(case)))
+    for suite in suites:
+        for case in suite.iter("testcase"):
+            group = case.get("classname") or suite.get("name") or ""
+            out.append((f"{group}::{case.get('name')}", verdict(case)))
     return out
+
+
+def ctest_entries(path):
+    """(test name, verdict) for each test of ctest's --output-junit."""
+    root = ET.parse(path).getroot()
+    return [(c.get("name"), verdict(c)) for c in root.iter("testcase")]
 
 
 def summarise(label, rdir, results):
@@ -53,7 +61,7 @@ def summarise(label, rdir, results):
     if not os.path.exists(ctest):
         results.append((f"{label}: no ctest report in {rdir}", "failed"))
         return
-    for test, ctest_verdict in cases_of(ctest):
+    for test, ctest_verdict in ctest_entries(ctest):
         own = os.path.join(rdir, f"{test}.xml")
         if not os.path.exists(own):
             results.append((f"{label}/{test}", ctest_verdict))
