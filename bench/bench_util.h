@@ -1,0 +1,126 @@
+/*
+ * bench_util.h - what the C benchmarks share: a clock, and one way of
+ * timing a piece of work done by several contenders.
+ *
+ * Every contender of one piece of work runs n operations per round, the
+ * contenders interleaved within each round (and their order rotated from
+ * round to round), so that a busy moment of the machine weighs on all of
+ * them alike; the figure kept is the median of the rounds, in ns per
+ * operation. The first contender is the reference that the others are
+ * divided by.
+ *
+ * Output, one line per contender:
+ *   default       work, contender, ns per operation, ratio to the first
+ *   --tsv         work-id TAB work TAB contender TAB ns TAB rounds
+ *                 (what bench/run reads to build its one table)
+ */
+#ifndef SHMKIT_BENCH_UTIL_H
+#define SHMKIT_BENCH_UTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BENCH_MAX_CONTENDERS 8
+
+typedef struct bench_contender {
+    const char *label;               /* what the row is called */
+    void (*fn)(void *ctx, long n);   /* does n operations */
+    void *ctx;
+} bench_contender;
+
+static int bench_tsv;      /* set by bench_args() from --tsv */
+static int bench_rounds = 5;
+static double bench_scale = 1.0; /* --quick: fewer operations per round */
+
+static inline double bench_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Reads the options every C benchmark takes: --tsv, --quick,
+ * --rounds N. Returns the index of the first other argument. */
+static inline int bench_args(int argc, char **argv)
+{
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--tsv") == 0)
+            bench_tsv = 1;
+        else if (strcmp(argv[i], "--quick") == 0)
+            bench_scale = 0.2;
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+            bench_rounds = atoi(argv[++i]) > 0 ? atoi(argv[i]) : 1;
+        else
+            break;
+    }
+    return i;
+}
+
+/* n scaled by --quick, at least 1. */
+static inline long bench_n(long n)
+{
+    long m = (long)((double)n * bench_scale);
+
+    return m > 0 ? m : 1;
+}
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Prints one contender's line (see the top of this file). */
+static inline void bench_emit(const char *id, const char *work,
+                              const char *label, double ns, double ref)
+{
+    if (bench_tsv)
+        printf("%s\t%s\t%s\t%.3f\t%d\n", id, work, label, ns, bench_rounds);
+    else
+        printf("%-44s %-40s %12.1f ns %8.2fx\n", work, label, ns, ns / ref);
+    fflush(stdout);
+}
+
+/*
+ * Times the nc contenders of one piece of work (see the top of this file)
+ * and prints a line for each. `id` is a short stable key, `work` what the
+ * table calls the row. Results, when `out` is not NULL, go to out[0..nc).
+ */
+static inline void bench_run(const char *id, const char *work,
+                             const bench_contender *c, int nc, long n,
+                             double *out)
+{
+    double t[BENCH_MAX_CONTENDERS][64], med[BENCH_MAX_CONTENDERS];
+    int rounds = bench_rounds > 64 ? 64 : bench_rounds, r, k;
+
+    if (nc > BENCH_MAX_CONTENDERS)
+        nc = BENCH_MAX_CONTENDERS;
+    for (k = 0; k < nc; k++) /* warm up: first faults, caches, lazy binding */
+        c[k].fn(c[k].ctx, n / 10 > 0 ? n / 10 : 1);
+    for (r = 0; r < rounds; r++)
+        for (int j = 0; j < nc; j++) {
+            double t0;
+
+            k = (j + r) % nc;
+            t0 = bench_now_ns();
+            c[k].fn(c[k].ctx, n);
+            t[k][r] = (bench_now_ns() - t0) / (double)n;
+        }
+    for (k = 0; k < nc; k++) {
+        qsort(t[k], (size_t)rounds, sizeof t[k][0], bench_cmp_double);
+        med[k] = rounds % 2 ? t[k][rounds / 2]
+                            : (t[k][rounds / 2 - 1] + t[k][rounds / 2]) / 2;
+        if (out)
+            out[k] = med[k];
+    }
+    for (k = 0; k < nc; k++)
+        bench_emit(id, work, c[k].label, med[k], med[0]);
+}
+
+#endif
