@@ -1,126 +1,245 @@
-"""shmkit's Python module against CPython's multiprocessing, in one run.
+"""shmkit's Python module beside the Python floor and CPython's stdlib, in
+one run. Run it with the interpreter you mean to measure, e.g.
 
-    PYTHONPATH=build/python /usr/bin/python3 bench/bench_python.py [--quick]
+    PYTHONPATH=build/python /usr/bin/python3 bench/bench_python.py [--tsv] [--quick]
 
-Each line: what is measured, CPython's time, shmkit's time, the speed-up
-(CPython / shmkit) and the issue's target. Times are the best of several
-repeats of a loop (per operation). Both sides use their defaults (tracked
-blocks, locks as multiprocessing makes them) unless the line says otherwise.
+(bench/run does this for you and puts the figures in its one table.)
+
+Every piece of work is done by each contender n times per round, the
+contenders interleaved within a round and their order rotated from round
+to round; a contender's figure is the median of its rounds, per operation.
+The first contender of a piece of work is its reference:
+
+* "Python floor": the same system calls made from Python with no library
+  (_posixshmem.shm_open, os.ftruncate, mmap.mmap, os.close,
+  _posixshmem.shm_unlink), what any Python library must at least pay;
+* or the stdlib (multiprocessing) when there is no floor to speak of.
+
+Every contender is given an explicit name, so none pays for making one.
+CPython's blocks are tracked by its resource tracker (its default), and on
+3.8-3.12 its attaches register with the tracker too (gh-82300): that is
+what CPython costs.
+
+--count WORK N runs one operation N times between two markers and nothing
+else timed: bench/run counts the system calls between the markers with
+strace.
+
 Everything the run creates is removed.
 """
 import gc
+import mmap
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import time
 from multiprocessing import shared_memory as cpy_sm
 
+try:
+    import _posixshmem
+except ImportError:          # not a POSIX build: no floor
+    _posixshmem = None
+
 import shmkit
 from shmkit import shared_memory as sk_sm
 
+try:
+    import numpy
+except ImportError:
+    numpy = None
+
+TSV = "--tsv" in sys.argv
 QUICK = "--quick" in sys.argv
-REPEATS = 3 if QUICK else 5
+ROUNDS = 3 if QUICK else 5
+SCALE = 0.2 if QUICK else 1.0
+PID = os.getpid()
+CPY_TRACK_PARAM = sys.version_info >= (3, 13)
 
 
-def best(fn, n):
-    """Best per-call time in seconds of fn(n) (which runs n operations)."""
-    times = []
-    for _ in range(REPEATS):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn(n)
-        times.append((time.perf_counter() - t0) / n)
-    return min(times)
+def nm(tag):
+    return f"skbench_{PID}_{tag}"
 
 
-def pair(fn_cpy, n_cpy, fn_sk, n_sk):
-    """Best per-call times of both sides, their repeats interleaved so that
-    a busy machine weighs on both alike."""
-    t_c, t_s = [], []
-    for _ in range(REPEATS):
-        t_c.append(best_once(fn_cpy, n_cpy))
-        t_s.append(best_once(fn_sk, n_sk))
-    return min(t_c), min(t_s)
+def n_of(n):
+    return max(1, int(n * SCALE))
 
 
-def best_once(fn, n):
+def run(work_id, work, contenders, n, rounds=None):
+    """Times contenders [(label, fn)] (fn(n) does n operations), prints one
+    line each (see the module doc) and returns {label: seconds per op}."""
+    rounds = rounds or ROUNDS
+    times = {label: [] for label, _ in contenders}
+    for label, fn in contenders:           # warm up
+        fn(max(1, n // 10))
     gc.collect()
-    t0 = time.perf_counter()
-    fn(n)
-    return (time.perf_counter() - t0) / n
-
-
-def fmt(t):
-    if t >= 1e-3:
-        return f"{t * 1e3:8.2f} ms"
-    if t >= 1e-6:
-        return f"{t * 1e6:8.2f} us"
-    return f"{t * 1e9:8.1f} ns"
-
-
-ROWS = []
-
-
-def row(what, t_cpy, t_sk, target):
-    ratio = t_cpy / t_sk
-    ok = "ok" if target is None or ratio >= target else "BELOW TARGET"
-    tgt = f">= {target:g}x" if target else "-"
-    ROWS.append((what, t_cpy, t_sk, ratio, tgt, ok))
-    print(f"{what:<44} {fmt(t_cpy)} {fmt(t_sk)} {ratio:8.2f}x  {tgt:<8} {ok}", flush=True)
-
-
-# ---- blocks --------------------------------------------------------------
-
-def bench_create():
-    def cpy_cycle(n):
-        for _ in range(n):
-            s = cpy_sm.SharedMemory(create=True, size=4096)
-            s.close()
-            s.unlink()
-
-    def sk_cycle(n, track=True):
-        for _ in range(n):
-            s = sk_sm.SharedMemory(create=True, size=4096, track=track)
-            s.close()
-            s.unlink()
-    n = 300 if QUICK else 2000
-    t_c, t_s = pair(cpy_cycle, n, sk_cycle, n)
-    row("create+close+unlink 4 KiB (tracked)", t_c, t_s, 2)
-    row("  shmkit untracked (track=False)", t_c, best(lambda k: sk_cycle(k, False), n), None)
-
-
-def bench_attach():
-    s = sk_sm.SharedMemory(create=True, size=4096, track=False)
-    name = s.name
-
-    def cpy_attach(n):
-        for _ in range(n):
-            a = cpy_sm.SharedMemory(name)
-            a.close()
-
-    def sk_attach(n):
-        for _ in range(n):
-            a = sk_sm.SharedMemory(name)
-            a.close()
-    n = 500 if QUICK else 5000
+    gc.disable()
     try:
-        t_c, t_sk = pair(cpy_attach, n, sk_attach, n)
+        for r in range(rounds):
+            k = len(contenders)
+            for j in range(k):
+                label, fn = contenders[(j + r) % k]
+                t0 = time.perf_counter()
+                fn(n)
+                times[label].append((time.perf_counter() - t0) / n)
     finally:
-        # CPython's attach registered the block with its resource tracker
-        # (gh-82300); unregister so that its exit does not unlink ours.
+        gc.enable()
+    med = {label: statistics.median(t) for label, t in times.items()}
+    ref = med[contenders[0][0]]
+    for label, _ in contenders:
+        ns = med[label] * 1e9
+        if TSV:
+            print(f"{work_id}\t{work}\t{label}\t{ns:.3f}\t{rounds}", flush=True)
+        else:
+            print(f"{work:<44} {label:<46} {ns:12.1f} ns {med[label] / ref:8.2f}x",
+                  flush=True)
+    return med
+
+
+# ---- blocks ---------------------------------------------------------------
+
+FLAGS = os.O_CREAT | os.O_EXCL | os.O_RDWR
+
+
+def floor_create(name, size):
+    slashed = "/" + name
+
+    def f(n):
+        for _ in range(n):
+            fd = _posixshmem.shm_open(slashed, FLAGS, 0o600)
+            os.ftruncate(fd, size)
+            m = mmap.mmap(fd, size)
+            m.close()
+            os.close(fd)
+            _posixshmem.shm_unlink(slashed)
+    return f
+
+
+def sk_create(name, size, track):
+    def f(n):
+        for _ in range(n):
+            s = sk_sm.SharedMemory(name, create=True, size=size, track=track)
+            s.close()
+            s.unlink()
+    return f
+
+
+def cpy_create(name, size, track=True):
+    kw = {} if track or not CPY_TRACK_PARAM else {"track": False}
+
+    def f(n):
+        for _ in range(n):
+            s = cpy_sm.SharedMemory(name, create=True, size=size, **kw)
+            s.close()
+            s.unlink()
+    return f
+
+
+def floor_attach(name):
+    slashed = "/" + name
+
+    def f(n):
+        for _ in range(n):
+            fd = _posixshmem.shm_open(slashed, os.O_RDWR, 0)
+            size = os.fstat(fd).st_size
+            m = mmap.mmap(fd, size)
+            m.close()
+            os.close(fd)
+    return f
+
+
+def sk_attach(name):
+    def f(n):
+        for _ in range(n):
+            sk_sm.SharedMemory(name).close()
+    return f
+
+
+def cpy_attach(name):
+    def f(n):
+        for _ in range(n):
+            cpy_sm.SharedMemory(name).close()
+    return f
+
+
+def cpy_untrack(name):
+    """CPython 3.8-3.12 registered our block with its resource tracker on
+    attach (gh-82300): take it back so that its exit does not unlink it."""
+    if not CPY_TRACK_PARAM:
         from multiprocessing import resource_tracker
         resource_tracker.unregister("/" + name, "shared_memory")
-    row("attach+close", t_c, t_sk, 3)
-    s.close()
-    s.unlink()
 
 
-# ---- ShareableList -------------------------------------------------------------
+def bench_blocks():
+    size, n = 4096, n_of(4000)
+    floor = [("Python floor (no library)", floor_create(nm("f"), size))]
+    run("py.block.create.tracked", "Python: create+close+unlink 4 KiB, tracked",
+        floor + [("shmkit SharedMemory (track=True)", sk_create(nm("s"), size, True)),
+                 ("CPython SharedMemory (resource tracker)", cpy_create(nm("c"), size))],
+        n)
+    cpy = []
+    if CPY_TRACK_PARAM:
+        cpy = [("CPython SharedMemory (track=False)", cpy_create(nm("c"), size, False))]
+    run("py.block.create.untracked", "Python: create+close+unlink 4 KiB, untracked",
+        floor + [("shmkit SharedMemory (track=False)", sk_create(nm("s"), size, False))]
+        + cpy, n)
+    keep = sk_sm.SharedMemory(nm("keep"), create=True, size=size, track=False)
+    try:
+        run("py.block.attach", "Python: attach+close 4 KiB",
+            [("Python floor (no library)", floor_attach(keep.name)),
+             ("shmkit SharedMemory(name)", sk_attach(keep.name)),
+             ("CPython SharedMemory(name)", cpy_attach(keep.name))], n_of(10000))
+    finally:
+        cpy_untrack(keep.name)
+        keep.close()
+        keep.unlink()
 
-def bench_list():
+
+# ---- ShareableList ---------------------------------------------------------
+
+def list_create(cls, items, name=None):
+    def f(n):
+        for _ in range(n):
+            sl = cls(items, name=name)
+            sl.shm.close()
+            sl.shm.unlink()
+    return f
+
+
+def list_attach(cls, name):
+    def f(n):
+        for _ in range(n):
+            cls(name=name).shm.close()
+    return f
+
+
+def bench_lists():
+    items = range(1000)
+    probe = sk_sm.ShareableList(items, track=False)
+    size = probe.shm.size
+    probe.shm.close()
+    probe.shm.unlink()
+    run("py.list.create", "Python: ShareableList(range(1000)) create+close+unlink",
+        [(f"shmkit SharedMemory create, same size ({size} B)",
+          sk_create(nm("b"), size, True)),
+         ("shmkit ShareableList, generated name", list_create(sk_sm.ShareableList, items)),
+         ("shmkit ShareableList, named", list_create(sk_sm.ShareableList, items, nm("l"))),
+         ("CPython ShareableList, generated name", list_create(cpy_sm.ShareableList, items))],
+        n_of(300))
+
+    sk = sk_sm.ShareableList(items, name=nm("la"), track=False)
+    try:
+        run("py.list.attach", "Python: attach 1000-item list + close",
+            [("shmkit SharedMemory(name), same block", sk_attach(sk.shm.name)),
+             ("shmkit ShareableList(name=)", list_attach(sk_sm.ShareableList, sk.shm.name)),
+             ("CPython ShareableList(name=)", list_attach(cpy_sm.ShareableList, sk.shm.name))],
+            n_of(3000))
+    finally:
+        cpy_untrack(sk.shm.name)
+        sk.shm.close()
+        sk.shm.unlink()
+
     c = cpy_sm.ShareableList(list(range(100)))
     k = sk_sm.ShareableList(list(range(100)))
-    n = 20000 if QUICK else 200000
 
     def get(sl):
         def f(m):
@@ -135,33 +254,31 @@ def bench_list():
                 sl[5] = i; sl[17] = i; sl[33] = i; sl[50] = i; sl[-1] = i
                 sl[5] = i; sl[17] = i; sl[33] = i; sl[50] = i; sl[-1] = i
         return f
-    row("ShareableList get", *pair(get(c), n // 10, get(k), n), 20)
-    row("ShareableList set", *pair(put(c), n // 10, put(k), n), 20)
-    for sl in (c, k):
-        sl.shm.close()
-        sl.shm.unlink()
+    try:
+        n = n_of(200000)
+        run("py.list.get", "Python: ShareableList get int",
+            [("CPython ShareableList", get(c)), ("shmkit ShareableList", get(k))], n)
+        run("py.list.set", "Python: ShareableList set int",
+            [("CPython ShareableList", put(c)), ("shmkit ShareableList", put(k))], n)
+    finally:
+        for sl in (c, k):
+            sl.shm.close()
+            sl.shm.unlink()
 
-    made = []
-
-    def create(cls):
-        def f(m):
-            for _ in range(m):
-                made.append(cls(range(1000)))
-        return f
-    m = 20 if QUICK else 100
-    t_c, t_k = pair(create(cpy_sm.ShareableList), m, create(sk_sm.ShareableList), m)
-    for sl in made:
-        sl.shm.close()
-        sl.shm.unlink()
-    row("ShareableList(range(1000))", t_c, t_k, 10)
+    for count, n in ((10, 2000), (1000, 300), (100000, 6)):
+        items = range(count)
+        run(f"py.list.scale.{count}",
+            f"Python: ShareableList(range({count})) create+close+unlink",
+            [("CPython ShareableList", list_create(cpy_sm.ShareableList, items)),
+             ("shmkit ShareableList", list_create(sk_sm.ShareableList, items))],
+            n_of(n))
 
 
-# ---- locks and values ---------------------------------------------------------
+# ---- locks and values -------------------------------------------------------
 
-def bench_locks():
-    n = 50000 if QUICK else 500000
-    cl = mp.Lock()
-    kl = shmkit.Lock()
+def bench_sync():
+    n = n_of(300000)
+    cl, kl = mp.Lock(), shmkit.Lock()
 
     def with_lock(lk):
         def f(m):
@@ -169,11 +286,12 @@ def bench_locks():
                 with lk:
                     pass
         return f
-    row("with lock:", *pair(with_lock(cl), n, with_lock(kl), n), 2)
+    run("py.lock.with", "Python: with lock: pass",
+        [("CPython multiprocessing.Lock", with_lock(cl)),
+         ("shmkit.Lock", with_lock(kl))], n)
     kl.unlink()
 
-    cv = mp.Value('i', 0)
-    kv = shmkit.Value('i', 0)
+    cv, kv = mp.Value('q', 0), shmkit.Value('q', 0)
 
     def incr(v):
         def f(m):
@@ -181,84 +299,205 @@ def bench_locks():
                 with v.get_lock():
                     v.value += 1
         return f
-    t_c, t_k = pair(incr(cv), n, incr(kv), n)
-    row("locked Value increment", t_c, t_k, 4)
 
     def atomic(m):
         for _ in range(m):
             kv.add(1)
-    row("atomic add (vs CPython locked increment)", *pair(incr(cv), n, atomic, n), 10)
+    run("py.value.incr", "Python: with v.get_lock(): v.value += 1",
+        [("CPython multiprocessing.Value", incr(cv)),
+         ("shmkit.Value", incr(kv)),
+         ("shmkit.Value.add(1) (atomic, no lock)", atomic)], n)
     kv.unlink()
 
 
-# ---- handing 256 MiB to a child -------------------------------------------------
+# ---- handing 256 MiB to a child ---------------------------------------------
+
+def read_all(buf):
+    """Reads every byte of buf; returns (size, last byte)."""
+    if numpy is not None:
+        a = numpy.frombuffer(buf, dtype=numpy.uint64)
+        int(a.sum())
+    else:
+        bytes(buf)
+    return len(buf), buf[-1]
+
 
 def _queue_child(q, back):
     while True:
         data = q.get()
         if data is None:
             return
-        back.put((len(data), data[-1]))
+        back.put(read_all(data))
 
 
-def _name_child(conn):
+def _name_child(conn, module):
+    sm = sk_sm if module == "shmkit" else cpy_sm
     while True:
         name = conn.recv()
         if name is None:
             return
-        s = sk_sm.SharedMemory(name)
-        conn.send((s.size, s.buf[-1]))
-        s.close()
+        # (CPython's attach registers the name with the resource tracker
+        # that this forked child shares with the parent, which already
+        # registered it: the parent's unlink unregisters it once.)
+        s = sm.SharedMemory(name)
+        try:
+            conn.send(read_all(s.buf))
+        finally:
+            s.close()
 
 
 def bench_handoff():
     size = 256 << 20
     payload = bytes(range(256)) * (size // 256)
+    want = (size, 255)
     ctx = mp.get_context("fork")
-    q, back = ctx.Queue(), ctx.Queue()
-    p = ctx.Process(target=_queue_child, args=(q, back))
-    p.start()
-    reps = 2 if QUICK else 4
-    tq = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        q.put(payload)
-        assert back.get() == (size, 255)
-        tq.append(time.perf_counter() - t0)
-    q.put(None)
-    p.join()
-    assert p.exitcode == 0
+    procs = []
 
-    shm = sk_sm.SharedMemory(create=True, size=size)
-    shm.buf[:] = payload
-    parent, child = ctx.Pipe()
-    p = ctx.Process(target=_name_child, args=(child,))
-    p.start()
-    ts = []
-    for _ in range(reps * 5):
-        t0 = time.perf_counter()
-        parent.send(shm.name)
-        assert parent.recv() == (size, 255)
-        ts.append(time.perf_counter() - t0)
-    parent.send(None)
-    p.join()
-    assert p.exitcode == 0
-    shm.close()
-    shm.unlink()
-    row("256 MiB to a child: by name vs Queue", min(tq), min(ts), 30)
+    q, back = ctx.Queue(), ctx.Queue()
+    procs.append((ctx.Process(target=_queue_child, args=(q, back)), q.put))
+
+    def by_queue(n):
+        for _ in range(n):
+            q.put(payload)
+            assert back.get() == want
+
+    pipes = {}
+    for module in ("shmkit", "cpython"):
+        parent, child = ctx.Pipe()
+        pipes[module] = parent
+        procs.append((ctx.Process(target=_name_child, args=(child, module)),
+                      parent.send))
+
+    def fresh(module):
+        sm = sk_sm if module == "shmkit" else cpy_sm
+        conn = pipes[module]
+
+        def f(n):
+            for _ in range(n):
+                s = sm.SharedMemory(nm("h" + module[0]), create=True, size=size)
+                try:
+                    s.buf[:] = payload
+                    conn.send(s.name)
+                    assert conn.recv() == want
+                finally:
+                    s.close()
+                    s.unlink()
+        return f
+
+    filled = sk_sm.SharedMemory(nm("hf"), create=True, size=size)
+    filled.buf[:] = payload
+
+    def copy_in(n):
+        for _ in range(n):
+            filled.buf[:] = payload
+            pipes["shmkit"].send(filled.name)
+            assert pipes["shmkit"].recv() == want
+
+    def name_only(n):
+        for _ in range(n):
+            pipes["shmkit"].send(filled.name)
+            assert pipes["shmkit"].recv() == want
+
+    for p, _ in procs:
+        p.start()
+    try:
+        reader = "numpy sum" if numpy is not None else "bytes copy"
+        run("py.handoff.256M",
+            f"Python: 256 MiB to a child that reads it all ({reader})",
+            [("multiprocessing.Queue (pickle, copy)", by_queue),
+             ("CPython SharedMemory: create, copy in, name", fresh("cpython")),
+             ("shmkit: create, copy in, name", fresh("shmkit")),
+             ("shmkit: copy into existing block, name", copy_in),
+             ("shmkit: name only (block already filled)", name_only)],
+            1, rounds=3 if QUICK else 5)
+    finally:
+        for p, stop in procs:
+            stop(None)
+        for p, _ in procs:
+            p.join()
+        filled.close()
+        filled.unlink()
+    bad = [p.exitcode for p, _ in procs if p.exitcode != 0]
+    if bad:
+        raise SystemExit(f"bench_python: handoff child failed: {bad}")
+
+
+# ---- system call counting (bench/run --syscalls) ----------------------------
+
+def mark(what):
+    """A system call strace shows and nothing else makes: write to fd -1."""
+    try:
+        os.write(-1, what.encode())
+    except OSError:
+        pass
+
+
+def count(work, n):
+    """Runs one operation n times between two markers (after a warm-up)."""
+    size = 4096
+    ops = {
+        "floor.create": floor_create(nm("f"), size),
+        "shmkit.create.tracked": sk_create(nm("s"), size, True),
+        "shmkit.create.untracked": sk_create(nm("s"), size, False),
+        "cpython.create": cpy_create(nm("c"), size),
+        "shmkit.list.create": list_create(sk_sm.ShareableList, range(1000)),
+        "shmkit.list.create.named": list_create(sk_sm.ShareableList, range(1000), nm("l")),
+        "shmkit.block.create.25016": sk_create(nm("b"), 25016, True),
+    }
+    keep = sk_sm.SharedMemory(nm("keep"), create=True, size=size, track=False)
+    lst = sk_sm.ShareableList(range(1000), name=nm("la"), track=False)
+    ops["floor.attach"] = floor_attach(keep.name)
+    ops["shmkit.attach"] = sk_attach(keep.name)
+    ops["shmkit.list.attach"] = list_attach(sk_sm.ShareableList, lst.shm.name)
+
+    def unlink_raw(m, marked=True):
+        blocks = [sk_sm.SharedMemory(nm(f"u{i}"), create=True, size=size, track=False)
+                  for i in range(m)]
+        for b in blocks:
+            b.close()
+        if marked:
+            mark("shmkit-bench:start")
+        for b in blocks:
+            b.unlink()
+        if marked:
+            mark("shmkit-bench:end")
+    try:
+        if work == "shmkit.unlink":
+            unlink_raw(2, False)
+            unlink_raw(n)
+            return
+        fn = ops[work]
+        fn(2)
+        mark("shmkit-bench:start")
+        fn(n)
+        mark("shmkit-bench:end")
+    finally:
+        keep.close()
+        keep.unlink()
+        lst.shm.close()
+        lst.shm.unlink()
 
 
 def main():
-    print(f"shmkit {shmkit.__version__}, Python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs{' (quick)' if QUICK else ''}")
-    print(f"{'':<44} {'CPython':>11} {'shmkit':>11} {'speed-up':>9}  target")
-    bench_create()
-    bench_attach()
-    bench_list()
-    bench_locks()
-    bench_handoff()
-    below = [r[0] for r in ROWS if r[5] != "ok"]
-    print("all targets met" if not below else f"below target: {', '.join(below)}")
+    if "--count" in sys.argv:
+        i = sys.argv.index("--count")
+        count(sys.argv[i + 1], int(sys.argv[i + 2]))
+        return
+    only = None
+    if "--only" in sys.argv:
+        only = sys.argv[sys.argv.index("--only") + 1].split(",")
+    if not TSV:
+        print(f"shmkit {shmkit.__version__}, Python {sys.version.split()[0]} "
+              f"({sys.executable}), {os.cpu_count()} CPUs"
+              f"{' (quick)' if QUICK else ''}")
+    parts = {"blocks": bench_blocks, "lists": bench_lists, "sync": bench_sync,
+             "handoff": bench_handoff}
+    if _posixshmem is None:
+        print("bench_python: no _posixshmem: no Python floor", file=sys.stderr)
+        del parts["blocks"]
+    for key, fn in parts.items():
+        if only is None or key in only:
+            fn()
 
 
 if __name__ == "__main__":
