@@ -122,7 +122,8 @@ static void text_item(FILE *f, const shmkit_item *it)
 }
 
 /* Reads every item first, so a corrupt item fails the command before any
- * output (no half-written JSON). */
+ * output (no half-written JSON). *items is the caller's to free, also on
+ * error. */
 static int read_all(shmkit_list *l, shmkit_item **items)
 {
     size_t n = shmkit_list_len(l), k;
@@ -133,10 +134,8 @@ static int read_all(shmkit_list *l, shmkit_item **items)
         return -ENOMEM;
     for (k = 0; k < n; k++) {
         r = shmkit_list_get(l, (ptrdiff_t)k, &(*items)[k]);
-        if (r < 0) {
-            free(*items);
-            return r;
-        }
+        if (r < 0)
+            return r; /* the caller frees *items, once */
     }
     return 0;
 }

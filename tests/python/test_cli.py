@@ -174,3 +174,21 @@ def test_show_and_ls_survive_a_peer_truncating_the_block(cli, shm_prefix):
         sl.shm.close()
     assert all(c >= 0 for c in codes), f"killed by a signal: {codes}"
     assert set(codes) <= {0, 1}, codes
+
+
+def test_show_corrupt_list_item_is_one_error_not_a_crash(cli, shm_prefix):
+    """A list whose header is sound but whose item 1 carries an impossible
+    back-transform code (str for an int slot): `show` fails with one line,
+    exit 1, and no output (issue 11 item 5: it used to free twice)."""
+    sl = shared_memory.ShareableList([1, 2, 3], name=shm_prefix + "bad")
+    resource_tracker.unregister(sl.shm._name, "shared_memory")
+    try:
+        sl.shm.buf[sl._offset_back_transform_codes + 1] = 1
+        for args in (["show", sl.shm.name], ["show", sl.shm.name, "--json"]):
+            r = run(cli, *args)
+            assert r.returncode == 1, (args, r.returncode, r.stderr)
+            assert r.stdout == ""
+            assert r.stderr.count("\n") == 1 and "SHMKIT_ECORRUPT" in r.stderr
+    finally:
+        sl.shm.close()
+        sl.shm.unlink()
