@@ -253,6 +253,13 @@ SHMKIT_API const char *shmkit_kind_name(shmkit_kind k);
  * otherwise. A leading '/' is accepted. */
 SHMKIT_API int shmkit_name_check(const char *name);
 
+/* Says in words why shmkit_name_check() refuses name: "empty name",
+ * "name longer than 255 bytes", "name contains '/' ...", "name is '.' or
+ * '..'"; NULL if the name is valid. A static string, never freed. (A C
+ * string cannot hold a NUL; bindings refuse an embedded NUL themselves,
+ * as the Python module does with ValueError.) */
+SHMKIT_API const char *shmkit_name_problem(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,15 @@
 /* Prints "shmkit: <what>: <reason> (<ERRNAME>)" to stderr; returns 1. */
 int cli_error(const char *what, int code);
 
+/* Like cli_error() for a NAME the user gave: a name the library refuses
+ * says why ("shmkit: a/b: name contains '/' ...: Invalid argument
+ * (EINVAL)"). Returns 1. */
+int cli_name_error(const char *name, int code);
+
+/* Prints "shmkit: <what>: [<detail>: ]<reason> (<ERRNAME>)", what escaped
+ * for the terminal. */
+void cli_print_error_detail(const char *what, int code, const char *detail);
+
 /* Prints "shmkit: <message>" to stderr; returns 2 (usage errors). */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -33,6 +42,43 @@ void cli_base64(FILE *f, const void *data, size_t len);
  * fault interrupted it. Not reentrant; for the CLI's single thread. */
 int cli_guarded(int (*fn)(void *arg), void *arg);
 
+/* Parses argv[1..argc): an argument equal to flags[f] (a NULL-ended
+ * list, or NULL for none) sets set[f]; other arguments starting with '-'
+ * are usage errors; the rest (and everything after "--") go to pos, at
+ * most maxpos of them. Returns how many positionals, or -1 after printing
+ * a usage error (exit status 2). */
+int cli_args(int argc, char **argv, const char *cmd, const char *const flags[],
+             bool set[], char **pos, int maxpos);
+
+/* Writes bytes for people: "512 B", "1.5 KiB", "385 MiB". */
+void cli_format_size(char *buf, size_t len, unsigned long long bytes);
+
+/* A malloc'd copy of s safe to print on a terminal: valid UTF-8 kept,
+ * backslash, \n, \t, \r as two-character escapes, other control bytes
+ * and invalid UTF-8 as \xHH, C1/bidi/separator code points as \uHHHH.
+ * *width (if not NULL) gets its display width in columns. NULL if out of
+ * memory. */
+char *cli_escape(const char *s, size_t *width);
+
+/* Cuts an escaped string to at most width columns, the last one an
+ * ellipsis, if it is wider. */
+void cli_truncate(char *s, size_t width);
+
+/* Prints s (width columns wide) padded to `to` columns, on the left if
+ * right-aligned. */
+void cli_print_padded(const char *s, size_t width, size_t to, bool right);
+
+/* Columns of the terminal on stdout, or 0 if stdout is not a terminal. */
+int cli_terminal_width(void);
+
+/* A status line on stderr, rewritten in place, only when stderr is a
+ * terminal; at most ten updates a second unless force. */
+void cli_progress(bool force, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Erases the status line, if one is shown. */
+void cli_progress_done(void);
+
 /* Subcommands. */
 int cli_ls(int argc, char **argv);
 int cli_info(int argc, char **argv);
@@ -41,6 +87,39 @@ int cli_show(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_gc(int argc, char **argv);
 int cli_manager(int argc, char **argv);
+
+/* ---- the command table and its documentation (help.c) ------------------ */
+
+#define CLI_MAX_OPTS 4
+
+struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv); /* NULL: handled by main() */
+    const char *args;                  /* synopsis after the name */
+    const char *summary;               /* one line for the command list */
+    const char *text;                  /* description, plain text */
+    struct {
+        const char *flag, *text;
+    } opts[CLI_MAX_OPTS];              /* ends at a NULL flag */
+};
+
+/* Every command, ending with a NULL name. */
+extern const struct cli_command cli_commands[];
+
+/* The command called name, or NULL. */
+const struct cli_command *cli_command_find(const char *name);
+
+/* True if -h or --help comes before any "--" in argv[1..argc). */
+bool cli_wants_help(int argc, char **argv);
+
+/* Prints the list of commands; returns 0 for stdout, 2 otherwise. */
+int cli_usage(FILE *f);
+
+/* Prints one command's help; returns 0, or 2 for an unknown command. */
+int cli_help(FILE *f, const char *name);
+
+/* Prints the manual page shmkit(1) in roff; returns 0. */
+int cli_man(FILE *f);
 
 /* Kind-specific printers for `show`, each in its own file. They print the
  * block's decoded contents to stdout (JSON object if json) and return the

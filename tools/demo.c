@@ -7,9 +7,12 @@
  * one worker and once with N, and compares the bytes moved per second with
  * memcpy's bandwidth measured in the same run.
  *
- * Part 2 is the comparison of seed 002: handing 1 MiB, 16 MiB and 256 MiB
- * to another process by value (through a pipe) and by name (the child
- * attaches and reads the same bytes), timed side by side.
+ * Part 2 is the comparison of seed 002: handing 1/256, 1/16 and all of
+ * part 1's bytes (1 MiB, 16 MiB and 256 MiB by default) to another process
+ * by value (through a pipe) and by name (the child attaches and reads the
+ * same bytes), timed side by side.
+ *
+ * On a terminal, a status line on stderr shows which step runs.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -107,20 +110,28 @@ static int worker(const char *name, size_t start, size_t end, int report)
     return write(report, &t0, sizeof t0) == sizeof t0 ? 0 : 1;
 }
 
+#define STEP (1u << 20) /* items between progress updates */
+
 static void fill(uint32_t *p, size_t n)
 {
-    size_t i;
+    size_t i, j;
 
-    for (i = 0; i < n; i++)
-        p[i] = (uint32_t)i;
+    for (i = 0; i < n; i += STEP) {
+        cli_progress(false, "   filling %zu%%", i * 100 / n);
+        for (j = i; j < n && j < i + STEP; j++)
+            p[j] = (uint32_t)j;
+    }
 }
 
 static size_t verify(const uint32_t *p, size_t n)
 {
-    size_t i, bad = 0;
+    size_t i, j, bad = 0;
 
-    for (i = 0; i < n; i++)
-        bad += p[i] != transform((uint32_t)i);
+    for (i = 0; i < n; i += STEP) {
+        cli_progress(false, "   verifying %zu%%", i * 100 / n);
+        for (j = i; j < n && j < i + STEP; j++)
+            bad += p[j] != transform((uint32_t)j);
+    }
     return bad;
 }
 
@@ -156,6 +167,7 @@ static int run_workers(const char *name, size_t n, int workers,
         pids[started++] = pid;
     }
     close(rep[1]);
+    cli_progress(true, "   %d worker%s running", started, started == 1 ? "" : "s");
     bad = wait_all(pids, started) || started == 0;
     t->total = now_s() - t0;
     t->work = 0;
@@ -203,15 +215,17 @@ static int part_transform(size_t n, int workers)
     size_t bytes = n * sizeof(uint32_t), bad = n;
     double bw_memcpy = 0;
     void *scratch;
-    char who[32];
+    char who[32], size[32];
     int r;
 
     r = shmkit_block_create(&b, NULL, bytes, SHMKIT_RESERVE);
     if (r < 0)
         return cli_error(shmkit_last_error(), r);
     guard_name(shmkit_block_name(b));
-    printf("1. Transform in place: %zu uint32 (%.0f MiB) in block \"%s\"\n", n,
-           (double)bytes / (1 << 20), shmkit_block_name(b));
+    cli_format_size(size, sizeof size, bytes);
+    printf("1. Transform in place: %zu uint32 (%s) in block \"%s\"\n", n, size,
+           shmkit_block_name(b));
+    fflush(stdout);
     fill(shmkit_block_data(b), n);
     r = run_workers(shmkit_block_name(b), n, 1, &t1);
     fill(shmkit_block_data(b), n);
@@ -219,6 +233,7 @@ static int part_transform(size_t n, int workers)
         r = run_workers(shmkit_block_name(b), n, workers, &tn);
     if (r == 0)
         bad = verify(shmkit_block_data(b), n);
+    cli_progress(true, "   measuring memcpy");
     if ((scratch = malloc(bytes))) {
         bw_memcpy = memcpy_bandwidth(scratch, shmkit_block_data(b), bytes);
         free(scratch);
@@ -226,6 +241,7 @@ static int part_transform(size_t n, int workers)
     shmkit_block_unlink(b);
     shmkit_block_close(b);
     guard_name(NULL);
+    cli_progress_done();
     if (r < 0)
         return 1;
     print_timing("1 worker", &t1, (double)bytes, bw_memcpy);
@@ -329,9 +345,12 @@ static int compare_size(int to, int from, size_t bytes)
     shmkit_block *b;
     double tv, tn;
     uint64_t sum;
+    char size[32];
     size_t i;
     int r;
 
+    cli_format_size(size, sizeof size, bytes);
+    cli_progress(true, "   handing over %s", size);
     r = shmkit_block_create(&b, NULL, bytes, SHMKIT_RESERVE);
     if (r < 0)
         return cli_error(shmkit_last_error(), r);
@@ -345,16 +364,21 @@ static int compare_size(int to, int from, size_t bytes)
     shmkit_block_unlink(b);
     shmkit_block_close(b);
     guard_name(NULL);
+    cli_progress_done();
     if (tv < 0 || tn < 0)
         return cli_error("demo: hand-over", -EIO);
-    printf("   %4zu MiB   by value %9.3f ms   by name %9.3f ms   %6.1fx\n",
-           bytes >> 20, tv * 1e3, tn * 1e3, tv / tn);
+    printf("   %8s   by value %9.3f ms   by name %9.3f ms   %6.1fx\n",
+           size, tv * 1e3, tn * 1e3, tv / tn);
+    fflush(stdout);
     return 0;
 }
 
-static int part_handover(void)
+/* Hands over 1/256, 1/16 and all of part 1's bytes (1 MiB, 16 MiB and
+ * 256 MiB by default), each a whole number of 8-byte words. */
+static int part_handover(size_t bytes)
 {
-    static const size_t sizes[] = {1u << 20, 16u << 20, 256u << 20};
+    const size_t sizes[] = {bytes / 256 & ~(size_t)7, bytes / 16 & ~(size_t)7,
+                            bytes & ~(size_t)7};
     int down[2], up[2], status = 0;
     size_t i;
     pid_t pid;
@@ -373,6 +397,7 @@ static int part_handover(void)
     close(down[0]);
     close(up[1]);
     printf("2. Handing data to another process: by value (pipe) vs by name\n");
+    fflush(stdout);
     for (i = 0; i < sizeof sizes / sizeof sizes[0] && status == 0; i++)
         status = compare_size(down[1], up[0], sizes[i]);
     close(down[1]);
@@ -382,6 +407,36 @@ static int part_handover(void)
 
 /* ---- command ------------------------------------------------------------- */
 
+#define SIZE_MIN (1ull << 20) /* items: below 4 MiB the timings are noise */
+#define SIZE_MAX_ITEMS (1ull << 32)
+
+/* Parses a count with an optional suffix: K, M, G (powers of 1000), Ki,
+ * Mi, Gi (powers of 1024). Returns false if s is not one. */
+static bool parse_count(const char *s, unsigned long long *out)
+{
+    static const struct { const char *sfx; unsigned long long mul; } sfx[] = {
+        {"", 1}, {"K", 1000}, {"M", 1000000}, {"G", 1000000000},
+        {"Ki", 1ull << 10}, {"Mi", 1ull << 20}, {"Gi", 1ull << 30}};
+    unsigned long long v;
+    char *end;
+    size_t i;
+
+    if (!*s || *s == '-' || *s == '+')
+        return false;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return false;
+    for (i = 0; i < sizeof sfx / sizeof sfx[0]; i++)
+        if (strcmp(end, sfx[i].sfx) == 0) {
+            if (v > ~0ull / sfx[i].mul)
+                return false;
+            *out = v * sfx[i].mul;
+            return true;
+        }
+    return false;
+}
+
 int cli_demo(int argc, char **argv)
 {
     long workers = sysconf(_SC_NPROCESSORS_ONLN);
@@ -390,22 +445,30 @@ int cli_demo(int argc, char **argv)
 
     for (i = 1; i < argc; i++) {
         char *end = NULL;
-        if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
             workers = strtol(argv[++i], &end, 10);
-        else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
-            n = strtoull(argv[++i], &end, 10);
-        else
+            if (!*argv[i] || *end)
+                return cli_usage_error("demo: --workers '%s' is not a number",
+                                       argv[i]);
+        } else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
+            if (!parse_count(argv[++i], &n))
+                return cli_usage_error("demo: --size '%s' is not a count of "
+                                       "items (e.g. 1048576, 16Mi, 100M)",
+                                       argv[i]);
+        } else {
             return cli_usage_error("demo: unexpected argument '%s'", argv[i]);
-        if (!end || *end)
-            return cli_usage_error("demo: '%s' is not a number", argv[i]);
+        }
     }
     if (workers < 1 || workers > 1024)
         return cli_usage_error("demo: --workers must be 1 to 1024");
-    if (n < 1 || n > (1ull << 34))
-        return cli_usage_error("demo: --size must be 1 to 2^34 items");
+    if (n < SIZE_MIN || n > SIZE_MAX_ITEMS)
+        return cli_usage_error("demo: --size %llu is out of range: at least "
+                               "1Mi items (4 MiB; less is too short to time), "
+                               "at most 4Gi items (16 GiB)", n);
     printf("shmkit %s demo: %ld workers\n\n", shmkit_version(), workers);
+    fflush(stdout);
     r = part_transform((size_t)n, (int)workers);
     if (r == 0)
-        r = part_handover();
+        r = part_handover((size_t)n * sizeof(uint32_t));
     return r;
 }

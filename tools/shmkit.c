@@ -27,8 +27,17 @@
 
 int cli_error(const char *what, int code)
 {
-    fprintf(stderr, "shmkit: %s: %s (%s)\n", what, shmkit_strerror(code),
-            shmkit_errname(code));
+    cli_print_error_detail(what, code, NULL);
+    return 1;
+}
+
+int cli_name_error(const char *name, int code)
+{
+    const char *why = NULL;
+
+    if (code == -EINVAL || code == -ENAMETOOLONG)
+        why = shmkit_name_problem(name);
+    cli_print_error_detail(name, code, why);
     return 1;
 }
 
@@ -229,11 +238,12 @@ static void mappers_free(struct mappers *m)
 /* ---- ls and info ---------------------------------------------------------- */
 
 struct entry {
-    const char *name;
+    char *name;
     struct stat st;
     const char *kind;
     char owner[64];
     char life[128];
+    char *pids; /* "123,456", or "" */
 };
 
 static int probe_kind(void *b)
@@ -241,10 +251,11 @@ static int probe_kind(void *b)
     return (int)shmkit_block_kind(b);
 }
 
-static void entry_fill(struct entry *e)
+static void entry_fill(struct entry *e, const struct mappers *m)
 {
     struct passwd *pw = getpwuid(e->st.st_uid);
     shmkit_block *b;
+    size_t i, used = 0, cap = 1;
     int r;
 
     if (pw)
@@ -252,6 +263,14 @@ static void entry_fill(struct entry *e)
     else
         snprintf(e->owner, sizeof e->owner, "%ld", (long)e->st.st_uid);
     cli_lifecycle_of(e->name, e->life, sizeof e->life);
+    for (i = 0; i < m->n; i++)
+        cap += strcmp(m->v[i].name, e->name) == 0 ? 22 : 0;
+    if ((e->pids = malloc(cap)))
+        e->pids[0] = 0;
+    for (i = 0; i < m->n && e->pids; i++)
+        if (strcmp(m->v[i].name, e->name) == 0)
+            used += (size_t)snprintf(e->pids + used, cap - used, "%s%ld",
+                                     used ? "," : "", m->v[i].pid);
     if (!S_ISREG(e->st.st_mode)) {
         e->kind = "not-shm";
         return;
@@ -269,40 +288,34 @@ static void entry_fill(struct entry *e)
     shmkit_block_close(b);
 }
 
-static void print_pids(FILE *f, const struct mappers *m, const char *name,
-                       bool json)
+static void entry_free(struct entry *e)
 {
-    size_t i;
-    bool first = true;
-
-    for (i = 0; i < m->n; i++) {
-        if (strcmp(m->v[i].name, name) != 0)
-            continue;
-        fprintf(f, json ? "%s%ld" : "%s%ld", first ? "" : ",", m->v[i].pid);
-        first = false;
-    }
-    if (first && !json)
-        fputc('-', f);
+    free(e->name);
+    free(e->pids);
 }
 
-static void print_entry(const struct entry *e, const struct mappers *m,
-                        bool json, bool first)
+/* ISO 8601 with the UTC offset as +hh:mm (JSON), or local time for
+ * people. */
+static void format_time(char *buf, size_t len, time_t t, bool iso)
 {
-    char when[32];
     struct tm tm;
+    size_t n;
 
-    localtime_r(&e->st.st_mtime, &tm);
-    strftime(when, sizeof when, json ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d %H:%M",
-             &tm);
-    if (!json) {
-        printf("%-24s %12lld %-8s %04o %s %-7s %-20s ", e->name,
-               (long long)e->st.st_size, e->owner,
-               (unsigned)(e->st.st_mode & 07777), when, e->kind, e->life);
-        print_pids(stdout, m, e->name, false);
-        putchar('\n');
-        return;
+    localtime_r(&t, &tm);
+    n = strftime(buf, len, iso ? "%Y-%m-%dT%H:%M:%S%z" : "%Y-%m-%d %H:%M",
+                 &tm);
+    if (iso && n >= 5 && n + 2 <= len) { /* +0100 -> +01:00 */
+        memmove(buf + n - 1, buf + n - 2, 3);
+        buf[n - 2] = ':';
     }
-    printf("%s\n  {\"name\": ", first ? "" : ",");
+}
+
+static void json_entry(const struct entry *e)
+{
+    char when[40];
+
+    format_time(when, sizeof when, e->st.st_mtime, true);
+    fputs("{\"name\": ", stdout);
     cli_json_string(stdout, e->name, strlen(e->name));
     printf(", \"size\": %lld, \"owner\": ", (long long)e->st.st_size);
     cli_json_string(stdout, e->owner, strlen(e->owner));
@@ -311,152 +324,247 @@ static void print_entry(const struct entry *e, const struct mappers *m,
            (long)e->st.st_uid, (unsigned)(e->st.st_mode & 07777), when,
            e->kind);
     cli_json_string(stdout, e->life, strlen(e->life));
-    printf(", \"pids\": [");
-    print_pids(stdout, m, e->name, true);
-    printf("]}");
+    printf(", \"pids\": [%s]}", e->pids ? e->pids : "");
 }
 
-static bool want_json(int argc, char **argv, int *rest)
-{
-    bool json = false;
-    int i, j = 1;
+/* The columns of `ls`, in order; the last is not padded. */
+enum { C_NAME, C_SIZE, C_OWNER, C_MODE, C_TIME, C_KIND, C_LIFE, C_PIDS, NCOL };
 
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = true;
-        else
-            argv[j++] = argv[i];
+static const char *const col_title[NCOL] = {
+    "NAME", "SIZE", "OWNER", "MODE", "MODIFIED", "KIND", "LIFECYCLE", "PIDS"};
+
+/* One row's cells, escaped for the terminal. */
+static void row_cells(const struct entry *e, bool bytes, char *cell[NCOL])
+{
+    char buf[64];
+
+    cell[C_NAME] = cli_escape(e->name, NULL);
+    if (bytes)
+        snprintf(buf, sizeof buf, "%lld", (long long)e->st.st_size);
+    else
+        cli_format_size(buf, sizeof buf, (unsigned long long)e->st.st_size);
+    cell[C_SIZE] = strdup(buf);
+    cell[C_OWNER] = cli_escape(e->owner, NULL);
+    snprintf(buf, sizeof buf, "%04o", (unsigned)(e->st.st_mode & 07777));
+    cell[C_MODE] = strdup(buf);
+    format_time(buf, sizeof buf, e->st.st_mtime, false);
+    cell[C_TIME] = strdup(buf);
+    cell[C_KIND] = strdup(e->kind);
+    cell[C_LIFE] = cli_escape(e->life, NULL);
+    cell[C_PIDS] = strdup(e->pids && e->pids[0] ? e->pids : "-");
+}
+
+/* Display width of an escaped cell (printable ASCII and whole UTF-8). */
+static size_t cell_width(const char *s)
+{
+    size_t w = 0;
+
+    for (; *s; s++)
+        w += ((unsigned char)*s & 0xc0) != 0x80;
+    return w;
+}
+
+/* Prints the table: every column as wide as its widest cell; on a
+ * terminal narrower than the rows, names are cut with an ellipsis. */
+static void print_table(char *(*cells)[NCOL], size_t rows)
+{
+    size_t w[NCOL], r, c, rest = 0;
+    int term = cli_terminal_width();
+
+    for (c = 0; c < NCOL; c++)
+        w[c] = strlen(col_title[c]);
+    for (r = 0; r < rows; r++)
+        for (c = 0; c < NCOL; c++)
+            if (cells[r][c] && cell_width(cells[r][c]) > w[c])
+                w[c] = cell_width(cells[r][c]);
+    for (c = C_SIZE; c < NCOL; c++)
+        rest += w[c] + 1;
+    if (term > 0 && w[C_NAME] + rest > (size_t)term) {
+        size_t room = (size_t)term > rest + 12 ? (size_t)term - rest : 12;
+        for (r = 0; r < rows; r++)
+            if (cells[r][C_NAME])
+                cli_truncate(cells[r][C_NAME], room);
+        w[C_NAME] = room;
     }
-    *rest = j;
-    return json;
+    for (r = 0; r <= rows; r++) {
+        for (c = 0; c < NCOL; c++) {
+            const char *s = r == 0 ? col_title[c] : cells[r - 1][c];
+            if (!s)
+                s = "?";
+            if (c == NCOL - 1)
+                printf("%s\n", s);
+            else
+                cli_print_padded(s, cell_width(s), w[c], c == C_SIZE), putchar(' ');
+        }
+    }
 }
 
 int cli_ls(int argc, char **argv)
 {
+    static const char *const flags[] = {"--json", "--bytes", NULL};
     struct mappers m = {0};
+    struct entry *v = NULL;
+    char *(*cells)[NCOL] = NULL;
+    bool set[2] = {false, false};
+    size_t n = 0, cap = 0, i, c;
     struct dirent *de;
     DIR *d;
-    int n;
-    bool json = want_json(argc, argv, &n), first = true;
 
-    if (n > 1)
-        return cli_usage_error("ls: unexpected argument '%s'", argv[1]);
+    if (cli_args(argc, argv, "ls", flags, set, NULL, 0) < 0)
+        return 2;
     if (!(d = opendir(SHM_DIR)))
         return cli_error(SHM_DIR, -errno);
     mappers_scan(&m);
-    if (json)
-        printf("[");
-    else
-        printf("%-24s %12s %-8s %-4s %-16s %-7s %-20s %s\n", "NAME", "SIZE",
-               "OWNER", "MODE", "MODIFIED", "KIND", "LIFECYCLE", "PIDS");
     while ((de = readdir(d))) {
-        struct entry e = {.name = de->d_name};
+        struct entry e = {0};
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         if (fstatat(dirfd(d), de->d_name, &e.st, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
-        entry_fill(&e);
-        print_entry(&e, &m, json, first);
-        first = false;
+        if (n == cap) {
+            struct entry *nv = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof *v);
+            if (!nv)
+                break;
+            v = nv;
+        }
+        if (!(e.name = strdup(de->d_name)))
+            break;
+        entry_fill(&e, &m);
+        v[n++] = e;
     }
-    if (json)
-        printf("%s]\n", first ? "" : "\n");
     closedir(d);
     mappers_free(&m);
-    return 0;
+    if (set[0]) {
+        printf("[");
+        for (i = 0; i < n; i++) {
+            printf("%s\n  ", i ? "," : "");
+            json_entry(&v[i]);
+        }
+        printf("%s]\n", n ? "\n" : "");
+    } else if ((cells = calloc(n ? n : 1, sizeof *cells))) {
+        for (i = 0; i < n; i++)
+            row_cells(&v[i], set[1], cells[i]);
+        print_table(cells, n);
+        for (i = 0; i < n; i++)
+            for (c = 0; c < NCOL; c++)
+                free(cells[i][c]);
+        free(cells);
+    }
+    for (i = 0; i < n; i++)
+        entry_free(&v[i]);
+    free(v);
+    return cells || set[0] ? 0 : cli_error("ls", -ENOMEM);
 }
 
 int cli_info(int argc, char **argv)
 {
+    static const char *const flags[] = {"--json", "--bytes", NULL};
     struct mappers m = {0};
     struct entry e = {0};
-    char path[sizeof SHM_DIR + SHMKIT_NAME_MAX + 2];
-    int n, r;
-    bool json = want_json(argc, argv, &n);
+    char path[sizeof SHM_DIR + SHMKIT_NAME_MAX + 2], when[40], size[32];
+    char *name = NULL, *shown, *owner, *life;
+    bool set[2] = {false, false};
+    int r;
 
-    if (n != 2)
+    r = cli_args(argc, argv, "info", flags, set, &name, 1);
+    if (r < 0)
+        return 2;
+    if (r == 0)
         return cli_usage_error("info: expected one NAME");
-    e.name = argv[1][0] == '/' ? argv[1] + 1 : argv[1];
-    if ((r = shmkit_name_check(e.name)) < 0)
-        return cli_error(argv[1], r);
-    snprintf(path, sizeof path, SHM_DIR "/%s", e.name);
-    if (lstat(path, &e.st) < 0)
-        return cli_error(e.name, -errno);
-    entry_fill(&e);
-    mappers_scan(&m);
-    if (json) {
-        print_entry(&e, &m, true, true);
-        putchar('\n');
-    } else {
-        printf("name:      %s\npath:      %s\nsize:      %lld bytes\n"
-               "owner:     %s (uid %ld)\nmode:      %04o\nkind:      %s\n"
-               "lifecycle: %s\nmapped by: ",
-               e.name, path, (long long)e.st.st_size, e.owner,
-               (long)e.st.st_uid, (unsigned)(e.st.st_mode & 07777), e.kind,
-               e.life);
-        print_pids(stdout, &m, e.name, false);
-        putchar('\n');
+    if ((r = shmkit_name_check(name)) < 0)
+        return cli_name_error(name, r);
+    snprintf(path, sizeof path, SHM_DIR "/%s", name[0] == '/' ? name + 1 : name);
+    e.name = strdup(path + sizeof SHM_DIR);
+    if (!e.name)
+        return cli_error(name, -ENOMEM);
+    if (lstat(path, &e.st) < 0) {
+        r = cli_error(e.name, -errno);
+        free(e.name);
+        return r;
     }
+    mappers_scan(&m);
+    entry_fill(&e, &m);
     mappers_free(&m);
+    if (set[0]) {
+        json_entry(&e);
+        putchar('\n');
+        entry_free(&e);
+        return 0;
+    }
+    shown = cli_escape(e.name, NULL);
+    owner = cli_escape(e.owner, NULL);
+    life = cli_escape(e.life, NULL);
+    format_time(when, sizeof when, e.st.st_mtime, true);
+    when[10] = ' ';
+    cli_format_size(size, sizeof size, (unsigned long long)e.st.st_size);
+    printf("name:      %s\npath:      " SHM_DIR "/%s\n", shown ? shown : "?",
+           shown ? shown : "?");
+    if (set[1])
+        printf("size:      %lld bytes\n", (long long)e.st.st_size);
+    else
+        printf("size:      %s (%lld bytes)\n", size, (long long)e.st.st_size);
+    printf("owner:     %s (uid %ld)\nmode:      %04o\nmodified:  %s\n"
+           "kind:      %s\nlifecycle: %s\nmapped by: %s\n",
+           owner ? owner : "?", (long)e.st.st_uid,
+           (unsigned)(e.st.st_mode & 07777), when, e.kind, life ? life : "?",
+           e.pids && e.pids[0] ? e.pids : "-");
+    free(shown);
+    free(owner);
+    free(life);
+    entry_free(&e);
     return 0;
 }
 
 int cli_rm(int argc, char **argv)
 {
-    int i, status = 0;
+    char **names = calloc((size_t)argc, sizeof *names);
+    int i, n, status = 0;
 
-    if (argc < 2)
-        return cli_usage_error("rm: expected NAME...");
-    for (i = 1; i < argc; i++) {
-        int r = shmkit_unlink(argv[i]);
+    if (!names)
+        return cli_error("rm", -ENOMEM);
+    n = cli_args(argc, argv, "rm", NULL, NULL, names, argc);
+    if (n == 0)
+        status = cli_usage_error("rm: expected NAME...");
+    for (i = 0; i < n; i++) {
+        int r = shmkit_unlink(names[i]);
         if (r < 0)
-            status = cli_error(argv[i], r);
+            status = cli_name_error(names[i], r);
     }
-    return status;
+    free(names);
+    return n < 0 ? 2 : status;
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
 
-static const struct {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *usage;
-} commands[] = {
-    {"ls", cli_ls, "ls [--json]              list shared memory objects"},
-    {"info", cli_info, "info NAME [--json]       one object in detail"},
-    {"show", cli_show, "show NAME [--json]       decode a list, Value or Array"},
-    {"rm", cli_rm, "rm NAME...               unlink objects"},
-    {"gc", cli_gc, "gc [--dry-run]           remove what dead owners left"},
-    {"manager", cli_manager, "manager [--socket P] [--authkey-file F]  run the manager daemon"},
-    {"demo", cli_demo, "demo [--workers N] [--size N]  the parallel demo"},
-};
-
-static int usage(FILE *f)
-{
-    size_t i;
-
-    fprintf(f, "usage: shmkit COMMAND [ARGS]\n\ncommands:\n");
-    for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %s\n", commands[i].usage);
-    fprintf(f, "  version                  print the version\n");
-    return f == stdout ? 0 : 2;
-}
-
 int main(int argc, char **argv)
 {
-    size_t i;
+    const struct cli_command *c;
 
     if (argc < 2)
-        return usage(stderr);
-    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
-        !strcmp(argv[1], "-h"))
-        return usage(stdout);
-    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        return cli_usage(stderr);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+        return cli_usage(stdout);
+    if (!strcmp(argv[1], "--version"))
+        argv[1] = "version";
+    if (!(c = cli_command_find(argv[1])))
+        return cli_usage_error("unknown command '%s'", argv[1]);
+    if (cli_wants_help(argc - 1, argv + 1))
+        return cli_help(stdout, c->name);
+    if (!strcmp(c->name, "help")) {
+        if (argc == 2)
+            return cli_usage(stdout);
+        if (argc == 3 && !strcmp(argv[2], "--man"))
+            return cli_man(stdout);
+        if (argc == 3)
+            return cli_help(stdout, argv[2]);
+        return cli_usage_error("help: expected one COMMAND");
+    }
+    if (!strcmp(c->name, "version")) {
+        if (argc > 2)
+            return cli_usage_error("version: unexpected argument '%s'",
+                                   argv[2]);
         printf("shmkit %s\n", shmkit_version());
         return 0;
     }
-    for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
-    return cli_usage_error("unknown command '%s'", argv[1]);
+    return c->run(argc - 1, argv + 1);
 }

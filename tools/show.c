@@ -1,4 +1,5 @@
 /* show.c - `shmkit show NAME [--json]`: decodes a block by its kind. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -7,6 +8,19 @@ struct show {
     shmkit_block *b;
     bool json;
 };
+
+/* A raw block has no layout: one line that says what it is instead. */
+static int show_raw(shmkit_block *b)
+{
+    char *shown = cli_escape(shmkit_block_name(b), NULL), size[32];
+
+    cli_format_size(size, sizeof size, shmkit_block_size(b));
+    fprintf(stderr, "shmkit: %s: raw bytes (%s), not a list, array, value or "
+                    "lock: nothing to decode (SHMKIT_EKIND)\n",
+            shown ? shown : "?", size);
+    free(shown);
+    return 1;
+}
 
 /* Decodes the block by its kind; run under cli_guarded(). */
 static int show_block(void *arg)
@@ -22,34 +36,27 @@ static int show_block(void *arg)
     case SHMKIT_KIND_LOCK:
         return cli_show_typed(s->b, k, s->json);
     default:
-        cli_error(shmkit_block_name(s->b), SHMKIT_EKIND);
-        fprintf(stderr, "shmkit: %s holds raw bytes (%zu); nothing to decode\n",
-                shmkit_block_name(s->b), shmkit_block_size(s->b));
-        return 1;
+        return show_raw(s->b);
     }
 }
 
 int cli_show(int argc, char **argv)
 {
-    const char *name = NULL;
+    static const char *const flags[] = {"--json", NULL};
+    char *name = NULL;
+    bool json = false;
     struct show s;
     shmkit_block *b;
-    bool json = false;
-    int i, r;
+    int r;
 
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = true;
-        else if (!name)
-            name = argv[i];
-        else
-            return cli_usage_error("show: unexpected argument '%s'", argv[i]);
-    }
-    if (!name)
+    r = cli_args(argc, argv, "show", flags, &json, &name, 1);
+    if (r < 0)
+        return 2;
+    if (r == 0)
         return cli_usage_error("show: expected NAME");
     r = shmkit_block_attach(&b, name, SHMKIT_RDONLY);
     if (r < 0)
-        return cli_error(name, r);
+        return cli_name_error(name, r);
     s.b = b;
     s.json = json;
     r = cli_guarded(show_block, &s);

@@ -161,10 +161,13 @@ static void print_json(const char *name, const char *fmt,
 static void print_text(const char *name, const char *fmt,
                        const shmkit_item *items, size_t n)
 {
+    char *shown = cli_escape(name, NULL), *sfmt = cli_escape(fmt, NULL);
     size_t k;
 
-    printf("%s: list of %zu item%s, format '%s'\n", name, n,
-           n == 1 ? "" : "s", fmt);
+    printf("%s: list of %zu item%s, format '%s'\n", shown ? shown : "?", n,
+           n == 1 ? "" : "s", sfmt ? sfmt : "?");
+    free(shown);
+    free(sfmt);
     for (k = 0; k < n; k++) {
         printf("  [%zu] %-5s ", k, shmkit_type_name(items[k].type));
         text_item(stdout, &items[k]);

@@ -2,21 +2,21 @@
  * show_typed.c - `shmkit show` for Values, Arrays and named locks.
  *
  * The block is attached read-only, so nothing here takes a lock: values
- * are a snapshot that a writer may be changing meanwhile. Long arrays are
- * abbreviated: text shows the first and last few items, JSON the first
- * JSON_MAX_ITEMS with "truncated": true.
+ * are a snapshot that a writer may be changing meanwhile. Text shows an
+ * array nested by its shape and elided in the middle when large, as NumPy
+ * does; JSON shows it flat with its shape, the first JSON_MAX_ITEMS items,
+ * then "truncated": true.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
 
 #include "cli.h"
 
-#define TEXT_HEAD 10
-#define TEXT_TAIL 5
 #define JSON_MAX_ITEMS 1000
 
 /* Writes code point c as UTF-8 into buf (>= 4 bytes); returns its length,
@@ -50,36 +50,60 @@ static size_t utf8_encode(uint32_t c, char *buf)
 }
 
 /* Prints a floating item; JSON has no NaN or infinity, so null there. */
-static void print_float(double v, bool json)
+static void print_float(FILE *f, double v, bool json)
 {
-    if (json && !isfinite(v))
-        fputs("null", stdout);
-    else
-        printf("%.17g", v);
+    char buf[40];
+    int prec;
+
+    if (json && !isfinite(v)) {
+        fputs("null", f);
+        return;
+    }
+    if (!isfinite(v)) {
+        fputs(isnan(v) ? "nan" : v > 0 ? "inf" : "-inf", f);
+        return;
+    }
+    for (prec = 1; prec < 17; prec++) { /* shortest that reads back */
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    if (prec == 17)
+        snprintf(buf, sizeof buf, "%.17g", v);
+    if (!json && !strpbrk(buf, ".e"))
+        strcat(buf, ".0"); /* a float looks like one, as in Python */
+    fputs(buf, f);
 }
 
 /* Prints a character item: c is a byte (CPython shows b'x'), u a code
  * point. */
-static void print_char(uint32_t c, bool wide, bool json)
+static void print_char(FILE *f, uint32_t c, bool wide, bool json)
 {
-    char buf[4];
+    char buf[5];
     size_t n = wide ? utf8_encode(c, buf) : 1;
+    char *shown;
 
     if (!wide)
         buf[0] = (char)c;
-    if (json)
-        cli_json_string(stdout, buf, n);
-    else if (wide)
-        printf("'%.*s'", (int)n, buf);
-    else if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\')
-        printf("b'%c'", (int)c);
-    else
-        printf("b'\\x%02x'", c & 0xff);
+    if (json) {
+        cli_json_string(f, buf, n);
+    } else if (wide && n > 0 && c != '\'') {
+        buf[n] = 0;
+        shown = cli_escape(buf, NULL); /* no control codes to the terminal */
+        fprintf(f, "'%s'", shown ? shown : "?");
+        free(shown);
+    } else if (wide) {
+        fprintf(f, "'\\U%08x'", (unsigned)c);
+    } else if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
+        fprintf(f, "b'%c'", (int)c);
+    } else {
+        fprintf(f, "b'\\x%02x'", c & 0xff);
+    }
 }
 
 /* Prints item i of the array. Loads are memcpy: the data is aligned, but
  * a read-only snapshot needs no atomicity beyond the item's own. */
-static void print_item(const shmkit_array *a, size_t i, bool json)
+static void print_item(FILE *f, const shmkit_array *a, size_t i, bool json)
 {
     const unsigned char *p = (const unsigned char *)shmkit_array_data(a) +
                              i * shmkit_array_itemsize(a);
@@ -87,21 +111,21 @@ static void print_item(const shmkit_array *a, size_t i, bool json)
     int64_t v;
 
     switch (tc) {
-    case 'f': { float f; memcpy(&f, p, sizeof f); print_float(f, json); return; }
-    case 'd': { double d; memcpy(&d, p, sizeof d); print_float(d, json); return; }
+    case 'f': { float x; memcpy(&x, p, sizeof x); print_float(f, x, json); return; }
+    case 'd': { double d; memcpy(&d, p, sizeof d); print_float(f, d, json); return; }
     case '?': fputs(*p ? (json ? "true" : "True") : (json ? "false" : "False"),
-                    stdout);
+                    f);
               return;
-    case 'c': print_char(*p, false, json); return;
+    case 'c': print_char(f, *p, false, json); return;
     case 'u': { wchar_t w; memcpy(&w, p, sizeof w);
-                print_char((uint32_t)w, true, json); return; }
+                print_char(f, (uint32_t)w, true, json); return; }
     default: break;
     }
     shmkit_array_load(a, i, &v);
     if (tc == 'Q' || tc == 'L')
-        printf("%" PRIu64, (uint64_t)v);
+        fprintf(f, "%" PRIu64, (uint64_t)v);
     else
-        printf("%" PRId64, v);
+        fprintf(f, "%" PRId64, v);
 }
 
 static void print_shape(const shmkit_array *a)
@@ -114,25 +138,116 @@ static void print_shape(const shmkit_array *a)
     putchar(']');
 }
 
-/* Prints the values flat, in C order, abbreviated past the limits. */
-static void print_values(const shmkit_array *a, bool json)
+/* Prints the values flat, in C order, the first JSON_MAX_ITEMS. */
+static void print_values_json(const shmkit_array *a)
 {
     size_t n = shmkit_array_length(a), i;
-    bool cut = json ? n > JSON_MAX_ITEMS : n > TEXT_HEAD + TEXT_TAIL;
 
     putchar('[');
-    for (i = 0; i < n; i++) {
-        if (cut && json && i == JSON_MAX_ITEMS)
-            break;
-        if (cut && !json && i == TEXT_HEAD) {
-            fputs(", ...", stdout);
-            i = n - TEXT_TAIL;
-        }
+    for (i = 0; i < n && i < JSON_MAX_ITEMS; i++) {
         if (i)
             fputs(", ", stdout);
-        print_item(a, i, json);
+        print_item(stdout, a, i, true);
     }
     putchar(']');
+}
+
+/* ---- text: nested rows, as NumPy prints an array ------------------------ */
+
+/* Like NumPy's defaults: above THRESHOLD items, every axis longer than
+ * 2 * EDGE_ITEMS shows its first and last EDGE_ITEMS and "..." between. */
+#define THRESHOLD 1000
+#define EDGE_ITEMS 3
+
+struct nd {
+    const shmkit_array *a;
+    unsigned ndim;
+    size_t shape[SHMKIT_ARRAY_MAXDIM], stride[SHMKIT_ARRAY_MAXDIM];
+    bool cut;     /* summarize: elide the middle of long axes */
+    bool measure; /* first pass: only find the widest item */
+    size_t width; /* the widest shown item */
+};
+
+static void nd_item(struct nd *s, size_t i)
+{
+    char buf[64];
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    size_t len;
+
+    if (!f)
+        return;
+    print_item(f, s->a, i, false);
+    len = (size_t)ftell(f);
+    fclose(f);
+    buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
+    len = strlen(buf);
+    if (s->measure)
+        s->width = len > s->width ? len : s->width;
+    else
+        printf("%*s", (int)s->width, buf);
+}
+
+/* Prints the sub-array of axis d that starts at item base. */
+static void nd_walk(struct nd *s, unsigned d, size_t base)
+{
+    size_t n = s->shape[d], i;
+    bool cut = s->cut && n > 2 * EDGE_ITEMS, last = d + 1 == s->ndim;
+    unsigned k;
+
+    if (!s->measure)
+        putchar('[');
+    for (i = 0; i < n; i++) {
+        if (i && !s->measure) {
+            if (last) {
+                putchar(' ');
+            } else {
+                for (k = d + 1; k < s->ndim; k++)
+                    putchar('\n'); /* a blank line between 2-D blocks */
+                printf("%*s", (int)d + 1, "");
+            }
+        }
+        if (cut && i == EDGE_ITEMS) {
+            i = n - EDGE_ITEMS;
+            if (!s->measure) {
+                fputs("...", stdout);
+                if (last) {
+                    putchar(' ');
+                } else {
+                    for (k = d + 1; k < s->ndim; k++)
+                        putchar('\n');
+                    printf("%*s", (int)d + 1, "");
+                }
+            }
+        }
+        if (last)
+            nd_item(s, base + i);
+        else
+            nd_walk(s, d + 1, base + i * s->stride[d]);
+    }
+    if (!s->measure)
+        putchar(']');
+}
+
+/* Prints the values nested by the array's shape, NumPy style. */
+static void print_values_text(const shmkit_array *a)
+{
+    struct nd s = {.a = a, .ndim = shmkit_array_ndim(a)};
+    unsigned d;
+
+    if (s.ndim == 0) {
+        print_item(stdout, a, 0, false);
+        return;
+    }
+    for (d = 0; d < s.ndim; d++)
+        s.shape[d] = shmkit_array_shape(a)[d];
+    s.stride[s.ndim - 1] = 1;
+    for (d = s.ndim - 1; d > 0; d--)
+        s.stride[d - 1] = s.stride[d] * s.shape[d];
+    s.cut = shmkit_array_length(a) > THRESHOLD;
+    s.measure = true;
+    nd_walk(&s, 0, 0);
+    s.measure = false;
+    nd_walk(&s, 0, 0);
 }
 
 static int show_array(shmkit_block *b, shmkit_kind kind, bool json)
@@ -156,15 +271,19 @@ static int show_array(shmkit_block *b, shmkit_kind kind, bool json)
         printf(", \"length\": %zu, \"%s\": ", shmkit_array_length(a),
                kind == SHMKIT_KIND_VALUE ? "value" : "values");
     } else {
-        printf("%s: %s of '%c' (%zu bytes each), shape ", name,
+        char *shown = cli_escape(name, NULL);
+        printf("%s: %s of '%c' (%zu bytes each), shape ", shown ? shown : "?",
                shmkit_kind_name(kind), tc, shmkit_array_itemsize(a));
+        free(shown);
         print_shape(a);
-        fputs(kind == SHMKIT_KIND_VALUE ? "\nvalue: " : "\nvalues: ", stdout);
+        fputs(kind == SHMKIT_KIND_VALUE ? "\nvalue: " : "\nvalues:\n", stdout);
     }
     if (kind == SHMKIT_KIND_VALUE)
-        print_item(a, 0, json);
+        print_item(stdout, a, 0, json);
+    else if (json)
+        print_values_json(a);
     else
-        print_values(a, json);
+        print_values_text(a);
     if (json)
         printf("%s}", shmkit_array_length(a) > JSON_MAX_ITEMS &&
                               kind != SHMKIT_KIND_VALUE
@@ -204,8 +323,10 @@ static int show_lock(shmkit_block *b, bool json)
                in.recursive ? "true" : "false", lock_state(&in),
                (long)in.owner_tid, in.pid_ns);
     } else {
-        printf("%s: %slock with condition\nstate: %s", name,
+        char *shown = cli_escape(name, NULL);
+        printf("%s: %slock with condition\nstate: %s", shown ? shown : "?",
                in.recursive ? "recursive " : "", lock_state(&in));
+        free(shown);
         if (in.owner_tid)
             printf(" (thread %ld)", (long)in.owner_tid);
         putchar('\n');

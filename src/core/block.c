@@ -46,6 +46,26 @@ int shmkit_name_check(const char *name)
     return shmkit__name_normalize(name, buf);
 }
 
+const char *shmkit_name_problem(const char *name)
+{
+    size_t len;
+
+    if (!name)
+        return "no name (NULL)";
+    if (name[0] == '/')
+        name++;
+    len = strnlen(name, SHMKIT_NAME_MAX + 1);
+    if (len == 0)
+        return "empty name";
+    if (len > SHMKIT_NAME_MAX)
+        return "name longer than 255 bytes";
+    if (memchr(name, '/', len))
+        return "name contains '/' (only one leading '/' is allowed)";
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return "name is '.' or '..'";
+    return NULL;
+}
+
 /* Opening refuses symlinks (ELOOP) and directories (EISDIR) at the system
  * level; report them like any other non-object planted at the name. */
 static int open_error(int r)

@@ -79,7 +79,7 @@ def test_ls_text_has_header_and_block(cli, cpython_block):
     lines = r.stdout.splitlines()
     assert lines[0].split()[:3] == ["NAME", "SIZE", "OWNER"]
     row = [l for l in lines if l.startswith(cpython_block.name + " ")]
-    assert row and "1234" in row[0].split()
+    assert row and "1.2 KiB" in row[0]
 
 
 def test_ls_survives_fifo_without_hanging(cli, shm_prefix):
@@ -123,27 +123,40 @@ def test_rm(cli, shm_prefix):
 
 
 def test_show_raw_block_says_nothing_to_decode(cli, cpython_block):
+    """One line, the useful one: what the block is and why nothing shows."""
     r = run(cli, "show", cpython_block.name)
-    assert r.returncode == 1
-    assert cpython_block.name in r.stderr and "SHMKIT_EKIND" in r.stderr
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == (f"shmkit: {cpython_block.name}: raw bytes (1.2 KiB), "
+                        "not a list, array, value or lock: nothing to decode "
+                        "(SHMKIT_EKIND)\n")
 
 
 def test_demo_small(cli):
-    r = run(cli, "demo", "--size", "100000", "--workers", "3")
+    """--size applies to both parts: part 2 hands over 1/256, 1/16 and all
+    of part 1's 4 MiB."""
+    r = run(cli, "demo", "--size", "1Mi", "--workers", "3")
     assert r.returncode == 0, r.stderr
+    assert r.stderr == "", "no progress line when stderr is not a terminal"
     assert "verification: ok" in r.stdout
     assert "3 workers" in r.stdout
-    assert len(re.findall(r"MiB +by value .* by name .*x$", r.stdout, re.M)) == 3
+    assert "1048576 uint32 (4.0 MiB)" in r.stdout
+    sizes = re.findall(r"^ +(\S+ \S+) +by value .* by name .*x$", r.stdout, re.M)
+    assert sizes == ["16 KiB", "256 KiB", "4.0 MiB"], r.stdout
     block = re.search(r'in block "(psm_[0-9a-f]{8})"', r.stdout).group(1)
     assert not os.path.exists("/dev/shm/" + block), "demo cleans up"
 
 
 @pytest.mark.parametrize("args", [["--workers", "0"], ["--size", "x"],
-                                  ["--bogus"], ["--size", "0"]])
+                                  ["--bogus"], ["--size", "0"],
+                                  ["--size", "10"], ["--size", "1048575"],
+                                  ["--size", "-5"], ["--size", "4Ti"],
+                                  ["--workers", ""]])
 def test_demo_bad_arguments(cli, args):
     r = run(cli, "demo", *args)
     assert r.returncode == 2
-    assert r.stderr.startswith("shmkit: ")
+    assert r.stderr.startswith("shmkit: demo: ") and r.stderr.count("\n") == 1
+    if args[0] == "--size" and args[1].isdigit():
+        assert "at least 1Mi items (4 MiB" in r.stderr
 
 
 def test_show_and_ls_survive_a_peer_truncating_the_block(cli, shm_prefix):
@@ -192,3 +205,277 @@ def test_show_corrupt_list_item_is_one_error_not_a_crash(cli, shm_prefix):
     finally:
         sl.shm.close()
         sl.shm.unlink()
+
+
+# ---- issue 14: the command as people expect it ------------------------------
+
+SUBCOMMANDS = ["ls", "info", "show", "rm", "gc", "manager", "demo", "version",
+               "help"]
+
+
+def make_block(name, size):
+    """A block made by CPython, out of its resource tracker's reach."""
+    s = shared_memory.SharedMemory(name=name, create=True, size=size)
+    resource_tracker.unregister(s._name, "shared_memory")
+    s.close()
+    return name
+
+
+def run_on_pty(argv, which="stdout", cols=100):
+    """Runs argv with `which` (stdout or stderr) on a pseudo-terminal of
+    `cols` columns, the other on a pipe. Returns (exit status, terminal
+    text, piped text)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+    kw = {"stdout": slave, "stderr": subprocess.PIPE} if which == "stdout" \
+        else {"stdout": subprocess.PIPE, "stderr": slave}
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kw)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:     # EIO: every writer closed the terminal
+            break
+        if not b:
+            break
+        chunks.append(b)
+    os.close(master)
+    piped = (p.stderr if which == "stdout" else p.stdout).read()
+    status = p.wait(timeout=120)
+    return status, b"".join(chunks).decode(), piped.decode()
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_every_subcommand_has_help(cli, sub):
+    r = run(cli, sub, "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: shmkit {sub}")
+    assert "-h, --help" in r.stdout and r.stderr == ""
+    assert run(cli, "help", sub).stdout == r.stdout
+    assert run(cli, sub, "-h").stdout == r.stdout
+
+
+def test_rm_help_does_not_remove_an_object_named_help(cli, shm_prefix):
+    """`shmkit rm --help` prints help (it used to unlink "--help"); a name
+    starting with '-' is removed after --."""
+    path = SHM / "--help"
+    assert not path.exists()
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    os.close(fd)
+    try:
+        r = run(cli, "rm", "--help")
+        assert r.returncode == 0 and r.stdout.startswith("usage: shmkit rm")
+        assert path.exists()
+        r = run(cli, "rm", "-x")
+        assert r.returncode == 2 and "after --" in r.stderr
+        r = run(cli, "rm", "--", "--help")
+        assert r.returncode == 0, r.stderr
+        assert not path.exists()
+    finally:
+        if path.exists():
+            path.unlink()
+
+
+def test_help_unknown_command(cli):
+    r = run(cli, "help", "frobnicate")
+    assert r.returncode == 2 and "frobnicate" in r.stderr
+
+
+def test_man_page_comes_from_the_help_text(cli):
+    """`shmkit help --man` is roff made from the same table as --help: every
+    command and every option is in it, and groff renders it without a
+    warning."""
+    import shutil
+    r = run(cli, "help", "--man")
+    assert r.returncode == 0
+    man = r.stdout
+    assert man.startswith('.\\" Generated') and "\n.TH SHMKIT 1 " in man
+    for sub in SUBCOMMANDS:
+        assert f"\\fBshmkit {sub}\\fR" in man
+        for line in run(cli, sub, "--help").stdout.splitlines():
+            if line.startswith("  -") and line != "  -h, --help":
+                assert line.strip().replace("-", "\\-") in man, line
+    if shutil.which("groff"):
+        g = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z"], input=man,
+                           capture_output=True, text=True)
+        assert g.returncode == 0 and g.stderr == "", g.stderr
+
+
+def test_sizes_human_by_default_exact_with_bytes_and_json(cli, shm_prefix):
+    name = make_block(shm_prefix + "sz", 5 * 2**20 + 1)
+    row = [l for l in run(cli, "ls").stdout.splitlines() if l.startswith(name + " ")]
+    assert row and " 5.0 MiB " in row[0], row
+    row = [l for l in run(cli, "ls", "--bytes").stdout.splitlines()
+           if l.startswith(name + " ")]
+    assert row and " 5242881 " in row[0], row
+    entries = {e["name"]: e for e in json.loads(run(cli, "ls", "--json").stdout)}
+    assert entries[name]["size"] == 5242881
+    r = run(cli, "info", name)
+    assert "size:      5.0 MiB (5242881 bytes)\n" in r.stdout
+    r = run(cli, "info", name, "--bytes")
+    assert "size:      5242881 bytes\n" in r.stdout
+    assert json.loads(run(cli, "info", name, "--json").stdout)["size"] == 5242881
+
+
+def test_ls_columns_sized_to_long_names(cli, shm_prefix):
+    """Names far longer than 25 characters keep every column aligned."""
+    names = [make_block(shm_prefix + "x" * k, 10) for k in (1, 60, 120)]
+    lines = run(cli, "ls").stdout.splitlines()
+    col = lines[0].index(" MODE ")
+    rows = [l for l in lines if l.split(" ", 1)[0] in names]
+    assert len(rows) == 3
+    for l in rows:
+        assert l.index(" 0600 ") == col, (col, l)
+
+
+def test_ls_cuts_long_names_with_an_ellipsis_on_a_terminal(cli, shm_prefix):
+    name = make_block(shm_prefix + "y" * 150, 10)
+    status, out, err = run_on_pty([cli, "ls"], "stdout", cols=100)
+    assert status == 0, err
+    lines = out.replace("\r\n", "\n").splitlines()
+    assert all(len(l) <= 100 for l in lines), max(map(len, lines))
+    cut = [l for l in lines if "\u2026" in l]
+    assert len(cut) == 1 and name not in out
+    head = cut[0].split("\u2026 ", 1)[0]
+    assert len(head) > 10 and name.startswith(head), cut
+    assert name in [e["name"] for e in json.loads(run(cli, "ls", "--json").stdout)]
+
+
+def test_names_with_control_characters_are_escaped(cli, shm_prefix):
+    """A name any user can plant cannot reach the terminal raw: ls, info,
+    show and rm's errors escape it; --json carries it exactly."""
+    raw = shm_prefix + "e\x1b[2J\x07\tz\u202eq\\"
+    path = SHM / raw
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+    try:
+        shown = shm_prefix + "e\\x1b[2J\\x07\\tz\\u202eq\\\\"
+        out = run(cli, "ls").stdout
+        assert shown in out
+        for bad in ("\x1b", "\x07", "\t", "\u202e"):
+            assert bad not in out
+        r = run(cli, "info", raw)
+        assert f"name:      {shown}\n" in r.stdout and "\x1b" not in r.stdout
+        r = run(cli, "show", raw)
+        assert r.returncode == 1 and shown in r.stderr and "\x1b" not in r.stderr
+        assert raw in [e["name"] for e in json.loads(run(cli, "ls", "--json").stdout)]
+        assert json.loads(run(cli, "info", raw, "--json").stdout)["name"] == raw
+    finally:
+        path.unlink()
+
+
+def test_info_has_modified_time_and_clean_json(cli, shm_prefix):
+    import datetime
+    name = make_block(shm_prefix + "mt", 10)
+    os.utime(SHM / name, (1_700_000_000, 1_700_000_000))
+    r = run(cli, "info", name, "--json")
+    assert r.stdout.startswith("{") and r.stdout.endswith("}\n")
+    e = json.loads(r.stdout)
+    when = datetime.datetime.fromisoformat(e["mtime"])
+    assert when.timestamp() == 1_700_000_000
+    r = run(cli, "info", name)
+    local = datetime.datetime.fromtimestamp(1_700_000_000).astimezone()
+    assert f"modified:  {local.isoformat(' ')}\n" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("arg,why", [
+    ("", "empty name"),
+    ("a/b", "name contains '/'"),
+    ("n" * 256, "name longer than 255 bytes"),
+    ("..", "name is '.' or '..'"),
+])
+def test_bad_name_says_why(cli, arg, why):
+    for sub in ("info", "show", "rm"):
+        r = run(cli, sub, arg)
+        assert r.returncode == 1, (sub, r.stderr)
+        assert r.stderr.count("\n") == 1 and f": {why}" in r.stderr, r.stderr
+
+
+def test_show_array_nests_rows_and_elides_like_numpy(cli, shm_prefix):
+    """A 3x4 array prints as NumPy prints it, rows nested; a large one
+    elided in the middle of each long axis, again as NumPy does."""
+    np = pytest.importorskip("numpy")
+    shmkit = pytest.importorskip("shmkit")
+    made = []
+    try:
+        for tag, shape in (("a34", (3, 4)), ("a100", (100, 100)),
+                           ("a3d", (2, 3, 4)), ("a1d", (5000,))):
+            n = int(np.prod(shape))
+            a = shmkit.Array("q", n, name=shm_prefix + tag, shape=shape)
+            made.append(a)
+            v = np.asarray(a)
+            v[...] = np.arange(n).reshape(shape) * 7 - 20
+            r = run(cli, "show", shm_prefix + tag)
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.split("values:\n", 1)[1] == str(v) + "\n", r.stdout
+        assert "...\n" in run(cli, "show", shm_prefix + "a100").stdout
+    finally:
+        for a in made:
+            a.unlink()
+
+
+def test_manager_says_where_it_listens(cli, tmp_path):
+    sock = tmp_path / "m" / "mgr.sock"
+    p = subprocess.Popen([cli, "manager", "--socket", str(sock)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, stdin=subprocess.DEVNULL)
+    try:
+        line = p.stdout.readline()
+        assert line == f"shmkit manager: listening on {sock} (pid {p.pid})\n"
+    finally:
+        p.terminate()
+        assert p.wait(timeout=30) == 0, p.stderr.read()
+
+
+def test_manager_quiet_prints_nothing(cli, tmp_path):
+    import socket
+    import time
+    sock = tmp_path / "q" / "mgr.sock"
+    p = subprocess.Popen([cli, "manager", "--quiet", "--socket", str(sock)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:     # ready once it accepts a connection
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(str(sock))
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    assert time.monotonic() < deadline, "manager never listened"
+                    assert p.poll() is None, p.stderr.read()
+    finally:
+        p.terminate()
+        status = p.wait(timeout=30)
+    assert status == 0 and p.stdout.read() == ""
+
+
+def test_manager_socket_dir_not_private_is_explained(cli, tmp_path):
+    d = tmp_path / "shared"
+    d.mkdir()
+    d.chmod(0o755)
+    r = run(cli, "manager", "--socket", str(d / "mgr.sock"))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1
+    assert f"the socket's directory {d} " in r.stderr
+    assert "mode 0755" in r.stderr and "must be a private directory" in r.stderr
+    assert "0700" in r.stderr and "chmod 700" in r.stderr
+
+
+def test_progress_only_on_a_terminal(cli):
+    """gc and demo show a status line on a terminal's stderr, erased at the
+    end; with stderr on a pipe they print nothing there."""
+    status, tty, out = run_on_pty([cli, "gc", "--dry-run"], "stderr")
+    assert status == 0 and "blocks would be removed" in out
+    assert "\r\x1b[Kshmkit gc: checking" in tty and tty.endswith("\r\x1b[K")
+    status, tty, out = run_on_pty([cli, "demo", "--size", "1Mi", "--workers",
+                                   "2"], "stderr")
+    assert status == 0 and "verification: ok" in out
+    assert "workers running" in tty and "handing over 4.0 MiB" in tty
+    r = run(cli, "gc", "--dry-run")
+    assert r.returncode == 0 and r.stderr == ""

@@ -1,0 +1,253 @@
+/*
+ * output.c - what the subcommands share for talking to people: argument
+ * parsing, sizes for humans, names escaped for the terminal, widths, and
+ * a progress line on stderr when it is a terminal.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_args(int argc, char **argv, const char *cmd, const char *const flags[],
+             bool set[], char **pos, int maxpos)
+{
+    bool flags_done = false;
+    int i, n = 0, f;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!flags_done && strcmp(a, "--") == 0) {
+            flags_done = true;
+            continue;
+        }
+        if (!flags_done && a[0] == '-' && a[1]) {
+            for (f = 0; flags && flags[f]; f++)
+                if (strcmp(a, flags[f]) == 0)
+                    break;
+            if (!flags || !flags[f]) {
+                cli_usage_error("%s: unknown option '%s' (a NAME starting "
+                                "with '-' goes after --)", cmd, a);
+                return -1;
+            }
+            set[f] = true;
+            continue;
+        }
+        if (n == maxpos) {
+            cli_usage_error("%s: unexpected argument '%s'", cmd, a);
+            return -1;
+        }
+        pos[n++] = argv[i];
+    }
+    return n;
+}
+
+void cli_format_size(char *buf, size_t len, unsigned long long bytes)
+{
+    static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB",
+                                       "EiB"};
+    double v = (double)bytes;
+    int u = -1;
+
+    if (bytes < 1024) {
+        snprintf(buf, len, "%llu B", bytes);
+        return;
+    }
+    while (v >= 1024 && u < 5) {
+        v /= 1024;
+        u++;
+    }
+    /* 1.5 KiB, 12 MiB, 385 MiB: two or three significant digits. */
+    if (v < 9.95)
+        snprintf(buf, len, "%.1f %s", v, unit[u]);
+    else if (v < 1023.5 || u == 5)
+        snprintf(buf, len, "%.0f %s", v, unit[u]);
+    else
+        snprintf(buf, len, "1.0 %s", unit[u + 1]);
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes) and its code
+ * point, or 0 if it is not valid UTF-8. */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    size_t len, i;
+    uint32_t c;
+
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    if ((s[0] & 0xe0) == 0xc0)
+        len = 2, c = s[0] & 0x1f;
+    else if ((s[0] & 0xf0) == 0xe0)
+        len = 3, c = s[0] & 0x0f;
+    else if ((s[0] & 0xf8) == 0xf0)
+        len = 4, c = s[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 2 && c < 0x80) || (len == 3 && c < 0x800) ||
+        (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+        (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+/* Code points a terminal may act on rather than show: C1 controls, line
+ * and paragraph separators, bidirectional overrides and isolates. */
+static bool cp_is_control(uint32_t c)
+{
+    return (c >= 0x80 && c < 0xa0) || c == 0x200e || c == 0x200f ||
+           (c >= 0x2028 && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+}
+
+char *cli_escape(const char *str, size_t *width)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t len = strlen(str), i = 0, w = 0, o = 0;
+    char *out = malloc(len * 6 + 1);
+    uint32_t c;
+
+    if (!out)
+        return NULL;
+    while (i < len) {
+        size_t k = utf8_decode(s + i, len - i, &c);
+        if (k == 0) {
+            o += (size_t)sprintf(out + o, "\\x%02x", s[i]);
+            w += 4;
+            i++;
+            continue;
+        }
+        if (k > 1 && cp_is_control(c)) {
+            o += (size_t)sprintf(out + o, "\\u%04x", (unsigned)c);
+            w += 6;
+        } else if (k > 1) {
+            memcpy(out + o, s + i, k);
+            o += k;
+            w++;
+        } else if (c == '\\' || c == '\n' || c == '\t' || c == '\r') {
+            out[o++] = '\\';
+            out[o++] = c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
+            w += 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            o += (size_t)sprintf(out + o, "\\x%02x", (unsigned)c);
+            w += 4;
+        } else {
+            out[o++] = (char)c;
+            w++;
+        }
+        i += k;
+    }
+    out[o] = 0;
+    if (width)
+        *width = w;
+    return out;
+}
+
+void cli_truncate(char *s, size_t width)
+{
+    size_t i = 0, w = 0, cut = 0;
+
+    if (width == 0)
+        return;
+    for (i = 0; s[i]; i++) {
+        if (((unsigned char)s[i] & 0xc0) == 0x80)
+            continue; /* continuation byte: same column */
+        if (w == width - 1)
+            cut = i;
+        w++;
+    }
+    if (w > width)
+        strcpy(s + cut, "\xe2\x80\xa6"); /* U+2026, as wide as one byte */
+}
+
+void cli_print_padded(const char *s, size_t width, size_t to, bool right)
+{
+    size_t pad = to > width ? to - width : 0;
+
+    if (right)
+        printf("%*s%s", (int)pad, "", s);
+    else
+        printf("%s%*s", s, (int)pad, "");
+}
+
+int cli_terminal_width(void)
+{
+    struct winsize ws;
+    const char *c;
+
+    if (!isatty(STDOUT_FILENO))
+        return 0;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    c = getenv("COLUMNS");
+    return c && atoi(c) > 0 ? atoi(c) : 80;
+}
+
+void cli_print_error_detail(const char *what, int code, const char *detail)
+{
+    char *w = cli_escape(what, NULL);
+
+    fprintf(stderr, "shmkit: %s: %s%s%s (%s)\n", w ? w : "?",
+            detail ? detail : "", detail ? ": " : "", shmkit_strerror(code),
+            shmkit_errname(code));
+    free(w);
+}
+
+/* ---- progress ---------------------------------------------------------------- */
+
+static struct {
+    int on;  /* -1 unknown, 0 no (stderr not a terminal), 1 yes */
+    bool shown;
+    double last;
+} progress = {-1, false, 0};
+
+static double mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void cli_progress(bool force, const char *fmt, ...)
+{
+    va_list ap;
+    double now;
+
+    if (progress.on < 0)
+        progress.on = isatty(STDERR_FILENO);
+    if (!progress.on)
+        return;
+    now = mono_now();
+    if (!force && progress.shown && now - progress.last < 0.1)
+        return; /* ten updates a second are plenty */
+    progress.last = now;
+    progress.shown = true;
+    fputs("\r\033[K", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fflush(stderr);
+}
+
+void cli_progress_done(void)
+{
+    if (progress.on > 0 && progress.shown) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+    }
+    progress.shown = false;
+}
