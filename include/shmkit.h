@@ -239,14 +239,15 @@ typedef enum shmkit_kind {
     SHMKIT_KIND_ARRAY,    /* a self-describing Array */
     SHMKIT_KIND_VALUE,    /* a self-describing Value (Array, 0 dims) */
     SHMKIT_KIND_LOCK,     /* a stand-alone named lock or condition */
-    SHMKIT_KIND_SIDECAR   /* shmkit's bookkeeping beside another block */
+    SHMKIT_KIND_SIDECAR,  /* shmkit's bookkeeping beside another block */
+    SHMKIT_KIND_QUEUE     /* a message queue (shmkit/queue.h) */
 } shmkit_kind;
 
 /* Returns the kind of the block's contents. Never fails; a block too small
  * or malformed for any layout is SHMKIT_KIND_RAW. */
 SHMKIT_API shmkit_kind shmkit_block_kind(const shmkit_block *b);
 
-/* Returns "raw", "list", "array", "value", "lock" or "sidecar". */
+/* Returns "raw", "list", "array", "value", "lock", "sidecar" or "queue". */
 SHMKIT_API const char *shmkit_kind_name(shmkit_kind k);
 
 /* Checks a block name: 0 if valid, -EINVAL (too long: -ENAMETOOLONG)
@@ -268,5 +269,6 @@ SHMKIT_API const char *shmkit_name_problem(const char *name);
 #include "shmkit/sync.h"
 #include "shmkit/typed.h"
 #include "shmkit/lifecycle.h"
+#include "shmkit/queue.h"
 
 #endif /* SHMKIT_H */

@@ -554,6 +554,9 @@ shmkit_kind shmkit_block_kind(const shmkit_block *b)
         return k;
     if (shmkit__list_probe(b->data, b->size))
         return SHMKIT_KIND_LIST;
+    k = shmkit__queue_probe(b->data, b->size);
+    if (k != SHMKIT_KIND_RAW)
+        return k;
     /* The lock a ShareableList keeps beside itself ("<name>.lock") and the
      * attach records of a reference-counted block. */
     if (shmkit__list_lock_probe(b->data, b->size) ||
@@ -565,7 +568,8 @@ shmkit_kind shmkit_block_kind(const shmkit_block *b)
 const char *shmkit_kind_name(shmkit_kind k)
 {
     static const char *const names[] = {"raw",   "list", "array",
-                                        "value", "lock", "sidecar"};
+                                        "value", "lock", "sidecar",
+                                        "queue"};
 
     if ((unsigned)k >= sizeof names / sizeof names[0])
         return "raw";

@@ -99,5 +99,7 @@ SHMKIT__HIDDEN void shmkit__list_lock_drop(const char *list);
 /* refcount.c: shmkit's reference-count sidecar ("shmkit.ref.*"). */
 SHMKIT__HIDDEN bool shmkit__life_probe(const void *data, size_t size);
 SHMKIT__HIDDEN shmkit_kind shmkit__typed_probe(const void *data, size_t size);
+/* queue.c: SHMKIT_KIND_QUEUE for a queue's header, else SHMKIT_KIND_RAW. */
+SHMKIT__HIDDEN shmkit_kind shmkit__queue_probe(const void *data, size_t size);
 
 #endif

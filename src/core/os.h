@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* Where the OS keeps named shared memory objects as files. */
 #define SHMKIT__PATH_MAX (sizeof "/dev/shm/" + 255)
@@ -51,6 +52,18 @@ typedef struct shmkit__os_ops {
     /* Identity of this process's PID namespace (Linux: the inode of
      * /proc/self/ns/pid), or 0 where the platform cannot tell. */
     uint64_t (*pid_namespace)(void);
+    /* Sleeps while the 32-bit word at addr (shared memory) holds `val`,
+     * until woken, `deadline` (absolute CLOCK_MONOTONIC; NULL: none)
+     * passes (-ETIMEDOUT), or a signal arrives (-EINTR, not retried: the
+     * caller re-checks its condition). 0 on a wake-up (maybe spurious),
+     * -EAGAIN if the word did not hold `val`. */
+    int (*futex_wait)(uint32_t *addr, uint32_t val,
+                      const struct timespec *deadline);
+    /* Wakes up to n sleepers on addr; returns how many it woke. */
+    int (*futex_wake)(uint32_t *addr, int n);
+    /* Start time of process `pid` (an opaque number that differs between
+     * two processes that had the same pid), or -ESRCH if none runs. */
+    int (*proc_start)(pid_t pid, uint64_t *start);
 } shmkit__os_ops;
 
 extern shmkit__os_ops shmkit__os;

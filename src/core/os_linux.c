@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
+#include <stdlib.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "os_linux.h"
@@ -219,6 +222,56 @@ static uint64_t linux_pid_namespace(void)
     return stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
+/* Futexes on shared memory: no FUTEX_PRIVATE_FLAG, the word is shared
+ * between processes. FUTEX_WAIT_BITSET takes an absolute deadline, on
+ * CLOCK_MONOTONIC unless FUTEX_CLOCK_REALTIME is given. */
+static int linux_futex_wait(uint32_t *addr, uint32_t val,
+                            const struct timespec *deadline)
+{
+    long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, val, deadline, NULL,
+                     FUTEX_BITSET_MATCH_ANY);
+
+    return r < 0 ? -errno : 0;
+}
+
+static int linux_futex_wake(uint32_t *addr, int n)
+{
+    long r = syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
+
+    return r < 0 ? -errno : (int)r;
+}
+
+/* /proc/PID/stat field 22 (start time in clock ticks since boot). The
+ * command name (field 2) may hold spaces and ')': parse after the last
+ * ')'. A zombie counts as gone: it will never touch memory again. */
+static int linux_proc_start(pid_t pid, uint64_t *start)
+{
+    char path[64], buf[1024], *p;
+    ssize_t n;
+    int fd, field;
+
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? -ESRCH : -errno;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -ESRCH;
+    buf[n] = 0;
+    p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || !p[2])
+        return -EIO;
+    if (p[2] == 'Z' || p[2] == 'X')
+        return -ESRCH;
+    for (field = 2; field < 22 && p; field++)
+        p = strchr(p + 1, ' ');
+    if (!p)
+        return -EIO;
+    *start = strtoull(p + 1, NULL, 10);
+    return 0;
+}
+
 #define LINUX_OPS                                                             \
     {                                                                         \
         .shm_open = linux_shm_open,                                           \
@@ -235,6 +288,9 @@ static uint64_t linux_pid_namespace(void)
         .hugepages = linux_hugepages,                                         \
         .random = linux_random,                                               \
         .pid_namespace = linux_pid_namespace,                                 \
+        .futex_wait = linux_futex_wait,                                       \
+        .futex_wake = linux_futex_wake,                                       \
+        .proc_start = linux_proc_start,                                       \
     }
 
 static const shmkit__os_ops linux_ops = LINUX_OPS;

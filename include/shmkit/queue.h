@@ -1,0 +1,249 @@
+/* shmkit/queue.h - part of shmkit.h; include <shmkit.h>, not this file.
+ *
+ * A named, bounded, multi-producer multi-consumer queue of variable-size
+ * messages in one block.
+ *
+ * Layout (kind "queue", magic "SKQU", version 1):
+ *
+ *   offset 0    header: magic, version, capacity (ring bytes), most
+ *               messages, ring offset, creator's PID namespace
+ *   offset 64   the queue's robust shmkit_mutex
+ *   offset 128  ring state (head, tail, live records), under the mutex
+ *   offset 192  futex words and waiter counts (atomics, no lock)
+ *   offset 256  the ring: records of a 16-byte header (length, state,
+ *               owner pid, owner start time) and the message, padded to
+ *               16 bytes; a message never wraps, so it is contiguous and
+ *               can be written and read in place.
+ *
+ * Messages leave in the order their producers committed them... almost:
+ * consumers take the oldest *committed* message, so a reservation still
+ * being written does not hold back messages committed after it. One
+ * producer's messages always leave in its order.
+ *
+ * The ring is reserved (posix_fallocate: a full /dev/shm is -ENOSPC at
+ * create, never a SIGBUS later) and prefaulted at create and at attach,
+ * so no message pays a page fault.
+ *
+ * Waiting. Blocking calls sleep on a futex in the block (no polling) and
+ * take an absolute CLOCK_MONOTONIC deadline (shmkit_deadline()): NULL
+ * waits for ever; SHMKIT_NOWAIT (or any deadline already past when the
+ * call starts) never sleeps and fails with -EAGAIN when it would have to;
+ * a deadline that passes while sleeping gives -ETIMEDOUT. A signal does
+ * not end the wait (EINTR is retried) unless the handle was made
+ * interruptible (shmkit_queue_set_interruptible()), then -EINTR. Closing
+ * the handle wakes its sleepers in this process with SHMKIT_ECLOSED.
+ *
+ * Killed peers (the rules):
+ *   - a producer killed between reserve and commit: its message was never
+ *     visible and is dropped; its space is reclaimed. Nothing torn is ever
+ *     delivered.
+ *   - a consumer killed between peek and release (also inside get, which
+ *     is peek + copy + release): its message is given back to the queue
+ *     and delivered again (at-least-once for killed consumers, exactly
+ *     once otherwise).
+ *   - a process killed holding the queue's mutex: the next locker repairs
+ *     the counters from the ring (owner-death protocol of shmkit_mutex).
+ *   Dead owners are found by pid plus process start time (a reused pid
+ *   does not count as alive) when a waiter finds a record of another
+ *   process in flight in its way: such a waiter re-checks at growing
+ *   intervals (1 ms to 100 ms) instead of sleeping until woken, since a
+ *   dead process wakes nobody. Records of this process are never reaped:
+ *   a thread of it still owns them.
+ *
+ * Hostile bytes. Every position, length and state read from the block is
+ * checked against the ring before use; an impossible value gives
+ * SHMKIT_ECORRUPT, never a crash, an access outside the block or an
+ * unbounded loop.
+ *
+ * Threads: a handle may be used by several threads at once (each call
+ * takes the queue's mutex); close it only when no other thread uses it
+ * except those blocked in waits (they are woken with SHMKIT_ECLOSED).
+ */
+#ifndef SHMKIT_QUEUE_H
+#define SHMKIT_QUEUE_H
+
+#include <sys/uio.h>
+#include <time.h>
+
+#include "../shmkit.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shmkit_queue shmkit_queue;
+
+#define SHMKIT_QUEUE_HEADER 256  /* ring offset of every version-1 queue */
+#define SHMKIT_QUEUE_RECORD 16   /* bytes of a record's header */
+#define SHMKIT_QUEUE_ALIGN 16    /* records and messages are so aligned */
+
+/* A deadline that has always passed: never sleep. */
+SHMKIT_API extern const struct timespec shmkit_nowait;
+#define SHMKIT_NOWAIT (&shmkit_nowait)
+
+/* A snapshot of a queue, for tools and qsize(). */
+typedef struct shmkit_queue_info {
+    unsigned version;          /* layout version */
+    size_t capacity;           /* ring bytes */
+    size_t max_message;        /* largest message that can ever fit */
+    size_t max_messages;       /* most messages at once; 0: bytes only */
+    size_t depth;              /* committed messages waiting for a consumer */
+    size_t reserved;           /* reservations not yet committed */
+    size_t loaned;             /* peeked messages not yet released */
+    size_t bytes_used;         /* ring bytes in use (headers, padding too) */
+    unsigned waiting_producers;
+    unsigned waiting_consumers;
+    uint64_t pid_ns;           /* creator's PID namespace, or 0 */
+} shmkit_queue_info;
+
+/*
+ * Creates the queue `name` (NULL: a generated "psm_" name) holding up to
+ * `capacity` bytes of ring (rounded up to 16; each message takes its
+ * length rounded up to 16 plus a 16-byte record header) and, if
+ * `max_messages` is not 0, at most that many messages at once. The
+ * largest message is capacity - 16 bytes (shmkit_queue_max_message()).
+ * `flags` as for shmkit_block_create (SHMKIT_TRACK, SHMKIT_REFCOUNT,
+ * SHMKIT_HUGEPAGES, ...); SHMKIT_RESERVE is always implied and the ring
+ * is prefaulted. Published whole (built under a temporary name, renamed
+ * into place). Returns 0, -EEXIST (name taken), -EINVAL (capacity below
+ * 32 bytes or above 2^48, SHMKIT_RDONLY, bad name), -ENOSPC, or the block
+ * layer's errors; nothing is left behind on failure. On success *out owns
+ * the handle.
+ */
+SHMKIT_API int shmkit_queue_create(shmkit_queue **out, const char *name,
+                                   size_t capacity, size_t max_messages,
+                                   unsigned flags);
+
+/*
+ * Attaches to the queue `name` and prefaults its ring. SHMKIT_EKIND if
+ * the block is not a queue, SHMKIT_EVERSION, SHMKIT_ECORRUPT,
+ * SHMKIT_ETRUNCATED for a bad header, SHMKIT_ENAMESPACE if it was made in
+ * another PID namespace, -EINVAL with SHMKIT_RDONLY (taking a message
+ * writes to the ring), and the block layer's errors (-ENOENT, ...).
+ * SHMKIT_REFCOUNT and SHMKIT_ANYUSER work as for blocks.
+ */
+SHMKIT_API int shmkit_queue_attach(shmkit_queue **out, const char *name,
+                                   unsigned flags);
+
+/*
+ * Closes the handle: wakes this handle's sleeping callers (they return
+ * SHMKIT_ECLOSED), waits for them to leave, unmaps. Never unlinks (except
+ * as SHMKIT_REFCOUNT says). Reservations and loans this process still
+ * holds stay in the ring until the process exits, then are reaped by the
+ * rules above. NULL is fine.
+ */
+SHMKIT_API int shmkit_queue_close(shmkit_queue *q);
+
+/* Removes the queue's name (as shmkit_block_unlink). */
+SHMKIT_API int shmkit_queue_unlink(shmkit_queue *q);
+
+/* The underlying block (owned by the queue handle). */
+SHMKIT_API shmkit_block *shmkit_queue_block(shmkit_queue *q);
+
+/* The largest message this queue can hold. */
+SHMKIT_API size_t shmkit_queue_max_message(const shmkit_queue *q);
+
+/* With `on`, a signal ends a blocking call with -EINTR (for callers that
+ * must run signal handlers, as Python does); off (the default) retries. */
+SHMKIT_API void shmkit_queue_set_interruptible(shmkit_queue *q, bool on);
+
+/* ---- copy in, copy out ----------------------------------------------- */
+
+/*
+ * Copies len bytes (0 allowed) into the queue as one message, waiting
+ * for room until `deadline`. -EMSGSIZE if len exceeds the largest
+ * message (never waits then), -EAGAIN / -ETIMEDOUT / -EINTR /
+ * SHMKIT_ECLOSED as in "Waiting", SHMKIT_ECORRUPT for a hostile block,
+ * and the mutex's SHMKIT_ENOTRECOVERABLE.
+ */
+SHMKIT_API int shmkit_queue_put(shmkit_queue *q, const void *data,
+                                size_t len, const struct timespec *deadline);
+
+/*
+ * Takes the oldest committed message, copying it into buf (buflen bytes)
+ * and its length into *len, waiting until `deadline`. -EMSGSIZE if it
+ * does not fit: the message stays in the queue and *len says how much
+ * room it needs. Other errors as for put.
+ */
+SHMKIT_API int shmkit_queue_get(shmkit_queue *q, void *buf, size_t buflen,
+                                size_t *len, const struct timespec *deadline);
+
+/*
+ * Puts msgs[0..n) in order, taking the queue's mutex once for as many as
+ * fit at a time and waking consumers once per batch. *done (may be NULL)
+ * receives how many were put; they are committed even when the call
+ * fails part-way (by the deadline: -EAGAIN/-ETIMEDOUT). -EMSGSIZE (none
+ * put) if any message exceeds the largest message.
+ */
+SHMKIT_API int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs,
+                                     size_t n, size_t *done,
+                                     const struct timespec *deadline);
+
+/*
+ * Takes up to `max` messages at once, waiting until `deadline` only for
+ * the first: copies them one after another (each 16-byte aligned) into
+ * buf, and sets msgs[i] to where message i landed and its length, *got to
+ * how many. -EMSGSIZE if even the first does not fit in buflen (it stays
+ * queued; msgs[0].iov_len says its length).
+ */
+SHMKIT_API int shmkit_queue_get_many(shmkit_queue *q, void *buf,
+                                     size_t buflen, struct iovec *msgs,
+                                     size_t max, size_t *got,
+                                     const struct timespec *deadline);
+
+/* ---- zero copy --------------------------------------------------------- */
+
+/*
+ * Reserves room for a message of up to len bytes in the ring and sets
+ * *ptr to it (16-byte aligned, prefaulted), waiting until `deadline`.
+ * Write the message in place, then shmkit_queue_commit() it (or
+ * shmkit_queue_cancel()). Until then no consumer sees it; if this
+ * process dies first, the reservation is dropped. Errors as for put.
+ */
+SHMKIT_API int shmkit_queue_reserve(shmkit_queue *q, size_t len, void **ptr,
+                                    const struct timespec *deadline);
+
+/*
+ * Publishes the reserved message at ptr with its final length len (at
+ * most what was reserved; the rest goes back to the ring). -EINVAL if ptr
+ * is not a reservation of this process or len is larger.
+ */
+SHMKIT_API int shmkit_queue_commit(shmkit_queue *q, void *ptr, size_t len);
+
+/* Drops the reservation at ptr unpublished. -EINVAL as for commit. */
+SHMKIT_API int shmkit_queue_cancel(shmkit_queue *q, void *ptr);
+
+/*
+ * Takes the oldest committed message without copying: *ptr points at it
+ * in the ring, *len is its length; read it in place, then
+ * shmkit_queue_release() it. Until then its space is not reused; if this
+ * process dies first, the message is given back to the queue. Waits until
+ * `deadline`; errors as for get.
+ */
+SHMKIT_API int shmkit_queue_peek(shmkit_queue *q, const void **ptr,
+                                 size_t *len, const struct timespec *deadline);
+
+/* Frees the peeked message at ptr. -EINVAL if ptr is not a message this
+ * process peeked. */
+SHMKIT_API int shmkit_queue_release(shmkit_queue *q, const void *ptr);
+
+/* ---- state ------------------------------------------------------------- */
+
+/* Fills *info under the queue's mutex (exact at that moment). */
+SHMKIT_API int shmkit_queue_stat(shmkit_queue *q, shmkit_queue_info *info);
+
+/*
+ * Recognises a queue in the bytes [data, data + size) (a mapped block,
+ * read-only is fine) and fills *info (may be NULL) without taking the
+ * mutex: a best-effort snapshot. SHMKIT_EKIND (not a queue),
+ * SHMKIT_EVERSION, SHMKIT_ECORRUPT, SHMKIT_ETRUNCATED. Copies before it
+ * checks; safe on hostile bytes.
+ */
+SHMKIT_API int shmkit_queue_parse(const void *data, size_t size,
+                                  shmkit_queue_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,1199 @@
+/*
+ * queue.c - a named bounded MPMC queue of variable-size messages in one
+ * block (see include/shmkit/queue.h for the layout and the rules).
+ *
+ * The ring holds records at 16-byte aligned positions. Positions are
+ * absolute byte counts (uint64_t, never wrapping in practice); a record's
+ * offset in the ring is its position modulo the ring size. head is the
+ * oldest record still holding space, tail where the next one goes; every
+ * byte in [head, tail) belongs to exactly one record, and a record never
+ * crosses the end of the ring (a PAD record fills the gap instead).
+ *
+ * Record states and who moves them:
+ *   RESERVED -> READY     commit (lock-free, the owner only)
+ *   RESERVED -> DONE      cancel, or reaped after the owner died (locked)
+ *   READY    -> TAKEN     peek/get (locked)
+ *   TAKEN    -> DONE      release (locked)
+ *   TAKEN    -> READY     reaped after the owner died: given back (locked)
+ * DONE and PAD records are reclaimed when head reaches them.
+ *
+ * Every change under the mutex is ordered so that a process killed at any
+ * point leaves a ring that a walk from head to tail can still parse; the
+ * counters beside it (count) are recomputed by the next locker on owner
+ * death.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "os.h"
+#include "queue_internal.h"
+#include "sync_internal.h"
+
+#define QUEUE_MAGIC 0x55514b53u /* "SKQU" read as little-endian */
+#define QUEUE_VERSION 1
+#define QUEUE_MIN_RING 32
+#define QUEUE_MAX_RING (UINT64_C(1) << 48)
+#define REC SHMKIT_QUEUE_RECORD
+
+enum rec_state {
+    REC_RESERVED = 0x52u, /* 'R' */
+    REC_READY = 0x59u,    /* 'Y' */
+    REC_TAKEN = 0x54u,    /* 'T' */
+    REC_DONE = 0x44u,     /* 'D' */
+    REC_PAD = 0x50u,      /* 'P' */
+};
+
+/* A record's header in the ring. state is atomic; len, pid and start are
+ * written under the mutex (or by the owner before it publishes). */
+struct rec {
+    uint32_t len;   /* message bytes (PAD: bytes after this header) */
+    uint32_t state; /* enum rec_state */
+    int32_t pid;    /* owner while RESERVED or TAKEN */
+    uint32_t start; /* owner's start time, low 32 bits */
+};
+_Static_assert(sizeof(struct rec) == REC, "record header");
+
+struct queue_header {
+    /* Written before the block has its name, read-only afterwards. */
+    uint32_t magic;        /* QUEUE_MAGIC */
+    uint16_t version;      /* QUEUE_VERSION */
+    uint16_t reserved0;    /* zero */
+    uint32_t flags;        /* none yet: zero */
+    uint32_t max_msgs;     /* 0: bounded by bytes only */
+    uint64_t ring_offset;  /* SHMKIT_QUEUE_HEADER */
+    uint64_t ring_size;    /* multiple of 16, >= QUEUE_MIN_RING */
+    uint64_t pid_ns;       /* creator's PID namespace inode, 0 unknown */
+    uint8_t reserved[24];  /* zero */
+    shmkit_mutex lock;     /* at 64 */
+    /* At 128, under `lock`. */
+    uint64_t head;         /* oldest record's position */
+    uint64_t tail;         /* next record's position */
+    uint32_t count;        /* records in [head, tail) that are not PAD */
+    uint32_t reserved1;
+    uint8_t reserved2[40];
+    /* At 192, atomics, no lock. */
+    uint32_t data_seq;     /* bumped when a message becomes READY */
+    uint32_t space_seq;    /* bumped when head moves */
+    uint32_t wait_consumers;
+    uint32_t wait_producers;
+    uint8_t reserved3[48];
+};
+_Static_assert(offsetof(struct queue_header, lock) == 64, "lock");
+_Static_assert(offsetof(struct queue_header, head) == 128, "state");
+_Static_assert(offsetof(struct queue_header, data_seq) == 192, "futexes");
+_Static_assert(sizeof(struct queue_header) == SHMKIT_QUEUE_HEADER, "size");
+
+struct shmkit_queue {
+    shmkit_block *block;
+    struct queue_header *hdr;
+    unsigned char *ring;
+    uint64_t rs;          /* ring size, validated copy */
+    uint32_t max_msgs;    /* validated copy */
+    bool interruptible;
+    uint32_t closing;     /* atomic: close has begun */
+    uint32_t active;      /* atomic: callers inside blocking calls */
+};
+
+const struct timespec shmkit_nowait = {0, 0};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static inline uint64_t round16(uint64_t n)
+{
+    return (n + 15) & ~(uint64_t)15;
+}
+
+static inline uint32_t load32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline void store32(uint32_t *p, uint32_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+/* This process's pid and start time, refreshed after fork. */
+static pid_t self_pid;
+static uint32_t self_start;
+
+static void self_reset(void)
+{
+    self_pid = 0;
+}
+
+static void self_init(void)
+{
+    pthread_atfork(NULL, NULL, self_reset);
+}
+
+static void self_get(pid_t *pid, uint32_t *start)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pid_t p = __atomic_load_n(&self_pid, __ATOMIC_ACQUIRE);
+
+    if (!p) {
+        uint64_t st = 0;
+
+        pthread_once(&once, self_init);
+        p = getpid();
+        shmkit__os.proc_start(p, &st);
+        __atomic_store_n(&self_start, (uint32_t)st, __ATOMIC_RELAXED);
+        __atomic_store_n(&self_pid, p, __ATOMIC_RELEASE);
+    }
+    *pid = p;
+    *start = __atomic_load_n(&self_start, __ATOMIC_RELAXED);
+}
+
+static bool timespec_passed(const struct timespec *d)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > d->tv_sec ||
+           (now.tv_sec == d->tv_sec && now.tv_nsec >= d->tv_nsec);
+}
+
+static int qfail(shmkit_queue *q, int r, const char *op)
+{
+    shmkit_block *b = q ? q->block : NULL;
+
+    return shmkit__fail(b, r, "shmkit_queue_%s(\"%s\")", op,
+                        b ? shmkit_block_name(b) : "");
+}
+
+/* ---- the ring ------------------------------------------------------------ */
+
+/* The record at position pos, after checking it lies inside the ring and
+ * inside [pos, limit); its size (header + padded message) in *size. */
+static int rec_at(const shmkit_queue *q, uint64_t pos, uint64_t limit,
+                  struct rec **out, uint64_t *size)
+{
+    uint64_t off = pos % q->rs, sz;
+    struct rec *r = (struct rec *)(q->ring + off);
+    uint32_t len = __atomic_load_n(&r->len, __ATOMIC_RELAXED);
+
+    if (q->rs - off < REC)
+        return SHMKIT_ECORRUPT;
+    sz = REC + round16(len);
+    if (sz > q->rs - off || sz > limit - pos)
+        return SHMKIT_ECORRUPT;
+    *out = r;
+    *size = sz;
+    return 0;
+}
+
+/* Checks head and tail (under the mutex) against the ring. */
+static int state_check(const shmkit_queue *q)
+{
+    const struct queue_header *h = q->hdr;
+
+    if (h->tail < h->head || h->tail - h->head > q->rs || h->head % 16 ||
+        h->tail % 16 || h->tail > UINT64_MAX - 2 * q->rs)
+        return SHMKIT_ECORRUPT;
+    return 0;
+}
+
+/* Moves head past DONE and PAD records; true if it moved. */
+static bool head_advance(shmkit_queue *q)
+{
+    struct queue_header *h = q->hdr;
+    uint64_t head = h->head, size;
+    struct rec *r;
+    bool moved = false;
+
+    while (head < h->tail && rec_at(q, head, h->tail, &r, &size) == 0) {
+        uint32_t st = load32(&r->state);
+
+        if (st != REC_DONE && st != REC_PAD)
+            break;
+        head += size;
+        __atomic_store_n(&h->head, head, __ATOMIC_RELEASE);
+        if (st == REC_DONE && h->count)
+            h->count--;
+        moved = true;
+    }
+    return moved;
+}
+
+/* Tells sleeping producers that space came free. */
+static void wake_space(shmkit_queue *q)
+{
+    __atomic_fetch_add(&q->hdr->space_seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&q->hdr->wait_producers, __ATOMIC_SEQ_CST))
+        shmkit__os.futex_wake(&q->hdr->space_seq, INT_MAX);
+}
+
+/* Tells sleeping consumers that n messages became ready. */
+static void wake_data(shmkit_queue *q, int n)
+{
+    __atomic_fetch_add(&q->hdr->data_seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&q->hdr->wait_consumers, __ATOMIC_SEQ_CST))
+        shmkit__os.futex_wake(&q->hdr->data_seq, n);
+}
+
+/* Counts the records from head to tail; SHMKIT_ECORRUPT if they do not
+ * parse. Fills the per-state counts of *info when it is not NULL. */
+static int ring_walk(const shmkit_queue *q, uint64_t head, uint64_t tail,
+                     uint32_t *count, shmkit_queue_info *info)
+{
+    uint64_t pos = head, size;
+    uint32_t n = 0;
+    struct rec *r;
+    int e;
+
+    while (pos < tail) {
+        e = rec_at(q, pos, tail, &r, &size);
+        if (e)
+            return e;
+        switch (load32(&r->state)) {
+        case REC_PAD: n--; break;
+        case REC_READY: if (info) info->depth++; break;
+        case REC_RESERVED: if (info) info->reserved++; break;
+        case REC_TAKEN: if (info) info->loaned++; break;
+        case REC_DONE: break;
+        default: return SHMKIT_ECORRUPT;
+        }
+        n++;
+        pos += size;
+    }
+    if (count)
+        *count = n;
+    return 0;
+}
+
+/* After a lock holder died: the ring itself is always parseable (see the
+ * top of the file); recompute the counters and reclaim what is done. */
+static int ring_repair(shmkit_queue *q)
+{
+    uint32_t n;
+    int r = state_check(q);
+
+    if (r == 0)
+        r = ring_walk(q, q->hdr->head, q->hdr->tail, &n, NULL);
+    if (r)
+        return r;
+    q->hdr->count = n;
+    if (head_advance(q))
+        wake_space(q);
+    return 0;
+}
+
+/* Takes the queue's mutex and checks the ring state. */
+static int qlock(shmkit_queue *q)
+{
+    int r = shmkit_mutex_lock(&q->hdr->lock);
+
+    if (r == SHMKIT_EOWNERDEAD) {
+        r = ring_repair(q);
+        if (r) {
+            /* Unlocking unrepaired makes the mutex not recoverable: the
+             * queue is then refused for good, as the lock protocol says. */
+            shmkit_mutex_unlock(&q->hdr->lock);
+            return r;
+        }
+        shmkit_mutex_consistent(&q->hdr->lock);
+    } else if (r == -EINVAL) {
+        return SHMKIT_ECORRUPT;
+    } else if (r) {
+        return r;
+    }
+    r = state_check(q);
+    if (r)
+        shmkit_mutex_unlock(&q->hdr->lock);
+    return r;
+}
+
+static void qunlock(shmkit_queue *q)
+{
+    shmkit_mutex_unlock(&q->hdr->lock);
+}
+
+/* ---- reaping dead owners ----------------------------------------------- */
+
+static bool owner_alive(int32_t pid, uint32_t start)
+{
+    uint64_t st;
+
+    if (pid <= 0)
+        return false;
+    if (shmkit__os.proc_start(pid, &st) == -ESRCH)
+        return false;
+    return (uint32_t)st == start || st == 0;
+}
+
+/* Under the mutex: drops reservations and gives back loans of dead
+ * processes. Returns how many messages were given back, or a code. */
+static int reap_locked(shmkit_queue *q, bool *freed)
+{
+    struct queue_header *h = q->hdr;
+    uint64_t pos = h->head, size;
+    int given = 0, e;
+    uint32_t start;
+    struct rec *r;
+    pid_t me;
+
+    self_get(&me, &start);
+    while (pos < h->tail) {
+        e = rec_at(q, pos, h->tail, &r, &size);
+        if (e)
+            return e;
+        uint32_t st = load32(&r->state);
+        if ((st == REC_RESERVED || st == REC_TAKEN) && r->pid != me &&
+            !owner_alive(r->pid, r->start)) {
+            uint32_t to = st == REC_TAKEN ? REC_READY : REC_DONE;
+            if (__atomic_compare_exchange_n(&r->state, &st, to, false,
+                                            __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE))
+                given += to == REC_READY;
+        }
+        pos += size;
+    }
+    *freed = head_advance(q);
+    return given;
+}
+
+/* Takes the lock and reaps; wakes whoever the reaped records let go. */
+static int reap(shmkit_queue *q)
+{
+    bool freed = false;
+    int r = qlock(q);
+
+    if (r)
+        return r;
+    r = reap_locked(q, &freed);
+    qunlock(q);
+    if (r > 0)
+        wake_data(q, r);
+    if (freed)
+        wake_space(q);
+    return r < 0 ? r : 0;
+}
+
+/* ---- waiting ------------------------------------------------------------- */
+
+/* How a blocking call waits: the caller's deadline, and the back-off for
+ * re-checking dead owners when a record of another process is in the way. */
+struct waiter {
+    const struct timespec *deadline;
+    bool first;
+    bool reaped;      /* a call that may not sleep has reaped once */
+    unsigned backoff_ms;
+};
+
+static void waiter_init(struct waiter *w, const struct timespec *deadline)
+{
+    w->deadline = deadline;
+    w->first = true;
+    w->reaped = false;
+    w->backoff_ms = 1;
+}
+
+/*
+ * Sleeps on *word while it holds `seq`. `foreign` says a record of another
+ * process is in flight in the caller's way: then the sleep is capped and,
+ * when the cap rather than a wake-up ends it, dead owners are reaped.
+ * Returns 0 to try again, or -EAGAIN, -ETIMEDOUT, -EINTR, SHMKIT_ECLOSED.
+ */
+static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
+                   uint32_t *waiting, uint32_t seq, bool foreign)
+{
+    struct timespec cap, *until = (struct timespec *)w->deadline;
+    bool capped = false;
+    int r;
+
+    if (w->deadline && (w->deadline == SHMKIT_NOWAIT || w->first) &&
+        timespec_passed(w->deadline)) {
+        /* Not allowed to sleep: still give a dead owner's record back
+         * once, so polling callers make progress too. */
+        if (!foreign || w->reaped)
+            return -EAGAIN;
+        w->reaped = true;
+        return reap(q);
+    }
+    w->first = false;
+    if (__atomic_load_n(&q->closing, __ATOMIC_ACQUIRE))
+        return SHMKIT_ECLOSED;
+    if (foreign) {
+        shmkit_deadline(&cap, w->backoff_ms / 1000.0);
+        if (!until || cap.tv_sec < until->tv_sec ||
+            (cap.tv_sec == until->tv_sec && cap.tv_nsec < until->tv_nsec)) {
+            until = &cap;
+            capped = true;
+        }
+        if (w->backoff_ms < 100)
+            w->backoff_ms *= 2;
+    }
+    __atomic_fetch_add(waiting, 1, __ATOMIC_SEQ_CST);
+    r = shmkit__os.futex_wait(word, seq, until);
+    __atomic_fetch_sub(waiting, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&q->closing, __ATOMIC_ACQUIRE))
+        return SHMKIT_ECLOSED;
+    if (r == -ETIMEDOUT && capped)
+        return reap(q);
+    if (r == -EINTR)
+        return q->interruptible ? -EINTR : 0;
+    if (r == -EAGAIN || r == 0)
+        return 0;
+    return r;
+}
+
+/* Brackets a blocking call, so close can wait for it to leave. */
+static int enter(shmkit_queue *q)
+{
+    __atomic_fetch_add(&q->active, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&q->closing, __ATOMIC_SEQ_CST)) {
+        __atomic_fetch_sub(&q->active, 1, __ATOMIC_SEQ_CST);
+        return SHMKIT_ECLOSED;
+    }
+    return 0;
+}
+
+static void leave(shmkit_queue *q)
+{
+    if (__atomic_sub_fetch(&q->active, 1, __ATOMIC_SEQ_CST) == 0 &&
+        __atomic_load_n(&q->closing, __ATOMIC_SEQ_CST))
+        shmkit__os.futex_wake(&q->active, INT_MAX);
+}
+
+/* ---- producing ----------------------------------------------------------- */
+
+/* Writes a PAD record of `bytes` (header included) at position pos. */
+static void pad_write(shmkit_queue *q, uint64_t pos, uint64_t bytes)
+{
+    struct rec *r = (struct rec *)(q->ring + pos % q->rs);
+
+    r->len = (uint32_t)(bytes - REC);
+    r->pid = 0;
+    r->start = 0;
+    store32(&r->state, REC_PAD);
+}
+
+/* True if a record of another process is in flight: RESERVED or TAKEN
+ * (producers wait on both), or only TAKEN (consumers). */
+static bool inflight_foreign(shmkit_queue *q, pid_t me, bool reserved_too)
+{
+    uint64_t pos = q->hdr->head, size;
+    struct rec *x;
+
+    while (pos < q->hdr->tail && rec_at(q, pos, q->hdr->tail, &x, &size) == 0) {
+        uint32_t st = load32(&x->state);
+
+        if ((st == REC_TAKEN || (reserved_too && st == REC_RESERVED)) &&
+            x->pid != me)
+            return true;
+        pos += size;
+    }
+    return false;
+}
+
+/* Under the mutex: makes a RESERVED record for len bytes at tail. Returns
+ * 0 and the record, or -EAGAIN if it does not fit now; *foreign tells
+ * whether a record of another process is in flight (it may be dead). */
+static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
+                          bool *foreign)
+{
+    struct queue_header *h = q->hdr;
+    uint64_t need = REC + round16(len), off, pad = 0;
+    uint32_t start;
+    struct rec *r;
+    pid_t me;
+
+    self_get(&me, &start);
+    if (q->max_msgs && h->count >= q->max_msgs)
+        goto full;
+    off = h->tail % q->rs;
+    if (h->head == h->tail && off != 0) {
+        /* Empty: start over at offset 0, so a big message fits whole. */
+        pad_write(q, h->tail, q->rs - off);
+        __atomic_store_n(&h->tail, h->tail + (q->rs - off), __ATOMIC_RELEASE);
+        head_advance(q);
+        off = 0;
+    }
+    if (q->rs - off < need)
+        pad = q->rs - off;
+    if (h->tail - h->head + pad + need > q->rs)
+        goto full;
+    if (pad)
+        pad_write(q, h->tail, pad);
+    r = (struct rec *)(q->ring + (h->tail + pad) % q->rs);
+    r->len = (uint32_t)len;
+    r->pid = me;
+    r->start = start;
+    store32(&r->state, REC_RESERVED);
+    /* Publish: the record is part of the ring from here on. */
+    __atomic_store_n(&h->tail, h->tail + pad + need, __ATOMIC_RELEASE);
+    h->count++;
+    *out = r;
+    return 0;
+full:
+    *foreign = inflight_foreign(q, me, true);
+    return -EAGAIN;
+}
+
+/* Reserves up to n records (lens[i] bytes each, stride apart) in one
+ * locked pass, waiting for room for the first. */
+static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
+                         struct rec **recs, size_t *got, struct waiter *w)
+{
+    bool foreign = false;
+    size_t k;
+    int r;
+
+    for (;;) {
+        uint32_t seq = __atomic_load_n(&q->hdr->space_seq, __ATOMIC_SEQ_CST);
+
+        r = qlock(q);
+        if (r)
+            return r;
+        for (k = 0; k < n; k++)
+            if (reserve_locked(q, msgs[k].iov_len, &recs[k], &foreign))
+                break;
+        qunlock(q);
+        if (k) {
+            *got = k;
+            return 0;
+        }
+        r = wait_on(q, w, &q->hdr->space_seq, &q->hdr->wait_producers, seq,
+                    foreign);
+        if (r)
+            return r;
+    }
+}
+
+static int size_check(const shmkit_queue *q, size_t len)
+{
+    return len > shmkit_queue_max_message(q) ? -EMSGSIZE : 0;
+}
+
+int shmkit_queue_reserve(shmkit_queue *q, size_t len, void **ptr,
+                         const struct timespec *deadline)
+{
+    struct iovec one = {NULL, len};
+    struct rec *rec;
+    struct waiter w;
+    size_t got;
+    int r;
+
+    if (!q || !ptr)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_reserve: NULL");
+    r = size_check(q, len);
+    if (r == 0)
+        r = enter(q);
+    if (r)
+        return qfail(q, r, "reserve");
+    waiter_init(&w, deadline);
+    r = reserve_batch(q, &one, 1, &rec, &got, &w);
+    leave(q);
+    if (r)
+        return qfail(q, r, "reserve");
+    *ptr = rec + 1;
+    return 0;
+}
+
+/* The record whose message starts at ptr, if ptr is one and its state is
+ * `state` and it belongs to this process. */
+static int own_rec(shmkit_queue *q, const void *ptr, uint32_t state,
+                   struct rec **out)
+{
+    const unsigned char *p = ptr;
+    struct rec *r;
+    uint32_t start;
+    pid_t me;
+
+    if (!ptr || p < q->ring + REC || p >= q->ring + q->rs ||
+        (size_t)(p - q->ring) % SHMKIT_QUEUE_ALIGN)
+        return -EINVAL;
+    r = (struct rec *)p - 1;
+    self_get(&me, &start);
+    if (load32(&r->state) != state || r->pid != me)
+        return -EINVAL;
+    if (REC + round16(r->len) > q->rs - (size_t)((unsigned char *)r - q->ring))
+        return SHMKIT_ECORRUPT;
+    *out = r;
+    return 0;
+}
+
+/* Shortens a reservation to len, handing the slack back as a PAD record
+ * (under the mutex: walkers must not see the record change size). */
+static int shrink_locked(shmkit_queue *q, struct rec *r, size_t len)
+{
+    uint64_t old = round16(r->len), now = round16(len);
+    struct rec *pad;
+
+    if (old != now) {
+        pad = (struct rec *)((unsigned char *)(r + 1) + now);
+        pad->len = (uint32_t)(old - now - REC);
+        pad->pid = 0;
+        pad->start = 0;
+        store32(&pad->state, REC_PAD);
+    }
+    __atomic_store_n(&r->len, (uint32_t)len, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int shmkit_queue_commit(shmkit_queue *q, void *ptr, size_t len)
+{
+    struct rec *r;
+    int e;
+
+    if (!q)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_commit: NULL");
+    e = own_rec(q, ptr, REC_RESERVED, &r);
+    if (e == 0 && len > r->len)
+        e = -EINVAL;
+    if (e)
+        return qfail(q, e, "commit");
+    if (len != r->len) {
+        e = qlock(q);
+        if (e)
+            return qfail(q, e, "commit");
+        shrink_locked(q, r, len);
+        store32(&r->state, REC_READY);
+        qunlock(q);
+    } else {
+        store32(&r->state, REC_READY);
+    }
+    wake_data(q, 1);
+    return 0;
+}
+
+int shmkit_queue_cancel(shmkit_queue *q, void *ptr)
+{
+    struct rec *r;
+    bool moved;
+    int e;
+
+    if (!q)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_cancel: NULL");
+    e = own_rec(q, ptr, REC_RESERVED, &r);
+    if (e == 0)
+        e = qlock(q);
+    if (e)
+        return qfail(q, e, "cancel");
+    store32(&r->state, REC_DONE);
+    moved = head_advance(q);
+    qunlock(q);
+    if (moved)
+        wake_space(q);
+    return 0;
+}
+
+int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs, size_t n,
+                          size_t *done, const struct timespec *deadline)
+{
+    struct rec *recs[64];
+    struct waiter w;
+    size_t i, k, put = 0;
+    int r = 0;
+
+    if (done)
+        *done = 0;
+    if (!q || (!msgs && n))
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_put_many: NULL");
+    for (i = 0; i < n && r == 0; i++)
+        r = size_check(q, msgs[i].iov_len);
+    if (r == 0)
+        r = enter(q);
+    if (r)
+        return qfail(q, r, "put_many");
+    waiter_init(&w, deadline);
+    while (put < n) {
+        size_t want = n - put < 64 ? n - put : 64;
+
+        r = reserve_batch(q, msgs + put, want, recs, &k, &w);
+        if (r)
+            break;
+        for (i = 0; i < k; i++) {
+            if (msgs[put + i].iov_len)
+                memcpy(recs[i] + 1, msgs[put + i].iov_base,
+                       msgs[put + i].iov_len);
+            store32(&recs[i]->state, REC_READY);
+        }
+        put += k;
+        if (done)
+            *done = put;
+        wake_data(q, (int)k);
+    }
+    leave(q);
+    return r ? qfail(q, r, "put_many") : 0;
+}
+
+int shmkit_queue_put(shmkit_queue *q, const void *data, size_t len,
+                     const struct timespec *deadline)
+{
+    struct iovec one = {(void *)data, len};
+
+    return shmkit_queue_put_many(q, &one, 1, NULL, deadline);
+}
+
+/* ---- consuming ----------------------------------------------------------- */
+
+/* Under the mutex: takes up to max READY records, oldest first, that fit
+ * in room one after another, each at a 16-byte multiple (the first must
+ * fit: -EMSGSIZE with its length in *need otherwise). *foreign: a loan of
+ * another process is in flight (it may be dead). */
+static int take_locked(shmkit_queue *q, struct rec **recs, size_t max,
+                       size_t room, size_t *got, size_t *need, bool *foreign)
+{
+    struct queue_header *h = q->hdr;
+    uint64_t pos = h->head, size;
+    size_t k = 0, used = 0;
+    uint32_t start;
+    struct rec *r;
+    pid_t me;
+    int e;
+
+    self_get(&me, &start);
+    *foreign = false;
+    while (pos < h->tail && k < max) {
+        e = rec_at(q, pos, h->tail, &r, &size);
+        if (e)
+            return e;
+        uint32_t st = load32(&r->state);
+        if (st == REC_TAKEN && r->pid != me)
+            *foreign = true;
+        if (st == REC_READY) {
+            size_t len = r->len, padded = round16(len);
+
+            if (len > room - used) {
+                if (k == 0) {
+                    *need = len;
+                    return -EMSGSIZE;
+                }
+                break;
+            }
+            r->pid = me;
+            r->start = start;
+            store32(&r->state, REC_TAKEN);
+            recs[k++] = r;
+            used += padded < room - used ? padded : room - used;
+        }
+        pos += size;
+    }
+    *got = k;
+    return k ? 0 : -EAGAIN;
+}
+
+/* Takes up to max messages, waiting for the first until the deadline. */
+static int take_batch(shmkit_queue *q, struct rec **recs, size_t max,
+                      size_t room, size_t *got, size_t *need,
+                      struct waiter *w)
+{
+    bool foreign;
+    int r;
+
+    for (;;) {
+        uint32_t seq = __atomic_load_n(&q->hdr->data_seq, __ATOMIC_SEQ_CST);
+
+        r = qlock(q);
+        if (r)
+            return r;
+        r = take_locked(q, recs, max, room, got, need, &foreign);
+        qunlock(q);
+        if (r != -EAGAIN)
+            return r;
+        r = wait_on(q, w, &q->hdr->data_seq, &q->hdr->wait_consumers, seq,
+                    foreign);
+        if (r)
+            return r;
+    }
+}
+
+/* Frees taken records in one locked pass. */
+static int release_batch(shmkit_queue *q, struct rec **recs, size_t n)
+{
+    bool moved;
+    size_t i;
+    int r = qlock(q);
+
+    if (r)
+        return r;
+    for (i = 0; i < n; i++)
+        store32(&recs[i]->state, REC_DONE);
+    moved = head_advance(q);
+    qunlock(q);
+    if (moved)
+        wake_space(q);
+    return 0;
+}
+
+int shmkit_queue_peek(shmkit_queue *q, const void **ptr, size_t *len,
+                      const struct timespec *deadline)
+{
+    struct rec *rec;
+    struct waiter w;
+    size_t got, need;
+    int r;
+
+    if (!q || !ptr || !len)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_peek: NULL");
+    r = enter(q);
+    if (r)
+        return qfail(q, r, "peek");
+    waiter_init(&w, deadline);
+    r = take_batch(q, &rec, 1, SIZE_MAX, &got, &need, &w);
+    leave(q);
+    if (r)
+        return qfail(q, r, "peek");
+    *ptr = rec + 1;
+    *len = rec->len;
+    return 0;
+}
+
+int shmkit_queue_release(shmkit_queue *q, const void *ptr)
+{
+    struct rec *r;
+    int e;
+
+    if (!q)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_release: NULL");
+    e = own_rec(q, ptr, REC_TAKEN, &r);
+    if (e == 0)
+        e = release_batch(q, &r, 1);
+    return e ? qfail(q, e, "release") : 0;
+}
+
+int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
+                          struct iovec *msgs, size_t max, size_t *got,
+                          const struct timespec *deadline)
+{
+    struct rec *recs[64];
+    unsigned char *p = buf;
+    size_t i, k = 0, need = 0, left;
+    struct waiter w;
+    int r;
+
+    if (got)
+        *got = 0;
+    if (!q || !msgs || !got || (!buf && buflen) || !max)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_get_many: bad args");
+    r = enter(q);
+    if (r)
+        return qfail(q, r, "get_many");
+    waiter_init(&w, deadline);
+    r = take_batch(q, recs, max < 64 ? max : 64, buflen, &k, &need, &w);
+    leave(q);
+    if (r == -EMSGSIZE)
+        msgs[0].iov_len = need;
+    if (r)
+        return qfail(q, r, "get_many");
+    for (i = 0; i < k; i++) {
+        size_t len = recs[i]->len;
+
+        memcpy(p, recs[i] + 1, len);
+        msgs[i].iov_base = p;
+        msgs[i].iov_len = len;
+        left = buflen - (size_t)(p - (unsigned char *)buf);
+        p += round16(len) < left ? round16(len) : left; /* as take_locked */
+    }
+    r = release_batch(q, recs, k);
+    if (r)
+        return qfail(q, r, "get_many");
+    *got = k;
+    return 0;
+}
+
+int shmkit_queue_get(shmkit_queue *q, void *buf, size_t buflen, size_t *len,
+                     const struct timespec *deadline)
+{
+    struct iovec one;
+    size_t got;
+    int r;
+
+    if (!len)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_get: len is NULL");
+    r = shmkit_queue_get_many(q, buf, buflen, &one, 1, &got, deadline);
+    if (r == 0 || r == -EMSGSIZE)
+        *len = one.iov_len;
+    return r;
+}
+
+/* ---- layout, create, attach, close --------------------------------------- */
+
+/* Checks a copy of the fixed header against the block size. */
+static int header_check(const struct queue_header *h, size_t size)
+{
+    static const uint8_t zero[24];
+
+    if (h->version != QUEUE_VERSION)
+        return SHMKIT_EVERSION;
+    if (h->reserved0 || h->flags || memcmp(h->reserved, zero, sizeof zero) ||
+        h->ring_offset != SHMKIT_QUEUE_HEADER || h->ring_size % 16 ||
+        h->ring_size < QUEUE_MIN_RING || h->ring_size > QUEUE_MAX_RING ||
+        !shmkit__mutex_valid(&h->lock))
+        return SHMKIT_ECORRUPT;
+    if (h->ring_size > size - SHMKIT_QUEUE_HEADER)
+        return SHMKIT_ETRUNCATED;
+    return 0;
+}
+
+/* Reads the magic, then the whole header, into *h. */
+static int header_copy(const void *data, size_t size, struct queue_header *h)
+{
+    if (!data || size < sizeof h->magic)
+        return SHMKIT_EKIND;
+    memcpy(&h->magic, data, sizeof h->magic);
+    if (h->magic != QUEUE_MAGIC)
+        return SHMKIT_EKIND;
+    if (size < sizeof *h)
+        return SHMKIT_ETRUNCATED;
+    memcpy(h, data, sizeof *h);
+    return header_check(h, size);
+}
+
+int shmkit_queue_parse(const void *data, size_t size, shmkit_queue_info *info)
+{
+    struct queue_header h;
+    shmkit_queue_info in;
+    shmkit_queue q;
+    int r = header_copy(data, size, &h);
+
+    if (r)
+        return r;
+    memset(&in, 0, sizeof in);
+    memset(&q, 0, sizeof q);
+    q.ring = (unsigned char *)data + SHMKIT_QUEUE_HEADER;
+    q.rs = h.ring_size;
+    q.hdr = &h;
+    if (state_check(&q) == 0)
+        r = ring_walk(&q, h.head, h.tail, NULL, &in);
+    else
+        r = SHMKIT_ECORRUPT;
+    if (r)
+        return r;
+    in.version = h.version;
+    in.capacity = h.ring_size;
+    in.max_message = h.ring_size - REC;
+    in.max_messages = h.max_msgs;
+    in.bytes_used = h.tail - h.head;
+    in.waiting_producers = h.wait_producers;
+    in.waiting_consumers = h.wait_consumers;
+    in.pid_ns = h.pid_ns;
+    if (info)
+        *info = in;
+    return 0;
+}
+
+shmkit_kind shmkit__queue_probe(const void *data, size_t size)
+{
+    struct queue_header h;
+
+    return header_copy(data, size, &h) == 0 ? SHMKIT_KIND_QUEUE
+                                            : SHMKIT_KIND_RAW;
+}
+
+struct queue_spec {
+    uint64_t ring_size;
+    uint32_t max_msgs;
+};
+
+/* Builds the header in a new, zero-filled block (see shmkit__publish). */
+static int queue_fill(void *data, size_t size, void *arg)
+{
+    const struct queue_spec *s = arg;
+    struct queue_header *h = data;
+    int r;
+
+    (void)size;
+    h->version = QUEUE_VERSION;
+    h->max_msgs = s->max_msgs;
+    h->ring_offset = SHMKIT_QUEUE_HEADER;
+    h->ring_size = s->ring_size;
+    h->pid_ns = shmkit__pid_ns();
+    r = shmkit_mutex_init(&h->lock, 0);
+    if (r == 0)
+        __atomic_store_n(&h->magic, QUEUE_MAGIC, __ATOMIC_RELEASE);
+    return r;
+}
+
+/* Makes a handle over a validated queue block and prefaults it. */
+static int queue_wrap(shmkit_queue **out, shmkit_block *b,
+                      const struct queue_header *h)
+{
+    shmkit_queue *q = calloc(1, sizeof *q);
+    int r;
+
+    if (!q)
+        return -ENOMEM;
+    r = shmkit_block_populate(b, 0, shmkit_block_size(b));
+    if (r < 0) {
+        free(q);
+        return r;
+    }
+    q->block = b;
+    q->hdr = shmkit_block_data(b);
+    q->ring = (unsigned char *)q->hdr + SHMKIT_QUEUE_HEADER;
+    q->rs = h->ring_size;
+    q->max_msgs = h->max_msgs;
+    *out = q;
+    return 0;
+}
+
+int shmkit_queue_create(shmkit_queue **out, const char *name, size_t capacity,
+                        size_t max_messages, unsigned flags)
+{
+    struct queue_spec s;
+    struct queue_header h;
+    shmkit_block *b;
+    int r = 0;
+
+    if (!out)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_create: out is NULL");
+    *out = NULL;
+    if (capacity < QUEUE_MIN_RING || capacity > QUEUE_MAX_RING ||
+        max_messages > UINT32_MAX || (flags & SHMKIT_RDONLY))
+        r = -EINVAL;
+    if (r)
+        return shmkit__fail(NULL, r, "shmkit_queue_create(\"%s\", %zu, %zu)",
+                            name ? name : "(generated)", capacity,
+                            max_messages);
+    s.ring_size = round16(capacity);
+    s.max_msgs = (uint32_t)max_messages;
+    r = shmkit__publish(&b, name, SHMKIT_QUEUE_HEADER + s.ring_size,
+                        flags | SHMKIT_RESERVE, queue_fill, &s,
+                        "shmkit_queue_create");
+    if (r < 0)
+        return r;
+    r = header_copy(shmkit_block_data(b), shmkit_block_size(b), &h);
+    if (r == 0)
+        r = queue_wrap(out, b, &h);
+    if (r < 0) {
+        shmkit_block_unlink(b);
+        shmkit_block_close(b);
+        return shmkit__fail(NULL, r, "shmkit_queue_create");
+    }
+    return 0;
+}
+
+int shmkit_queue_attach(shmkit_queue **out, const char *name, unsigned flags)
+{
+    struct queue_header h;
+    shmkit_block *b;
+    int r;
+
+    if (!out)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_attach: out is NULL");
+    *out = NULL;
+    if (flags & SHMKIT_RDONLY)
+        return shmkit__fail(NULL, -EINVAL,
+                            "shmkit_queue_attach(\"%s\"): read-only", name);
+    r = shmkit_block_attach(&b, name, flags);
+    if (r < 0)
+        return r;
+    r = header_copy(shmkit_block_data(b), shmkit_block_size(b), &h);
+    if (r == 0)
+        r = shmkit__pid_ns_check(h.pid_ns);
+    if (r == 0)
+        r = queue_wrap(out, b, &h);
+    if (r < 0) {
+        shmkit_block_close(b);
+        return shmkit__fail(NULL, r, "shmkit_queue_attach(\"%s\")", name);
+    }
+    return 0;
+}
+
+int shmkit__queue_view(shmkit_queue **out, void *data, size_t size)
+{
+    struct queue_header h;
+    shmkit_queue *q;
+    int r = header_copy(data, size, &h);
+
+    if (r)
+        return r;
+    q = calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    q->hdr = data;
+    q->ring = (unsigned char *)data + SHMKIT_QUEUE_HEADER;
+    q->rs = h.ring_size;
+    q->max_msgs = h.max_msgs;
+    *out = q;
+    return 0;
+}
+
+void shmkit__queue_view_free(shmkit_queue *q)
+{
+    free(q);
+}
+
+int shmkit_queue_close(shmkit_queue *q)
+{
+    uint32_t n;
+    int r;
+
+    if (!q)
+        return 0;
+    __atomic_store_n(&q->closing, 1, __ATOMIC_SEQ_CST);
+    while ((n = __atomic_load_n(&q->active, __ATOMIC_SEQ_CST)) != 0) {
+        /* Wake our sleepers (others wake spuriously and sleep again). */
+        __atomic_fetch_add(&q->hdr->data_seq, 1, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&q->hdr->space_seq, 1, __ATOMIC_SEQ_CST);
+        shmkit__os.futex_wake(&q->hdr->data_seq, INT_MAX);
+        shmkit__os.futex_wake(&q->hdr->space_seq, INT_MAX);
+        shmkit__os.futex_wait(&q->active, n, NULL);
+    }
+    r = shmkit_block_close(q->block);
+    if (r < 0) {
+        __atomic_store_n(&q->closing, 0, __ATOMIC_SEQ_CST);
+        return r;
+    }
+    free(q);
+    return 0;
+}
+
+int shmkit_queue_unlink(shmkit_queue *q)
+{
+    return shmkit_block_unlink(q->block);
+}
+
+shmkit_block *shmkit_queue_block(shmkit_queue *q)
+{
+    return q->block;
+}
+
+size_t shmkit_queue_max_message(const shmkit_queue *q)
+{
+    uint64_t m = q->rs - REC;
+
+    return m > UINT32_MAX - 15 ? UINT32_MAX - 15 : (size_t)m;
+}
+
+void shmkit_queue_set_interruptible(shmkit_queue *q, bool on)
+{
+    q->interruptible = on;
+}
+
+int shmkit_queue_stat(shmkit_queue *q, shmkit_queue_info *info)
+{
+    shmkit_queue_info in;
+    int r;
+
+    if (!q || !info)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_stat: NULL");
+    memset(&in, 0, sizeof in);
+    r = qlock(q);
+    if (r)
+        return qfail(q, r, "stat");
+    r = ring_walk(q, q->hdr->head, q->hdr->tail, NULL, &in);
+    in.bytes_used = q->hdr->tail - q->hdr->head;
+    qunlock(q);
+    if (r)
+        return qfail(q, r, "stat");
+    in.version = QUEUE_VERSION;
+    in.capacity = q->rs;
+    in.max_message = shmkit_queue_max_message(q);
+    in.max_messages = q->max_msgs;
+    in.waiting_producers = __atomic_load_n(&q->hdr->wait_producers,
+                                           __ATOMIC_RELAXED);
+    in.waiting_consumers = __atomic_load_n(&q->hdr->wait_consumers,
+                                           __ATOMIC_RELAXED);
+    in.pid_ns = q->hdr->pid_ns;
+    *info = in;
+    return 0;
+}

@@ -1,0 +1,18 @@
+/*
+ * queue_internal.h - what the queue's fuzz target and tests reach below
+ * the public API.
+ */
+#ifndef SHMKIT_QUEUE_INTERNAL_H
+#define SHMKIT_QUEUE_INTERNAL_H
+
+#include "internal.h"
+
+/* Wraps an in-memory queue image (a header and ring in [data, data +
+ * size), no block) after the same validation as attach, so the fuzz
+ * target runs the real code over bytes without /dev/shm. Free with
+ * shmkit__queue_view_free (never shmkit_queue_close). */
+SHMKIT__HIDDEN int shmkit__queue_view(shmkit_queue **out, void *data,
+                                      size_t size);
+SHMKIT__HIDDEN void shmkit__queue_view_free(shmkit_queue *q);
+
+#endif

@@ -1,0 +1,358 @@
+/*
+ * test_queue.c - the queue's API in one process and across two: create,
+ * attach, kinds, copy and zero-copy paths, batches, deadlines, sizes,
+ * waking on close, EINTR, and lifetimes (tracked, refcounted).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+TestSuite(queue, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
+
+#define CHILD_CHECK(cond, code) \
+    do {                        \
+        if (!(cond))            \
+            _exit(code);        \
+    } while (0)
+
+static shmkit_queue *make(const char *tag, size_t cap, size_t max)
+{
+    shmkit_queue *q;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name(tag), cap, max, 0), 0, "%s",
+                 shmkit_last_error());
+    return q;
+}
+
+static void drop(shmkit_queue *q)
+{
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0, "%s", shmkit_last_error());
+}
+
+static void stat_of(shmkit_queue *q, shmkit_queue_info *in)
+{
+    cr_assert_eq(shmkit_queue_stat(q, in), 0, "%s", shmkit_last_error());
+}
+
+Test(queue, put_get_in_order_and_kind)
+{
+    shmkit_queue *q = make("q", 4096, 0), *a;
+    char buf[64];
+    size_t len;
+    int i;
+
+    cr_assert_eq(shmkit_block_kind(shmkit_queue_block(q)), SHMKIT_KIND_QUEUE);
+    cr_assert_str_eq(shmkit_kind_name(SHMKIT_KIND_QUEUE), "queue");
+    cr_assert_eq(shmkit_queue_max_message(q), 4096 - 16);
+    cr_assert_eq(shmkit_queue_attach(&a, tu_name("q"), 0), 0, "%s",
+                 shmkit_last_error());
+    for (i = 0; i < 10; i++) {
+        snprintf(buf, sizeof buf, "message %d", i);
+        cr_assert_eq(shmkit_queue_put(q, buf, strlen(buf), NULL), 0);
+    }
+    for (i = 0; i < 10; i++) {
+        char want[64];
+
+        snprintf(want, sizeof want, "message %d", i);
+        cr_assert_eq(shmkit_queue_get(a, buf, sizeof buf, &len, NULL), 0);
+        cr_assert_eq(len, strlen(want));
+        cr_assert_eq(memcmp(buf, want, len), 0);
+    }
+    cr_assert_eq(shmkit_queue_get(a, buf, sizeof buf, &len, SHMKIT_NOWAIT),
+                 -EAGAIN);
+    cr_assert_eq(shmkit_queue_close(a), 0);
+    drop(q);
+    cr_assert_eq(tu_count_leftovers(), 0);
+}
+
+Test(queue, zero_length_and_wraparound)
+{
+    shmkit_queue *q = make("wrap", 256, 0);
+    unsigned char msg[100], out[200];
+    size_t len, i, round;
+
+    /* 100-byte messages take 128 bytes of a 256-byte ring: the ring wraps
+     * (with padding at its end) again and again. */
+    for (round = 0; round < 1000; round++) {
+        for (i = 0; i < sizeof msg; i++)
+            msg[i] = (unsigned char)(round * 7 + i);
+        cr_assert_eq(shmkit_queue_put(q, msg, sizeof msg - round % 50,
+                                      SHMKIT_NOWAIT), 0, "round %zu: %s",
+                     round, shmkit_last_error());
+        cr_assert_eq(shmkit_queue_put(q, NULL, 0, SHMKIT_NOWAIT), 0);
+        cr_assert_eq(shmkit_queue_get(q, out, sizeof out, &len, NULL), 0);
+        cr_assert_eq(len, sizeof msg - round % 50);
+        cr_assert_eq(memcmp(out, msg, len), 0, "round %zu", round);
+        cr_assert_eq(shmkit_queue_get(q, out, sizeof out, &len, NULL), 0);
+        cr_assert_eq(len, 0);
+    }
+    drop(q);
+}
+
+Test(queue, full_by_bytes_and_by_count)
+{
+    shmkit_queue *q = make("full", 256, 0), *m = make("count", 4096, 3);
+    char big[300] = {0}, buf[300];
+    struct timespec d;
+    size_t len;
+
+    /* A message above the largest is refused at once, never waits. */
+    cr_assert_eq(shmkit_queue_put(q, big, 241, NULL), -EMSGSIZE);
+    cr_assert_eq(shmkit_queue_put(q, big, 240, NULL), 0);
+    cr_assert_eq(shmkit_queue_put(q, big, 1, SHMKIT_NOWAIT), -EAGAIN);
+    shmkit_deadline(&d, 0.02);
+    cr_assert_eq(shmkit_queue_put(q, big, 1, &d), -ETIMEDOUT);
+    /* A buffer too small: the message stays, len says how much. */
+    cr_assert_eq(shmkit_queue_get(q, buf, 10, &len, NULL), -EMSGSIZE);
+    cr_assert_eq(len, 240);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    cr_assert_eq(len, 240);
+
+    cr_assert_eq(shmkit_queue_put(m, "a", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_put(m, "b", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_put(m, "c", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_put(m, "d", 1, SHMKIT_NOWAIT), -EAGAIN);
+    cr_assert_eq(shmkit_queue_get(m, buf, sizeof buf, &len, NULL), 0);
+    cr_assert_eq(shmkit_queue_put(m, "d", 1, SHMKIT_NOWAIT), 0);
+    drop(q);
+    drop(m);
+}
+
+Test(queue, reserve_commit_peek_release)
+{
+    shmkit_queue *q = make("zc", 4096, 0);
+    shmkit_queue_info in;
+    const void *p;
+    void *w, *w2;
+    size_t len;
+
+    cr_assert_eq(shmkit_queue_reserve(q, 1000, &w, NULL), 0);
+    cr_assert_eq((uintptr_t)w % 16, 0);
+    cr_assert_eq(shmkit_queue_reserve(q, 100, &w2, NULL), 0);
+    memcpy(w2, "second", 6);
+    /* The later commit is delivered first: the earlier is still open. */
+    cr_assert_eq(shmkit_queue_commit(q, w2, 6), 0);
+    stat_of(q, &in);
+    cr_assert_eq(in.depth, 1);
+    cr_assert_eq(in.reserved, 1);
+    cr_assert_eq(shmkit_queue_peek(q, &p, &len, NULL), 0);
+    cr_assert_eq(len, 6);
+    cr_assert_eq(memcmp(p, "second", 6), 0);
+    stat_of(q, &in);
+    cr_assert_eq(in.loaned, 1);
+    cr_assert_eq(shmkit_queue_release(q, p), 0);
+    cr_assert_eq(shmkit_queue_release(q, p), -EINVAL);
+    memcpy(w, "first", 5);
+    cr_assert_eq(shmkit_queue_commit(q, w, 5), 0); /* shrinks 1000 -> 5 */
+    cr_assert_eq(shmkit_queue_commit(q, w, 5), -EINVAL); /* not twice */
+    cr_assert_eq(shmkit_queue_peek(q, &p, &len, NULL), 0);
+    cr_assert_eq(len, 5);
+    cr_assert_eq(memcmp(p, "first", 5), 0);
+    cr_assert_eq(shmkit_queue_release(q, p), 0);
+    /* Cancel: nothing is delivered, the space comes back. */
+    cr_assert_eq(shmkit_queue_reserve(q, 4000, &w, NULL), 0);
+    cr_assert_eq(shmkit_queue_cancel(q, w), 0);
+    cr_assert_eq(shmkit_queue_peek(q, &p, &len, SHMKIT_NOWAIT), -EAGAIN);
+    stat_of(q, &in);
+    cr_assert_eq(in.bytes_used, 0);
+    cr_assert_eq(shmkit_queue_commit(q, (char *)w + 3, 1), -EINVAL);
+    cr_assert_eq(shmkit_queue_release(q, NULL), -EINVAL);
+    drop(q);
+}
+
+Test(queue, put_many_get_many)
+{
+    shmkit_queue *q = make("many", 1 << 16, 0);
+    struct iovec in[200], out[64];
+    char data[200][8], buf[4096];
+    size_t i, done, got, total = 0;
+
+    for (i = 0; i < 200; i++) {
+        snprintf(data[i], sizeof data[i], "%zu", i);
+        in[i].iov_base = data[i];
+        in[i].iov_len = strlen(data[i]);
+    }
+    cr_assert_eq(shmkit_queue_put_many(q, in, 200, &done, NULL), 0);
+    cr_assert_eq(done, 200);
+    while (total < 200) {
+        cr_assert_eq(shmkit_queue_get_many(q, buf, sizeof buf, out, 64, &got,
+                                           NULL), 0, "%s", shmkit_last_error());
+        cr_assert_gt(got, 0);
+        for (i = 0; i < got; i++) {
+            cr_assert_eq(out[i].iov_len, in[total + i].iov_len);
+            cr_assert_eq(memcmp(out[i].iov_base, data[total + i],
+                                out[i].iov_len), 0);
+        }
+        total += got;
+    }
+    /* A small buffer takes fewer at once. */
+    cr_assert_eq(shmkit_queue_put_many(q, in, 10, &done, NULL), 0);
+    cr_assert_eq(shmkit_queue_get_many(q, buf, 40, out, 64, &got, NULL), 0);
+    cr_assert_eq(got, 3); /* at 0, 16 and 32: the last needs no padding */
+    drop(q);
+}
+
+Test(queue, blocking_get_wakes_across_processes)
+{
+    shmkit_queue *q = make("wake", 1 << 16, 0);
+    int go[2];
+    pid_t pid;
+    char c, buf[16];
+    size_t len;
+
+    cr_assert_eq(pipe(go), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shmkit_queue *a;
+        int i;
+
+        CHILD_CHECK(shmkit_queue_attach(&a, tu_name("wake"), 0) == 0, 2);
+        CHILD_CHECK(write(go[1], "x", 1) == 1, 3);
+        for (i = 0; i < 1000; i++) {
+            CHILD_CHECK(shmkit_queue_get(a, buf, sizeof buf, &len, NULL) == 0, 4);
+            CHILD_CHECK(len == sizeof i && memcmp(buf, &i, len) == 0, 5);
+        }
+        CHILD_CHECK(shmkit_queue_put(a, "done", 4, NULL) == 0, 6);
+        _exit(shmkit_queue_close(a) == 0 ? 0 : 7);
+    }
+    cr_assert_eq(read(go[0], &c, 1), 1);
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(shmkit_queue_put(q, &i, sizeof i, NULL), 0);
+    tu_wait_ok(pid);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    cr_assert_eq(len, 4);
+    close(go[0]);
+    close(go[1]);
+    drop(q);
+}
+
+struct sleeper {
+    shmkit_queue *q;
+    int result;
+};
+
+static void *sleep_get(void *arg)
+{
+    struct sleeper *s = arg;
+    char buf[8];
+    size_t len;
+
+    s->result = shmkit_queue_get(s->q, buf, sizeof buf, &len, NULL);
+    return NULL;
+}
+
+Test(queue, close_wakes_sleepers)
+{
+    struct sleeper s = {make("close", 4096, 0), 1};
+    shmkit_queue_info in;
+    shmkit_block *keep;
+    pthread_t t;
+
+    cr_assert_eq(shmkit_block_attach(&keep, tu_name("close"), 0), 0);
+    cr_assert_eq(pthread_create(&t, NULL, sleep_get, &s), 0);
+    /* Until the thread sleeps in the queue (the block counts it). */
+    do
+        stat_of(s.q, &in);
+    while (in.waiting_consumers == 0);
+    cr_assert_eq(shmkit_queue_close(s.q), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(s.result, SHMKIT_ECLOSED, "got %s",
+                 shmkit_errname(s.result));
+    cr_assert_eq(shmkit_block_unlink(keep), 0);
+    cr_assert_eq(shmkit_block_close(keep), 0);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+Test(queue, eintr_retried_unless_interruptible)
+{
+    shmkit_queue *q = make("intr", 4096, 0);
+    struct sigaction sa;
+    struct timespec d;
+    char buf[8];
+    size_t len;
+    timer_t tm;
+    struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGALRM};
+    struct itimerspec its = {{0, 2000000}, {0, 2000000}}; /* every 2 ms */
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm; /* no SA_RESTART: the futex sees EINTR */
+    cr_assert_eq(sigaction(SIGALRM, &sa, NULL), 0);
+    cr_assert_eq(timer_create(CLOCK_MONOTONIC, &ev, &tm), 0);
+    cr_assert_eq(timer_settime(tm, 0, &its, NULL), 0);
+    shmkit_deadline(&d, 0.1);
+    /* Fifty signals arrive; the wait still ends at its deadline. */
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), -ETIMEDOUT);
+    shmkit_queue_set_interruptible(q, true);
+    shmkit_deadline(&d, 5);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), -EINTR);
+    timer_delete(tm);
+    signal(SIGALRM, SIG_DFL);
+    drop(q);
+}
+
+Test(queue, header_checks)
+{
+    shmkit_queue *q, *made;
+    shmkit_block *b;
+    unsigned char *p;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("bad"), 16, 0, 0), -EINVAL);
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("bad"), 4096, 0,
+                                     SHMKIT_RDONLY), -EINVAL);
+    cr_assert_eq(tu_count_leftovers(), 0);
+    /* A raw block is not a queue. */
+    cr_assert_eq(shmkit_block_create(&b, tu_name("raw"), 4096, 0), 0);
+    cr_assert_eq(shmkit_queue_attach(&q, tu_name("raw"), 0), SHMKIT_EKIND);
+    cr_assert_eq(shmkit_block_unlink(b), 0);
+    cr_assert_eq(shmkit_block_close(b), 0);
+    /* A queue whose header says more ring than the block has. */
+    made = make("trunc", 4096, 0);
+    cr_assert_eq(shmkit_queue_attach(&q, tu_name("trunc"), SHMKIT_RDONLY),
+                 -EINVAL);
+    cr_assert_eq(shmkit_block_attach(&b, tu_name("trunc"), 0), 0);
+    p = shmkit_block_data(b);
+    p[24] = 0xff; /* ring_size low byte: not a multiple of 16 */
+    cr_assert_eq(shmkit_queue_attach(&q, tu_name("trunc"), 0), SHMKIT_ECORRUPT);
+    p[24] = 0;
+    p[25] = 0x20; /* ring_size 8 KiB: more than the block holds */
+    cr_assert_eq(shmkit_queue_attach(&q, tu_name("trunc"), 0),
+                 SHMKIT_ETRUNCATED);
+    p[25] = 0x10;
+    p[4] = 2; /* version */
+    cr_assert_eq(shmkit_queue_attach(&q, tu_name("trunc"), 0), SHMKIT_EVERSION);
+    cr_assert_eq(shmkit_block_close(b), 0);
+    drop(made);
+}
+
+Test(queue, tracked_and_refcounted)
+{
+    shmkit_queue *q, *a;
+    char buf[8];
+    size_t len;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("ref"), 4096, 0,
+                                     SHMKIT_REFCOUNT), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(shmkit_queue_attach(&a, tu_name("ref"), SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit_queue_put(a, "hi", 2, NULL), 0);
+    cr_assert_eq(shmkit_queue_close(a), 0);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0); /* last: the name goes */
+    cr_assert_eq(shmkit_queue_attach(&a, tu_name("ref"), 0), -ENOENT);
+    cr_assert_eq(tu_count_leftovers(), 0);
+}
