@@ -30,9 +30,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "os.h"
-#include "queue_internal.h"
-#include "sync_internal.h"
+#include "core/os.h"
+#include "objects/queue_internal.h"
+#include "sync/sync_internal.h"
 
 #define QUEUE_MAGIC 0x55514b53u /* "SKQU" read as little-endian */
 #define QUEUE_VERSION 1

@@ -5,7 +5,7 @@
 #ifndef SHMKIT_QUEUE_INTERNAL_H
 #define SHMKIT_QUEUE_INTERNAL_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* Wraps an in-memory queue image (a header and ring in [data, data +
  * size), no block) after the same validation as attach, so the fuzz
