@@ -218,7 +218,7 @@ int main(int argc, char **argv)
             t[k] = (struct two){c[k].fn, c[k].ctx};
             c2[k] = (bench_contender){c[k].label, loop_two, &t[k]};
         }
-        bench_run("c.lock.contended",
+        bench_run_wall("c.lock.contended",
                   "C: 2 processes contending (wall ns per op)", c2, nc,
                   bench_n(4000000), NULL);
     }

@@ -9,6 +9,12 @@
  * operation. The first contender is the reference that the others are
  * divided by.
  *
+ * Work done by this one thread is timed in the thread's CPU time (kernel
+ * time in its system calls and page faults included), so that the other
+ * load of a shared machine does not count: time spent by other processes
+ * (a tracker, a child) is not included. Work that involves other
+ * processes is timed in wall time (bench_run_wall).
+ *
  * Output, one line per contender:
  *   default       work, contender, ns per operation, ratio to the first
  *   --tsv         work-id TAB work TAB contender TAB ns TAB rounds
@@ -34,12 +40,18 @@ static int bench_tsv;      /* set by bench_args() from --tsv */
 static int bench_rounds = 5;
 static double bench_scale = 1.0; /* --quick: fewer operations per round */
 
-static inline double bench_now_ns(void)
+static inline double bench_clock_ns(clockid_t id)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Wall time. */
+static inline double bench_now_ns(void)
+{
+    return bench_clock_ns(CLOCK_MONOTONIC);
 }
 
 /* Reads the options every C benchmark takes: --tsv, --quick,
@@ -92,9 +104,9 @@ static inline void bench_emit(const char *id, const char *work,
  * and prints a line for each. `id` is a short stable key, `work` what the
  * table calls the row. Results, when `out` is not NULL, go to out[0..nc).
  */
-static inline void bench_run(const char *id, const char *work,
-                             const bench_contender *c, int nc, long n,
-                             double *out)
+static inline void bench_run_clock(clockid_t clock, const char *id,
+                                   const char *work, const bench_contender *c,
+                                   int nc, long n, double *out)
 {
     double t[BENCH_MAX_CONTENDERS][64], med[BENCH_MAX_CONTENDERS];
     int rounds = bench_rounds > 64 ? 64 : bench_rounds, r, k;
@@ -108,9 +120,9 @@ static inline void bench_run(const char *id, const char *work,
             double t0;
 
             k = (j + r) % nc;
-            t0 = bench_now_ns();
+            t0 = bench_clock_ns(clock);
             c[k].fn(c[k].ctx, n);
-            t[k][r] = (bench_now_ns() - t0) / (double)n;
+            t[k][r] = (bench_clock_ns(clock) - t0) / (double)n;
         }
     for (k = 0; k < nc; k++) {
         qsort(t[k], (size_t)rounds, sizeof t[k][0], bench_cmp_double);
@@ -121,6 +133,22 @@ static inline void bench_run(const char *id, const char *work,
     }
     for (k = 0; k < nc; k++)
         bench_emit(id, work, c[k].label, med[k], med[0]);
+}
+
+/* Work done by this thread alone: its CPU time. */
+static inline void bench_run(const char *id, const char *work,
+                             const bench_contender *c, int nc, long n,
+                             double *out)
+{
+    bench_run_clock(CLOCK_THREAD_CPUTIME_ID, id, work, c, nc, n, out);
+}
+
+/* Work that other processes take part in: wall time. */
+static inline void bench_run_wall(const char *id, const char *work,
+                                  const bench_contender *c, int nc, long n,
+                                  double *out)
+{
+    bench_run_clock(CLOCK_MONOTONIC, id, work, c, nc, n, out);
 }
 
 #endif
