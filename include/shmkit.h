@@ -184,8 +184,14 @@ SHMKIT_API int shmkit_block_close(shmkit_block *b);
  * handle stays usable. -ENOENT if the name is already gone. */
 SHMKIT_API int shmkit_block_unlink(shmkit_block *b);
 
-/* Removes the block with this name; -ENOENT if there is none. */
+/* Removes the block with this name; -ENOENT if there is none. If the
+ * block is a ShareableList, its lock ("<name>.lock") goes too. */
 SHMKIT_API int shmkit_unlink(const char *name);
+
+/* As shmkit_unlink, for a name the caller knows is a raw block (e.g. one
+ * it created as such): does not look for a list's lock, so it is one
+ * system call. A list unlinked this way leaves its lock to shmkit_gc(). */
+SHMKIT_API int shmkit_unlink_block(const char *name);
 
 /*
  * Renames the block atomically (Linux: renameat2 in /dev/shm). Flags 0

@@ -44,6 +44,7 @@ class SharedMemory:
     _name = None
     _size = 0
     _track = True
+    _raw = False    # this handle created the block as a raw block
 
     def __init__(self, name=None, create=False, size=0, *, track=True):
         if not size >= 0:
@@ -53,6 +54,7 @@ class SharedMemory:
             if size == 0:
                 raise ValueError("'size' must be a positive number different from zero")
             m = _Mapping.create(name, size, _shmkit.TRACK if track else 0)
+            self._raw = True
         else:
             if name is None:
                 raise ValueError("'name' can only be None if create=True")
@@ -137,6 +139,9 @@ class SharedMemory:
         m = self._mapping
         if m is not None:
             m.unlink()
+        elif self._raw:
+            # Created here as a raw block: no list lock to look for.
+            _shmkit.unlink_block(self._name)
         elif self._name is not None:
             _shmkit.unlink(self._name)    # a ShareableList's lock goes too
 

@@ -27,6 +27,28 @@ static PyObject *mod_unlink(PyObject *m, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(unlink_block_doc,
+"unlink_block(name)\n--\n\n"
+"Remove the raw block called name, without looking for a list's lock\n"
+"(one system call; FileNotFoundError if there is none).");
+
+static PyObject *mod_unlink_block(PyObject *m, PyObject *arg)
+{
+    const char *name;
+    int r;
+
+    if (ext_name_arg(arg, &name) < 0)
+        return NULL;
+    if (!name) {
+        PyErr_SetString(PyExc_TypeError, "name must be str");
+        return NULL;
+    }
+    r = shmkit_unlink_block(name);
+    if (r < 0)
+        return ext_error(ext_state_of_module(m), r, name);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(errname_doc,
 "errname(code)\n--\n\nSymbolic name of a shmkit error code.");
 
@@ -127,6 +149,7 @@ static PyMethodDef ext_functions[] = {
     {"track_pid", mod_track_pid, METH_NOARGS, track_pid_doc},
     {"gc", (PyCFunction)(void (*)(void))mod_gc, METH_VARARGS | METH_KEYWORDS, gc_doc},
     {"unlink", mod_unlink, METH_O, unlink_doc},
+    {"unlink_block", mod_unlink_block, METH_O, unlink_block_doc},
     {"errname", mod_errname, METH_O, errname_doc},
     {"block_kind", mod_block_kind, METH_O, kind_doc},
     {NULL, NULL, 0, NULL}

@@ -370,22 +370,39 @@ int shmkit_block_close(shmkit_block *b)
     return 0;
 }
 
-int shmkit_unlink(const char *name)
+/* Removes the name; the normalized name goes to n. */
+static int unlink_name(const char *name, char n[SHMKIT_NAME_MAX + 1],
+                       const char *fn)
 {
-    char n[SHMKIT_NAME_MAX + 1];
     int r;
 
     r = shmkit__name_normalize(name, n);
     if (r == 0)
         r = shmkit__os.shm_unlink(n);
     if (r < 0)
-        return shmkit__fail(NULL, r, "shmkit_unlink(\"%s\")",
+        return shmkit__fail(NULL, r, "%s(\"%s\")", fn,
                             name ? name : "(null)");
     /* The name is gone: the family tracker must not remove a later
-     * object that reuses it, and a list's lock goes with the list. */
+     * object that reuses it. */
     shmkit__track_unregister(n);
-    shmkit__list_lock_drop(n);
     return 0;
+}
+
+int shmkit_unlink(const char *name)
+{
+    char n[SHMKIT_NAME_MAX + 1];
+    int r = unlink_name(name, n, "shmkit_unlink");
+
+    if (r == 0) /* a list's lock goes with the list */
+        shmkit__list_lock_drop(n);
+    return r;
+}
+
+int shmkit_unlink_block(const char *name)
+{
+    char n[SHMKIT_NAME_MAX + 1];
+
+    return unlink_name(name, n, "shmkit_unlink_block");
 }
 
 int shmkit_block_unlink(shmkit_block *b)

@@ -34,6 +34,33 @@ def test_create_attach_close_unlink(names):
     assert not shm_exists(name)
 
 
+def test_unlink_after_close_takes_the_one_call_path(names, monkeypatch):
+    """A block this handle created raw is unlinked by name without a look
+    for a list's lock (one system call); a list's block, or one only
+    attached, still goes through the path that drops a list's lock."""
+    calls = []
+    real = shared_memory._shmkit
+    monkeypatch.setattr(real, "unlink_block",
+                        lambda n, f=real.unlink_block: (calls.append("block"), f(n)))
+    monkeypatch.setattr(real, "unlink",
+                        lambda n, f=real.unlink: (calls.append("any"), f(n)))
+    a = shared_memory.SharedMemory(names.new(), create=True, size=10, track=False)
+    a.close()
+    a.unlink()
+    assert calls == ["block"] and not shm_exists(a.name)
+    b = shared_memory.SharedMemory(names.new(), create=True, size=10, track=False)
+    c = shared_memory.SharedMemory(b.name)
+    c.close()
+    c.unlink()
+    assert calls == ["block", "any"] and not shm_exists(b.name)
+    b.close()
+    sl = shared_memory.ShareableList([1, 2], name=names.new(), track=False)
+    shm = sl.shm
+    shm.close()
+    shm.unlink()
+    assert calls == ["block", "any", "any"] and not shm_exists(shm.name)
+
+
 def test_generated_name(names):
     a = shared_memory.SharedMemory(create=True, size=10, track=False)
     names.add(a.name)
