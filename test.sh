@@ -137,19 +137,19 @@ run_check() {
 }
 
 step "plain build and tests"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMKIT_TESTS_REQUIRED=ON >/dev/null
 cmake --build build -j"$jobs"
 run_ctest plain build
 
 if [ "$quick" -eq 0 ]; then
     step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer"
-    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSHMKIT_SANITIZE=ON \
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSHMKIT_SANITIZE=ON -DSHMKIT_TESTS_REQUIRED=ON \
           -DSHMKIT_BENCH=OFF -DSHMKIT_PYTHON_MODULE=OFF >/dev/null
     cmake --build build-asan -j"$jobs"
     run_ctest asan build-asan -L c
 
     step "fuzz targets, short runs (clang, ASan + UBSan)"
-    CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSHMKIT_FUZZ=ON \
+    CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSHMKIT_FUZZ=ON -DSHMKIT_TESTS_REQUIRED=ON \
           -DSHMKIT_SANITIZE=ON -DSHMKIT_BENCH=OFF >/dev/null
     cmake --build build-fuzz -j"$jobs"
     if ctest --test-dir build-fuzz -N -L fuzz | grep -q 'Total Tests: 0'; then
