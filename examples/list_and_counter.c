@@ -1,7 +1,8 @@
 /*
  * list_and_counter.c - a ShareableList and a typed counter shared with
- * child processes, from C. CPython's ShareableList("jobs") reads the same
- * list; shmkit.Value(name="jobs_done") the same counter.
+ * child processes, from C. Both get generated names ("psm_..."), which the
+ * workers attach by; CPython's ShareableList(name=...) reads the same list,
+ * shmkit.Value(name=...) the same counter.
  */
 #include <shmkit.h>
 #include <stdio.h>
@@ -17,15 +18,15 @@ static int fail(const char *what, int r)
 }
 
 /* Each worker reads the job list and counts what it did, atomically. */
-static int worker(int id)
+static int worker(int id, const char *list_name, const char *counter_name)
 {
     shmkit_list *jobs;
     shmkit_array *done;
     shmkit_item item;
     size_t i;
 
-    if (shmkit_list_attach(&jobs, "example_jobs", 0) < 0 ||
-        shmkit_array_attach(&done, "example_jobs_done", 0) < 0)
+    if (shmkit_list_attach(&jobs, list_name, 0) < 0 ||
+        shmkit_array_attach(&done, counter_name, 0) < 0)
         return 1;
     for (i = (size_t)id; i < shmkit_list_len(jobs); i += WORKERS)
         if (shmkit_list_get(jobs, (ptrdiff_t)i, &item) == 0)
@@ -45,13 +46,14 @@ int main(void)
     char format[64] = "";
     int i, r, status, bad = 0;
 
-    if ((r = shmkit_list_create(&jobs, "example_jobs", items, 4, 0)) < 0)
+    if ((r = shmkit_list_create(&jobs, NULL, items, 4, 0)) < 0)
         return fail("create list", r);
-    if ((r = shmkit_value_create(&done, "example_jobs_done", 'q', 0)) < 0)
+    if ((r = shmkit_value_create(&done, NULL, 'q', 0)) < 0)
         return fail("create counter", r);
     for (i = 0; i < WORKERS; i++)
         if (fork() == 0)
-            _exit(worker(i));
+            _exit(worker(i, shmkit_block_name(shmkit_list_block(jobs)),
+                         shmkit_block_name(shmkit_array_block(done))));
     for (i = 0; i < WORKERS; i++)
         if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
             bad = 1;

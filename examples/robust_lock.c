@@ -21,7 +21,7 @@ int main(void)
     int ready[2], status, r, ok;
     pid_t pid;
 
-    if (shmkit_block_create(&b, "example_account", sizeof *acc, 0) < 0 ||
+    if (shmkit_block_create(&b, NULL, sizeof *acc, 0) < 0 ||
         pipe(ready) < 0)
         return 1;
     acc = shmkit_block_data(b);
