@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "sync/sync_internal.h"
 #include "testutil.h"
 
 TestSuite(lock, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);

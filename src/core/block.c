@@ -4,6 +4,11 @@
  * A block is a plain POSIX shared memory object with no header, so CPython's
  * SharedMemory and shmkit see the same bytes. This is the only module that
  * maps memory; everything else builds on blocks.
+ *
+ * Lifetimes (tracking, reference counts) and the held-lock check belong to
+ * the layers above; block.c reaches them only through shmkit__block_hooks
+ * (hooks.h). What kind of object a block holds is answered above all kinds
+ * (src/life/kind.c), as is unlinking by name (shmkit_unlink).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,11 +18,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hooks.h"
 #include "internal.h"
 #include "os.h"
 
 #define GENERATED_PREFIX "psm_"
 #define GENERATED_TRIES 64
+
+struct shmkit__block_hooks shmkit__block_hooks;
 
 int shmkit__name_normalize(const char *name, char *out)
 {
@@ -161,25 +169,24 @@ static void block_free(shmkit_block *b)
     free(b);
 }
 
-/* Registers a new block's lifetime as its flags ask. */
-static int block_lifecycle_start(shmkit_block *b)
+/* True if this process holds a lock in [p, p + len) (see hooks.h). */
+static bool block_locks_held_in(const void *p, size_t len)
 {
-    int r;
+    bool (*held)(const void *, size_t) = shmkit__block_hooks.locks_held_in;
 
-    if (b->flags & SHMKIT_TRACK) {
-        r = shmkit__track_register(b->name);
-        if (r < 0)
-            return r;
-    }
-    if (b->flags & SHMKIT_REFCOUNT) {
-        r = shmkit__ref_attach(b);
-        if (r < 0) {
-            if (b->flags & SHMKIT_TRACK)
-                shmkit__track_unregister(b->name);
-            return r;
-        }
-    }
-    return 0;
+    return held && held(p, len);
+}
+
+/* Starts a new (created) or attached block's lifetime as its flags ask. */
+static int block_life_start(shmkit_block *b)
+{
+    const struct shmkit__life_ops *life = shmkit__block_hooks.life;
+
+    if (!(b->flags & SHMKIT__LIFE_FLAGS))
+        return 0;
+    if (!life)
+        return SHMKIT_ETRACKER;
+    return b->created ? life->created(b) : life->attached(b);
 }
 
 int shmkit_block_create_mode(shmkit_block **out, const char *name,
@@ -211,7 +218,7 @@ int shmkit_block_create_mode(shmkit_block **out, const char *name,
     }
     r = block_setup_new(b, size);
     if (r == 0)
-        r = block_lifecycle_start(b);
+        r = block_life_start(b);
     if (r < 0) {
         shmkit__fail(NULL, r, "shmkit_block_create(\"%s\", %zu)", b->name,
                      size);
@@ -298,8 +305,8 @@ int shmkit_block_attach(shmkit_block **out, const char *name, unsigned flags)
         r = block_check_object(b, &size);
     if (r == 0)
         r = block_map(b, size);
-    if (r == 0 && (flags & SHMKIT_REFCOUNT))
-        r = shmkit__ref_attach(b);
+    if (r == 0)
+        r = block_life_start(b);
     if (r < 0) {
         shmkit__fail(NULL, r, "shmkit_block_attach(\"%s\")",
                      name ? name : "(null)");
@@ -340,40 +347,26 @@ const char *shmkit_block_errmsg(const shmkit_block *b)
     return b->errmsg;
 }
 
-
-/* Unlinks b's name only if it still names b's object: a peer may have
- * renamed another object into place since. True if it unlinked. */
-static bool block_unlink_if_same(const shmkit_block *b)
-{
-    struct stat st;
-
-    return shmkit__os.fstat(b->fd, &st) == 0 &&
-           shmkit__shm_unlink_if(b->name, (uint64_t)st.st_ino, false) > 0;
-}
-
 int shmkit_block_close(shmkit_block *b)
 {
-    bool last = false;
-
     if (!b)
         return 0;
-    if (b->data && shmkit__locks_held_in(b->data, b->size))
+    if (b->data && block_locks_held_in(b->data, b->size))
         return shmkit__fail(b, SHMKIT_ELOCKHELD, "shmkit_block_close(\"%s\")",
                             b->name);
+    /* b->life is only ever set by the lifetime layer, so it is there. A
+     * last reference-counted close removes the name (and what a kind
+     * keeps beside it, such as a list's lock). */
     if (b->life)
-        last = shmkit__ref_detach(b);
-    /* The last attacher is gone: so goes the name, and the lock a list
-     * keeps beside itself (shmkit__shm_unlink_if drops it). */
-    if (last && block_unlink_if_same(b))
-        shmkit__track_unregister(b->name);
+        shmkit__block_hooks.life->closing(b);
     block_free(b);
     return 0;
 }
 
-/* Removes the name; the normalized name goes to n. */
-static int unlink_name(const char *name, char n[SHMKIT_NAME_MAX + 1],
-                       const char *fn)
+int shmkit__unlink_name(const char *name, char n[SHMKIT_NAME_MAX + 1],
+                        const char *fn)
 {
+    const struct shmkit__life_ops *life = shmkit__block_hooks.life;
     int r;
 
     r = shmkit__name_normalize(name, n);
@@ -384,37 +377,33 @@ static int unlink_name(const char *name, char n[SHMKIT_NAME_MAX + 1],
                             name ? name : "(null)");
     /* The name is gone: the family tracker must not remove a later
      * object that reuses it. */
-    shmkit__track_unregister(n);
+    if (life)
+        life->unlinked(n);
     return 0;
 }
 
-int shmkit_unlink(const char *name)
-{
-    char n[SHMKIT_NAME_MAX + 1];
-    int r = unlink_name(name, n, "shmkit_unlink");
-
-    if (r == 0) /* a list's lock goes with the list */
-        shmkit__list_lock_drop(n);
-    return r;
-}
-
+/* The block layer's part of unlinking by name; shmkit_unlink()
+ * (src/life/kind.c) also removes what the object's kind keeps beside it. */
 int shmkit_unlink_block(const char *name)
 {
     char n[SHMKIT_NAME_MAX + 1];
 
-    return unlink_name(name, n, "shmkit_unlink_block");
+    return shmkit__unlink_name(name, n, "shmkit_unlink_block");
 }
 
 int shmkit_block_unlink(shmkit_block *b)
 {
+    const struct shmkit__life_ops *life = shmkit__block_hooks.life;
     int r = shmkit__os.shm_unlink(b->name);
 
     if (r < 0)
         return shmkit__fail(b, r, "shmkit_block_unlink(\"%s\")", b->name);
-    /* Not the list lock check of shmkit_unlink(): this is the hot path of
-     * every create cycle, and the mapping may have been cut by a peer.
-     * shmkit_list_unlink() removes a list's lock; gc collects the rest. */
-    shmkit__track_unregister(b->name);
+    /* Not the companion removal of shmkit_unlink(): this is the hot path
+     * of every create cycle, and the mapping may have been cut by a peer.
+     * shmkit_list_unlink() removes a list's lock; gc collects the rest.
+     * The tracker must not remove a later object that reuses the name. */
+    if (life)
+        life->unlinked(b->name);
     return 0;
 }
 
@@ -433,9 +422,8 @@ int shmkit_block_rename(shmkit_block *b, const char *new_name, unsigned flags)
     if (r < 0)
         return shmkit__fail(b, r, "shmkit_block_rename(\"%s\", \"%s\")",
                             b->name, new_name ? new_name : "(null)");
-    shmkit__track_rename(b->name, to, flags & SHMKIT_EXCHANGE);
-    if (b->life)
-        shmkit__ref_rename(b, to, flags & SHMKIT_EXCHANGE);
+    if (shmkit__block_hooks.life)
+        shmkit__block_hooks.life->renamed(b, to, flags & SHMKIT_EXCHANGE);
     memcpy(b->name, to, sizeof to);
     return 0;
 }
@@ -496,7 +484,7 @@ int shmkit_block_shrink(shmkit_block *b, size_t new_size)
         return shmkit__fail(b, -EBADF, "shmkit_block_shrink(\"%s\")", b->name);
     if (new_size == b->size)
         return 0;
-    if (shmkit__locks_held_in((char *)b->data + new_size, b->size - new_size))
+    if (block_locks_held_in((char *)b->data + new_size, b->size - new_size))
         return shmkit__fail(b, SHMKIT_ELOCKHELD, "shmkit_block_shrink(\"%s\")",
                             b->name);
     r = shmkit__os.ftruncate(b->fd, (off_t)new_size);
@@ -558,37 +546,4 @@ int shmkit_block_populate(shmkit_block *b, size_t offset, size_t len)
     if (r < 0)
         return shmkit__fail(b, r, "shmkit_block_populate(\"%s\")", b->name);
     return 0;
-}
-
-shmkit_kind shmkit_block_kind(const shmkit_block *b)
-{
-    shmkit_kind k;
-
-    if (!b->data)
-        return SHMKIT_KIND_RAW;
-    k = shmkit__typed_probe(b->data, b->size);
-    if (k != SHMKIT_KIND_RAW)
-        return k;
-    if (shmkit__list_probe(b->data, b->size))
-        return SHMKIT_KIND_LIST;
-    k = shmkit__queue_probe(b->data, b->size);
-    if (k != SHMKIT_KIND_RAW)
-        return k;
-    /* The lock a ShareableList keeps beside itself ("<name>.lock") and the
-     * attach records of a reference-counted block. */
-    if (shmkit__list_lock_probe(b->data, b->size) ||
-        shmkit__life_probe(b->data, b->size))
-        return SHMKIT_KIND_SIDECAR;
-    return SHMKIT_KIND_RAW;
-}
-
-const char *shmkit_kind_name(shmkit_kind k)
-{
-    static const char *const names[] = {"raw",   "list", "array",
-                                        "value", "lock", "sidecar",
-                                        "queue"};
-
-    if ((unsigned)k >= sizeof names / sizeof names[0])
-        return "raw";
-    return names[k];
 }

@@ -366,30 +366,10 @@ static bool temp_orphaned(int dirfd, const char *name)
     return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
-/* True if `name` is a list's lock ("<list>.lock") whose list is gone. */
-static bool lock_orphaned(int dirfd, const char *name)
-{
-    char list[SHMKIT_NAME_MAX + 1];
-    size_t n = strlen(name);
-    struct stat st;
-    shmkit_block *b;
-    bool lock;
-
-    if (n <= 5 || strcmp(name + n - 5, ".lock") != 0)
-        return false;
-    memcpy(list, name, n - 5);
-    list[n - 5] = 0;
-    if (fstatat(dirfd, list, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
-        shmkit_block_attach(&b, name, SHMKIT_RDONLY) < 0)
-        return false;
-    lock = shmkit__list_lock_probe(shmkit_block_data(b), shmkit_block_size(b));
-    shmkit_block_close(b);
-    return lock;
-}
-
 /* Decides the fate of one object in the shm directory that is not a
  * tracked or manager-owned block: a refcount sidecar, an object a creator
- * died building (SHMKIT__TMP_PREFIX), or a list lock whose list is gone.
+ * died building (SHMKIT__TMP_PREFIX), or a companion whose owner is gone
+ * (a list's lock: src/life/kind.c tells).
  * Returns the number of objects removed (or, dry, that would be). */
 static int gc_entry(int dirfd, const char *name, unsigned flags,
                     shmkit_gc_report rep, void *arg)
@@ -404,7 +384,7 @@ static int gc_entry(int dirfd, const char *name, unsigned flags,
     if (strncmp(name, SHMKIT__TMP_PREFIX, sizeof SHMKIT__TMP_PREFIX - 1) == 0 &&
         temp_orphaned(dirfd, name))
         what = "temporary";
-    else if (lock_orphaned(dirfd, name))
+    else if (shmkit__kind_orphaned(name))
         what = "sidecar";
     else
         return 0;

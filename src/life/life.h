@@ -109,7 +109,12 @@ SHMKIT__HIDDEN int shmkit__journal_parse(const char *buf, size_t len,
 /* Inode of object `name` if it is a regular file of this user, else 0. */
 SHMKIT__HIDDEN uint64_t shmkit__shm_ino(const char *name);
 
-/* shmkit__shm_unlink_if() is declared in internal.h (block.c uses it). */
+/* Unlinks object `name` only if it is a regular file owned by this user
+ * and (ino != 0) still has inode ino. Returns 1 if it removed it (or, with
+ * dry, would have), 0 if there was nothing to remove, or -errno. What the
+ * object's kind keeps beside it (a list's lock) goes with it. */
+SHMKIT__HIDDEN int shmkit__shm_unlink_if(const char *name, uint64_t ino,
+                                         bool dry);
 
 /* Removes every regular file in dir, then dir itself. */
 SHMKIT__HIDDEN void shmkit__rmtree1(const char *dir);
@@ -137,6 +142,32 @@ SHMKIT__HIDDEN int shmkit__daemon_fork(void);
  * written back), 0-2 on /dev/null, cwd "/".
  */
 SHMKIT__HIDDEN void shmkit__daemon_detach(int *keep, int n);
+
+/* ---- block lifetimes (block_life.c plugs these into core/hooks.h) -------- */
+
+/* tracker.c: family tracking of created blocks (SHMKIT_TRACK). */
+SHMKIT__HIDDEN int shmkit__track_register(const char *name);
+SHMKIT__HIDDEN void shmkit__track_unregister(const char *name);
+SHMKIT__HIDDEN void shmkit__track_rename(const char *from, const char *to,
+                                         bool exchange);
+
+/* refcount.c: reference-counted lifetime (SHMKIT_REFCOUNT). attach is
+ * called once the block is mapped; detach before it is unmapped and
+ * returns true when this was the last attacher (the caller then unlinks).
+ * rename moves the bookkeeping with the block. */
+SHMKIT__HIDDEN int shmkit__ref_attach(shmkit_block *b);
+SHMKIT__HIDDEN bool shmkit__ref_detach(shmkit_block *b);
+SHMKIT__HIDDEN void shmkit__ref_rename(shmkit_block *b, const char *to,
+                                       bool exchange);
+
+/* ---- kinds of object (kind.c, above every kind) -------------------------- */
+
+/* Object `name` was just removed: removes what its kind keeps beside it
+ * (a list's lock), whatever kind it was. */
+SHMKIT__HIDDEN void shmkit__kind_unlinked(const char *name);
+/* True if `name` is a companion of some kind (a list's lock) whose owner
+ * is gone, for gc to collect. */
+SHMKIT__HIDDEN bool shmkit__kind_orphaned(const char *name);
 
 /* ---- module entry points -------------------------------------------------- */
 

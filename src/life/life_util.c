@@ -548,7 +548,7 @@ int shmkit__shm_unlink_if(const char *name, uint64_t ino, bool dry)
     if (r == -ENOENT)
         return 0;
     if (r == 0)
-        shmkit__list_lock_drop(name);
+        shmkit__kind_unlinked(name);
     return r < 0 ? r : 1;
 }
 

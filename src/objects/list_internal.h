@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "kinds.h"
 
 /* Largest n in an 8-character "<n>s" format record. */
 #define SHMKIT__LIST_SLOT_MAX 9999999u
@@ -63,11 +64,6 @@ SHMKIT__HIDDEN int shmkit__list_validate(const void *data, size_t size,
  */
 SHMKIT__HIDDEN int shmkit__list_view(shmkit_list **out, void *data,
                                      size_t size, bool rdonly);
-
-/* list_lock.c: true if data[0..size) is a list's lock block (magic,
- * version, size), so `shmkit ls` can call it a sidecar. Not yet called
- * by shmkit_block_kind(), whose owner can hook it in. */
-SHMKIT__HIDDEN bool shmkit__list_lock_probe(const void *data, size_t size);
 
 /* list_lock.c: releases the lock if held and closes the lock block. */
 SHMKIT__HIDDEN void shmkit__list_lock_close(shmkit_list *l);

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "list_internal.h"
 #include "core/os.h"
@@ -109,6 +110,27 @@ void shmkit__list_lock_drop(const char *list)
     shmkit_block_close(b);
     if (ours)
         shmkit__os.shm_unlink(name);
+}
+
+bool shmkit__list_lock_orphaned(const char *name)
+{
+    char list[SHMKIT_NAME_MAX + 1], path[SHMKIT__PATH_MAX];
+    size_t n = strlen(name);
+    struct stat st;
+    shmkit_block *b;
+    bool lock;
+
+    if (n <= 5 || n > SHMKIT_NAME_MAX || strcmp(name + n - 5, ".lock") != 0)
+        return false;
+    memcpy(list, name, n - 5);
+    list[n - 5] = 0;
+    shmkit__os_shm_path(path, list);
+    if (lstat(path, &st) == 0 ||
+        shmkit_block_attach(&b, name, SHMKIT_RDONLY) < 0)
+        return false;
+    lock = shmkit__list_lock_probe(shmkit_block_data(b), shmkit_block_size(b));
+    shmkit_block_close(b);
+    return lock;
 }
 
 /* Attaches an existing lock block and checks it is one. */

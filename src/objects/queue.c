@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "core/os.h"
+#include "objects/kinds.h"
 #include "objects/queue_internal.h"
 #include "sync/sync_internal.h"
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <wchar.h>
 
+#include "kinds.h"
 #include "sync/sync_internal.h"
 
 #define TYPED_MAGIC 0x41544b53u /* "SKTA" read as little-endian */

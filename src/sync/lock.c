@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/hooks.h"
 #include "core/internal.h"
 #include "core/os.h"
 #include "sync_internal.h"
@@ -276,6 +277,13 @@ bool shmkit__locks_held_in(const void *p, size_t len)
         found = list_holds_in(t, lo, hi);
     pthread_mutex_unlock(&reg_lock);
     return found;
+}
+
+/* Lets the block layer refuse to close or shrink a mapping that holds a
+ * lock of ours (core/hooks.h says why this runs before main). */
+__attribute__((constructor)) static void locks_register(void)
+{
+    shmkit__block_hooks.locks_held_in = shmkit__locks_held_in;
 }
 
 /* ---- the C library's insides ---------------------------------------- */

@@ -28,6 +28,10 @@ SHMKIT__HIDDEN int shmkit__pid_ns_check(uint64_t ns);
 SHMKIT__HIDDEN bool shmkit__mutex_valid(const void *p);
 SHMKIT__HIDDEN bool shmkit__cond_valid(const void *p);
 
+/* lock.c: true if this process holds a shmkit lock in [p, p + len).
+ * The block layer asks it through its hook table (core/hooks.h). */
+SHMKIT__HIDDEN bool shmkit__locks_held_in(const void *p, size_t len);
+
 /* Fills a new block's bytes (zero-filled, `size` long) with a layout. */
 typedef int (*shmkit__fill_fn)(void *data, size_t size, void *arg);
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "objects/kinds.h"
 
 /* Checks what a successful parse promises; aborts (a finding) if not. */
 static void check_info(const unsigned char *buf, size_t size,

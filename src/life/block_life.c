@@ -1,0 +1,82 @@
+/*
+ * block_life.c - the lifetimes a block can have, plugged into the block
+ * layer.
+ *
+ * The block layer defines the interface (core/hooks.h) and calls it when a
+ * block is created or attached with lifetime flags, closed, unlinked or
+ * renamed; this file implements it over the family tracker (tracker.c,
+ * SHMKIT_TRACK) and reference counting (refcount.c, SHMKIT_REFCOUNT), and
+ * registers it before main.
+ */
+#include <stdint.h>
+
+#include "life.h"
+#include "core/hooks.h"
+#include "core/os.h"
+
+/* SHMKIT_TRACK, then SHMKIT_REFCOUNT; undoes the first if the second fails. */
+static int life_created(shmkit_block *b)
+{
+    int r;
+
+    if (b->flags & SHMKIT_TRACK) {
+        r = shmkit__track_register(b->name);
+        if (r < 0)
+            return r;
+    }
+    if (b->flags & SHMKIT_REFCOUNT) {
+        r = shmkit__ref_attach(b);
+        if (r < 0) {
+            if (b->flags & SHMKIT_TRACK)
+                shmkit__track_unregister(b->name);
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* Only reference counting applies to an attach (only the creator tracks). */
+static int life_attached(shmkit_block *b)
+{
+    return (b->flags & SHMKIT_REFCOUNT) ? shmkit__ref_attach(b) : 0;
+}
+
+/* Unlinks b's name only if it still names b's object: a peer may have
+ * renamed another object into place since. True if it unlinked. */
+static bool unlink_if_same(const shmkit_block *b)
+{
+    struct stat st;
+
+    return shmkit__os.fstat(b->fd, &st) == 0 &&
+           shmkit__shm_unlink_if(b->name, (uint64_t)st.st_ino, false) > 0;
+}
+
+static void life_closing(shmkit_block *b)
+{
+    /* The last attacher is gone: so goes the name, and what its kind keeps
+     * beside it (shmkit__shm_unlink_if drops a list's lock). */
+    if (shmkit__ref_detach(b) && unlink_if_same(b))
+        shmkit__track_unregister(b->name);
+}
+
+static void life_renamed(shmkit_block *b, const char *to, bool exchange)
+{
+    shmkit__track_rename(b->name, to, exchange);
+    if (b->life)
+        shmkit__ref_rename(b, to, exchange);
+}
+
+static const struct shmkit__life_ops life_ops = {
+    .created = life_created,
+    .attached = life_attached,
+    .closing = life_closing,
+    .unlinked = shmkit__track_unregister,
+    .renamed = life_renamed,
+};
+
+/* Before main, so that every block created, even from a constructor of the
+ * program's own, finds its lifetime (core/hooks.h). */
+__attribute__((constructor)) static void life_register(void)
+{
+    shmkit__block_hooks.life = &life_ops;
+}
