@@ -171,9 +171,11 @@ static int qfail(shmkit_queue *q, int r, const char *op)
 /* ---- the ring ------------------------------------------------------------ */
 
 /* The record at position pos, after checking it lies inside the ring and
- * inside [pos, limit); its size (header + padded message) in *size. */
-static int rec_at(const shmkit_queue *q, uint64_t pos, uint64_t limit,
-                  struct rec **out, uint64_t *size)
+ * inside [pos, limit); its size (header + padded message) in *size. The
+ * length it checked is in *lenp (if not NULL): use that copy, never the
+ * shared field again, which a peer may change meanwhile. */
+static int rec_at_len(const shmkit_queue *q, uint64_t pos, uint64_t limit,
+                      struct rec **out, uint64_t *size, uint32_t *lenp)
 {
     uint64_t off = pos % q->rs, sz;
     struct rec *r = (struct rec *)(q->ring + off);
@@ -186,7 +188,15 @@ static int rec_at(const shmkit_queue *q, uint64_t pos, uint64_t limit,
         return SHMKIT_ECORRUPT;
     *out = r;
     *size = sz;
+    if (lenp)
+        *lenp = len;
     return 0;
+}
+
+static int rec_at(const shmkit_queue *q, uint64_t pos, uint64_t limit,
+                  struct rec **out, uint64_t *size)
+{
+    return rec_at_len(q, pos, limit, out, size, NULL);
 }
 
 /* Checks head and tail (under the mutex) against the ring. */
@@ -501,6 +511,7 @@ static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
 {
     struct queue_header *h = q->hdr;
     uint64_t need = REC + round16(len), off, pad = 0;
+    uint64_t head = h->head, tail = h->tail; /* checked by qlock */
     uint32_t start;
     struct rec *r;
     pid_t me;
@@ -508,27 +519,30 @@ static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
     self_get(&me, &start);
     if (q->max_msgs && h->count >= q->max_msgs)
         goto full;
-    off = h->tail % q->rs;
-    if (h->head == h->tail && off != 0) {
-        /* Empty: start over at offset 0, so a big message fits whole. */
-        pad_write(q, h->tail, q->rs - off);
-        __atomic_store_n(&h->tail, h->tail + (q->rs - off), __ATOMIC_RELEASE);
-        head_advance(q);
+    off = tail % q->rs;
+    if (head == tail && off != 0) {
+        /* Empty: start over at offset 0, so a big message fits whole. The
+         * pad keeps [head, tail) parseable if we die between the stores. */
+        pad_write(q, tail, q->rs - off);
+        tail += q->rs - off;
+        __atomic_store_n(&h->tail, tail, __ATOMIC_RELEASE);
+        __atomic_store_n(&h->head, tail, __ATOMIC_RELEASE);
+        head = tail;
         off = 0;
     }
     if (q->rs - off < need)
         pad = q->rs - off;
-    if (h->tail - h->head + pad + need > q->rs)
+    if (tail - head + pad + need > q->rs)
         goto full;
     if (pad)
-        pad_write(q, h->tail, pad);
-    r = (struct rec *)(q->ring + (h->tail + pad) % q->rs);
+        pad_write(q, tail, pad);
+    r = (struct rec *)(q->ring + (off + pad) % q->rs);
     r->len = (uint32_t)len;
     r->pid = me;
     r->start = start;
     store32(&r->state, REC_RESERVED);
     /* Publish: the record is part of the ring from here on. */
-    __atomic_store_n(&h->tail, h->tail + pad + need, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->tail, tail + pad + need, __ATOMIC_RELEASE);
     h->count++;
     *out = r;
     return 0;
@@ -600,11 +614,11 @@ int shmkit_queue_reserve(shmkit_queue *q, size_t len, void **ptr,
 /* The record whose message starts at ptr, if ptr is one and its state is
  * `state` and it belongs to this process. */
 static int own_rec(shmkit_queue *q, const void *ptr, uint32_t state,
-                   struct rec **out)
+                   struct rec **out, uint32_t *lenp)
 {
     const unsigned char *p = ptr;
     struct rec *r;
-    uint32_t start;
+    uint32_t start, len;
     pid_t me;
 
     if (!ptr || p < q->ring + REC || p >= q->ring + q->rs ||
@@ -614,17 +628,21 @@ static int own_rec(shmkit_queue *q, const void *ptr, uint32_t state,
     self_get(&me, &start);
     if (load32(&r->state) != state || r->pid != me)
         return -EINVAL;
-    if (REC + round16(r->len) > q->rs - (size_t)((unsigned char *)r - q->ring))
+    len = __atomic_load_n(&r->len, __ATOMIC_RELAXED);
+    if (REC + round16(len) > q->rs - (size_t)((unsigned char *)r - q->ring))
         return SHMKIT_ECORRUPT;
     *out = r;
+    if (lenp)
+        *lenp = len;
     return 0;
 }
 
 /* Shortens a reservation to len, handing the slack back as a PAD record
  * (under the mutex: walkers must not see the record change size). */
-static int shrink_locked(shmkit_queue *q, struct rec *r, size_t len)
+static int shrink_locked(shmkit_queue *q, struct rec *r, uint32_t reserved,
+                         size_t len)
 {
-    uint64_t old = round16(r->len), now = round16(len);
+    uint64_t old = round16(reserved), now = round16(len);
     struct rec *pad;
 
     if (old != now) {
@@ -640,21 +658,22 @@ static int shrink_locked(shmkit_queue *q, struct rec *r, size_t len)
 
 int shmkit_queue_commit(shmkit_queue *q, void *ptr, size_t len)
 {
+    uint32_t reserved;
     struct rec *r;
     int e;
 
     if (!q)
         return shmkit__fail(NULL, -EINVAL, "shmkit_queue_commit: NULL");
-    e = own_rec(q, ptr, REC_RESERVED, &r);
-    if (e == 0 && len > r->len)
+    e = own_rec(q, ptr, REC_RESERVED, &r, &reserved);
+    if (e == 0 && len > reserved)
         e = -EINVAL;
     if (e)
         return qfail(q, e, "commit");
-    if (len != r->len) {
+    if (len != reserved) {
         e = qlock(q);
         if (e)
             return qfail(q, e, "commit");
-        shrink_locked(q, r, len);
+        shrink_locked(q, r, reserved, len);
         store32(&r->state, REC_READY);
         qunlock(q);
     } else {
@@ -672,7 +691,7 @@ int shmkit_queue_cancel(shmkit_queue *q, void *ptr)
 
     if (!q)
         return shmkit__fail(NULL, -EINVAL, "shmkit_queue_cancel: NULL");
-    e = own_rec(q, ptr, REC_RESERVED, &r);
+    e = own_rec(q, ptr, REC_RESERVED, &r, NULL);
     if (e == 0)
         e = qlock(q);
     if (e)
@@ -739,13 +758,14 @@ int shmkit_queue_put(shmkit_queue *q, const void *data, size_t len,
  * in room one after another, each at a 16-byte multiple (the first must
  * fit: -EMSGSIZE with its length in *need otherwise). *foreign: a loan of
  * another process is in flight (it may be dead). */
-static int take_locked(shmkit_queue *q, struct rec **recs, size_t max,
-                       size_t room, size_t *got, size_t *need, bool *foreign)
+static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
+                       size_t max, size_t room, size_t *got, size_t *need,
+                       bool *foreign)
 {
     struct queue_header *h = q->hdr;
     uint64_t pos = h->head, size;
     size_t k = 0, used = 0;
-    uint32_t start;
+    uint32_t start, rlen;
     struct rec *r;
     pid_t me;
     int e;
@@ -753,14 +773,14 @@ static int take_locked(shmkit_queue *q, struct rec **recs, size_t max,
     self_get(&me, &start);
     *foreign = false;
     while (pos < h->tail && k < max) {
-        e = rec_at(q, pos, h->tail, &r, &size);
+        e = rec_at_len(q, pos, h->tail, &r, &size, &rlen);
         if (e)
             return e;
         uint32_t st = load32(&r->state);
         if (st == REC_TAKEN && r->pid != me)
             *foreign = true;
         if (st == REC_READY) {
-            size_t len = r->len, padded = round16(len);
+            size_t len = rlen, padded = round16(len);
 
             if (len > room - used) {
                 if (k == 0) {
@@ -772,6 +792,7 @@ static int take_locked(shmkit_queue *q, struct rec **recs, size_t max,
             r->pid = me;
             r->start = start;
             store32(&r->state, REC_TAKEN);
+            lens[k] = rlen;
             recs[k++] = r;
             used += padded < room - used ? padded : room - used;
         }
@@ -782,8 +803,8 @@ static int take_locked(shmkit_queue *q, struct rec **recs, size_t max,
 }
 
 /* Takes up to max messages, waiting for the first until the deadline. */
-static int take_batch(shmkit_queue *q, struct rec **recs, size_t max,
-                      size_t room, size_t *got, size_t *need,
+static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
+                      size_t max, size_t room, size_t *got, size_t *need,
                       struct waiter *w)
 {
     bool foreign;
@@ -795,7 +816,7 @@ static int take_batch(shmkit_queue *q, struct rec **recs, size_t max,
         r = qlock(q);
         if (r)
             return r;
-        r = take_locked(q, recs, max, room, got, need, &foreign);
+        r = take_locked(q, recs, lens, max, room, got, need, &foreign);
         qunlock(q);
         if (r != -EAGAIN)
             return r;
@@ -830,6 +851,7 @@ int shmkit_queue_peek(shmkit_queue *q, const void **ptr, size_t *len,
     struct rec *rec;
     struct waiter w;
     size_t got, need;
+    uint32_t rlen;
     int r;
 
     if (!q || !ptr || !len)
@@ -838,12 +860,12 @@ int shmkit_queue_peek(shmkit_queue *q, const void **ptr, size_t *len,
     if (r)
         return qfail(q, r, "peek");
     waiter_init(&w, deadline);
-    r = take_batch(q, &rec, 1, SIZE_MAX, &got, &need, &w);
+    r = take_batch(q, &rec, &rlen, 1, SIZE_MAX, &got, &need, &w);
     leave(q);
     if (r)
         return qfail(q, r, "peek");
     *ptr = rec + 1;
-    *len = rec->len;
+    *len = rlen;
     return 0;
 }
 
@@ -854,7 +876,7 @@ int shmkit_queue_release(shmkit_queue *q, const void *ptr)
 
     if (!q)
         return shmkit__fail(NULL, -EINVAL, "shmkit_queue_release: NULL");
-    e = own_rec(q, ptr, REC_TAKEN, &r);
+    e = own_rec(q, ptr, REC_TAKEN, &r, NULL);
     if (e == 0)
         e = release_batch(q, &r, 1);
     return e ? qfail(q, e, "release") : 0;
@@ -865,6 +887,7 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
                           const struct timespec *deadline)
 {
     struct rec *recs[64];
+    uint32_t lens[64];
     unsigned char *p = buf;
     size_t i, k = 0, need = 0, left;
     struct waiter w;
@@ -878,14 +901,14 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
     if (r)
         return qfail(q, r, "get_many");
     waiter_init(&w, deadline);
-    r = take_batch(q, recs, max < 64 ? max : 64, buflen, &k, &need, &w);
+    r = take_batch(q, recs, lens, max < 64 ? max : 64, buflen, &k, &need, &w);
     leave(q);
     if (r == -EMSGSIZE)
         msgs[0].iov_len = need;
     if (r)
         return qfail(q, r, "get_many");
     for (i = 0; i < k; i++) {
-        size_t len = recs[i]->len;
+        size_t len = lens[i];
 
         memcpy(p, recs[i] + 1, len);
         msgs[i].iov_base = p;
