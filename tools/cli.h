@@ -126,6 +126,7 @@ int cli_man(FILE *f);
  * exit status. */
 int cli_show_list(shmkit_block *b, bool json);
 int cli_show_typed(shmkit_block *b, shmkit_kind kind, bool json);
+int cli_show_queue(shmkit_block *b, bool json);
 
 /* Lifecycle of a block for `ls`/`info`: writes e.g. "tracked by pid 123",
  * "refcount 2", "manager 456" or "-" into buf. */

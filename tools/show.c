@@ -35,6 +35,8 @@ static int show_block(void *arg)
     case SHMKIT_KIND_VALUE:
     case SHMKIT_KIND_LOCK:
         return cli_show_typed(s->b, k, s->json);
+    case SHMKIT_KIND_QUEUE:
+        return cli_show_queue(s->b, s->json);
     default:
         return show_raw(s->b);
     }

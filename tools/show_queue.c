@@ -1,0 +1,67 @@
+/*
+ * show_queue.c - `shmkit show` for queues: capacity, depth, messages in
+ * flight, bytes used and who is waiting.
+ *
+ * The block is attached read-only, so the queue's mutex is not taken: the
+ * figures are a snapshot that producers and consumers may be changing
+ * meanwhile (shmkit_queue_parse copies and checks every field it reads).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void show_text(shmkit_block *b, const shmkit_queue_info *in)
+{
+    char *name = cli_escape(shmkit_block_name(b), NULL);
+    char cap[32], used[32], largest[32];
+
+    cli_format_size(cap, sizeof cap, in->capacity);
+    cli_format_size(used, sizeof used, in->bytes_used);
+    cli_format_size(largest, sizeof largest, in->max_message);
+    printf("queue %s (version %u)\n", name ? name : "?", in->version);
+    printf("capacity:   %s ring, largest message %s, ", cap, largest);
+    if (in->max_messages)
+        printf("at most %zu messages\n", in->max_messages);
+    else
+        printf("no message limit\n");
+    printf("depth:      %zu message%s waiting\n", in->depth,
+           in->depth == 1 ? "" : "s");
+    printf("in flight:  %zu reserved (being written), %zu loaned "
+           "(being read)\n", in->reserved, in->loaned);
+    printf("bytes used: %s of %s\n", used, cap);
+    printf("waiting:    %u producer%s, %u consumer%s\n", in->waiting_producers,
+           in->waiting_producers == 1 ? "" : "s", in->waiting_consumers,
+           in->waiting_consumers == 1 ? "" : "s");
+    free(name);
+}
+
+static void show_json(shmkit_block *b, const shmkit_queue_info *in)
+{
+    const char *name = shmkit_block_name(b);
+
+    fputs("{\"name\": ", stdout);
+    cli_json_string(stdout, name, strlen(name));
+    printf(", \"kind\": \"queue\", \"version\": %u, \"capacity\": %zu, "
+           "\"max_message\": %zu, \"max_messages\": %zu, \"depth\": %zu, "
+           "\"reserved\": %zu, \"loaned\": %zu, \"bytes_used\": %zu, "
+           "\"waiting_producers\": %u, \"waiting_consumers\": %u}\n",
+           in->version, in->capacity, in->max_message, in->max_messages,
+           in->depth, in->reserved, in->loaned, in->bytes_used,
+           in->waiting_producers, in->waiting_consumers);
+}
+
+int cli_show_queue(shmkit_block *b, bool json)
+{
+    shmkit_queue_info in;
+    int r = shmkit_queue_parse(shmkit_block_data(b), shmkit_block_size(b), &in);
+
+    if (r < 0)
+        return cli_error(shmkit_block_name(b), r);
+    if (json)
+        show_json(b, &in);
+    else
+        show_text(b, &in);
+    return 0;
+}
