@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 # Bottom first; the same order as the comment at the top of python/src/ext.h.
-LAYERS = ["common", "mapping", "sync", "list", "typed", "manager",
+LAYERS = ["common", "mapping", "sync", "list", "typed", "manager", "queue",
           "functions", "module"]
 
 

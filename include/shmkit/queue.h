@@ -93,6 +93,7 @@ typedef struct shmkit_queue_info {
     size_t bytes_used;         /* ring bytes in use (headers, padding too) */
     unsigned waiting_producers;
     unsigned waiting_consumers;
+    uint64_t unfinished;       /* task count (shmkit_queue_task_add) */
     uint64_t pid_ns;           /* creator's PID namespace, or 0 */
 } shmkit_queue_info;
 
@@ -133,6 +134,15 @@ SHMKIT_API int shmkit_queue_attach(shmkit_queue **out, const char *name,
  * rules above. NULL is fine.
  */
 SHMKIT_API int shmkit_queue_close(shmkit_queue *q);
+
+/*
+ * Wakes this handle's sleeping callers (they return SHMKIT_ECLOSED),
+ * waits until they have left, and makes every later blocking call on the
+ * handle fail with SHMKIT_ECLOSED; the handle stays allocated (non-blocking
+ * calls such as commit and release still work) until shmkit_queue_close.
+ * For bindings that must stop waiters before the last user lets go.
+ */
+SHMKIT_API void shmkit_queue_shutdown(shmkit_queue *q);
 
 /* Removes the queue's name (as shmkit_block_unlink). */
 SHMKIT_API int shmkit_queue_unlink(shmkit_queue *q);
@@ -226,6 +236,21 @@ SHMKIT_API int shmkit_queue_peek(shmkit_queue *q, const void **ptr,
 /* Frees the peeked message at ptr. -EINVAL if ptr is not a message this
  * process peeked. */
 SHMKIT_API int shmkit_queue_release(shmkit_queue *q, const void *ptr);
+
+/* ---- task counting (what JoinableQueue needs) ---------------------------- */
+
+/* Adds n unfinished tasks (a producer calls it before putting). */
+SHMKIT_API int shmkit_queue_task_add(shmkit_queue *q, size_t n);
+
+/* Marks one task done; when none is left, wakes shmkit_queue_join()
+ * callers. -EOVERFLOW if there was none (Python: ValueError). */
+SHMKIT_API int shmkit_queue_task_done(shmkit_queue *q);
+
+/* Waits until the task count is 0 (deadline and errors as in "Waiting").
+ * A consumer killed between get and task_done leaves its task counted:
+ * join then waits for its deadline. */
+SHMKIT_API int shmkit_queue_join(shmkit_queue *q,
+                                 const struct timespec *deadline);
 
 /* ---- state ------------------------------------------------------------- */
 

@@ -17,6 +17,7 @@ from ._shmkit import (Error, CorruptError, OwnerDeadError,
                       NotRecoverableError, unlink, errname, block_kind,
                       track_start, track_fd, track_pid, gc)
 from .shared_memory import SharedMemory, ShareableList
+from .queues import Queue, SimpleQueue, JoinableQueue
 from . import _family  # noqa: F401  (spawn/forkserver children stay in the family)
 
 __version__ = _shmkit.LIB_VERSION
@@ -24,7 +25,8 @@ __version__ = _shmkit.LIB_VERSION
 __all__ = ['SharedMemory', 'ShareableList', 'SharedMemoryManager', 'Value',
            'Array', 'Lock', 'RLock', 'Condition', 'Error', 'CorruptError',
            'OwnerDeadError', 'NotRecoverableError', 'unlink', 'errname',
-           'block_kind', 'track_start', 'track_fd', 'track_pid', 'gc']
+           'block_kind', 'track_start', 'track_fd', 'track_pid', 'gc',
+           'Queue', 'SimpleQueue', 'JoinableQueue']
 
 
 def __getattr__(name):

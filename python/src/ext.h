@@ -15,6 +15,7 @@
  *   list.c       ShareableListBase
  *   typed.c      TypedBase: Value and Array (uses sync.c's embedded lock)
  *   manager.c    ManagerClient (uses list.c's item conversion)
+ *   queue.c      QueueBase and QueueSlot: the shmkit queue
  *   functions.c  the module-level functions
  *   module.c     module init: registers all of the above, nothing else
  */
@@ -31,6 +32,8 @@ typedef struct ext_state {
     PyTypeObject *list_type;
     PyTypeObject *lock_type;
     PyTypeObject *typed_type;
+    PyTypeObject *queue_type;
+    PyTypeObject *queue_slot_type;
     PyObject *Error;            /* shmkit.Error(OSError): any shmkit code */
     PyObject *CorruptError;     /* Error + ValueError: bad layout in a block */
     PyObject *OwnerDeadError;   /* Error: acquired, previous owner died */
@@ -123,6 +126,7 @@ int ext_list_init_type(PyObject *m, ext_state *st);
 int ext_sync_init_type(PyObject *m, ext_state *st);
 int ext_typed_init_type(PyObject *m, ext_state *st);
 int ext_manager_init_type(PyObject *m, ext_state *st);
+int ext_queue_init_type(PyObject *m, ext_state *st);
 
 /* ---- functions.c ---- */
 int ext_functions_add(PyObject *m);

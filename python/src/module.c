@@ -22,6 +22,8 @@ static int mod_exec(PyObject *m)
         return -1;
     if (ext_manager_init_type(m, st) < 0)
         return -1;
+    if (ext_queue_init_type(m, st) < 0)
+        return -1;
     return 0;
 }
 
@@ -33,6 +35,8 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->list_type);
     Py_VISIT(st->lock_type);
     Py_VISIT(st->typed_type);
+    Py_VISIT(st->queue_type);
+    Py_VISIT(st->queue_slot_type);
     Py_VISIT(st->Error);
     Py_VISIT(st->CorruptError);
     Py_VISIT(st->OwnerDeadError);
@@ -50,6 +54,8 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->list_type);
     Py_CLEAR(st->lock_type);
     Py_CLEAR(st->typed_type);
+    Py_CLEAR(st->queue_type);
+    Py_CLEAR(st->queue_slot_type);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->CorruptError);
     Py_CLEAR(st->OwnerDeadError);

@@ -82,11 +82,15 @@ struct queue_header {
     uint32_t space_seq;    /* bumped when head moves */
     uint32_t wait_consumers;
     uint32_t wait_producers;
-    uint8_t reserved3[48];
+    uint64_t unfinished;   /* tasks added and not yet done (JoinableQueue) */
+    uint32_t tasks_seq;    /* bumped when unfinished reaches 0 */
+    uint32_t wait_joiners;
+    uint8_t reserved3[32];
 };
 _Static_assert(offsetof(struct queue_header, lock) == 64, "lock");
 _Static_assert(offsetof(struct queue_header, head) == 128, "state");
 _Static_assert(offsetof(struct queue_header, data_seq) == 192, "futexes");
+_Static_assert(offsetof(struct queue_header, unfinished) == 208, "tasks");
 _Static_assert(sizeof(struct queue_header) == SHMKIT_QUEUE_HEADER, "size");
 
 struct shmkit_queue {
@@ -902,11 +906,12 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
         return qfail(q, r, "get_many");
     waiter_init(&w, deadline);
     r = take_batch(q, recs, lens, max < 64 ? max : 64, buflen, &k, &need, &w);
-    leave(q);
-    if (r == -EMSGSIZE)
-        msgs[0].iov_len = need;
-    if (r)
+    if (r) {
+        leave(q);
+        if (r == -EMSGSIZE)
+            msgs[0].iov_len = need;
         return qfail(q, r, "get_many");
+    }
     for (i = 0; i < k; i++) {
         size_t len = lens[i];
 
@@ -917,6 +922,7 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
         p += round16(len) < left ? round16(len) : left; /* as take_locked */
     }
     r = release_batch(q, recs, k);
+    leave(q); /* close waits for this: the copies above read the ring */
     if (r)
         return qfail(q, r, "get_many");
     *got = k;
@@ -998,6 +1004,7 @@ int shmkit_queue_parse(const void *data, size_t size, shmkit_queue_info *info)
     in.bytes_used = h.tail - h.head;
     in.waiting_producers = h.wait_producers;
     in.waiting_consumers = h.wait_consumers;
+    in.unfinished = h.unfinished;
     in.pid_ns = h.pid_ns;
     if (info)
         *info = in;
@@ -1146,22 +1153,30 @@ void shmkit__queue_view_free(shmkit_queue *q)
     free(q);
 }
 
-int shmkit_queue_close(shmkit_queue *q)
+void shmkit_queue_shutdown(shmkit_queue *q)
 {
     uint32_t n;
-    int r;
 
-    if (!q)
-        return 0;
     __atomic_store_n(&q->closing, 1, __ATOMIC_SEQ_CST);
     while ((n = __atomic_load_n(&q->active, __ATOMIC_SEQ_CST)) != 0) {
         /* Wake our sleepers (others wake spuriously and sleep again). */
         __atomic_fetch_add(&q->hdr->data_seq, 1, __ATOMIC_SEQ_CST);
         __atomic_fetch_add(&q->hdr->space_seq, 1, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&q->hdr->tasks_seq, 1, __ATOMIC_SEQ_CST);
         shmkit__os.futex_wake(&q->hdr->data_seq, INT_MAX);
         shmkit__os.futex_wake(&q->hdr->space_seq, INT_MAX);
+        shmkit__os.futex_wake(&q->hdr->tasks_seq, INT_MAX);
         shmkit__os.futex_wait(&q->active, n, NULL);
     }
+}
+
+int shmkit_queue_close(shmkit_queue *q)
+{
+    int r;
+
+    if (!q)
+        return 0;
+    shmkit_queue_shutdown(q);
     r = shmkit_block_close(q->block);
     if (r < 0) {
         __atomic_store_n(&q->closing, 0, __ATOMIC_SEQ_CST);
@@ -1169,6 +1184,62 @@ int shmkit_queue_close(shmkit_queue *q)
     }
     free(q);
     return 0;
+}
+
+/* ---- task counting (JoinableQueue) ---------------------------------------- */
+
+int shmkit_queue_task_add(shmkit_queue *q, size_t n)
+{
+    if (!q)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_task_add: NULL");
+    __atomic_fetch_add(&q->hdr->unfinished, (uint64_t)n, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+int shmkit_queue_task_done(shmkit_queue *q)
+{
+    uint64_t v;
+
+    if (!q)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_task_done: NULL");
+    v = __atomic_load_n(&q->hdr->unfinished, __ATOMIC_SEQ_CST);
+    do {
+        if (v == 0)
+            return qfail(q, -EOVERFLOW, "task_done");
+    } while (!__atomic_compare_exchange_n(&q->hdr->unfinished, &v, v - 1,
+                                          false, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_SEQ_CST));
+    if (v == 1) {
+        __atomic_fetch_add(&q->hdr->tasks_seq, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&q->hdr->wait_joiners, __ATOMIC_SEQ_CST))
+            shmkit__os.futex_wake(&q->hdr->tasks_seq, INT_MAX);
+    }
+    return 0;
+}
+
+int shmkit_queue_join(shmkit_queue *q, const struct timespec *deadline)
+{
+    struct waiter w;
+    int r;
+
+    if (!q)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_join: NULL");
+    r = enter(q);
+    if (r)
+        return qfail(q, r, "join");
+    waiter_init(&w, deadline);
+    for (;;) {
+        uint32_t seq = __atomic_load_n(&q->hdr->tasks_seq, __ATOMIC_SEQ_CST);
+
+        if (__atomic_load_n(&q->hdr->unfinished, __ATOMIC_SEQ_CST) == 0)
+            break;
+        r = wait_on(q, &w, &q->hdr->tasks_seq, &q->hdr->wait_joiners, seq,
+                    false);
+        if (r)
+            break;
+    }
+    leave(q);
+    return r ? qfail(q, r, "join") : 0;
 }
 
 int shmkit_queue_unlink(shmkit_queue *q)
@@ -1217,6 +1288,7 @@ int shmkit_queue_stat(shmkit_queue *q, shmkit_queue_info *info)
                                            __ATOMIC_RELAXED);
     in.waiting_consumers = __atomic_load_n(&q->hdr->wait_consumers,
                                            __ATOMIC_RELAXED);
+    in.unfinished = __atomic_load_n(&q->hdr->unfinished, __ATOMIC_RELAXED);
     in.pid_ns = q->hdr->pid_ns;
     *info = in;
     return 0;

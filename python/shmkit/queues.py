@@ -1,0 +1,291 @@
+"""shmkit.Queue, SimpleQueue and JoinableQueue: drop-ins for
+multiprocessing's queues over one shmkit queue block (C: shmkit/queue.h).
+
+There is no feeder thread and no pipe: ``put`` pickles the object (protocol
+5) and copies the pickle, and each large out-of-band buffer such as a NumPy
+array's data, straight into the shared ring; ``get`` copies them out. A
+queue pickles by name, so it can go to Pool workers and spawn or forkserver
+children, and any process (Python or C) can attach it by name::
+
+    q = shmkit.Queue()                    # creates a queue (tracked)
+    q2 = shmkit.Queue(name=q.name)        # attaches it, e.g. elsewhere
+
+Messages that did not come from ``put`` (a C producer's bytes, or
+``loan``) come out of ``get`` as bytes.
+"""
+
+import pickle
+import queue as _queue
+
+from . import _shmkit
+
+__all__ = ['Queue', 'SimpleQueue', 'JoinableQueue', 'DEFAULT_CAPACITY']
+
+# Ring bytes of a new queue unless capacity= says otherwise. The memory is
+# reserved and prefaulted at create, so no message pays a page fault.
+DEFAULT_CAPACITY = 16 << 20
+
+# Buffers at least this big travel out of band (straight into the ring);
+# smaller ones stay inside the pickle, which is cheaper for them.
+OUT_OF_BAND_MIN = 4096
+
+
+def _dumps(obj):
+    bufs = []
+
+    def oob(pb):
+        try:
+            m = pb.raw()
+        except BufferError:          # not contiguous: in band
+            return True
+        if m.nbytes < OUT_OF_BAND_MIN:
+            return True
+        bufs.append(m)
+        return False
+
+    data = pickle.dumps(obj, protocol=5, buffer_callback=oob)
+    return [data] + bufs
+
+
+def _loads(parts):
+    if isinstance(parts, bytes):     # not a frame: plain bytes
+        return parts
+    return pickle.loads(parts[0], buffers=parts[1:])
+
+
+def _rebuild(cls, name):
+    return cls(name=name)
+
+
+class _Slot:
+    """A message lent without a copy, as a context manager that gives a
+    memoryview into the ring. Release every view of it (NumPy arrays made
+    from it too) before the ``with`` block ends: the slot refuses to end
+    while one lives (BufferError)."""
+
+    def __init__(self, slot, reservation):
+        self._slot = slot
+        self._reservation = reservation
+        self._view = None
+        self.nbytes = len(slot)
+
+    def __enter__(self):
+        self._view = memoryview(self._slot)
+        return self._view
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._view is not None:
+            self._view.release()
+        if self._slot.done:
+            return False
+        if not self._reservation:
+            self._slot.release()
+        elif exc_type is None:
+            self._slot.commit(self.nbytes)
+        else:
+            self._slot.cancel()
+        return False
+
+    def __len__(self):
+        return len(self._slot)
+
+
+class Queue:
+    """A multiprocessing.Queue over shared memory.
+
+    Queue(maxsize=0, *, name=None, capacity=None, create=None, track=True)
+
+    maxsize > 0 bounds the number of messages; capacity (bytes, default
+    DEFAULT_CAPACITY) bounds their size in total, and the largest one is
+    ``capacity - 16`` bytes (ValueError beyond). create defaults to True
+    without a name (a generated one) and False with one (attach); pass
+    create=True to make a queue of that name. track=True removes a created
+    queue once the creating process family has exited.
+    """
+
+    def __init__(self, maxsize=0, *, ctx=None, name=None, capacity=None,
+                 create=None, track=True):
+        if create is None:
+            create = name is None
+        if create:
+            flags = _shmkit.TRACK if track else 0
+            cap = DEFAULT_CAPACITY if capacity is None else int(capacity)
+            self._q = _shmkit.QueueBase(name, True, cap,
+                                        max(int(maxsize), 0), flags)
+        else:
+            self._q = _shmkit.QueueBase(name, False)
+        self._maxsize = self._q.stat()['max_messages']
+
+    # ---- identity --------------------------------------------------------
+    @property
+    def name(self):
+        return self._q.name
+
+    @property
+    def max_message(self):
+        """Largest message in bytes."""
+        return self._q.max_message
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self._q.name))
+
+    def __repr__(self):
+        state = 'closed' if self._q.closed else f'maxsize={self._maxsize}'
+        return f'<shmkit.{type(self).__name__} {self._q.name!r} {state}>'
+
+    def unlink(self):
+        """Removes the queue's name (attached handles keep working)."""
+        if self._q.closed:
+            _shmkit.unlink(self._q.name)
+        else:
+            self._q.unlink()
+
+    def stat(self):
+        """A dict: depth, reserved, loaned, bytes_used, capacity, waiting
+        producers and consumers, ..."""
+        return self._q.stat()
+
+    # ---- multiprocessing.Queue ---------------------------------------------
+    def put(self, obj, block=True, timeout=None):
+        self._check_closed()
+        if not self._q.put_parts(_dumps(obj), block, timeout):
+            raise _queue.Full
+
+    def get(self, block=True, timeout=None):
+        self._check_closed()
+        parts = self._q.get_parts(block, timeout)
+        if parts is None:
+            raise _queue.Empty
+        return _loads(parts)
+
+    def put_nowait(self, obj):
+        return self.put(obj, False)
+
+    def get_nowait(self):
+        return self.get(False)
+
+    def qsize(self):
+        """Messages waiting (committed, not yet taken)."""
+        return self._q.stat()['depth']
+
+    def empty(self):
+        return self.qsize() == 0
+
+    def full(self):
+        if not self._maxsize:
+            return False
+        st = self._q.stat()
+        return st['depth'] + st['reserved'] + st['loaned'] >= self._maxsize
+
+    def close(self):
+        """No more use from this process; wakes this object's waiters
+        (they raise ValueError). Never unlinks."""
+        self._q.close()
+
+    def join_thread(self):
+        # No feeder thread: everything put is already in shared memory.
+        if not self._q.closed:
+            raise AssertionError(f'Queue {self!r} not closed')
+
+    def cancel_join_thread(self):
+        pass
+
+    def _check_closed(self):
+        if self._q.closed:
+            raise ValueError(f'Queue {self!r} is closed')
+
+    # ---- batches ---------------------------------------------------------
+    def put_many(self, objs, block=True, timeout=None):
+        """Puts every object of objs in order, one synchronisation per
+        batch that fits. Returns how many were put; raises queue.Full if
+        none could be (block False, or the timeout passed)."""
+        self._check_closed()
+        msgs = [_dumps(o) for o in objs]
+        done = self._q.put_many_parts(msgs, block, timeout)
+        if msgs and done == 0:
+            raise _queue.Full
+        return done
+
+    def get_many(self, max=64, block=True, timeout=None):
+        """Takes up to max objects at once (waits only for the first);
+        raises queue.Empty if there is none."""
+        self._check_closed()
+        got = self._q.get_many_parts(max, block, timeout)
+        if not got:
+            raise _queue.Empty
+        return [_loads(p) for p in got]
+
+    # ---- zero copy ---------------------------------------------------------
+    def loan(self, nbytes, block=True, timeout=None):
+        """Reserves nbytes in the ring: ``with q.loan(n) as buf: buf[:] =
+        ...`` writes the message in place and publishes it at the end (or
+        drops it if the block raises); set ``.nbytes`` on the loan to
+        publish fewer. Consumers get it as bytes, or without a copy
+        through peek()."""
+        self._check_closed()
+        s = self._q.reserve(nbytes, block, timeout)
+        if s is None:
+            raise _queue.Full
+        return _Slot(s, True)
+
+    def peek(self, block=True, timeout=None):
+        """Takes the next message without copying: ``with q.peek() as m:``
+        gives a read-only memoryview into the ring, freed at the end."""
+        self._check_closed()
+        s = self._q.peek(block, timeout)
+        if s is None:
+            raise _queue.Empty
+        return _Slot(s, False)
+
+
+class SimpleQueue(Queue):
+    """multiprocessing.SimpleQueue: get, put, empty, close (and the rest
+    of Queue)."""
+
+    def __init__(self, *, ctx=None, name=None, capacity=None, create=None,
+                 track=True):
+        super().__init__(0, name=name, capacity=capacity, create=create,
+                         track=track)
+
+
+class JoinableQueue(Queue):
+    """multiprocessing.JoinableQueue: each put counts a task, task_done()
+    ends one, join() waits for none to be left. The count lives in the
+    queue's block, so it is shared by every process that attaches."""
+
+    def put(self, obj, block=True, timeout=None):
+        self._check_closed()
+        parts = _dumps(obj)
+        self._q.task_add(1)
+        try:
+            ok = self._q.put_parts(parts, block, timeout)
+        except BaseException:
+            self._q.task_done()
+            raise
+        if not ok:
+            self._q.task_done()
+            raise _queue.Full
+
+    def put_many(self, objs, block=True, timeout=None):
+        self._check_closed()
+        msgs = [_dumps(o) for o in objs]
+        self._q.task_add(len(msgs))
+        done = 0
+        try:
+            done = self._q.put_many_parts(msgs, block, timeout)
+        finally:
+            for _ in range(len(msgs) - done):
+                self._q.task_done()
+        if msgs and done == 0:
+            raise _queue.Full
+        return done
+
+    def task_done(self):
+        self._check_closed()
+        self._q.task_done()
+
+    def join(self, timeout=None):
+        """Waits until every task put is done (True), or the timeout
+        passes (False; multiprocessing's join has no timeout)."""
+        self._check_closed()
+        return self._q.join(timeout)

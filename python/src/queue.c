@@ -1,0 +1,1112 @@
+/*
+ * queue.c - _shmkit.QueueBase and _shmkit.QueueSlot over shmkit_queue
+ * (shmkit/queue.h); shmkit.Queue, SimpleQueue and JoinableQueue are thin
+ * Python classes above them (python/shmkit/queues.py).
+ *
+ * Messages put by put_parts are frames: a 16-byte-aligned header
+ * (magic "SKP5", part count, each part's length) and then each part at a
+ * 16-byte boundary: part 0 is a pickle (protocol 5), the rest its
+ * out-of-band buffers, copied straight from the object's memory into the
+ * ring. Anything else in the ring (a C producer's bytes) comes back as
+ * bytes.
+ *
+ * Blocking calls release the GIL, make the handle interruptible, and on
+ * EINTR run the signal handlers (Ctrl-C raises KeyboardInterrupt) before
+ * waiting again for the same deadline. close() wakes this object's
+ * waiters (shmkit_queue_shutdown) and frees the handle once the last call
+ * in progress and the last slot are done.
+ */
+#include "ext.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#define FRAME_MAGIC 0x35504b53u /* "SKP5" */
+#define FRAME_MAX_PARTS 4096
+#define SCRATCH_MIN (256 * 1024)
+
+typedef struct QueueObject {
+    PyObject_HEAD
+    shmkit_queue *q;
+    PyObject *name;      /* str */
+    int closed;          /* close() was called */
+    Py_ssize_t busy;     /* calls without the GIL, and live slots */
+    unsigned char *scratch; /* get_many's buffer (PyMem) */
+    size_t scratch_len;
+    ext_state *st;
+} QueueObject;
+
+typedef struct SlotObject {
+    PyObject_HEAD
+    QueueObject *queue;  /* strong reference while open */
+    unsigned char *ptr;
+    Py_ssize_t len;
+    int writable;        /* a reservation (else a loan) */
+    int done;            /* committed, cancelled or released */
+    Py_ssize_t exports;
+} SlotObject;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static inline size_t round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
+static const char *qname(QueueObject *self)
+{
+    return self->name ? PyUnicode_AsUTF8(self->name) : NULL;
+}
+
+static int check_open(QueueObject *self)
+{
+    if (!self->q || self->closed) {
+        PyErr_SetString(PyExc_ValueError, "Queue is closed");
+        return -1;
+    }
+    return 0;
+}
+
+/* The handle is freed once closed and nobody uses it any more. */
+static void maybe_finish(QueueObject *self)
+{
+    if (self->closed && self->busy == 0 && self->q) {
+        shmkit_queue_close(self->q);
+        self->q = NULL;
+    }
+}
+
+static PyObject *queue_error(QueueObject *self, int r, size_t len)
+{
+    if (r == -EMSGSIZE) {
+        PyErr_Format(PyExc_ValueError,
+                     "message of %zu bytes is larger than the queue's "
+                     "largest message of %zu bytes", len,
+                     self->q ? shmkit_queue_max_message(self->q) : (size_t)0);
+        return NULL;
+    }
+    if (r == SHMKIT_ECLOSED) {
+        PyErr_SetString(PyExc_ValueError, "Queue is closed");
+        return NULL;
+    }
+    if (r == -EOVERFLOW) {
+        PyErr_SetString(PyExc_ValueError,
+                        "task_done() called too many times");
+        return NULL;
+    }
+    return ext_error(self->st, r, qname(self));
+}
+
+/* How long to wait: block False never sleeps; timeout None waits for ever. */
+struct deadline {
+    struct timespec ts;
+    const struct timespec *p;
+};
+
+static int deadline_of(int block, PyObject *timeout, struct deadline *d)
+{
+    double t;
+
+    if (!block) {
+        d->p = SHMKIT_NOWAIT;
+        return 0;
+    }
+    if (!timeout || timeout == Py_None) {
+        d->p = NULL;
+        return 0;
+    }
+    t = PyFloat_AsDouble(timeout);
+    if (t == -1.0 && PyErr_Occurred())
+        return -1;
+    if (isnan(t) || t < 0) {
+        PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+        return -1;
+    }
+    shmkit_deadline(&d->ts, t);
+    d->p = &d->ts;
+    return 0;
+}
+
+/* One blocking operation of the C API, run without the GIL. */
+typedef int (*blocking_fn)(shmkit_queue *q, void *arg,
+                           const struct timespec *deadline);
+
+/* Runs fn until it does not end by a signal. Returns its result, or
+ * INT_MIN with a Python exception set (a signal handler raised). */
+static int run_blocking(QueueObject *self, blocking_fn fn, void *arg,
+                        const struct deadline *d)
+{
+    shmkit_queue *q = self->q;
+    int r;
+
+    for (;;) {
+        self->busy++;
+        Py_BEGIN_ALLOW_THREADS
+        r = fn(q, arg, d->p);
+        Py_END_ALLOW_THREADS
+        self->busy--;
+        if (r != -EINTR || PyErr_CheckSignals() < 0)
+            break;
+    }
+    maybe_finish(self);
+    if (r == -EINTR)
+        return INT_MIN;
+    return r;
+}
+
+/* ---- frames ---------------------------------------------------------------- */
+
+struct frame {
+    Py_ssize_t n;        /* parts */
+    Py_buffer *views;
+    size_t header, total;
+};
+
+static void frame_free(struct frame *f)
+{
+    Py_ssize_t i;
+
+    for (i = 0; i < f->n; i++)
+        PyBuffer_Release(&f->views[i]);
+    PyMem_Free(f->views);
+    f->views = NULL;
+    f->n = 0;
+}
+
+/* Gets the buffers of the sequence `parts` and the frame's size. */
+static int frame_of(PyObject *parts, struct frame *f)
+{
+    PyObject *seq = PySequence_Fast(parts, "parts must be a sequence");
+    Py_ssize_t n, i;
+    size_t total;
+
+    memset(f, 0, sizeof *f);
+    if (!seq)
+        return -1;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > FRAME_MAX_PARTS) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "a message has 1 to %d parts",
+                     FRAME_MAX_PARTS);
+        return -1;
+    }
+    f->views = PyMem_Calloc((size_t)n, sizeof *f->views);
+    if (!f->views) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    f->header = round16(8 + 8 * (size_t)n);
+    total = f->header;
+    for (i = 0; i < n; i++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &f->views[i],
+                               PyBUF_C_CONTIGUOUS) < 0) {
+            Py_DECREF(seq);
+            frame_free(f);
+            return -1;
+        }
+        f->n = i + 1;
+        total = round16(total) + (size_t)f->views[i].len;
+    }
+    Py_DECREF(seq);
+    f->total = total;
+    return 0;
+}
+
+/* Writes the frame into dst (f->total bytes); no GIL needed. */
+static void frame_write(const struct frame *f, unsigned char *dst)
+{
+    uint32_t head[2] = {FRAME_MAGIC, (uint32_t)f->n};
+    size_t off = f->header;
+    Py_ssize_t i;
+
+    memcpy(dst, head, sizeof head);
+    for (i = 0; i < f->n; i++) {
+        uint64_t len = (uint64_t)f->views[i].len;
+
+        memcpy(dst + 8 + 8 * (size_t)i, &len, sizeof len);
+        memcpy(dst + off, f->views[i].buf, (size_t)f->views[i].len);
+        off = round16(off + (size_t)f->views[i].len);
+    }
+}
+
+/* Checks a frame in [p, p + len); the number of parts, or 0 if it is not
+ * a frame (plain bytes). */
+static Py_ssize_t frame_parts(const unsigned char *p, size_t len)
+{
+    uint32_t head[2];
+    size_t off, i;
+
+    if (len < 8)
+        return 0;
+    memcpy(head, p, sizeof head);
+    if (head[0] != FRAME_MAGIC || head[1] < 1 || head[1] > FRAME_MAX_PARTS)
+        return 0;
+    off = round16(8 + 8 * (size_t)head[1]);
+    if (off > len)
+        return 0;
+    for (i = 0; i < head[1]; i++) {
+        uint64_t n;
+
+        memcpy(&n, p + 8 + 8 * i, sizeof n);
+        if (n > len - off)
+            return 0;
+        off += (size_t)n;
+        if (i + 1 < head[1])
+            off = off + 15 > len ? len + 1 : round16(off);
+        if (off > len)
+            return 0;
+    }
+    return (Py_ssize_t)head[1];
+}
+
+/* Turns a message into Python: a list (part 0 bytes, the others
+ * bytearrays, writable as NumPy wants) for a frame, else bytes. The copies
+ * of big parts run without the GIL. */
+static PyObject *message_to_python(const unsigned char *p, size_t len)
+{
+    Py_ssize_t n = frame_parts(p, len), i;
+    size_t off;
+    PyObject *list;
+
+    if (n == 0)
+        return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
+    list = PyList_New(n);
+    if (!list)
+        return NULL;
+    off = round16(8 + 8 * (size_t)n);
+    for (i = 0; i < n; i++) {
+        uint64_t plen;
+        PyObject *o;
+
+        memcpy(&plen, p + 8 + 8 * (size_t)i, sizeof plen);
+        if (i == 0) {
+            o = PyBytes_FromStringAndSize((const char *)p + off,
+                                          (Py_ssize_t)plen);
+        } else {
+            o = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)plen);
+            if (o && plen >= 65536) {
+                char *dst = PyByteArray_AS_STRING(o);
+                Py_BEGIN_ALLOW_THREADS
+                memcpy(dst, p + off, (size_t)plen);
+                Py_END_ALLOW_THREADS
+            } else if (o) {
+                memcpy(PyByteArray_AS_STRING(o), p + off, (size_t)plen);
+            }
+        }
+        if (!o) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, o);
+        off = round16(off + (size_t)plen);
+    }
+    return list;
+}
+
+/* ---- put ------------------------------------------------------------------ */
+
+struct put_arg {
+    const struct frame *f;
+    const void *raw;
+    size_t len;
+};
+
+static int do_put(shmkit_queue *q, void *arg, const struct timespec *d)
+{
+    struct put_arg *a = arg;
+    void *w;
+    int r;
+
+    if (!a->f)
+        return shmkit_queue_put(q, a->raw, a->len, d);
+    r = shmkit_queue_reserve(q, a->f->total, &w, d);
+    if (r)
+        return r;
+    frame_write(a->f, w);
+    return shmkit_queue_commit(q, w, a->f->total);
+}
+
+/* Returns True, False (full: block False or the timeout passed), or NULL. */
+static PyObject *put_result(QueueObject *self, int r, size_t len)
+{
+    if (r == INT_MIN)
+        return NULL;
+    if (r == -EAGAIN || r == -ETIMEDOUT)
+        Py_RETURN_FALSE;
+    if (r)
+        return queue_error(self, r, len);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Queue_put_parts(QueueObject *self, PyObject *args,
+                                 PyObject *kw)
+{
+    static char *kwlist[] = {"parts", "block", "timeout", NULL};
+    PyObject *parts, *timeout = Py_None;
+    struct put_arg a = {NULL, NULL, 0};
+    struct deadline d;
+    struct frame f;
+    int block = 1, r;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|pO", kwlist, &parts, &block,
+                                     &timeout) ||
+        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0 ||
+        frame_of(parts, &f) < 0)
+        return NULL;
+    if (f.total > shmkit_queue_max_message(self->q)) {
+        frame_free(&f);
+        return queue_error(self, -EMSGSIZE, f.total);
+    }
+    a.f = &f;
+    r = run_blocking(self, do_put, &a, &d);
+    frame_free(&f);
+    return put_result(self, r, f.total);
+}
+
+static PyObject *Queue_put_bytes(QueueObject *self, PyObject *args,
+                                 PyObject *kw)
+{
+    static char *kwlist[] = {"data", "block", "timeout", NULL};
+    PyObject *timeout = Py_None;
+    struct put_arg a = {NULL, NULL, 0};
+    struct deadline d;
+    Py_buffer v;
+    int block = 1, r;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|pO", kwlist, &v, &block,
+                                     &timeout))
+        return NULL;
+    if (check_open(self) < 0 || deadline_of(block, timeout, &d) < 0) {
+        PyBuffer_Release(&v);
+        return NULL;
+    }
+    a.raw = v.buf;
+    a.len = (size_t)v.len;
+    r = run_blocking(self, do_put, &a, &d);
+    PyBuffer_Release(&v);
+    return put_result(self, r, a.len);
+}
+
+/* put_many: each message is framed into one contiguous buffer first (the
+ * batch is for small messages), then one shmkit_queue_put_many. */
+struct put_many_arg {
+    struct iovec *v;
+    size_t n, done;
+};
+
+static int do_put_many(shmkit_queue *q, void *arg, const struct timespec *d)
+{
+    struct put_many_arg *a = arg;
+    size_t done = 0;
+    int r = shmkit_queue_put_many(q, a->v + a->done, a->n - a->done, &done, d);
+
+    a->done += done;
+    return r;
+}
+
+static PyObject *Queue_put_many_parts(QueueObject *self, PyObject *args,
+                                      PyObject *kw)
+{
+    static char *kwlist[] = {"messages", "block", "timeout", NULL};
+    PyObject *msgs, *timeout = Py_None, *seq = NULL, *res = NULL;
+    struct put_many_arg a = {NULL, 0, 0};
+    unsigned char *buf = NULL;
+    size_t total = 0, off = 0, i;
+    struct deadline d;
+    struct frame *fs = NULL;
+    int block = 1, r;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|pO", kwlist, &msgs, &block,
+                                     &timeout) ||
+        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0)
+        return NULL;
+    seq = PySequence_Fast(msgs, "messages must be a sequence");
+    if (!seq)
+        return NULL;
+    a.n = (size_t)PySequence_Fast_GET_SIZE(seq);
+    fs = PyMem_Calloc(a.n ? a.n : 1, sizeof *fs);
+    a.v = PyMem_Calloc(a.n ? a.n : 1, sizeof *a.v);
+    if (!fs || !a.v) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (i = 0; i < a.n; i++) {
+        if (frame_of(PySequence_Fast_GET_ITEM(seq, (Py_ssize_t)i), &fs[i]) < 0)
+            goto out;
+        if (fs[i].total > shmkit_queue_max_message(self->q)) {
+            queue_error(self, -EMSGSIZE, fs[i].total);
+            goto out;
+        }
+        total += round16(fs[i].total);
+    }
+    buf = PyMem_Malloc(total ? total : 1);
+    if (!buf) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (i = 0; i < a.n; i++) {
+        frame_write(&fs[i], buf + off);
+        a.v[i].iov_base = buf + off;
+        a.v[i].iov_len = fs[i].total;
+        off += round16(fs[i].total);
+    }
+    r = run_blocking(self, do_put_many, &a, &d);
+    if (r == INT_MIN)
+        goto out;
+    if (r && r != -EAGAIN && r != -ETIMEDOUT) {
+        queue_error(self, r, 0);
+        goto out;
+    }
+    res = PyLong_FromSize_t(a.done);
+out:
+    if (fs)
+        for (i = 0; i < a.n; i++)
+            frame_free(&fs[i]);
+    PyMem_Free(fs);
+    PyMem_Free(a.v);
+    PyMem_Free(buf);
+    Py_DECREF(seq);
+    return res;
+}
+
+/* ---- get ------------------------------------------------------------------ */
+
+struct peek_arg {
+    const void *p;
+    size_t len;
+};
+
+static int do_peek(shmkit_queue *q, void *arg, const struct timespec *d)
+{
+    struct peek_arg *a = arg;
+
+    return shmkit_queue_peek(q, &a->p, &a->len, d);
+}
+
+/* Returns a message as Python (None when empty), or NULL. */
+static PyObject *Queue_get_parts(QueueObject *self, PyObject *args,
+                                 PyObject *kw)
+{
+    static char *kwlist[] = {"block", "timeout", NULL};
+    PyObject *timeout = Py_None, *res;
+    struct peek_arg a = {NULL, 0};
+    struct deadline d;
+    int block = 1, r;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO", kwlist, &block, &timeout) ||
+        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0)
+        return NULL;
+    r = run_blocking(self, do_peek, &a, &d);
+    if (r == INT_MIN)
+        return NULL;
+    if (r == -EAGAIN || r == -ETIMEDOUT)
+        Py_RETURN_NONE;
+    if (r)
+        return queue_error(self, r, 0);
+    self->busy++; /* the loan keeps the handle */
+    res = message_to_python(a.p, a.len);
+    r = shmkit_queue_release(self->q, a.p);
+    self->busy--;
+    maybe_finish(self);
+    if (r && res) {
+        Py_DECREF(res);
+        return queue_error(self, r, 0);
+    }
+    return res;
+}
+
+struct get_many_arg {
+    unsigned char *buf;
+    size_t buflen, max, got;
+    struct iovec *v;
+};
+
+static int do_get_many(shmkit_queue *q, void *arg, const struct timespec *d)
+{
+    struct get_many_arg *a = arg;
+
+    return shmkit_queue_get_many(q, a->buf, a->buflen, a->v, a->max, &a->got,
+                                 d);
+}
+
+static PyObject *Queue_get_many_parts(QueueObject *self, PyObject *args,
+                                      PyObject *kw)
+{
+    static char *kwlist[] = {"max", "block", "timeout", NULL};
+    PyObject *timeout = Py_None, *list;
+    struct get_many_arg a = {NULL, 0, 64, 0, NULL};
+    struct iovec v[64];
+    struct deadline d;
+    Py_ssize_t max = 64;
+    int block = 1, r;
+    size_t i;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|npO", kwlist, &max, &block,
+                                     &timeout) ||
+        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0)
+        return NULL;
+    if (max < 1) {
+        PyErr_SetString(PyExc_ValueError, "max must be at least 1");
+        return NULL;
+    }
+    a.max = max < 64 ? (size_t)max : 64;
+    a.v = v;
+    for (;;) {
+        if (!self->scratch) {
+            self->scratch_len = SCRATCH_MIN;
+            self->scratch = PyMem_Malloc(self->scratch_len);
+            if (!self->scratch)
+                return PyErr_NoMemory();
+        }
+        a.buf = self->scratch;
+        a.buflen = self->scratch_len;
+        r = run_blocking(self, do_get_many, &a, &d);
+        if (r != -EMSGSIZE || check_open(self) < 0)
+            break;
+        /* The first message is bigger than the buffer: grow to fit it. */
+        PyMem_Free(self->scratch);
+        self->scratch_len = round16(v[0].iov_len);
+        self->scratch = PyMem_Malloc(self->scratch_len);
+        if (!self->scratch)
+            return PyErr_NoMemory();
+    }
+    if (r == INT_MIN)
+        return NULL;
+    if (r == -EAGAIN || r == -ETIMEDOUT)
+        return PyList_New(0);
+    if (r)
+        return queue_error(self, r, 0);
+    list = PyList_New((Py_ssize_t)a.got);
+    for (i = 0; list && i < a.got; i++) {
+        PyObject *o = message_to_python(v[i].iov_base, v[i].iov_len);
+
+        if (!o) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, o);
+    }
+    return list;
+}
+
+/* ---- zero copy: slots ------------------------------------------------------ */
+
+static PyTypeObject *slot_type_of(QueueObject *self);
+
+struct reserve_arg {
+    size_t len;
+    void *p;
+};
+
+static int do_reserve(shmkit_queue *q, void *arg, const struct timespec *d)
+{
+    struct reserve_arg *a = arg;
+
+    return shmkit_queue_reserve(q, a->len, &a->p, d);
+}
+
+static PyObject *slot_new(QueueObject *self, void *p, size_t len, int writable)
+{
+    SlotObject *s = PyObject_New(SlotObject, slot_type_of(self));
+
+    if (!s)
+        return NULL;
+    Py_INCREF(self);
+    s->queue = self;
+    s->ptr = p;
+    s->len = (Py_ssize_t)len;
+    s->writable = writable;
+    s->done = 0;
+    s->exports = 0;
+    self->busy++;
+    return (PyObject *)s;
+}
+
+static PyObject *Queue_reserve(QueueObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"nbytes", "block", "timeout", NULL};
+    PyObject *timeout = Py_None, *s;
+    struct reserve_arg a = {0, NULL};
+    struct deadline d;
+    Py_ssize_t n;
+    int block = 1, r;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|pO", kwlist, &n, &block,
+                                     &timeout) ||
+        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0)
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "nbytes must not be negative");
+        return NULL;
+    }
+    a.len = (size_t)n;
+    r = run_blocking(self, do_reserve, &a, &d);
+    if (r == INT_MIN)
+        return NULL;
+    if (r == -EAGAIN || r == -ETIMEDOUT)
+        Py_RETURN_NONE;
+    if (r)
+        return queue_error(self, r, a.len);
+    s = slot_new(self, a.p, a.len, 1);
+    if (!s)
+        shmkit_queue_cancel(self->q, a.p);
+    return s;
+}
+
+static PyObject *Queue_peek(QueueObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"block", "timeout", NULL};
+    PyObject *timeout = Py_None, *s;
+    struct peek_arg a = {NULL, 0};
+    struct deadline d;
+    int block = 1, r;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO", kwlist, &block, &timeout) ||
+        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0)
+        return NULL;
+    r = run_blocking(self, do_peek, &a, &d);
+    if (r == INT_MIN)
+        return NULL;
+    if (r == -EAGAIN || r == -ETIMEDOUT)
+        Py_RETURN_NONE;
+    if (r)
+        return queue_error(self, r, 0);
+    s = slot_new(self, (void *)a.p, a.len, 0);
+    if (!s)
+        shmkit_queue_release(self->q, a.p);
+    return s;
+}
+
+/* Ends a slot: commit (n bytes), cancel, or release. */
+static PyObject *slot_finish(SlotObject *s, int commit, Py_ssize_t n)
+{
+    QueueObject *q = s->queue;
+    int r;
+
+    if (s->done) {
+        PyErr_SetString(PyExc_ValueError, "slot already committed or released");
+        return NULL;
+    }
+    if (s->exports) {
+        PyErr_SetString(PyExc_BufferError,
+                        "release the memoryviews of the slot first");
+        return NULL;
+    }
+    if (s->writable && commit)
+        r = shmkit_queue_commit(q->q, s->ptr, (size_t)n);
+    else if (s->writable)
+        r = shmkit_queue_cancel(q->q, s->ptr);
+    else
+        r = shmkit_queue_release(q->q, s->ptr);
+    s->done = 1;
+    q->busy--;
+    if (r) {
+        queue_error(q, r, (size_t)n);
+        maybe_finish(q);
+        return NULL;
+    }
+    maybe_finish(q);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Slot_commit(SlotObject *s, PyObject *args)
+{
+    Py_ssize_t n = s->len;
+
+    if (!PyArg_ParseTuple(args, "|n", &n))
+        return NULL;
+    if (!s->writable) {
+        PyErr_SetString(PyExc_TypeError, "a loan is released, not committed");
+        return NULL;
+    }
+    if (n < 0 || n > s->len) {
+        PyErr_Format(PyExc_ValueError, "commit of %zd bytes into a slot of %zd",
+                     n, s->len);
+        return NULL;
+    }
+    return slot_finish(s, 1, n);
+}
+
+static PyObject *Slot_cancel(SlotObject *s, PyObject *unused)
+{
+    if (!s->writable) {
+        PyErr_SetString(PyExc_TypeError, "a loan is released, not cancelled");
+        return NULL;
+    }
+    return slot_finish(s, 0, 0);
+}
+
+static PyObject *Slot_release(SlotObject *s, PyObject *unused)
+{
+    if (s->writable) {
+        PyErr_SetString(PyExc_TypeError, "a reservation is committed or cancelled");
+        return NULL;
+    }
+    return slot_finish(s, 0, 0);
+}
+
+static int Slot_getbuffer(SlotObject *s, Py_buffer *view, int flags)
+{
+    if (s->done) {
+        PyErr_SetString(PyExc_ValueError, "slot already committed or released");
+        view->obj = NULL;
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)s, s->ptr, s->len, !s->writable,
+                          flags) < 0)
+        return -1;
+    s->exports++;
+    return 0;
+}
+
+static void Slot_releasebuffer(SlotObject *s, Py_buffer *view)
+{
+    s->exports--;
+}
+
+static void Slot_dealloc(SlotObject *s)
+{
+    PyTypeObject *tp = Py_TYPE(s);
+
+    /* Dropped without an ending: a reservation is cancelled, a loan
+     * released (nothing may still view it: exports hold a reference). */
+    if (!s->done && s->queue && s->queue->q) {
+        if (s->writable)
+            shmkit_queue_cancel(s->queue->q, s->ptr);
+        else
+            shmkit_queue_release(s->queue->q, s->ptr);
+        s->queue->busy--;
+        maybe_finish(s->queue);
+    }
+    Py_XDECREF(s->queue);
+    tp->tp_free(s);
+    Py_DECREF(tp);
+}
+
+static Py_ssize_t Slot_len(SlotObject *s)
+{
+    return s->len;
+}
+
+static PyObject *Slot_get_done(SlotObject *s, void *unused)
+{
+    return PyBool_FromLong(s->done);
+}
+
+static PyMethodDef slot_methods[] = {
+    {"commit", (PyCFunction)Slot_commit, METH_VARARGS,
+     "commit([nbytes]): publish the message (its first nbytes bytes)."},
+    {"cancel", (PyCFunction)Slot_cancel, METH_NOARGS,
+     "cancel(): drop the reservation unpublished."},
+    {"release", (PyCFunction)Slot_release, METH_NOARGS,
+     "release(): free the loaned message."},
+    {NULL}
+};
+
+static PyGetSetDef slot_getset[] = {
+    {"done", (getter)Slot_get_done, NULL, "committed, cancelled or released",
+     NULL},
+    {NULL}
+};
+
+static PyType_Slot slot_slots[] = {
+    {Py_tp_dealloc, Slot_dealloc},
+    {Py_tp_methods, slot_methods},
+    {Py_tp_getset, slot_getset},
+    {Py_sq_length, Slot_len},
+    {Py_bf_getbuffer, Slot_getbuffer},
+    {Py_bf_releasebuffer, Slot_releasebuffer},
+    {Py_tp_doc, "A message in the ring, lent without a copy: a reservation "
+                "(writable; commit or cancel) or a loan (read-only; release)."},
+    {0, NULL}
+};
+
+static PyType_Spec slot_spec = {
+    .name = "shmkit._shmkit.QueueSlot",
+    .basicsize = sizeof(SlotObject),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = slot_slots,
+};
+
+/* ---- the rest of QueueBase --------------------------------------------------- */
+
+struct join_arg {
+    int unused;
+};
+
+static int do_join(shmkit_queue *q, void *arg, const struct timespec *d)
+{
+    (void)arg;
+    return shmkit_queue_join(q, d);
+}
+
+static PyObject *Queue_join(QueueObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"timeout", NULL};
+    PyObject *timeout = Py_None;
+    struct join_arg a = {0};
+    struct deadline d;
+    int r;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &timeout) ||
+        check_open(self) < 0 || deadline_of(1, timeout, &d) < 0)
+        return NULL;
+    r = run_blocking(self, do_join, &a, &d);
+    if (r == INT_MIN)
+        return NULL;
+    if (r == -EAGAIN || r == -ETIMEDOUT)
+        Py_RETURN_FALSE;
+    if (r)
+        return queue_error(self, r, 0);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Queue_task_add(QueueObject *self, PyObject *args)
+{
+    Py_ssize_t n = 1;
+
+    if (!PyArg_ParseTuple(args, "|n", &n) || check_open(self) < 0)
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "n must not be negative");
+        return NULL;
+    }
+    shmkit_queue_task_add(self->q, (size_t)n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Queue_task_done(QueueObject *self, PyObject *unused)
+{
+    int r;
+
+    if (check_open(self) < 0)
+        return NULL;
+    r = shmkit_queue_task_done(self->q);
+    if (r)
+        return queue_error(self, r, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Queue_stat(QueueObject *self, PyObject *unused)
+{
+    shmkit_queue_info in;
+    int r;
+
+    if (check_open(self) < 0)
+        return NULL;
+    r = shmkit_queue_stat(self->q, &in);
+    if (r)
+        return queue_error(self, r, 0);
+    return Py_BuildValue(
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:I,s:I,s:K}",
+        "capacity", (Py_ssize_t)in.capacity, "max_message",
+        (Py_ssize_t)in.max_message, "max_messages", (Py_ssize_t)in.max_messages,
+        "depth", (Py_ssize_t)in.depth, "reserved", (Py_ssize_t)in.reserved,
+        "loaned", (Py_ssize_t)in.loaned, "bytes_used",
+        (Py_ssize_t)in.bytes_used, "version", (Py_ssize_t)in.version,
+        "waiting_producers", in.waiting_producers, "waiting_consumers",
+        in.waiting_consumers, "unfinished", (unsigned long long)in.unfinished);
+}
+
+static PyObject *Queue_close(QueueObject *self, PyObject *unused)
+{
+    shmkit_queue *q = self->q;
+
+    if (!q || self->closed)
+        Py_RETURN_NONE;
+    self->closed = 1;
+    Py_BEGIN_ALLOW_THREADS
+    shmkit_queue_shutdown(q);
+    Py_END_ALLOW_THREADS
+    maybe_finish(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Queue_unlink(QueueObject *self, PyObject *unused)
+{
+    int r;
+
+    if (check_open(self) < 0)
+        return NULL;
+    r = shmkit_queue_unlink(self->q);
+    if (r)
+        return ext_error(self->st, r, qname(self));
+    Py_RETURN_NONE;
+}
+
+static PyObject *Queue_get_name(QueueObject *self, void *unused)
+{
+    return Py_NewRef(self->name);
+}
+
+static PyObject *Queue_get_closed(QueueObject *self, void *unused)
+{
+    return PyBool_FromLong(self->closed || !self->q);
+}
+
+static PyObject *Queue_get_max_message(QueueObject *self, void *unused)
+{
+    if (check_open(self) < 0)
+        return NULL;
+    return PyLong_FromSize_t(shmkit_queue_max_message(self->q));
+}
+
+static int Queue_init(QueueObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"name", "create", "capacity", "max_messages",
+                             "flags", NULL};
+    PyObject *nameobj = Py_None;
+    Py_ssize_t capacity = 0, maxmsgs = 0;
+    unsigned int flags = 0;
+    const char *name;
+    shmkit_queue *q;
+    int create = 0, r;
+
+    if (self->q) {
+        PyErr_SetString(PyExc_RuntimeError, "QueueBase already initialised");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OpnnI", kwlist, &nameobj,
+                                     &create, &capacity, &maxmsgs, &flags) ||
+        ext_name_arg(nameobj, &name) < 0)
+        return -1;
+    if (!create && !name) {
+        PyErr_SetString(PyExc_ValueError, "attaching needs a name");
+        return -1;
+    }
+    if (capacity < 0 || maxmsgs < 0) {
+        PyErr_SetString(PyExc_ValueError, "capacity and max_messages must "
+                                          "not be negative");
+        return -1;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = create ? shmkit_queue_create(&q, name, (size_t)capacity,
+                                     (size_t)maxmsgs, flags)
+               : shmkit_queue_attach(&q, name, flags);
+    Py_END_ALLOW_THREADS
+    if (r)
+        return ext_error(self->st, r, name), -1;
+    self->q = q;
+    shmkit_queue_set_interruptible(q, true);
+    self->name = PyUnicode_FromString(
+        shmkit_block_name(shmkit_queue_block(q)));
+    return self->name ? 0 : -1;
+}
+
+static PyObject *Queue_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    QueueObject *self = (QueueObject *)tp->tp_alloc(tp, 0);
+
+    if (self)
+        self->st = ext_state_of_type(tp);
+    return (PyObject *)self;
+}
+
+static void Queue_dealloc(QueueObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    PyObject_GC_UnTrack(self);
+    if (self->q)
+        shmkit_queue_close(self->q);
+    PyMem_Free(self->scratch);
+    Py_CLEAR(self->name);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static int Queue_traverse(QueueObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static PyMethodDef queue_methods[] = {
+    {"put_parts", (PyCFunction)(void (*)(void))Queue_put_parts,
+     METH_VARARGS | METH_KEYWORDS,
+     "put_parts(parts, block=True, timeout=None) -> bool: one frame of "
+     "buffers (a pickle, then its out-of-band buffers); False if full."},
+    {"put_bytes", (PyCFunction)(void (*)(void))Queue_put_bytes,
+     METH_VARARGS | METH_KEYWORDS,
+     "put_bytes(data, block=True, timeout=None) -> bool: one plain message."},
+    {"put_many_parts", (PyCFunction)(void (*)(void))Queue_put_many_parts,
+     METH_VARARGS | METH_KEYWORDS,
+     "put_many_parts(messages, block=True, timeout=None) -> int put."},
+    {"get_parts", (PyCFunction)(void (*)(void))Queue_get_parts,
+     METH_VARARGS | METH_KEYWORDS,
+     "get_parts(block=True, timeout=None): a frame's parts (list), a plain "
+     "message (bytes), or None if empty."},
+    {"get_many_parts", (PyCFunction)(void (*)(void))Queue_get_many_parts,
+     METH_VARARGS | METH_KEYWORDS,
+     "get_many_parts(max=64, block=True, timeout=None) -> list of messages "
+     "(waits only for the first; [] if empty)."},
+    {"reserve", (PyCFunction)(void (*)(void))Queue_reserve,
+     METH_VARARGS | METH_KEYWORDS,
+     "reserve(nbytes, block=True, timeout=None) -> QueueSlot or None."},
+    {"peek", (PyCFunction)(void (*)(void))Queue_peek,
+     METH_VARARGS | METH_KEYWORDS,
+     "peek(block=True, timeout=None) -> QueueSlot (read-only) or None."},
+    {"join", (PyCFunction)(void (*)(void))Queue_join,
+     METH_VARARGS | METH_KEYWORDS,
+     "join(timeout=None) -> bool: wait until every task is done."},
+    {"task_add", (PyCFunction)Queue_task_add, METH_VARARGS,
+     "task_add(n=1): count n more unfinished tasks."},
+    {"task_done", (PyCFunction)Queue_task_done, METH_NOARGS,
+     "task_done(): one task less."},
+    {"stat", (PyCFunction)Queue_stat, METH_NOARGS, "stat() -> dict"},
+    {"close", (PyCFunction)Queue_close, METH_NOARGS,
+     "close(): wake this object's waiters; free the handle when unused."},
+    {"unlink", (PyCFunction)Queue_unlink, METH_NOARGS,
+     "unlink(): remove the queue's name."},
+    {NULL}
+};
+
+static PyGetSetDef queue_getset[] = {
+    {"name", (getter)Queue_get_name, NULL, "the block's name", NULL},
+    {"closed", (getter)Queue_get_closed, NULL, "close() was called", NULL},
+    {"max_message", (getter)Queue_get_max_message, NULL,
+     "largest message in bytes", NULL},
+    {NULL}
+};
+
+static PyType_Slot queue_slots[] = {
+    {Py_tp_new, Queue_new},
+    {Py_tp_init, Queue_init},
+    {Py_tp_dealloc, Queue_dealloc},
+    {Py_tp_traverse, Queue_traverse},
+    {Py_tp_methods, queue_methods},
+    {Py_tp_getset, queue_getset},
+    {Py_tp_doc, "QueueBase(name=None, create=False, capacity=0, "
+                "max_messages=0, flags=0): a shmkit queue (shmkit/queue.h)."},
+    {0, NULL}
+};
+
+static PyType_Spec queue_spec = {
+    .name = "shmkit._shmkit.QueueBase",
+    .basicsize = sizeof(QueueObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = queue_slots,
+};
+
+static PyTypeObject *slot_type_of(QueueObject *self)
+{
+    return self->st->queue_slot_type;
+}
+
+int ext_queue_init_type(PyObject *m, ext_state *st)
+{
+    PyObject *q = PyType_FromModuleAndSpec(m, &queue_spec, NULL);
+    PyObject *s = PyType_FromModuleAndSpec(m, &slot_spec, NULL);
+
+    if (!q || !s || PyModule_AddObjectRef(m, "QueueBase", q) < 0 ||
+        PyModule_AddObjectRef(m, "QueueSlot", s) < 0) {
+        Py_XDECREF(q);
+        Py_XDECREF(s);
+        return -1;
+    }
+    st->queue_type = (PyTypeObject *)q;
+    st->queue_slot_type = (PyTypeObject *)s;
+    return 0;
+}
