@@ -1,0 +1,376 @@
+"""shmkit.Queue, SimpleQueue and JoinableQueue: multiprocessing's queue API,
+pickling by name to children of every start method, exactly-once delivery
+with several producers and consumers, NumPy arrays out of band, zero copy,
+signals and close during a blocking get, and C <-> Python interop through
+examples/queue.c and `shmkit show`."""
+import json
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import threading
+import time
+import zlib
+
+import pytest
+
+import shmkit
+from conftest import join_ok, start
+
+np = pytest.importorskip("numpy")
+
+EXAMPLE = os.path.join(os.environ.get("SHMKIT_BUILD_DIR", ""), "examples",
+                       "example_queue")
+
+
+def example_path():
+    # The CLI lives in <build>/bin; the example in <build>/examples.
+    cli = os.environ.get("SHMKIT_CLI")
+    if cli:
+        return os.path.join(os.path.dirname(os.path.dirname(cli)), "examples",
+                            "example_queue")
+    return EXAMPLE
+
+
+def make(names, *args, **kw):
+    kw.setdefault("capacity", 1 << 20)
+    return shmkit.Queue(*args, name=names.new("q"), create=True, **kw)
+
+
+def drop(q):
+    q.unlink()
+    q.close()
+
+
+def test_put_get_order_and_types(names):
+    q = make(names)
+    items = [1, "two", (3, "x" * 40), {"k": [4.5, None]}, b"\x00bytes",
+             None]
+    for it in items:
+        q.put(it)
+    assert q.qsize() == len(items)
+    assert not q.empty()
+    assert [q.get() for _ in items] == items
+    assert q.empty()
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    t0 = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.05)
+    assert time.monotonic() - t0 >= 0.05
+    drop(q)
+
+
+def test_maxsize_full_and_sizes(names):
+    q = make(names, 2, capacity=4096)
+    q.put(1)
+    q.put(2)
+    assert q.full()
+    with pytest.raises(queue.Full):
+        q.put_nowait(3)
+    with pytest.raises(queue.Full):
+        q.put(3, timeout=0.01)
+    assert q.get() == 1
+    q.put(3)
+    # Larger than the ring can ever hold: ValueError with both sizes.
+    with pytest.raises(ValueError, match=r"larger than the queue's largest "
+                                         r"message of 4080 bytes"):
+        q.put(b"x" * 5000)
+    drop(q)
+
+
+def test_close_semantics(names):
+    q = make(names)
+    q.put(1)
+    q.close()
+    with pytest.raises(ValueError, match="is closed"):
+        q.put(2)
+    with pytest.raises(ValueError, match="is closed"):
+        q.get()
+    q.join_thread()
+    q.cancel_join_thread()
+    q.unlink()
+
+
+def test_close_wakes_a_blocked_get(names):
+    q = make(names)
+    caught = []
+
+    def getter():
+        try:
+            q.get()
+        except ValueError as e:
+            caught.append(e)
+
+    t = threading.Thread(target=getter)
+    t.start()
+    while q.stat()["waiting_consumers"] == 0:   # until it sleeps
+        time.sleep(0)
+    q.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert len(caught) == 1 and "closed" in str(caught[0])
+    q.unlink()
+
+
+def test_signal_handler_runs_during_get(names):
+    q = make(names)
+
+    class Stop(Exception):
+        pass
+
+    def handler(sig, frame):
+        raise Stop
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Stop):
+            q.get()          # would wait for ever
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    drop(q)
+
+
+def test_numpy_out_of_band_and_in_band(names):
+    q = make(names, capacity=8 << 20)
+    big = np.random.default_rng(1).random((512, 256))      # 1 MiB
+    small = np.arange(10, dtype=np.int16)
+    strided = np.arange(100000.0)[::2]                     # not contiguous
+    q.put(big)
+    q.put(small)
+    q.put(strided)
+    got = q.get()
+    assert got.dtype == big.dtype and got.shape == big.shape
+    assert np.array_equal(got, big)
+    assert got.flags.writeable
+    assert np.array_equal(q.get(), small)
+    assert np.array_equal(q.get(), strided)
+    drop(q)
+
+
+def test_put_many_get_many(names):
+    q = make(names)
+    assert q.put_many(range(1000)) == 1000
+    got = []
+    while len(got) < 1000:
+        got += q.get_many(100)
+    assert got == list(range(1000))
+    with pytest.raises(queue.Empty):
+        q.get_many(block=False)
+    drop(q)
+
+
+def test_loan_and_peek_zero_copy(names):
+    q = make(names)
+    with q.loan(8 * 100) as buf:
+        a = np.frombuffer(buf, dtype=np.float64)
+        a[:] = np.arange(100)
+        del a
+    with q.peek() as view:
+        a = np.frombuffer(view, dtype=np.float64)
+        assert np.array_equal(a, np.arange(100))
+        assert view.readonly
+        del a
+    assert q.stat()["bytes_used"] == 0
+    # A loan that raises is dropped; one that keeps a view refuses to end.
+    with pytest.raises(RuntimeError):
+        with q.loan(10) as buf:
+            raise RuntimeError
+    assert q.stat()["reserved"] == 0 and q.empty()
+    loan = q.loan(10)
+    with pytest.raises(BufferError):
+        with loan as buf:
+            keep = buf[:5]          # a second view of the ring
+    keep.release()
+    loan._slot.cancel()
+    # A shorter message than reserved.
+    with q.loan(100) as buf:
+        buf[:3] = b"abc"
+        pass
+    assert len(q.get()) == 100
+    loan = q.loan(100)
+    with loan as buf:
+        buf[:3] = b"xyz"
+        loan.nbytes = 3
+    assert q.get() == b"xyz"
+    drop(q)
+
+
+def _child_consume(q, n, expect_sum):
+    # The queue arrived pickled by name.
+    total = sum(q.get() for _ in range(n))
+    os._exit(0 if total == expect_sum else 3)
+
+
+def test_pickles_by_name_to_every_start_method(names, ctx):
+    q = make(names)
+    p = start(ctx, _child_consume, q, 100, sum(range(100)))
+    for i in range(100):
+        q.put(i)
+    join_ok(p)
+    assert pickle.loads(pickle.dumps(q)).name == q.name
+    drop(q)
+
+
+def _square(args):
+    name, x = args
+    q = shmkit.Queue(name=name)
+    q.put((x, x * x))
+    q.close()
+    return x
+
+
+def test_pool_workers_attach_by_name(names):
+    import multiprocessing as mp
+    q = make(names)
+    with mp.get_context("spawn").Pool(2) as pool:
+        assert sorted(pool.map(_square, [(q.name, i) for i in range(20)])) \
+            == list(range(20))
+    got = dict(q.get(timeout=10) for _ in range(20))
+    assert got == {i: i * i for i in range(20)}
+    drop(q)
+
+
+# ---- several producers and consumers: exactly once, intact -------------
+
+PER_PRODUCER = 50000
+
+
+def _producer(q, p):
+    rng = np.random.default_rng(p)
+    batch = []
+    for i in range(PER_PRODUCER):
+        payload = rng.bytes(int(rng.integers(0, 300)))
+        batch.append((p, i, zlib.crc32(payload), payload))
+        if len(batch) == 50 or i == PER_PRODUCER - 1:
+            if p % 2:
+                q.put_many(batch)
+            else:
+                for m in batch:
+                    q.put(m)
+            batch = []
+    os._exit(0)
+
+
+def _consumer(q, out, c):
+    seen = []
+    last = {}
+    stopped = False
+    while not stopped:
+        msgs = q.get_many(64) if c % 2 else [q.get()]
+        for m in msgs:
+            if m is None:
+                if stopped:         # another consumer's stop: give it back
+                    q.put(None)
+                stopped = True
+                continue
+            p, i, crc, payload = m
+            if zlib.crc32(payload) != crc or last.get(p, -1) >= i:
+                os._exit(4)     # torn, or one producer's order broken
+            last[p] = i
+            seen.append(p * PER_PRODUCER + i)
+    out.put(seen)
+    os._exit(0)
+
+
+def test_two_by_two_processes_exactly_once(names):
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    q = make(names, capacity=1 << 20)
+    out = make(names, capacity=16 << 20)
+    cons = [start(ctx, _consumer, q, out, c) for c in range(2)]
+    prods = [start(ctx, _producer, q, p) for p in range(2)]
+    for p in prods:
+        join_ok(p)
+    # One stop per consumer, after every message.
+    for _ in cons:
+        q.put(None)
+    seen = []
+    for _ in cons:
+        seen += out.get(timeout=120)
+    for c in cons:
+        join_ok(c)
+    assert len(seen) == 2 * PER_PRODUCER
+    assert sorted(seen) == list(range(2 * PER_PRODUCER))
+    drop(q)
+    drop(out)
+
+
+# ---- JoinableQueue ----------------------------------------------------------
+
+def _worker(q):
+    while True:
+        item = q.get()
+        q.task_done()
+        if item is None:
+            os._exit(0)
+
+
+def test_joinable_queue_across_processes(names, ctx):
+    q = shmkit.JoinableQueue(name=names.new("j"), create=True,
+                             capacity=1 << 16)
+    for i in range(50):
+        q.put(i)
+    assert q.join(timeout=0.01) is False
+    p = start(ctx, _worker, q)
+    q.put(None)
+    assert q.join(timeout=60) is True
+    join_ok(p)
+    with pytest.raises(ValueError, match="too many"):
+        q.task_done()
+    drop(q)
+
+
+def test_simple_queue(names):
+    q = shmkit.SimpleQueue(name=names.new("s"), create=True, capacity=4096)
+    assert q.empty()
+    q.put("x")
+    assert q.get() == "x"
+    drop(q)
+
+
+# ---- C <-> Python, and the CLI ---------------------------------------------
+
+def test_c_producer_python_consumer(names):
+    q = make(names)
+    r = subprocess.run([example_path(), "put", q.name, "5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert [q.get(timeout=10) for _ in range(5)] == \
+        [f"message {i}".encode() for i in range(5)]
+    drop(q)
+
+
+def test_python_producer_c_consumer(names):
+    q = make(names)
+    q._q.put_bytes(b"from python")
+    with q.loan(11) as buf:
+        buf[:] = b"zero copied"
+    r = subprocess.run([example_path(), "get", q.name, "2"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["from python", "zero copied"]
+    drop(q)
+
+
+def test_cli_show_queue(names, cli):
+    q = make(names, 10, capacity=4096)
+    q.put(1)
+    q.put(2)
+    loan = q.peek()
+    r = subprocess.run([cli, "show", q.name, "--json"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["kind"] == "queue"
+    assert (info["depth"], info["loaned"], info["capacity"],
+            info["max_messages"]) == (1, 1, 4096, 10)
+    loan._slot.release()
+    r = subprocess.run([cli, "show", q.name], capture_output=True, text=True,
+                       timeout=60)
+    assert "depth:      1 message waiting" in r.stdout
+    assert shmkit.block_kind(q.name) == "queue"
+    drop(q)
