@@ -20,7 +20,7 @@ static int life_created(shmkit_block *b)
     int r;
 
     if (b->flags & SHMKIT_TRACK) {
-        r = shmkit__track_register(b->name);
+        r = shmkit__track_register(b->name, b->fd);
         if (r < 0)
             return r;
     }

@@ -145,8 +145,9 @@ SHMKIT__HIDDEN void shmkit__daemon_detach(int *keep, int n);
 
 /* ---- block lifetimes (block_life.c plugs these into core/hooks.h) -------- */
 
-/* tracker.c: family tracking of created blocks (SHMKIT_TRACK). */
-SHMKIT__HIDDEN int shmkit__track_register(const char *name);
+/* tracker.c: family tracking of created blocks (SHMKIT_TRACK); register
+ * takes the new object's name and open descriptor. */
+SHMKIT__HIDDEN int shmkit__track_register(const char *name, int fd);
 SHMKIT__HIDDEN void shmkit__track_unregister(const char *name);
 SHMKIT__HIDDEN void shmkit__track_rename(const char *from, const char *to,
                                          bool exchange);

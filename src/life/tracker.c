@@ -339,20 +339,19 @@ static int journal_ensure(void)
 
 /* ---- the hooks block.c calls ---------------------------------------------- */
 
-/* Inode of the object this process just created (no owner check needed:
- * it is ours; one system call on the create path). */
-static uint64_t object_ino(const char *name)
+/* Inode of the object this process just created, through its open
+ * descriptor (no owner check needed: it is ours; one fstat on the create
+ * path, cheaper than a stat of the name, which walks the path). */
+static uint64_t object_ino(int fd)
 {
-    char path[SHMKIT__PATH_MAX];
     struct stat st;
 
-    shmkit__os_shm_path(path, name);
-    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+    if (shmkit__os.fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         return 0;
     return (uint64_t)st.st_ino;
 }
 
-int shmkit__track_register(const char *name)
+int shmkit__track_register(const char *name, int fd)
 {
     uint64_t ino;
     int r;
@@ -363,7 +362,7 @@ int shmkit__track_register(const char *name)
         r = journal_ensure();
     if (r < 0)
         goto out;
-    ino = object_ino(name);
+    ino = object_ino(fd);
     if (ino == 0) {
         r = -ENOENT;
         goto out;
