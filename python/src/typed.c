@@ -99,16 +99,20 @@ static int set_int(char *p, char c, PyObject *v)
 {
     unsigned long long x;
 
-    if (!PyIndex_Check(v)) {
-        PyErr_Format(PyExc_TypeError, "an integer is required, not %.100s",
-                     Py_TYPE(v)->tp_name);
-        return -1;
+    if (PyLong_CheckExact(v)) {   /* the common case: no __index__ to call */
+        x = PyLong_AsUnsignedLongLongMask(v);
+    } else {
+        if (!PyIndex_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "an integer is required, not %.100s",
+                         Py_TYPE(v)->tp_name);
+            return -1;
+        }
+        v = PyNumber_Index(v);
+        if (!v)
+            return -1;
+        x = PyLong_AsUnsignedLongLongMask(v);
+        Py_DECREF(v);
     }
-    v = PyNumber_Index(v);
-    if (!v)
-        return -1;
-    x = PyLong_AsUnsignedLongLongMask(v);
-    Py_DECREF(v);
     if (x == (unsigned long long)-1 && PyErr_Occurred())
         return -1;
     switch (c) {
