@@ -1,7 +1,8 @@
 /*
  * lifeutil.h - helpers of the lifecycle tests (tracker, refcount, manager,
  * gc): a private runtime directory per test, name passing through pipes,
- * and bounded waits for a condition (never a sleep as synchronisation).
+ * and waits on the event itself (a pidfd, inotify), never a sleep, with a
+ * generous bound.
  * Header-only so each test file stays one executable.
  */
 #ifndef SHMKIT_LIFEUTIL_H
@@ -12,11 +13,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,7 +75,7 @@ static inline void lu_setup(void)
     unsetenv("SHMKIT_TRACKER");
 }
 
-static inline bool lu_wait_pid_gone(pid_t pid, long ms);
+static inline bool lu_wait_pid_gone(pid_t pid);
 
 /* Lets this test's tracker finish (we are the last of its family once we
  * drop the lifeline), then removes the test's runtime directory. */
@@ -83,7 +87,7 @@ static inline void lu_cleanup(void)
     if (fd >= 0)
         close(fd);
     if (t > 0)
-        lu_wait_pid_gone(t, 2000);
+        lu_wait_pid_gone(t);
     lu_sidecar_cleanup();
     tu_cleanup();
     if (lu_rundir[0])
@@ -111,43 +115,60 @@ static inline bool lu_exists(const char *name)
     return lstat(path, &st) == 0;
 }
 
-/* Polls (1 ms steps) until `name` exists == want, for at most ms. */
-static inline bool lu_wait_exists(const char *name, bool want, long ms)
-{
-    long end = lu_now_ms() + ms;
-    struct timespec step = {0, 1000000};
+/* How long a wait for an event may take before the test calls it lost:
+ * generous, so a slow or loaded machine is not a failure; the waits below
+ * return as soon as the event happens, so a fast one pays nothing. */
+#define LU_BOUND_MS 30000
 
+/* Waits, on inotify events of the shm directory (no polling), until
+ * `name` does not exist; false if it still does after LU_BOUND_MS. */
+static inline bool lu_wait_gone(const char *name)
+{
+    int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    long end = lu_now_ms() + LU_BOUND_MS;
+    bool gone = false;
+
+    cr_assert_geq(fd, 0, "inotify_init1: %s", strerror(errno));
+    cr_assert_geq(inotify_add_watch(fd, "/dev/shm", IN_DELETE | IN_MOVED_FROM),
+                  0, "inotify_add_watch: %s", strerror(errno));
     for (;;) {
-        if (lu_exists(name) == want)
-            return true;
-        if (lu_now_ms() > end)
-            return false;
-        nanosleep(&step, NULL);
+        char buf[4096];
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        long left = end - lu_now_ms();
+        /* Checked after the watch is in place: no removal is missed. */
+        if (!lu_exists(name)) {
+            gone = true;
+            break;
+        }
+        if (left <= 0)
+            break;
+        if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+            break;
+        while (read(fd, buf, sizeof buf) > 0)
+            ;
     }
+    close(fd);
+    return gone;
 }
 
-/* Polls until process pid (not our child) has gone, for at most ms. */
-static inline bool lu_wait_pid_gone(pid_t pid, long ms)
+/* Waits until process pid (not necessarily our child) has exited, on a
+ * pidfd (no polling); false if it still runs after LU_BOUND_MS. A zombie
+ * counts as gone. */
+static inline bool lu_wait_pid_gone(pid_t pid)
 {
-    long end = lu_now_ms() + ms;
-    struct timespec step = {0, 1000000};
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    struct pollfd p;
+    int r;
 
-    while (kill(pid, 0) == 0 || errno != ESRCH) {
-        char path[64], st = 0;
-        FILE *f;
-        /* A zombie of someone else's counts as gone. */
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        if ((f = fopen(path, "re"))) {
-            int r = fscanf(f, "%*d %*s %c", &st);
-            fclose(f);
-            if (r == 1 && st == 'Z')
-                return true;
-        }
-        if (lu_now_ms() > end)
-            return false;
-        nanosleep(&step, NULL);
-    }
-    return true;
+    if (fd < 0 && errno == ESRCH)
+        return true;
+    cr_assert_geq(fd, 0, "pidfd_open(%d): %s", (int)pid, strerror(errno));
+    p = (struct pollfd){.fd = fd, .events = POLLIN};
+    do
+        r = poll(&p, 1, LU_BOUND_MS);
+    while (r < 0 && errno == EINTR);
+    close(fd);
+    return r == 1;
 }
 
 /* Writes a NUL-terminated string to fd as one message. */

@@ -62,10 +62,10 @@ Test(manager, create_attach_list_release_shutdown)
     cr_assert_eq(shmkit_manager_release(m, names[0]), -ENOENT);
     cr_assert_eq(shmkit_manager_shutdown(m), 0);
     cr_assert_eq(count_alive(names, 3), 0, "shutdown left blocks");
-    cr_assert(lu_wait_pid_gone(pid, 2000));
+    cr_assert(lu_wait_pid_gone(pid));
     cr_assert_eq(shmkit_manager_create_block(m, NULL, 1, names[0]), SHMKIT_ECLOSED);
     shmkit_manager_close(m);
-    cr_assert_eq(shmkit_gc(0, NULL, NULL), 0);
+    cr_assert_eq(tu_gc(0), 0);
 }
 
 Test(manager, client_crash_keeps_blocks_until_shutdown)
@@ -95,7 +95,7 @@ Test(manager, client_crash_keeps_blocks_until_shutdown)
         cr_assert(lu_recv(p[0], names[i], sizeof names[i]));
     cr_assert(WIFSIGNALED(tu_wait_status(c)));
     cr_assert_eq(count_alive(names, 2), 2, "client crash lost blocks");
-    cr_assert_eq(shmkit_gc(0, NULL, NULL), 0, "gc touched a live manager's blocks");
+    cr_assert_eq(tu_gc(0), 0, "gc touched a live manager's blocks");
     cr_assert_eq(count_alive(names, 2), 2);
     cr_assert_eq(shmkit_manager_close(m), 0); /* the starter's close shuts down */
     cr_assert_eq(count_alive(names, 2), 0);
@@ -114,7 +114,7 @@ Test(manager, sigkilled_manager_restarted_leaves_nothing)
         cr_assert_eq(shmkit_manager_create_block(m, NULL, 64, names[i]), 0);
     pid = shmkit_manager_pid(m);
     cr_assert_eq(kill(pid, SIGKILL), 0);
-    cr_assert(lu_wait_pid_gone(pid, 2000));
+    cr_assert(lu_wait_pid_gone(pid));
     cr_assert_eq(count_alive(names, 3), 3);
     shmkit_manager_close(m);
     cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0, "%s",
@@ -135,9 +135,9 @@ Test(manager, sigkilled_manager_leftovers_removed_by_gc)
         cr_assert_eq(shmkit_manager_create_block(m, NULL, 64, names[i]), 0);
     pid = shmkit_manager_pid(m);
     kill(pid, SIGKILL);
-    cr_assert(lu_wait_pid_gone(pid, 2000));
+    cr_assert(lu_wait_pid_gone(pid));
     shmkit_manager_close(m);
-    cr_assert_eq(shmkit_gc(0, NULL, NULL), 2);
+    cr_assert_eq(tu_gc(0), 2);
     cr_assert_eq(count_alive(names, 2), 0);
 }
 
@@ -154,7 +154,7 @@ Test(manager, sigterm_shuts_down_sigint_ignored)
     /* Still serving after SIGINT: a request round trip proves it. */
     cr_assert_eq(shmkit_manager_create_block(m, NULL, 64, other), 0);
     cr_assert_eq(kill(pid, SIGTERM), 0);
-    cr_assert(lu_wait_pid_gone(pid, 2000));
+    cr_assert(lu_wait_pid_gone(pid));
     cr_assert_not(lu_exists(name));
     cr_assert_not(lu_exists(other));
     shmkit_manager_close(m);
@@ -180,9 +180,9 @@ Test(manager, starter_death_shuts_daemon_down)
     close(p[1]);
     cr_assert(lu_recv(p[0], name, sizeof name));
     pid = (pid_t)lu_recv_int(p[0]);
-    tu_wait_status(c);
-    cr_expect(lu_wait_pid_gone(pid, 2000), "daemon outlived its starter");
-    cr_expect(lu_wait_exists(name, false, 1000));
+    tu_wait_signaled(c, SIGKILL);
+    cr_expect(lu_wait_pid_gone(pid), "daemon outlived its starter");
+    cr_expect(lu_wait_gone(name));
     close(p[0]);
 }
 
@@ -476,7 +476,7 @@ Test(manager, journal_compaction_then_sigkill_restart)
     cr_assert_eq(shmkit_manager_create_block(m, NULL, 8, live), 0);
     pid = shmkit_manager_pid(m);
     kill(pid, SIGKILL);
-    cr_assert(lu_wait_pid_gone(pid, 2000));
+    cr_assert(lu_wait_pid_gone(pid));
     shmkit_manager_close(m);
     cr_assert(lu_exists(live));
     cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);

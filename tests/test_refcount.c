@@ -84,7 +84,7 @@ Test(refcount, attachers_killed_in_random_order)
     for (i = 0; i < N; i++) {
         kill(kids[i], SIGKILL);
         cr_assert(WIFSIGNALED(tu_wait_status(kids[i])));
-        int removed = shmkit_gc(0, NULL, NULL);
+        int removed = tu_gc(0);
         if (i < N - 1) {
             cr_assert_eq(removed, 0, "seed %u: removed after %d deaths", seed, i + 1);
             cr_assert(lu_exists(name));
@@ -117,7 +117,7 @@ Test(refcount, next_attach_notices_dead_last_attacher)
     }
     close(p[1]);
     cr_assert(lu_recv(p[0], name, sizeof name));
-    tu_wait_status(pid);
+    tu_wait_signaled(pid, SIGKILL);
     cr_assert(lu_exists(name));
     cr_assert_eq(shmkit_block_attach(&a, name, SHMKIT_REFCOUNT), -ENOENT);
     cr_assert_not(lu_exists(name));

@@ -662,57 +662,195 @@ static int reap_temps_of(pid_t pid)
     return n;
 }
 
-static void busy_wait_us(unsigned us)
-{
-    struct timespec t0, t;
+/*
+ * Kill points inside create. The creator runs with the OS operations that
+ * create uses wrapped: before and after each call, it counts a point, and
+ * at point k it writes k to a pipe and waits to be killed, so the parent
+ * knows exactly where the kill landed. Library code between two calls (the
+ * header being filled) lies between an "after" and the next "before"
+ * point. The last point is "create returned".
+ */
+static shmkit__os_ops real_os;
+static int stop_at = -1, stop_fd = -1, os_calls, rename_call = -1;
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    while ((t.tv_sec - t0.tv_sec) * 1000000L +
-               (t.tv_nsec - t0.tv_nsec) / 1000 < (long)us);
+static void maybe_stop(void)
+{
+    if (os_calls++ == stop_at) {
+        unsigned char k = (unsigned char)stop_at;
+        if (write(stop_fd, &k, 1) != 1)
+            _exit(3);
+        for (;;)
+            pause();
+    }
 }
 
-/* A creator killed at a random moment of create: the real name holds no
- * object or a whole one, never a half-made one. */
+static int h_shm_open(const char *n, int o, mode_t m)
+{
+    int r;
+
+    maybe_stop();
+    r = real_os.shm_open(n, o, m);
+    maybe_stop();
+    return r;
+}
+
+static int h_shm_rename(const char *from, const char *to, unsigned flags)
+{
+    int r;
+
+    if (rename_call < 0)
+        rename_call = os_calls; /* the point just before publishing */
+    maybe_stop();
+    r = real_os.shm_rename(from, to, flags);
+    maybe_stop();
+    return r;
+}
+
+static int h_ftruncate(int fd, off_t len)
+{
+    int r;
+
+    maybe_stop();
+    r = real_os.ftruncate(fd, len);
+    maybe_stop();
+    return r;
+}
+
+static int h_fallocate(int fd, off_t len)
+{
+    int r;
+
+    maybe_stop();
+    r = real_os.fallocate(fd, len);
+    maybe_stop();
+    return r;
+}
+
+static int h_mmap(void **addr, size_t len, bool w, bool pop, int fd)
+{
+    int r;
+
+    maybe_stop();
+    r = real_os.mmap(addr, len, w, pop, fd);
+    maybe_stop();
+    return r;
+}
+
+static int h_close(int fd)
+{
+    int r;
+
+    maybe_stop();
+    r = real_os.close(fd);
+    maybe_stop();
+    return r;
+}
+
+static int h_fstat(int fd, struct stat *st)
+{
+    int r;
+
+    maybe_stop();
+    r = real_os.fstat(fd, st);
+    maybe_stop();
+    return r;
+}
+
+static int h_munmap(void *addr, size_t len)
+{
+    int r;
+
+    maybe_stop();
+    r = real_os.munmap(addr, len);
+    maybe_stop();
+    return r;
+}
+
+static int h_random(void *buf, size_t len)
+{
+    int r;
+
+    maybe_stop();
+    r = real_os.random(buf, len);
+    maybe_stop();
+    return r;
+}
+
+static void hook_os(void)
+{
+    real_os = shmkit__os;
+    shmkit__os.shm_open = h_shm_open;
+    shmkit__os.shm_rename = h_shm_rename;
+    shmkit__os.ftruncate = h_ftruncate;
+    shmkit__os.fallocate = h_fallocate;
+    shmkit__os.mmap = h_mmap;
+    shmkit__os.close = h_close;
+    shmkit__os.fstat = h_fstat;
+    shmkit__os.munmap = h_munmap;
+    shmkit__os.random = h_random;
+}
+
+/* A creator killed at each point of create: before the object is
+ * published under its name, the name holds nothing; from then on, a whole
+ * object. Every point is hit (the creator says where it stopped). */
 Test(typed, creator_killed_mid_create_never_half_publishes)
 {
-    enum { ROUNDS = 200 };
+    enum { REPS = 4, MAX_POINTS = 64 };
     size_t shape[2] = {16, 16};
     const char *name = tu_name("killpub");
-    unsigned seed = 4242;
-    int whole = 0, absent = 0, temps = 0;
+    int points, publish, hits[MAX_POINTS] = {0}, temps = 0;
+    shmkit_array *a;
 
-    for (int round = 0; round < ROUNDS; round++) {
-        shmkit_array *a;
-        pid_t pid = fork();
-        int st, r;
+    /* A dry pass counts create's points and finds the publishing call. */
+    hook_os();
+    os_calls = 0;
+    cr_assert_eq(shmkit_array_create(&a, name, 'd', 2, shape, 0), 0);
+    points = os_calls + 1, publish = rename_call;
+    shmkit__os_reset();
+    drop(a);
+    cr_assert_geq(publish, 0, "create never renamed into place");
+    cr_assert_leq(points, MAX_POINTS);
 
+    for (int round = 0; round < points * REPS; round++) {
+        int k = round % points, p[2], r;
+        unsigned char got;
+        pid_t pid;
+
+        cr_assert_eq(pipe(p), 0);
+        pid = fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
             shmkit_array *c;
+            close(p[0]);
+            stop_fd = p[1], stop_at = k, os_calls = 0;
+            hook_os();
             if (shmkit_array_create(&c, name, 'd', 2, shape, 0) != 0)
                 _exit(2);
-            for (;;)
-                pause();
+            maybe_stop(); /* point N: create returned */
+            _exit(4);
         }
-        /* A random moment within the child's start-up and create. */
-        busy_wait_us(rand_r(&seed) % 3000);
+        close(p[1]);
+        cr_assert_eq(read(p[0], &got, 1), 1, "round %d: creator never "
+                     "reached point %d", round, k);
+        cr_assert_eq(got, k);
+        close(p[0]);
         cr_assert_eq(kill(pid, SIGKILL), 0);
-        st = tu_wait_status(pid);
-        cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%#x", st);
+        tu_wait_signaled(pid, SIGKILL);
+        hits[k]++;
         r = shmkit_array_attach(&a, name, 0);
-        if (r == -ENOENT) {
-            absent++;
+        if (k <= publish) {
+            cr_assert_eq(r, -ENOENT, "killed before publishing (point %d of "
+                         "%d) but the name holds: %s", k, points,
+                         shmkit_errname(r));
         } else {
-            cr_assert_eq(r, 0, "round %d: %s", round, shmkit_errname(r));
+            cr_assert_eq(r, 0, "point %d: %s", k, shmkit_errname(r));
             cr_assert_eq(shmkit_array_length(a), 256);
-            whole++;
             drop(a);
         }
         temps += reap_temps_of(pid);
     }
-    cr_log_info("%d kills: %d whole objects, %d absent, %d temporaries "
-                "reaped", ROUNDS, whole, absent, temps);
-    cr_assert_eq(whole + absent, ROUNDS);
+    for (int k = 0; k < points; k++)
+        cr_assert_eq(hits[k], REPS, "point %d hit %d times", k, hits[k]);
+    cr_log_info("%d kill points x %d, publishing at point %d, %d temporaries "
+                "reaped", points, REPS, publish, temps);
 }

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char prefix[64];
@@ -86,6 +88,15 @@ void tu_wait_ok(pid_t pid)
               "signal %d)", (int)pid, st, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
     cr_assert_eq(WEXITSTATUS(st), 0, "child %d exited with %d", (int)pid,
                  WEXITSTATUS(st));
+}
+
+void tu_wait_signaled(pid_t pid, int sig)
+{
+    int st = tu_wait_status(pid);
+
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == sig,
+              "child %d: status %#x, expected death by signal %d", (int)pid,
+              st, sig);
 }
 
 int tu_run(char *const argv[], char *out, size_t outlen)
@@ -170,4 +181,72 @@ int tu_shm_mapping_count(void)
             n++;
     fclose(f);
     return n;
+}
+
+bool tu_private_shm(void)
+{
+    const char *v = getenv("SHMKIT_PRIVATE_SHM");
+
+    return v && strcmp(v, "1") == 0;
+}
+
+static void count_own(const char *what, const char *name, void *arg)
+{
+    (void)what;
+    if (strncmp(name, tu_prefix(), strlen(tu_prefix())) == 0)
+        ++*(int *)arg;
+}
+
+int tu_gc(unsigned flags)
+{
+    int own = 0, r;
+
+    if (tu_private_shm())
+        return shmkit_gc(flags, NULL, NULL);
+    if (!(flags & SHMKIT_GC_DRY_RUN))
+        cr_skip_test("shmkit_gc() would act on the host's whole /dev/shm: "
+                     "run the suite through scripts/private-shm.sh");
+    r = shmkit_gc(flags, count_own, &own);
+    return r < 0 ? r : own;
+}
+
+/* The first field of /proc/<tid>/syscall: the number of the system call
+ * the thread is blocked in, or -1 ("running") if it is not in one. */
+static long blocked_syscall(pid_t tid)
+{
+    char path[64], buf[256];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)tid, (int)tid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -2;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -2;
+    buf[n] = 0;
+    return buf[0] >= '0' && buf[0] <= '9' ? strtol(buf, NULL, 10) : -1;
+}
+
+void tu_wait_in_futex(pid_t tid)
+{
+    struct timespec step = {0, 1000000}, t0, t;
+    long nr = -1;
+
+    /* There is no event for "went to sleep in a futex": this looks at the
+     * thread's state every millisecond, for at most 30 s. */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        nr = blocked_syscall(tid);
+        if (nr == SYS_futex)
+            return;
+        cr_assert_neq(nr, -2, "thread %d is gone", (int)tid);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        cr_assert_lt(t.tv_sec - t0.tv_sec, 30,
+                     "thread %d not asleep in futex after 30 s (syscall %ld)",
+                     (int)tid, nr);
+        nanosleep(&step, NULL);
+    }
 }

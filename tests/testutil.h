@@ -30,6 +30,9 @@ int tu_count_leftovers(void);
 /* Waits for pid and asserts that it exited normally with status 0. */
 void tu_wait_ok(pid_t pid);
 
+/* Waits for pid and asserts that signal sig killed it. */
+void tu_wait_signaled(pid_t pid, int sig);
+
 /* Waits for pid and returns its raw wait status. */
 int tu_wait_status(pid_t pid);
 
@@ -45,6 +48,22 @@ int tu_python(const char *code, const char *arg1, const char *arg2,
 
 /* Path of the shmkit command (SHMKIT_CLI), asserted present. */
 const char *tu_cli(void);
+
+/* True when the suite runs in its own /dev/shm (scripts/private-shm.sh
+ * sets SHMKIT_PRIVATE_SHM=1): then every object there is the suite's, and
+ * counts over the whole directory are exact. */
+bool tu_private_shm(void);
+
+/* shmkit_gc(flags) as a test may run it. In a private /dev/shm it returns
+ * shmkit_gc's own count. Elsewhere a real gc would act on the host's whole
+ * /dev/shm, so the test is skipped; a dry run there counts only the
+ * objects whose names start with tu_prefix(). */
+int tu_gc(unsigned flags);
+
+/* Waits until thread `tid` (a pid for a single-threaded child) sleeps in
+ * the futex system call, as /proc/<tid>/syscall shows; asserts it does
+ * within 30 s. Proves a waiter is blocked in a lock, not on its way. */
+void tu_wait_in_futex(pid_t tid);
 
 /* Number of open descriptors of this process. */
 int tu_fd_count(void);
