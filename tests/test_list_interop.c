@@ -377,7 +377,7 @@ Test(list_interop, torn_reads_under_cpython_writer)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         dup2(out[1], 1);
-        execl("/usr/bin/python3", "python3", "-c", code, tu_name("torn"),
+        execl(tu_python_path(), "python3", "-c", code, tu_name("torn"),
               (char *)NULL);
         _exit(127);
     }

@@ -280,20 +280,20 @@ Test(manager, hostile_frames_disconnect_without_harm)
     /* Bad magic. */
     fd = raw_connect();
     send_bytes(fd, "GET / HTTP/1.0\r\n\r\n", 18);
-    cr_assert(hung_up(fd, 2000));
+    cr_assert(hung_up(fd, LU_BOUND_MS));
     close(fd);
     /* A length beyond the maximum: refused from the header alone. */
     fd = raw_connect();
     n = shmkit__mgr_put(f, SHMKIT__MGR_AUTH, 0, NULL, 0);
     shmkit__put32(f + 8, 0xffffffffu);
     send_bytes(fd, f, n);
-    cr_assert(hung_up(fd, 2000));
+    cr_assert(hung_up(fd, LU_BOUND_MS));
     close(fd);
     /* A request before authenticating. */
     fd = raw_connect();
     n = shmkit__mgr_put(f, SHMKIT__MGR_SHUTDOWN, 0, NULL, 0);
     send_bytes(fd, f, n);
-    cr_assert(hung_up(fd, 2000));
+    cr_assert(hung_up(fd, LU_BOUND_MS));
     close(fd);
     /* Authenticated, then a CREATE whose name length overruns. */
     fd = raw_connect();
@@ -303,7 +303,7 @@ Test(manager, hostile_frames_disconnect_without_harm)
     uint8_t bad[12] = {1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0x00};
     n = shmkit__mgr_put(f, SHMKIT__MGR_CREATE, 0, bad, sizeof bad);
     send_bytes(fd, f, n);
-    cr_assert(hung_up(fd, 2000));
+    cr_assert(hung_up(fd, LU_BOUND_MS));
     close(fd);
     /* Unknown request type. */
     fd = raw_connect();
@@ -312,7 +312,7 @@ Test(manager, hostile_frames_disconnect_without_harm)
     cr_assert_eq(recv(fd, f, SHMKIT__MGR_HDR, MSG_WAITALL), SHMKIT__MGR_HDR);
     n = shmkit__mgr_put(f, 0x77, 0, NULL, 0);
     send_bytes(fd, f, n);
-    cr_assert(hung_up(fd, 2000));
+    cr_assert(hung_up(fd, LU_BOUND_MS));
     close(fd);
     /* The manager still serves everyone else. */
     cr_assert_eq(shmkit_manager_create_block(m, NULL, 8, name), 0);
@@ -324,7 +324,6 @@ Test(manager, client_stalling_mid_message_is_dropped)
     uint8_t f[SHMKIT__MGR_FRAME_MAX];
     char name[SHMKIT_NAME_MAX + 1];
     shmkit_manager *m;
-    long t0;
     int fd;
 
     cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
@@ -333,9 +332,8 @@ Test(manager, client_stalling_mid_message_is_dropped)
     send_bytes(fd, f, 7); /* half a header, then nothing */
     /* Meanwhile others are served at once. */
     cr_assert_eq(shmkit_manager_create_block(m, NULL, 8, name), 0);
-    t0 = lu_now_ms();
-    cr_assert(hung_up(fd, 15000), "staller never dropped");
-    cr_assert_lt(lu_now_ms() - t0, 14000);
+    /* The outcome, not its latency (that is the benchmark's business). */
+    cr_assert(hung_up(fd, LU_BOUND_MS), "staller never dropped");
     close(fd);
     shmkit_manager_close(m);
 }

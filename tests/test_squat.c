@@ -105,9 +105,10 @@ Test(squat, another_users_object_is_refused)
 }
 
 /* Runs `body` in a child with a private 1 MiB tmpfs over /dev/shm, so the
- * test can fill /dev/shm without touching the host's. Returns the child's
- * wait status, or -1 if the child could not set up (not root, no user
- * namespaces): the caller then skips. */
+ * test can fill /dev/shm without touching the host's (as root, or as
+ * anyone through a user namespace). Returns the child's wait status, or -1
+ * if the child could not set up (no user namespaces either): the caller
+ * then skips. */
 static int in_small_shm(int (*body)(void))
 {
     int st;
@@ -115,7 +116,7 @@ static int in_small_shm(int (*body)(void))
 
     cr_assert_geq(pid, 0);
     if (pid == 0) {
-        if (unshare(CLONE_NEWNS) < 0 ||
+        if (!tu_unshare(CLONE_NEWNS) ||
             mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
             mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") < 0)
             _exit(77);

@@ -321,7 +321,7 @@ Test(track, tracker_holds_no_mappings_or_descriptors)
     /* Right after start-up it may still be sweeping old families: poll
      * for its steady state. */
     snprintf(path, sizeof path, "/proc/%d/fd", (int)t);
-    long end = lu_now_ms() + 2000;
+    long end = lu_now_ms() + LU_BOUND_MS;
     do {
         struct dirent *e;
         fds = 0;

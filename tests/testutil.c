@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -135,11 +136,17 @@ int tu_run(char *const argv[], char *out, size_t outlen)
     return tu_wait_status(pid);
 }
 
+const char *tu_python_path(void)
+{
+    const char *py = getenv("SHMKIT_PYTHON");
+
+    return py && *py ? py : "/usr/bin/python3";
+}
+
 int tu_python(const char *code, const char *arg1, const char *arg2,
               char *out, size_t outlen)
 {
-    const char *py = getenv("SHMKIT_PYTHON");
-    char *argv[6] = {(char *)(py && *py ? py : "/usr/bin/python3"), "-c",
+    char *argv[6] = {(char *)tu_python_path(), "-c",
                      (char *)code, (char *)arg1, (char *)arg2, NULL};
 
     if (!arg1)
@@ -249,4 +256,37 @@ void tu_wait_in_futex(pid_t tid)
                      (int)tid, nr);
         nanosleep(&step, NULL);
     }
+}
+
+/* Writes `text` to /proc/self/<file>; false on failure. */
+static bool write_proc(const char *file, const char *text)
+{
+    char path[64];
+    size_t n = strlen(text);
+    bool ok;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/self/%s", file);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ok = write(fd, text, n) == (ssize_t)n;
+    close(fd);
+    return ok;
+}
+
+bool tu_unshare(int flags)
+{
+    unsigned uid = (unsigned)getuid(), gid = (unsigned)getgid();
+    char map[64];
+
+    if (unshare(flags) == 0)
+        return true;
+    if (unshare(CLONE_NEWUSER | flags) < 0)
+        return false;
+    snprintf(map, sizeof map, "%u %u 1", uid, uid);
+    if (!write_proc("uid_map", map) || !write_proc("setgroups", "deny"))
+        return false;
+    snprintf(map, sizeof map, "%u %u 1", gid, gid);
+    return write_proc("gid_map", map);
 }

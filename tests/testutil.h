@@ -41,6 +41,9 @@ int tu_wait_status(pid_t pid);
  * Returns the raw wait status. */
 int tu_run(char *const argv[], char *out, size_t outlen);
 
+/* The CPython the tests use: SHMKIT_PYTHON, default /usr/bin/python3. */
+const char *tu_python_path(void);
+
 /* Runs CPython (SHMKIT_PYTHON, default /usr/bin/python3) with `code` as
  * the program and extra arguments; captures stdout like tu_run. */
 int tu_python(const char *code, const char *arg1, const char *arg2,
@@ -64,6 +67,12 @@ int tu_gc(unsigned flags);
  * the futex system call, as /proc/<tid>/syscall shows; asserts it does
  * within 30 s. Proves a waiter is blocked in a lock, not on its way. */
 void tu_wait_in_futex(pid_t tid);
+
+/* unshare(flags) (CLONE_NEWNS, CLONE_NEWPID...): directly where allowed
+ * (root), else together with a new user namespace in which this process
+ * keeps its own uid and gid (so ownership checks see the same ids) and has
+ * the capabilities the new namespaces need. False if neither works. */
+bool tu_unshare(int flags);
 
 /* Number of open descriptors of this process. */
 int tu_fd_count(void);
