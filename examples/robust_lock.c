@@ -36,7 +36,13 @@ int main(void)
     }
     (void)!read(ready[0], &(char){0}, 1);
     kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
+    if (waitpid(pid, &status, 0) != pid || !WIFSIGNALED(status) ||
+        WTERMSIG(status) != SIGKILL) {    /* it must have died holding */
+        fprintf(stderr, "holder: unexpected status %#x\n", status);
+        shmkit_block_unlink(b);
+        shmkit_block_close(b);
+        return 1;
+    }
 
     r = shmkit_mutex_lock(&acc->lock);    /* no deadlock */
     if (r == SHMKIT_EOWNERDEAD) {
