@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -398,4 +400,99 @@ Test(block, errors_table)
         cr_assert_eq(strncmp(shmkit_errname(c), "SHMKIT_E", 8), 0, "%d", c);
         cr_assert_gt(strlen(shmkit_strerror(c)), 5, "%d", c);
     }
+}
+
+/* ---- promises of the header, measured ------------------------------- */
+
+/* Minor page faults this thread has taken so far. */
+static long minor_faults(void)
+{
+    struct rusage ru;
+
+    cr_assert_eq(getrusage(RUSAGE_THREAD, &ru), 0);
+    return ru.ru_minflt;
+}
+
+/* Writes one byte in each page of [off, off + len); returns the faults
+ * that took. */
+static long faults_touching(char *data, size_t off, size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    long before = minor_faults();
+
+    for (size_t i = off; i < off + len; i += page)
+        ((volatile char *)data)[i] = 1;
+    return minor_faults() - before;
+}
+
+/* "shmkit_block_populate: the accesses that follow take no page faults":
+ * counted with getrusage. The unpopulated rest of the same mapping, touched
+ * the same way, does fault (the count can see faults at all). */
+Test(block, populate_means_no_page_faults)
+{
+    enum { PAGES = 64 };
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    shmkit_block *b, *w;
+    long hot, cold;
+
+    cr_assert_eq(shmkit_block_create(&b, tu_name("prefault"), PAGES * page, 0), 0);
+    cr_assert_eq(shmkit_block_attach(&w, tu_name("prefault"), 0), 0);
+    minor_faults(); /* warm getrusage itself */
+    cr_assert_eq(shmkit_block_populate(w, 0, PAGES / 2 * page), 0);
+    hot = faults_touching(shmkit_block_data(w), 0, PAGES / 2 * page);
+    cold = faults_touching(shmkit_block_data(w), PAGES / 2 * page,
+                           PAGES / 2 * page);
+    cr_log_info("populated half: %ld faults; the other half: %ld", hot, cold);
+    cr_assert_eq(hot, 0, "%ld page faults in a populated range", hot);
+    cr_assert_geq(cold, PAGES / 2, "the count sees faults (%ld)", cold);
+    shmkit_block_close(w);
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+}
+
+/* "shmkit_last_error() gives a detailed message for the calling thread":
+ * two threads fail differently at the same time; each reads its own
+ * message afterwards, and a third thread that failed nothing reads "". */
+struct err_thread {
+    pthread_barrier_t *bar;
+    const char *name;     /* what this thread fails to attach */
+    char seen[512];       /* its shmkit_last_error() after both failed */
+};
+
+static void *fail_then_read(void *arg)
+{
+    struct err_thread *t = arg;
+    shmkit_block *b;
+
+    if (t->name && shmkit_block_attach(&b, t->name, 0) != -ENOENT)
+        return (void *)1;
+    pthread_barrier_wait(t->bar); /* both have failed */
+    snprintf(t->seen, sizeof t->seen, "%s", shmkit_last_error());
+    return NULL;
+}
+
+Test(block, last_error_is_per_thread)
+{
+    pthread_barrier_t bar;
+    struct err_thread t[3] = {
+        {&bar, tu_name("missing_one"), ""},
+        {&bar, tu_name("missing_two"), ""},
+        {&bar, NULL, ""},
+    };
+    pthread_t th[3];
+    void *ret;
+
+    cr_assert_eq(pthread_barrier_init(&bar, NULL, 3), 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, fail_then_read, &t[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(pthread_join(th[i], &ret), 0);
+        cr_assert_null(ret, "thread %d: attach did not fail with ENOENT", i);
+    }
+    pthread_barrier_destroy(&bar);
+    cr_assert(strstr(t[0].seen, tu_name("missing_one")), "%s", t[0].seen);
+    cr_assert_null(strstr(t[0].seen, tu_name("missing_two")), "%s", t[0].seen);
+    cr_assert(strstr(t[1].seen, tu_name("missing_two")), "%s", t[1].seen);
+    cr_assert_null(strstr(t[1].seen, tu_name("missing_one")), "%s", t[1].seen);
+    cr_assert_str_eq(t[2].seen, "", "a thread that failed nothing");
 }
