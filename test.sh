@@ -51,6 +51,10 @@ if [ -z "${SHMKIT_PRIVATE_SHM:-}" ]; then
     fi
     rm -f "/dev/shm/$planted"
     trap - EXIT
+    if [ ! -e "$state/inner-done" ]; then
+        # A build or set-up step failed: the counts below cannot show it.
+        echo "failed test.sh-stopped-early-with-status-$status" >>"$state/checks"
+    fi
     printf '\n==== summary\n'
     # shellcheck disable=SC2046
     scripts/test-summary.py $(cat "$state/runs" 2>/dev/null) \
@@ -159,6 +163,7 @@ if [ "$quick" -eq 0 ]; then
     fi
 fi
 
+: >"$state/inner-done"
 if [ "${SHMKIT_TEST_OUTER:-}" = 1 ]; then
     exit "$failed"    # the outer part checks the planted object, summarises
 fi
