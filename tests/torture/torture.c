@@ -1,0 +1,376 @@
+/*
+ * torture.c - runs every attack of issue 11 against shmkit and prints one
+ * table: kills, owner deaths reported, hangs, leaks, mutations, crashes,
+ * SIGBUS, wrong results.
+ *
+ *   torture [--long] [--only a,b,...] [--scale X] [--seed N] [-v]
+ *
+ * Attacks: locks, create, full, mutate, truncate, manager. The default run
+ * is short (CI, under a minute); --long runs the goal figures. It refuses
+ * to run outside a private /dev/shm (scripts/private-shm.sh sets
+ * SHMKIT_PRIVATE_SHM=1) and re-executes itself through that script when
+ * SHMKIT_SOURCE_DIR says where it is. Exit status 1 if any row shows a
+ * hang, a leak, a crash, a SIGBUS or a wrong result.
+ */
+#define _GNU_SOURCE
+#include "torture.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmkit.h"
+
+struct torture T = {.scale = 1.0};
+
+#define MAX_ROWS 64
+static struct row rows[MAX_ROWS];
+static int nrows;
+
+struct row *row_new(const char *attack, const char *kind)
+{
+    struct row *r = &rows[nrows < MAX_ROWS - 1 ? nrows++ : nrows];
+
+    memset(r, 0, sizeof *r);
+    snprintf(r->attack, sizeof r->attack, "%s", attack);
+    snprintf(r->kind, sizeof r->kind, "%s", kind);
+    return r;
+}
+
+/* ---- randomness and time --------------------------------------------- */
+
+static uint64_t rstate = 88172645463325252ull;
+
+void rnd_seed(uint64_t s)
+{
+    rstate = s ? s : 88172645463325252ull;
+}
+
+uint64_t rnd(void)
+{
+    rstate ^= rstate << 13;
+    rstate ^= rstate >> 7;
+    rstate ^= rstate << 17;
+    return rstate;
+}
+
+uint64_t rnd_below(uint64_t n)
+{
+    return n ? rnd() % n : 0;
+}
+
+int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void sleep_ns(int64_t ns)
+{
+    struct timespec ts = {ns / 1000000000, ns % 1000000000};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+long scaled(long n, long nlong)
+{
+    double v = (T.longrun ? (double)nlong : (double)n) * T.scale;
+
+    return v < 1 ? 1 : (long)v;
+}
+
+/* ---- children -------------------------------------------------------- */
+
+static int pidfd_open_(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+enum outcome child_wait(pid_t pid, int timeout_ms, int *code)
+{
+    int st = 0, fd = timeout_ms >= 0 ? pidfd_open_(pid) : -1;
+    bool hung = false;
+
+    if (fd >= 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int64_t end = now_ns() + (int64_t)timeout_ms * 1000000;
+        int n;
+        do {
+            int64_t left = (end - now_ns()) / 1000000;
+            n = poll(&p, 1, left < 0 ? 0 : (int)left);
+        } while (n < 0 && errno == EINTR);
+        if (n == 0) {
+            hung = true;
+            kill(pid, SIGKILL);
+        }
+        close(fd);
+    }
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (code)
+        *code = WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st);
+    if (hung)
+        return OUT_HANG;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st) == 0 ? OUT_OK : OUT_EXIT;
+    if (WTERMSIG(st) == SIGKILL)
+        return OUT_KILLED;
+    return WTERMSIG(st) == SIGBUS ? OUT_SIGBUS : OUT_CRASH;
+}
+
+void row_count(struct row *r, enum outcome o)
+{
+    if (o == OUT_SIGBUS)
+        r->sigbus++;
+    else if (o == OUT_CRASH)
+        r->crashes++;
+    else if (o == OUT_HANG)
+        r->hangs++;
+}
+
+pid_t child_run(int (*fn)(void *), void *arg)
+{
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0)
+        _exit(fn(arg));
+    return pid;
+}
+
+/* ---- the shm directory ------------------------------------------------ */
+
+long shm_count(const char *prefix)
+{
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+    size_t n = strlen(prefix);
+    long c = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && strncmp(e->d_name, prefix, n) == 0)
+            c++;
+    closedir(d);
+    return c;
+}
+
+void shm_clear(const char *prefix)
+{
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+    size_t n = strlen(prefix);
+
+    if (!d)
+        return;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && strncmp(e->d_name, prefix, n) == 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+}
+
+/* True if some family directory's tracker (pid in its "tracker" file)
+ * still runs. */
+static bool trackers_running(void)
+{
+    char rundir[4096], path[4400], buf[64];
+    struct dirent *e;
+    bool any = false;
+    DIR *d;
+
+    if (shmkit_runtime_dir(rundir, sizeof rundir) < 0 || !(d = opendir(rundir)))
+        return false;
+    while ((e = readdir(d)) && !any) {
+        long pid;
+        ssize_t n;
+        int fd;
+        if (strncmp(e->d_name, "fam-", 4) != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s/tracker", rundir, e->d_name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = 0;
+        if (sscanf(buf, "%ld", &pid) == 1 && pid > 0 && kill((pid_t)pid, 0) == 0)
+            any = true;
+    }
+    closedir(d);
+    return any;
+}
+
+void trackers_settle(int timeout_ms)
+{
+    int64_t end = now_ns() + (int64_t)timeout_ms * 1000000;
+
+    /* The trackers are daemons of other processes: there is nothing to
+     * wait on but their pid, so poll it with a bounded budget. */
+    while (trackers_running() && now_ns() < end)
+        sleep_ns(5000000);
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static void print_cell(long v)
+{
+    printf(" %8ld |", v);
+}
+
+static int print_table(void)
+{
+    int i, bad = 0;
+
+    printf("\n| attack | kind | runs | kills | owner deaths | hangs | leaks |"
+           " mutations | crashes | SIGBUS | wrong | note |\n");
+    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for (i = 0; i < nrows; i++) {
+        struct row *r = &rows[i];
+        printf("| %s | %s |", r->attack, r->kind);
+        print_cell(r->runs);
+        print_cell(r->kills);
+        print_cell(r->deaths);
+        print_cell(r->hangs);
+        print_cell(r->leaks);
+        print_cell(r->mutations);
+        print_cell(r->crashes);
+        print_cell(r->sigbus);
+        print_cell(r->bad);
+        printf(" %s |\n", r->note);
+        if (r->hangs || r->leaks || r->crashes || r->sigbus || r->bad)
+            bad = 1;
+    }
+    fflush(stdout);
+    return bad;
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} attacks[] = {
+    {"locks", attack_locks},       {"create", attack_create},
+    {"full", attack_full},         {"mutate", attack_mutate},
+    {"truncate", attack_truncate}, {"manager", attack_manager},
+};
+
+static bool selected(const char *only, const char *name)
+{
+    const char *p = only;
+    size_t n = strlen(name);
+
+    if (!only)
+        return true;
+    while ((p = strstr(p, name))) {
+        if ((p == only || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* Runs the program again through scripts/private-shm.sh. */
+static void reexec_private(char **argv)
+{
+    const char *src = getenv("SHMKIT_SOURCE_DIR");
+    char script[4096];
+    char *args[64];
+    int i, n = 0;
+
+    if (!src) {
+        fprintf(stderr, "torture: needs a private /dev/shm: run it through "
+                        "scripts/private-shm.sh (or set SHMKIT_SOURCE_DIR)\n");
+        exit(2);
+    }
+    snprintf(script, sizeof script, "%s/scripts/private-shm.sh", src);
+    args[n++] = "sh";
+    args[n++] = script;
+    for (i = 0; argv[i] && n < 62; i++)
+        args[n++] = argv[i];
+    args[n] = NULL;
+    execv("/bin/sh", args);
+    perror("torture: exec private-shm.sh");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    const char *only = NULL;
+    uint64_t seed = 0;
+    size_t i;
+    int a;
+
+    if (argc >= 2 && strcmp(argv[1], "--child-create") == 0)
+        return child_create_main(argc - 2, argv + 2);
+    for (a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--long") == 0)
+            T.longrun = true;
+        else if (strcmp(argv[a], "--only") == 0 && a + 1 < argc)
+            only = argv[++a];
+        else if (strcmp(argv[a], "--scale") == 0 && a + 1 < argc)
+            T.scale = atof(argv[++a]);
+        else if (strcmp(argv[a], "--seed") == 0 && a + 1 < argc)
+            seed = strtoull(argv[++a], NULL, 0);
+        else if (strcmp(argv[a], "-v") == 0)
+            T.verbose = true;
+        else {
+            fprintf(stderr, "usage: torture [--long] [--only a,b] [--scale X]"
+                            " [--seed N] [-v]\n");
+            return 2;
+        }
+    }
+    if (!getenv("SHMKIT_PRIVATE_SHM") ||
+        strcmp(getenv("SHMKIT_PRIVATE_SHM"), "1") != 0)
+        reexec_private(argv);
+    /* The program itself belongs to no tracked family: each creator it
+     * starts must be the root of its own. */
+    unsetenv("SHMKIT_TRACKER");
+    T.self = "/proc/self/exe";
+    {
+        static char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n > 0) {
+            self[n] = 0;
+            T.self = self;
+        }
+    }
+    T.cli = getenv("SHMKIT_CLI");
+    T.python = getenv("SHMKIT_PYTHON");
+    T.pyscript = getenv("SHMKIT_TORTURE_PY");
+    if (T.python && !*T.python)
+        T.python = NULL;
+    if (!seed)
+        seed = (uint64_t)now_ns() ^ (uint64_t)getpid();
+    rnd_seed(seed);
+    printf("torture: %s run, seed %" PRIu64 ", scale %.2f\n",
+           T.longrun ? "long" : "short", seed, T.scale);
+    for (i = 0; i < sizeof attacks / sizeof attacks[0]; i++) {
+        int64_t t0;
+        if (!selected(only, attacks[i].name))
+            continue;
+        t0 = now_ns();
+        printf("torture: %s ...\n", attacks[i].name);
+        fflush(stdout);
+        attacks[i].fn();
+        printf("torture: %s done in %.1f s\n", attacks[i].name,
+               (double)(now_ns() - t0) / 1e9);
+        fflush(stdout);
+    }
+    return print_table();
+}
