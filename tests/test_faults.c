@@ -231,27 +231,62 @@ Test(faults, random_failure_at_generated_name)
 static int exists_open(const char *path, int flags, mode_t mode)
 {
     calls++;
+    if ((flags & O_TMPFILE) == O_TMPFILE)
+        return errno = EOPNOTSUPP, -1; /* as where O_TMPFILE is missing */
     if (flags & O_CREAT)
         return errno = EEXIST, -1;
     return open(path, flags, mode);
 }
 
+static int bad_linkat(int od, const char *op, int nd, const char *np, int fl)
+{
+    if (should_fail())
+        return errno = inject_errno, -1;
+    return linkat(od, op, nd, np, fl);
+}
+
+static int exists_linkat(int od, const char *op, int nd, const char *np,
+                         int fl)
+{
+    (void)od, (void)op, (void)nd, (void)np, (void)fl;
+    calls++;
+    return errno = EEXIST, -1;
+}
+
+/* A generated name is published with linkat, which never replaces: a name
+ * someone took meanwhile is -EEXIST, and create tries another. */
 Test(faults, collisions_are_retried_then_reported)
 {
     struct baseline base = baseline();
     shmkit_block *b;
 
-    shmkit__sys.open = bad_open;
+    shmkit__sys.linkat = bad_linkat;
     inject(EEXIST, 0); /* the first generated name is taken */
     cr_assert_eq(shmkit_block_create(&b, NULL, 4096, 0), 0);
     cr_assert_eq(calls, 2, "retried with a new name");
     shmkit_block_unlink(b);
     shmkit_block_close(b);
 
-    shmkit__sys.open = exists_open; /* every name is taken */
+    shmkit__sys.linkat = exists_linkat; /* every name is taken */
     calls = 0;
     cr_assert_eq(shmkit_block_create(&b, NULL, 4096, 0), SHMKIT_EBUSYNAME);
     cr_assert_eq(calls, 64);
+    assert_nothing_left(base);
+}
+
+/* Without nameless objects, the object is built under a temporary name
+ * carrying our pid; when every temporary name is taken, create gives up
+ * with SHMKIT_EBUSYNAME and leaves nothing. */
+Test(faults, temporary_collisions_without_tmpfile)
+{
+    struct baseline base = baseline();
+    shmkit_block *b;
+
+    shmkit__sys.open = exists_open;
+    calls = 0;
+    cr_assert_eq(shmkit_block_create(&b, tu_name("t"), 4096, 0),
+                 SHMKIT_EBUSYNAME);
+    cr_assert_eq(calls, 1 + 64, "one O_TMPFILE try, then 64 names");
     assert_nothing_left(base);
 }
 

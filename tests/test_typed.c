@@ -626,19 +626,39 @@ static int rename_fails(const char *from, const char *to, unsigned flags)
     return -EIO;
 }
 
+static int link_fails(int fd, const char *name)
+{
+    (void)fd, (void)name;
+    return -EIO;
+}
+
+static int no_tmpfile(mode_t mode)
+{
+    (void)mode;
+    return -EOPNOTSUPP;
+}
+
 Test(typed, failed_publish_leaves_nothing)
 {
     size_t shape[1] = {8};
     shmkit_array *a;
     shmkit_lock *l;
+    int round;
 
-    shmkit__os.shm_rename = rename_fails;
-    cr_assert_eq(shmkit_array_create(&a, tu_name("pub"), 'i', 1, shape, 0),
-                 -EIO);
-    cr_assert_eq(shmkit_lock_create(&l, tu_name("publ"), 0, 0), -EIO);
-    shmkit__os_reset();
-    cr_assert_eq(temp_leftovers(), 0, "temporary objects removed");
-    cr_assert_eq(tu_count_leftovers(), 0, "nothing at the real names");
+    /* Nameless objects published by link, then (where the system has
+     * none) temporary names published by rename. */
+    for (round = 0; round < 2; round++) {
+        shmkit__os.shm_link = link_fails;
+        shmkit__os.shm_rename = rename_fails;
+        if (round == 1)
+            shmkit__os.shm_open_anon = no_tmpfile;
+        cr_assert_eq(shmkit_array_create(&a, tu_name("pub"), 'i', 1, shape, 0),
+                     -EIO);
+        cr_assert_eq(shmkit_lock_create(&l, tu_name("publ"), 0, 0), -EIO);
+        shmkit__os_reset();
+        cr_assert_eq(temp_leftovers(), 0, "temporary objects removed");
+        cr_assert_eq(tu_count_leftovers(), 0, "nothing at the real names");
+    }
 }
 
 /* Removes the temporary objects a killed creator left (its pid in the

@@ -24,6 +24,9 @@
 
 #define GENERATED_PREFIX "psm_"
 #define GENERATED_TRIES 64
+/* block_publish's answer where the system can neither make nameless
+ * objects nor rename without replacing (not Linux). */
+#define NO_ATOMIC_RENAME 1
 
 struct shmkit__block_hooks shmkit__block_hooks;
 
@@ -81,34 +84,56 @@ static int open_error(int r)
     return (r == -ELOOP || r == -EISDIR) ? SHMKIT_ENOTREG : r;
 }
 
-/* Maps the object's first `size` bytes per b->flags into b. */
+/* What a failed prefault means: the memory is not there (a full file
+ * system), or the object shrank under us. */
+static int populate_error(const shmkit_block *b, size_t size, int r)
+{
+    struct stat st;
+
+    if (r != -EFAULT)
+        return r;
+    if (shmkit__os.fstat(b->fd, &st) == 0 && (uint64_t)st.st_size < size)
+        return SHMKIT_ETRUNCATED;
+    return -ENOSPC;
+}
+
+/* Maps the object's first `size` bytes per b->flags into b. SHMKIT_POPULATE
+ * prefaults with a call that reports failure (MADV_POPULATE_*), not with
+ * MAP_POPULATE, which succeeds whatever it could not fault in. */
 static int block_map(shmkit_block *b, size_t size)
 {
+    bool writable = !(b->flags & SHMKIT_RDONLY);
     void *p;
     int r;
 
-    r = shmkit__os.mmap(&p, size, !(b->flags & SHMKIT_RDONLY),
-                        b->flags & SHMKIT_POPULATE, b->fd);
+    r = shmkit__os.mmap(&p, size, writable, false, b->fd);
     if (r < 0)
         return r;
-    if (b->flags & SHMKIT_HUGEPAGES) {
+    if (b->flags & SHMKIT_POPULATE) {
+        r = shmkit__os.populate(p, size, writable);
+        if (r < 0)
+            r = populate_error(b, size, r);
+    }
+    if (r == 0 && (b->flags & SHMKIT_HUGEPAGES))
         r = shmkit__os.hugepages(p, size);
-        if (r < 0) {
-            shmkit__os.munmap(p, size);
-            return r;
-        }
+    if (r < 0) {
+        shmkit__os.munmap(p, size);
+        return r;
     }
     b->data = p;
     b->size = size;
     return 0;
 }
 
-/* Sets the new object's size (reserving it with SHMKIT_RESERVE) and maps. */
-static int block_setup_new(shmkit_block *b, size_t size)
+/* Sets the new object's size and maps it. With SHMKIT_RESERVE or
+ * SHMKIT_POPULATE (or `reserve`) the memory is allocated now
+ * (posix_fallocate): a full file system is -ENOSPC here, and no later
+ * touch of the block can SIGBUS for want of memory. */
+static int block_setup_new(shmkit_block *b, size_t size, bool reserve)
 {
     int r;
 
-    if (b->flags & SHMKIT_RESERVE)
+    if (reserve || (b->flags & (SHMKIT_RESERVE | SHMKIT_POPULATE)))
         r = shmkit__os.fallocate(b->fd, (off_t)size);
     else
         r = shmkit__os.ftruncate(b->fd, (off_t)size);
@@ -117,35 +142,135 @@ static int block_setup_new(shmkit_block *b, size_t size)
     return block_map(b, size);
 }
 
-/* Opens a new object exclusively under b->name, or under a generated name
- * if `name` is NULL. */
-static int block_open_new(shmkit_block *b, const char *name, mode_t mode)
+/* Opens a new object under a fresh temporary name carrying this pid, for
+ * systems without nameless objects: gc can tell whose it is. */
+static int block_open_temp(shmkit_block *b, mode_t mode)
 {
-    int oflag = O_RDWR | O_CREAT | O_EXCL;
-    int i, r;
+    uint32_t rnd;
+    int i, r = -EEXIST;
 
-    if (name) {
-        r = shmkit__name_normalize(name, b->name);
-        if (r < 0)
-            return r;
-        r = shmkit__os.shm_open(b->name, oflag, mode);
-        return r < 0 ? open_error(r) : (b->fd = r, 0);
-    }
-    for (i = 0; i < GENERATED_TRIES; i++) {
-        uint32_t rnd;
+    for (i = 0; i < GENERATED_TRIES && r == -EEXIST; i++) {
         r = shmkit__os.random(&rnd, sizeof rnd);
         if (r < 0)
             return r;
-        snprintf(b->name, sizeof b->name, GENERATED_PREFIX "%08x", rnd);
-        r = shmkit__os.shm_open(b->name, oflag, mode);
-        if (r >= 0) {
-            b->fd = r;
-            return 0;
-        }
-        if (r != -EEXIST)
-            return open_error(r);
+        snprintf(b->name, sizeof b->name, SHMKIT__TMP_PREFIX "%ld-%08x",
+                 (long)getpid(), rnd);
+        r = shmkit__os.shm_open(b->name, O_RDWR | O_CREAT | O_EXCL, mode);
     }
-    return SHMKIT_EBUSYNAME;
+    if (r < 0) {
+        b->name[0] = 0;
+        return r == -EEXIST ? SHMKIT_EBUSYNAME : open_error(r);
+    }
+    b->fd = r;
+    return 0;
+}
+
+/* Opens the object a create builds, invisible until published: nameless
+ * where the system allows, else under a temporary name. */
+static int block_open_new(shmkit_block *b, mode_t mode)
+{
+    int r = shmkit__os.shm_open_anon(mode);
+
+    b->unpublished = true;
+    b->name[0] = 0;
+    if (r >= 0) {
+        b->fd = r;
+        return 0;
+    }
+    if (r != -EOPNOTSUPP && r != -EISDIR && r != -EINVAL)
+        return r;
+    return block_open_temp(b, mode);
+}
+
+/* True if this process holds a lock in [p, p + len) (see hooks.h). */
+static bool block_locks_held_in(const void *p, size_t len)
+{
+    bool (*held)(const void *, size_t) = shmkit__block_hooks.locks_held_in;
+
+    return held && held(p, len);
+}
+
+/* Starts an attached block's lifetime as its flags ask. */
+static int block_life_start(shmkit_block *b)
+{
+    const struct shmkit__life_ops *life = shmkit__block_hooks.life;
+
+    if (!(b->flags & SHMKIT__LIFE_FLAGS))
+        return 0;
+    if (!life)
+        return SHMKIT_ETRACKER;
+    return life->attached(b);
+}
+
+/* Starts a new block's lifetime as its flags ask, under b->name (not yet
+ * visible) and inode ino. */
+static int block_lifecycle_start(shmkit_block *b, uint64_t ino)
+{
+    const struct shmkit__life_ops *life = shmkit__block_hooks.life;
+
+    if (!(b->flags & SHMKIT__LIFE_FLAGS))
+        return 0;
+    if (!life)
+        return SHMKIT_ETRACKER;
+    return life->created(b, ino);
+}
+
+static void block_lifecycle_undo(shmkit_block *b)
+{
+    if ((b->flags & SHMKIT__LIFE_FLAGS) && shmkit__block_hooks.life)
+        shmkit__block_hooks.life->abandoned(b);
+}
+
+/*
+ * Publishes an unpublished block under `name` (normalized): the lifetime
+ * is recorded first (journal intent, refcount sidecar), then the name
+ * appears in one step, the object already sized and filled, so there is
+ * no instant at which the name shows an empty object or one nobody
+ * accounts for. Never replaces: -EEXIST if the name is taken.
+ */
+static int block_publish(shmkit_block *b, const char *name)
+{
+    char tmp[SHMKIT_NAME_MAX + 1];
+    struct stat st;
+    int r;
+
+    r = shmkit__os.fstat(b->fd, &st);
+    if (r < 0)
+        return r;
+    memcpy(tmp, b->name, sizeof tmp);
+    snprintf(b->name, sizeof b->name, "%s", name);
+    r = block_lifecycle_start(b, (uint64_t)st.st_ino);
+    if (r == 0) {
+        r = tmp[0] ? shmkit__os.shm_rename(tmp, name, SHMKIT_NOREPLACE)
+                   : shmkit__os.shm_link(b->fd, name);
+        if (tmp[0] && (r == -ENOTSUP || r == -ENOSYS))
+            r = NO_ATOMIC_RENAME;
+        if (r != 0)
+            block_lifecycle_undo(b);
+    }
+    if (r != 0) {
+        memcpy(b->name, tmp, sizeof tmp);
+        return r;
+    }
+    b->unpublished = false;
+    return 0;
+}
+
+/* Publishes under a generated "psm_" name, retried on collision. */
+static int block_publish_generated(shmkit_block *b)
+{
+    char gen[16];
+    uint32_t rnd;
+    int i, r = -EEXIST;
+
+    for (i = 0; i < GENERATED_TRIES && r == -EEXIST; i++) {
+        r = shmkit__os.random(&rnd, sizeof rnd);
+        if (r < 0)
+            return r;
+        snprintf(gen, sizeof gen, GENERATED_PREFIX "%08x", rnd);
+        r = block_publish(b, gen);
+    }
+    return r == -EEXIST ? SHMKIT_EBUSYNAME : r;
 }
 
 static shmkit_block *block_new(unsigned flags)
@@ -169,29 +294,86 @@ static void block_free(shmkit_block *b)
     free(b);
 }
 
-/* True if this process holds a lock in [p, p + len) (see hooks.h). */
-static bool block_locks_held_in(const void *p, size_t len)
+/* Makes a new, unpublished block of `size` bytes. */
+static int block_make(shmkit_block **out, size_t size, unsigned flags,
+                      mode_t mode, bool reserve)
 {
-    bool (*held)(const void *, size_t) = shmkit__block_hooks.locks_held_in;
+    shmkit_block *b = block_new(flags);
+    int r;
 
-    return held && held(p, len);
+    if (!b)
+        return -ENOMEM;
+    b->created = true;
+    r = block_open_new(b, mode & 0777);
+    if (r == 0)
+        r = block_setup_new(b, size, reserve);
+    if (r < 0) {
+        if (b->name[0])
+            shmkit__os.shm_unlink(b->name);
+        block_free(b);
+        return r;
+    }
+    *out = b;
+    return 0;
 }
 
-/* Starts a new (created) or attached block's lifetime as its flags ask. */
-static int block_life_start(shmkit_block *b)
+/* Throws away a block that never got published. */
+static void block_discard(shmkit_block *b)
 {
-    const struct shmkit__life_ops *life = shmkit__block_hooks.life;
+    if (b->unpublished && b->name[0])
+        shmkit__os.shm_unlink(b->name);
+    block_free(b);
+}
 
-    if (!(b->flags & SHMKIT__LIFE_FLAGS))
-        return 0;
-    if (!life)
-        return SHMKIT_ETRACKER;
-    return b->created ? life->created(b) : life->attached(b);
+/* Creates the object under its final name (or a generated one if name is
+ * NULL) and sizes it there: for systems where neither a nameless object
+ * nor an atomic rename exists. */
+static int block_create_direct(shmkit_block **out, const char *name,
+                               size_t size, unsigned flags, mode_t mode)
+{
+    shmkit_block *b = block_new(flags);
+    struct stat st;
+    uint32_t rnd;
+    int i, r = -EEXIST;
+
+    if (!b)
+        return -ENOMEM;
+    b->created = true;
+    for (i = 0; i < GENERATED_TRIES && r == -EEXIST; i++) {
+        if (!name) {
+            r = shmkit__os.random(&rnd, sizeof rnd);
+            if (r < 0)
+                break;
+            snprintf(b->name, sizeof b->name, GENERATED_PREFIX "%08x", rnd);
+        } else
+            snprintf(b->name, sizeof b->name, "%s", name);
+        r = shmkit__os.shm_open(b->name, O_RDWR | O_CREAT | O_EXCL, mode & 0777);
+        if (name)
+            break;
+    }
+    if (r < 0) {
+        free(b);
+        return r == -EEXIST && !name ? SHMKIT_EBUSYNAME : open_error(r);
+    }
+    b->fd = r;
+    r = block_setup_new(b, size, false);
+    if (r == 0)
+        r = shmkit__os.fstat(b->fd, &st);
+    if (r == 0)
+        r = block_lifecycle_start(b, (uint64_t)st.st_ino);
+    if (r < 0) {
+        shmkit__os.shm_unlink(b->name);
+        block_free(b);
+        return r;
+    }
+    *out = b;
+    return 0;
 }
 
 int shmkit_block_create_mode(shmkit_block **out, const char *name,
                              size_t size, unsigned flags, mode_t mode)
 {
+    char n[SHMKIT_NAME_MAX + 1];
     shmkit_block *b;
     int r;
 
@@ -205,25 +387,29 @@ int shmkit_block_create_mode(shmkit_block **out, const char *name,
     if (flags & SHMKIT_RDONLY)
         return shmkit__fail(NULL, -EINVAL,
                             "shmkit_block_create: SHMKIT_RDONLY is for attach");
-    b = block_new(flags);
-    if (!b)
-        return shmkit__fail(NULL, -ENOMEM, "shmkit_block_create");
-    b->created = true;
-    r = block_open_new(b, name, mode & 0777);
-    if (r < 0) {
-        shmkit__fail(NULL, r, "shmkit_block_create(\"%s\")",
-                     name ? name : "(generated)");
-        free(b);
-        return r;
-    }
-    r = block_setup_new(b, size);
+    r = name ? shmkit__name_normalize(name, n) : 0;
     if (r == 0)
-        r = block_life_start(b);
+        r = block_make(&b, size, flags, mode, false);
+    if (r < 0)
+        return shmkit__fail(NULL, r, "shmkit_block_create(\"%s\", %zu)",
+                            name ? name : "(generated)", size);
+    r = name ? block_publish(b, n) : block_publish_generated(b);
+    if (r == NO_ATOMIC_RENAME) {
+        /* No nameless objects and no atomic rename (not Linux): build it
+         * under its own name, visible while sized, as CPython does. */
+        block_discard(b);
+        r = block_create_direct(&b, name ? n : NULL, size, flags, mode);
+        if (r == 0) {
+            *out = b;
+            return 0;
+        }
+        return shmkit__fail(NULL, r, "shmkit_block_create(\"%s\", %zu)",
+                            name ? name : "(generated)", size);
+    }
     if (r < 0) {
-        shmkit__fail(NULL, r, "shmkit_block_create(\"%s\", %zu)", b->name,
-                     size);
-        shmkit__os.shm_unlink(b->name);
-        block_free(b);
+        shmkit__fail(NULL, r, "shmkit_block_create(\"%s\", %zu)",
+                     name ? name : "(generated)", size);
+        block_discard(b);
         return r;
     }
     *out = b;
@@ -233,19 +419,10 @@ int shmkit_block_create_mode(shmkit_block **out, const char *name,
 int shmkit__block_create_temp(shmkit_block **out, size_t size,
                               unsigned flags)
 {
-    char tmp[64];
-    uint32_t rnd;
-    int i, r = -EEXIST;
-
-    for (i = 0; i < GENERATED_TRIES && r == -EEXIST; i++) {
-        r = shmkit__os.random(&rnd, sizeof rnd);
-        if (r < 0)
-            return r;
-        snprintf(tmp, sizeof tmp, SHMKIT__TMP_PREFIX "%ld-%08x",
-                 (long)getpid(), rnd);
-        r = shmkit_block_create(out, tmp, size, flags);
-    }
-    return r;
+    *out = NULL;
+    if (size == 0 || size > (size_t)INT64_MAX || (flags & SHMKIT_RDONLY))
+        return -EINVAL;
+    return block_make(out, size, flags, SHMKIT_DEFAULT_MODE, true);
 }
 
 int shmkit_block_create(shmkit_block **out, const char *name, size_t size,
@@ -394,10 +571,16 @@ int shmkit_unlink_block(const char *name)
 int shmkit_block_unlink(shmkit_block *b)
 {
     const struct shmkit__life_ops *life = shmkit__block_hooks.life;
-    int r = shmkit__os.shm_unlink(b->name);
+    int r;
 
+    /* An unpublished block has no name but perhaps a temporary one. */
+    if (b->unpublished && !b->name[0])
+        return 0;
+    r = shmkit__os.shm_unlink(b->name);
     if (r < 0)
         return shmkit__fail(b, r, "shmkit_block_unlink(\"%s\")", b->name);
+    if (b->unpublished)
+        return 0;
     /* Not the companion removal of shmkit_unlink(): this is the hot path
      * of every create cycle, and the mapping may have been cut by a peer.
      * shmkit_list_unlink() removes a list's lock; gc collects the rest.
@@ -407,11 +590,34 @@ int shmkit_block_unlink(shmkit_block *b)
     return 0;
 }
 
+/* Publishing a block made by shmkit__block_create_temp. */
+static int block_rename_unpublished(shmkit_block *b, const char *new_name,
+                                    unsigned flags)
+{
+    char to[SHMKIT_NAME_MAX + 1];
+    int r;
+
+    if (flags != SHMKIT_NOREPLACE)
+        return shmkit__fail(b, -EINVAL, "shmkit_block_rename: an unpublished "
+                                        "block takes SHMKIT_NOREPLACE only");
+    r = shmkit__name_normalize(new_name, to);
+    if (r == 0)
+        r = block_publish(b, to);
+    if (r == NO_ATOMIC_RENAME)
+        r = -ENOTSUP;
+    if (r < 0)
+        return shmkit__fail(b, r, "shmkit_block_rename(\"%s\")",
+                            new_name ? new_name : "(null)");
+    return 0;
+}
+
 int shmkit_block_rename(shmkit_block *b, const char *new_name, unsigned flags)
 {
     char to[SHMKIT_NAME_MAX + 1];
     int r;
 
+    if (b->unpublished)
+        return block_rename_unpublished(b, new_name, flags);
     if (flags & ~(SHMKIT_NOREPLACE | SHMKIT_EXCHANGE) ||
         flags == (SHMKIT_NOREPLACE | SHMKIT_EXCHANGE))
         return shmkit__fail(b, -EINVAL, "shmkit_block_rename: flags %#x",

@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "internal.h"
 
@@ -32,10 +33,16 @@
 
 /* A lifetime policy, chosen per block by its flags. */
 struct shmkit__life_ops {
-    /* b was just created and mapped, and b->flags has SHMKIT__LIFE_FLAGS
-     * bits: start its lifetime. A negative return fails the create (the
-     * caller unlinks and frees b). */
-    int (*created)(shmkit_block *b);
+    /* b was just created, sized and mapped, b->flags has
+     * SHMKIT__LIFE_FLAGS bits, and b is about to be published under
+     * b->name; its object has inode `ino`. Start its lifetime now, before
+     * the name appears (a journal records the intent), so that no instant
+     * exists where the name is there and nobody accounts for it. A
+     * negative return fails the create. */
+    int (*created)(shmkit_block *b, uint64_t ino);
+    /* Publishing b after created() failed (the name was taken, ...): undo
+     * created(), never touching b->name, which is not b's. */
+    void (*abandoned)(shmkit_block *b);
     /* b was just attached and mapped with SHMKIT_REFCOUNT. A negative
      * return fails the attach. */
     int (*attached)(shmkit_block *b);

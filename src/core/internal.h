@@ -23,6 +23,10 @@ struct shmkit_block {
     int fd;              /* open object, close-on-exec */
     unsigned flags;      /* SHMKIT_* create/attach flags */
     bool created;        /* this handle created the object */
+    bool unpublished;    /* made by shmkit__block_create_temp and not yet
+                            named: nameless (name "") or, where the system
+                            has no nameless objects, under a temporary
+                            name (SHMKIT__TMP_PREFIX) */
     void *life;          /* lifecycle state (refcount), owned by lifecycle */
     char name[SHMKIT_NAME_MAX + 1];
     char errmsg[SHMKIT__MSG_MAX];
@@ -52,8 +56,15 @@ SHMKIT__HIDDEN int shmkit__unlink_name(const char *name,
  * whose they are and remove those of dead creators. */
 #define SHMKIT__TMP_PREFIX "shmkit-tmp-"
 
-/* Creates a block under a fresh temporary name (see SHMKIT__TMP_PREFIX),
- * to be filled and then published with shmkit_block_rename(NOREPLACE). */
+/* Creates a block that nobody can see yet, its memory reserved (so that
+ * filling it cannot SIGBUS: -ENOSPC now instead): nameless where the
+ * system allows (O_TMPFILE), else under a fresh temporary name (see
+ * SHMKIT__TMP_PREFIX). Fill it, then publish it whole with
+ * shmkit_block_rename(b, name, SHMKIT_NOREPLACE), which starts its
+ * lifetime (SHMKIT_TRACK, SHMKIT_REFCOUNT) before the name appears, so a
+ * creator killed at any instant leaves nothing, or something the tracker
+ * or gc removes. shmkit_block_unlink() of an unpublished block removes
+ * only a temporary name. */
 SHMKIT__HIDDEN int shmkit__block_create_temp(shmkit_block **out, size_t size,
                                              unsigned flags);
 

@@ -28,11 +28,23 @@ typedef struct shmkit__os_ops {
     /* Opens the shm object `name` (no leading '/'), as open(2) on its path,
      * always adding no-follow, non-blocking and close-on-exec. */
     int (*shm_open)(const char *name, int oflag, mode_t mode);
+    /* Opens a new object with no name in the shm directory, read-write,
+     * close-on-exec, `mode` as for shm_open. It is freed with its last
+     * descriptor unless shm_link gives it a name first, so a process
+     * killed while building it leaves nothing. -EOPNOTSUPP (or -EISDIR,
+     * -EINVAL) where the system cannot make nameless objects. */
+    int (*shm_open_anon)(mode_t mode);
+    /* Gives the nameless object open at fd the name `name`, whole and at
+     * once; never replaces: -EEXIST if the name is taken. */
+    int (*shm_link)(int fd, const char *name);
     int (*shm_unlink)(const char *name);
     /* renameat2 semantics; flags are SHMKIT_NOREPLACE / SHMKIT_EXCHANGE. */
     int (*shm_rename)(const char *from, const char *to, unsigned flags);
     int (*close)(int fd);
     int (*fstat)(int fd, struct stat *st);
+    /* pread(2): reads up to len bytes at off; returns the count (short
+     * past the end of the object: no signal, unlike a mapping) or -errno. */
+    ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
     int (*ftruncate)(int fd, off_t len);
     /* Reserves [0, len) so later page faults cannot fail for lack of space. */
     int (*fallocate)(int fd, off_t len);

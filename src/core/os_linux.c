@@ -44,6 +44,7 @@ static void *sys_mremap(void *old, size_t old_len, size_t new_len, int flags)
         .ftruncate = ftruncate, .posix_fallocate = posix_fallocate,          \
         .mmap = mmap, .munmap = munmap, .mremap = sys_mremap,                \
         .madvise = madvise, .unlink = unlink, .renameat2 = renameat2,        \
+        .linkat = linkat, .pread = pread,                                    \
         .getrandom = getrandom,                                              \
     }
 
@@ -73,6 +74,43 @@ static int linux_shm_open(const char *name, int oflag, mode_t mode)
         fd = shmkit__sys.open(path, oflag | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
     while (fd < 0 && errno == EINTR);
     return fd < 0 ? -errno : fd;
+}
+
+/* O_TMPFILE: an object in the shm directory's file system that has no
+ * name yet (Linux 3.11; tmpfs supports it). */
+static int linux_shm_open_anon(mode_t mode)
+{
+    int fd;
+
+    do
+        fd = shmkit__sys.open(SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+    while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : fd;
+}
+
+/* linkat through /proc/self/fd follows the descriptor to its object
+ * (AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH); it refuses to replace
+ * an existing name, so publishing is an exclusive create. */
+static int linux_shm_link(int fd, const char *name)
+{
+    char path[SHMKIT__PATH_MAX], proc[32];
+
+    shmkit__os_shm_path(path, name);
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (shmkit__sys.linkat(AT_FDCWD, proc, AT_FDCWD, path,
+                           AT_SYMLINK_FOLLOW) < 0)
+        return -errno;
+    return 0;
+}
+
+static ssize_t linux_pread(int fd, void *buf, size_t len, off_t off)
+{
+    ssize_t n;
+
+    do
+        n = shmkit__sys.pread(fd, buf, len, off);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
 }
 
 static int linux_shm_unlink(const char *name)
@@ -275,10 +313,13 @@ static int linux_proc_start(pid_t pid, uint64_t *start)
 #define LINUX_OPS                                                             \
     {                                                                         \
         .shm_open = linux_shm_open,                                           \
+        .shm_open_anon = linux_shm_open_anon,                                 \
+        .shm_link = linux_shm_link,                                           \
         .shm_unlink = linux_shm_unlink,                                       \
         .shm_rename = linux_shm_rename,                                       \
         .close = linux_close,                                                 \
         .fstat = linux_fstat,                                                 \
+        .pread = linux_pread,                                                 \
         .ftruncate = linux_ftruncate,                                         \
         .fallocate = linux_fallocate,                                         \
         .mmap = linux_mmap,                                                   \

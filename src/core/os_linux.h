@@ -26,6 +26,9 @@ typedef struct shmkit__linux_sys {
     void *(*mremap)(void *old, size_t old_len, size_t new_len, int flags);
     int (*madvise)(void *addr, size_t len, int advice);
     int (*unlink)(const char *path);
+    int (*linkat)(int olddirfd, const char *oldpath, int newdirfd,
+                  const char *newpath, int flags);
+    ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
     int (*renameat2)(int olddirfd, const char *oldpath, int newdirfd,
                      const char *newpath, unsigned int flags);
     ssize_t (*getrandom)(void *buf, size_t len, unsigned int flags);

@@ -14,13 +14,16 @@
 #include "core/hooks.h"
 #include "core/os.h"
 
-/* SHMKIT_TRACK, then SHMKIT_REFCOUNT; undoes the first if the second fails. */
-static int life_created(shmkit_block *b)
+/* SHMKIT_TRACK, then SHMKIT_REFCOUNT; undoes the first if the second
+ * fails. Called before the block has its name (hooks.h): the journal
+ * record is an intent, and a record whose name never appeared (or names
+ * another inode) is left alone by the tracker and gc. */
+static int life_created(shmkit_block *b, uint64_t ino)
 {
     int r;
 
     if (b->flags & SHMKIT_TRACK) {
-        r = shmkit__track_register(b->name, b->fd);
+        r = shmkit__track_register(b->name, ino);
         if (r < 0)
             return r;
     }
@@ -33,6 +36,16 @@ static int life_created(shmkit_block *b)
         }
     }
     return 0;
+}
+
+/* Publishing failed after life_created: leave the sidecar (removing it
+ * if we were its only member) and the family journal. */
+static void life_abandoned(shmkit_block *b)
+{
+    if (b->life)
+        shmkit__ref_abandon(b);
+    if (b->flags & SHMKIT_TRACK)
+        shmkit__track_unregister(b->name);
 }
 
 /* Only reference counting applies to an attach (only the creator tracks). */
@@ -68,6 +81,7 @@ static void life_renamed(shmkit_block *b, const char *to, bool exchange)
 
 static const struct shmkit__life_ops life_ops = {
     .created = life_created,
+    .abandoned = life_abandoned,
     .attached = life_attached,
     .closing = life_closing,
     .unlinked = shmkit__track_unregister,

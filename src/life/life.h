@@ -145,9 +145,10 @@ SHMKIT__HIDDEN void shmkit__daemon_detach(int *keep, int n);
 
 /* ---- block lifetimes (block_life.c plugs these into core/hooks.h) -------- */
 
-/* tracker.c: family tracking of created blocks (SHMKIT_TRACK); register
- * takes the new object's name and open descriptor. */
-SHMKIT__HIDDEN int shmkit__track_register(const char *name, int fd);
+/* tracker.c: family tracking of created blocks (SHMKIT_TRACK). */
+/* Records `name` (object inode `ino`) in this process's journal, before
+ * the name is given to the object (see core/hooks.h). */
+SHMKIT__HIDDEN int shmkit__track_register(const char *name, uint64_t ino);
 SHMKIT__HIDDEN void shmkit__track_unregister(const char *name);
 SHMKIT__HIDDEN void shmkit__track_rename(const char *from, const char *to,
                                          bool exchange);
@@ -158,6 +159,10 @@ SHMKIT__HIDDEN void shmkit__track_rename(const char *from, const char *to,
  * rename moves the bookkeeping with the block. */
 SHMKIT__HIDDEN int shmkit__ref_attach(shmkit_block *b);
 SHMKIT__HIDDEN bool shmkit__ref_detach(shmkit_block *b);
+/* Undoes shmkit__ref_attach of a block whose publishing failed: leaves
+ * the sidecar (removing it if nobody else is in it); never touches the
+ * block's name, which was never ours. */
+SHMKIT__HIDDEN void shmkit__ref_abandon(shmkit_block *b);
 SHMKIT__HIDDEN void shmkit__ref_rename(shmkit_block *b, const char *to,
                                        bool exchange);
 

@@ -231,8 +231,11 @@ static int ref_init(int fd, uint64_t ino, const char *name,
     void *p;
     int r;
 
-    if (ftruncate(fd, REF_SIZE) < 0)
-        return -errno;
+    /* Reserved, not just sized: filling it must not SIGBUS on a full
+     * /dev/shm (-ENOSPC instead). */
+    r = posix_fallocate(fd, 0, REF_SIZE);
+    if (r != 0)
+        return -r;
     p = mmap(NULL, REF_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED)
         return -errno;
@@ -467,6 +470,23 @@ bool shmkit__ref_detach(shmkit_block *b)
     free(l);
     b->life = NULL;
     return last;
+}
+
+void shmkit__ref_abandon(shmkit_block *b)
+{
+    struct ref_life *l = b->life;
+
+    if (!l)
+        return;
+    if (ref_lock(l->h) == 0) {
+        ref_leave(l->h, l->my_start);
+        if (l->h->count == 0 && !l->h->dead)
+            ref_end(l->h, l->sc, l->fd);
+        ref_unlock(l->h);
+    }
+    ref_close(l);
+    free(l);
+    b->life = NULL;
 }
 
 /* Points the sidecar now named sc at block name `to`. */

@@ -339,21 +339,12 @@ static int journal_ensure(void)
 
 /* ---- the hooks block.c calls ---------------------------------------------- */
 
-/* Inode of the object this process just created, through its open
- * descriptor (no owner check needed: it is ours; one fstat on the create
- * path, cheaper than a stat of the name, which walks the path). */
-static uint64_t object_ino(int fd)
+/* Called before the object gets its name (see internal.h): the record
+ * is an intent. If the creator dies before the name appears, the record
+ * names an object that is not there (or another inode), which the
+ * tracker and gc leave alone. */
+int shmkit__track_register(const char *name, uint64_t ino)
 {
-    struct stat st;
-
-    if (shmkit__os.fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        return 0;
-    return (uint64_t)st.st_ino;
-}
-
-int shmkit__track_register(const char *name, int fd)
-{
-    uint64_t ino;
     int r;
 
     pthread_mutex_lock(&T.mu);
@@ -362,11 +353,6 @@ int shmkit__track_register(const char *name, int fd)
         r = journal_ensure();
     if (r < 0)
         goto out;
-    ino = object_ino(fd);
-    if (ino == 0) {
-        r = -ENOENT;
-        goto out;
-    }
     r = shmkit__journal_add(&T.j, name, ino);
     if (r == 0)
         r = shmkit__nset_put(&T.names, name, ino);

@@ -284,8 +284,11 @@ static int make(shmkit_list **out, size_t n, size_t total, unsigned flags,
         return r;
     l->slot = malloc((n + 1) * sizeof *l->slot);
     if (l->slot)
+        /* Reserved either way: filling must not SIGBUS on a full
+         * /dev/shm (-ENOSPC instead). */
         r = temp ? shmkit__block_create_temp(&l->block, total, flags)
-                 : shmkit_block_create(&l->block, name, total, flags);
+                 : shmkit_block_create(&l->block, name, total,
+                                       flags | SHMKIT_RESERVE);
     if (r < 0) {
         free(l->slot);
         free(l);
