@@ -57,8 +57,9 @@ class SharedMemory:
         shrank the block. Reserving costs 0.3-0.7 ms per MiB at create
         and makes the first writes faster by as much or more: creating and
         filling a block took 648 us reserved vs 720 us not (1 MiB), 144 vs
-        152 ms (64 MiB) here (bench/reserve_cost.py). Pass ``reserve=False`` for a large block
-        of which only a few pages will ever be used."""
+        152 ms (64 MiB) here (bench/reserve_cost.py). Pass
+        ``reserve=False`` for a large block of which only a few pages will
+        ever be used."""
         if not size >= 0:
             raise ValueError("'size' must be a positive integer")
         self._track = bool(track)
