@@ -131,6 +131,20 @@ def sk_create(name, size, track):
     return f
 
 
+def sk_create_fill(name, size, track):
+    """Create, write every byte (what a list create must do at least),
+    close, unlink."""
+    payload = bytes(size)
+
+    def f(n):
+        for _ in range(n):
+            s = sk_sm.SharedMemory(name, create=True, size=size, track=track)
+            s.buf[:] = payload
+            s.close()
+            s.unlink()
+    return f
+
+
 def cpy_create(name, size, track=True):
     kw = {} if track or not CPY_TRACK_PARAM else {"track": False}
 
@@ -229,6 +243,8 @@ def bench_lists():
     run("py.list.create", "Python: ShareableList(range(1000)) create+close+unlink",
         [(f"shmkit SharedMemory create, same size ({size} B)",
           sk_create(nm("b"), size, True)),
+         ("shmkit SharedMemory create + write every byte",
+          sk_create_fill(nm("w"), size, True)),
          ("shmkit ShareableList, generated name", list_create(sk_sm.ShareableList, items)),
          ("shmkit ShareableList, named", list_create(sk_sm.ShareableList, items, nm("l"))),
          ("CPython ShareableList, generated name", list_create(cpy_sm.ShareableList, items))],

@@ -12,6 +12,19 @@ import types
 from . import _shmkit
 
 
+_SharedMemory = None
+
+
+def _shared_memory():
+    """shared_memory.SharedMemory, looked up once (that module imports this
+    one, so not at import time)."""
+    global _SharedMemory
+    if _SharedMemory is None:
+        from .shared_memory import SharedMemory
+        _SharedMemory = SharedMemory
+    return _SharedMemory
+
+
 class ShareableList(_shmkit.ShareableListBase):
     """Pattern for a mutable list-like object shareable via a shared
     memory block. It differs from the built-in list type in that these
@@ -24,17 +37,16 @@ class ShareableList(_shmkit.ShareableListBase):
     items keep trailing NULs, and non-ASCII str items are never truncated.
     """
 
-    __slots__ = ('_shm', '__weakref__')
+    __slots__ = ('__weakref__',)
 
     @property
     def shm(self):
         "The SharedMemory instance where the values are stored."
-        try:
-            return self._shm
-        except AttributeError:
-            from .shared_memory import SharedMemory
-            self._shm = SharedMemory._from_mapping(self._mapping, self._track)
-            return self._shm
+        shm = self._shm          # None until the first use
+        if shm is None:
+            shm = self._shm = _shared_memory()._from_mapping(self._mapping,
+                                                             self._track)
+        return shm
 
     def __reduce__(self):
         return partial(self.__class__, name=self.shm.name), ()

@@ -20,6 +20,9 @@ typedef struct ListObject {
     Py_ssize_t len;
     int track;
     ext_state *st;            /* the module's state, looked up once */
+    PyObject *shm;            /* the subclass's SharedMemory, made on first
+                                 use (None until then: no exception to
+                                 raise and catch on the attach path) */
 } ListObject;
 
 /* The list, or NULL with ValueError when it is not (or no longer) open. */
@@ -503,6 +506,7 @@ static int list_traverse(ListObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->mapping);
+    Py_VISIT(self->shm);
     return 0;
 }
 
@@ -510,6 +514,7 @@ static int list_clear(ListObject *self)
 {
     self->list = NULL;
     Py_CLEAR(self->mapping);
+    Py_CLEAR(self->shm);
     return 0;
 }
 
@@ -535,6 +540,7 @@ static PyMethodDef list_methods[] = {
 static PyMemberDef list_members[] = {
     {"_mapping", T_OBJECT, offsetof(ListObject, mapping), READONLY, NULL},
     {"_track", T_INT, offsetof(ListObject, track), READONLY, NULL},
+    {"_shm", T_OBJECT, offsetof(ListObject, shm), 0, NULL},
     {NULL, 0, 0, 0, NULL}
 };
 
