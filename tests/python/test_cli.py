@@ -425,6 +425,9 @@ def test_manager_says_where_it_listens(cli, tmp_path):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, stdin=subprocess.DEVNULL)
     try:
+        import select
+        ready, _, _ = select.select([p.stdout], [], [], 30)
+        assert ready, "the manager said nothing in 30 s"
         line = p.stdout.readline()
         assert line == f"shmkit manager: listening on {sock} (pid {p.pid})\n"
     finally:
