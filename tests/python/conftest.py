@@ -4,7 +4,9 @@ Every test gets `names`: it hands out block names under a per-test prefix
 and records generated names the test registers; at teardown it removes
 whatever of them is left in /dev/shm (and their "<name>.lock" sidecars),
 even when the test failed, and fails the test if the test itself left
-something behind. Multi-process helpers check every child's exit code.
+something behind. Whatever of the session's prefix is still there at the
+end is named and fails the run. Multi-process helpers check every child's
+exit code.
 """
 import itertools
 import multiprocessing as mp
@@ -79,9 +81,20 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    left = [e for e in os.listdir(SHM_DIR) if e.startswith(SESSION_PREFIX)]
+    """Objects of this session still in /dev/shm fail the run: they are
+    named (a leftover is a bug to see, not to tidy away), then removed so a
+    run outside a private /dev/shm leaves nothing on the host."""
+    left = sorted(e for e in os.listdir(SHM_DIR) if e.startswith(SESSION_PREFIX))
+    if not left:
+        return
+    print(f"\nthe session left {len(left)} object(s) in {SHM_DIR}: "
+          + ", ".join(left))
     for e in left:
-        os.unlink(os.path.join(SHM_DIR, e))
+        try:
+            os.unlink(os.path.join(SHM_DIR, e))
+        except FileNotFoundError:
+            pass
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(params=START_METHODS)

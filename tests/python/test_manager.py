@@ -4,6 +4,7 @@ import signal
 
 import pytest
 
+import shmkit
 from shmkit import shared_memory
 from shmkit.managers import SharedMemoryManager
 
@@ -70,8 +71,9 @@ def test_release_and_errors(names):
         with pytest.raises(ValueError):
             smm.SharedMemory(0)
         other = SharedMemoryManager(smm.address, authkey=b"wrong")
-        with pytest.raises(OSError):
+        with pytest.raises(shmkit.Error) as e:
             other.connect()
+        assert shmkit.errname(e.value.errno) == "SHMKIT_EAUTH", e.value
         same = SharedMemoryManager(smm.address, authkey=b"secret")
         same.connect()
         s2 = same.SharedMemory(8)

@@ -3,6 +3,9 @@ import errno
 import os
 import pickle
 import signal
+import subprocess
+import sys
+import weakref
 from multiprocessing import shared_memory as cpy
 
 import numpy as np
@@ -169,9 +172,19 @@ def test_close_with_live_numpy_array(names):
     b.close()
     a.unlink()
     mapping = arr.base
-    del arr
-    assert not mapping.closed or mapping.mapped  # alive only through us
-    del mapping
+    assert mapping.closed and mapping.mapped    # closed, alive through arr
+    gone = weakref.ref(mapping)
+    del arr, mapping
+    assert gone() is None                       # the last user went...
+    assert _mapped_here(a.name) == []           # ...and the memory with it
+
+
+def _mapped_here(name):
+    """This process's mappings of /dev/shm/<name> (also once unlinked)."""
+    with open("/proc/self/maps") as f:
+        return [line for line in f
+                if line.split()[-1:] == [f"/dev/shm/{name}"]
+                or line.rstrip().endswith(f"/dev/shm/{name} (deleted)")]
 
 
 def test_close_twice_and_buffer_after_close(names):
@@ -429,7 +442,111 @@ def test_track_is_default_and_unlink_untracks(names):
 def test_tracker_functions():
     shmkit.track_start()
     assert shmkit.track_pid() > 0 and shmkit.track_fd() >= 0
-    assert isinstance(shmkit.gc(dry_run=True), int)
+
+
+# A process that starts a family with a tracked block, then starts a
+# grandchild that waits on fd argv[1] (in the family if argv[2] == "1":
+# pass_fds=[shmkit.track_fd()]), reports, and leaves without cleaning up.
+_FAMILY = """
+import os, subprocess, sys
+import shmkit
+from shmkit import shared_memory
+r, keep = int(sys.argv[1]), sys.argv[2] == "1"
+s = shared_memory.SharedMemory(create=True, size=8)
+fds = [r] + ([shmkit.track_fd()] if keep else [])
+b = subprocess.Popen([sys.executable, "-c",
+                      "import os, sys; os.read(int(sys.argv[1]), 1)", str(r)],
+                     pass_fds=fds, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+print(s.name, shmkit.track_pid(), b.pid,
+      os.fstat(shmkit.track_fd()).st_ino, flush=True)
+s.close()
+os._exit(0)
+"""
+
+
+def _run_family(keep):
+    """Runs _FAMILY; returns (block, tracker pid, grandchild pid, lifeline
+    pipe inode, the write end of the grandchild's wait pipe)."""
+    r, w = os.pipe()
+    env = {k: v for k, v in os.environ.items() if k != "SHMKIT_TRACKER"}
+    p = subprocess.run([sys.executable, "-c", _FAMILY, str(r), "1" if keep else "0"],
+                       pass_fds=[r], env=env, capture_output=True, text=True,
+                       timeout=60)
+    os.close(r)
+    assert p.returncode == 0, p.stderr
+    name, tracker, grand, ino = p.stdout.split()
+    return name, int(tracker), int(grand), int(ino), w
+
+
+def _holds_pipe(pid, ino):
+    fd_dir = f"/proc/{pid}/fd"
+    return any(os.readlink(f"{fd_dir}/{fd}") == f"pipe:[{ino}]"
+               for fd in os.listdir(fd_dir))
+
+
+def test_pass_fds_track_fd_keeps_a_subprocess_in_the_family(names):
+    """pass_fds=[shmkit.track_fd()]: the subprocess holds the lifeline, so
+    the family (and its tracked block) outlives the creator until the
+    subprocess exits too."""
+    name, tracker, grand, ino, w = _run_family(keep=True)
+    names.add(name)
+    try:
+        # The creator is gone; the grandchild holds the lifeline, so the
+        # tracker cannot see end-of-file: the family lives, deterministically.
+        assert _holds_pipe(grand, ino), "the subprocess lacks the lifeline"
+        assert shm_exists(name) and not wait_pid_gone(tracker, timeout=0)
+    finally:
+        os.close(w)                     # the grandchild reads EOF and exits
+    assert wait_pid_gone(grand) and wait_pid_gone(tracker)
+    assert not shm_exists(name), "the family's block outlived the family"
+
+
+def test_without_pass_fds_a_subprocess_is_not_in_the_family(names):
+    """The control: without the lifeline, the family ends with its creator
+    although the subprocess still runs."""
+    name, tracker, grand, ino, w = _run_family(keep=False)
+    names.add(name)
+    try:
+        assert not _holds_pipe(grand, ino)
+        assert wait_pid_gone(tracker), "tracker outlived the family"
+        assert not shm_exists(name)
+        assert not wait_pid_gone(grand, timeout=0), "the subprocess still runs"
+    finally:
+        os.close(w)
+    assert wait_pid_gone(grand)
+
+
+_DEAD_FAMILY = """
+import os, signal, sys
+import shmkit
+from shmkit import shared_memory
+s = shared_memory.SharedMemory(create=True, size=8)
+print(s.name, shmkit.track_pid(), flush=True)
+os.kill(shmkit.track_pid(), signal.SIGKILL)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(os.environ.get("SHMKIT_PRIVATE_SHM") != "1",
+                    reason="gc acts on the whole /dev/shm: run the suite "
+                           "through scripts/private-shm.sh")
+def test_gc_dry_run_counts_and_keeps_then_gc_removes(names):
+    """A family killed with its tracker leaves its block; gc(dry_run=True)
+    counts it and removes nothing, gc() removes it (exact counts: the
+    suite's /dev/shm is its own)."""
+    env = {k: v for k, v in os.environ.items() if k != "SHMKIT_TRACKER"}
+    p = subprocess.run([sys.executable, "-c", _DEAD_FAMILY], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    name, tracker = p.stdout.split()
+    names.add(name)
+    assert wait_pid_gone(int(tracker))
+    assert shmkit.gc(dry_run=True) == 1
+    assert shm_exists(name), "a dry run removed the block"
+    assert shmkit.gc() == 1
+    assert not shm_exists(name)
+    assert shmkit.gc(dry_run=True) == 0
 
 
 def test_embedded_nul_in_a_name_is_a_value_error(names):

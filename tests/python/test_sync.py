@@ -1,7 +1,10 @@
 """shmkit.Lock, RLock, Condition: multiprocessing's API over robust locks."""
 import os
 import pickle
+import platform
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -260,26 +263,62 @@ def test_lock_of_value_has_no_condition(names):
     v.unlink()
 
 
-def test_blocking_acquire_releases_the_gil(lock):
-    """A thread blocked in acquire() must let the holder thread run Python
-    (or it could never release): the GIL is released while waiting."""
-    lock.acquire()
-    entered = threading.Event()
-    result = []
+# Run in its own interpreter: if acquire() kept the GIL while it sleeps,
+# this program would hang (its main thread could not run), and the test
+# fails on the timeout instead of hanging the suite.
+_GIL_PROGRAM = """
+import platform, sys, threading, time
+import shmkit
+FUTEX = {"x86_64": 202, "aarch64": 98}[platform.machine()]
+lock = shmkit.Lock(track=False)
+print(lock.name, flush=True)
+lock.acquire()
+tid, result = [], []
 
-    def waiter():
-        entered.set()
-        ok = lock.acquire(timeout=60)
-        result.append(ok)
-        if ok:
-            lock.release()
-    t = threading.Thread(target=waiter)
-    t.start()
-    assert entered.wait(60)
-    total = sum(range(200000))          # Python work while t waits
+def waiter():
+    tid.append(threading.get_native_id())
+    result.append(lock.acquire(timeout=60))
     lock.release()
-    t.join(60)
-    assert not t.is_alive() and result == [True] and total > 0
+
+t = threading.Thread(target=waiter)
+t.start()
+while not tid:
+    pass
+# The waiter is asleep in the lock's futex, not on its way to acquire().
+deadline = time.monotonic() + 30
+while True:
+    with open(f"/proc/self/task/{tid[0]}/syscall") as f:
+        if f.read().split()[0] == str(FUTEX):
+            break
+    if time.monotonic() > deadline:
+        sys.exit("the waiter never slept in the lock")
+    time.sleep(0.001)
+total = sum(range(200000))          # Python work while the waiter sleeps
+lock.release()
+t.join(60)
+lock.unlink()
+print("ok" if not t.is_alive() and result == [True] else "bad", total)
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"),
+                    reason="futex system call number known for x86_64, aarch64")
+def test_blocking_acquire_releases_the_gil(names):
+    """A thread asleep in acquire() must let the holder thread run Python
+    (or it could never release): the GIL is released while waiting."""
+    p = subprocess.Popen([sys.executable, "-c", _GIL_PROGRAM],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    names.add(p.stdout.readline().strip())
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        pytest.fail("the main thread could not run while a thread waited "
+                    "in acquire(): the GIL is held")
+    assert p.returncode == 0, err
+    assert out.split()[0] == "ok", out
 
 
 def test_threads_share_a_lock(lock):
