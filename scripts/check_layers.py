@@ -6,8 +6,12 @@ Reads compiled object files with `nm`, maps every global symbol to the unit
 uses to the unit that defines it. Fails (exit 1) if a unit uses one at the
 same or a higher level, or if the unit graph has a cycle; prints the graph.
 
-    check_layers.py [--nm NM] [--base DIR] OBJ... [--base DIR OBJ...]
+    check_layers.py [--nm NM] [--link CC] [--base DIR] OBJ... [--base DIR OBJ...]
     check_layers.py --compile          # compiles src/ itself (cc -c) first
+
+With --link CC it also links each layer of the library as a shared object
+with only the layers below it (-Wl,--no-undefined), so an upward call
+cannot even link: the build's own view of the same rule.
 
 An object built by CMake is named .../<target>.dir/<source path>.o, the source
 path relative to the directory of the target's CMakeLists.txt; --base DIR
@@ -105,6 +109,11 @@ def parse_args(argv):
     p.add_argument("--compile", action="store_true",
                    help="compile src/*/*.c with cc instead of reading OBJs")
     p.add_argument("--nm", default="nm", help="the nm to use (default: nm)")
+    p.add_argument("--link", metavar="CC",
+                   help="also link each library layer with the ones below it "
+                        "and nothing else (CC -shared -Wl,--no-undefined)")
+    p.add_argument("--libs", default="-lpthread -lcrypto -lm",
+                   help="system libraries for --link (default: %(default)s)")
     p.add_argument("items", nargs="*", metavar="[--base DIR] OBJ")
     # --base may appear between objects: collect (obj, base) pairs by hand.
     base, pairs, rest = ".", [], []
@@ -133,7 +142,33 @@ def main(argv):
             pairs = compile_sources(tmp)
         if not pairs:
             sys.exit("check_layers: no object files (see --help)")
-        return check(pairs)
+        status = check(pairs)
+        if args.link:
+            status |= link_layers(pairs, args.link, args.libs.split(), tmp)
+        return status
+
+
+def link_layers(pairs, cc, libs, tmp):
+    """Links the library's units level by level, each with only those
+    below it: an upward call is then an undefined reference. 0 if all link."""
+    by_unit = {}
+    for obj, base in pairs:
+        u = unit_of(source_of(obj, base))
+        if u and u[0].startswith("src/"):
+            by_unit.setdefault(u, []).append(obj)
+    objs, status = [], 0
+    for unit, level in sorted(by_unit, key=lambda u: u[1]):
+        objs += by_unit[(unit, level)]
+        r = subprocess.run([cc, "-shared", "-o", os.path.join(tmp, "layer.so"),
+                            "-Wl,--no-undefined"] + objs + libs,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"check_layers: {unit} does not link with only the layers "
+                  f"below it:\n{r.stderr}", file=sys.stderr)
+            status = 1
+        else:
+            print(f"  {unit} links with only the layers below it")
+    return status
 
 
 def check(pairs):

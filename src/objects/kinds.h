@@ -2,10 +2,10 @@
  * kinds.h - what each kind of object offers the layers above it.
  *
  * The kinds of this layer (ShareableList and its lock, typed Value/Array,
- * named locks, the queue) each know how to recognise their layout in a block's bytes
- * and what they keep beside themselves under another name. The one module
- * that answers "what is this name" (src/life/kind.c) lists them in its
- * table; a new kind adds its functions here and a row there.
+ * named locks, the queue) each know how to recognise their layout in a
+ * block's bytes and what they keep beside themselves under another name.
+ * The one module that answers "what is this name" (src/life/kind.c) lists
+ * them in its table; a new kind adds its functions here and a row there.
  */
 #ifndef SHMKIT_OBJECTS_KINDS_H
 #define SHMKIT_OBJECTS_KINDS_H
