@@ -158,73 +158,231 @@ static void print_values_json(const shmkit_array *a)
  * 2 * EDGE_ITEMS shows its first and last EDGE_ITEMS and "..." between. */
 #define THRESHOLD 1000
 #define EDGE_ITEMS 3
+#define LINE_WIDTH 75
+
+enum nd_phase { PH_SCAN, PH_MEASURE, PH_PRINT };
 
 struct nd {
     const shmkit_array *a;
     unsigned ndim;
     size_t shape[SHMKIT_ARRAY_MAXDIM], stride[SHMKIT_ARRAY_MAXDIM];
-    bool cut;     /* summarize: elide the middle of long axes */
-    bool measure; /* first pass: only find the widest item */
-    size_t width; /* the widest shown item */
+    bool cut;             /* summarize: elide the middle of long axes */
+    enum nd_phase phase;  /* walks: scan floats' range, measure, print */
+    size_t width;         /* the widest shown item */
+    /* Floats, as NumPy prints them when no exponent is needed: the
+     * decimal points aligned, at most 8 decimals, integral values as
+     * "2.". `fixed` is false when NumPy would switch to exponents; they
+     * are then right-aligned shortest reprs. */
+    bool isfloat, fixed;
+    double max, min;      /* of the shown finite nonzero magnitudes */
+    size_t intw, fracw;   /* widest part before / after the point */
+    int sci_prec, sci_exp; /* with exponents: most decimals, exponent digits */
 };
 
-static void nd_item(struct nd *s, size_t i)
+/* Loads item i of a float array as a double. */
+static double nd_load(const struct nd *s, size_t i)
 {
-    char buf[64];
-    FILE *f = fmemopen(buf, sizeof buf, "w");
-    size_t len;
+    const unsigned char *p = (const unsigned char *)shmkit_array_data(s->a) +
+                             i * shmkit_array_itemsize(s->a);
+    float f;
+    double d;
 
-    if (!f)
+    if (shmkit_array_typecode(s->a) == 'f') {
+        memcpy(&f, p, sizeof f);
+        return f;
+    }
+    memcpy(&d, p, sizeof d);
+    return d;
+}
+
+/* v with the fewest decimals (at most 8) that read back as v (as a float
+ * for 'f'), trailing zeros dropped: "0.25", "2.", "0.33333333". Returns
+ * the length of the part before the point. */
+static size_t fixed_format(const struct nd *s, double v, char *buf, size_t len)
+{
+    bool single = shmkit_array_typecode(s->a) == 'f';
+    char *dot;
+    int prec;
+
+    for (prec = 0; prec <= 8; prec++) {
+        snprintf(buf, len, "%.*f", prec, v);
+        if (single ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v)
+            break;
+    }
+    if (prec > 8)
+        snprintf(buf, len, "%.8f", v);
+    if (!(dot = strchr(buf, '.'))) {
+        strcat(buf, ".");
+        dot = strchr(buf, '.');
+    }
+    for (prec = (int)strlen(buf) - 1; buf + prec > dot && buf[prec] == '0'; prec--)
+        buf[prec] = 0;
+    return (size_t)(dot - buf);
+}
+
+/* Scans or measures item i, or (printing) writes it padded into out. */
+/* Decimals (at most 8) v needs in exponent form to read back; writes
+ * it so formatted, exponent at least 2 digits, into buf. */
+static int sci_format(const struct nd *s, double v, int prec, char *buf,
+                      size_t len)
+{
+    bool single = shmkit_array_typecode(s->a) == 'f';
+
+    if (prec >= 0) {
+        snprintf(buf, len, "%#.*e", prec, v);
+        return prec;
+    }
+    for (prec = 0; prec < 8; prec++) {
+        snprintf(buf, len, "%#.*e", prec, v);
+        if (single ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v)
+            break;
+    }
+    return prec;
+}
+
+/* NumPy's exponent form: all with the same decimals and exponent digits
+ * ("1.5e-05", "1.0e+00"). */
+static void sci_item(const struct nd *s, double v, char *buf, size_t len)
+{
+    char *e;
+    int x;
+
+    sci_format(s, v, s->sci_prec, buf, len);
+    if ((e = strchr(buf, 'e'))) {
+        x = atoi(e + 1);
+        snprintf(e, len - (size_t)(e - buf), "e%c%0*d", x < 0 ? '-' : '+',
+                 s->sci_exp, x < 0 ? -x : x);
+    }
+}
+
+static void nd_item(struct nd *s, size_t i, char *out, size_t cap)
+{
+    char buf[400], *e;
+    FILE *f;
+    size_t len, ip;
+    double v = s->isfloat ? nd_load(s, i) : 0;
+    int p;
+
+    if (s->phase == PH_SCAN) {
+        if (isfinite(v)) {
+            p = sci_format(s, v, -1, buf, sizeof buf);
+            s->sci_prec = p > s->sci_prec ? p : s->sci_prec;
+            e = strchr(buf, 'e');
+            p = e ? (int)strlen(e + 2) : 2;
+            s->sci_exp = p > s->sci_exp ? p : s->sci_exp;
+        }
+        v = fabs(v);
+        if (isfinite(v) && v != 0) {
+            s->max = v > s->max ? v : s->max;
+            s->min = s->min == 0 || v < s->min ? v : s->min;
+        }
+        return;
+    }
+    if (s->isfloat && !s->fixed && isfinite(v)) {
+        sci_item(s, v, buf, sizeof buf);
+        len = strlen(buf);
+        if (s->phase == PH_MEASURE)
+            s->width = len > s->width ? len : s->width;
+        else
+            snprintf(out, cap, "%*s", (int)s->width, buf);
+        return;
+    }
+    if (s->fixed && isfinite(v)) {
+        ip = fixed_format(s, v, buf, sizeof buf);
+        len = strlen(buf);
+        if (s->phase == PH_MEASURE) {
+            s->intw = ip > s->intw ? ip : s->intw;
+            s->fracw = len - ip - 1 > s->fracw ? len - ip - 1 : s->fracw;
+        } else {
+            snprintf(out, cap, "%*s%-*s", (int)(s->intw - ip), "",
+                     (int)(s->intw + 1 + s->fracw - (s->intw - ip)), buf);
+        }
+        return;
+    }
+    if (!(f = fmemopen(buf, sizeof buf, "w")))
         return;
     print_item(f, s->a, i, false);
     len = (size_t)ftell(f);
     fclose(f);
     buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
     len = strlen(buf);
-    if (s->measure)
+    if (s->phase == PH_MEASURE)
         s->width = len > s->width ? len : s->width;
     else
-        printf("%*s", (int)s->width, buf);
+        snprintf(out, cap, "%*s", (int)s->width, buf);
+}
+
+/* A row being printed: its length so far (with the separator after the
+ * previous word) and the spaces owed before the next word (the previous
+ * word's right padding and the separator). */
+struct nd_row {
+    size_t col, owed;
+};
+
+/* Prints the next word of a row (an item, or "..."), wrapping as NumPy
+ * does at LINE_WIDTH: a wrapped line loses its trailing spaces, and the
+ * next starts at the row's indent. */
+static void nd_word(struct nd *s, unsigned d, struct nd_row *r,
+                    const char *dots, size_t i)
+{
+    size_t indent = d + 1, limit = LINE_WIDTH - d - 1, w, core;
+    char buf[400];
+
+    if (dots)
+        snprintf(buf, sizeof buf, "%s", dots);
+    else
+        nd_item(s, i, buf, sizeof buf);
+    w = strlen(buf);
+    for (core = w; core > 0 && buf[core - 1] == ' '; core--)
+        ;
+    if (r->col + w > limit && r->col > indent) {
+        printf("\n%*s", (int)indent, "");
+        r->col = indent;
+    } else {
+        printf("%*s", (int)r->owed, "");
+    }
+    printf("%.*s", (int)core, buf);
+    r->owed = w - core + 1;
+    r->col += w + 1;
 }
 
 /* Prints the sub-array of axis d that starts at item base. */
 static void nd_walk(struct nd *s, unsigned d, size_t base)
 {
+    struct nd_row row = {d + 1, 0};
     size_t n = s->shape[d], i;
     bool cut = s->cut && n > 2 * EDGE_ITEMS, last = d + 1 == s->ndim;
+    bool print = s->phase == PH_PRINT;
     unsigned k;
 
-    if (!s->measure)
+    if (print)
         putchar('[');
     for (i = 0; i < n; i++) {
-        if (i && !s->measure) {
-            if (last) {
-                putchar(' ');
-            } else {
+        if (cut && i == EDGE_ITEMS) {
+            if (print && last) {
+                nd_word(s, d, &row, "...", 0);
+            } else if (print) {
                 for (k = d + 1; k < s->ndim; k++)
                     putchar('\n'); /* a blank line between 2-D blocks */
-                printf("%*s", (int)d + 1, "");
+                printf("%*s...", (int)d + 1, "");
             }
-        }
-        if (cut && i == EDGE_ITEMS) {
             i = n - EDGE_ITEMS;
-            if (!s->measure) {
-                fputs("...", stdout);
-                if (last) {
-                    putchar(' ');
-                } else {
-                    for (k = d + 1; k < s->ndim; k++)
-                        putchar('\n');
-                    printf("%*s", (int)d + 1, "");
-                }
-            }
         }
-        if (last)
-            nd_item(s, base + i);
+        if (print && !last && i) {
+            for (k = d + 1; k < s->ndim; k++)
+                putchar('\n');
+            printf("%*s", (int)d + 1, "");
+        }
+        if (last && print)
+            nd_word(s, d, &row, NULL, base + i);
+        else if (last)
+            nd_item(s, base + i, NULL, 0);
         else
             nd_walk(s, d + 1, base + i * s->stride[d]);
     }
-    if (!s->measure)
+    if (print && last && row.owed > 1)
+        printf("%*s", (int)row.owed - 1, ""); /* the last item's padding */
+    if (print)
         putchar(']');
 }
 
@@ -244,9 +402,23 @@ static void print_values_text(const shmkit_array *a)
     for (d = s.ndim - 1; d > 0; d--)
         s.stride[d - 1] = s.stride[d] * s.shape[d];
     s.cut = shmkit_array_length(a) > THRESHOLD;
-    s.measure = true;
+    s.isfloat = strchr("fd", shmkit_array_typecode(a)) != NULL;
+    s.sci_exp = 2;
+    if (s.isfloat) {
+        s.phase = PH_SCAN;
+        nd_walk(&s, 0, 0);
+        /* NumPy's rule for exponents: a large or tiny magnitude, or a
+         * wide range. */
+        s.fixed = s.max < 1e8 && (s.min == 0 || (s.min >= 1e-4 &&
+                                                 s.max / s.min <= 1e3));
+    }
+    s.phase = PH_MEASURE;
     nd_walk(&s, 0, 0);
-    s.measure = false;
+    if (s.fixed && s.intw + 1 + s.fracw > s.width)
+        s.width = s.intw + 1 + s.fracw; /* nan and inf pad to it */
+    else if (s.fixed)
+        s.intw = s.width - 1 - s.fracw; /* numbers pad to a wider nan */
+    s.phase = PH_PRINT;
     nd_walk(&s, 0, 0);
 }
 

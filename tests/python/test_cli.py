@@ -396,24 +396,41 @@ def test_bad_name_says_why(cli, arg, why):
         assert r.stderr.count("\n") == 1 and f": {why}" in r.stderr, r.stderr
 
 
+def _numpy_cases():
+    import numpy as np
+    rng = np.random.default_rng(14)
+    yield "q", np.arange(12).reshape(3, 4) * 7 - 20          # the issue's 3x4
+    yield "q", np.arange(10000).reshape(100, 100)             # elided both axes
+    yield "q", np.arange(24).reshape(2, 3, 4)                 # blank line between blocks
+    yield "q", np.arange(5000)                                # 1-D elided
+    yield "q", rng.integers(-10**12, 10**12, (3, 40))          # rows wrapped at 75
+    yield "d", np.arange(12).reshape(2, 2, 3) / 4             # decimal points aligned
+    yield "d", np.array([1 / 3, -2.5, 100.0, np.nan])
+    yield "d", np.linspace(-1, 1, 2000).reshape(40, 50)       # wrapped and elided
+    yield "d", np.array([1e-5, 1.5, -2e10, np.inf])           # exponents
+    yield "d", rng.standard_normal((7, 9)) * 1e6
+    yield "f", rng.standard_normal(3000).astype(np.float32)   # float32 digits
+
+
 def test_show_array_nests_rows_and_elides_like_numpy(cli, shm_prefix):
-    """A 3x4 array prints as NumPy prints it, rows nested; a large one
-    elided in the middle of each long axis, again as NumPy does."""
+    """`show` prints an array exactly as str(numpy_array) does: rows nested
+    by shape (the issue's 3x4), the middle of long axes elided above 1000
+    items, rows wrapped at 75 columns, floats aligned on the point or in
+    exponent form."""
     np = pytest.importorskip("numpy")
     shmkit = pytest.importorskip("shmkit")
     made = []
     try:
-        for tag, shape in (("a34", (3, 4)), ("a100", (100, 100)),
-                           ("a3d", (2, 3, 4)), ("a1d", (5000,))):
-            n = int(np.prod(shape))
-            a = shmkit.Array("q", n, name=shm_prefix + tag, shape=shape)
+        for k, (tc, v) in enumerate(_numpy_cases()):
+            a = shmkit.Array(tc, v.size, name=f"{shm_prefix}{k}", shape=v.shape)
             made.append(a)
-            v = np.asarray(a)
-            v[...] = np.arange(n).reshape(shape) * 7 - 20
-            r = run(cli, "show", shm_prefix + tag)
+            view = np.asarray(a)
+            view[...] = v
+            r = run(cli, "show", a.name)
             assert r.returncode == 0, r.stderr
-            assert r.stdout.split("values:\n", 1)[1] == str(v) + "\n", r.stdout
-        assert "...\n" in run(cli, "show", shm_prefix + "a100").stdout
+            assert r.stdout.split("values:\n", 1)[1] == str(view) + "\n", \
+                (tc, v.shape, r.stdout)
+            del view
     finally:
         for a in made:
             a.unlink()
