@@ -1,6 +1,6 @@
 /*
  * test_cli_mutate.c - the shmkit command on mutated images: a list, an
- * array, a value and a lock are made whole, then their bytes are changed
+ * array, a value, a lock and a queue are made whole, then their bytes are changed
  * at random (header words, item records, data) and `shmkit show`, `show
  * --json` and `info` run on each image. Every run must end by exit() with
  * 0 or 1: never a signal (in the sanitizer build an ASan or UBSan report
@@ -198,4 +198,18 @@ Test(cli_mutate, locks)
     mutate_and_show(tu_name("k"), "lock");
     shmkit_lock_unlink(l);
     shmkit_lock_close(l);
+}
+
+Test(cli_mutate, queues)
+{
+    shmkit_queue *q;
+
+    seed();
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("q"), 1024, 0, 0), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(shmkit_queue_put(q, "first", 5, NULL), 0, "%s", shmkit_last_error());
+    cr_assert_eq(shmkit_queue_put(q, "second message", 14, NULL), 0);
+    mutate_and_show(tu_name("q"), "queue");
+    shmkit_queue_unlink(q);
+    shmkit_queue_close(q);
 }

@@ -17,9 +17,10 @@ const struct cli_command cli_commands[] = {
      "list shared memory objects",
      "Lists every object in /dev/shm, one per line: name, size, owner,\n"
      "mode, modification time, kind (raw, list, array, value, lock,\n"
-     "sidecar, empty, not-shm or ? when unreadable), lifecycle (who removes\n"
-     "it: tracked by a process family, a reference count, a manager, or -\n"
-     "for nobody) and the pids that map it. Columns are as wide as their\n"
+     "queue, sidecar, empty, not-shm or ? when unreadable), lifecycle (who\n"
+     "removes it: tracked by a process family, a reference count, a\n"
+     "manager, or - for nobody) and the pids that map it. Columns are as\n"
+     "wide as their\n"
      "content; on a terminal, names too long for the screen end in an\n"
      "ellipsis. Bytes that are not printable in a name are escaped (\\n,\n"
      "\\t, \\xHH), so a hostile name cannot send escape sequences to your\n"
@@ -34,13 +35,14 @@ const struct cli_command cli_commands[] = {
      {{"--json", "one JSON object, the same fields as ls --json"},
       {"--bytes", "the size in bytes only"}}},
     {"show", cli_show, "NAME [--json]",
-     "decode a ShareableList, Value, Array or lock",
+     "decode a ShareableList, Value, Array, lock or queue",
      "Decodes the object by its kind: a ShareableList (shmkit's or\n"
      "CPython's) item by item in Python's repr style; a Value; an Array\n"
      "with its shape, rows nested and the middle elided when large, as\n"
-     "NumPy prints it; a named lock's state. A raw block has no layout to\n"
-     "decode: show says so in one line and exits 1. Nothing is locked:\n"
-     "values are a snapshot a writer may be changing.",
+     "NumPy prints it; a named lock's state; a queue's capacity, depth and\n"
+     "waiters. A raw block has no layout to decode: show says so in one\n"
+     "line and exits 1. Nothing is locked: values are a snapshot a writer\n"
+     "may be changing.",
      {{"--json", "one JSON object: str as strings, bytes as\n"
                  "{\"bytes\": BASE64}, arrays flat with their shape (at most\n"
                  "1000 values, then \"truncated\": true)"}}},

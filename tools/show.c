@@ -15,8 +15,8 @@ static int show_raw(shmkit_block *b)
     char *shown = cli_escape(shmkit_block_name(b), NULL), size[32];
 
     cli_format_size(size, sizeof size, shmkit_block_size(b));
-    fprintf(stderr, "shmkit: %s: raw bytes (%s), not a list, array, value or "
-                    "lock: nothing to decode (SHMKIT_EKIND)\n",
+    fprintf(stderr, "shmkit: %s: raw bytes (%s), not a list, array, value, "
+                    "lock or queue: nothing to decode (SHMKIT_EKIND)\n",
             shown ? shown : "?", size);
     free(shown);
     return 1;

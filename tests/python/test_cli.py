@@ -127,7 +127,7 @@ def test_show_raw_block_says_nothing_to_decode(cli, cpython_block):
     r = run(cli, "show", cpython_block.name)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr == (f"shmkit: {cpython_block.name}: raw bytes (1.2 KiB), "
-                        "not a list, array, value or lock: nothing to decode "
+                        "not a list, array, value, lock or queue: nothing to decode "
                         "(SHMKIT_EKIND)\n")
 
 
