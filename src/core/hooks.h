@@ -10,12 +10,13 @@
  *   life  (src/life/block_life.c) sets .life   - tracked/refcounted blocks
  *   sync  (src/sync/lock.c)       sets .locks_held_in
  *
- * Each layer registers from a constructor (before main, single-threaded),
- * so nothing needs an init call. A static link pulls in an archive member
- * only when something uses one of its symbols, which a registering
- * constructor alone does not: libshmkit.a is therefore built from one
- * prelinked object (CMakeLists.txt), so that linking any part of it links
- * every layer and every registration. An entry still NULL means its layer
+ * Each layer registers from a constructor (SHMKIT__REGISTER: before main,
+ * single-threaded, before the program's own constructors), so nothing
+ * needs an init call. A static link pulls in an archive member only when
+ * something uses one of its symbols, which a registering constructor alone
+ * does not: libshmkit.a is therefore built from one prelinked object
+ * (CMakeLists.txt), so that linking any part of it links every layer and
+ * every registration. An entry still NULL means its layer
  * is not in the program: no lock can then be held, and a create or attach
  * that asks for a lifetime fails with SHMKIT_ETRACKER.
  */
@@ -27,6 +28,12 @@
 #include <stdint.h>
 
 #include "internal.h"
+
+/* Marks a layer's registration function: a constructor of the highest
+ * priority a program may use (101), so that it has run before any
+ * constructor of default priority - the program's own included, which may
+ * already create blocks - whatever the link order. */
+#define SHMKIT__REGISTER __attribute__((constructor(101)))
 
 /* Flags that ask for a lifetime. */
 #define SHMKIT__LIFE_FLAGS (SHMKIT_TRACK | SHMKIT_REFCOUNT)

@@ -88,9 +88,9 @@ static const struct shmkit__life_ops life_ops = {
     .renamed = life_renamed,
 };
 
-/* Before main, so that every block created, even from a constructor of the
- * program's own, finds its lifetime (core/hooks.h). */
-__attribute__((constructor)) static void life_register(void)
+/* Before main and before the program's own constructors, so that every
+ * block created finds its lifetime (core/hooks.h). */
+SHMKIT__REGISTER static void life_register(void)
 {
     shmkit__block_hooks.life = &life_ops;
 }

@@ -281,7 +281,7 @@ bool shmkit__locks_held_in(const void *p, size_t len)
 
 /* Lets the block layer refuse to close or shrink a mapping that holds a
  * lock of ours (core/hooks.h says why this runs before main). */
-__attribute__((constructor)) static void locks_register(void)
+SHMKIT__REGISTER static void locks_register(void)
 {
     shmkit__block_hooks.locks_held_in = shmkit__locks_held_in;
 }

@@ -7,7 +7,8 @@
  * libshmkit.a were a plain archive of one object per source, the linker
  * would leave the lifetime objects out, and the create below would fail
  * with SHMKIT_ETRACKER. The library is one prelinked object so that it
- * cannot. No Criterion and no test helpers: they would pull in the rest
+ * cannot, and registers with a constructor priority so that it is ready
+ * before the program's own constructors run. No Criterion and no test helpers: they would pull in the rest
  * of the library by themselves.
  */
 #define _GNU_SOURCE
@@ -20,6 +21,21 @@
 #include "shmkit.h"
 
 static char name[64];
+static int early = 1;   /* what a create from a constructor returned */
+
+/* A program's own constructor runs before main too: the layers must have
+ * registered already (theirs have a higher priority). */
+__attribute__((constructor)) static void create_before_main(void)
+{
+    shmkit_block *a;
+    char early_name[64];
+
+    snprintf(early_name, sizeof early_name, "sktest_link_early_%ld",
+             (long)getpid());
+    early = shmkit_block_create(&a, early_name, 4096, SHMKIT_REFCOUNT);
+    if (early == 0)
+        shmkit_block_close(a);  /* the last reference: removes the name */
+}
 
 static void fail(const char *what, int r)
 {
@@ -38,6 +54,8 @@ int main(void)
     int r;
 
     snprintf(name, sizeof name, "sktest_link_%ld", (long)getpid());
+    if (early != 0)
+        fail("create with SHMKIT_REFCOUNT from a constructor", early);
     r = shmkit_block_create(&a, name, 4096, SHMKIT_REFCOUNT);
     if (r != 0)
         fail("create with SHMKIT_REFCOUNT", r);
