@@ -273,6 +273,7 @@ SHMKIT_API const char *shmkit_name_problem(const char *name);
 
 #include "shmkit/list.h"
 #include "shmkit/sync.h"
+#include "shmkit/sync_inline.h"
 #include "shmkit/typed.h"
 #include "shmkit/lifecycle.h"
 #include "shmkit/queue.h"

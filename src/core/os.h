@@ -76,6 +76,21 @@ typedef struct shmkit__os_ops {
     /* Start time of process `pid` (an opaque number that differs between
      * two processes that had the same pid), or -ESRCH if none runs. */
     int (*proc_start)(pid_t pid, uint64_t *start);
+
+    /* ---- the robust list, for the locks (src/sync) ---- */
+    /* The calling thread's robust futex list as registered with the
+     * kernel (set_robust_list): *head NULL if none. */
+    int (*robust_list_get)(void **head, size_t *len);
+    int (*robust_list_set)(void *head, size_t len);
+    /* The calling thread's id as the kernel knows it. */
+    int (*gettid)(void);
+    /* 1 if a thread with id tid exists in this PID namespace, 0 if none
+     * does, -errno if the system will not tell. */
+    int (*thread_exists)(int tid);
+    /* Copies len bytes within this process, answering -EFAULT instead of
+     * raising a signal where src or dst is not mapped (readable or
+     * writable): for pointers read from memory a peer may have written. */
+    int (*mem_copy_checked)(void *dst, const void *src, size_t len);
 } shmkit__os_ops;
 
 extern shmkit__os_ops shmkit__os;

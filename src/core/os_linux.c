@@ -19,6 +19,10 @@
 #include <stdlib.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sched.h>
+#include <stdint.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "os_linux.h"
@@ -310,6 +314,44 @@ static int linux_proc_start(pid_t pid, uint64_t *start)
     return 0;
 }
 
+static int linux_robust_list_get(void **head, size_t *len)
+{
+    return syscall(SYS_get_robust_list, 0, head, len) < 0 ? -errno : 0;
+}
+
+static int linux_robust_list_set(void *head, size_t len)
+{
+    return syscall(SYS_set_robust_list, head, len) < 0 ? -errno : 0;
+}
+
+static int linux_gettid(void)
+{
+    return (int)syscall(SYS_gettid);
+}
+
+/* sched_getscheduler takes any thread's id (kill() wants a process's)
+ * and needs no permission. */
+static int linux_thread_exists(int tid)
+{
+    if (tid <= 0)
+        return 0;
+    if (syscall(SYS_sched_getscheduler, tid) >= 0)
+        return 1;
+    return errno == ESRCH ? 0 : -errno;
+}
+
+/* process_vm_readv on ourselves reports EFAULT for unmapped memory on
+ * either side instead of a SIGSEGV. */
+static int linux_mem_copy_checked(void *dst, const void *src, size_t len)
+{
+    struct iovec local = {dst, len}, remote = {(void *)src, len};
+    ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+
+    if (n < 0)
+        return -errno;
+    return (size_t)n == len ? 0 : -EFAULT;
+}
+
 #define LINUX_OPS                                                             \
     {                                                                         \
         .shm_open = linux_shm_open,                                           \
@@ -332,6 +374,11 @@ static int linux_proc_start(pid_t pid, uint64_t *start)
         .futex_wait = linux_futex_wait,                                       \
         .futex_wake = linux_futex_wake,                                       \
         .proc_start = linux_proc_start,                                       \
+        .robust_list_get = linux_robust_list_get,                             \
+        .robust_list_set = linux_robust_list_set,                             \
+        .gettid = linux_gettid,                                               \
+        .thread_exists = linux_thread_exists,                                 \
+        .mem_copy_checked = linux_mem_copy_checked,                           \
     }
 
 static const shmkit__os_ops linux_ops = LINUX_OPS;

@@ -3,14 +3,13 @@
  *
  * CPython's layout has no room for a lock, and adding one would break its
  * readers, so the lock lives in its own small block "<name>.lock": a
- * robust, process-shared, error-checking pthread mutex behind a magic and
- * a version. Any process may create it on first use; it is built under a
+ * shmkit_mutex (robust, process-shared, see shmkit/sync.h) behind a magic
+ * and a version. Any process may create it on first use; it is built under a
  * generated name and renamed into place without replacing, so two
  * processes racing to create it end up sharing the winner's, and nobody
  * ever sees a half-initialised mutex.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +19,7 @@
 #include "core/os.h"
 
 #define LOCK_MAGIC "shmkLLK"   /* 7 characters and the NUL: 8 bytes */
-#define LOCK_VERSION 1u
+#define LOCK_VERSION 2u     /* 1 held the C library's mutex */
 
 /* The lock block. The mutex protects nothing inside this block; it
  * protects the items of the list named like the block minus ".lock". */
@@ -29,12 +28,12 @@ struct list_lock_shared {
     uint32_t version;
     uint32_t size;          /* sizeof(struct list_lock_shared) */
     union {
-        pthread_mutex_t mutex;
+        shmkit_mutex mutex;
         unsigned char pad[64];
     } u;
 };
 
-_Static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits its room");
+_Static_assert(sizeof(shmkit_mutex) <= 64, "mutex fits its room");
 _Static_assert(offsetof(struct list_lock_shared, u) == 16, "fixed layout");
 _Static_assert(sizeof(struct list_lock_shared) == 80, "fixed layout");
 
@@ -46,22 +45,10 @@ static struct list_lock_shared *shared(const shmkit_list *l)
 /* Initialises a fresh lock block (not yet visible under its name). */
 static int lock_init(struct list_lock_shared *s)
 {
-    pthread_mutexattr_t a;
-    int e;
+    int e = shmkit_mutex_init(&s->u.mutex, 0);
 
-    e = pthread_mutexattr_init(&a);
     if (e)
-        return -e;
-    e = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    if (!e)
-        e = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    if (!e)
-        e = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-    if (!e)
-        e = pthread_mutex_init(&s->u.mutex, &a);
-    pthread_mutexattr_destroy(&a);
-    if (e)
-        return -e;
+        return e;
     s->version = LOCK_VERSION;
     s->size = sizeof *s;
     memcpy(s->magic, LOCK_MAGIC, sizeof s->magic);
@@ -91,9 +78,12 @@ bool shmkit__list_lock_probe(const void *data, size_t size)
 {
     const struct list_lock_shared *s = data;
 
+    shmkit_mutex_info info;
+
     return size == sizeof *s &&
            memcmp(s->magic, LOCK_MAGIC, sizeof s->magic) == 0 &&
-           s->version == LOCK_VERSION && s->size == sizeof *s;
+           s->version == LOCK_VERSION && s->size == sizeof *s &&
+           shmkit_mutex_inspect(&s->u.mutex, &info) == 0 && !info.recursive;
 }
 
 void shmkit__list_lock_drop(const char *list)
@@ -189,8 +179,8 @@ int shmkit_list_lock(shmkit_list *l)
                                 l->block ? shmkit_block_name(l->block)
                                          : "(memory)");
     }
-    e = pthread_mutex_lock(&shared(l)->u.mutex);
-    if (e == EOWNERDEAD) {
+    e = shmkit_mutex_lock(&shared(l)->u.mutex);
+    if (e == SHMKIT_EOWNERDEAD) {
         /* Held, but the state is the caller's to repair: until it calls
          * shmkit_list_consistent(), unlocking leaves the lock unusable. */
         l->locked = true;
@@ -199,9 +189,7 @@ int shmkit_list_lock(shmkit_list *l)
                             shmkit_block_name(l->block));
     }
     if (e)
-        return shmkit__fail(l->block, e == ENOTRECOVERABLE
-                                          ? SHMKIT_ENOTRECOVERABLE : -e,
-                            "shmkit_list_lock(\"%s\")",
+        return shmkit__fail(l->block, e, "shmkit_list_lock(\"%s\")",
                             shmkit_block_name(l->block));
     l->locked = true;
     return 0;
@@ -214,9 +202,9 @@ int shmkit_list_consistent(shmkit_list *l)
     if (!l->locked)
         return shmkit__fail(l->block, SHMKIT_ENOTOWNER,
                             "shmkit_list_consistent: lock not held");
-    e = pthread_mutex_consistent(&shared(l)->u.mutex);
+    e = shmkit_mutex_consistent(&shared(l)->u.mutex);
     if (e)
-        return shmkit__fail(l->block, -e, "shmkit_list_consistent(\"%s\")",
+        return shmkit__fail(l->block, e, "shmkit_list_consistent(\"%s\")",
                             shmkit_block_name(l->block));
     return 0;
 }
@@ -228,9 +216,11 @@ int shmkit_list_unlock(shmkit_list *l)
     if (!l->locked)
         return shmkit__fail(l->block, SHMKIT_ENOTOWNER,
                             "shmkit_list_unlock: lock not held");
-    e = pthread_mutex_unlock(&shared(l)->u.mutex);
+    e = shmkit_mutex_unlock(&shared(l)->u.mutex);
+    if (e == SHMKIT_ENOTOWNER || e == SHMKIT_ECORRUPT)
+        l->locked = false; /* released, or never ours: either way not held */
     if (e)
-        return shmkit__fail(l->block, e == EPERM ? SHMKIT_ENOTOWNER : -e,
+        return shmkit__fail(l->block, e,
                             "shmkit_list_unlock(\"%s\")",
                             shmkit_block_name(l->block));
     l->locked = false;
@@ -242,7 +232,7 @@ void shmkit__list_lock_close(shmkit_list *l)
     if (!l->lockb)
         return;
     if (l->locked)
-        pthread_mutex_unlock(&shared(l)->u.mutex);
+        shmkit_mutex_unlock(&shared(l)->u.mutex);
     l->locked = false;
     shmkit_block_close(l->lockb);
     l->lockb = NULL;

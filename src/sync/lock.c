@@ -1,20 +1,44 @@
 /*
- * lock.c - robust process-shared mutexes and condition variables, and the
- * per-thread record of held locks that the block layer consults.
+ * lock.c - robust process-shared mutexes and condition variables over
+ * futexes, and the per-thread record of held locks that the block layer
+ * consults.
  *
- * A shmkit_mutex is a glibc robust, process-shared, error-checking
- * pthread mutex behind a small header (magic, version, flags, PID
- * namespace). Recursion is not the C library's: each thread keeps a list
- * of the locks it holds with a depth for each, which gives us recursion,
- * "who holds what" for shmkit_block_close(), the per-thread bound, and a
- * clean hand-over through condition waits, at the cost of a few loads.
+ * The mutex owns its lock word: a futex holding the owner's thread id and
+ * the kernel's robust-futex bits (WAITERS, OWNER_DIED). While a thread
+ * holds it, the mutex is an entry of the thread's robust list, the one the
+ * C library registered with set_robust_list: the entry's shape is the C
+ * library's (the word 32 bytes before the `next` pointer, `prev` just
+ * before `next`), so its robust mutexes and ours share the list and the
+ * kernel marks both OWNER_DIED when the thread dies. The protocol is the
+ * C library's: list_op_pending names the entry around every change, the
+ * entry is linked only while the word is ours.
  *
- * The lists of all threads hang off one registry so that any thread can
- * answer "does this process hold a lock in [p, p+len)?". Entries are
- * written only by their own thread (relaxed atomics); readers of other
- * threads' lists may see them a moment late, which is harmless: a thread
- * that locks inside a block while another thread closes it is racing
- * anyway.
+ * States of the word: 0 free; tid held; tid|OWNER_DIED held after an owner
+ * death, not yet repaired ("inconsistent"); OWNER_DIED (tid 0) its holder
+ * died; NOTREC (an impossible tid) not recoverable, for good. WAITERS may
+ * be or'ed into any of them.
+ *
+ * Pointers in shared memory are never trusted: a peer may write anything
+ * into a mutex. The list pointers a thread follows are checked against its
+ * own private record (the shadow of each held entry's `next`), and where
+ * they cannot be (a C library mutex between two of ours) they are read and
+ * written through the OS layer's checked copy, which answers EFAULT rather
+ * than crashing.
+ *
+ * Each thread keeps a record of the locks it holds with a depth for each:
+ * recursion, "who holds what" for shmkit_block_close(), the per-thread
+ * bound, and the hand-over through condition waits. The inline fast paths
+ * of sync_inline.h update it too. The records of all threads hang off one
+ * registry so that any thread can answer "does this process hold a lock in
+ * [p, p+len)?". Entries are written only by their own thread (relaxed
+ * atomics); readers of other threads' records may see them a moment late,
+ * which is harmless: a thread that locks inside a block while another
+ * thread closes it is racing anyway.
+ *
+ * A condition is a futex sequence counter: waiters sleep on the counter,
+ * signal and broadcast bump it and wake. There is no lock inside it, so a
+ * process killed anywhere in a condition call leaves nothing that blocks
+ * anyone.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,11 +47,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/hooks.h"
 #include "core/internal.h"
@@ -36,40 +56,51 @@
 
 /* ---- shared layouts ------------------------------------------------- */
 
-/*
- * The inside of a shmkit_mutex. magic, version, flags and pid_ns are
- * written once by shmkit_mutex_init before the mutex is shared and never
- * again; pm is the C library's and changes only through pthread calls.
- */
-struct mutex_shared {
-    union {
-        struct {
-            uint32_t magic;   /* SYNC_MUTEX_MAGIC */
-            uint16_t version; /* SYNC_VERSION */
-            uint16_t flags;   /* SHMKIT_MUTEX_RECURSIVE */
-        };
-        uint64_t head;        /* the three at once, for a quick check */
-    };
-    uint64_t pid_ns;    /* initialiser's PID namespace inode, 0 unknown */
-    pthread_mutex_t pm; /* robust, process-shared, error-checking */
-};
-_Static_assert(sizeof(struct mutex_shared) <= SHMKIT_MUTEX_SIZE,
-               "the C library's mutex fits in shmkit_mutex");
-_Static_assert(offsetof(struct mutex_shared, version) == 4, "version offset");
-_Static_assert(offsetof(struct mutex_shared, pid_ns) == 8, "pid_ns offset");
-_Static_assert(offsetof(struct mutex_shared, pm) == 16, "pm offset");
+typedef struct shmkit__mutex_layout mutex_shared;
 
-/* The inside of a shmkit_cond; same rules as the mutex. */
+_Static_assert(sizeof(mutex_shared) == SHMKIT_MUTEX_SIZE, "mutex layout");
+_Static_assert(offsetof(mutex_shared, version) == 4, "version offset");
+_Static_assert(offsetof(mutex_shared, pid_ns) == 8, "pid_ns offset");
+_Static_assert(offsetof(mutex_shared, word) == 16, "word offset");
+_Static_assert(offsetof(mutex_shared, next) -
+                       offsetof(mutex_shared, prev) == sizeof(void *),
+               "prev just before next, as the C library's list has it");
+
+/* Where the word sits relative to the list entry (the kernel's
+ * futex_offset); the C library's robust mutexes use the same on 64-bit
+ * Linux, which is checked against the registered head at thread set-up. */
+#define ROBUST_FUTEX_OFFSET                                                   \
+    ((long)offsetof(mutex_shared, word) - (long)offsetof(mutex_shared, next))
+
+/* The kernel's struct robust_list_head. */
+struct robust_head {
+    void *list;
+    long futex_offset;
+    void *list_op_pending;
+};
+
+/* The inside of a shmkit_cond. */
 struct cond_shared {
     uint32_t magic;     /* SYNC_COND_MAGIC */
     uint16_t version;   /* SYNC_VERSION */
     uint16_t flags;     /* none yet, 0 */
     uint64_t pid_ns;    /* initialiser's PID namespace inode, 0 unknown */
-    pthread_cond_t pc;  /* process-shared, CLOCK_MONOTONIC */
+    uint32_t seq;       /* bumped by every signal and broadcast */
+    uint32_t reserved[11];
 };
-_Static_assert(sizeof(struct cond_shared) <= SHMKIT_COND_SIZE,
-               "the C library's condition fits in shmkit_cond");
-_Static_assert(offsetof(struct cond_shared, pc) == 16, "pc offset");
+_Static_assert(sizeof(struct cond_shared) == SHMKIT_COND_SIZE, "cond layout");
+
+#define W_WAITERS SHMKIT__FUTEX_WAITERS
+#define W_DIED SHMKIT__FUTEX_OWNER_DIED
+#define W_TID SHMKIT__FUTEX_TID
+#define W_NOTREC SHMKIT__FUTEX_NOTREC
+
+/* Rounds of spinning on a held lock before sleeping, and how long a sleeper
+ * waits before asking whether the owner still exists (a word naming a
+ * thread that is gone, and that no robust list will ever release, is
+ * taken as an owner death rather than waited on forever). */
+#define SPIN_ROUNDS 100
+#define OWNER_PROBE_NS 100000000L
 
 /* ---- this process's PID namespace ----------------------------------- */
 
@@ -87,7 +118,6 @@ uint64_t shmkit__pid_ns(void)
 
     if (ns != UINT64_MAX)
         return ns;
-    /* A forked child may be in a new namespace: have fork reset this. */
     pthread_once(&reg_once, reg_init);
     ns = shmkit__os.pid_namespace();
     __atomic_store_n(&self_ns, ns, __ATOMIC_RELAXED);
@@ -104,31 +134,33 @@ int shmkit__pid_ns_check(uint64_t ns)
 
 /* ---- held locks, per thread ----------------------------------------- */
 
-struct held {
-    const struct mutex_shared *m; /* NULL: free slot (only past n) */
-    uint32_t again;               /* times locked beyond the first; zero
-                                     in every slot at or past n, so a
-                                     push need not write it */
-};
-
 struct thread_locks {
     struct thread_locks *next, *prev; /* registry, under reg_lock */
-    unsigned n;                       /* entries in use, h[0..n) */
-    struct held h[SHMKIT_LOCKS_PER_THREAD];
+    uint32_t n;                       /* entries in use, read by others */
+    /* Our own robust list head, used only where the C library registered
+     * none; `prev` first, as the list's doubly linked shape wants. */
+    void *own_prev;
+    struct robust_head own_head;
+    struct shmkit__held h[SHMKIT_LOCKS_PER_THREAD];
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct thread_locks *reg_head;
 static pthread_key_t reg_key;
-/* This thread's record and its count (self.t->n, kept beside the pointer
- * too: the fast paths then need no load that waits for another load,
- * which counts next to a locked instruction). One TLS object, so position
- * independent code finds both through one address. Small, so it fits the
- * static TLS that a dlopen()ed library may use. */
-static __thread struct {
-    struct thread_locks *t;
-    unsigned n;
-} self __attribute__((tls_model("initial-exec")));
+
+/* This thread's view; the inline paths read it (sync_inline.h). Small, so
+ * that it fits the static TLS a dlopen()ed library may use. */
+SHMKIT_API __thread struct shmkit__thread shmkit__self
+    __attribute__((tls_model("initial-exec")));
+
+#define self shmkit__self
+
+static inline struct thread_locks *self_record(void)
+{
+    return self.h ? (struct thread_locks *)((char *)self.h -
+                                            offsetof(struct thread_locks, h))
+                  : NULL;
+}
 
 static void reg_unlink(struct thread_locks *t)
 {
@@ -141,8 +173,11 @@ static void reg_unlink(struct thread_locks *t)
     t->next = t->prev = NULL;
 }
 
-/* Thread exit: a robust lock still held is released by the kernel (the
- * next locker gets owner-died), so the record just goes. */
+/* Thread exit: a lock still held is released by the kernel's walk of the
+ * robust list (the next locker gets owner-died), so the record just goes.
+ * If the list head was ours, the kernel walks it after this (the memory
+ * must outlive the thread): unregister it first; the C library's head
+ * lives in the thread's descriptor and is walked at exit as usual. */
 static void reg_thread_exit(void *p)
 {
     struct thread_locks *t = p;
@@ -150,8 +185,12 @@ static void reg_thread_exit(void *p)
     pthread_mutex_lock(&reg_lock);
     reg_unlink(t);
     pthread_mutex_unlock(&reg_lock);
-    self.t = NULL;
-    self.n = 0;
+    if ((void *)self.robust == (void *)&t->own_head) {
+        if (self.n)
+            return; /* the kernel still needs the head: leak the record */
+        shmkit__os.robust_list_set(NULL, sizeof t->own_head);
+    }
+    memset(&self, 0, sizeof self);
     free(t);
 }
 
@@ -165,19 +204,29 @@ static void fork_parent(void)
     pthread_mutex_unlock(&reg_lock);
 }
 
-/* The child has one thread and holds no lock: robust mutexes belong to
- * the parent's threads (glibc empties the child's robust list likewise).
- * Other threads' records are dropped, not freed, as their owners are gone
- * mid-whatever. The child may live in a new PID namespace. */
+/* The child has one thread and holds no lock: robust locks belong to the
+ * parent's threads (the C library empties the child's robust list; if the
+ * head was ours, it is emptied here). Other threads' records are dropped,
+ * not freed, as their owners are gone mid-whatever. The child has a new
+ * thread id and may live in a new PID namespace: set-up runs again. */
 static void fork_child(void)
 {
+    struct thread_locks *t = self_record();
+
     pthread_mutex_init(&reg_lock, NULL);
-    reg_head = self.t;
-    if (self.t) {
-        self.t->next = self.t->prev = NULL;
-        self.t->n = 0;
-        memset(self.t->h, 0, sizeof self.t->h);
+    reg_head = t;
+    if (t) {
+        t->next = t->prev = NULL;
+        t->n = 0;
+        memset(t->h, 0, sizeof t->h);
+        t->own_head.list = &t->own_head;
+        t->own_head.list_op_pending = NULL;
+        t->own_prev = &t->own_head;
     }
+    /* The kernel gives a child no robust list; the C library registers
+     * its head again, ours must be too: look again at first use. */
+    self.robust = NULL;
+    self.tid = 0;
     self.n = 0;
     self_ns = UINT64_MAX;
 }
@@ -188,67 +237,108 @@ static void reg_init(void)
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-/* The calling thread's record, made on first use; NULL without memory. */
-static struct thread_locks *thread_locks_new(void)
+/* Finds this thread's robust list head, or registers our own. */
+static int robust_setup(struct thread_locks *t)
 {
-    struct thread_locks *t;
+    void *head = NULL;
+    size_t len = 0;
 
-    pthread_once(&reg_once, reg_init);
-    t = calloc(1, sizeof *t);
-    if (!t)
-        return NULL;
-    if (pthread_setspecific(reg_key, t) != 0) {
-        free(t);
-        return NULL;
+    if (self.robust)
+        return 0;
+    if (shmkit__os.robust_list_get(&head, &len) == 0 && head &&
+        len == sizeof(struct robust_head)) {
+        if (((struct robust_head *)head)->futex_offset != ROBUST_FUTEX_OFFSET)
+            return -ENOTSUP; /* a C library whose entries differ */
+        self.robust = head;
+        return 0;
     }
-    pthread_mutex_lock(&reg_lock);
-    t->next = reg_head;
-    if (reg_head)
-        reg_head->prev = t;
-    reg_head = t;
-    pthread_mutex_unlock(&reg_lock);
-    self.t = t;
-    return t;
+    t->own_head.list = &t->own_head;
+    t->own_head.futex_offset = ROBUST_FUTEX_OFFSET;
+    t->own_head.list_op_pending = NULL;
+    t->own_prev = &t->own_head;
+    if (shmkit__os.robust_list_set(&t->own_head, sizeof t->own_head) < 0)
+        return -ENOTSUP;
+    self.robust = (void **)&t->own_head;
+    return 0;
 }
 
-/* The entry for m in t, searched from the most recent, or NULL. */
-static inline struct held *held_find(struct thread_locks *t,
-                                     const struct mutex_shared *m)
+/* Sets up the calling thread (record, thread id, robust list) if needed:
+ * after this the inline paths may run. 0 or -ENOMEM / -ENOTSUP. */
+static int thread_setup(void)
+{
+    struct thread_locks *t = self_record();
+    int r;
+
+    if (self.tid)
+        return 0;
+    pthread_once(&reg_once, reg_init);
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t)
+            return -ENOMEM;
+        if (pthread_setspecific(reg_key, t) != 0) {
+            free(t);
+            return -ENOMEM;
+        }
+        pthread_mutex_lock(&reg_lock);
+        t->next = reg_head;
+        if (reg_head)
+            reg_head->prev = t;
+        reg_head = t;
+        pthread_mutex_unlock(&reg_lock);
+        self.h = t->h;
+        self.n_shared = &t->n;
+        self.n = 0;
+    }
+    r = robust_setup(t);
+    if (r < 0)
+        return r;
+    self.ns = shmkit__pid_ns();
+    self.tid = (uint32_t)shmkit__os.gettid();
+    return 0;
+}
+
+/* The entry for m in this thread's record, searched from the most recent,
+ * or NULL. */
+static inline struct shmkit__held *held_find(const void *m)
 {
     unsigned i;
 
     for (i = self.n; i-- > 0;)
-        if (t->h[i].m == m)
-            return &t->h[i];
+        if (self.h[i].m == m)
+            return &self.h[i];
     return NULL;
 }
 
-static inline void held_push(struct thread_locks *t,
-                             const struct mutex_shared *m)
+static inline struct shmkit__held *held_push(const void *m)
 {
     unsigned n = self.n;
 
-    __atomic_store_n(&t->h[n].m, m, __ATOMIC_RELAXED);
-    __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+    self.h[n].next = NULL;
+    __atomic_store_n(&self.h[n].m, m, __ATOMIC_RELAXED);
+    __atomic_store_n(self.n_shared, n + 1, __ATOMIC_RELEASE);
     self.n = n + 1;
+    return &self.h[n];
 }
 
-/* Removes h from t, keeping the order of the others (usually h is last). */
-static inline void held_remove(struct thread_locks *t, struct held *h)
+/* Removes h, keeping the order of the others (usually h is last). */
+static void held_remove(struct shmkit__held *h)
 {
     unsigned last = self.n - 1;
     unsigned i;
 
-    for (i = (unsigned)(h - t->h); i < last; i++) {
-        __atomic_store_n(&t->h[i].m, t->h[i + 1].m, __ATOMIC_RELAXED);
-        t->h[i].again = t->h[i + 1].again;
+    for (i = (unsigned)(h - self.h); i < last; i++) {
+        __atomic_store_n(&self.h[i].m, self.h[i + 1].m, __ATOMIC_RELAXED);
+        self.h[i].next = self.h[i + 1].next;
+        self.h[i].again = self.h[i + 1].again;
     }
-    t->h[last].again = 0;
-    __atomic_store_n(&t->n, last, __ATOMIC_RELEASE);
+    self.h[last].again = 0;
+    self.h[last].next = NULL;
+    __atomic_store_n(self.n_shared, last, __ATOMIC_RELEASE);
     self.n = last;
 }
 
-/* True if some thread's list names a lock that overlaps [lo, hi). */
+/* True if some thread's record names a lock that overlaps [lo, hi). */
 static bool list_holds_in(const struct thread_locks *t, uintptr_t lo,
                           uintptr_t hi)
 {
@@ -286,147 +376,158 @@ SHMKIT__REGISTER static void locks_register(void)
     shmkit__block_hooks.locks_held_in = shmkit__locks_held_in;
 }
 
-/* ---- the C library's insides ---------------------------------------- */
+/* ---- the robust list ------------------------------------------------ */
 
-/* The futex word's bits, from the kernel's robust-futex ABI. */
-#define FUTEX_BIT_WAITERS 0x80000000u
-#define FUTEX_BIT_OWNER_DIED 0x40000000u
-#define FUTEX_BITS_TID 0x3fffffffu
-
-/* glibc's marks in __owner (PTHREAD_MUTEX_INCONSISTENT/_NOTRECOVERABLE). */
-#define GLIBC_INCONSISTENT INT_MAX
-#define GLIBC_NOTRECOVERABLE (INT_MAX - 1)
-
-#if defined(__GLIBC__)
-/* glibc keeps the robust futex word in __lock (owner tid, waiters bit,
- * and the owner-died bit the kernel sets) and marks inconsistent and
- * unrecoverable mutexes in __owner. */
-
-static unsigned sync_futex_word(const pthread_mutex_t *pm)
+/* The `prev` slot of the entry an untagged list pointer names. */
+static inline void **prev_slot(void *entry)
 {
-    return (unsigned)__atomic_load_n(&pm->__data.__lock, __ATOMIC_RELAXED);
+    return (void **)((uintptr_t)entry & ~(uintptr_t)1) - 1;
 }
 
-static int sync_owner_mark(const pthread_mutex_t *pm)
+/* Links s at the front of this thread's list (s's word is ours). The
+ * first entry comes from the head, which only this thread and the C
+ * library write: it is the head itself, one of ours, or one of the C
+ * library's, whose `prev` slot it keeps valid; nothing here was read from
+ * shared memory. */
+static void robust_link(mutex_shared *s, struct shmkit__held *h)
 {
-    return __atomic_load_n(&pm->__data.__owner, __ATOMIC_RELAXED);
+    void **robust = self.robust;
+    void *first = robust[0];
+
+    s->prev = (void *)robust;
+    s->next = first;
+    *prev_slot(first) = &s->next;
+    __asm__ __volatile__("" ::: "memory");
+    robust[0] = &s->next;
+    h->next = first;
 }
 
-static bool sync_not_recoverable(const pthread_mutex_t *pm)
+/*
+ * Relinks the list from this thread's record alone: the head, then our
+ * held entries newest first, then the head again. Used when a pointer in
+ * a mutex we hold was overwritten by a peer: entries of the C library's
+ * that were in the list are dropped from it (they lose the kernel's
+ * owner-death marking), nothing is followed that could fault.
+ */
+static void robust_rebuild(const mutex_shared *skip)
 {
-    return sync_owner_mark(pm) == GLIBC_NOTRECOVERABLE;
+    void **robust = self.robust;
+    void *after = (void *)robust;
+    unsigned i;
+
+    for (i = 0; i < self.n; i++) {
+        mutex_shared *s = (mutex_shared *)self.h[i].m;
+        if (s == skip || !self.h[i].next)
+            continue;
+        s->next = after;
+        *prev_slot(after) = &s->next;
+        self.h[i].next = after;
+        after = &s->next;
+    }
+    robust[0] = after;
+    *prev_slot(after) = (void *)robust;
 }
 
-/* Frees the futex word if it says this thread holds it, and wakes its
- * waiters so they too can learn the mutex is not recoverable. */
-static void sync_release_stray(pthread_mutex_t *pm)
+/*
+ * Takes s (whose word is ours) off this thread's list. 0, or
+ * SHMKIT_ECORRUPT if a list pointer in s had been overwritten (the list
+ * is rebuilt from the record then).
+ */
+static int robust_unlink(mutex_shared *s, struct shmkit__held *h)
 {
-    int *w = &pm->__data.__lock;
-    int old = __atomic_load_n(w, __ATOMIC_RELAXED);
+    void **robust = self.robust;
+    void *me = &s->next, *succ = h->next, *p, *n;
+    void **pred = NULL;
+    struct shmkit__held *ph = NULL;
+    unsigned i;
 
-    if ((old & (int)FUTEX_BITS_TID) != (int)gettid())
-        return;
-    old = __atomic_exchange_n(w, 0, __ATOMIC_RELEASE);
-    if ((unsigned)old & FUTEX_BIT_WAITERS)
-        syscall(SYS_futex, w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (!succ)
+        return 0; /* never linked (a waiter's record) */
+    if (s->next == succ) {
+        if (robust[0] == me) {
+            pred = robust;
+        } else {
+            for (i = self.n; i-- > 0;) {
+                mutex_shared *o = (mutex_shared *)self.h[i].m;
+                if (self.h[i].next == me && o->next == me) {
+                    pred = &o->next;
+                    ph = &self.h[i];
+                    break;
+                }
+            }
+        }
+        if (pred) {
+            /* succ was s's successor when we last set it and nothing
+             * changed s->next since: it is still in the list. */
+            *pred = succ;
+            *prev_slot(succ) = pred;
+            if (ph)
+                ph->next = succ;
+            h->next = NULL;
+            return 0;
+        }
+    }
+    /* A C library entry next to s (it may have rewritten s->next when it
+     * unlinked its own), or pointers overwritten: follow s's own links, as
+     * the C library would, through checked copies. */
+    p = s->prev;
+    n = s->next;
+    {
+        void *at_p = NULL, *at_n = NULL;
+        if (p && n &&
+            shmkit__os.mem_copy_checked(&at_p, p, sizeof at_p) == 0 &&
+            shmkit__os.mem_copy_checked(&at_n, prev_slot(n), sizeof at_n) == 0 &&
+            at_p == me && at_n == me &&
+            shmkit__os.mem_copy_checked(p, &n, sizeof n) == 0 &&
+            shmkit__os.mem_copy_checked(prev_slot(n), &p, sizeof p) == 0) {
+            for (i = 0; i < self.n; i++) {
+                mutex_shared *o = (mutex_shared *)self.h[i].m;
+                if (self.h[i].next && (void *)&o->next == p)
+                    self.h[i].next = n;
+            }
+            h->next = NULL;
+            return 0;
+        }
+    }
+    robust_rebuild(s);
+    h->next = NULL;
+    return SHMKIT_ECORRUPT;
 }
-#else
-static unsigned sync_futex_word(const pthread_mutex_t *pm)
-{
-    (void)pm;
-    return 0;
-}
-
-static int sync_owner_mark(const pthread_mutex_t *pm)
-{
-    (void)pm;
-    return 0;
-}
-
-static bool sync_not_recoverable(const pthread_mutex_t *pm)
-{
-    (void)pm;
-    return false;
-}
-
-static void sync_release_stray(pthread_mutex_t *pm)
-{
-    (void)pm;
-}
-#endif
 
 /* ---- mutex ---------------------------------------------------------- */
 
-static inline struct mutex_shared *mutex_of(shmkit_mutex *m)
+static inline mutex_shared *mutex_of(shmkit_mutex *m)
 {
-    return (struct mutex_shared *)(void *)m;
+    return (mutex_shared *)(void *)m;
 }
 
-/* The namespace check when the quick comparison fails: this process's
- * namespace not read yet, or unknown, or really a different one. */
-static __attribute__((noinline)) int mutex_ns_check(uint64_t ns)
+/* The header check: 0, -EINVAL (not an initialised mutex of our version)
+ * or SHMKIT_ENAMESPACE. */
+static int mutex_check(const mutex_shared *s)
 {
-    return shmkit__pid_ns_check(ns);
-}
-
-/* What `head` of an initialised mutex holds, flags masked out (built
- * through the struct, so byte order does not matter; folds to
- * constants). */
-static inline uint64_t mutex_head_mask(void)
-{
-    struct mutex_shared x = {.magic = UINT32_MAX, .version = UINT16_MAX};
-
-    return x.head;
-}
-
-static inline uint64_t mutex_head_good(void)
-{
-    struct mutex_shared x = {.magic = SYNC_MUTEX_MAGIC,
-                             .version = SYNC_VERSION};
-
-    return x.head;
-}
-
-/* Checks that m is an initialised mutex usable from this namespace. On
- * the fast path: magic and version in one compare, the namespace against
- * our cached one in another. */
-static inline int mutex_check(const struct mutex_shared *s)
-{
-    uint64_t mine = __atomic_load_n(&self_ns, __ATOMIC_RELAXED);
-
-    if (__builtin_expect(!s, 0) ||
-        (__atomic_load_n(&s->head, __ATOMIC_ACQUIRE) & mutex_head_mask()) !=
-            mutex_head_good())
+    if (!s || ((uintptr_t)s & 7) ||
+        __atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != SYNC_MUTEX_MAGIC ||
+        s->version != SYNC_VERSION ||
+        (s->flags & ~SHMKIT_MUTEX_RECURSIVE))
         return -EINVAL;
-    if (__builtin_expect(s->pid_ns != mine, 0))
-        return mutex_ns_check(s->pid_ns);
-    return 0;
+    return shmkit__pid_ns_check(s->pid_ns);
+}
+
+int shmkit__mutex_header(const void *p)
+{
+    mutex_shared s;
+
+    memcpy(&s, p, sizeof s);
+    if (s.magic != SYNC_MUTEX_MAGIC)
+        return SHMKIT_ECORRUPT;
+    if (s.version != SYNC_VERSION)
+        return SHMKIT_EVERSION;
+    return (s.flags & ~SHMKIT_MUTEX_RECURSIVE) ? SHMKIT_ECORRUPT : 0;
 }
 
 bool shmkit__mutex_valid(const void *p)
 {
-    struct mutex_shared s;
-
-    memcpy(&s, p, sizeof s);
-    return s.magic == SYNC_MUTEX_MAGIC && s.version == SYNC_VERSION &&
-           (s.flags & ~SHMKIT_MUTEX_RECURSIVE) == 0;
-}
-
-/* Maps the C library's answers to ours. */
-static inline int lock_result(int r)
-{
-    switch (r) {
-    case 0:
-        return 0;
-    case EOWNERDEAD:
-        return SHMKIT_EOWNERDEAD;
-    case ENOTRECOVERABLE:
-        return SHMKIT_ENOTRECOVERABLE;
-    case EPERM:
-        return SHMKIT_ENOTOWNER;
-    default:
-        return -r;
-    }
+    return shmkit__mutex_header(p) == 0;
 }
 
 void shmkit_deadline(struct timespec *out, double seconds)
@@ -451,31 +552,19 @@ void shmkit_deadline(struct timespec *out, double seconds)
     }
 }
 
+static bool deadline_ok(const struct timespec *d)
+{
+    return d && d->tv_nsec >= 0 && d->tv_nsec < 1000000000L;
+}
+
 int shmkit_mutex_init(shmkit_mutex *m, unsigned flags)
 {
-    struct mutex_shared *s = mutex_of(m);
-    pthread_mutexattr_t a;
-    int r;
+    mutex_shared *s = mutex_of(m);
 
     if (!m || ((uintptr_t)m & 7) || (flags & ~SHMKIT_MUTEX_RECURSIVE))
         return shmkit__fail(NULL, -EINVAL, "shmkit_mutex_init: flags %#x",
                             flags);
     memset(m, 0, sizeof *m);
-    r = pthread_mutexattr_init(&a);
-    if (r)
-        return shmkit__fail(NULL, -r, "shmkit_mutex_init");
-    r = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    if (!r)
-        r = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    /* Error-checking, so a foreign unlock is EPERM, never a silent
-     * release; recursion is ours (see the top of this file). */
-    if (!r)
-        r = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-    if (!r)
-        r = pthread_mutex_init(&s->pm, &a);
-    pthread_mutexattr_destroy(&a);
-    if (r)
-        return shmkit__fail(NULL, -r, "shmkit_mutex_init");
     s->version = SYNC_VERSION;
     s->flags = (uint16_t)flags;
     s->pid_ns = shmkit__pid_ns();
@@ -483,60 +572,137 @@ int shmkit_mutex_init(shmkit_mutex *m, unsigned flags)
     return 0;
 }
 
-/*
- * pthread_mutex_trylock, minus a glibc bug (seen in 2.36): on a robust
- * mutex that is not recoverable it returns ENOTRECOVERABLE but leaves the
- * futex word locked by the caller, so every other process then blocks
- * for good. A mutex never leaves that state, so look first; if it got
- * there between the look and the call, undo the stray lock.
- */
-static int mutex_trylock(struct mutex_shared *s)
-{
-    int r;
-
-    if (sync_not_recoverable(&s->pm))
-        return ENOTRECOVERABLE;
-    r = pthread_mutex_trylock(&s->pm);
-    if (r == ENOTRECOVERABLE)
-        sync_release_stray(&s->pm);
-    return r;
-}
-
 enum acquire_how { ACQ_BLOCK, ACQ_TRY, ACQ_TIMED };
 
-/* Brings p's cache line in for writing. GCC emits PREFETCHW only when
- * told the CPU has it; every x86-64 we run on has, and older ones treat
- * the opcode as a no-op. */
-static inline void prefetch_for_write(const void *p)
+static inline void cpu_relax(void)
 {
-#if defined(__x86_64__)
-    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
-#else
-    __builtin_prefetch(p, 1, 3);
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
 #endif
 }
 
-/* The rare outcomes of an acquire, kept out of the fast path. */
-static __attribute__((noinline, cold)) int
-acquire_refused(shmkit_mutex *m, int r)
+/* The earlier of `deadline` (may be NULL) and now + OWNER_PROBE_NS. */
+static const struct timespec *probe_deadline(const struct timespec *deadline,
+                                             struct timespec *buf)
+{
+    clock_gettime(CLOCK_MONOTONIC, buf);
+    buf->tv_nsec += OWNER_PROBE_NS;
+    if (buf->tv_nsec >= 1000000000L) {
+        buf->tv_sec++;
+        buf->tv_nsec -= 1000000000L;
+    }
+    if (deadline && (deadline->tv_sec < buf->tv_sec ||
+                     (deadline->tv_sec == buf->tv_sec &&
+                      deadline->tv_nsec <= buf->tv_nsec)))
+        return deadline;
+    return buf;
+}
+
+static bool deadline_passed(const struct timespec *deadline)
+{
+    struct timespec now;
+
+    if (!deadline)
+        return false;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec ||
+           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+/*
+ * Makes the word ours (the record entry h exists, the list entry does
+ * not). Returns 0, SHMKIT_EOWNERDEAD (ours, after an owner death), or a
+ * refusal: SHMKIT_ENOTRECOVERABLE, -EBUSY (try), -ETIMEDOUT,
+ * SHMKIT_ECORRUPT (the word names this thread, which does not hold it).
+ */
+static int word_acquire(mutex_shared *s, struct shmkit__held *h,
+                        enum acquire_how how, const struct timespec *deadline)
+{
+    void **robust = self.robust;
+    uint32_t tid = self.tid, extra = 0, v;
+    unsigned spins = how == ACQ_TRY ? 0 : SPIN_ROUNDS;
+    bool last_try = false;
+    int r;
+
+    robust[2] = &s->next; /* list_op_pending */
+    for (;;) {
+        v = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
+        if ((v & W_TID) == W_NOTREC) {
+            r = SHMKIT_ENOTRECOVERABLE;
+            break;
+        }
+        if ((v & W_TID) == 0) {
+            uint32_t nv = tid | (v & (W_DIED | W_WAITERS)) | extra;
+            if (!__atomic_compare_exchange_n(&s->word, &v, nv, false,
+                                             __ATOMIC_ACQUIRE,
+                                             __ATOMIC_RELAXED))
+                continue;
+            robust_link(s, h);
+            r = (v & W_DIED) ? SHMKIT_EOWNERDEAD : 0;
+            break;
+        }
+        if ((v & W_TID) == tid) {
+            r = SHMKIT_ECORRUPT;
+            break;
+        }
+        if (how == ACQ_TRY || last_try) {
+            r = last_try ? -ETIMEDOUT : -EBUSY;
+            break;
+        }
+        if (spins) {
+            spins--;
+            cpu_relax();
+            continue;
+        }
+        if (!(v & W_WAITERS)) {
+            uint32_t nv = v | W_WAITERS;
+            if (!__atomic_compare_exchange_n(&s->word, &v, nv, false,
+                                             __ATOMIC_RELAXED,
+                                             __ATOMIC_RELAXED))
+                continue;
+            v = nv;
+        }
+        {
+            struct timespec buf;
+            const struct timespec *until = probe_deadline(deadline, &buf);
+            r = shmkit__os.futex_wait(&s->word, v, until);
+            /* Having slept, assume others sleep too: whoever takes the
+             * lock from here on keeps WAITERS so that its unlock wakes. */
+            extra = W_WAITERS;
+            if (r == -ETIMEDOUT && until == deadline) {
+                r = -ETIMEDOUT;
+                break;
+            }
+            if (r == -ETIMEDOUT && !(v & W_DIED) &&
+                __atomic_load_n(&s->word, __ATOMIC_RELAXED) == v &&
+                shmkit__os.thread_exists((int)(v & W_TID)) == 0) {
+                /* The word names a thread that is gone and was not
+                 * released at its death: its entry was lost (or the word
+                 * was written by a peer). Mark it as the kernel would. */
+                uint32_t nv = (v & W_WAITERS) | W_DIED;
+                __atomic_compare_exchange_n(&s->word, &v, nv, false,
+                                            __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED);
+            }
+            if (deadline_passed(deadline))
+                last_try = true; /* one more look, then give up */
+        }
+    }
+    robust[2] = NULL;
+    return r;
+}
+
+static __attribute__((noinline, cold)) int acquire_refused(shmkit_mutex *m,
+                                                            int r)
 {
     return shmkit__fail(NULL, r, "shmkit_mutex_lock(%p)", (void *)m);
 }
 
-/* The C library did not give the lock (or gave it with owner death):
- * drop the record pushed for it unless held. */
-static __attribute__((noinline)) int acquire_failed(int r)
-{
-    struct thread_locks *t = self.t;
-
-    if (r != EOWNERDEAD)
-        held_remove(t, &t->h[self.n - 1]);
-    return lock_result(r);
-}
-
 /* This thread already holds s: one level deeper if recursive. */
-static __attribute__((noinline)) int
-acquire_again(shmkit_mutex *m, struct mutex_shared *s, struct held *h)
+static int acquire_again(shmkit_mutex *m, mutex_shared *s,
+                         struct shmkit__held *h)
 {
     if (!(s->flags & SHMKIT_MUTEX_RECURSIVE))
         return shmkit__fail(NULL, -EDEADLK, "shmkit_mutex_lock(%p): "
@@ -547,32 +713,20 @@ acquire_again(shmkit_mutex *m, struct mutex_shared *s, struct held *h)
     return 0;
 }
 
-/*
- * The common path of lock, trylock and timedlock; inlined into each, so
- * `how` is a constant there.
- *
- * The header is read from the same cache line as the futex word the C
- * library then writes. Fetched by a plain read, a contended line would
- * arrive shared and need a second transfer to be written; prefetching it
- * for writing gets it exclusive once.
- */
-static inline __attribute__((always_inline)) int
-mutex_acquire(shmkit_mutex *m, enum acquire_how how,
-              const struct timespec *deadline)
+static int mutex_acquire(shmkit_mutex *m, enum acquire_how how,
+                         const struct timespec *deadline)
 {
-    struct mutex_shared *s = mutex_of(m);
-    struct thread_locks *t = self.t;
-    struct held *h;
-    int r;
+    mutex_shared *s = mutex_of(m);
+    struct shmkit__held *h;
+    int r = mutex_check(s);
 
-    prefetch_for_write(s);
-    r = mutex_check(s);
-    if (__builtin_expect(r != 0, 0))
+    if (r)
         return acquire_refused(m, r);
-    if (__builtin_expect(!t, 0) && !(t = thread_locks_new()))
-        return acquire_refused(m, -ENOMEM);
+    r = thread_setup();
+    if (r)
+        return acquire_refused(m, r);
     if (self.n) {
-        h = held_find(t, s);
+        h = held_find(s);
         if (h)
             return acquire_again(m, s, h);
         if (self.n >= SHMKIT_LOCKS_PER_THREAD)
@@ -580,17 +734,15 @@ mutex_acquire(shmkit_mutex *m, enum acquire_how how,
     }
     /* Recorded before the wait: a thread blocked on a lock in a block
      * counts as holding it (closing the block would pull the memory from
-     * under it), and nothing need survive the call but its result. */
-    held_push(t, s);
-    if (how == ACQ_BLOCK)
-        r = pthread_mutex_lock(&s->pm);
-    else if (how == ACQ_TRY)
-        r = mutex_trylock(s);
-    else
-        r = pthread_mutex_clocklock(&s->pm, CLOCK_MONOTONIC, deadline);
-    if (__builtin_expect(r == 0, 1))
-        return 0;
-    return acquire_failed(r);
+     * under it). */
+    h = held_push(s);
+    r = word_acquire(s, h, how, deadline);
+    if (r == 0 || r == SHMKIT_EOWNERDEAD)
+        return r;
+    held_remove(h);
+    if (r == -EBUSY || r == -ETIMEDOUT)
+        return r; /* ordinary answers, no message */
+    return acquire_refused(m, r);
 }
 
 int shmkit_mutex_lock(shmkit_mutex *m)
@@ -605,17 +757,55 @@ int shmkit_mutex_trylock(shmkit_mutex *m)
 
 int shmkit_mutex_timedlock(shmkit_mutex *m, const struct timespec *deadline)
 {
-    if (!deadline || deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
+    if (!deadline_ok(deadline))
         return shmkit__fail(NULL, -EINVAL, "shmkit_mutex_timedlock: deadline");
     return mutex_acquire(m, ACQ_TIMED, deadline);
 }
 
-/* Unlock of anything but the most recent lock at depth 1. */
-static __attribute__((noinline)) int mutex_unlock_slow(shmkit_mutex *m)
+/*
+ * Releases the word of s, which this thread holds (record entry h), and
+ * takes it off the robust list; the record entry stays (the caller drops
+ * it, or keeps it across a condition wait). An inconsistent mutex (held
+ * after an owner death, never repaired) becomes not recoverable.
+ * 0, or SHMKIT_ECORRUPT if the word or the list pointers had been
+ * overwritten (the lock is released all the same), or SHMKIT_ENOTOWNER if
+ * the word is not this thread's (it was re-initialised or overwritten).
+ */
+static int word_release(mutex_shared *s, struct shmkit__held *h)
 {
-    struct mutex_shared *s = mutex_of(m);
-    struct thread_locks *t = self.t;
-    struct held *h = t ? held_find(t, s) : NULL;
+    void **robust = self.robust;
+    uint32_t tid = self.tid, v, nv, old;
+    int r;
+
+    v = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
+    robust[2] = &s->next;
+    r = robust_unlink(s, h);
+    if ((v & W_TID) != tid) {
+        robust[2] = NULL;
+        return SHMKIT_ENOTOWNER;
+    }
+    nv = (v & W_DIED) ? W_NOTREC : 0;
+    old = __atomic_exchange_n(&s->word, nv, __ATOMIC_RELEASE);
+    if (nv == W_NOTREC)
+        shmkit__os.futex_wake(&s->word, INT_MAX);
+    else if (old & W_WAITERS)
+        shmkit__os.futex_wake(&s->word, 1);
+    robust[2] = NULL;
+    if ((old & ~W_WAITERS) != (v & ~W_WAITERS))
+        r = SHMKIT_ECORRUPT; /* someone wrote the word while we held it */
+    return r;
+}
+
+static int unlock_result(shmkit_mutex *m, int r)
+{
+    return r ? shmkit__fail(NULL, r, "shmkit_mutex_unlock(%p)", (void *)m)
+             : 0;
+}
+
+int shmkit_mutex_unlock(shmkit_mutex *m)
+{
+    mutex_shared *s = mutex_of(m);
+    struct shmkit__held *h = self.tid ? held_find(s) : NULL;
     int r;
 
     if (!h)
@@ -625,86 +815,77 @@ static __attribute__((noinline)) int mutex_unlock_slow(shmkit_mutex *m)
         h->again--;
         return 0;
     }
-    r = pthread_mutex_unlock(&s->pm);
-    /* Forget it even on EPERM: the C library says we do not hold it
-     * (someone re-initialised it under us), so neither do we. */
-    held_remove(t, h);
-    return r ? shmkit__fail(NULL, lock_result(r), "shmkit_mutex_unlock(%p)",
-                            (void *)m)
-             : 0;
+    r = word_release(s, h);
+    /* Forget it even on ENOTOWNER: the word says we do not hold it. */
+    held_remove(h);
+    return unlock_result(m, r);
 }
 
-int shmkit_mutex_unlock(shmkit_mutex *m)
+int shmkit__mutex_unlock_unlinked(shmkit_mutex *m)
 {
-    struct mutex_shared *s = mutex_of(m);
-    struct thread_locks *t = self.t;
-    unsigned n;
-    int r;
+    mutex_shared *s = mutex_of(m);
+    uint32_t old = __atomic_exchange_n(&s->word, 0, __ATOMIC_RELEASE);
+    int r = 0;
 
-    /* Fast path: releasing the lock taken last, once. */
-    if (__builtin_expect((n = self.n) == 0 || t->h[n - 1].m != s ||
-                             t->h[n - 1].again != 0, 0))
-        return mutex_unlock_slow(m);
-    r = pthread_mutex_unlock(&s->pm);
-    /* Read again rather than kept across the call: cheaper than saving
-     * registers, and only this thread writes them. */
-    n = self.n - 1;
-    __atomic_store_n(&self.t->n, n, __ATOMIC_RELEASE);
-    self.n = n;
-    if (__builtin_expect(r != 0, 0))
-        return shmkit__fail(NULL, lock_result(r), "shmkit_mutex_unlock");
-    return 0;
+    if (old & W_WAITERS)
+        shmkit__os.futex_wake(&s->word, 1);
+    self.robust[2] = NULL;
+    if ((old & ~W_WAITERS) != self.tid)
+        r = SHMKIT_ECORRUPT;
+    held_remove(&self.h[self.n - 1]);
+    return unlock_result(m, r);
 }
 
 int shmkit_mutex_consistent(shmkit_mutex *m)
 {
-    struct mutex_shared *s = mutex_of(m);
-    struct thread_locks *t = self.t;
-    int r;
+    mutex_shared *s = mutex_of(m);
+    struct shmkit__held *h = self.tid ? held_find(s) : NULL;
+    uint32_t v;
 
-    if (!t || !held_find(t, s))
+    if (!h)
         return shmkit__fail(NULL, -EINVAL, "shmkit_mutex_consistent(%p): "
                             "not held by this thread", (void *)m);
-    r = pthread_mutex_consistent(&s->pm);
-    return r ? shmkit__fail(NULL, -r, "shmkit_mutex_consistent(%p)",
-                            (void *)m)
-             : 0;
+    v = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
+    if (!(v & W_DIED) || (v & W_TID) != self.tid)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_mutex_consistent(%p): "
+                            "not in the owner-died state", (void *)m);
+    __atomic_fetch_and(&s->word, ~W_DIED, __ATOMIC_RELAXED);
+    return 0;
 }
 
 int shmkit_mutex_destroy(shmkit_mutex *m)
 {
-    struct mutex_shared *s = mutex_of(m);
+    mutex_shared *s = mutex_of(m);
     int r = mutex_check(s);
+    uint32_t v, owner;
 
     if (r)
         return shmkit__fail(NULL, r, "shmkit_mutex_destroy(%p)", (void *)m);
     /* Held by nobody, or dead for good, or its holder died: all fine to
      * destroy. Held by a live thread (this one included): not. */
-    r = mutex_trylock(s);
-    if (r == 0 || r == EOWNERDEAD) {
-        if (r == EOWNERDEAD)
-            pthread_mutex_consistent(&s->pm);
-        pthread_mutex_unlock(&s->pm);
-    } else if (r != ENOTRECOVERABLE) {
+    v = __atomic_load_n(&s->word, __ATOMIC_ACQUIRE);
+    owner = v & W_TID;
+    if (owner && owner != W_NOTREC &&
+        shmkit__os.thread_exists((int)owner) != 0)
         return shmkit__fail(NULL, -EBUSY, "shmkit_mutex_destroy(%p)",
                             (void *)m);
-    }
     __atomic_store_n(&s->magic, 0, __ATOMIC_RELEASE);
-    pthread_mutex_destroy(&s->pm);
+    /* Anyone asleep on the word learns it is gone. */
+    __atomic_store_n(&s->word, W_NOTREC, __ATOMIC_RELEASE);
+    shmkit__os.futex_wake(&s->word, INT_MAX);
     return 0;
 }
 
 unsigned shmkit_mutex_held(const shmkit_mutex *m)
 {
-    struct thread_locks *t = self.t;
-    struct held *h = t ? held_find(t, (const struct mutex_shared *)m) : NULL;
+    struct shmkit__held *h = self.tid ? held_find(m) : NULL;
 
     return h ? h->again + 1 : 0;
 }
 
 bool shmkit_mutex_is_recursive(const shmkit_mutex *m)
 {
-    const struct mutex_shared *s = (const struct mutex_shared *)m;
+    const mutex_shared *s = (const mutex_shared *)m;
 
     return s->magic == SYNC_MUTEX_MAGIC &&
            (s->flags & SHMKIT_MUTEX_RECURSIVE);
@@ -717,61 +898,60 @@ static inline struct cond_shared *cond_of(shmkit_cond *c)
     return (struct cond_shared *)(void *)c;
 }
 
-static inline int cond_check(const struct cond_shared *s)
+static int cond_check(const struct cond_shared *s)
 {
-    if (!s || __atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != SYNC_COND_MAGIC ||
-        s->version != SYNC_VERSION)
+    if (!s || ((uintptr_t)s & 7) ||
+        __atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != SYNC_COND_MAGIC ||
+        s->version != SYNC_VERSION || s->flags != 0)
         return -EINVAL;
     return shmkit__pid_ns_check(s->pid_ns);
 }
 
-bool shmkit__cond_valid(const void *p)
+int shmkit__cond_header(const void *p)
 {
     struct cond_shared s;
 
     memcpy(&s, p, sizeof s);
-    return s.magic == SYNC_COND_MAGIC && s.version == SYNC_VERSION &&
-           s.flags == 0;
+    if (s.magic != SYNC_COND_MAGIC)
+        return SHMKIT_ECORRUPT;
+    if (s.version != SYNC_VERSION)
+        return SHMKIT_EVERSION;
+    return s.flags ? SHMKIT_ECORRUPT : 0;
+}
+
+bool shmkit__cond_valid(const void *p)
+{
+    return shmkit__cond_header(p) == 0;
 }
 
 int shmkit_cond_init(shmkit_cond *c)
 {
     struct cond_shared *s = cond_of(c);
-    pthread_condattr_t a;
-    int r;
 
     if (!c || ((uintptr_t)c & 7))
         return shmkit__fail(NULL, -EINVAL, "shmkit_cond_init");
     memset(c, 0, sizeof *c);
-    r = pthread_condattr_init(&a);
-    if (r)
-        return shmkit__fail(NULL, -r, "shmkit_cond_init");
-    r = pthread_condattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    if (!r)
-        r = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    if (!r)
-        r = pthread_cond_init(&s->pc, &a);
-    pthread_condattr_destroy(&a);
-    if (r)
-        return shmkit__fail(NULL, -r, "shmkit_cond_init");
     s->version = SYNC_VERSION;
     s->pid_ns = shmkit__pid_ns();
     __atomic_store_n(&s->magic, SYNC_COND_MAGIC, __ATOMIC_RELEASE);
     return 0;
 }
 
-/* Waits on c with m released. The C library releases m once, which frees
- * it entirely (recursion is only in our list), and reacquires it once;
- * our entry, depth included, stays put meanwhile because only this thread
- * touches it. */
+/*
+ * Reads the sequence, releases m entirely (all levels; the record entry
+ * and its depth stay, as the thread still counts as holding m), sleeps
+ * until the sequence moves or the deadline passes, then takes m back.
+ * A signal that comes after the read and before the sleep changes the
+ * sequence, so the sleep returns at once: no wake-up is lost.
+ */
 static int cond_wait_common(shmkit_cond *c, shmkit_mutex *m,
                             const struct timespec *deadline)
 {
     struct cond_shared *cs = cond_of(c);
-    struct mutex_shared *ms = mutex_of(m);
-    struct thread_locks *t = self.t;
-    struct held *h;
-    int r;
+    mutex_shared *ms = mutex_of(m);
+    struct shmkit__held *h;
+    uint32_t seq;
+    int r, w;
 
     r = cond_check(cs);
     if (!r)
@@ -779,18 +959,31 @@ static int cond_wait_common(shmkit_cond *c, shmkit_mutex *m,
     if (r)
         return shmkit__fail(NULL, r, "shmkit_cond_wait(%p, %p)", (void *)c,
                             (void *)m);
-    h = t ? held_find(t, ms) : NULL;
-    if (!h)
+    h = self.tid ? held_find(ms) : NULL;
+    if (!h || !h->next)
         return shmkit__fail(NULL, SHMKIT_ENOTOWNER, "shmkit_cond_wait(%p, "
                             "%p): mutex not held", (void *)c, (void *)m);
-    if (deadline)
-        r = pthread_cond_clockwait(&cs->pc, &ms->pm, CLOCK_MONOTONIC,
-                                   deadline);
-    else
-        r = pthread_cond_wait(&cs->pc, &ms->pm);
-    if (r == ENOTRECOVERABLE)
-        held_remove(t, h); /* returned without the mutex */
-    return lock_result(r);
+    seq = __atomic_load_n(&cs->seq, __ATOMIC_ACQUIRE);
+    r = word_release(ms, h);
+    if (r == SHMKIT_ENOTOWNER) {
+        held_remove(h);
+        return shmkit__fail(NULL, r, "shmkit_cond_wait(%p, %p): the mutex "
+                            "was taken from under us", (void *)c, (void *)m);
+    }
+    do
+        w = shmkit__os.futex_wait(&cs->seq, seq, deadline);
+    while (w == -EINTR);
+    /* Back into the mutex, however long it takes (as pthread_cond_wait);
+     * a timed-out wait also returns holding it. */
+    r = word_acquire(ms, h, ACQ_BLOCK, NULL);
+    if (r != 0 && r != SHMKIT_EOWNERDEAD) {
+        held_remove(h); /* returned without the mutex */
+        return shmkit__fail(NULL, r, "shmkit_cond_wait(%p, %p)", (void *)c,
+                            (void *)m);
+    }
+    if (r == 0 && w == -ETIMEDOUT)
+        r = -ETIMEDOUT;
+    return r;
 }
 
 int shmkit_cond_wait(shmkit_cond *c, shmkit_mutex *m)
@@ -801,30 +994,31 @@ int shmkit_cond_wait(shmkit_cond *c, shmkit_mutex *m)
 int shmkit_cond_timedwait(shmkit_cond *c, shmkit_mutex *m,
                           const struct timespec *deadline)
 {
-    if (!deadline || deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
+    if (!deadline_ok(deadline))
         return shmkit__fail(NULL, -EINVAL, "shmkit_cond_timedwait: deadline");
     return cond_wait_common(c, m, deadline);
 }
 
-int shmkit_cond_signal(shmkit_cond *c)
+static int cond_wake(shmkit_cond *c, int n, const char *what)
 {
     struct cond_shared *s = cond_of(c);
     int r = cond_check(s);
 
-    if (!r)
-        r = -pthread_cond_signal(&s->pc);
-    return r ? shmkit__fail(NULL, r, "shmkit_cond_signal(%p)", (void *)c) : 0;
+    if (r)
+        return shmkit__fail(NULL, r, "%s(%p)", what, (void *)c);
+    __atomic_fetch_add(&s->seq, 1, __ATOMIC_RELEASE);
+    r = shmkit__os.futex_wake(&s->seq, n);
+    return r < 0 ? shmkit__fail(NULL, r, "%s(%p)", what, (void *)c) : 0;
+}
+
+int shmkit_cond_signal(shmkit_cond *c)
+{
+    return cond_wake(c, 1, "shmkit_cond_signal");
 }
 
 int shmkit_cond_broadcast(shmkit_cond *c)
 {
-    struct cond_shared *s = cond_of(c);
-    int r = cond_check(s);
-
-    if (!r)
-        r = -pthread_cond_broadcast(&s->pc);
-    return r ? shmkit__fail(NULL, r, "shmkit_cond_broadcast(%p)", (void *)c)
-             : 0;
+    return cond_wake(c, INT_MAX, "shmkit_cond_broadcast");
 }
 
 int shmkit_cond_destroy(shmkit_cond *c)
@@ -834,9 +1028,9 @@ int shmkit_cond_destroy(shmkit_cond *c)
 
     if (r)
         return shmkit__fail(NULL, r, "shmkit_cond_destroy(%p)", (void *)c);
-    /* Only the magic goes: glibc's pthread_cond_destroy waits for every
-     * waiter to leave, and a waiter killed inside a wait never does. */
     __atomic_store_n(&s->magic, 0, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&s->seq, 1, __ATOMIC_RELEASE);
+    shmkit__os.futex_wake(&s->seq, INT_MAX);
     return 0;
 }
 
@@ -844,9 +1038,8 @@ int shmkit_cond_destroy(shmkit_cond *c)
 
 int shmkit_mutex_inspect(const shmkit_mutex *m, shmkit_mutex_info *info)
 {
-    const struct mutex_shared *s = (const struct mutex_shared *)m;
-    unsigned word;
-    int mark;
+    const mutex_shared *s = (const mutex_shared *)m;
+    uint32_t word;
 
     if (!m || !info || !shmkit__mutex_valid(m))
         return shmkit__fail(NULL, -EINVAL, "shmkit_mutex_inspect(%p)",
@@ -854,15 +1047,14 @@ int shmkit_mutex_inspect(const shmkit_mutex *m, shmkit_mutex_info *info)
     memset(info, 0, sizeof *info);
     info->recursive = s->flags & SHMKIT_MUTEX_RECURSIVE;
     info->pid_ns = s->pid_ns;
-#if !defined(__GLIBC__)
-    return -ENOTSUP;
-#endif
-    word = sync_futex_word(&s->pm);
-    mark = sync_owner_mark(&s->pm);
-    info->owner_tid = (pid_t)(word & FUTEX_BITS_TID);
-    info->owner_died = (word & FUTEX_BIT_OWNER_DIED) != 0;
-    info->locked = info->owner_tid != 0 || info->owner_died;
-    info->inconsistent = mark == GLIBC_INCONSISTENT;
-    info->not_recoverable = mark == GLIBC_NOTRECOVERABLE;
+    word = __atomic_load_n(&s->word, __ATOMIC_RELAXED) & ~W_WAITERS;
+    if (word == W_NOTREC) {
+        info->not_recoverable = true;
+        return 0;
+    }
+    info->owner_tid = (pid_t)(word & W_TID);
+    info->owner_died = word == W_DIED;
+    info->inconsistent = (word & W_DIED) && info->owner_tid != 0;
+    info->locked = word != 0;
     return 0;
 }

@@ -11,9 +11,12 @@
 
 #include "core/internal.h"
 
-#define SYNC_VERSION 1
-#define SYNC_MUTEX_MAGIC 0x584d4b53u /* "SKMX" read as little-endian */
-#define SYNC_COND_MAGIC 0x43434b53u  /* "SKCC" */
+/* Layout version of shmkit_mutex and shmkit_cond (sync_inline.h): 1 was
+ * the C library's mutex and condition behind our header, 2 owns the lock
+ * word (futex) and a sequence-counter condition. */
+#define SYNC_VERSION SHMKIT__SYNC_VERSION
+#define SYNC_MUTEX_MAGIC SHMKIT__MUTEX_MAGIC
+#define SYNC_COND_MAGIC SHMKIT__COND_MAGIC
 
 /* Inode of this process's PID namespace, or 0 if unknown (no /proc). */
 SHMKIT__HIDDEN uint64_t shmkit__pid_ns(void);
@@ -27,6 +30,10 @@ SHMKIT__HIDDEN int shmkit__pid_ns_check(uint64_t ns);
  * be aligned; the bytes are copied first. */
 SHMKIT__HIDDEN bool shmkit__mutex_valid(const void *p);
 SHMKIT__HIDDEN bool shmkit__cond_valid(const void *p);
+/* The same as an answer: 0, SHMKIT_EVERSION (a mutex / condition of
+ * another layout version) or SHMKIT_ECORRUPT. */
+SHMKIT__HIDDEN int shmkit__mutex_header(const void *p);
+SHMKIT__HIDDEN int shmkit__cond_header(const void *p);
 
 /* lock.c: true if this process holds a shmkit lock in [p, p + len).
  * The block layer asks it through its hook table (core/hooks.h). */

@@ -14,6 +14,9 @@
 #include "sync_internal.h"
 
 #define LOCK_MAGIC 0x4b4c4b53u /* "SKLK" read as little-endian */
+/* Version of the block's own header; the mutex and the condition inside
+ * carry theirs (SYNC_VERSION), checked separately. */
+#define LOCK_BLOCK_VERSION 1
 #define GENERATED_TRIES 64
 
 /*
@@ -24,7 +27,7 @@
  */
 struct lock_block {
     uint32_t magic;        /* LOCK_MAGIC */
-    uint16_t version;      /* SYNC_VERSION */
+    uint16_t version;      /* LOCK_BLOCK_VERSION */
     uint16_t flags;        /* SHMKIT_MUTEX_RECURSIVE */
     uint64_t pid_ns;       /* creator's PID namespace inode, 0 unknown */
     uint8_t reserved[48];  /* zero */
@@ -101,6 +104,7 @@ static int lock_block_check(const void *data, size_t size,
                             struct lock_block *copy)
 {
     static const uint8_t zero[48];
+    int r;
 
     if (!data || size < sizeof copy->magic)
         return SHMKIT_EKIND;
@@ -110,12 +114,16 @@ static int lock_block_check(const void *data, size_t size,
     if (size < sizeof *copy)
         return SHMKIT_ETRUNCATED;
     memcpy(copy, data, sizeof *copy);
-    if (copy->version != SYNC_VERSION)
+    if (copy->version != LOCK_BLOCK_VERSION)
         return SHMKIT_EVERSION;
     if ((copy->flags & ~SHMKIT_MUTEX_RECURSIVE) ||
-        memcmp(copy->reserved, zero, sizeof zero) != 0 ||
-        !shmkit__mutex_valid(&copy->mutex) || !shmkit__cond_valid(&copy->cond))
+        memcmp(copy->reserved, zero, sizeof zero) != 0)
         return SHMKIT_ECORRUPT;
+    r = shmkit__mutex_header(&copy->mutex);
+    if (!r)
+        r = shmkit__cond_header(&copy->cond);
+    if (r)
+        return r;
     if ((bool)(copy->flags & SHMKIT_MUTEX_RECURSIVE) !=
         shmkit_mutex_is_recursive(&copy->mutex))
         return SHMKIT_ECORRUPT;
@@ -141,7 +149,7 @@ static int lock_fill(void *data, size_t size, void *arg)
     int r;
 
     (void)size;
-    lb->version = SYNC_VERSION;
+    lb->version = LOCK_BLOCK_VERSION;
     lb->flags = (uint16_t)lock_flags;
     lb->pid_ns = shmkit__pid_ns();
     r = shmkit_mutex_init(&lb->mutex, lock_flags);
