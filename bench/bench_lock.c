@@ -1,12 +1,18 @@
 /*
  * bench_lock.c - shmkit's locks and atomics beside the raw primitives
- * they are built on, and a locked increment beside CPython's
- * `with v.get_lock(): v.value += 1`, all measured in one run. Prints
- * nanoseconds per operation and the ratio to the reference (best of
- * several alternating repetitions, so a noisy neighbour costs less).
+ * and the peers, all measured in one run: a raw robust pthread mutex (the
+ * reference), Boost.Interprocess's interprocess_mutex (not robust; built
+ * in when Boost's headers are there), shmkit_mutex through the inline
+ * fast path (shmkit/sync_inline.h) and through the called functions;
+ * uncontended and with two processes contending; an atomic fetch-add raw,
+ * through the inline typed pointer and through the checked call; and a
+ * locked increment beside CPython's `with v.get_lock(): v.value += 1`.
  *
- * Single-process loops are timed in thread CPU time, so that other load
- * on the machine does not count; the two-process runs in wall time.
+ * Contenders are interleaved round by round so that drift in the
+ * machine's load hits all alike; each figure is the median of ROUNDS
+ * rounds, each round the best of REPEAT back-to-back runs. Single-process
+ * loops are timed in thread CPU time (other load on the machine does not
+ * count); the two-process runs in wall time.
  *
  * Usage: bench_lock [python]   (default /usr/bin/python3; "-" skips it)
  */
@@ -24,24 +30,24 @@
 #include "shmkit.h"
 
 #define REPEAT 2  /* back-to-back runs inside one measurement */
-#define ROUNDS 4  /* alternations of reference and shmkit */
-#define UNCONTENDED_OPS 5000000L
-#define CONTENDED_OPS 1000000L   /* per process */
+#define ROUNDS 5  /* interleaved rounds; the median is reported */
+#define UNCONTENDED_OPS 3000000L
+#define CONTENDED_OPS 500000L    /* per process */
 #define ATOMIC_OPS 10000000L
 
-/* What the processes share: both mutexes and both counters, each on its
- * own cache line. */
+#ifdef SHMKIT_BENCH_BOOST
+#include "peers.h"
+#endif
+
+/* What the processes share: the mutexes and the counters, each on its own
+ * cache line. */
 struct arena {
     _Alignas(64) pthread_mutex_t raw;
     _Alignas(64) shmkit_mutex mine;
-    _Alignas(64) uint64_t count;         /* under whichever lock is timed */
+    _Alignas(64) unsigned char boost[64];
+    _Alignas(64) unsigned long long count; /* under whichever lock is timed */
     _Alignas(64) _Atomic int64_t atomic;
 };
-
-static double min_d(double a, double b)
-{
-    return a < b ? a : b;
-}
 
 static double clock_ns(clockid_t id)
 {
@@ -82,6 +88,19 @@ static void raw_init(pthread_mutex_t *m)
     pthread_mutexattr_destroy(&a);
 }
 
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 /* ---- the loops (one kind of operation each) ------------------------- */
 
 static void loop_raw(struct arena *a, long n)
@@ -93,7 +112,7 @@ static void loop_raw(struct arena *a, long n)
     }
 }
 
-static void loop_mine(struct arena *a, long n)
+static void loop_called(struct arena *a, long n)
 {
     for (long i = 0; i < n; i++) {
         shmkit_mutex_lock(&a->mine);
@@ -101,6 +120,26 @@ static void loop_mine(struct arena *a, long n)
         shmkit_mutex_unlock(&a->mine);
     }
 }
+
+static void loop_inline(struct arena *a, long n)
+{
+    for (long i = 0; i < n; i++) {
+        shmkit_mutex_lock_fast(&a->mine);
+        a->count++;
+        shmkit_mutex_unlock_fast(&a->mine);
+    }
+}
+
+#ifdef SHMKIT_BENCH_BOOST
+static void loop_boost(struct arena *a, long n)
+{
+    for (long i = 0; i < n; i++) {
+        peer_boost_mutex_lock(a->boost);
+        a->count++;
+        peer_boost_mutex_unlock(a->boost);
+    }
+}
+#endif
 
 typedef void (*loop_fn)(struct arena *, long);
 
@@ -169,7 +208,7 @@ static double time_raw_atomic(struct arena *a)
     for (int r = 0; r < REPEAT; r++) {
         double t0 = cpu_ns();
         for (long i = 0; i < ATOMIC_OPS; i++)
-            atomic_fetch_add(&a->atomic, 1);
+            __atomic_fetch_add((int64_t *)&a->atomic, 1, __ATOMIC_SEQ_CST);
         double t = (cpu_ns() - t0) / ATOMIC_OPS;
         best = t < best ? t : best;
     }
@@ -184,6 +223,20 @@ static double time_array_atomic(shmkit_array *v)
         double t0 = cpu_ns();
         for (long i = 0; i < ATOMIC_OPS; i++)
             shmkit_array_fetch_add(v, 0, 1, NULL);
+        double t = (cpu_ns() - t0) / ATOMIC_OPS;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+static double time_inline_atomic(int64_t *p)
+{
+    double best = 1e30;
+
+    for (int r = 0; r < REPEAT; r++) {
+        double t0 = cpu_ns();
+        for (long i = 0; i < ATOMIC_OPS; i++)
+            shmkit_atomic_fetch_add_i64(p, 1);
         double t = (cpu_ns() - t0) / ATOMIC_OPS;
         best = t < best ? t : best;
     }
@@ -237,6 +290,17 @@ static double time_cpython(const char *python)
     return ns;
 }
 
+enum {
+    U_RAW, U_BOOST, U_INLINE, U_CALLED,
+    C_RAW, C_BOOST, C_INLINE, C_CALLED,
+    A_RAW, A_INLINE, A_CALLED, N_FIG
+};
+
+static void row(const char *what, const char *who, double ns, double ref)
+{
+    printf("  %s%-40s %8.1f ns   %5.2fx\n", what, who, ns, ns / ref);
+}
+
 int main(int argc, char **argv)
 {
     const char *python = argc > 1 ? argv[1] : "/usr/bin/python3";
@@ -244,7 +308,9 @@ int main(int argc, char **argv)
     shmkit_block *b;
     shmkit_array *v;
     struct arena *a;
-    double raw1, mine1, raw2, mine2, at_raw, at_mine, val, py;
+    double fig[N_FIG][ROUNDS], med[N_FIG], val, py;
+    bool boost = false;
+    int64_t *item;
     int r;
 
     snprintf(name, sizeof name, "bench_lock_%ld", (long)getpid());
@@ -256,39 +322,68 @@ int main(int argc, char **argv)
     raw_init(&a->raw);
     if ((r = shmkit_mutex_init(&a->mine, 0)) < 0)
         die("shmkit_mutex_init", r);
+#ifdef SHMKIT_BENCH_BOOST
+    if (peer_boost_mutex_size() <= sizeof a->boost &&
+        peer_boost_mutex_init(a->boost) == 0)
+        boost = true;
+#endif
     snprintf(name, sizeof name, "bench_lock_v_%ld", (long)getpid());
     if ((r = shmkit_value_create(&v, name, 'q', 0)) < 0)
         die("shmkit_value_create", r);
     shmkit_array_unlink(v);
+    item = shmkit_array_i64(v);
+    if (!item)
+        die("shmkit_array_i64", -EINVAL);
 
-    /* Alternate reference and shmkit so drift in the machine's load
-     * hits both alike; keep the best of each. */
-    raw1 = mine1 = raw2 = mine2 = at_raw = at_mine = 1e30;
-    for (int round = 0; round < ROUNDS; round++) {
-        raw1 = min_d(raw1, time_one(loop_raw, a, UNCONTENDED_OPS));
-        mine1 = min_d(mine1, time_one(loop_mine, a, UNCONTENDED_OPS));
-        raw2 = min_d(raw2, time_two(loop_raw, a, CONTENDED_OPS));
-        mine2 = min_d(mine2, time_two(loop_mine, a, CONTENDED_OPS));
-        at_raw = min_d(at_raw, time_raw_atomic(a));
-        at_mine = min_d(at_mine, time_array_atomic(v));
+    for (int k = 0; k < ROUNDS; k++) {
+        fig[U_RAW][k] = time_one(loop_raw, a, UNCONTENDED_OPS);
+        fig[U_INLINE][k] = time_one(loop_inline, a, UNCONTENDED_OPS);
+        fig[U_CALLED][k] = time_one(loop_called, a, UNCONTENDED_OPS);
+        fig[C_RAW][k] = time_two(loop_raw, a, CONTENDED_OPS);
+        fig[C_INLINE][k] = time_two(loop_inline, a, CONTENDED_OPS);
+        fig[C_CALLED][k] = time_two(loop_called, a, CONTENDED_OPS);
+#ifdef SHMKIT_BENCH_BOOST
+        if (boost) {
+            fig[U_BOOST][k] = time_one(loop_boost, a, UNCONTENDED_OPS);
+            fig[C_BOOST][k] = time_two(loop_boost, a, CONTENDED_OPS);
+        }
+#endif
+        fig[A_RAW][k] = time_raw_atomic(a);
+        fig[A_INLINE][k] = time_inline_atomic(item);
+        fig[A_CALLED][k] = time_array_atomic(v);
     }
+    for (int f = 0; f < N_FIG; f++)
+        med[f] = median(fig[f], ROUNDS);
     val = time_value_locked(v);
     py = strcmp(python, "-") ? time_cpython(python) : -1;
 
-    printf("uncontended lock+unlock:   raw robust pthread %6.1f ns   "
-           "shmkit_mutex %6.1f ns   ratio %.2fx\n", raw1, mine1, mine1 / raw1);
-    printf("2-process contended:       raw robust pthread %6.1f ns   "
-           "shmkit_mutex %6.1f ns   ratio %.2fx  (wall ns per op)\n", raw2,
-           mine2, mine2 / raw2);
-    printf("atomic fetch-add:          raw C11 atomic     %6.1f ns   "
-           "shmkit_array %6.1f ns   ratio %.2fx\n", at_raw, at_mine,
-           at_mine / at_raw);
+    printf("bench_lock: medians of %d interleaved rounds; ratio to the "
+           "first row of each group\n", ROUNDS);
+    printf("uncontended lock + unlock (thread CPU ns per pair)\n");
+    row("", "raw robust pthread mutex", med[U_RAW], med[U_RAW]);
+    if (boost)
+        row("", "Boost interprocess_mutex (not robust)", med[U_BOOST],
+            med[U_RAW]);
+    row("", "shmkit_mutex inline (_fast)", med[U_INLINE], med[U_RAW]);
+    row("", "shmkit_mutex called", med[U_CALLED], med[U_RAW]);
+    printf("2 processes contending (wall ns per pair; lower is more "
+           "throughput)\n");
+    row("", "raw robust pthread mutex", med[C_RAW], med[C_RAW]);
+    if (boost)
+        row("", "Boost interprocess_mutex (not robust)", med[C_BOOST],
+            med[C_RAW]);
+    row("", "shmkit_mutex inline (_fast)", med[C_INLINE], med[C_RAW]);
+    row("", "shmkit_mutex called", med[C_CALLED], med[C_RAW]);
+    printf("atomic fetch-add, uncontended (thread CPU ns)\n");
+    row("", "raw __atomic_fetch_add", med[A_RAW], med[A_RAW]);
+    row("", "shmkit_atomic_fetch_add_i64 (inline)", med[A_INLINE],
+        med[A_RAW]);
+    row("", "shmkit_array_fetch_add (checked)", med[A_CALLED], med[A_RAW]);
     if (py > 0)
-        printf("locked increment:          CPython Value      %6.1f ns   "
-               "shmkit Value %6.1f ns   CPython/shmkit %.1fx\n", py, val,
-               py / val);
+        printf("locked increment: CPython Value %.1f ns, shmkit Value (C, "
+               "called) %.1f ns: CPython/shmkit %.1fx\n", py, val, py / val);
     else
-        printf("locked increment:          shmkit Value %6.1f ns   (CPython "
+        printf("locked increment: shmkit Value (C, called) %.1f ns (CPython "
                "not measured)\n", val);
     shmkit_array_close(v);
     shmkit_block_close(b);

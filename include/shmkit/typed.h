@@ -180,6 +180,21 @@ SHMKIT_API int shmkit_array_compare_exchange(shmkit_array *a, size_t i,
                                              int64_t *expected,
                                              int64_t desired);
 
+/*
+ * The items as a typed pointer, for plain access and for the inline
+ * atomics of sync_inline.h (shmkit_atomic_fetch_add_i64(&p[i], d), ...),
+ * which cost what the bare instruction costs: the checks the calls above
+ * make on every operation are made here once. Each returns NULL unless the
+ * handle is writable and the items are integers of exactly that width and
+ * signedness ('q' and, where long has 64 bits, 'l' for i64; 'Q'/'L' for
+ * u64; 'i' for i32; 'I' for u32). The pointer is valid until the handle is
+ * closed; keeping indices below shmkit_array_length() is the caller's job.
+ */
+SHMKIT_API int64_t *shmkit_array_i64(shmkit_array *a);
+SHMKIT_API uint64_t *shmkit_array_u64(shmkit_array *a);
+SHMKIT_API int32_t *shmkit_array_i32(shmkit_array *a);
+SHMKIT_API uint32_t *shmkit_array_u32(shmkit_array *a);
+
 #ifdef __cplusplus
 }
 #endif

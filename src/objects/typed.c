@@ -455,6 +455,35 @@ void *shmkit_array_data(const shmkit_array *a)
     return a->data;
 }
 
+/* The items as integers of `size` bytes and signedness `sig`, or NULL. */
+static void *typed_items(shmkit_array *a, size_t size, bool sig)
+{
+    if (!a || !a->writable || !a->is_int || a->info.itemsize != size ||
+        a->is_signed != sig || ((uintptr_t)a->data % size) != 0)
+        return NULL;
+    return a->data;
+}
+
+int64_t *shmkit_array_i64(shmkit_array *a)
+{
+    return typed_items(a, sizeof(int64_t), true);
+}
+
+uint64_t *shmkit_array_u64(shmkit_array *a)
+{
+    return typed_items(a, sizeof(uint64_t), false);
+}
+
+int32_t *shmkit_array_i32(shmkit_array *a)
+{
+    return typed_items(a, sizeof(int32_t), true);
+}
+
+uint32_t *shmkit_array_u32(shmkit_array *a)
+{
+    return typed_items(a, sizeof(uint32_t), false);
+}
+
 char shmkit_array_typecode(const shmkit_array *a)
 {
     return a->info.typecode;

@@ -745,13 +745,30 @@ static int mutex_acquire(shmkit_mutex *m, enum acquire_how how,
     return acquire_refused(m, r);
 }
 
+/* The inline paths' first attempt (sync_inline.h), so that the called
+ * functions cost no more than a call on the uncontended path. */
+static inline bool take_fast(shmkit_mutex *m)
+{
+    mutex_shared *s;
+
+    if (__builtin_expect(self.tid == 0 || self.n >= SHMKIT_LOCKS_PER_THREAD,
+                         0))
+        return false;
+    s = shmkit__mutex_fast_check(m, &self);
+    return s && shmkit__mutex_take_fast(s, &self) == 0;
+}
+
 int shmkit_mutex_lock(shmkit_mutex *m)
 {
+    if (__builtin_expect(take_fast(m), 1))
+        return 0;
     return mutex_acquire(m, ACQ_BLOCK, NULL);
 }
 
 int shmkit_mutex_trylock(shmkit_mutex *m)
 {
+    if (__builtin_expect(take_fast(m), 1))
+        return 0;
     return mutex_acquire(m, ACQ_TRY, NULL);
 }
 
@@ -802,7 +819,7 @@ static int unlock_result(shmkit_mutex *m, int r)
              : 0;
 }
 
-int shmkit_mutex_unlock(shmkit_mutex *m)
+static __attribute__((noinline)) int mutex_unlock_slow(shmkit_mutex *m)
 {
     mutex_shared *s = mutex_of(m);
     struct shmkit__held *h = self.tid ? held_find(s) : NULL;
@@ -819,6 +836,41 @@ int shmkit_mutex_unlock(shmkit_mutex *m)
     /* Forget it even on ENOTOWNER: the word says we do not hold it. */
     held_remove(h);
     return unlock_result(m, r);
+}
+
+/* The inline path of sync_inline.h, then the rest. */
+int shmkit_mutex_unlock(shmkit_mutex *m)
+{
+    mutex_shared *s = mutex_of(m);
+    struct shmkit__held *h;
+    void **robust = self.robust;
+    uint32_t n = self.n, tid = self.tid;
+    void *next;
+
+    if (__builtin_expect(n == 0, 0))
+        return mutex_unlock_slow(m);
+    h = &self.h[n - 1];
+    next = h->next;
+    if (__builtin_expect(h->m != s || h->again != 0 ||
+                             robust[0] != (void *)&s->next ||
+                             s->next != next ||
+                             __atomic_load_n(&s->word, __ATOMIC_RELAXED) != tid,
+                         0))
+        return mutex_unlock_slow(m);
+    robust[2] = &s->next;
+    robust[0] = next;
+    *prev_slot(next) = (void *)robust;
+    __asm__ __volatile__("" ::: "memory");
+    if (__builtin_expect(!__atomic_compare_exchange_n(&s->word, &tid, 0, 0,
+                                                      __ATOMIC_RELEASE,
+                                                      __ATOMIC_RELAXED),
+                         0))
+        return shmkit__mutex_unlock_unlinked(m);
+    robust[2] = NULL;
+    __atomic_store_n(self.n_shared, n - 1, __ATOMIC_RELEASE);
+    self.n = n - 1;
+    h->next = NULL;
+    return 0;
 }
 
 int shmkit__mutex_unlock_unlinked(shmkit_mutex *m)
