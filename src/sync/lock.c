@@ -614,8 +614,8 @@ static bool deadline_passed(const struct timespec *deadline)
 /*
  * Makes the word ours (the record entry h exists, the list entry does
  * not). Returns 0, SHMKIT_EOWNERDEAD (ours, after an owner death), or a
- * refusal: SHMKIT_ENOTRECOVERABLE, -EBUSY (try), -ETIMEDOUT,
- * SHMKIT_ECORRUPT (the word names this thread, which does not hold it).
+ * refusal: SHMKIT_ENOTRECOVERABLE, -EBUSY (try), -ETIMEDOUT, -EDEADLK
+ * (the word names this thread, which holds it at another address).
  */
 static int word_acquire(mutex_shared *s, struct shmkit__held *h,
                         enum acquire_how how, const struct timespec *deadline)
@@ -644,7 +644,9 @@ static int word_acquire(mutex_shared *s, struct shmkit__held *h,
             break;
         }
         if ((v & W_TID) == tid) {
-            r = SHMKIT_ECORRUPT;
+            /* Ours, through another mapping of the same memory (a second
+             * handle), or a word a peer wrote: waiting would be forever. */
+            r = -EDEADLK;
             break;
         }
         if (how == ACQ_TRY || last_try) {
