@@ -114,19 +114,26 @@ static inline int shmkit__mutex_take_fast(struct shmkit__mutex_layout *s,
     uint32_t zero = 0, n = t->n;
 
     robust[2] = &s->next; /* list_op_pending: a death now still counts */
+    /* A SIGKILL may land between any two instructions: the kernel must
+     * see these stores in program order, so the compiler may not move
+     * them across the word's update (acquire/release would let it). */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     if (__builtin_expect(!__atomic_compare_exchange_n(&s->word, &zero, t->tid,
                                                       0, __ATOMIC_ACQUIRE,
                                                       __ATOMIC_RELAXED),
                          0)) {
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
         robust[2] = (void *)0;
         return -1;
     }
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     first = robust[0];
     s->prev = (void *)robust;
     s->next = first;
     ((void **)((uintptr_t)first & ~(uintptr_t)1))[-1] = &s->next;
-    __asm__ __volatile__("" ::: "memory");
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     robust[0] = &s->next;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     robust[2] = (void *)0;
     t->h[n].m = s;
     t->h[n].next = first;
@@ -188,14 +195,16 @@ static inline int shmkit_mutex_unlock_fast(shmkit_mutex *m)
                          0))
         return shmkit_mutex_unlock(m);
     robust[2] = &s->next;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     robust[0] = next;
     ((void **)((uintptr_t)next & ~(uintptr_t)1))[-1] = (void *)robust;
-    __asm__ __volatile__("" ::: "memory");
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     if (__builtin_expect(!__atomic_compare_exchange_n(&s->word, &tid, 0, 0,
                                                       __ATOMIC_RELEASE,
                                                       __ATOMIC_RELAXED),
                          0))
         return shmkit__mutex_unlock_unlinked(m); /* a waiter came */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     robust[2] = (void *)0;
     __atomic_store_n(t->n_shared, n - 1, __ATOMIC_RELEASE);
     t->n = n - 1;

@@ -90,6 +90,13 @@ struct cond_shared {
 };
 _Static_assert(sizeof(struct cond_shared) == SHMKIT_COND_SIZE, "cond layout");
 
+/* Keeps the compiler from moving memory accesses across it. A SIGKILL
+ * can land between any two instructions, and the kernel's owner-death walk
+ * must then find list_op_pending, the list and the word in the order the
+ * protocol writes them: acquire/release on the word alone would let the
+ * compiler sink or hoist the plain stores around it. */
+#define FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
 #define W_WAITERS SHMKIT__FUTEX_WAITERS
 #define W_DIED SHMKIT__FUTEX_OWNER_DIED
 #define W_TID SHMKIT__FUTEX_TID
@@ -397,8 +404,9 @@ static void robust_link(mutex_shared *s, struct shmkit__held *h)
     s->prev = (void *)robust;
     s->next = first;
     *prev_slot(first) = &s->next;
-    __asm__ __volatile__("" ::: "memory");
+    FENCE();
     robust[0] = &s->next;
+    FENCE();
     h->next = first;
 }
 
@@ -424,6 +432,7 @@ static void robust_rebuild(const mutex_shared *skip)
         self.h[i].next = after;
         after = &s->next;
     }
+    FENCE();
     robust[0] = after;
     *prev_slot(after) = (void *)robust;
 }
@@ -627,6 +636,7 @@ static int word_acquire(mutex_shared *s, struct shmkit__held *h,
     int r;
 
     robust[2] = &s->next; /* list_op_pending */
+    FENCE();
     for (;;) {
         v = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
         if ((v & W_TID) == W_NOTREC) {
@@ -677,7 +687,7 @@ static int word_acquire(mutex_shared *s, struct shmkit__held *h,
                 r = -ETIMEDOUT;
                 break;
             }
-            if (r == -ETIMEDOUT && !(v & W_DIED) &&
+            if (r == -ETIMEDOUT &&
                 __atomic_load_n(&s->word, __ATOMIC_RELAXED) == v &&
                 shmkit__os.thread_exists((int)(v & W_TID)) == 0) {
                 /* The word names a thread that is gone and was not
@@ -692,6 +702,7 @@ static int word_acquire(mutex_shared *s, struct shmkit__held *h,
                 last_try = true; /* one more look, then give up */
         }
     }
+    FENCE();
     robust[2] = NULL;
     return r;
 }
@@ -798,13 +809,16 @@ static int word_release(mutex_shared *s, struct shmkit__held *h)
 
     v = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
     robust[2] = &s->next;
+    FENCE();
     r = robust_unlink(s, h);
+    FENCE();
     if ((v & W_TID) != tid) {
         robust[2] = NULL;
         return SHMKIT_ENOTOWNER;
     }
     nv = (v & W_DIED) ? W_NOTREC : 0;
     old = __atomic_exchange_n(&s->word, nv, __ATOMIC_RELEASE);
+    FENCE();
     if (nv == W_NOTREC)
         shmkit__os.futex_wake(&s->word, INT_MAX);
     else if (old & W_WAITERS)
@@ -860,14 +874,16 @@ int shmkit_mutex_unlock(shmkit_mutex *m)
                          0))
         return mutex_unlock_slow(m);
     robust[2] = &s->next;
+    FENCE();
     robust[0] = next;
     *prev_slot(next) = (void *)robust;
-    __asm__ __volatile__("" ::: "memory");
+    FENCE();
     if (__builtin_expect(!__atomic_compare_exchange_n(&s->word, &tid, 0, 0,
                                                       __ATOMIC_RELEASE,
                                                       __ATOMIC_RELAXED),
                          0))
         return shmkit__mutex_unlock_unlinked(m);
+    FENCE();
     robust[2] = NULL;
     __atomic_store_n(self.n_shared, n - 1, __ATOMIC_RELEASE);
     self.n = n - 1;
@@ -881,6 +897,7 @@ int shmkit__mutex_unlock_unlinked(shmkit_mutex *m)
     uint32_t old = __atomic_exchange_n(&s->word, 0, __ATOMIC_RELEASE);
     int r = 0;
 
+    FENCE();
     if (old & W_WAITERS)
         shmkit__os.futex_wake(&s->word, 1);
     self.robust[2] = NULL;
@@ -1035,7 +1052,7 @@ static int cond_wait_common(shmkit_cond *c, shmkit_mutex *m,
         return shmkit__fail(NULL, r, "shmkit_cond_wait(%p, %p)", (void *)c,
                             (void *)m);
     }
-    if (r == 0 && w == -ETIMEDOUT)
+    if (r == 0 && (w == -ETIMEDOUT || deadline_passed(deadline)))
         r = -ETIMEDOUT;
     return r;
 }
