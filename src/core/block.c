@@ -634,6 +634,51 @@ int shmkit_block_rename(shmkit_block *b, const char *new_name, unsigned flags)
     return 0;
 }
 
+int shmkit__block_pread(const shmkit_block *b, size_t off, void *buf,
+                        size_t len)
+{
+    unsigned char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = shmkit__os.pread(b->fd, p, len, (off_t)off);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            return SHMKIT_ETRUNCATED;
+        p += n;
+        off += (size_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int shmkit__block_image(const shmkit_block *b, size_t head,
+                        unsigned char **img)
+{
+    void *p;
+    int r;
+
+    *img = NULL;
+    if (b->size == 0)
+        return SHMKIT_ETRUNCATED;
+    r = shmkit__os.mmap_anon(&p, b->size);
+    if (r < 0)
+        return r;
+    r = shmkit__block_pread(b, 0, p, head < b->size ? head : b->size);
+    if (r < 0) {
+        shmkit__os.munmap(p, b->size);
+        return r;
+    }
+    *img = p;
+    return 0;
+}
+
+void shmkit__block_image_free(unsigned char *img, size_t size)
+{
+    if (img)
+        shmkit__os.munmap(img, size);
+}
+
 /* Remaps b to new_size; with no mapping left (size 0 seen) maps afresh. */
 static int block_remap(shmkit_block *b, size_t new_size)
 {

@@ -68,6 +68,23 @@ SHMKIT__HIDDEN int shmkit__unlink_name(const char *name,
 SHMKIT__HIDDEN int shmkit__block_create_temp(shmkit_block **out, size_t size,
                                              unsigned flags);
 
+/* Reads len bytes at off of b's object through its descriptor (pread), not
+ * its mapping: a peer that truncated the object makes this
+ * SHMKIT_ETRUNCATED (a short read), never SIGBUS. Headers are read this
+ * way at attach and when probing a block's kind. */
+SHMKIT__HIDDEN int shmkit__block_pread(const shmkit_block *b, size_t off,
+                                       void *buf, size_t len);
+
+/* A private, sparse image of b's object: b->size bytes of zero-filled
+ * anonymous memory (pages cost nothing until touched) holding a pread
+ * copy of the first min(b->size, head) bytes. Layers fill in more regions
+ * with shmkit__block_pread and validate the image instead of the mapping.
+ * Returns 0 and *img, or SHMKIT_ETRUNCATED / -errno. Free with
+ * shmkit__block_image_free(img, b->size). */
+SHMKIT__HIDDEN int shmkit__block_image(const shmkit_block *b, size_t head,
+                                       unsigned char **img);
+SHMKIT__HIDDEN void shmkit__block_image_free(unsigned char *img, size_t size);
+
 /* Multiplication and addition of sizes that report overflow (true). */
 static inline bool shmkit__mul_overflow(size_t a, size_t b, size_t *r)
 {

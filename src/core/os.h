@@ -51,6 +51,9 @@ typedef struct shmkit__os_ops {
     /* Maps `len` bytes of fd at offset 0, shared; `populate` prefaults.
      * Returns 0 and sets *addr, or -errno. */
     int (*mmap)(void **addr, size_t len, bool writable, bool populate, int fd);
+    /* Maps `len` bytes of private, zero-filled memory (pages allocated
+     * when first touched). */
+    int (*mmap_anon)(void **addr, size_t len);
     int (*munmap)(void *addr, size_t len);
     /* Grows or shrinks a shared mapping, moving it if needed. */
     int (*mremap)(void **addr, size_t old_len, size_t new_len);

@@ -186,6 +186,17 @@ static int linux_mmap(void **addr, size_t len, bool writable, bool populate,
     return 0;
 }
 
+static int linux_mmap_anon(void **addr, size_t len)
+{
+    void *p = shmkit__sys.mmap(NULL, len, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return -errno;
+    *addr = p;
+    return 0;
+}
+
 static int linux_munmap(void *addr, size_t len)
 {
     return shmkit__sys.munmap(addr, len) < 0 ? -errno : 0;
@@ -365,6 +376,7 @@ static int linux_mem_copy_checked(void *dst, const void *src, size_t len)
         .ftruncate = linux_ftruncate,                                         \
         .fallocate = linux_fallocate,                                         \
         .mmap = linux_mmap,                                                   \
+        .mmap_anon = linux_mmap_anon,                                         \
         .munmap = linux_munmap,                                               \
         .mremap = linux_mremap,                                               \
         .populate = linux_populate,                                           \

@@ -56,18 +56,25 @@ static const struct kind_row kinds[] = {
 
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
+/* Header bytes the probes read: every kind's header fits. */
+#define PROBE_HEAD 65536
+
 shmkit_kind shmkit_block_kind(const shmkit_block *b)
 {
+    shmkit_kind k = SHMKIT_KIND_RAW;
+    unsigned char *img;
     size_t i;
 
     if (!b->data)
         return SHMKIT_KIND_RAW;
-    for (i = 0; i < NKINDS; i++) {
-        shmkit_kind k = kinds[i].probe(b->data, b->size);
-        if (k != SHMKIT_KIND_RAW)
-            return k;
-    }
-    return SHMKIT_KIND_RAW;
+    /* Probe a pread copy, never the mapping: a peer may truncate the
+     * block while we look (then the answer is "raw", not SIGBUS). */
+    if (shmkit__list_image(b, PROBE_HEAD, &img) < 0)
+        return SHMKIT_KIND_RAW;
+    for (i = 0; i < NKINDS && k == SHMKIT_KIND_RAW; i++)
+        k = kinds[i].probe(img, b->size);
+    shmkit__block_image_free(img, b->size);
+    return k;
 }
 
 const char *shmkit_kind_name(shmkit_kind k)

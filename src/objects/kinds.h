@@ -24,6 +24,13 @@ SHMKIT__HIDDEN shmkit_kind shmkit__queue_probe(const void *data, size_t size);
 
 /* list.c: true if data[0..size) is a valid ShareableList (CPython layout). */
 SHMKIT__HIDDEN bool shmkit__list_probe(const void *data, size_t size);
+/* A sparse image of block b (core/internal.h, shmkit__block_image) with its
+ * first `head` bytes and every part of a ShareableList that validation
+ * reads, all read with pread: probe or validate it instead of the mapping,
+ * and a peer truncating the block cannot SIGBUS the caller. 0 and *img,
+ * or SHMKIT_ETRUNCATED / -errno. */
+SHMKIT__HIDDEN int shmkit__list_image(const shmkit_block *b, size_t head,
+                                      unsigned char **img);
 
 /* list_lock.c: true if data[0..size) is a list's lock block (magic,
  * version, size): a sidecar. */

@@ -253,6 +253,38 @@ bool shmkit__list_probe(const void *data, size_t size)
     return shmkit__list_validate(data, size, NULL, NULL, NULL) == 0;
 }
 
+int shmkit__list_image(const shmkit_block *b, size_t head, unsigned char **img)
+{
+    size_t size = shmkit_block_size(b), n, hdr, fmt;
+    uint64_t v, o;
+    int r;
+
+    r = shmkit__block_image(b, head, img);
+    if (r < 0 || size < 16)
+        return r;
+    /* Only what validation reads: a count or last offset out of bounds
+     * stops here, and validation rejects the image on that. */
+    v = ld64(*img);
+    if (v > (size - 16) / 25)
+        return 0;
+    n = (size_t)v;
+    hdr = 8 * (n + 2);
+    if (hdr > head)
+        r = shmkit__block_pread(b, head, *img + head, hdr - head);
+    if (r == 0) {
+        o = ld64(*img + 8 + 8 * n);
+        if (o <= (uint64_t)(size - hdr)) {
+            fmt = hdr + (size_t)o;
+            r = shmkit__block_pread(b, fmt, *img + fmt, size - fmt);
+        }
+    }
+    if (r < 0) {
+        shmkit__block_image_free(*img, size);
+        *img = NULL;
+    }
+    return r;
+}
+
 /* ---- handles -------------------------------------------------------- */
 
 static const char *list_name(const shmkit_list *l)
@@ -260,16 +292,18 @@ static const char *list_name(const shmkit_list *l)
     return l->block ? shmkit_block_name(l->block) : "(memory)";
 }
 
-/* Builds a handle over validated memory. */
-static int list_open(shmkit_list **out, void *data, size_t size, bool rdonly,
-                     shmkit_block *b, const char **why)
+/* Builds a handle over data once `check` (data itself, or a copy of it
+ * read without the mapping) validates. */
+static int list_open(shmkit_list **out, void *data, const void *check,
+                     size_t size, bool rdonly, shmkit_block *b,
+                     const char **why)
 {
     shmkit_list *l = calloc(1, sizeof *l);
     int r;
 
     if (!l)
         return *why = "out of memory", -ENOMEM;
-    r = shmkit__list_validate(data, size, &l->slot, &l->n, why);
+    r = shmkit__list_validate(check, size, &l->slot, &l->n, why);
     if (r < 0) {
         free(l);
         return r;
@@ -289,19 +323,27 @@ int shmkit__list_view(shmkit_list **out, void *data, size_t size, bool rdonly)
     const char *why;
 
     *out = NULL;
-    return list_open(out, data, size, rdonly, NULL, &why);
+    return list_open(out, data, data, size, rdonly, NULL, &why);
 }
 
 int shmkit_list_open_block(shmkit_list **out, shmkit_block *b)
 {
+    unsigned char *img = NULL;
     const char *why = "";
     int r;
 
     if (!out || !b)
         return shmkit__fail(NULL, -EINVAL, "shmkit_list_open_block: NULL");
     *out = NULL;
-    r = list_open(out, shmkit_block_data(b), shmkit_block_size(b),
-                  shmkit_block_flags(b) & SHMKIT_RDONLY, b, &why);
+    /* Validate a pread copy: a peer truncating the block meanwhile makes
+     * this SHMKIT_ETRUNCATED, not SIGBUS. */
+    r = shmkit__list_image(b, 4096, &img);
+    if (r < 0)
+        why = "block shorter than its size";
+    else
+        r = list_open(out, shmkit_block_data(b), img, shmkit_block_size(b),
+                      shmkit_block_flags(b) & SHMKIT_RDONLY, b, &why);
+    shmkit__block_image_free(img, shmkit_block_size(b));
     if (r < 0)
         return shmkit__fail(b, r, "shmkit_list_open_block(\"%s\"): %s",
                             shmkit_block_name(b), why);

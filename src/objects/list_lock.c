@@ -86,6 +86,17 @@ bool shmkit__list_lock_probe(const void *data, size_t size)
            shmkit_mutex_inspect(&s->u.mutex, &info) == 0 && !info.recursive;
 }
 
+/* True if block b holds a list lock, judged from a pread copy (a peer may
+ * truncate it while we look: then it is not one, and no SIGBUS). */
+static bool probe_pread(const shmkit_block *b)
+{
+    struct list_lock_shared copy;
+
+    return shmkit_block_size(b) == sizeof copy &&
+           shmkit__block_pread(b, 0, &copy, sizeof copy) == 0 &&
+           shmkit__list_lock_probe(&copy, sizeof copy);
+}
+
 void shmkit__list_lock_drop(const char *list)
 {
     char name[SHMKIT_NAME_MAX + 8];
@@ -96,7 +107,7 @@ void shmkit__list_lock_drop(const char *list)
     if (shmkit_name_check(name) < 0 ||
         shmkit_block_attach(&b, name, SHMKIT_RDONLY) < 0)
         return;
-    ours = shmkit__list_lock_probe(shmkit_block_data(b), shmkit_block_size(b));
+    ours = probe_pread(b);
     shmkit_block_close(b);
     if (ours)
         shmkit__os.shm_unlink(name);
@@ -118,7 +129,7 @@ bool shmkit__list_lock_orphaned(const char *name)
     if (lstat(path, &st) == 0 ||
         shmkit_block_attach(&b, name, SHMKIT_RDONLY) < 0)
         return false;
-    lock = shmkit__list_lock_probe(shmkit_block_data(b), shmkit_block_size(b));
+    lock = probe_pread(b);
     shmkit_block_close(b);
     return lock;
 }

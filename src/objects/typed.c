@@ -353,6 +353,19 @@ static int namespace_check(const shmkit_block *b, const shmkit_array_info *in)
     return shmkit__pid_ns_check(in->pid_ns);
 }
 
+/* Parses the header of block b from a pread copy, not the mapping: a peer
+ * truncating the block makes this SHMKIT_ETRUNCATED, never SIGBUS. */
+static int header_pread(const shmkit_block *b, shmkit_array_info *info)
+{
+    unsigned char h[sizeof(struct typed_header)];
+    size_t size = shmkit_block_size(b);
+    int r;
+
+    /* shmkit_array_parse reads the whole header only when size allows. */
+    r = shmkit__block_pread(b, 0, h, size < sizeof h ? size : sizeof h);
+    return r < 0 ? r : shmkit_array_parse(h, size, info);
+}
+
 /* Checks a validated header against what the caller expects. */
 static int expect_check(const shmkit_array_info *info, char typecode,
                         unsigned ndim, const size_t *shape)
@@ -385,7 +398,7 @@ int shmkit_array_attach_as(shmkit_array **out, const char *name,
     r = shmkit_block_attach(&b, name, flags);
     if (r < 0)
         return r;
-    r = shmkit_array_parse(shmkit_block_data(b), shmkit_block_size(b), &info);
+    r = header_pread(b, &info);
     if (r == 0)
         r = namespace_check(b, &info);
     if (r == 0)

@@ -197,6 +197,19 @@ int shmkit_lock_create(shmkit_lock **out, const char *name,
     return 0;
 }
 
+/* Checks the header from a pread copy, not the mapping: a peer truncating
+ * the block makes this SHMKIT_ETRUNCATED, never SIGBUS. */
+static int lock_header_pread(const shmkit_block *b, struct lock_block *copy)
+{
+    unsigned char h[sizeof *copy];
+    size_t size = shmkit_block_size(b);
+    int r;
+
+    /* lock_block_check reads the whole header only when size allows. */
+    r = shmkit__block_pread(b, 0, h, size < sizeof h ? size : sizeof h);
+    return r < 0 ? r : lock_block_check(h, size, copy);
+}
+
 int shmkit_lock_attach(shmkit_lock **out, const char *name, unsigned flags)
 {
     struct lock_block copy;
@@ -212,7 +225,7 @@ int shmkit_lock_attach(shmkit_lock **out, const char *name, unsigned flags)
     r = shmkit_block_attach(&b, name, flags);
     if (r < 0)
         return r;
-    r = lock_block_check(shmkit_block_data(b), shmkit_block_size(b), &copy);
+    r = lock_header_pread(b, &copy);
     if (r == 0)
         r = shmkit__pid_ns_check(copy.pid_ns);
     if (r == 0)
