@@ -94,6 +94,22 @@ SHMKIT_API int shmkit_track_fd(void);
 /* Process id of this family's tracker, or -1 if there is none. */
 SHMKIT_API pid_t shmkit_track_pid(void);
 
+/*
+ * Tracks the existing block `name` from now on, as if this process had
+ * created it with SHMKIT_TRACK (starting the family's tracker if needed).
+ * 0 (also if already tracked by this process), -ENOENT if there is no such
+ * block, -EINVAL for a bad name, or shmkit_track_start()'s errors.
+ */
+SHMKIT_API int shmkit_track(const char *name);
+
+/*
+ * Stops tracking block `name`: the block then outlives the family (only
+ * an unlink removes it). Only the process that registered it (created it
+ * with SHMKIT_TRACK, or called shmkit_track) can; 0, or -ENOENT if this
+ * process does not track `name`, -EINVAL for a bad name.
+ */
+SHMKIT_API int shmkit_untrack(const char *name);
+
 /* ---- inspection and garbage collection ------------------------------------ */
 
 /* Describes the lifetime of block `name` for people: "tracked by pid N"

@@ -7,6 +7,7 @@ ShareableList attaches to ours and the other way round.
 """
 
 from functools import partial
+import sys
 import types
 
 from . import _shmkit
@@ -59,6 +60,22 @@ class ShareableList(_shmkit.ShareableListBase):
 
     def __exit__(self, *exc):
         self.shm.close()
+
+    def _get_packing_format(self, position):
+        """The struct format of the item at position, as stored in the
+        block's format table (CPython's layout: list length, n + 1 end
+        offsets, the items, then 8 bytes of format per item)."""
+        n = len(self)
+        if position < 0:
+            position += n
+        if not 0 <= position < n:
+            raise IndexError("Requested position out of range.")
+        buf = self.shm.buf
+        data_size = int.from_bytes(buf[8 + 8 * n:16 + 8 * n], sys.byteorder, signed=True)
+        at = (n + 2) * 8 + data_size + 8 * position
+        if data_size < 0 or at + 8 > len(buf):
+            raise ValueError("corrupt ShareableList layout")
+        return bytes(buf[at:at + 8]).rstrip(b'\x00').decode('utf-8')
 
     def locked(self):
         """A context manager holding the list's process-shared lock (a

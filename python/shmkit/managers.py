@@ -1,18 +1,25 @@
-"""SharedMemoryManager over the shmkit manager daemon.
+"""SharedMemoryManager: CPython's, a BaseManager, whose blocks shmkit's
+manager daemon owns.
 
-A drop-in for :class:`multiprocessing.managers.SharedMemoryManager`:
-``start()``/``shutdown()``, the context manager, ``SharedMemory(size)`` and
-``ShareableList(sequence)``. The daemon is shmkit's own (``shmkit
-manager``), shared with C clients: it owns the blocks it creates, unlinks
-them all at shutdown (also when the starting process dies), ignores SIGINT,
-and journals what it owns so that nothing leaks if it is killed.
+A drop-in for :class:`multiprocessing.managers.SharedMemoryManager` and a
+subclass of :class:`multiprocessing.managers.BaseManager`: ``start()``/
+``shutdown()``, ``connect()``, the context manager, ``register()``,
+``get_server()``, ``address`` as a Unix socket path or a ``(host, port)``
+tuple with ``authkey``, ``SharedMemory(size)`` and
+``ShareableList(sequence)``.
 
-``address`` is the daemon's Unix socket path (None: a private one);
-``authkey`` (bytes) is the key clients must know. ``connect()`` joins a
-manager started elsewhere.
+The BaseManager server process runs shmkit's manager daemon (``shmkit
+manager``, shared with C clients; its socket is ``daemon_address``). The
+daemon owns the blocks: it unlinks them all when the manager shuts down,
+also when the server process is killed, ignores SIGINT, and journals what
+it owns so that nothing leaks if it is killed itself. Clients, the starter
+and any process that ``connect()``s, ask the daemon for blocks directly.
 """
 
 import errno
+import os
+from multiprocessing import managers as _mpm
+from multiprocessing import util as _util
 
 from . import _shmkit
 from .shared_memory import SharedMemory, ShareableList as _ShareableList
@@ -20,89 +27,122 @@ from .shared_memory import SharedMemory, ShareableList as _ShareableList
 __all__ = ['SharedMemoryManager']
 
 
-class SharedMemoryManager:
-    """SharedMemoryManager(address=None, authkey=None)"""
+class _Server(_mpm.Server):
+    """The BaseManager server, with shmkit's manager daemon beside it (started
+    by and tied to the server process)."""
 
-    def __init__(self, address=None, authkey=None, *, ctx=None):
-        if authkey is not None and not isinstance(authkey, (bytes, bytearray)):
-            raise TypeError("authkey should be a byte string")
-        self._address = address
-        self._authkey = bytes(authkey) if authkey is not None else None
+    public = _mpm.Server.public + ['shmkit_daemon']
+
+    def __init__(self, registry, address, authkey, serializer):
+        super().__init__(registry, address, authkey, serializer)
+        self._daemon = _shmkit.ManagerClient.start(None, bytes(self.authkey))
+
+    def shmkit_daemon(self, c):
+        "The daemon's socket path, for clients."
+        return self._daemon.socket
+
+    def shutdown(self, c):
+        "Unlinks every block the daemon owns and stops it, then the server."
+        daemon, self._daemon = self._daemon, None
+        if daemon is not None and not daemon.closed:
+            try:
+                daemon.shutdown()
+            except _shmkit.Error as e:
+                _util.debug('shmkit manager daemon shutdown: %r', e)
+            finally:
+                daemon.close()
+        return super().shutdown(c)
+
+
+class SharedMemoryManager(_mpm.BaseManager):
+    """SharedMemoryManager(address=None, authkey=None, serializer='pickle',
+    ctx=None): a BaseManager whose SharedMemory and ShareableList blocks
+    shmkit's manager daemon owns (unlinked at shutdown, also after a
+    crash)."""
+
+    _Server = _Server
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._client = None
-        self._state = 'initial'
+        _util.debug(f"{self.__class__.__name__} created by pid {os.getpid()}")
 
-    # -- life -------------------------------------------------------------
+    def _join_daemon(self):
+        conn = self._Client(self._address, authkey=self._authkey)
+        try:
+            path = _mpm.dispatch(conn, None, 'shmkit_daemon')
+        finally:
+            conn.close()
+        self._client = _shmkit.ManagerClient.connect(path, bytes(self._authkey))
+
     def start(self, initializer=None, initargs=()):
-        "Start the manager daemon (initializer is accepted and ignored)."
-        if self._state != 'initial':
-            from multiprocessing import ProcessError
-            if self._state == 'started':
-                raise ProcessError("Already started server")
-            raise ProcessError("Manager has shut down")
-        self._client = _shmkit.ManagerClient.start(self._address, self._authkey)
-        self._address = self._client.socket
-        self._state = 'started'
+        "Start the server process and its shmkit manager daemon."
+        super().start(initializer, initargs)
+        try:
+            self._join_daemon()
+        except BaseException:
+            self.shutdown()
+            raise
+        # BaseManager.start() made shutdown an instance attribute (a
+        # Finalize); disconnect from the daemon first.
+        base_shutdown = self.shutdown
+
+        def shutdown():
+            self._disconnect()
+            base_shutdown()
+        self.shutdown = shutdown
 
     def connect(self):
         "Connect to a manager already running at address."
-        self._client = _shmkit.ManagerClient.connect(self._address, self._authkey)
-        self._state = 'connected'
+        super().connect()
+        self._join_daemon()
 
-    def shutdown(self):
-        """Unlink every block the manager owns and stop it. On a manager
-        joined with connect(), only disconnects (as CPython, where only the
-        starter can shut the server down)."""
-        client = self._client
-        if client is None:
-            return
-        started = self._state == 'started'
-        self._client = None
-        self._state = 'shutdown'
-        try:
-            if started and not client.closed:
-                try:
-                    client.shutdown()
-                except _shmkit.Error as e:
-                    if _shmkit.errname(e.errno) != 'SHMKIT_ECLOSED':
-                        raise       # else the daemon is already gone
-        finally:
+    def _disconnect(self):
+        client, self._client = self._client, None
+        if client is not None:
             client.close()
 
-    def __enter__(self):
-        if self._state == 'initial':
-            self.start()
-        elif self._state not in ('started', 'connected'):
-            from multiprocessing import ProcessError
-            raise ProcessError("Unable to start server")
-        return self
-
-    def __exit__(self, *exc):
-        self.shutdown()
+    def shutdown(self):
+        """On a manager joined with connect(), disconnects only (as CPython,
+        where only the starter shuts the server down); start() replaces it
+        with the full shutdown."""
+        self._disconnect()
 
     def __del__(self):
-        client = self._client
+        client = self.__dict__.get('_client')
         if client is not None:
             client.close()
 
     @property
-    def address(self):
-        return self._address
+    def daemon_address(self):
+        "The socket path of shmkit's manager daemon (C clients connect there)."
+        return self._live().socket
 
     def _live(self):
-        if self._client is None:
-            from multiprocessing import ProcessError
-            raise ProcessError("SharedMemoryManager is not started")
+        if self._client is None or self._client.closed:
+            raise ValueError("SharedMemoryManager is not started (or was shut down)")
         return self._client
+
+    def get_server(self):
+        "A server object to run in this process (serve_forever())."
+        if self._state.value != _mpm.State.INITIAL:
+            from multiprocessing import ProcessError
+            if self._state.value == _mpm.State.STARTED:
+                raise ProcessError("Already started server")
+            raise ProcessError("Manager has shut down")
+        return self._Server(self._registry, self._address, self._authkey,
+                            self._serializer)
 
     # -- blocks -----------------------------------------------------------
     def SharedMemory(self, size):
         """Returns a new SharedMemory instance with the specified size in
         bytes, owned by the manager."""
-        name = self._live().create_block(size)
+        client = self._live()
+        name = client.create_block(size)
         try:
             return SharedMemory(name, track=False)
         except BaseException:
-            self._client.release(name)
+            client.release(name)
             raise
 
     def ShareableList(self, sequence):
@@ -140,3 +180,4 @@ class SharedMemoryManager:
     def names(self):
         "Names of the blocks the manager owns."
         return self._live().list()
+

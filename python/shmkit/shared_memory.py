@@ -15,11 +15,29 @@ CPython, all on purpose:
 * ``size`` is the exact size, never rounded up to a page.
 """
 
+import os
+import secrets
 import sys
 
 from . import _shmkit
+from . import resource_tracker as _tracker_shim
 
 __all__ = ['SharedMemory', 'ShareableList']
+
+# CPython's module-level names, which tests and programs read or patch.
+_USE_POSIX = True
+_O_CREX = os.O_CREAT | os.O_EXCL
+# Shortest maximum name length among POSIX systems (FreeBSD's 14).
+_SHM_SAFE_NAME_LENGTH = 14
+_SHM_NAME_PREFIX = '/psm_'
+
+
+def _make_filename():
+    """A random name for a new block: _SHM_NAME_PREFIX and hex digits,
+    _SHM_SAFE_NAME_LENGTH characters at most (looked up at each create, so
+    a test may patch it)."""
+    room = _SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)
+    return _SHM_NAME_PREFIX + secrets.token_hex(room // 2)
 
 _Mapping = _shmkit.Mapping
 
@@ -45,6 +63,12 @@ class SharedMemory:
     _size = 0
     _track = True
     _raw = False    # this handle created the block as a raw block
+    # As CPython's: open flags (a subclass may add os.O_CREAT to attach or
+    # create), the mode of a new block, and the leading slash that _name
+    # carries and name hides.
+    _flags = os.O_RDWR
+    _mode = 0o600
+    _prepend_leading_slash = True
 
     def __init__(self, name=None, create=False, size=0, *, track=True,
                  reserve=True):
@@ -64,20 +88,43 @@ class SharedMemory:
             raise ValueError("'size' must be a positive integer")
         self._track = bool(track)
         if create:
+            self._flags = _O_CREX | os.O_RDWR
             if size == 0:
                 raise ValueError("'size' must be a positive number different from zero")
-            flags = (_shmkit.TRACK if track else 0) | \
-                (_shmkit.RESERVE if reserve else 0)
-            m = _Mapping.create(name, size, flags)
+        if name is None and not self._flags & os.O_EXCL:
+            raise ValueError("'name' can only be None if create=True")
+        tflags = (_shmkit.TRACK if track else 0) | \
+            (_shmkit.RESERVE if reserve else 0)
+        if name is None:
+            # Names from _make_filename until one is free, as CPython; they
+            # carry their slash already.
+            while True:
+                name = _make_filename()
+                try:
+                    m = _Mapping.create(name, size, tflags, self._mode)
+                    self._raw = True
+                    break
+                except FileExistsError:
+                    continue
+            name = name[1:] if name.startswith('/') else name
+        elif create:
+            m = _Mapping.create(name, size, tflags, self._mode)
             self._raw = True
+        elif self._flags & os.O_CREAT:
+            try:
+                m = _Mapping.attach(name)
+            except FileNotFoundError:
+                if size == 0:
+                    raise ValueError("cannot mmap an empty file") from None
+                m = _Mapping.create(name, size, tflags, self._mode)
+                self._raw = True
         else:
-            if name is None:
-                raise ValueError("'name' can only be None if create=True")
             m = _Mapping.attach(name)
         self._mapping = m
-        self._name = m.name
+        self._name = '/' + name if self._prepend_leading_slash else name
         self._size = m.size
         self._buf = memoryview(m)
+        _tracker_shim._made(m.name)
 
     @classmethod
     def _from_mapping(cls, mapping, track=False):
@@ -85,7 +132,7 @@ class SharedMemory:
         self = cls.__new__(cls)
         self._track = track
         self._mapping = mapping
-        self._name = mapping.name
+        self._name = '/' + mapping.name
         self._size = mapping.size
         self._buf = memoryview(mapping)
         return self
@@ -116,7 +163,10 @@ class SharedMemory:
     @property
     def name(self):
         "Unique name that identifies the shared memory block."
-        return self._name
+        name = self._name
+        if self._prepend_leading_slash and name is not None and name.startswith('/'):
+            name = name[1:]
+        return name
 
     @property
     def size(self):
@@ -151,21 +201,25 @@ class SharedMemory:
 
         Unlink should be called once (and only once) across all handles
         which have access to the shared memory block."""
+        name = self.name
+        if name is None:
+            return
         m = self._mapping
-        if m is not None:
+        if m is not None and name.lstrip('/') == m.name:
             m.unlink()
         elif self._raw:
             # Created here as a raw block: no list lock to look for.
-            _shmkit.unlink_block(self._name)
-        elif self._name is not None:
-            _shmkit.unlink(self._name)    # a ShareableList's lock goes too
+            _shmkit.unlink_block(name)
+        else:
+            _shmkit.unlink(name)    # a ShareableList's lock goes too
+        _tracker_shim._gone(name)
 
     def rename(self, newname, flags=0):
         """Renames the block to newname atomically. By default an existing
         newname is replaced; flags SHM_RENAME_NOREPLACE refuses
         (FileExistsError), SHM_RENAME_EXCHANGE swaps the two names."""
         self._live().rename(newname, flags)
-        self._name = self._mapping.name
+        self._name = '/' + self._mapping.name
 
     def resize(self, size):
         """Grows the block to size bytes (other attachers see the new size

@@ -18,9 +18,29 @@ Drop-ins for multiprocessing's, with these differences:
 * Blocking calls release the GIL and can be interrupted by signals.
 """
 
+import os
+import threading
+
 from . import _shmkit
 
 __all__ = ['Lock', 'RLock', 'Condition']
+
+
+def _holder(lock):
+    """Who holds lock, in the words of CPython's repr: this process and
+    thread, 'None', 'SomeOtherThread' or 'SomeOtherProcess'."""
+    if lock._is_mine():
+        from multiprocessing import process
+        name = process.current_process().name
+        if threading.current_thread().name != 'MainThread':
+            name += '|' + threading.current_thread().name
+        return name
+    tid = lock._owner_tid()
+    if tid == 0:
+        return 'None'
+    if tid > 0 and os.path.exists(f'/proc/self/task/{tid}'):
+        return 'SomeOtherThread'
+    return 'SomeOtherProcess'
 
 
 def _attach(cls, name):
@@ -45,6 +65,17 @@ class Lock(_shmkit.LockBase):
             return (_typed_lock, (self.name,))
         return (_attach, (self.__class__, self.name))
 
+    def locked(self):
+        "True if some thread of some process holds the lock (a snapshot)."
+        return self._owner_tid() != 0
+
+    def __repr__(self):
+        try:
+            name = _holder(self)
+        except Exception:
+            name = 'unknown'
+        return f'<{self.__class__.__name__}(owner={name})>'
+
 
 class RLock(Lock):
     """A recursive process-shared lock: RLock(*, name=None, track=True)."""
@@ -54,10 +85,38 @@ class RLock(Lock):
     def __new__(cls, *, name=None, track=True, ctx=None):
         return cls._create(True, name, track)
 
+    def _is_owned(self):
+        "True if the calling thread holds the lock."
+        return self._is_mine()
+
+    def _recursion_count(self):
+        "How many times the calling thread holds the lock (0 if not)."
+        return self._count()
+
+    def __repr__(self):
+        try:
+            name = _holder(self)
+            if self._is_mine():
+                count = self._count()
+            elif name == 'None':
+                count = 0
+            else:
+                count = 'nonzero'
+        except Exception:
+            name, count = 'unknown', 'unknown'
+        return f'<{self.__class__.__name__}({name}, {count})>'
+
 
 def _typed_lock(name):
     from .sharedctypes import _attach_any
     return _attach_any(name).get_lock()
+
+
+class _NoCount:
+    __slots__ = ()
+
+    def get_value(self):
+        raise NotImplementedError("shmkit's condition keeps no count of sleepers")
 
 
 class Condition:
@@ -76,6 +135,12 @@ class Condition:
         self._lock = lock
         self.acquire = lock.acquire
         self.release = lock.release
+        # What CPython's tests read (its Condition is built of semaphores).
+        # The condition variable here is a futex in the lock's block that
+        # keeps no count of sleepers: get_value() raises NotImplementedError,
+        # as CPython's semaphores do where sem_getvalue() is missing.
+        self._sleeping_count = self._woken_count = _NoCount()
+        self._wait_semaphore = _NoCount()
 
     def __getstate__(self):
         return self._lock
@@ -90,7 +155,9 @@ class Condition:
         return self._lock.__exit__(*args)
 
     def __repr__(self):
-        return f'<shmkit.Condition({self._lock!r})>'
+        # As CPython's, whose waiter count is 'unknown' where its
+        # semaphores cannot tell; this condition never can.
+        return f'<{self.__class__.__name__}({self._lock!r}, unknown)>'
 
     @property
     def name(self):

@@ -4,6 +4,7 @@
  */
 #include "ext.h"
 
+#include <errno.h>
 #include <limits.h>
 
 PyDoc_STRVAR(unlink_doc,
@@ -47,6 +48,55 @@ static PyObject *mod_unlink_block(PyObject *m, PyObject *arg)
     if (r < 0)
         return ext_error(ext_state_of_module(m), r, name);
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(track_doc,
+"track(name)\n--\n\n"
+"Track the existing block called name from now on, as if this process had\n"
+"created it with track=True: it goes when this process family has exited.");
+
+static PyObject *mod_track(PyObject *m, PyObject *arg)
+{
+    const char *name;
+    int r;
+
+    if (ext_name_arg(arg, &name) < 0)
+        return NULL;
+    if (!name) {
+        PyErr_SetString(PyExc_TypeError, "name must be str");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = shmkit_track(name);
+    Py_END_ALLOW_THREADS
+    if (r < 0)
+        return ext_error(ext_state_of_module(m), r, name);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(untrack_doc,
+"untrack(name)\n--\n\n"
+"Stop tracking the block called name, which this process created with\n"
+"track=True (or passed to track()): it then outlives the family. Returns\n"
+"False if this process did not track it.");
+
+static PyObject *mod_untrack(PyObject *m, PyObject *arg)
+{
+    const char *name;
+    int r;
+
+    if (ext_name_arg(arg, &name) < 0)
+        return NULL;
+    if (!name) {
+        PyErr_SetString(PyExc_TypeError, "name must be str");
+        return NULL;
+    }
+    r = shmkit_untrack(name);
+    if (r == -ENOENT)
+        Py_RETURN_FALSE;
+    if (r < 0)
+        return ext_error(ext_state_of_module(m), r, name);
+    Py_RETURN_TRUE;
 }
 
 PyDoc_STRVAR(errname_doc,
@@ -149,6 +199,8 @@ static PyMethodDef ext_functions[] = {
     {"track_pid", mod_track_pid, METH_NOARGS, track_pid_doc},
     {"gc", (PyCFunction)(void (*)(void))mod_gc, METH_VARARGS | METH_KEYWORDS, gc_doc},
     {"unlink", mod_unlink, METH_O, unlink_doc},
+    {"track", mod_track, METH_O, track_doc},
+    {"untrack", mod_untrack, METH_O, untrack_doc},
     {"unlink_block", mod_unlink_block, METH_O, unlink_block_doc},
     {"errname", mod_errname, METH_O, errname_doc},
     {"block_kind", mod_block_kind, METH_O, kind_doc},

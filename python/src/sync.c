@@ -261,6 +261,21 @@ static PyObject *lock_is_mine(LockObject *self, PyObject *unused)
     return PyBool_FromLong(shmkit_mutex_held(self->mutex) > 0);
 }
 
+/* The holder's thread id (0 if free), for repr() and locked(): a snapshot
+ * read without taking the lock. */
+static PyObject *lock_owner_tid(LockObject *self, PyObject *unused)
+{
+    shmkit_mutex_info info;
+    int r = shmkit_mutex_inspect(self->mutex, &info);
+
+    if (r < 0)
+        return ext_error(lock_state(self), r, lock_name(self));
+    if (!info.locked)
+        return PyLong_FromLong(0);
+    /* Held, but the holder unknown to this C library's layout: -1. */
+    return PyLong_FromLong(info.owner_tid ? (long)info.owner_tid : -1L);
+}
+
 /* ---- condition operations ------------------------------------------- */
 
 static int need_cond(LockObject *self)
@@ -489,6 +504,7 @@ static PyMethodDef lock_methods[] = {
      "unlink()\n--\n\nRemove the lock's block name."},
     {"_count", (PyCFunction)lock_count, METH_NOARGS, NULL},
     {"_is_mine", (PyCFunction)lock_is_mine, METH_NOARGS, NULL},
+    {"_owner_tid", (PyCFunction)lock_owner_tid, METH_NOARGS, NULL},
     {"_wait", (PyCFunction)lock_wait, METH_VARARGS, NULL},
     {"_notify", (PyCFunction)lock_notify, METH_VARARGS, NULL},
     {"_notify_all", (PyCFunction)lock_notify_all, METH_NOARGS, NULL},

@@ -428,6 +428,36 @@ int shmkit_track_start(void)
     return 0;
 }
 
+int shmkit_track(const char *name)
+{
+    int r = shmkit_name_check(name);
+
+    if (r < 0)
+        return r;
+    while (*name == '/')
+        name++;
+    return shmkit__track_register(name);
+}
+
+int shmkit_untrack(const char *name)
+{
+    bool had = false;
+    int r = shmkit_name_check(name);
+
+    if (r < 0)
+        return r;
+    while (*name == '/')
+        name++;
+    pthread_mutex_lock(&T.mu);
+    if (T.j.fd >= 0 && shmkit__nset_del(&T.names, name, NULL)) {
+        had = true;
+        shmkit__journal_del(&T.j, name);
+        shmkit__journal_compact(&T.j, &T.names);
+    }
+    pthread_mutex_unlock(&T.mu);
+    return had ? 0 : -ENOENT;
+}
+
 int shmkit_track_fd(void)
 {
     int fd;

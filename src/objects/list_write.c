@@ -2,8 +2,9 @@
  * list_write.c - ShareableList writes: encoding items as CPython encodes
  * them (with shmkit's two fixes), set, and create.
  *
- * Fix 1 (gh-88336): slots for str are sized by UTF-8 bytes, so non-ASCII
- * text fits. Fix 2 (gh-106939): a value ending in NUL is recorded with its
+ * Fix 1 (gh-88336): a str whose UTF-8 does not fit the slot CPython sizes
+ * by code points gets a slot sized by its UTF-8 bytes, so non-ASCII text
+ * fits (when it fits CPython's slot, the slot is CPython's). Fix 2 (gh-106939): a value ending in NUL is recorded with its
  * exact length, "<n>sx" (or "<n>s0x" when it fills the slot). CPython
  * reads such a record (unpacking n bytes and one pad byte, then stripping
  * NULs as always) and, because the record does not end in 's', a CPython
@@ -37,6 +38,19 @@ _Static_assert(SHMKIT_LIST_VALUE_MAX + 8 <= SHMKIT__LIST_SLOT_MAX,
 static inline size_t slot_for(size_t len)
 {
     return 8 * (len / 8 + 1);
+}
+
+/* Slot size for a str of UTF-8 bytes s[0..len): CPython's (by code
+ * points) whenever its UTF-8 fits there, so that lists stay byte-identical
+ * to CPython's; else by bytes (gh-88336, where CPython would truncate). */
+static size_t str_slot_for(const char *s, size_t len)
+{
+    size_t chars = 0, k, cpy;
+
+    for (k = 0; k < len; k++)
+        chars += ((unsigned char)s[k] & 0xC0) != 0x80;
+    cpy = slot_for(chars);
+    return len <= cpy ? cpy : slot_for(len);
 }
 
 /* True if s[0..len) is valid UTF-8 as Python's strict codec decodes it
@@ -237,7 +251,9 @@ static int plan(const shmkit_item *items, size_t n, size_t *rel,
         if (items[k].type == SHMKIT_STR || items[k].type == SHMKIT_BYTES) {
             if (items[k].v.s.len > SHMKIT_LIST_VALUE_MAX)
                 return *why = "longer than a slot can be", SHMKIT_ESTORAGE;
-            cap = slot_for(items[k].v.s.len);
+            cap = items[k].type == SHMKIT_STR
+                      ? str_slot_for(items[k].v.s.ptr, items[k].v.s.len)
+                      : slot_for(items[k].v.s.len);
         }
         r = encode(&items[k], cap, &e, why);
         if (r < 0)

@@ -39,6 +39,10 @@ INTENDED = {
     'test_shared_memory_tracking':
         "asserts the resource tracker's leak warning of an attacher "
         "created with track=True; shmkit's attachers never track",
+    'test_shared_memory_cleaned_after_process_termination':
+        "asserts the killed child's resource tracker printed its leak "
+        "warning; shmkit's family tracker removes the block (the test's "
+        "first half, which passes) and prints nothing",
 }
 
 

@@ -22,7 +22,13 @@ def test_value_basics(names):
     assert v.value == 0.0
     v.value = 3.1415926
     assert v.value == 3.1415926
-    assert v.get_obj() is v and v.shape == () and v.typecode == 'd'
+    assert v.shape == () and v.typecode == 'd'
+    obj = v.get_obj()                   # a ctypes object over the block
+    assert type(obj) is ctypes.c_double and obj.value == v.value
+    obj.value = 2.5
+    assert v.value == 2.5 and ctypes.sizeof(obj) == 8
+    v.value = 3.1415926
+    del obj
     with v:
         v.value += 1
     assert v.acquire() is True
