@@ -23,15 +23,19 @@ Importing shmkit wraps ``multiprocessing.resource_tracker.register`` and
   SharedMemory registered) goes to CPython's tracker unchanged.
 """
 
+from collections import OrderedDict
 from multiprocessing import resource_tracker as _rt
 
 from . import _shmkit
 
 __all__ = ['register', 'unregister']
 
-# Names (without the slash) of blocks shmkit made or attached in this
-# process, and of names this process handed to CPython's tracker.
-_shmkit_names = set()
+# Names (without the slash) of the blocks shmkit made or attached in this
+# process, unlinked ones included (programs unregister after unlink too):
+# the most recent _KEEP of them, so that a long-running process does not
+# grow. And the names this process handed to CPython's tracker.
+_KEEP = 65536
+_shmkit_names = OrderedDict()
 _cpython_names = set()
 
 
@@ -40,11 +44,15 @@ def _norm(name):
 
 
 def _made(name):
-    _shmkit_names.add(_norm(name))
+    n = _norm(name)
+    _shmkit_names[n] = None
+    _shmkit_names.move_to_end(n)
+    if len(_shmkit_names) > _KEEP:
+        _shmkit_names.popitem(last=False)
 
 
 def _gone(name):
-    _shmkit_names.discard(_norm(name))
+    _made(name)
 
 
 def _orig(fn_name):

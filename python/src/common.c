@@ -123,6 +123,10 @@ PyObject *ext_error(ext_state *st, int code, const char *name)
         }
         if (err == ENOMEM && !name)
             return PyErr_NoMemory();
+        /* A name too long: CPython's shm_open (glibc) says EINVAL. */
+        if (err == ENAMETOOLONG && name &&
+            shmkit_name_check(name) == -ENAMETOOLONG)
+            err = EINVAL;
         return raise_oserror(PyExc_OSError, err, strerror(err), name);
     }
     switch (code) {
