@@ -79,8 +79,16 @@ static PyObject *raise_oserror(PyObject *exc, int err, const char *msg,
     else
         v = Py_BuildValue("(is)", err, msg);
     if (v) {
-        PyErr_SetObject(exc, v);
+        /* Made here, so that the exception is already the errno subclass
+         * when raised: CPython 3.10 matches `except` against the type as
+         * set, which would stay OSError until normalized. */
+        PyObject *inst = PyObject_Call(exc, v, NULL);
+
         Py_DECREF(v);
+        if (inst) {
+            PyErr_SetObject((PyObject *)Py_TYPE(inst), inst);
+            Py_DECREF(inst);
+        }
     }
     return NULL;
 }

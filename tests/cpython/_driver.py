@@ -91,6 +91,10 @@ class _Collect(unittest.TextTestResult):
 
 
 def main():
+    import signal
+    # A runner started in the background (no job control) inherits SIGINT
+    # ignored; CPython's tests send SIGINT and expect KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     start_method = sys.argv[1] if len(sys.argv) > 1 else 'fork'
     multiprocessing.set_start_method(start_method, force=True)
     tm.util.get_temp_dir()
