@@ -1,3 +1,5 @@
+# Named shm_queue.py, not queue.py: a script named queue.py shadows the
+# stdlib queue module for everything it imports (multiprocessing.managers).
 """A drop-in for multiprocessing.Queue over shared memory: workers (any
 start method) get NumPy frames whose data goes straight into the shared
 ring, no pipe, no feeder thread; results come back in batches; a loan
