@@ -430,13 +430,20 @@ int shmkit_track_start(void)
 
 int shmkit_track(const char *name)
 {
-    int r = shmkit_name_check(name);
+    int r = shmkit_name_check(name), fd;
 
     if (r < 0)
         return r;
     while (*name == '/')
         name++;
-    return shmkit__track_register(name);
+    /* The registration records the object's inode, read from a descriptor
+     * (the name's object now, not a later one). */
+    fd = shmkit__os.shm_open(name, O_RDONLY, 0);
+    if (fd < 0)
+        return fd;
+    r = shmkit__track_register(name, fd);
+    shmkit__os.close(fd);
+    return r;
 }
 
 int shmkit_untrack(const char *name)
