@@ -431,6 +431,7 @@ int shmkit_track_start(void)
 int shmkit_track(const char *name)
 {
     int r = shmkit_name_check(name), fd;
+    struct stat st;
 
     if (r < 0)
         return r;
@@ -441,9 +442,13 @@ int shmkit_track(const char *name)
     fd = shmkit__os.shm_open(name, O_RDONLY, 0);
     if (fd < 0)
         return fd;
-    r = shmkit__track_register(name, fd);
+    r = shmkit__os.fstat(fd, &st);
     shmkit__os.close(fd);
-    return r;
+    if (r < 0)
+        return r;
+    if (!S_ISREG(st.st_mode))
+        return -ENOENT;
+    return shmkit__track_register(name, (uint64_t)st.st_ino);
 }
 
 int shmkit_untrack(const char *name)
