@@ -1,0 +1,174 @@
+"""shmkit.Queue beside multiprocessing.Queue doing the same work, in one run.
+
+    PYTHONPATH=build/python /usr/bin/python3 bench/bench_queue.py [--quick] [--rounds N]
+
+Each piece of work is: producers put n items, consumers (other processes)
+get them; the figure is the wall time from the first put until every
+consumer has everything, per item, the median of the rounds (contenders
+interleaved within a round, order rotated between rounds). The first
+contender of a piece of work, multiprocessing.Queue, is the reference.
+
+* small: a tuple of an int and a 40-character str
+* 1 MiB NumPy array (float64, 512 x 256)
+* one at a time (put/get), and shmkit's put_many/get_many of 100
+* 1 producer -> 1 consumer, and 2 producers -> 2 consumers
+
+The processes are forked before the clock starts and wait on a pipe, so
+start-up is not timed; every queue is made for the round and removed.
+"""
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import shmkit
+
+STOP = "stop"
+
+
+def produce(q, item, n, batch):
+    if batch:
+        for i in range(0, n, batch):
+            q.put_many([item] * min(batch, n - i))
+    else:
+        for _ in range(n):
+            q.put(item)
+
+
+def consume(q, batch):
+    """Gets until STOP; returns how many items came."""
+    got = 0
+    stops = 0
+    while True:
+        msgs = q.get_many(batch) if batch else [q.get()]
+        for m in msgs:
+            if isinstance(m, str) and m == STOP:
+                stops += 1
+            else:
+                got += 1
+        if stops:
+            for _ in range(stops - 1):      # another consumer's stop
+                q.put(STOP)
+            return got
+
+
+def consumer_main(q, batch, ready, done):
+    ready.send(1)
+    done.send(consume(q, batch))
+    os._exit(0)
+
+
+def producer_main(q, item, n, batch, go, done):
+    go.recv()
+    produce(q, item, n, batch)
+    q.close()
+    if hasattr(q, "_jointhread"):       # multiprocessing's feeder thread
+        q.join_thread()
+    done.send(1)
+    os._exit(0)
+
+
+def one_round(make_queue, item, n, producers, consumers, batch):
+    """Seconds per item for one round."""
+    ctx = mp.get_context("fork")
+    q = make_queue()
+    cons, prods = [], []
+    try:
+        for _ in range(consumers):
+            r, w = ctx.Pipe(False)
+            d_r, d_w = ctx.Pipe(False)
+            p = ctx.Process(target=consumer_main, args=(q, batch, w, d_w))
+            p.start()
+            r.recv()
+            cons.append((p, d_r))
+        go = []
+        for k in range(producers):
+            g_r, g_w = ctx.Pipe(False)
+            d_r, d_w = ctx.Pipe(False)
+            share = n // producers + (k < n % producers)
+            p = ctx.Process(target=producer_main,
+                            args=(q, item, share, batch, g_r, d_w))
+            p.start()
+            prods.append((p, d_r))
+            go.append(g_w)
+        t0 = time.perf_counter()
+        for g in go:
+            g.send(1)
+        for _, d in prods:
+            d.recv()
+        for _ in range(consumers):
+            q.put(STOP)
+        got = sum(d.recv() for _, d in cons)
+        t = time.perf_counter() - t0
+        if got != n:
+            sys.exit(f"bench_queue: {got} of {n} items arrived")
+        for p, _ in cons + prods:
+            p.join()
+            if p.exitcode != 0:
+                sys.exit(f"bench_queue: a child failed ({p.exitcode})")
+        return t / n
+    finally:
+        if isinstance(q, shmkit.Queue):
+            q.unlink()
+        q.close()
+        q.join_thread()
+
+
+def run(work, contenders, rounds):
+    times = {label: [] for label, _ in contenders}
+    for r in range(rounds):
+        for j in range(len(contenders)):
+            label, fn = contenders[(j + r) % len(contenders)]
+            times[label].append(fn())
+    ref = None
+    for label, _ in contenders:
+        med = statistics.median(times[label])
+        if ref is None:
+            ref, ratio = med, "(reference)"
+        else:
+            ratio = f"{ref / med:.1f}x faster"
+        print(f"{work:<30} {label:<37} {med * 1e6:10.2f} us/item  {ratio}")
+        sys.stdout.flush()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    scale = 0.2 if a.quick else 1.0
+    small = (12345, "x" * 40)
+    big = np.random.default_rng(0).random((512, 256))
+    n_small = int(20000 * scale)
+    n_big = max(int(200 * scale), 20)
+
+    def mpq():
+        return mp.get_context("fork").Queue()
+
+    def skq(cap=16 << 20):
+        return lambda: shmkit.Queue(capacity=cap)
+
+    for prod, cons in ((1, 1), (2, 2)):
+        shape = f"{prod}->{cons}"
+        run(f"small item, {shape}", [
+            ("multiprocessing.Queue put/get",
+             lambda: one_round(mpq, small, n_small, prod, cons, 0)),
+            ("shmkit.Queue put/get",
+             lambda: one_round(skq(), small, n_small, prod, cons, 0)),
+            ("shmkit.Queue put_many/get_many 100",
+             lambda: one_round(skq(), small, n_small, prod, cons, 100)),
+        ], a.rounds)
+        run(f"1 MiB NumPy array, {shape}", [
+            ("multiprocessing.Queue put/get",
+             lambda: one_round(mpq, big, n_big, prod, cons, 0)),
+            ("shmkit.Queue put/get",
+             lambda: one_round(skq(64 << 20), big, n_big, prod, cons, 0)),
+        ], a.rounds)
+
+
+if __name__ == "__main__":
+    main()
