@@ -356,3 +356,59 @@ Test(queue, tracked_and_refcounted)
     cr_assert_eq(shmkit_queue_attach(&a, tu_name("ref"), 0), -ENOENT);
     cr_assert_eq(tu_count_leftovers(), 0);
 }
+
+Test(queue, tasks_and_join)
+{
+    shmkit_queue *q = make("tasks", 4096, 0);
+    shmkit_queue_info in;
+    char buf[8];
+    size_t len;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_queue_join(q, SHMKIT_NOWAIT), 0); /* none yet */
+    cr_assert_eq(shmkit_queue_task_add(q, 3), 0);
+    cr_assert_eq(shmkit_queue_join(q, SHMKIT_NOWAIT), -EAGAIN);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(shmkit_queue_put(q, &i, sizeof i, NULL), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shmkit_queue *a;
+
+        CHILD_CHECK(shmkit_queue_attach(&a, tu_name("tasks"), 0) == 0, 2);
+        for (int i = 0; i < 3; i++) {
+            CHILD_CHECK(shmkit_queue_get(a, buf, sizeof buf, &len, NULL) == 0, 3);
+            CHILD_CHECK(shmkit_queue_task_done(a) == 0, 4);
+        }
+        _exit(shmkit_queue_close(a) == 0 ? 0 : 5);
+    }
+    cr_assert_eq(shmkit_queue_join(q, NULL), 0); /* woken by the last done */
+    tu_wait_ok(pid);
+    stat_of(q, &in);
+    cr_assert_eq(in.unfinished, 0);
+    cr_assert_eq(shmkit_queue_task_done(q), -EOVERFLOW);
+    drop(q);
+}
+
+Test(queue, shutdown_keeps_the_handle)
+{
+    struct sleeper s = {make("shut", 4096, 0), 1};
+    shmkit_queue_info in;
+    const void *p;
+    pthread_t t;
+    size_t len;
+
+    cr_assert_eq(shmkit_queue_put(s.q, "x", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_peek(s.q, &p, &len, NULL), 0);
+    cr_assert_eq(pthread_create(&t, NULL, sleep_get, &s), 0);
+    do
+        stat_of(s.q, &in);
+    while (in.waiting_consumers == 0);
+    shmkit_queue_shutdown(s.q);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(s.result, SHMKIT_ECLOSED);
+    /* Blocking calls are refused; the loan can still be given back. */
+    cr_assert_eq(shmkit_queue_put(s.q, "y", 1, NULL), SHMKIT_ECLOSED);
+    cr_assert_eq(shmkit_queue_release(s.q, p), 0);
+    drop(s.q);
+}

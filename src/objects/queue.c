@@ -608,9 +608,11 @@ int shmkit_queue_reserve(shmkit_queue *q, size_t len, void **ptr,
         return qfail(q, r, "reserve");
     waiter_init(&w, deadline);
     r = reserve_batch(q, &one, 1, &rec, &got, &w);
-    leave(q);
     if (r)
-        return qfail(q, r, "reserve");
+        r = qfail(q, r, "reserve");
+    leave(q); /* last: a closing thread may free q once we are out */
+    if (r)
+        return r;
     *ptr = rec + 1;
     return 0;
 }
@@ -744,8 +746,10 @@ int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs, size_t n,
             *done = put;
         wake_data(q, (int)k);
     }
+    if (r)
+        r = qfail(q, r, "put_many");
     leave(q);
-    return r ? qfail(q, r, "put_many") : 0;
+    return r;
 }
 
 int shmkit_queue_put(shmkit_queue *q, const void *data, size_t len,
@@ -865,9 +869,11 @@ int shmkit_queue_peek(shmkit_queue *q, const void **ptr, size_t *len,
         return qfail(q, r, "peek");
     waiter_init(&w, deadline);
     r = take_batch(q, &rec, &rlen, 1, SIZE_MAX, &got, &need, &w);
+    if (r)
+        r = qfail(q, r, "peek");
     leave(q);
     if (r)
-        return qfail(q, r, "peek");
+        return r;
     *ptr = rec + 1;
     *len = rlen;
     return 0;
@@ -907,10 +913,11 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
     waiter_init(&w, deadline);
     r = take_batch(q, recs, lens, max < 64 ? max : 64, buflen, &k, &need, &w);
     if (r) {
-        leave(q);
         if (r == -EMSGSIZE)
             msgs[0].iov_len = need;
-        return qfail(q, r, "get_many");
+        r = qfail(q, r, "get_many");
+        leave(q);
+        return r;
     }
     for (i = 0; i < k; i++) {
         size_t len = lens[i];
@@ -922,9 +929,11 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
         p += round16(len) < left ? round16(len) : left; /* as take_locked */
     }
     r = release_batch(q, recs, k);
+    if (r)
+        r = qfail(q, r, "get_many");
     leave(q); /* close waits for this: the copies above read the ring */
     if (r)
-        return qfail(q, r, "get_many");
+        return r;
     *got = k;
     return 0;
 }
@@ -1238,8 +1247,10 @@ int shmkit_queue_join(shmkit_queue *q, const struct timespec *deadline)
         if (r)
             break;
     }
+    if (r)
+        r = qfail(q, r, "join");
     leave(q);
-    return r ? qfail(q, r, "join") : 0;
+    return r;
 }
 
 int shmkit_queue_unlink(shmkit_queue *q)
