@@ -77,6 +77,9 @@ if command -v man > /dev/null; then
         fail "man shmkit does not show the page"
 fi
 site=$(cd "$prefix" && ls -d lib/python*/site-packages)
+for f in py.typed __init__.pyi shared_memory.py; do
+    test -f "$prefix/$site/shmkit/$f" || fail "python: shmkit/$f not installed"
+done
 out=$(PREFIX=$prefix PYTHONPATH=$prefix/$site "$python" -c '
 import os, shmkit
 from shmkit import shared_memory
