@@ -60,6 +60,10 @@ void cli_format_size(char *buf, size_t len, unsigned long long bytes);
  * memory. */
 char *cli_escape(const char *s, size_t *width);
 
+/* Columns s takes on a terminal (wide East Asian characters take two,
+ * combining marks none). */
+size_t cli_display_width(const char *s);
+
 /* Cuts an escaped string to at most width columns, the last one an
  * ellipsis, if it is wider. */
 void cli_truncate(char *s, size_t width);

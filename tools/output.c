@@ -113,6 +113,45 @@ static bool cp_is_control(uint32_t c)
            (c >= 0x2028 && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
 }
 
+/* Columns a terminal gives code point c: 0 for combining marks and
+ * zero-width joiners, 2 for East Asian wide and fullwidth forms and most
+ * emoji, else 1. A small table of the common ranges, not all of Unicode's. */
+static size_t cp_width(uint32_t c)
+{
+    static const uint32_t zero[][2] = {
+        {0x0300, 0x036f}, {0x0483, 0x0489}, {0x0591, 0x05bd}, {0x1ab0, 0x1aff},
+        {0x1dc0, 0x1dff}, {0x200b, 0x200d}, {0x20d0, 0x20ff}, {0xfe00, 0xfe0f},
+        {0xfe20, 0xfe2f}};
+    static const uint32_t wide[][2] = {
+        {0x1100, 0x115f}, {0x2e80, 0x303e}, {0x3041, 0x33ff}, {0x3400, 0x4dbf},
+        {0x4e00, 0x9fff}, {0xa000, 0xa4cf}, {0xac00, 0xd7a3}, {0xf900, 0xfaff},
+        {0xfe30, 0xfe4f}, {0xff00, 0xff60}, {0xffe0, 0xffe6}, {0x1f300, 0x1f64f},
+        {0x1f900, 0x1f9ff}, {0x20000, 0x2fffd}, {0x30000, 0x3fffd}};
+    size_t i;
+
+    for (i = 0; i < sizeof zero / sizeof zero[0]; i++)
+        if (c >= zero[i][0] && c <= zero[i][1])
+            return 0;
+    for (i = 0; i < sizeof wide / sizeof wide[0]; i++)
+        if (c >= wide[i][0] && c <= wide[i][1])
+            return 2;
+    return 1;
+}
+
+size_t cli_display_width(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t len = strlen(str), i = 0, w = 0, k;
+    uint32_t c;
+
+    while (i < len) {
+        k = utf8_decode(s + i, len - i, &c);
+        w += k ? cp_width(c) : 1;
+        i += k ? k : 1;
+    }
+    return w;
+}
+
 char *cli_escape(const char *str, size_t *width)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -136,7 +175,7 @@ char *cli_escape(const char *str, size_t *width)
         } else if (k > 1) {
             memcpy(out + o, s + i, k);
             o += k;
-            w++;
+            w += cp_width(c);
         } else if (c == '\\' || c == '\n' || c == '\t' || c == '\r') {
             out[o++] = '\\';
             out[o++] = c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
@@ -156,21 +195,24 @@ char *cli_escape(const char *str, size_t *width)
     return out;
 }
 
-void cli_truncate(char *s, size_t width)
+void cli_truncate(char *str, size_t width)
 {
-    size_t i = 0, w = 0, cut = 0;
+    unsigned char *s = (unsigned char *)str;
+    size_t len = strlen(str), i = 0, w = 0, cut = 0, k, cw;
+    uint32_t c;
 
-    if (width == 0)
+    if (width == 0 || cli_display_width(str) <= width)
         return;
-    for (i = 0; s[i]; i++) {
-        if (((unsigned char)s[i] & 0xc0) == 0x80)
-            continue; /* continuation byte: same column */
-        if (w == width - 1)
-            cut = i;
-        w++;
+    while (i < len) {
+        k = utf8_decode(s + i, len - i, &c);
+        cw = k ? cp_width(c) : 1;
+        if (w + cw > width - 1)
+            break; /* one column stays for the ellipsis */
+        w += cw;
+        i += k ? k : 1;
+        cut = i;
     }
-    if (w > width)
-        strcpy(s + cut, "\xe2\x80\xa6"); /* U+2026, as wide as one byte */
+    strcpy(str + cut, "\xe2\x80\xa6"); /* U+2026, one column */
 }
 
 void cli_print_padded(const char *s, size_t width, size_t to, bool right)

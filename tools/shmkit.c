@@ -288,6 +288,12 @@ static void entry_fill(struct entry *e, const struct mappers *m)
     shmkit_block_close(b);
 }
 
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct entry *)a)->name,
+                  ((const struct entry *)b)->name);
+}
+
 static void entry_free(struct entry *e)
 {
     free(e->name);
@@ -354,16 +360,6 @@ static void row_cells(const struct entry *e, bool bytes, char *cell[NCOL])
     cell[C_PIDS] = strdup(e->pids && e->pids[0] ? e->pids : "-");
 }
 
-/* Display width of an escaped cell (printable ASCII and whole UTF-8). */
-static size_t cell_width(const char *s)
-{
-    size_t w = 0;
-
-    for (; *s; s++)
-        w += ((unsigned char)*s & 0xc0) != 0x80;
-    return w;
-}
-
 /* Prints the table: every column as wide as its widest cell; on a
  * terminal narrower than the rows, names are cut with an ellipsis. */
 static void print_table(char *(*cells)[NCOL], size_t rows)
@@ -375,8 +371,8 @@ static void print_table(char *(*cells)[NCOL], size_t rows)
         w[c] = strlen(col_title[c]);
     for (r = 0; r < rows; r++)
         for (c = 0; c < NCOL; c++)
-            if (cells[r][c] && cell_width(cells[r][c]) > w[c])
-                w[c] = cell_width(cells[r][c]);
+            if (cells[r][c] && cli_display_width(cells[r][c]) > w[c])
+                w[c] = cli_display_width(cells[r][c]);
     for (c = C_SIZE; c < NCOL; c++)
         rest += w[c] + 1;
     if (term > 0 && w[C_NAME] + rest > (size_t)term) {
@@ -394,7 +390,7 @@ static void print_table(char *(*cells)[NCOL], size_t rows)
             if (c == NCOL - 1)
                 printf("%s\n", s);
             else
-                cli_print_padded(s, cell_width(s), w[c], c == C_SIZE), putchar(' ');
+                cli_print_padded(s, cli_display_width(s), w[c], c == C_SIZE), putchar(' ');
         }
     }
 }
@@ -434,6 +430,8 @@ int cli_ls(int argc, char **argv)
     }
     closedir(d);
     mappers_free(&m);
+    if (n > 1)
+        qsort(v, n, sizeof *v, entry_cmp); /* by name, as ls(1) */
     if (set[0]) {
         printf("[");
         for (i = 0; i < n; i++) {

@@ -515,3 +515,30 @@ def test_readme_links_and_named_tests_exist():
     assert len(named) >= 6
     absent = [(f, t) for f, t in named if t not in (src / f).read_text()]
     assert not absent, absent
+
+
+def test_ls_aligns_wide_characters_and_sorts_by_name(cli, shm_prefix):
+    """East Asian wide characters take two columns: rows stay aligned;
+    rows come sorted by name, as ls(1) sorts them."""
+    import unicodedata
+
+    def cols(s):
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+    names = [shm_prefix + tag for tag in ("z", "表示名前", "a")]
+    for n in names:     # (CPython's resource tracker cannot register a
+                        # non-ASCII name: it encodes its messages as ASCII)
+        fd = os.open(SHM / n, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        os.ftruncate(fd, 10)
+        os.close(fd)
+    lines = run(cli, "ls").stdout.splitlines()
+    col = cols(lines[0][:lines[0].index(" MODE ")])
+    rows = [l for l in lines if l.split(" ", 1)[0] in names]
+    assert [r.split(" ", 1)[0] for r in rows] == sorted(names)
+    for l in rows:
+        assert cols(l[:l.index(" 0600 ")]) == col, l
+    status, out, _ = run_on_pty([cli, "ls"], "stdout", cols=72)
+    lines = out.replace("\r\n", "\n").splitlines()
+    assert any("\u2026" in l for l in lines) and status == 0
+    for l in lines:
+        assert cols(l) <= 72, l
