@@ -414,3 +414,77 @@ Test(track, journal_compaction_keeps_live_entries)
     cr_assert_eq(tu_count_leftovers(), 0);
     close(p[0]);
 }
+
+/* Child body for the track/untrack tests: with `untrack`, creates a tracked
+ * block and untracks it; else adopts the existing block `name` with
+ * shmkit_track. Sends the tracker's pid, then exits (ending its family). */
+static void adopt_or_release(const char *name, bool untrack, int out)
+{
+    shmkit_block *b;
+
+    if (untrack) {
+        if (shmkit_block_create(&b, name, 64, SHMKIT_TRACK) < 0)
+            _exit(10);
+        shmkit_block_close(b);
+        if (shmkit_untrack(name) != 0)
+            _exit(11);
+        if (shmkit_untrack(name) != -ENOENT)    /* no longer ours */
+            _exit(12);
+    } else if (shmkit_track(name) != 0) {
+        _exit(13);
+    }
+    lu_send_int(out, shmkit_track_pid());
+    _exit(0);
+}
+
+static void run_in_own_family(const char *name, bool untrack, pid_t *tracker)
+{
+    int p[2];
+    pid_t pid;
+
+    cr_assert_eq(pipe(p), 0);
+    pid = fork();
+    if (pid == 0) {
+        /* A family of its own: forget the test process's tracker. */
+        unsetenv("SHMKIT_TRACKER");
+        close(p[0]);
+        adopt_or_release(name, untrack, p[1]);
+    }
+    close(p[1]);
+    *tracker = (pid_t)lu_recv_int(p[0]);
+    close(p[0]);
+    cr_assert_eq(tu_wait_status(pid), 0, "child failed");
+    cr_assert_gt(*tracker, 0);
+}
+
+Test(track, untracked_block_outlives_its_family)
+{
+    const char *name = tu_name("untracked");
+    pid_t tracker;
+
+    run_in_own_family(name, true, &tracker);
+    cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
+    cr_assert(lu_exists(name), "an untracked block went with the family");
+    cr_assert_eq(shmkit_unlink(name), 0);
+}
+
+Test(track, adopted_block_goes_with_the_adopters_family)
+{
+    const char *name = tu_name("adopted");
+    shmkit_block *b;
+    pid_t tracker;
+
+    cr_assert_eq(shmkit_block_create(&b, name, 64, 0), 0);
+    shmkit_block_close(b);
+    run_in_own_family(name, false, &tracker);
+    cr_expect(lu_wait_gone(name), "an adopted block outlived the family");
+    cr_expect(lu_wait_pid_gone(tracker), "tracker did not exit");
+}
+
+Test(track, track_and_untrack_errors)
+{
+    cr_assert_eq(shmkit_track(tu_name("nosuch")), -ENOENT);
+    cr_assert_eq(shmkit_untrack(tu_name("nosuch")), -ENOENT);
+    cr_assert_eq(shmkit_track("a/b"), -EINVAL);
+    cr_assert_eq(shmkit_untrack(""), -EINVAL);
+}
