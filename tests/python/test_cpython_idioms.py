@@ -167,6 +167,11 @@ def test_get_obj_is_a_ctypes_object_over_the_block(names):
     assert type(pt) is Point
     pt.y = 7.0
     assert p.y == 7.0
+    view = np.asarray(pt)                # a structured dtype, same memory
+    assert view.dtype.names == ('x', 'y', 'z') and view['y'] == 7.0
+    view['x'] = 4
+    assert p.x == 4
+    del view
     for o in (v, a, p):
         o.unlink()
 
