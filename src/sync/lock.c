@@ -86,7 +86,9 @@ struct cond_shared {
     uint16_t flags;     /* none yet, 0 */
     uint64_t pid_ns;    /* initialiser's PID namespace inode, 0 unknown */
     uint32_t seq;       /* bumped by every signal and broadcast */
-    uint32_t reserved[11];
+    uint32_t lost;      /* 1: a signal found no sleeper to wake */
+    uint32_t bcast;     /* seq as the last broadcast left it */
+    uint32_t reserved[9];
 };
 _Static_assert(sizeof(struct cond_shared) == SHMKIT_COND_SIZE, "cond layout");
 
@@ -1008,6 +1010,21 @@ int shmkit_cond_init(shmkit_cond *c)
     return 0;
 }
 
+/* After a sleep that timed out, holding the mutex again: did a wake-up
+ * meant for this waiter come meanwhile? Either a broadcast after our read
+ * of the sequence, or a signal that found no sleeper (this waiter had just
+ * timed out of its sleep); the latter is taken by one waiter only. */
+static bool cond_missed(struct cond_shared *cs, uint32_t seq)
+{
+    uint32_t now = __atomic_load_n(&cs->seq, __ATOMIC_ACQUIRE);
+
+    if (now == seq)
+        return false;
+    if ((int32_t)(__atomic_load_n(&cs->bcast, __ATOMIC_ACQUIRE) - seq) > 0)
+        return true;
+    return __atomic_exchange_n(&cs->lost, 0, __ATOMIC_ACQ_REL) != 0;
+}
+
 /*
  * Reads the sequence, releases m entirely (all levels; the record entry
  * and its depth stay, as the thread still counts as holding m), sleeps
@@ -1052,7 +1069,14 @@ static int cond_wait_common(shmkit_cond *c, shmkit_mutex *m,
         return shmkit__fail(NULL, r, "shmkit_cond_wait(%p, %p)", (void *)c,
                             (void *)m);
     }
-    if (r == 0 && (w == -ETIMEDOUT || deadline_passed(deadline)))
+    /* A wake-up received (w == 0) is reported as one even if taking the
+     * mutex back outlasted the deadline: reported as a timeout, the wake-up
+     * it consumed would be lost (a caller waiting in slices, as Python's
+     * Condition does, would sleep again and miss it). A sleep that timed
+     * out as a signal or broadcast came, which then woke nobody, counts as
+     * woken too: the signal was meant for this waiter. */
+    if (r == 0 && w != 0 && (w == -ETIMEDOUT || deadline_passed(deadline)) &&
+        !cond_missed(cs, seq))
         r = -ETIMEDOUT;
     return r;
 }
@@ -1074,11 +1098,18 @@ static int cond_wake(shmkit_cond *c, int n, const char *what)
 {
     struct cond_shared *s = cond_of(c);
     int r = cond_check(s);
+    uint32_t now;
 
     if (r)
         return shmkit__fail(NULL, r, "%s(%p)", what, (void *)c);
-    __atomic_fetch_add(&s->seq, 1, __ATOMIC_RELEASE);
+    now = __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELEASE);
+    if (n == INT_MAX)
+        __atomic_store_n(&s->bcast, now, __ATOMIC_RELEASE);
     r = shmkit__os.futex_wake(&s->seq, n);
+    if (r == 0 && n == 1)
+        __atomic_store_n(&s->lost, 1, __ATOMIC_RELEASE);
+    else if (r > 0 && n == 1)
+        __atomic_store_n(&s->lost, 0, __ATOMIC_RELEASE);
     return r < 0 ? shmkit__fail(NULL, r, "%s(%p)", what, (void *)c) : 0;
 }
 

@@ -96,11 +96,12 @@ def main():
     # ignored; CPython's tests send SIGINT and expect KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     start_method = sys.argv[1] if len(sys.argv) > 1 else 'fork'
+    only = sys.argv[2:] or CLASSES
     multiprocessing.set_start_method(start_method, force=True)
     tm.util.get_temp_dir()
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
-    for name in CLASSES:
+    for name in only:
         cls = globals().get('WithProcesses' + name[1:])
         if cls is not None:
             suite.addTests(loader.loadTestsFromTestCase(cls))

@@ -112,7 +112,13 @@ def make_venv(python, where):
     return vpy
 
 
-def run_one(vpy, shmkit_path, swap, start_method, log):
+def run_one(vpy, shmkit_path, swap, start_method, log, timeout):
+    """Runs the driver once per test class (a hang or crash costs one
+    class, whose tests then count as not passed); returns the merged
+    result."""
+    import signal
+    sys.path.insert(0, HERE)
+    from _driver import CLASSES
     env = dict(os.environ)
     env.pop('PYTHONPATH', None)
     env['SHMKIT_CPYTHON_PATH'] = os.path.abspath(shmkit_path)
@@ -121,13 +127,27 @@ def run_one(vpy, shmkit_path, swap, start_method, log):
         env['SHMKIT_CPYTHON_SWAP'] = '1'
     else:
         env.pop('SHMKIT_CPYTHON_SWAP', None)
-    p = subprocess.run([vpy, os.path.join(HERE, '_driver.py'), start_method],
-                       env=env, stdout=subprocess.PIPE, stderr=log, text=True,
-                       timeout=1200)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith('{')]
-    if not lines:
-        raise SystemExit(f'{vpy}: the driver printed no result (exit {p.returncode}); see the log')
-    return json.loads(lines[-1])
+    merged = {}
+    for cls in CLASSES:
+        p = subprocess.Popen([vpy, os.path.join(HERE, '_driver.py'), start_method, cls],
+                             env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+                             start_new_session=True)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+            print(f'!! {cls}: no result within {timeout} s (killed)', file=log, flush=True)
+            merged['WithProcesses' + cls[1:]] = {'(timed out)': 'timeout'}
+            continue
+        lines = [ln for ln in out.splitlines() if ln.startswith('{')]
+        if not lines:
+            print(f'!! {cls}: the driver printed no result (exit {p.returncode})',
+                  file=log, flush=True)
+            merged['WithProcesses' + cls[1:]] = {'(driver failed)': 'error'}
+            continue
+        merged.update(json.loads(lines[-1])['results'])
+    return {'results': merged}
 
 
 def count(results, cls):
@@ -144,6 +164,8 @@ def main():
     ap.add_argument('--build-root', default=None)
     ap.add_argument('--start-method', default='fork')
     ap.add_argument('--log', default=None, help='file for the unittest output')
+    ap.add_argument('--timeout', type=float, default=600,
+                    help='seconds one test class may take')
     args = ap.parse_args()
     env_spec = os.environ.get('SHMKIT_CPYTHON_PYTHONS')
     specs = env_spec.split(',') if env_spec else (args.python or [sys.executable])
@@ -160,8 +182,8 @@ def main():
         with tempfile.TemporaryDirectory(prefix='shmkit-cpython-venv-') as tmp:
             vpy = make_venv(python, os.path.join(tmp, 'venv'))
             print(f'== {python} ({ver}), start method {args.start_method}', file=log, flush=True)
-            std = run_one(vpy, path, False, args.start_method, log)
-            ours = run_one(vpy, path, True, args.start_method, log)
+            std = run_one(vpy, path, False, args.start_method, log, args.timeout)
+            ours = run_one(vpy, path, True, args.start_method, log, args.timeout)
         classes = sorted(set(std['results']) | set(ours['results']))
         for cls in classes:
             sp, sn = count(std['results'], cls)
