@@ -13,7 +13,7 @@
 #include "core/os_linux.h"
 #include "testutil.h"
 
-static int opens, unlinks;
+static int opens, unlinks, fstats;
 
 static int counting_open(const char *path, int flags, mode_t mode)
 {
@@ -25,6 +25,12 @@ static int counting_unlink(const char *path)
 {
     unlinks++;
     return unlink(path);
+}
+
+static int counting_fstat(int fd, struct stat *st)
+{
+    fstats++;
+    return fstat(fd, st);
 }
 
 static void setup(void)
@@ -43,9 +49,10 @@ TestSuite(syscalls, .init = setup, .fini = reset);
 
 static void count_from_now(void)
 {
-    opens = unlinks = 0;
+    opens = unlinks = fstats = 0;
     shmkit__sys.open = counting_open;
     shmkit__sys.unlink = counting_unlink;
+    shmkit__sys.fstat = counting_fstat;
 }
 
 /* A raw block's unlink by name is one system call: no probe for a list's
@@ -89,4 +96,74 @@ Test(syscalls, block_unlink_is_one_call)
     cr_assert_eq(opens, 0);
     shmkit__os_reset();
     cr_assert_eq(shmkit_block_close(b), 0);
+}
+
+/* A plain create (no lifetime) does not stat its new object: only a
+ * tracked or refcounted one records the inode. */
+Test(syscalls, plain_create_makes_no_fstat)
+{
+    shmkit_block *b;
+
+    count_from_now();
+    cr_assert_eq(shmkit_block_create(&b, tu_name("c"), 4096, 0), 0);
+    cr_assert_eq(fstats, 0, "%d fstat calls", fstats);
+    cr_assert_eq(shmkit_block_unlink(b), 0);
+    cr_assert_eq(shmkit_block_close(b), 0);
+    count_from_now();
+    cr_assert_eq(shmkit_block_create(&b, NULL, 4096, 0), 0);
+    cr_assert_eq(fstats, 0, "generated name: %d fstat calls", fstats);
+    cr_assert_eq(shmkit_block_unlink(b), 0);
+    cr_assert_eq(shmkit_block_close(b), 0);
+}
+
+static int linkats;
+
+static int counting_linkat(int od, const char *op, int nd, const char *np,
+                           int fl)
+{
+    linkats++;
+    return linkat(od, op, nd, np, fl);
+}
+
+static int refusing_empty_path(int od, const char *op, int nd,
+                               const char *np, int fl)
+{
+    linkats++;
+    if (fl & AT_EMPTY_PATH) /* as a kernel that wants CAP_DAC_READ_SEARCH */
+        return errno = ENOENT, -1;
+    return linkat(od, op, nd, np, fl);
+}
+
+static void create_drop(const char *name)
+{
+    shmkit_block *b;
+
+    cr_assert_eq(shmkit_block_create(&b, name, 4096, 0), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(shmkit_block_unlink(b), 0);
+    cr_assert_eq(shmkit_block_close(b), 0);
+}
+
+/* Publishing a created block under its name is one link, once the first
+ * create found which way of linking the kernel allows. */
+Test(syscalls, publish_is_one_link)
+{
+    create_drop(tu_name("p"));
+    shmkit__sys.linkat = counting_linkat;
+    linkats = 0;
+    create_drop(tu_name("p"));
+    cr_assert_eq(linkats, 1, "%d linkat calls", linkats);
+}
+
+/* Where linkat(AT_EMPTY_PATH) is refused, create links through
+ * /proc/self/fd instead, and stops asking the refused way. */
+Test(syscalls, publish_falls_back_when_empty_path_is_refused)
+{
+    shmkit__sys.linkat = refusing_empty_path;
+    linkats = 0;
+    create_drop(tu_name("f"));
+    cr_assert_eq(linkats, 2, "refused, then through /proc");
+    linkats = 0;
+    create_drop(tu_name("f"));
+    cr_assert_eq(linkats, 1, "%d linkat calls", linkats);
 }

@@ -231,12 +231,16 @@ static void block_lifecycle_undo(shmkit_block *b)
 static int block_publish(shmkit_block *b, const char *name)
 {
     char tmp[SHMKIT_NAME_MAX + 1];
-    struct stat st;
+    struct stat st = {0};
     int r;
 
-    r = shmkit__os.fstat(b->fd, &st);
-    if (r < 0)
-        return r;
+    /* Only a lifetime records the inode: a plain create stays at the
+     * floor's system calls. */
+    if (b->flags & SHMKIT__LIFE_FLAGS) {
+        r = shmkit__os.fstat(b->fd, &st);
+        if (r < 0)
+            return r;
+    }
     memcpy(tmp, b->name, sizeof tmp);
     snprintf(b->name, sizeof b->name, "%s", name);
     r = block_lifecycle_start(b, (uint64_t)st.st_ino);
