@@ -122,13 +122,39 @@ def floor_create(name, size):
     return f
 
 
-def sk_create(name, size, track):
+def floor_create_reserved(name, size):
+    """The floor of a create that allocates its memory up front."""
+    slashed = "/" + name
+
     def f(n):
         for _ in range(n):
-            s = sk_sm.SharedMemory(name, create=True, size=size, track=track)
+            fd = _posixshmem.shm_open(slashed, FLAGS, 0o600)
+            os.posix_fallocate(fd, 0, size)
+            m = mmap.mmap(fd, size)
+            m.close()
+            os.close(fd)
+            _posixshmem.shm_unlink(slashed)
+    return f
+
+
+def sk_create(name, size, track, **kw):
+    def f(n):
+        for _ in range(n):
+            s = sk_sm.SharedMemory(name, create=True, size=size, track=track, **kw)
             s.close()
             s.unlink()
     return f
+
+
+# shmkit's SharedMemory reserves the memory by default (reserve=True: a full
+# /dev/shm is ENOSPC at create, not SIGBUS later); the floor and CPython do
+# not. The like-for-like rows pass reserve=False; the default is shown too,
+# beside a floor that reserves (posix_fallocate).
+try:
+    sk_sm.SharedMemory(create=True, size=1, track=False, reserve=False).unlink()
+    NOT_RESERVED = {"reserve": False}
+except TypeError:                   # a shmkit without the option
+    NOT_RESERVED = {}
 
 
 def sk_create_fill(name, size, track):
@@ -194,15 +220,21 @@ def cpy_untrack(name):
 def bench_blocks():
     size, n = 4096, n_of(4000)
     floor = [("Python floor (no library)", floor_create(nm("f"), size))]
+    default = []
+    if NOT_RESERVED:
+        default = [("Python floor + posix_fallocate", floor_create_reserved(nm("r"), size)),
+                   ("shmkit default (reserve=True)", sk_create(nm("d"), size, True))]
     run("py.block.create.tracked", "Python: create+close+unlink 4 KiB, tracked",
-        floor + [("shmkit SharedMemory (track=True)", sk_create(nm("s"), size, True)),
-                 ("CPython SharedMemory (resource tracker)", cpy_create(nm("c"), size))],
-        n)
+        floor + [("shmkit SharedMemory (track=True, not reserved)",
+                  sk_create(nm("s"), size, True, **NOT_RESERVED)),
+                 ("CPython SharedMemory (resource tracker)", cpy_create(nm("c"), size))]
+        + default, n)
     cpy = []
     if CPY_TRACK_PARAM:
         cpy = [("CPython SharedMemory (track=False)", cpy_create(nm("c"), size, False))]
     run("py.block.create.untracked", "Python: create+close+unlink 4 KiB, untracked",
-        floor + [("shmkit SharedMemory (track=False)", sk_create(nm("s"), size, False))]
+        floor + [("shmkit SharedMemory (track=False, not reserved)",
+                  sk_create(nm("s"), size, False, **NOT_RESERVED))]
         + cpy, n)
     keep = sk_sm.SharedMemory(nm("keep"), create=True, size=size, track=False)
     try:
@@ -461,8 +493,9 @@ def count(work, n):
     size = 4096
     ops = {
         "floor.create": floor_create(nm("f"), size),
-        "shmkit.create.tracked": sk_create(nm("s"), size, True),
-        "shmkit.create.untracked": sk_create(nm("s"), size, False),
+        "shmkit.create.tracked": sk_create(nm("s"), size, True, **NOT_RESERVED),
+        "shmkit.create.untracked": sk_create(nm("s"), size, False, **NOT_RESERVED),
+        "shmkit.create.default": sk_create(nm("s"), size, True),
         "cpython.create": cpy_create(nm("c"), size),
         "shmkit.list.create": list_create(sk_sm.ShareableList, range(1000)),
         "shmkit.list.create.named": list_create(sk_sm.ShareableList, range(1000), nm("l")),
