@@ -203,6 +203,31 @@ static void consumer(int c)
     _exit(shmkit_queue_close(q) == 0 ? 0 : 7);
 }
 
+/* Waits for the producers; if any child fails first (a consumer that saw
+ * a torn or misordered message leaves the producers blocked on a full
+ * ring), kills them all and fails at once instead of hanging. */
+static void wait_producers(const pid_t *prod, const pid_t *cons)
+{
+    int left = MP_PRODUCERS, st, k;
+    pid_t pid;
+
+    while (left > 0) {
+        pid = wait(&st);
+        cr_assert_gt(pid, 0);
+        for (k = 0; k < MP_PRODUCERS; k++)
+            left -= pid == prod[k];
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+            continue;
+        for (k = 0; k < MP_PRODUCERS; k++)
+            kill(prod[k], SIGKILL);
+        for (k = 0; k < MP_CONSUMERS; k++)
+            kill(cons[k], SIGKILL);
+        while (wait(NULL) > 0)
+            ;
+        cr_assert_fail("child %d failed: status 0x%x", (int)pid, st);
+    }
+}
+
 Test(queue_torture, mpmc_exactly_once)
 {
     pid_t prod[MP_PRODUCERS], cons[MP_CONSUMERS];
@@ -220,8 +245,7 @@ Test(queue_torture, mpmc_exactly_once)
     for (k = 0; k < MP_PRODUCERS; k++)
         if ((prod[k] = fork()) == 0)
             producer(k);
-    for (k = 0; k < MP_PRODUCERS; k++)
-        tu_wait_ok(prod[k]);
+    wait_producers(prod, cons);
     /* One stop per consumer, after every message (a batch consumer that
      * takes two puts one back). */
     for (k = 0; k < MP_CONSUMERS; k++)

@@ -15,10 +15,12 @@
  *               16 bytes; a message never wraps, so it is contiguous and
  *               can be written and read in place.
  *
- * Messages leave in the order their producers committed them... almost:
- * consumers take the oldest *committed* message, so a reservation still
- * being written does not hold back messages committed after it. One
- * producer's messages always leave in its order.
+ * Order. Consumers take the oldest committed message in the ring, and a
+ * message still being written (reserved, not committed) holds back only
+ * the later messages of the same process: one producer's messages leave
+ * in the order it reserved them, and a slow producer does not stall the
+ * others. (So a thread that reserves two messages and commits the second
+ * first will not see the second taken before the first is committed.)
  *
  * The ring is reserved (posix_fallocate: a full /dev/shm is -ENOSPC at
  * create, never a SIGBUS later) and prefaulted at create and at attach,

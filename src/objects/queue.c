@@ -40,6 +40,7 @@
 #define QUEUE_MIN_RING 32
 #define QUEUE_MAX_RING (UINT64_C(1) << 48)
 #define REC SHMKIT_QUEUE_RECORD
+#define HELD_BACK_MAX 16 /* reservations a consumer's scan looks past */
 
 enum rec_state {
     REC_RESERVED = 0x52u, /* 'R' */
@@ -764,8 +765,10 @@ int shmkit_queue_put(shmkit_queue *q, const void *data, size_t len,
 
 /* Under the mutex: takes up to max READY records, oldest first, that fit
  * in room one after another, each at a 16-byte multiple (the first must
- * fit: -EMSGSIZE with its length in *need otherwise). *foreign: a loan of
- * another process is in flight (it may be dead). */
+ * fit: -EMSGSIZE with its length in *need otherwise), skipping those whose
+ * producer still writes an older one. *foreign: a record of another
+ * process is in flight (it may be dead: a dead producer's reservation
+ * holds back its later messages until it is reaped). */
 static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                        size_t max, size_t room, size_t *got, size_t *need,
                        bool *foreign)
@@ -778,6 +781,9 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     pid_t me;
     int e;
 
+    pid_t writing[HELD_BACK_MAX]; /* producers with a message in the works */
+    size_t nwriting = 0, i;
+
     self_get(&me, &start);
     *foreign = false;
     while (pos < h->tail && k < max) {
@@ -785,8 +791,26 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         if (e)
             return e;
         uint32_t st = load32(&r->state);
-        if (st == REC_TAKEN && r->pid != me)
+        int32_t owner = r->pid;
+        if ((st == REC_TAKEN || st == REC_RESERVED) && owner != me)
             *foreign = true;
+        if (st == REC_RESERVED) {
+            /* Its producer's later messages wait for it (one producer's
+             * messages leave in its order); others' do not. Commit is
+             * lock-free, so a later record of the same producer may read
+             * READY while this one still reads RESERVED. */
+            if (nwriting == HELD_BACK_MAX)
+                break;
+            writing[nwriting++] = owner;
+        }
+        if (st == REC_READY) {
+            for (i = 0; i < nwriting && writing[i] != owner; i++)
+                ;
+            if (i < nwriting) {
+                pos += size;
+                continue;
+            }
+        }
         if (st == REC_READY) {
             size_t len = rlen, padded = round16(len);
 
