@@ -25,9 +25,11 @@ state=$top/build/test-run    # what the inner run hands to the outer one
 if [ "${SHMKIT_TEST_OUTER:-}" != 1 ]; then
     . scripts/deps.sh
     # shellcheck disable=SC2086
+    # python3-pip: the fresh-venv install test; mypy: the stubs test;
+    # libpython3.11-testsuite: CPython's own tests (tests/cpython).
     shmkit_need_packages $SHMKIT_BUILD_PACKAGES libcriterion-dev python3 \
-        python3-dev python3-pytest python3-numpy python3-setuptools \
-        clang libclang-rt-14-dev util-linux
+        python3-dev python3-pytest python3-numpy python3-pip mypy \
+        libpython3.11-testsuite clang libclang-rt-14-dev util-linux
 fi
 
 # ---- outer part: plant, enter the private /dev/shm, check, summarise ----
