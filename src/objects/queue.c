@@ -40,7 +40,7 @@
 #define QUEUE_MIN_RING 32
 #define QUEUE_MAX_RING (UINT64_C(1) << 48)
 #define REC SHMKIT_QUEUE_RECORD
-#define HELD_BACK_MAX 16 /* reservations a consumer's scan looks past */
+#define HELD_BACK_MAX 16 /* producers with a reservation a scan looks past */
 
 enum rec_state {
     REC_RESERVED = 0x52u, /* 'R' */
@@ -794,7 +794,9 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         int32_t owner = r->pid;
         if ((st == REC_TAKEN || st == REC_RESERVED) && owner != me)
             *foreign = true;
-        if (st == REC_RESERVED) {
+        for (i = 0; i < nwriting && writing[i] != owner; i++)
+            ;
+        if (st == REC_RESERVED && i == nwriting) {
             /* Its producer's later messages wait for it (one producer's
              * messages leave in its order); others' do not. Commit is
              * lock-free, so a later record of the same producer may read
@@ -803,13 +805,9 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                 break;
             writing[nwriting++] = owner;
         }
-        if (st == REC_READY) {
-            for (i = 0; i < nwriting && writing[i] != owner; i++)
-                ;
-            if (i < nwriting) {
-                pos += size;
-                continue;
-            }
+        if (st == REC_READY && i < nwriting) {
+            pos += size;
+            continue;
         }
         if (st == REC_READY) {
             size_t len = rlen, padded = round16(len);
