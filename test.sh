@@ -78,16 +78,23 @@ step() { printf '\n==== %s\n' "$*"; }
 # Records one of test.sh's own checks: record passed|failed|skipped NAME.
 record() { echo "$1 $2" >>"$state/checks"; }
 
+# The run's tag: the C and Python tests put it in their name prefixes
+# (sktest_<tag><pid>_, sktest_py<tag>..., skpy<tag>...).
+SHMKIT_TEST_TAG=r$$x
+export SHMKIT_TEST_TAG
+
 # Objects in /dev/shm this run must answer for. In a private /dev/shm,
-# everything: it started empty. In prefix mode, only the suite's own
-# prefixes; bookkeeping and generated names made during the run are
+# everything: it started empty. In prefix mode, only names carrying this
+# run's tag; bookkeeping and generated names made during the run are
 # listed apart, never judged nor removed (they may be another program's).
 ours() {
     if [ "$SHMKIT_PRIVATE_SHM" = 1 ]; then
         find /dev/shm -mindepth 1 -maxdepth 1
     else
-        find /dev/shm -mindepth 1 -maxdepth 1 \( -name 'sktest_*' -o \
-             -name 'skpy*' -o -name 'skex_*' \)
+        find /dev/shm -mindepth 1 -maxdepth 1 \( \
+             -name "sktest_${SHMKIT_TEST_TAG}*" -o \
+             -name "sktest_py${SHMKIT_TEST_TAG}*" -o \
+             -name "skpy${SHMKIT_TEST_TAG}*" \)
     fi
 }
 maybe_ours() {

@@ -66,9 +66,12 @@ static inline void lu_sidecar_cleanup(void)
     closedir(d);
 }
 
+static inline void lu_cleanup(void);
+
 static inline void lu_setup(void)
 {
     tu_setup();
+    tu_on_skip(lu_cleanup);
     snprintf(lu_rundir, sizeof lu_rundir, "/tmp/sktest-rt-XXXXXX");
     cr_assert_not_null(mkdtemp(lu_rundir));
     setenv("SHMKIT_RUNTIME_DIR", lu_rundir, 1);

@@ -71,6 +71,7 @@ static int count_existing(char names[][300], int n)
 
 Test(gc, whole_group_and_tracker_killed_nothing_left_after_gc)
 {
+    tu_require_private_shm();
     char names[3][300];
 
     kill_family_with_tracker("grp", 3, names);
@@ -89,8 +90,8 @@ Test(gc, cli_gc_dry_run_then_gc)
     int st;
 
     if (!tu_private_shm())
-        cr_skip_test("`shmkit gc` would act on the host's whole /dev/shm: "
-                     "run the suite through scripts/private-shm.sh");
+        tu_skip("`shmkit gc` would act on the host's whole /dev/shm: "
+                "run the suite through scripts/private-shm.sh");
     kill_family_with_tracker("cli", 2, names);
     st = tu_run(dry, out, sizeof out);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "gc --dry-run: %#x", st);
@@ -110,8 +111,8 @@ Test(gc, next_tracker_start_sweeps_dead_families)
     int i;
 
     if (!tu_private_shm())
-        cr_skip_test("a tracker's start-up sweep acts on the host's whole "
-                     "/dev/shm: run the suite through scripts/private-shm.sh");
+        tu_skip("a tracker's start-up sweep acts on the host's whole "
+                "/dev/shm: run the suite through scripts/private-shm.sh");
     kill_family_with_tracker("next", 2, names);
     cr_assert_eq(tu_gc(SHMKIT_GC_DRY_RUN), 2, "the family is not dead yet");
     pid = fork();
@@ -127,6 +128,7 @@ Test(gc, next_tracker_start_sweeps_dead_families)
 /* A family whose tracker died but whose creator lives is not dead. */
 Test(gc, live_family_with_dead_tracker_is_left_alone)
 {
+    tu_require_private_shm();
     int p[2], hold[2];
     char name[300];
     pid_t pid, tracker;
@@ -163,6 +165,7 @@ Test(gc, live_family_with_dead_tracker_is_left_alone)
 /* A journal naming another user's object: gc must not touch it. */
 Test(gc, never_removes_another_users_object)
 {
+    tu_require_private_shm();
     char dir[400], path[500], rec[400];
     shmkit_block *b;
     struct stat st;
@@ -194,6 +197,7 @@ Test(gc, never_removes_another_users_object)
 /* A recorded name now held by a different object (other inode) stays. */
 Test(gc, never_removes_a_different_object_under_a_recorded_name)
 {
+    tu_require_private_shm();
     char dir[400], path[500], rec[400];
     shmkit_block *b;
     int fd, n;

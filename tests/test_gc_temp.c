@@ -30,7 +30,13 @@ static void cleanup(void)
     lu_cleanup();
 }
 
-TestSuite(gc_temp, .init = lu_setup, .fini = cleanup);
+static void setup(void)
+{
+    lu_setup();
+    tu_on_skip(cleanup); /* also the planted temporaries */
+}
+
+TestSuite(gc_temp, .init = setup, .fini = cleanup);
 
 /* Plants a temporary of creator `pid`, `age` seconds old; returns its name. */
 static const char *plant(pid_t pid, int age)
@@ -90,13 +96,14 @@ static void report(const char *what, const char *name, void *arg)
 static int gc_here(unsigned flags, struct seen *s)
 {
     if (!tu_private_shm())
-        cr_skip_test("shmkit_gc() would act on the host's whole /dev/shm: "
-                     "run the suite through scripts/private-shm.sh");
+        tu_skip("shmkit_gc() would act on the host's whole /dev/shm: "
+                "run the suite through scripts/private-shm.sh");
     return shmkit_gc(flags, report, s);
 }
 
 Test(gc_temp, dead_creators_temporaries_go)
 {
+    tu_require_private_shm();
     const char *orphan = plant(dead_pid(), 60);
     const char *live = plant(getpid(), 60);
     const char *young = plant(dead_pid(), 0);
@@ -115,6 +122,7 @@ Test(gc_temp, dead_creators_temporaries_go)
 
 Test(gc_temp, another_users_temporary_stays)
 {
+    tu_require_private_shm();
     const char *other;
     char path[256];
 
@@ -182,6 +190,7 @@ Test(gc_temp, refcounted_list_lock_goes_with_the_last_attacher)
 
 Test(gc_temp, orphaned_list_lock_is_collected)
 {
+    tu_require_private_shm();
     const char *name = tu_name("orph");
     shmkit_list *l = list_with_lock(name);
     char path[300];

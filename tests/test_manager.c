@@ -33,6 +33,7 @@ static int count_alive(char names[][SHMKIT_NAME_MAX + 1], int n)
 
 Test(manager, create_attach_list_release_shutdown)
 {
+    tu_require_private_shm();
     char names[3][SHMKIT_NAME_MAX + 1], **list;
     shmkit_manager *m;
     shmkit_block *b;
@@ -70,6 +71,7 @@ Test(manager, create_attach_list_release_shutdown)
 
 Test(manager, client_crash_keeps_blocks_until_shutdown)
 {
+    tu_require_private_shm();
     char names[2][SHMKIT_NAME_MAX + 1];
     shmkit_manager *m;
     int p[2], i;
@@ -125,6 +127,7 @@ Test(manager, sigkilled_manager_restarted_leaves_nothing)
 
 Test(manager, sigkilled_manager_leftovers_removed_by_gc)
 {
+    tu_require_private_shm();
     char names[2][SHMKIT_NAME_MAX + 1];
     shmkit_manager *m;
     pid_t pid;

@@ -45,6 +45,7 @@ Test(refcount, last_close_unlinks_block_and_sidecar)
  * the gc after the last death. */
 Test(refcount, attachers_killed_in_random_order)
 {
+    tu_require_private_shm();
     enum { N = 6 };
     char name[SHMKIT_NAME_MAX + 1];
     pid_t kids[N];

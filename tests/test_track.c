@@ -57,6 +57,7 @@ Test(track, creator_killed_block_goes_with_its_family)
 
 Test(track, family_member_keeps_block_alive)
 {
+    tu_require_private_shm();
     int p[2], hold[2], ghold[2];
     char name[300];
     pid_t pid, grand;
@@ -131,6 +132,7 @@ static void unrelated_attachers(const char *name, int n)
 
 Test(track, thousand_unrelated_attach_exit_cycles_leave_block)
 {
+    tu_require_private_shm();
     shmkit_block *b;
     pid_t tracker;
 
@@ -224,6 +226,7 @@ Test(track, child_creates_exits_parent_attaches)
 /* An exec'd child inherits the lifeline and keeps the family alive. */
 Test(track, exec_child_stays_in_family)
 {
+    tu_require_private_shm();
     int p[2], in[2];
     char name[300];
     pid_t pid;

@@ -19,7 +19,13 @@ static char prefix[64];
 const char *tu_prefix(void)
 {
     if (!prefix[0])
-        snprintf(prefix, sizeof prefix, "sktest_%ld_", (long)getpid());
+    {
+        const char *tag = getenv("SHMKIT_TEST_TAG");
+        if (!tag || strlen(tag) > 24 || strspn(tag, "abcdefghijklmnopqrstuvwxyz"
+                                               "0123456789") != strlen(tag))
+            tag = "";
+        snprintf(prefix, sizeof prefix, "sktest_%s%ld_", tag, (long)getpid());
+    }
     return prefix;
 }
 
@@ -33,10 +39,25 @@ const char *tu_name(const char *tag)
     return b;
 }
 
+static void (*skip_cleanup)(void);
+
 void tu_setup(void)
 {
     prefix[0] = 0;
     tu_prefix();
+    skip_cleanup = tu_cleanup;
+}
+
+void tu_on_skip(void (*cleanup)(void))
+{
+    skip_cleanup = cleanup;
+}
+
+void tu_skip(const char *why)
+{
+    if (skip_cleanup)
+        skip_cleanup();
+    cr_skip_test("%s", why);
 }
 
 static int sweep(bool remove)
@@ -197,6 +218,13 @@ bool tu_private_shm(void)
     return v && strcmp(v, "1") == 0;
 }
 
+void tu_require_private_shm(void)
+{
+    if (!tu_private_shm())
+        tu_skip("runs shmkit_gc(), which would act on the host's whole "
+                "/dev/shm: run the suite through scripts/private-shm.sh");
+}
+
 static void count_own(const char *what, const char *name, void *arg)
 {
     (void)what;
@@ -211,8 +239,8 @@ int tu_gc(unsigned flags)
     if (tu_private_shm())
         return shmkit_gc(flags, NULL, NULL);
     if (!(flags & SHMKIT_GC_DRY_RUN))
-        cr_skip_test("shmkit_gc() would act on the host's whole /dev/shm: "
-                     "run the suite through scripts/private-shm.sh");
+        tu_skip("shmkit_gc() would act on the host's whole /dev/shm: "
+                "run the suite through scripts/private-shm.sh");
     r = shmkit_gc(flags, count_own, &own);
     return r < 0 ? r : own;
 }

@@ -13,8 +13,10 @@
 
 #include "shmkit.h"
 
-/* Every name a test makes starts with this prefix ("sktest_<pid>_"), so
- * tu_cleanup() can remove whatever a failing test left behind. */
+/* Every name a test makes starts with this prefix ("sktest_<tag><pid>_",
+ * <tag> from SHMKIT_TEST_TAG: test.sh's run, so that a run sharing the
+ * host's /dev/shm knows its own names), so tu_cleanup() can remove
+ * whatever a failing test left behind. */
 const char *tu_prefix(void);
 
 /* Returns prefix + tag in a rotating static buffer (8 slots). */
@@ -23,6 +25,12 @@ const char *tu_name(const char *tag);
 /* Criterion fixtures: .init = tu_setup, .fini = tu_cleanup. */
 void tu_setup(void);
 void tu_cleanup(void);
+
+/* Skips the running test after cleaning up as its .fini would: Criterion
+ * does not run .fini for a test skipped midway. The cleanup is tu_cleanup,
+ * or what the suite's setup named with tu_on_skip. */
+void tu_skip(const char *why);
+void tu_on_skip(void (*cleanup)(void));
 
 /* Counts the objects in /dev/shm that start with tu_prefix(). */
 int tu_count_leftovers(void);
@@ -56,6 +64,11 @@ const char *tu_cli(void);
  * sets SHMKIT_PRIVATE_SHM=1): then every object there is the suite's, and
  * counts over the whole directory are exact. */
 bool tu_private_shm(void);
+
+/* Skips the test unless the suite runs in its own /dev/shm: for a test
+ * that runs a real gc, called first, before it starts processes that a
+ * skip halfway would leave behind. */
+void tu_require_private_shm(void);
 
 /* shmkit_gc(flags) as a test may run it. In a private /dev/shm it returns
  * shmkit_gc's own count. Elsewhere a real gc would act on the host's whole

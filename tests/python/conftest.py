@@ -15,7 +15,10 @@ import os
 import pytest
 
 SHM_DIR = "/dev/shm"
-SESSION_PREFIX = f"skpy{os.getpid()}x"
+# test.sh's run tag ([a-z0-9]*): in a shared /dev/shm, the run's own names.
+RUN_TAG = "".join(c for c in os.environ.get("SHMKIT_TEST_TAG", "")
+                  if c.isascii() and c.isalnum()).lower()
+SESSION_PREFIX = f"skpy{RUN_TAG}{os.getpid()}x"
 _counter = itertools.count()
 
 START_METHODS = ["fork", "spawn", "forkserver"]

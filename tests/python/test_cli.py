@@ -10,6 +10,8 @@ import pathlib
 
 import pytest
 
+from conftest import RUN_TAG
+
 SHM = pathlib.Path("/dev/shm")
 
 
@@ -17,7 +19,7 @@ SHM = pathlib.Path("/dev/shm")
 def shm_prefix(request):
     """A name prefix unique to this test; whatever carries it is removed
     from /dev/shm at teardown, also when the test fails."""
-    prefix = f"sktest_py{os.getpid()}_{request.node.name[:40]}_"
+    prefix = f"sktest_py{RUN_TAG}{os.getpid()}_{request.node.name[:40]}_"
     prefix = "".join(c if c.isalnum() or c in "_-" else "_" for c in prefix)
     yield prefix
     for p in SHM.glob(prefix + "*"):

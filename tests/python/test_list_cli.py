@@ -11,6 +11,8 @@ from multiprocessing import resource_tracker, shared_memory
 
 import pytest
 
+from conftest import RUN_TAG
+
 SHM = pathlib.Path("/dev/shm")
 
 
@@ -18,7 +20,7 @@ SHM = pathlib.Path("/dev/shm")
 def name(request):
     """A block name unique to this test; anything carrying it is removed
     from /dev/shm at teardown, also when the test fails."""
-    base = f"sktest_py{os.getpid()}_{request.node.name[:40]}"
+    base = f"sktest_py{RUN_TAG}{os.getpid()}_{request.node.name[:40]}"
     base = "".join(c if c.isalnum() or c in "_-" else "_" for c in base)
     yield base
     for p in SHM.glob(base + "*"):
