@@ -665,12 +665,16 @@ int shmkit__block_image(const shmkit_block *b, size_t head,
     *img = NULL;
     if (b->size == 0)
         return SHMKIT_ETRUNCATED;
-    r = shmkit__os.mmap_anon(&p, b->size);
-    if (r < 0)
-        return r;
+    /* calloc, not a mapping of our own: a small image (a list of a few
+     * thousand items) comes from the heap with no system call, which
+     * halves a list attach; a large one the C library maps lazily, so its
+     * untouched pages still cost nothing. */
+    p = calloc(1, b->size);
+    if (!p)
+        return -ENOMEM;
     r = shmkit__block_pread(b, 0, p, head < b->size ? head : b->size);
     if (r < 0) {
-        shmkit__os.munmap(p, b->size);
+        free(p);
         return r;
     }
     *img = p;
@@ -679,8 +683,8 @@ int shmkit__block_image(const shmkit_block *b, size_t head,
 
 void shmkit__block_image_free(unsigned char *img, size_t size)
 {
-    if (img)
-        shmkit__os.munmap(img, size);
+    (void)size;
+    free(img);
 }
 
 /* Remaps b to new_size; with no mapping left (size 0 seen) maps afresh. */

@@ -76,7 +76,8 @@ SHMKIT__HIDDEN int shmkit__block_pread(const shmkit_block *b, size_t off,
                                        void *buf, size_t len);
 
 /* A private, sparse image of b's object: b->size bytes of zero-filled
- * anonymous memory (pages cost nothing until touched) holding a pread
+ * memory (calloc: a large one is mapped lazily, its pages cost nothing
+ * until touched) holding a pread
  * copy of the first min(b->size, head) bytes. Layers fill in more regions
  * with shmkit__block_pread and validate the image instead of the mapping.
  * Returns 0 and *img, or SHMKIT_ETRUNCATED / -errno. Free with
