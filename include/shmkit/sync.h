@@ -43,6 +43,25 @@
  * a loop around spurious wake-ups keeps one deadline and setting the wall
  * clock changes nothing); shmkit_deadline() builds one from a relative
  * timeout.
+ *
+ * Hostile peers. Anyone who can write the memory can write the lock. No
+ * bytes there make a call crash or wait forever on a thread that does not
+ * exist: a bad header is -EINVAL (or SHMKIT_ENAMESPACE), a lock word naming
+ * no live thread is taken as an owner death (after a probe every 50 ms of
+ * waiting), list pointers overwritten while this thread holds the lock make
+ * its unlock return SHMKIT_ECORRUPT (the lock is released all the same). A
+ * lock word naming a live thread is indistinguishable from that thread
+ * holding the lock: a blocking lock waits for it, so with peers you do not
+ * trust, use the timed calls.
+ *
+ * Fast paths. sync_inline.h has inline versions of lock, trylock and
+ * unlock (shmkit_mutex_lock_fast(), ...) with the same results; the
+ * functions here take the same path first.
+ *
+ * Layout. Version 2 (this one) owns its lock word, a futex on the kernel's
+ * robust list; version 1 wrapped the C library's mutex and condition. A
+ * mutex or condition of the other version is -EINVAL here and
+ * SHMKIT_EVERSION when a named lock or a typed block is attached.
  */
 #ifndef SHMKIT_SYNC_H
 #define SHMKIT_SYNC_H
@@ -67,8 +86,8 @@ extern "C" {
                                           free after as many unlocks */
 
 /* A robust process-shared mutex; put it in shared memory. The layout
- * inside is private (magic, version, flags, PID namespace, the C library's
- * mutex). */
+ * inside is private (magic, version, flags, PID namespace, the lock word
+ * and a robust-list entry; sync_inline.h shows it for inlining). */
 typedef struct shmkit_mutex {
     uint64_t opaque[SHMKIT_MUTEX_SIZE / 8];
 } shmkit_mutex;
@@ -93,8 +112,7 @@ SHMKIT_API void shmkit_deadline(struct timespec *out, double seconds);
  * Initialises the mutex at m (in shared memory, writable, 8-byte aligned)
  * as robust and process-shared; `flags` 0 or SHMKIT_MUTEX_RECURSIVE.
  * Call it exactly once, before other processes use m, and never on a
- * mutex someone may hold. Returns 0, -EINVAL (bad flags or alignment) or
- * the C library's failure (-ENOMEM, -EAGAIN).
+ * mutex someone may hold. Returns 0 or -EINVAL (bad flags or alignment).
  */
 SHMKIT_API int shmkit_mutex_init(shmkit_mutex *m, unsigned flags);
 
@@ -107,12 +125,15 @@ SHMKIT_API int shmkit_mutex_init(shmkit_mutex *m, unsigned flags);
  *   SHMKIT_ENOTRECOVERABLE  not acquired: an earlier owner-death was never
  *                           repaired; it stays so forever;
  *   -EDEADLK                not acquired: this thread already holds it (and
- *                           it is not recursive);
+ *                           it is not recursive), or holds it through
+ *                           another mapping of the same memory;
  *   SHMKIT_ETOOMANYLOCKS    not acquired: this thread holds too many;
  *   SHMKIT_ENAMESPACE       not acquired: initialised in another PID
  *                           namespace;
  *   -EINVAL                 not an initialised shmkit mutex;
- *   -EAGAIN                 a recursive mutex's count would overflow.
+ *   -EAGAIN                 a recursive mutex's count would overflow;
+ *   -ENOMEM, -ENOTSUP       this thread's record could not be made, or the
+ *                           C library's robust list has another shape.
  */
 SHMKIT_API int shmkit_mutex_lock(shmkit_mutex *m);
 
@@ -128,7 +149,10 @@ SHMKIT_API int shmkit_mutex_timedlock(shmkit_mutex *m,
 
 /*
  * Releases m (one level of a recursive mutex). SHMKIT_ENOTOWNER if this
- * thread does not hold it. Unlocking after SHMKIT_EOWNERDEAD without
+ * thread does not hold it (or the lock word says another thread does: it
+ * was re-initialised or overwritten; this thread forgets it).
+ * SHMKIT_ECORRUPT if a peer overwrote the lock while this thread held it
+ * (it is released all the same). Unlocking after SHMKIT_EOWNERDEAD without
  * shmkit_mutex_consistent() makes m not recoverable, for everyone.
  */
 SHMKIT_API int shmkit_mutex_unlock(shmkit_mutex *m);
@@ -165,8 +189,7 @@ typedef struct shmkit_mutex_info {
 /*
  * Reads m's state without taking it (works on a read-only mapping). The
  * answer may be stale as soon as it returns. -EINVAL if m is not an
- * initialised shmkit mutex; -ENOTSUP where the C library's mutex layout is
- * unknown (only recursive and pid_ns are filled then).
+ * initialised shmkit mutex.
  */
 SHMKIT_API int shmkit_mutex_inspect(const shmkit_mutex *m,
                                     shmkit_mutex_info *info);
@@ -188,13 +211,14 @@ SHMKIT_API int shmkit_cond_init(shmkit_cond *c);
  *   SHMKIT_ENOTOWNER        this thread does not hold m;
  *   SHMKIT_ENAMESPACE, -EINVAL as for lock.
  *
- * When processes die: a condition variable is not robust. If the holder of
- * m dies, waiters stay asleep until someone signals c (or their deadline
- * passes); the one that then reacquires m gets SHMKIT_EOWNERDEAD. If a
- * *waiter* dies while blocked, a later shmkit_cond_signal() may be spent
- * on the dead waiter and wake nobody. So when peers can be killed, prefer
- * shmkit_cond_broadcast() and shmkit_cond_timedwait() with a deadline, in
- * a loop that re-checks the predicate.
+ * When processes die: a condition is a sequence counter that waiters sleep
+ * on (a futex), with no lock inside, so a process killed anywhere in wait,
+ * signal or broadcast leaves nothing that blocks anyone, and a dead waiter
+ * takes no signal with it (the kernel forgets a dead sleeper). If the
+ * holder of m dies, waiters sleep until someone signals c or their
+ * deadline passes; the one that then takes m back gets SHMKIT_EOWNERDEAD.
+ * A timed wait returns when its deadline passes, after taking m back
+ * (which waits for m's holder, as any lock does).
  */
 SHMKIT_API int shmkit_cond_wait(shmkit_cond *c, shmkit_mutex *m);
 

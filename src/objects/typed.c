@@ -209,8 +209,13 @@ int shmkit_array_parse(const void *data, size_t size, shmkit_array_info *info)
     r = check_extent(&h, size, &tmp);
     if (r)
         return r;
-    if (h.reserved0 || h.flags || memcmp(h.reserved, zero, sizeof zero) ||
-        !shmkit__mutex_valid(&h.lock) || !shmkit_mutex_is_recursive(&h.lock))
+    if (h.reserved0 || h.flags || memcmp(h.reserved, zero, sizeof zero))
+        return SHMKIT_ECORRUPT;
+    /* A lock of another layout version is SHMKIT_EVERSION (sync.h). */
+    r = shmkit__mutex_header(&h.lock);
+    if (r)
+        return r;
+    if (!shmkit_mutex_is_recursive(&h.lock))
         return SHMKIT_ECORRUPT;
     info_fill(&h, &tmp);
     if (info)

@@ -109,7 +109,7 @@ _Static_assert(sizeof(struct cond_shared) == SHMKIT_COND_SIZE, "cond layout");
  * thread that is gone, and that no robust list will ever release, is
  * taken as an owner death rather than waited on forever). */
 #define SPIN_ROUNDS 100
-#define OWNER_PROBE_NS 100000000L
+#define OWNER_PROBE_NS 50000000L
 
 /* ---- this process's PID namespace ----------------------------------- */
 
