@@ -30,7 +30,7 @@
 #include "core/internal.h"
 #include "testutil.h"
 
-TestSuite(lock_hostile, .init = tu_setup, .fini = tu_cleanup, .timeout = 900);
+TestSuite(lock_hostile, .init = tu_setup, .fini = tu_cleanup, .timeout = 300);
 
 #define CHILD_CHECK(cond, code) \
     do {                        \

@@ -108,7 +108,7 @@ _Static_assert(sizeof(struct cond_shared) == SHMKIT_COND_SIZE, "cond layout");
  * waits before asking whether the owner still exists (a word naming a
  * thread that is gone, and that no robust list will ever release, is
  * taken as an owner death rather than waited on forever). */
-#define SPIN_ROUNDS 100
+#define SPIN_ROUNDS 20
 #define OWNER_PROBE_NS 50000000L
 
 /* ---- this process's PID namespace ----------------------------------- */
