@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -495,5 +496,66 @@ Test(lock_hostile, word_naming_no_thread_is_owner_death)
     cr_assert_eq(shmkit_mutex_unlock(&pr->m), 0);
     cr_assert_eq(shmkit_mutex_trylock(&pr->m), 0);
     cr_assert_eq(shmkit_mutex_unlock(&pr->m), 0);
+    drop_block(b);
+}
+
+/* ---- a signal sent while a timed-out waiter takes the mutex back ------ */
+
+struct late_signal {
+    shmkit_mutex m;
+    shmkit_cond c;
+    struct timespec deadline;
+    int result;
+    int waiting; /* atomic: the waiter is inside the wait */
+};
+
+static void *late_waiter(void *p)
+{
+    struct late_signal *ls = p;
+
+    if (shmkit_mutex_lock(&ls->m) != 0) {
+        ls->result = 1000;
+        return NULL;
+    }
+    shmkit_deadline(&ls->deadline, 0.05);
+    __atomic_store_n(&ls->waiting, 1, __ATOMIC_SEQ_CST);
+    ls->result = shmkit_cond_timedwait(&ls->c, &ls->m, &ls->deadline);
+    shmkit_mutex_unlock(&ls->m);
+    return NULL;
+}
+
+/* The waiter's sleep ends at its deadline while the signaller holds the
+ * mutex; the signaller then signals and unlocks. The signal came before
+ * the wait returned: it must count (0), or a caller that waits again in a
+ * loop (Python's sliced waits) loses it for good. */
+Test(lock_hostile, signal_during_timed_out_reacquire_counts)
+{
+    struct late_signal *ls;
+    shmkit_block *b = make_block("latesig", sizeof *ls, (void **)&ls);
+    const struct shmkit__mutex_layout *lay = (const void *)&ls->m;
+    pthread_t t;
+    struct timespec now;
+
+    cr_assert_eq(shmkit_mutex_init(&ls->m, 0), 0);
+    cr_assert_eq(shmkit_cond_init(&ls->c), 0);
+    cr_assert_eq(pthread_create(&t, NULL, late_waiter, ls), 0);
+    while (!__atomic_load_n(&ls->waiting, __ATOMIC_SEQ_CST))
+        sched_yield();
+    cr_assert_eq(shmkit_mutex_lock(&ls->m), 0); /* the waiter released it */
+    /* Hold it until the waiter's sleep has timed out and it waits for the
+     * mutex (it sets WAITERS in the word before it sleeps on it). */
+    do {
+        sched_yield();
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (!(__atomic_load_n(&lay->word, __ATOMIC_SEQ_CST) &
+               SHMKIT__FUTEX_WAITERS));
+    cr_assert(now.tv_sec > ls->deadline.tv_sec ||
+              (now.tv_sec == ls->deadline.tv_sec &&
+               now.tv_nsec >= ls->deadline.tv_nsec));
+    cr_assert_eq(shmkit_cond_signal(&ls->c), 0);
+    cr_assert_eq(shmkit_mutex_unlock(&ls->m), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(ls->result, 0, "the signal was lost: %s",
+                 shmkit_errname(ls->result));
     drop_block(b);
 }

@@ -85,10 +85,12 @@ struct cond_shared {
     uint16_t version;   /* SYNC_VERSION */
     uint16_t flags;     /* none yet, 0 */
     uint64_t pid_ns;    /* initialiser's PID namespace inode, 0 unknown */
-    uint32_t seq;       /* bumped by every signal and broadcast */
-    uint32_t lost;      /* 1: a signal found no sleeper to wake */
-    uint32_t bcast;     /* seq as the last broadcast left it */
-    uint32_t reserved[9];
+    uint32_t seq;       /* futex: bumped by every signal and broadcast */
+    uint32_t reserved0;
+    uint64_t tickets;   /* waiters (low half) and wake tickets (high half):
+                           a signal gives one ticket to one registered
+                           waiter, a broadcast one to each */
+    uint64_t reserved[4];
 };
 _Static_assert(sizeof(struct cond_shared) == SHMKIT_COND_SIZE, "cond layout");
 
@@ -1010,27 +1012,58 @@ int shmkit_cond_init(shmkit_cond *c)
     return 0;
 }
 
-/* After a sleep that timed out, holding the mutex again: did a wake-up
- * meant for this waiter come meanwhile? Either a broadcast after our read
- * of the sequence, or a signal that found no sleeper (this waiter had just
- * timed out of its sleep); the latter is taken by one waiter only. */
-static bool cond_missed(struct cond_shared *cs, uint32_t seq)
-{
-    uint32_t now = __atomic_load_n(&cs->seq, __ATOMIC_ACQUIRE);
+/* Tickets: waiters in the low half, wake tickets in the high half. */
+#define T_WAITER 1ull
+#define T_TICKET (1ull << 32)
+#define T_WAITERS(t) ((uint32_t)(t))
+#define T_TICKETS(t) ((uint32_t)((t) >> 32))
 
-    if (now == seq)
-        return false;
-    if ((int32_t)(__atomic_load_n(&cs->bcast, __ATOMIC_ACQUIRE) - seq) > 0)
-        return true;
-    return __atomic_exchange_n(&cs->lost, 0, __ATOMIC_ACQ_REL) != 0;
+/* Registers a waiter. */
+static void tickets_join(struct cond_shared *cs)
+{
+    uint64_t t = __atomic_load_n(&cs->tickets, __ATOMIC_RELAXED);
+
+    while (T_WAITERS(t) != UINT32_MAX &&
+           !__atomic_compare_exchange_n(&cs->tickets, &t, t + T_WAITER, true,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        ;
+}
+
+/* Takes a ticket and leaves (true), or, with `leave`, leaves without one
+ * (false); without `leave` and no ticket, stays registered (false). */
+static bool tickets_take(struct cond_shared *cs, bool leave)
+{
+    uint64_t t = __atomic_load_n(&cs->tickets, __ATOMIC_ACQUIRE), nt;
+    bool took;
+
+    do {
+        took = T_TICKETS(t) > 0 && T_WAITERS(t) > 0;
+        if (took)
+            nt = t - T_TICKET - T_WAITER;
+        else if (leave && T_WAITERS(t) > 0)
+            nt = t - T_WAITER;
+        else
+            return false;
+        /* Never more tickets than waiters (a peer may write anything). */
+        if (T_TICKETS(nt) > T_WAITERS(nt))
+            nt = ((uint64_t)T_WAITERS(nt) << 32) | T_WAITERS(nt);
+    } while (!__atomic_compare_exchange_n(&cs->tickets, &t, nt, true,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    return took;
 }
 
 /*
- * Reads the sequence, releases m entirely (all levels; the record entry
- * and its depth stay, as the thread still counts as holding m), sleeps
- * until the sequence moves or the deadline passes, then takes m back.
- * A signal that comes after the read and before the sleep changes the
- * sequence, so the sleep returns at once: no wake-up is lost.
+ * Registers as a waiter (holding m), releases m entirely (all levels; the
+ * record entry and its depth stay, as the thread still counts as holding
+ * m), sleeps on the sequence until it moves or the deadline passes, and
+ * returns woken when it takes a wake ticket. A signal gives one ticket to
+ * one waiter registered before it, a broadcast one to each: a notify wakes
+ * exactly as many as it says, never a waiter that came later. A sleep that
+ * times out stays registered until m is ours again and only then leaves,
+ * so a signal sent meanwhile (by a holder of m) is not lost to a caller
+ * that waits again in a loop. A process killed while registered leaves a
+ * waiter count that only costs a later waiter a spurious wake-up; nothing
+ * in here can block anyone.
  */
 static int cond_wait_common(shmkit_cond *c, shmkit_mutex *m,
                             const struct timespec *deadline)
@@ -1038,6 +1071,7 @@ static int cond_wait_common(shmkit_cond *c, shmkit_mutex *m,
     struct cond_shared *cs = cond_of(c);
     mutex_shared *ms = mutex_of(m);
     struct shmkit__held *h;
+    bool woken = false;
     uint32_t seq;
     int r, w;
 
@@ -1052,31 +1086,35 @@ static int cond_wait_common(shmkit_cond *c, shmkit_mutex *m,
         return shmkit__fail(NULL, SHMKIT_ENOTOWNER, "shmkit_cond_wait(%p, "
                             "%p): mutex not held", (void *)c, (void *)m);
     seq = __atomic_load_n(&cs->seq, __ATOMIC_ACQUIRE);
+    tickets_join(cs);
     r = word_release(ms, h);
     if (r == SHMKIT_ENOTOWNER) {
+        tickets_take(cs, true);
         held_remove(h);
         return shmkit__fail(NULL, r, "shmkit_cond_wait(%p, %p): the mutex "
                             "was taken from under us", (void *)c, (void *)m);
     }
-    do
+    for (;;) {
         w = shmkit__os.futex_wait(&cs->seq, seq, deadline);
-    while (w == -EINTR);
+        if (w == -ETIMEDOUT || (w != -EINTR && deadline_passed(deadline)))
+            break;
+        seq = __atomic_load_n(&cs->seq, __ATOMIC_ACQUIRE);
+        if (tickets_take(cs, false)) {
+            woken = true;
+            break;
+        }
+    }
     /* Back into the mutex, however long it takes (as pthread_cond_wait);
      * a timed-out wait also returns holding it. */
     r = word_acquire(ms, h, ACQ_BLOCK, NULL);
+    if (!woken)
+        woken = tickets_take(cs, true);
     if (r != 0 && r != SHMKIT_EOWNERDEAD) {
         held_remove(h); /* returned without the mutex */
         return shmkit__fail(NULL, r, "shmkit_cond_wait(%p, %p)", (void *)c,
                             (void *)m);
     }
-    /* A wake-up received (w == 0) is reported as one even if taking the
-     * mutex back outlasted the deadline: reported as a timeout, the wake-up
-     * it consumed would be lost (a caller waiting in slices, as Python's
-     * Condition does, would sleep again and miss it). A sleep that timed
-     * out as a signal or broadcast came, which then woke nobody, counts as
-     * woken too: the signal was meant for this waiter. */
-    if (r == 0 && w != 0 && (w == -ETIMEDOUT || deadline_passed(deadline)) &&
-        !cond_missed(cs, seq))
+    if (r == 0 && !woken)
         r = -ETIMEDOUT;
     return r;
 }
@@ -1094,33 +1132,37 @@ int shmkit_cond_timedwait(shmkit_cond *c, shmkit_mutex *m,
     return cond_wait_common(c, m, deadline);
 }
 
-static int cond_wake(shmkit_cond *c, int n, const char *what)
+/* Gives one ticket (all: one to every registered waiter without one),
+ * bumps the sequence and wakes the sleepers. */
+static int cond_wake(shmkit_cond *c, bool all, const char *what)
 {
     struct cond_shared *s = cond_of(c);
+    uint64_t t, nt;
     int r = cond_check(s);
-    uint32_t now;
 
     if (r)
         return shmkit__fail(NULL, r, "%s(%p)", what, (void *)c);
-    now = __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELEASE);
-    if (n == INT_MAX)
-        __atomic_store_n(&s->bcast, now, __ATOMIC_RELEASE);
-    r = shmkit__os.futex_wake(&s->seq, n);
-    if (r == 0 && n == 1)
-        __atomic_store_n(&s->lost, 1, __ATOMIC_RELEASE);
-    else if (r > 0 && n == 1)
-        __atomic_store_n(&s->lost, 0, __ATOMIC_RELEASE);
+    t = __atomic_load_n(&s->tickets, __ATOMIC_ACQUIRE);
+    do {
+        if (T_WAITERS(t) <= T_TICKETS(t))
+            return 0; /* nobody waits who has no ticket yet */
+        nt = all ? ((uint64_t)T_WAITERS(t) << 32) | T_WAITERS(t)
+                 : t + T_TICKET;
+    } while (!__atomic_compare_exchange_n(&s->tickets, &t, nt, true,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    __atomic_fetch_add(&s->seq, 1, __ATOMIC_RELEASE);
+    r = shmkit__os.futex_wake(&s->seq, all ? INT_MAX : 1);
     return r < 0 ? shmkit__fail(NULL, r, "%s(%p)", what, (void *)c) : 0;
 }
 
 int shmkit_cond_signal(shmkit_cond *c)
 {
-    return cond_wake(c, 1, "shmkit_cond_signal");
+    return cond_wake(c, false, "shmkit_cond_signal");
 }
 
 int shmkit_cond_broadcast(shmkit_cond *c)
 {
-    return cond_wake(c, INT_MAX, "shmkit_cond_broadcast");
+    return cond_wake(c, true, "shmkit_cond_broadcast");
 }
 
 int shmkit_cond_destroy(shmkit_cond *c)
