@@ -211,10 +211,15 @@ SHMKIT_API int shmkit_cond_init(shmkit_cond *c);
  *   SHMKIT_ENOTOWNER        this thread does not hold m;
  *   SHMKIT_ENAMESPACE, -EINVAL as for lock.
  *
+ * Wake-ups are counted: a signal wakes one waiter that was waiting when it
+ * came, a broadcast each of them, never one that came later; a timed wait
+ * whose deadline passes as a signal comes returns 0 and takes it.
+ *
  * When processes die: a condition is a sequence counter that waiters sleep
- * on (a futex), with no lock inside, so a process killed anywhere in wait,
- * signal or broadcast leaves nothing that blocks anyone, and a dead waiter
- * takes no signal with it (the kernel forgets a dead sleeper). If the
+ * on (a futex) and a count of waiters and wake tickets, with no lock
+ * inside, so a process killed anywhere in wait, signal or broadcast leaves
+ * nothing that blocks anyone (a waiter killed while waiting costs, at
+ * most, one later waiter a spurious wake-up). If the
  * holder of m dies, waiters sleep until someone signals c or their
  * deadline passes; the one that then takes m back gets SHMKIT_EOWNERDEAD.
  * A timed wait returns when its deadline passes, after taking m back
