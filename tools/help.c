@@ -20,11 +20,10 @@ const struct cli_command cli_commands[] = {
      "queue, sidecar, empty, not-shm or ? when unreadable), lifecycle (who\n"
      "removes it: tracked by a process family, a reference count, a\n"
      "manager, or - for nobody) and the pids that map it. Columns are as\n"
-     "wide as their\n"
-     "content; on a terminal, names too long for the screen end in an\n"
-     "ellipsis. Bytes that are not printable in a name are escaped (\\n,\n"
-     "\\t, \\xHH), so a hostile name cannot send escape sequences to your\n"
-     "terminal.",
+     "wide as their content; on a terminal, names too long for the screen\n"
+     "end in an ellipsis. Bytes that are not printable in a name are\n"
+     "escaped (\\n, \\t, \\xHH), so a hostile name cannot send escape\n"
+     "sequences to your terminal.",
      {{"--json", "one JSON array of objects: names whole and exact, sizes\n"
                  "in bytes, modification time in ISO 8601"},
       {"--bytes", "sizes in bytes instead of KiB, MiB, GiB"}}},
