@@ -232,8 +232,9 @@ class Queue:
         return done
 
     def get_many(self, max=64, block=True, timeout=None):
-        """Takes up to max objects at once (waits only for the first);
-        raises queue.Empty if there is none."""
+        """Takes up to max objects at once, and never more than 64 in one
+        call (waits only for the first); raises queue.Empty if there is
+        none."""
         self._check_closed()
         got = self._q.get_many_parts(max, block, timeout)
         if not got:
