@@ -563,6 +563,60 @@ Test(manager, descriptor_exhaustion_is_survived)
     cr_assert_not(lu_exists(name));
 }
 
+/* A manager out of descriptors, or with every client slot taken, tells a
+ * new client so (-EMFILE, -EUSERS: "busy"), never SHMKIT_EAUTH, and serves
+ * it again once there is room. */
+Test(manager, busy_is_its_own_error_never_eauth)
+{
+    enum { TRIES = 300 };
+    shmkit_manager *m, *c, *cs[TRIES];
+    struct rlimit lim;
+    int i, low, ok = 0, r = 0;
+    bool used[1024] = {false};
+    char path[64];
+    struct dirent *e;
+    DIR *d;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)shmkit_manager_pid(m));
+    cr_assert_not_null(d = opendir(path));
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && atoi(e->d_name) < 1024)
+            used[atoi(e->d_name)] = true;
+    closedir(d);
+    for (low = 0; used[low]; low++)
+        ;
+    cr_assert_eq(prlimit(shmkit_manager_pid(m), RLIMIT_NOFILE, NULL, &lim), 0);
+    /* A new descriptor takes the lowest free number: below this limit
+     * none is free, except the manager's spare once it lets it go. */
+    lim.rlim_cur = (rlim_t)low;
+    cr_assert_eq(prlimit(shmkit_manager_pid(m), RLIMIT_NOFILE, &lim, NULL), 0);
+    r = shmkit_manager_connect(&c, sock_path(), NULL, 0);
+    cr_assert_eq(r, -EMFILE, "out of descriptors: %s (%s)", shmkit_errname(r),
+                 shmkit_last_error());
+    cr_assert_not_null(strstr(shmkit_last_error(), "busy"));
+    lim.rlim_cur = 1024 < lim.rlim_max ? 1024 : lim.rlim_max;
+    cr_assert_eq(prlimit(shmkit_manager_pid(m), RLIMIT_NOFILE, &lim, NULL), 0);
+    for (i = 0; i < TRIES; i++) {
+        r = shmkit_manager_connect(&cs[i], sock_path(), NULL, 0);
+        if (r < 0)
+            break;
+        ok++;
+    }
+    cr_assert_eq(r, -EUSERS, "client table full: %s", shmkit_errname(r));
+    cr_assert_gt(ok, 100);
+    for (i = 0; i < ok; i++)
+        shmkit_manager_close(cs[i]);
+    /* Room again: served. (The manager notices the hang-ups first.) */
+    for (i = 0; i < 1000 && r != 0; i++) {
+        r = shmkit_manager_connect(&c, sock_path(), NULL, 0);
+        cr_assert(r == 0 || r == -EUSERS, "%s", shmkit_errname(r));
+    }
+    cr_assert_eq(r, 0);
+    shmkit_manager_close(c);
+    shmkit_manager_close(m);
+}
+
 /* A "manager" socket planted by another user is refused by the client
  * before it sends anything (the kernel vouches for the server's uid). */
 Test(manager, client_refuses_a_server_of_another_user)

@@ -168,7 +168,9 @@ SHMKIT_API int shmkit_manager_start(shmkit_manager **out,
 /* Connects to a running manager. -ENOENT/-ECONNREFUSED if none listens,
  * -EACCES if the socket's directory is not ours, SHMKIT_EAUTH if the key
  * is wrong or missing or the peer is another user, SHMKIT_EPROTO on a
- * protocol mismatch. */
+ * protocol mismatch. A busy manager says so, and is worth retrying later:
+ * -EMFILE (it is out of descriptors) or -EUSERS (every client slot is
+ * taken); SHMKIT_ECLOSED if it hung up without a word (shutting down). */
 SHMKIT_API int shmkit_manager_connect(shmkit_manager **out,
                                       const char *socket_path,
                                       const void *authkey, size_t authkey_len);
@@ -180,8 +182,10 @@ SHMKIT_API const char *shmkit_manager_socket(const shmkit_manager *m);
 SHMKIT_API pid_t shmkit_manager_pid(const shmkit_manager *m);
 
 /*
- * Asks the manager to create a block of `size` bytes that it owns. `name`
- * NULL lets the manager generate one. The block's name is written to
+ * Asks the manager to create a block of `size` bytes that it owns, its
+ * memory reserved (SHMKIT_RESERVE: a full /dev/shm is -ENOSPC here, not a
+ * SIGBUS at a client's first write). `name` NULL lets the manager generate
+ * one. The block's name is written to
  * name_out (room for SHMKIT_NAME_MAX + 1 bytes); attach it with
  * shmkit_block_attach(). Errors are the block layer's (-EEXIST, -EINVAL,
  * -ENOSPC, ...) as reported by the manager, or connection errors

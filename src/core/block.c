@@ -29,6 +29,7 @@
 #define NO_ATOMIC_RENAME 1
 
 struct shmkit__block_hooks shmkit__block_hooks;
+__thread struct shmkit__publish_intent shmkit__publish_intent;
 
 int shmkit__name_normalize(const char *name, char *out)
 {
@@ -244,6 +245,12 @@ static int block_publish(shmkit_block *b, const char *name)
     memcpy(tmp, b->name, sizeof tmp);
     snprintf(b->name, sizeof b->name, "%s", name);
     r = block_lifecycle_start(b, (uint64_t)st.st_ino);
+    if (r == 0 && shmkit__publish_intent.fn) {
+        r = shmkit__publish_intent.fn(name, (uint64_t)st.st_ino,
+                                      shmkit__publish_intent.arg);
+        if (r < 0)
+            block_lifecycle_undo(b);
+    }
     if (r == 0) {
         r = tmp[0] ? shmkit__os.shm_rename(tmp, name, SHMKIT_NOREPLACE)
                    : shmkit__os.shm_link(b->fd, name);

@@ -72,6 +72,22 @@ struct shmkit__block_hooks {
     bool (*locks_held_in)(const void *p, size_t len);
 };
 
+/*
+ * Per thread, set by a layer around a create it makes for someone else
+ * (the manager): called when a new object is about to get its name (after
+ * its lifetime started, before the name appears) with that name and the
+ * object's inode, so the caller can journal what it will own before it
+ * exists. A negative return fails the publishing. Called once per name
+ * tried (a generated name may be retried): a record for a name that never
+ * appeared names no object of that inode and is harmless.
+ */
+struct shmkit__publish_intent {
+    int (*fn)(const char *name, uint64_t ino, void *arg);
+    void *arg;
+};
+SHMKIT__HIDDEN extern __thread struct shmkit__publish_intent
+    shmkit__publish_intent;
+
 /* Filled by the layers above at load time; read by block.c. */
 SHMKIT__HIDDEN extern struct shmkit__block_hooks shmkit__block_hooks;
 

@@ -208,9 +208,11 @@ static int handshake(shmkit_manager *m, const void *key, size_t keylen)
     uint32_t maclen = 0;
     int r;
 
+    /* A hang-up before the greeting is no verdict on who we are (the
+     * server says SHMKIT_EAUTH when it means it): SHMKIT_ECLOSED. */
     r = recv_frame(m, &msg);
     if (r < 0)
-        return r == SHMKIT_ECLOSED ? SHMKIT_EAUTH : r;
+        return r;
     if (msg.type == (SHMKIT__MGR_REPLY | SHMKIT__MGR_HELLO))
         return msg.status < 0 ? msg.status : SHMKIT_EPROTO;
     if (msg.type != SHMKIT__MGR_HELLO || msg.len != SHMKIT__MGR_HELLO_LEN)
@@ -251,6 +253,12 @@ int shmkit_manager_connect(shmkit_manager **out, const char *socket_path,
         if (m->fd >= 0)
             close(m->fd);
         free(m);
+        if (r == -EMFILE || r == -ENFILE || r == -EUSERS)
+            return shmkit__fail(NULL, r, "shmkit_manager_connect(\"%s\"): "
+                                "the manager is busy (%s); try again later",
+                                socket_path, r == -EUSERS
+                                                 ? "every client slot is taken"
+                                                 : "out of descriptors");
         return shmkit__fail(NULL, r, "shmkit_manager_connect(\"%s\")",
                             socket_path);
     }

@@ -34,6 +34,7 @@
 #include <openssl/crypto.h>
 
 #include "manager.h"
+#include "core/hooks.h"
 #include "core/os.h"
 
 #define MAX_CLIENTS 256
@@ -52,6 +53,8 @@ struct client {
 
 struct server {
     int lfd, sigfd, lifeline, lockfd;
+    int spare;             /* a descriptor kept free to refuse clients
+                              when out of descriptors (-1 if none) */
     bool stop;
     int64_t accept_pause;  /* ms; listen socket not polled until then */
     char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -282,6 +285,34 @@ static bool reply(struct server *s, struct client *c, uint16_t type,
     return client_send(c, s->out, n);
 }
 
+/* Tells a connection why it is not served, in place of the greeting, and
+ * hangs up. The client reports the code (shmkit_manager_connect). */
+static void refuse(struct server *s, int fd, int code)
+{
+    size_t len = shmkit__mgr_put(s->out, SHMKIT__MGR_REPLY | SHMKIT__MGR_HELLO,
+                                 code, NULL, 0);
+
+    send(fd, s->out, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    close(fd);
+}
+
+/* Out of descriptors, a pending connection would wait unanswered (and a
+ * client would time out): give up the spare descriptor to accept it, tell
+ * it -EMFILE, and take the spare back. */
+static void refuse_for_lack_of_fds(struct server *s, int err)
+{
+    int fd;
+
+    if (s->spare < 0)
+        return;
+    close(s->spare);
+    s->spare = -1;
+    fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0)
+        refuse(s, fd, -err);
+    s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 /* Greets a new connection: only our own user gets in (the kernel vouches
  * for the peer's uid), and it must answer the challenge in time. */
 static void client_accept(struct server *s, int fd)
@@ -293,7 +324,9 @@ static void client_accept(struct server *s, int fd)
     size_t len;
 
     if (s->nc >= MAX_CLIENTS || !(c = calloc(1, sizeof *c))) {
-        close(fd);
+        /* Busy, not a refusal of who they are: say so before hanging up
+         * (-EUSERS: every client slot taken; -ENOMEM). */
+        refuse(s, fd, s->nc >= MAX_CLIENTS ? -EUSERS : -ENOMEM);
         return;
     }
     c->fd = fd;
@@ -321,10 +354,14 @@ static void accept_all(struct server *s)
 
     while ((fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
         client_accept(s, fd);
-    /* Out of descriptors the pending connection stays readable: stop
-     * polling the socket for a moment rather than spin on it. */
-    if (errno == EMFILE || errno == ENFILE)
+    /* Out of descriptors the pending connection stays readable: refuse
+     * it with -EMFILE, and stop polling the socket for a moment rather
+     * than spin on it. */
+    if (errno == EMFILE || errno == ENFILE) {
+        int err = errno;
+        refuse_for_lack_of_fds(s, err);
         s->accept_pause = now_ms() + ACCEPT_PAUSE_MS;
+    }
 }
 
 /* ---- requests -------------------------------------------------------------- */
@@ -347,6 +384,31 @@ static int auth_check(struct server *s, struct client *c,
 
 /* Records a block just made as owned; on failure removes it again (not
  * recorded means not owned, and nobody else would clean it up). */
+/* Journals a name this manager is about to own, before the name exists
+ * (core/hooks.h): a manager killed at any instant leaves only objects its
+ * journal lists, which the next manager on this state sweeps. */
+static int journal_intent(const char *name, uint64_t ino, void *arg)
+{
+    struct server *s = arg;
+
+    return shmkit__journal_add(&s->j, name, ino);
+}
+
+/* Until intent_end(), every name this thread publishes is journaled
+ * before it appears. */
+static void intent_begin(struct server *s)
+{
+    shmkit__publish_intent.fn = journal_intent;
+    shmkit__publish_intent.arg = s;
+}
+
+static void intent_end(void)
+{
+    shmkit__publish_intent.fn = NULL;
+    shmkit__publish_intent.arg = NULL;
+}
+
+/* Takes a new, already journaled object into the owned set. */
 static int own(struct server *s, const char *name, int fd)
 {
     struct stat st;
@@ -354,11 +416,10 @@ static int own(struct server *s, const char *name, int fd)
 
     r = fstat(fd, &st) < 0 ? -errno : 0;
     if (r == 0)
-        r = shmkit__journal_add(&s->j, name, (uint64_t)st.st_ino);
-    if (r == 0)
         r = shmkit__nset_put(&s->owned, name, (uint64_t)st.st_ino);
     if (r < 0) {
         shmkit__os.shm_unlink(name);
+        shmkit__journal_del(&s->j, name);
         return r;
     }
     shmkit__journal_compact(&s->j, &s->owned);
@@ -379,7 +440,12 @@ static int do_create(struct server *s, const struct shmkit__mgr_msg *m,
         return -ENOSPC;
     if (size > SIZE_MAX)
         return -EINVAL;
-    r = shmkit_block_create(&b, name[0] ? name : NULL, (size_t)size, 0);
+    intent_begin(s);
+    /* Reserved: a client's write to a block the manager made cannot
+     * SIGBUS on a full /dev/shm (the create fails with -ENOSPC). */
+    r = shmkit_block_create(&b, name[0] ? name : NULL, (size_t)size,
+                            SHMKIT_RESERVE);
+    intent_end();
     if (r < 0)
         return r;
     strcpy(name, shmkit_block_name(b));
@@ -402,8 +468,11 @@ static int do_create_list(struct server *s, const struct shmkit__mgr_msg *m,
         return r;
     if (s->owned.count >= MAX_OWNED)
         r = -ENOSPC;
-    if (r == 0)
+    if (r == 0) {
+        intent_begin(s);
         r = shmkit_list_create(&l, name[0] ? name : NULL, items, n, 0);
+        intent_end();
+    }
     free(items);
     if (r < 0)
         return r;
@@ -659,6 +728,7 @@ static int server_open(struct server *s, const char *sock, const char *rundir)
     snprintf(leaf, sizeof leaf, "mgr-%016" PRIx64, shmkit__hash64(s->sock));
     if (!shmkit__path_join(s->dir, rundir, leaf))
         return -ENAMETOOLONG;
+    s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
     r = state_open(s, rundir);
     if (r == 0)
         r = sock_listen(s);
@@ -678,6 +748,8 @@ static void server_close(struct server *s, bool listening)
     }
     if (s->sigfd >= 0)
         close(s->sigfd);
+    if (s->spare >= 0)
+        close(s->spare);
     shmkit__journal_close(&s->j);
     shmkit__nset_clear(&s->owned);
     if (s->lockfd >= 0) {
@@ -715,7 +787,7 @@ int shmkit_manager_serve(const char *socket_path, const void *authkey,
         ready_report(ready_fd, -ENOMEM);
         return -ENOMEM;
     }
-    *s = (struct server){.lfd = -1, .sigfd = -1, .lockfd = -1,
+    *s = (struct server){.lfd = -1, .sigfd = -1, .lockfd = -1, .spare = -1,
                          .lifeline = lifeline_fd, .j = {.fd = -1}};
     if (authkey_len)
         memcpy(s->key, authkey, authkey_len);
