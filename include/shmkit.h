@@ -103,7 +103,11 @@ typedef struct shmkit_block shmkit_block;
 
 /* Flags for create and attach. */
 #define SHMKIT_RDONLY    0x0001u /* attach: map read-only */
-#define SHMKIT_POPULATE  0x0002u /* prefault the pages (MAP_POPULATE) */
+#define SHMKIT_POPULATE  0x0002u /* prefault every page: create reserves
+                                    first (as SHMKIT_RESERVE); attach
+                                    fails -ENOSPC (or SHMKIT_ETRUNCATED)
+                                    if a page cannot be had, never
+                                    reporting memory that is not there */
 #define SHMKIT_RESERVE   0x0004u /* reserve the memory now (posix_fallocate):
                                     a full /dev/shm is -ENOSPC here, never a
                                     SIGBUS later; resize reserves too */
@@ -130,6 +134,25 @@ typedef struct shmkit_block shmkit_block;
  * -EINVAL for a bad name or size 0, -ENOSPC/-ENOMEM when the system cannot
  * give the size; on every failure no object is left behind.
  * On success *out owns the handle; release it with shmkit_block_close().
+ *
+ * The object is built with no name (Linux: O_TMPFILE), sized, and its
+ * lifetime recorded (SHMKIT_TRACK, SHMKIT_REFCOUNT) before it gets its
+ * name in one step, which fails -EEXIST if the name is taken: nobody ever
+ * sees it empty or half made, and a creator killed at any instant leaves
+ * nothing, or something its tracker or shmkit_gc() removes. (Where the
+ * system has no nameless objects, a temporary name carrying the creator's
+ * pid stands in, renamed into place.)
+ *
+ * When a touch of the memory can SIGBUS: the pages of a raw block are
+ * allocated when first touched, so without SHMKIT_RESERVE (or
+ * SHMKIT_POPULATE) a read or write of a page not touched before kills the
+ * process with SIGBUS if /dev/shm has no room left for it. Lists, arrays,
+ * values, named locks, queues and the manager's blocks always reserve
+ * (their create fails -ENOSPC instead). Whatever the flags, a page past
+ * the end of a block that another process shrank (shmkit_block_shrink,
+ * ftruncate) faults with SIGBUS on any access: shmkit's own attach, kind
+ * and refresh read headers with pread and never fault; your accesses to
+ * the data can (shmkit_block_refresh picks up the new size).
  */
 SHMKIT_API int shmkit_block_create(shmkit_block **out, const char *name,
                                    size_t size, unsigned flags);
@@ -237,6 +260,11 @@ SHMKIT_API int shmkit_block_refresh(shmkit_block *b);
  */
 SHMKIT_API int shmkit_block_populate(shmkit_block *b, size_t offset,
                                      size_t len);
+/* (Where a page cannot be had, shmkit_block_populate fails with -ENOSPC,
+ * or SHMKIT_ETRUNCATED if the block shrank, rather than succeed: the
+ * kernel's MADV_POPULATE_* reports what MAP_POPULATE hides. Kernels before
+ * 5.14 lack it; there the pages are touched one by one, and a page that
+ * cannot be had is SIGBUS.) */
 
 /* What a block holds, judged from its bytes. */
 typedef enum shmkit_kind {

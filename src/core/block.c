@@ -810,6 +810,8 @@ int shmkit_block_populate(shmkit_block *b, size_t offset, size_t len)
     r = shmkit__os.populate((char *)b->data + start, len + (offset - start),
                             !(b->flags & SHMKIT_RDONLY));
     if (r < 0)
+        r = populate_error(b, b->size, r);
+    if (r < 0)
         return shmkit__fail(b, r, "shmkit_block_populate(\"%s\")", b->name);
     return 0;
 }

@@ -1,0 +1,232 @@
+/*
+ * test_full_shm.c - a full /dev/shm: creating any kind of object that
+ * does not fit is a clean -ENOSPC (OSError(ENOSPC) in Python), never a
+ * SIGBUS, and leaves nothing behind.
+ *
+ * Each case runs in a child with a private 1 MiB tmpfs over /dev/shm (as
+ * root, or through a user namespace), so the host's /dev/shm is never
+ * filled. Cases that need less than 1 MiB fill the tmpfs first with one
+ * reserved block.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shmkit.h"
+#include "testutil.h"
+
+TestSuite(full_shm, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
+
+#define BIG (4u << 20)
+
+/* Objects in /dev/shm (the private tmpfs). */
+static int shm_entries(void)
+{
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Fills the tmpfs with the largest reserved block that fits. */
+static shmkit_block *fill_up(void)
+{
+    shmkit_block *b;
+    size_t size;
+
+    for (size = 1u << 20; size >= 4096; size -= 4096)
+        if (shmkit_block_create(&b, "filler", size, SHMKIT_RESERVE) == 0)
+            return b;
+    return NULL;
+}
+
+static void unfill(shmkit_block *b)
+{
+    shmkit_block_unlink(b);
+    shmkit_block_close(b);
+}
+
+/* Exit codes of a case: 0 clean ENOSPC and nothing left; 1 it succeeded;
+ * 2 another error; 3 something left; 4 no filler. */
+static int verdict(int r, shmkit_block *filler)
+{
+    if (filler)
+        unfill(filler);
+    if (r == 0)
+        return 1;
+    if (r != -ENOSPC)
+        return 2;
+    return shm_entries() == 0 ? 0 : 3;
+}
+
+static int c_list(void)
+{
+    static char big[2u << 20];
+    shmkit_item it[2];
+    shmkit_list *l;
+
+    memset(big, 'x', sizeof big);
+    it[0] = shmkit_item_strn(big, sizeof big);
+    it[1] = shmkit_item_int(1);
+    return verdict(shmkit_list_create(&l, "l", it, 2, SHMKIT_TRACK), NULL);
+}
+
+static int c_list_generated(void)
+{
+    shmkit_block *f = fill_up();
+    shmkit_item it[1] = {shmkit_item_str("small")};
+    shmkit_list *l;
+
+    return f ? verdict(shmkit_list_create(&l, NULL, it, 1, 0), f) : 4;
+}
+
+static int c_array(void)
+{
+    size_t shape[1] = {500000};
+    shmkit_array *a;
+
+    return verdict(shmkit_array_create(&a, "a", 'q', 1, shape, 0), NULL);
+}
+
+static int c_value(void)
+{
+    shmkit_block *f = fill_up();
+    shmkit_array *a;
+
+    return f ? verdict(shmkit_value_create(&a, "v", 'q', SHMKIT_TRACK), f) : 4;
+}
+
+static int c_lock(void)
+{
+    shmkit_block *f = fill_up();
+    shmkit_lock *l;
+
+    return f ? verdict(shmkit_lock_create(&l, "k", 0, 0), f) : 4;
+}
+
+static int c_populate(void)
+{
+    shmkit_block *b;
+
+    return verdict(shmkit_block_create(&b, "p", BIG, SHMKIT_POPULATE), NULL);
+}
+
+static int c_refcount(void)
+{
+    shmkit_block *f = fill_up();
+    shmkit_block *b;
+
+    return f ? verdict(shmkit_block_create(&b, "r", 4096, SHMKIT_REFCOUNT), f)
+             : 4;
+}
+
+/* Python: each statement must raise OSError(ENOSPC) and leave nothing. */
+static const char py_code[] =
+    "import errno, os, sys\n"
+    "import shmkit\n"
+    "from shmkit import shared_memory, sharedctypes, synchronize\n"
+    "def filler():\n"
+    "    size = 1 << 20\n"
+    "    while size >= 4096:\n"
+    "        try:\n"
+    "            return shared_memory.SharedMemory('filler', create=True,\n"
+    "                                              size=size, track=False)\n"
+    "        except OSError:\n"
+    "            size -= 4096\n"
+    "cases = {\n"
+    " 'SharedMemory': lambda: shared_memory.SharedMemory('s', create=True,\n"
+    "                                                    size=4 << 20),\n"
+    " 'ShareableList': lambda: shmkit.ShareableList(['x' * (2 << 20)],\n"
+    "                                               name='l'),\n"
+    " 'Array': lambda: sharedctypes.Array('q', 500000, name='a'),\n"
+    " 'Value': lambda: sharedctypes.Value('q', 1, name='v'),\n"
+    " 'Lock': lambda: synchronize.Lock(name='k'),\n"
+    "}\n"
+    "bad = []\n"
+    "for what, make in cases.items():\n"
+    "    f = filler() if what in ('Value', 'Lock') else None\n"
+    "    try:\n"
+    "        make()\n"
+    "        bad.append(what + ': no error')\n"
+    "    except OSError as e:\n"
+    "        if e.errno != errno.ENOSPC:\n"
+    "            bad.append(what + ': ' + repr(e))\n"
+    "    finally:\n"
+    "        if f is not None:\n"
+    "            f.close(); f.unlink()\n"
+    "    if os.listdir('/dev/shm'):\n"
+    "        bad.append(what + ': left ' + repr(os.listdir('/dev/shm')))\n"
+    "print('; '.join(bad) or 'ok')\n";
+
+static char py_out[4096];
+
+static int python_cases(void)
+{
+    int st = tu_python(py_code, NULL, NULL, py_out, sizeof py_out);
+
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return 10; /* SIGBUS kills the interpreter: status says which */
+    return strncmp(py_out, "ok", 2) == 0 ? 0 : 11;
+}
+
+/* Runs body in a child over a private 1 MiB tmpfs; its wait status, or -1
+ * if this system cannot give the child one (the test then skips). */
+static int in_small_shm(int (*body)(void))
+{
+    int st;
+    pid_t pid = fork();
+
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        if (!tu_unshare(CLONE_NEWNS) ||
+            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") < 0)
+            _exit(77);
+        _exit(body());
+    }
+    st = tu_wait_status(pid);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 77 ? -1 : st;
+}
+
+static void expect_enospc(int (*body)(void), const char *what)
+{
+    int st = in_small_shm(body);
+
+    if (st == -1)
+        cr_skip_test("cannot mount a private tmpfs here");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "%s on a full /dev/shm: %s %d (exit 1: no error, 2: another "
+              "error, 3: left something)", what,
+              WIFSIGNALED(st) ? "signal" : "exit",
+              WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+Test(full_shm, list) { expect_enospc(c_list, "tracked list"); }
+Test(full_shm, list_generated_name) { expect_enospc(c_list_generated, "list"); }
+Test(full_shm, array) { expect_enospc(c_array, "array"); }
+Test(full_shm, value) { expect_enospc(c_value, "tracked value"); }
+Test(full_shm, lock) { expect_enospc(c_lock, "named lock"); }
+Test(full_shm, populate) { expect_enospc(c_populate, "SHMKIT_POPULATE block"); }
+Test(full_shm, refcount_sidecar) { expect_enospc(c_refcount, "refcounted"); }
+
+Test(full_shm, python_every_kind)
+{
+    int st = in_small_shm(python_cases);
+
+    if (st == -1)
+        cr_skip_test("cannot mount a private tmpfs here");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "Python on a full /dev/shm: status %#x: %s", st, py_out);
+}
