@@ -298,19 +298,21 @@ static void refuse(struct server *s, int fd, int code)
 
 /* Out of descriptors, a pending connection would wait unanswered (and a
  * client would time out): give up the spare descriptor to accept it, tell
- * it -EMFILE, and take the spare back. */
-static void refuse_for_lack_of_fds(struct server *s, int err)
+ * it -EMFILE, and take the spare back. True if one was refused (there may
+ * be more); false if none was pending or there is no spare. */
+static bool refuse_for_lack_of_fds(struct server *s, int err)
 {
     int fd;
 
     if (s->spare < 0)
-        return;
+        return false;
     close(s->spare);
     s->spare = -1;
     fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0)
         refuse(s, fd, -err);
     s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
 }
 
 /* Greets a new connection: only our own user gets in (the kernel vouches
@@ -350,18 +352,25 @@ static void client_accept(struct server *s, int fd)
 
 static void accept_all(struct server *s)
 {
-    int fd;
+    int fd, err;
 
-    while ((fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
-        client_accept(s, fd);
-    /* Out of descriptors the pending connection stays readable: refuse
-     * it with -EMFILE, and stop polling the socket for a moment rather
-     * than spin on it. */
-    if (errno == EMFILE || errno == ENFILE) {
-        int err = errno;
-        refuse_for_lack_of_fds(s, err);
-        s->accept_pause = now_ms() + ACCEPT_PAUSE_MS;
+    for (;;) {
+        fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            client_accept(s, fd);
+            continue;
+        }
+        err = errno;
+        /* Out of descriptors: refuse every pending connection with
+         * -EMFILE through the spare descriptor. */
+        if ((err == EMFILE || err == ENFILE) && refuse_for_lack_of_fds(s, err))
+            continue;
+        break;
     }
+    /* Without a spare the pending connection stays readable: stop
+     * polling the socket for a moment rather than spin on it. */
+    if ((err == EMFILE || err == ENFILE) && s->spare < 0)
+        s->accept_pause = now_ms() + ACCEPT_PAUSE_MS;
 }
 
 /* ---- requests -------------------------------------------------------------- */

@@ -162,6 +162,8 @@ static void attack_kind(const char *kind, long n)
     before = leftovers();
     shmkit_gc(0, NULL, NULL);
     r->leaks = leftovers();
+    if (r->leaks)
+        shm_print("torture: create: left after gc: ");
     snprintf(r->note, sizeof r->note, "window %.1f ms; %ld left before gc",
              (double)window / 1e6, before);
     shm_clear("tc_");

@@ -170,6 +170,20 @@ long shm_count(const char *prefix)
     return c;
 }
 
+void shm_print(const char *what)
+{
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+
+    fputs(what, stderr);
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.')
+            fprintf(stderr, "%s ", e->d_name);
+    fputc('\n', stderr);
+    if (d)
+        closedir(d);
+}
+
 void shm_clear(const char *prefix)
 {
     DIR *d = opendir("/dev/shm");
@@ -185,7 +199,8 @@ void shm_clear(const char *prefix)
 }
 
 /* True if some family directory's tracker (pid in its "tracker" file)
- * still runs. */
+ * still runs, or a family directory has no tracker file yet (its tracker
+ * is starting: it removes the directory when it has cleaned up). */
 static bool trackers_running(void)
 {
     char rundir[4096], path[4400], buf[64];
@@ -203,8 +218,14 @@ static bool trackers_running(void)
             continue;
         snprintf(path, sizeof path, "%s/%s/tracker", rundir, e->d_name);
         fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            struct stat st;
+            snprintf(path, sizeof path, "%s/%s", rundir, e->d_name);
+            /* Starting, unless its creator died before starting it. */
+            any = errno == ENOENT && stat(path, &st) == 0 &&
+                  time(NULL) - st.st_mtime < 3;
             continue;
+        }
         n = read(fd, buf, sizeof buf - 1);
         close(fd);
         if (n <= 0)

@@ -69,6 +69,8 @@ pid_t child_run(int (*fn)(void *), void *arg);
 
 /* Counts entries of /dev/shm whose name starts with prefix ("" = all). */
 long shm_count(const char *prefix);
+/* Prints every entry of /dev/shm (to stderr, after `what`). */
+void shm_print(const char *what);
 /* Removes entries of /dev/shm starting with prefix. */
 void shm_clear(const char *prefix);
 
