@@ -235,9 +235,9 @@ static int block_publish(shmkit_block *b, const char *name)
     struct stat st = {0};
     int r;
 
-    /* Only a lifetime records the inode: a plain create stays at the
-     * floor's system calls. */
-    if (b->flags & SHMKIT__LIFE_FLAGS) {
+    /* Only a lifetime or a publish intent records the inode: a plain
+     * create stays at the floor's system calls. */
+    if ((b->flags & SHMKIT__LIFE_FLAGS) || shmkit__publish_intent.fn) {
         r = shmkit__os.fstat(b->fd, &st);
         if (r < 0)
             return r;
