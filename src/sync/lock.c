@@ -392,7 +392,9 @@ SHMKIT__REGISTER static void locks_register(void)
 /* The `prev` slot of the entry an untagged list pointer names. */
 static inline void **prev_slot(void *entry)
 {
-    return (void **)((uintptr_t)entry & ~(uintptr_t)1) - 1;
+    /* Integer arithmetic: entry may be anything a peer wrote (NULL, 1),
+     * and then only a checked copy goes near the result. */
+    return (void **)(((uintptr_t)entry & ~(uintptr_t)1) - sizeof(void *));
 }
 
 /* Links s at the front of this thread's list (s's word is ours). The
