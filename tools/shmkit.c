@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,7 +165,8 @@ void cli_base64(FILE *f, const void *data, size_t len)
 /* ---- which processes map which object ------------------------------------ */
 
 struct mapper {
-    char *name;
+    unsigned long ino;
+    unsigned int dev_major, dev_minor;
     long pid;
 };
 
@@ -173,12 +175,14 @@ struct mappers {
     size_t n, cap;
 };
 
-static void mappers_add(struct mappers *m, const char *name, long pid)
+static void mappers_add(struct mappers *m, const struct mapper *x)
 {
     size_t i;
 
     for (i = 0; i < m->n; i++)
-        if (m->v[i].pid == pid && strcmp(m->v[i].name, name) == 0)
+        if (m->v[i].pid == x->pid && m->v[i].ino == x->ino &&
+            m->v[i].dev_major == x->dev_major &&
+            m->v[i].dev_minor == x->dev_minor)
             return;
     if (m->n == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 64;
@@ -188,13 +192,14 @@ static void mappers_add(struct mappers *m, const char *name, long pid)
         m->v = v;
         m->cap = cap;
     }
-    m->v[m->n].name = strdup(name);
-    if (m->v[m->n].name)
-        m->v[m->n++].pid = pid;
+    m->v[m->n++] = *x;
 }
 
 /* Reads /proc/PID/maps of every process we may read and records each
- * mapping of an object in /dev/shm. */
+ * mapping of an object in /dev/shm by device and inode, not by path: a
+ * creator maps its block before publishing it (a nameless file linked into
+ * place), so its maps line names "/dev/shm/#N (deleted)" although the
+ * object is the one at the name now. */
 static void mappers_scan(struct mappers *m)
 {
     DIR *d = opendir("/proc");
@@ -211,27 +216,28 @@ static void mappers_scan(struct mappers *m)
         if (!(f = fopen(path, "re")))
             continue;
         while (fgets(line, sizeof line, f)) {
-            char *p = strstr(line, " " SHM_DIR "/"), *end;
-            if (!p)
+            struct mapper x = {0, 0, 0, atol(e->d_name)};
+            if (!strstr(line, " " SHM_DIR "/"))
                 continue;
-            p += sizeof SHM_DIR + 1;
-            end = p + strcspn(p, "\n");
-            if (end - p > 10 && strcmp(end - 10, " (deleted)") == 0)
-                continue; /* unlinked: not the object now at that name */
-            *end = 0;
-            mappers_add(m, p, atol(e->d_name));
+            if (sscanf(line, "%*s %*s %*s %x:%x %lu", &x.dev_major,
+                       &x.dev_minor, &x.ino) != 3 || x.ino == 0)
+                continue;
+            mappers_add(m, &x);
         }
         fclose(f);
     }
     closedir(d);
 }
 
+static int mapper_is(const struct mapper *x, const struct stat *st)
+{
+    return x->ino == (unsigned long)st->st_ino &&
+           x->dev_major == major(st->st_dev) &&
+           x->dev_minor == minor(st->st_dev);
+}
+
 static void mappers_free(struct mappers *m)
 {
-    size_t i;
-
-    for (i = 0; i < m->n; i++)
-        free(m->v[i].name);
     free(m->v);
 }
 
@@ -264,11 +270,11 @@ static void entry_fill(struct entry *e, const struct mappers *m)
         snprintf(e->owner, sizeof e->owner, "%ld", (long)e->st.st_uid);
     cli_lifecycle_of(e->name, e->life, sizeof e->life);
     for (i = 0; i < m->n; i++)
-        cap += strcmp(m->v[i].name, e->name) == 0 ? 22 : 0;
+        cap += mapper_is(&m->v[i], &e->st) ? 22 : 0;
     if ((e->pids = malloc(cap)))
         e->pids[0] = 0;
     for (i = 0; i < m->n && e->pids; i++)
-        if (strcmp(m->v[i].name, e->name) == 0)
+        if (mapper_is(&m->v[i], &e->st))
             used += (size_t)snprintf(e->pids + used, cap - used, "%s%ld",
                                      used ? "," : "", m->v[i].pid);
     if (!S_ISREG(e->st.st_mode)) {

@@ -75,6 +75,24 @@ def test_ls_json_lists_block_with_details(cli, cpython_block):
     assert os.getpid() in e["pids"], "this process maps it"
 
 
+def test_ls_and_info_name_the_creator_of_a_shmkit_block(cli, shm_prefix):
+    # shmkit publishes a block whole (a nameless file linked into place), so
+    # its creator's /proc/PID/maps line reads "/dev/shm/#N (deleted)": the
+    # CLI must match mappings by inode, not by path.
+    from shmkit import shared_memory as sksm
+    shm = sksm.SharedMemory(shm_prefix + "creator", create=True, size=4096)
+    try:
+        r = run(cli, "info", "--json", shm.name)
+        assert r.returncode == 0, r.stderr
+        assert os.getpid() in json.loads(r.stdout)["pids"]
+        r = run(cli, "ls", "--json")
+        entries = {e["name"]: e for e in json.loads(r.stdout)}
+        assert os.getpid() in entries[shm.name]["pids"]
+    finally:
+        shm.close()
+        shm.unlink()
+
+
 def test_ls_text_has_header_and_block(cli, cpython_block):
     r = run(cli, "ls")
     assert r.returncode == 0
