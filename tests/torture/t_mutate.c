@@ -237,8 +237,14 @@ static void run_cli(struct target *t, const char *sub)
         t->prog->crashes++;
     else if (o == OUT_HANG)
         t->prog->hangs++;
-    else if (o == OUT_EXIT && code >= 64)
-        t->prog->bad++; /* a usage/internal error, not a refusal */
+    else if (o == OUT_EXIT && code >= 64) {
+        /* A usage/internal error or a failed exec, not a refusal. */
+        if (t->prog->bad++ < 3)
+            fprintf(stderr, "torture: mutate %s: `shmkit %s` exit %d at "
+                    "image %llu (seed %llu)\n", t->kind, sub, code,
+                    (unsigned long long)t->prog->done,
+                    (unsigned long long)t->seed);
+    }
 }
 
 static int driver_cli(void *arg)
