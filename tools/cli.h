@@ -36,10 +36,11 @@ void cli_json_string(FILE *f, const char *s, size_t len);
 /* Writes len bytes as standard base64 (no quotes). */
 void cli_base64(FILE *f, const void *data, size_t len);
 
-/* Runs fn(arg) with SIGBUS and SIGSEGV caught: a peer may truncate a
- * block while we read it, and `ls`/`show` read blocks of other processes
- * (even other users'). Returns fn's result, or SHMKIT_ETRUNCATED if a
- * fault interrupted it. Not reentrant; for the CLI's single thread. */
+/* Runs fn(arg) with SIGBUS caught: a peer may truncate a block while we
+ * read it, and `ls`/`show` read blocks of other processes (even other
+ * users'). SIGSEGV is not caught: it would be a bug of ours. Returns fn's
+ * result, or SHMKIT_ETRUNCATED if a fault interrupted it. Not reentrant;
+ * for the CLI's single thread. */
 int cli_guarded(int (*fn)(void *arg), void *arg);
 
 /* Parses argv[1..argc): an argument equal to flags[f] (a NULL-ended
