@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "shmkit.h"
@@ -60,6 +61,11 @@ void cli_format_size(char *buf, size_t len, unsigned long long bytes);
  * *width (if not NULL) gets its display width in columns. NULL if out of
  * memory. */
 char *cli_escape(const char *s, size_t *width);
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes, n >= 1), its
+ * code point in *cp; 0 if it is not valid UTF-8 (overlong, surrogate, past
+ * U+10FFFF, cut short). */
+size_t cli_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 
 /* Columns s takes on a terminal (wide East Asian characters take two,
  * combining marks none). */

@@ -71,9 +71,8 @@ void cli_format_size(char *buf, size_t len, unsigned long long bytes)
         snprintf(buf, len, "1.0 %s", unit[u + 1]);
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes) and its code
- * point, or 0 if it is not valid UTF-8. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+/* See cli.h. */
+size_t cli_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
     size_t len, i;
     uint32_t c;
@@ -145,7 +144,7 @@ size_t cli_display_width(const char *str)
     uint32_t c;
 
     while (i < len) {
-        k = utf8_decode(s + i, len - i, &c);
+        k = cli_utf8_decode(s + i, len - i, &c);
         w += k ? cp_width(c) : 1;
         i += k ? k : 1;
     }
@@ -162,7 +161,7 @@ char *cli_escape(const char *str, size_t *width)
     if (!out)
         return NULL;
     while (i < len) {
-        size_t k = utf8_decode(s + i, len - i, &c);
+        size_t k = cli_utf8_decode(s + i, len - i, &c);
         if (k == 0) {
             o += (size_t)sprintf(out + o, "\\x%02x", s[i]);
             w += 4;
@@ -204,7 +203,7 @@ void cli_truncate(char *str, size_t width)
     if (width == 0 || cli_display_width(str) <= width)
         return;
     while (i < len) {
-        k = utf8_decode(s + i, len - i, &c);
+        k = cli_utf8_decode(s + i, len - i, &c);
         cw = k ? cp_width(c) : 1;
         if (w + cw > width - 1)
             break; /* one column stays for the ellipsis */

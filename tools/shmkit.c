@@ -77,36 +77,6 @@ int cli_guarded(int (*fn)(void *arg), void *arg)
     return r;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len, i;
-    uint32_t c;
-
-    if (s[0] < 0x80)
-        return 1;
-    if ((s[0] & 0xe0) == 0xc0)
-        len = 2, c = s[0] & 0x1f;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3, c = s[0] & 0x0f;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4, c = s[0] & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 2 && c < 0x80) || (len == 3 && c < 0x800) ||
-        (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
-        (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    return len;
-}
-
 void cli_json_string(FILE *f, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -114,7 +84,8 @@ void cli_json_string(FILE *f, const char *str, size_t len)
 
     fputc('"', f);
     while (i < len) {
-        size_t k = utf8_len(s + i, len - i);
+        uint32_t cp;
+        size_t k = cli_utf8_decode(s + i, len - i, &cp);
         if (k == 0) {
             fputs("\\ufffd", f);
             i++;
