@@ -24,41 +24,10 @@
 
 /* ---- processes ------------------------------------------------------------ */
 
-/* Reads /proc/PID/stat: process state (field 3) and start time (22). */
-static int proc_stat(pid_t pid, char *state, uint64_t *start)
-{
-    char path[64], buf[1024], *p;
-    ssize_t n;
-    int fd, field;
-
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? -ESRCH : -errno;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -ESRCH;
-    buf[n] = 0;
-    /* The command name (field 2) may hold spaces and ')': skip to the
-     * last ')', after which fields are plain numbers from field 3. */
-    p = strrchr(buf, ')');
-    if (!p || p[1] != ' ' || !p[2])
-        return -EIO;
-    *state = p[2];
-    for (field = 2; field < 22 && p; field++)
-        p = strchr(p + 1, ' ');
-    if (!p)
-        return -EIO;
-    *start = strtoull(p + 1, NULL, 10);
-    return 0;
-}
-
+/* The OS layer reads /proc/PID/stat (a zombie counts as gone). */
 int shmkit__proc_start(pid_t pid, uint64_t *start)
 {
-    char state;
-
-    return proc_stat(pid, &state, start);
+    return shmkit__os.proc_start(pid, start);
 }
 
 int shmkit__self_start(uint64_t *start)
@@ -83,13 +52,8 @@ int shmkit__self_start(uint64_t *start)
 bool shmkit__proc_alive(pid_t pid, uint64_t start)
 {
     uint64_t now;
-    char state;
 
-    if (pid <= 0)
-        return false;
-    if (proc_stat(pid, &state, &now) < 0)
-        return false;
-    return now == start && state != 'Z' && state != 'X';
+    return pid > 0 && shmkit__os.proc_start(pid, &now) == 0 && now == start;
 }
 
 /* ---- name sets ------------------------------------------------------------ */
