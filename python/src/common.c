@@ -66,6 +66,17 @@ int ext_name_arg(PyObject *obj, const char **out)
     return 0;
 }
 
+int ext_required_name(PyObject *obj, const char **out)
+{
+    if (ext_name_arg(obj, out) < 0)
+        return -1;
+    if (!*out) {
+        PyErr_SetString(PyExc_TypeError, "name must be str");
+        return -1;
+    }
+    return 0;
+}
+
 /* Raises exc(code, message, "/name") -- OSError's constructor picks the
  * errno subclass (FileNotFoundError, PermissionError, ...) by itself. */
 static PyObject *raise_oserror(PyObject *exc, int err, const char *msg,

@@ -62,6 +62,8 @@ PyObject *ext_error(ext_state *st, int code, const char *name);
 /* Parses an optional name argument: None gives NULL, str gives its UTF-8;
  * a str with an embedded NUL is a ValueError, as in CPython. */
 int ext_name_arg(PyObject *obj, const char **out);
+/* The same, but None is refused too (TypeError "name must be str"). */
+int ext_required_name(PyObject *obj, const char **out);
 
 /* ---- mapping.c: a mapped block whose lifetime its users share ---- */
 

@@ -16,12 +16,8 @@ static PyObject *mod_unlink(PyObject *m, PyObject *arg)
     const char *name;
     int r;
 
-    if (ext_name_arg(arg, &name) < 0)
+    if (ext_required_name(arg, &name) < 0)
         return NULL;
-    if (!name) {
-        PyErr_SetString(PyExc_TypeError, "name must be str");
-        return NULL;
-    }
     r = shmkit_unlink(name);
     if (r < 0)
         return ext_error(ext_state_of_module(m), r, name);
@@ -38,12 +34,8 @@ static PyObject *mod_unlink_block(PyObject *m, PyObject *arg)
     const char *name;
     int r;
 
-    if (ext_name_arg(arg, &name) < 0)
+    if (ext_required_name(arg, &name) < 0)
         return NULL;
-    if (!name) {
-        PyErr_SetString(PyExc_TypeError, "name must be str");
-        return NULL;
-    }
     r = shmkit_unlink_block(name);
     if (r < 0)
         return ext_error(ext_state_of_module(m), r, name);
@@ -60,12 +52,8 @@ static PyObject *mod_track(PyObject *m, PyObject *arg)
     const char *name;
     int r;
 
-    if (ext_name_arg(arg, &name) < 0)
+    if (ext_required_name(arg, &name) < 0)
         return NULL;
-    if (!name) {
-        PyErr_SetString(PyExc_TypeError, "name must be str");
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
     r = shmkit_track(name);
     Py_END_ALLOW_THREADS
@@ -85,12 +73,8 @@ static PyObject *mod_untrack(PyObject *m, PyObject *arg)
     const char *name;
     int r;
 
-    if (ext_name_arg(arg, &name) < 0)
+    if (ext_required_name(arg, &name) < 0)
         return NULL;
-    if (!name) {
-        PyErr_SetString(PyExc_TypeError, "name must be str");
-        return NULL;
-    }
     r = shmkit_untrack(name);
     if (r == -ENOENT)
         Py_RETURN_FALSE;
@@ -123,12 +107,8 @@ static PyObject *mod_block_kind(PyObject *m, PyObject *arg)
     shmkit_kind k;
     int r;
 
-    if (ext_name_arg(arg, &name) < 0)
+    if (ext_required_name(arg, &name) < 0)
         return NULL;
-    if (!name) {
-        PyErr_SetString(PyExc_TypeError, "name must be str");
-        return NULL;
-    }
     r = shmkit_block_attach(&b, name, SHMKIT_RDONLY);
     if (r < 0)
         return ext_error(ext_state_of_module(m), r, name);

@@ -415,12 +415,8 @@ static PyObject *lock_attach(PyTypeObject *tp, PyObject *arg)
     shmkit_lock *l;
     int r;
 
-    if (ext_name_arg(arg, &name) < 0)
+    if (ext_required_name(arg, &name) < 0)
         return NULL;
-    if (!name) {
-        PyErr_SetString(PyExc_TypeError, "name must be str");
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
     r = shmkit_lock_attach(&l, name, 0);
     Py_END_ALLOW_THREADS

@@ -283,12 +283,8 @@ static PyObject *typed_attach(PyTypeObject *tp, PyObject *arg)
     shmkit_array *a;
     int r;
 
-    if (ext_name_arg(arg, &name) < 0)
+    if (ext_required_name(arg, &name) < 0)
         return NULL;
-    if (!name) {
-        PyErr_SetString(PyExc_TypeError, "name must be str");
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
     r = shmkit_array_attach(&a, name, 0);
     Py_END_ALLOW_THREADS
