@@ -375,3 +375,13 @@ def test_exports():
     assert issubclass(shmkit.ItemRangeError, OverflowError)
     from shmkit import ItemTypeError, ItemRangeError   # noqa: F401
     assert 'ItemTypeError' in shmkit.__all__ and 'ItemRangeError' in shmkit.__all__
+
+
+@pytest.mark.parametrize("fn", ["unlink", "unlink_block", "track", "untrack",
+                                "block_kind"])
+def test_functions_taking_a_name_refuse_none_and_nul(fn):
+    f = getattr(shmkit._shmkit, fn)
+    with pytest.raises(TypeError, match="name must be str"):
+        f(None)
+    with pytest.raises(ValueError, match="embedded null"):
+        f("x\0evil")
