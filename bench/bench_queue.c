@@ -25,6 +25,9 @@
  * (no reply): put/get, zero copy, and put_many/get_many of 64.
  *
  * Usage: bench_queue [--tsv] [--quick] [--rounds N] [--max-size BYTES]
+ *   --tsv      the common format of bench/ (bench_util.h), read by bench/run
+ *   --quick    a fifth of the operations per round
+ *   --max-size below 64 MiB leaves the 64 MiB handoff out
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -310,7 +313,10 @@ static void handoff(size_t size, long n)
         c[nc++] = (bench_contender){"iceoryx (loan/publish, take)",
                                     peer_iox_run, iox};
 #endif
-    snprintf(work, sizeof work, "handoff + reply, %zu KiB", size >> 10);
+    if (size >= (1 << 20))
+        snprintf(work, sizeof work, "handoff + reply, %zu MiB", size >> 20);
+    else
+        snprintf(work, sizeof work, "handoff + reply, %zu KiB", size >> 10);
     bench_run_wall(size < (1 << 20) ? "q_handoff_4k" : "q_handoff_64m", work,
                    c, nc, n, NULL);
 #ifdef SHMKIT_BENCH_ICEORYX

@@ -1,6 +1,6 @@
 """shmkit.Queue beside multiprocessing.Queue doing the same work, in one run.
 
-    PYTHONPATH=build/python /usr/bin/python3 bench/bench_queue.py [--quick] [--rounds N]
+    PYTHONPATH=build/python /usr/bin/python3 bench/bench_queue.py [--tsv] [--quick] [--rounds N]
 
 Each piece of work is: producers put n items, consumers (other processes)
 get them; the figure is the wall time from the first put until every
@@ -15,6 +15,12 @@ contender of a piece of work, multiprocessing.Queue, is the reference.
 
 The processes are forked before the clock starts and wait on a pipe, so
 start-up is not timed; every queue is made for the round and removed.
+
+Output, one line per contender: by default work, contender, microseconds
+per item and the speed-up over the reference; with --tsv the common
+format of bench/ (bench/bench_util.h), which bench/run reads:
+    work-id TAB work TAB contender TAB ns per item TAB rounds
+--quick: a fifth of the items per round (bench/run --quick passes it).
 """
 import argparse
 import multiprocessing as mp
@@ -118,7 +124,10 @@ def one_round(make_queue, item, n, producers, consumers, batch):
         q.join_thread()
 
 
-def run(work, contenders, rounds):
+TSV = False
+
+
+def run(work_id, work, contenders, rounds):
     times = {label: [] for label, _ in contenders}
     for r in range(rounds):
         for j in range(len(contenders)):
@@ -127,6 +136,10 @@ def run(work, contenders, rounds):
     ref = None
     for label, _ in contenders:
         med = statistics.median(times[label])
+        if TSV:
+            print(f"{work_id}\t{work}\t{label}\t{med * 1e9:.3f}\t{rounds}")
+            sys.stdout.flush()
+            continue
         if ref is None:
             ref, ratio = med, "(reference)"
         else:
@@ -139,7 +152,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--tsv", action="store_true",
+                    help="work-id, work, contender, ns per item, rounds; tab-separated")
     a = ap.parse_args()
+    global TSV
+    TSV = a.tsv
     scale = 0.2 if a.quick else 1.0
     small = (12345, "x" * 40)
     big = np.random.default_rng(0).random((512, 256))
@@ -154,7 +171,8 @@ def main():
 
     for prod, cons in ((1, 1), (2, 2)):
         shape = f"{prod}->{cons}"
-        run(f"small item, {shape}", [
+        key = f"{prod}to{cons}"
+        run(f"py.queue.small.{key}", f"small item, {shape}", [
             ("multiprocessing.Queue put/get",
              lambda: one_round(mpq, small, n_small, prod, cons, 0)),
             ("shmkit.Queue put/get",
@@ -162,7 +180,7 @@ def main():
             ("shmkit.Queue put_many/get_many 100",
              lambda: one_round(skq(), small, n_small, prod, cons, 100)),
         ], a.rounds)
-        run(f"1 MiB NumPy array, {shape}", [
+        run(f"py.queue.array.{key}", f"1 MiB NumPy array, {shape}", [
             ("multiprocessing.Queue put/get",
              lambda: one_round(mpq, big, n_big, prod, cons, 0)),
             ("shmkit.Queue put/get",
