@@ -1,184 +1,144 @@
 /*
- * bench_lifecycle.c - what a lifetime costs, measured in one run:
+ * bench_lifecycle.c - what a lifetime costs, beside the floor, in one run
+ * (see bench_util.h for how each figure is taken). One operation is a
+ * create cycle of a 4 KiB block: create + write 64 bytes + unlink + close.
  *
- *   untracked create cycle   create 4 KiB + write + unlink + close
- *   tracked create cycle     the same with SHMKIT_TRACK (journal record on
- *                            create and on unlink; the tracker is started
- *                            once, before timing)
- *   refcount create cycle    the same with SHMKIT_REFCOUNT (sidecar made,
- *                            locked, unlinked)
- *   CPython tracked cycle    SharedMemory(create=True) + close + unlink,
- *                            whose resource tracker is a pipe write per
- *                            create and per unlink (/usr/bin/python3)
- *   manager create round     shmkit_manager_create_block over the socket
- *                            (the manager creates and journals the block)
+ *   c.life.create (thread CPU time)
+ *     raw system calls (floor)  shm_open(O_CREAT|O_EXCL) + ftruncate + mmap
+ *                               + write + munmap + close + shm_unlink
+ *     shmkit, untracked         shmkit_block_create(0)
+ *     shmkit, tracked           SHMKIT_TRACK (a journal record on create and
+ *                               on unlink; the tracker is started once,
+ *                               before timing: its own time is not counted,
+ *                               as the journal is a mapping it reads later)
+ *     shmkit, refcounted        SHMKIT_REFCOUNT (sidecar made, locked,
+ *                               unlinked by the last close)
+ *   c.life.manager (wall time: the manager process does the work)
+ *     raw system calls (floor)  as above
+ *     shmkit, untracked         as above
+ *     shmkit, manager-owned     shmkit_manager_create_block over the socket
+ *                               (the manager creates, reserves and journals
+ *                               it), attach + write + close here, then
+ *                               shmkit_manager_release
  *
- * Prints per-operation times and ratios; asserts nothing.
- * Usage: bench_lifecycle [iterations]
+ * Usage: bench_lifecycle [--tsv] [--quick] [--rounds N]
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "shmkit.h"
 
 #define SIZE 4096
 
-static char name[64];
-static unsigned cycle_flags;
+static char name[64], slashed[72];
+static shmkit_manager *M;
 
-static double now_ns(void)
+static void die(const char *what, int r)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+    fprintf(stderr, "bench_lifecycle: %s: %s (%s)\n", what, shmkit_strerror(r),
+            shmkit_last_error());
+    exit(1);
 }
 
-static void create_cycle(void)
+static void loop_floor(void *ctx, long n)
 {
-    shmkit_block *b;
+    (void)ctx;
+    for (long i = 0; i < n; i++) {
+        int fd = shm_open(slashed, O_CREAT | O_EXCL | O_RDWR, 0600);
+        void *p;
 
-    if (shmkit_block_create(&b, name, SIZE, cycle_flags) != 0)
-        abort();
-    memset(shmkit_block_data(b), 1, 64);
-    if (!(cycle_flags & SHMKIT_REFCOUNT))
-        shmkit_block_unlink(b);
-    shmkit_block_close(b); /* refcount: the last close unlinks */
-}
-
-/* n cycles with `flags`, ns per cycle. */
-static double run_cycles(unsigned flags, int n)
-{
-    double t0;
-    int i;
-
-    cycle_flags = flags;
-    t0 = now_ns();
-    for (i = 0; i < n; i++)
-        create_cycle();
-    return (now_ns() - t0) / n;
-}
-
-/* Best of ROUNDS for each of the nf variants, the rounds interleaved so
- * that a busy moment of the machine hits all variants alike. */
-#define ROUNDS 7
-static void time_variants(const unsigned *flags, double *best, int nf, int n)
-{
-    int round, v;
-
-    for (v = 0; v < nf; v++)
-        best[v] = 1e18;
-    for (round = 0; round < ROUNDS; round++)
-        for (v = 0; v < nf; v++) {
-            double t = run_cycles(flags[v], n);
-            if (t < best[v])
-                best[v] = t;
-        }
-}
-
-/* CPython's tracked create cycle (the default: its resource tracker
- * registers and unregisters every block), ns per cycle. */
-static int cpython_tracked(int n, double *ns)
-{
-    char cmd[2048];
-    FILE *f;
-    int ok;
-
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 -c \"\n"
-             "import timeit\n"
-             "from multiprocessing import shared_memory as sm\n"
-             "def create():\n"
-             "    s = sm.SharedMemory(name='%s', create=True, size=%d)\n"
-             "    s.buf[:64] = b'x' * 64\n"
-             "    s.close(); s.unlink()\n"
-             "create()\n"
-             "n = %d\n"
-             "print(min(timeit.repeat(create, number=n, repeat=5)) / n * 1e9)\n"
-             "\" 2>/dev/null",
-             name, SIZE, n);
-    f = popen(cmd, "r");
-    if (!f)
-        return -1;
-    ok = fscanf(f, "%lf", ns) == 1;
-    return pclose(f) == 0 && ok ? 0 : -1;
-}
-
-/* Best of 5 rounds of n manager create round trips, ns each; the blocks
- * are released (untimed) between rounds. */
-static int manager_round_trip(int n, double *ns)
-{
-    char (*names)[SHMKIT_NAME_MAX + 1] = malloc((size_t)n * sizeof *names);
-    shmkit_manager *m;
-    double best = 1e18;
-    int round, i;
-
-    if (!names || shmkit_manager_start(&m, NULL, NULL, 0) != 0) {
-        free(names);
-        return -1;
+        if (fd < 0 || ftruncate(fd, SIZE) != 0)
+            die("shm_open/ftruncate", -errno);
+        p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED)
+            die("mmap", -errno);
+        memset(p, 1, 64);
+        munmap(p, SIZE);
+        close(fd);
+        shm_unlink(slashed);
     }
-    for (round = 0; round < 5; round++) {
-        double t0 = now_ns();
-        for (i = 0; i < n; i++)
-            if (shmkit_manager_create_block(m, NULL, SIZE, names[i]) != 0) {
-                fprintf(stderr, "manager: %s\n", shmkit_last_error());
-                abort();
-            }
-        t0 = (now_ns() - t0) / n;
-        if (t0 < best)
-            best = t0;
-        for (i = 0; i < n; i++)
-            shmkit_manager_release(m, names[i]);
+}
+
+static void loop_shmkit(void *ctx, long n)
+{
+    unsigned flags = (unsigned)(uintptr_t)ctx;
+
+    for (long i = 0; i < n; i++) {
+        shmkit_block *b;
+        int r = shmkit_block_create(&b, name, SIZE, flags);
+
+        if (r != 0)
+            die("shmkit_block_create", r);
+        memset(shmkit_block_data(b), 1, 64);
+        if (!(flags & SHMKIT_REFCOUNT))
+            shmkit_block_unlink(b);
+        shmkit_block_close(b); /* refcount: the last close unlinks */
     }
-    shmkit_manager_close(m);
-    free(names);
-    *ns = best;
-    return 0;
+}
+
+static void loop_manager(void *ctx, long n)
+{
+    char got[SHMKIT_NAME_MAX + 1];
+
+    (void)ctx;
+    for (long i = 0; i < n; i++) {
+        shmkit_block *b;
+        int r = shmkit_manager_create_block(M, name, SIZE, got);
+
+        if (r != 0)
+            die("shmkit_manager_create_block", r);
+        if ((r = shmkit_block_attach(&b, got, 0)) != 0)
+            die("shmkit_block_attach", r);
+        memset(shmkit_block_data(b), 1, 64);
+        shmkit_block_close(b);
+        if ((r = shmkit_manager_release(M, got)) != 0)
+            die("shmkit_manager_release", r);
+    }
 }
 
 int main(int argc, char **argv)
 {
-    int n = argc > 1 ? atoi(argv[1]) : 20000;
-    double un, tr, rc, py = 0, mg = 0;
-    int pyok, mgok;
+    int r;
 
-    if (n <= 0)
-        n = 1;
+    bench_args(argc, argv);
     snprintf(name, sizeof name, "bench_life_%ld", (long)getpid());
-    if (shmkit_track_start() != 0) {
-        fprintf(stderr, "bench_lifecycle: %s\n", shmkit_last_error());
-        return 1;
+    snprintf(slashed, sizeof slashed, "/%s", name);
+    if ((r = shmkit_track_start()) != 0)
+        die("shmkit_track_start", r);
+    {
+        bench_contender c[] = {
+            {"raw system calls (floor)", loop_floor, NULL},
+            {"shmkit, untracked", loop_shmkit, (void *)(uintptr_t)0},
+            {"shmkit, tracked", loop_shmkit, (void *)(uintptr_t)SHMKIT_TRACK},
+            {"shmkit, refcounted", loop_shmkit,
+             (void *)(uintptr_t)SHMKIT_REFCOUNT},
+        };
+        bench_run("c.life.create", "C: 4 KiB create cycle, by lifetime", c,
+                  sizeof c / sizeof *c, bench_n(5000), NULL);
     }
-    static const unsigned variants[3] = {0, SHMKIT_TRACK, SHMKIT_REFCOUNT};
-    double best[3];
-
-    time_variants(variants, best, 3, n / ROUNDS > 0 ? n / ROUNDS : 1);
-    un = best[0];
-    tr = best[1];
-    rc = best[2];
-    pyok = cpython_tracked(n / 4 > 0 ? n / 4 : 1, &py);
-    mgok = manager_round_trip(n / 10 > 0 ? n / 10 : 1, &mg);
-
-    printf("lifecycle costs, 4 KiB blocks, best of %d interleaved rounds x %d "
-           "(ns per operation)\n", ROUNDS, n / ROUNDS > 0 ? n / ROUNDS : 1);
-    printf("%-26s %10.0f\n", "untracked create cycle", un);
-    printf("%-26s %10.0f   %.2fx untracked (target <= 1.30x)\n",
-           "tracked create cycle", tr, tr / un);
-    printf("%-26s %10.0f   %.2fx untracked\n", "refcount create cycle", rc,
-           rc / un);
-    if (pyok == 0)
-        printf("%-26s %10.0f   %.2fx shmkit tracked\n", "CPython tracked cycle",
-               py, py / tr);
-    else
-        printf("(CPython timing unavailable: /usr/bin/python3 failed)\n");
-    if (mgok == 0)
-        printf("%-26s %10.0f   %.2fx untracked create cycle\n",
-               "manager create round trip", mg, mg / un);
-    else
-        printf("(manager unavailable: %s)\n", shmkit_last_error());
+    if ((r = shmkit_manager_start(&M, NULL, NULL, 0)) != 0) {
+        fprintf(stderr, "bench_lifecycle: no manager (%s): its row is left out\n",
+                shmkit_last_error());
+        return 0;
+    }
+    {
+        bench_contender c[] = {
+            {"raw system calls (floor)", loop_floor, NULL},
+            {"shmkit, untracked", loop_shmkit, (void *)(uintptr_t)0},
+            {"shmkit, manager-owned (+ attach, release)", loop_manager, NULL},
+        };
+        bench_run_wall("c.life.manager",
+                       "C: 4 KiB create cycle, manager-owned (wall)", c,
+                       sizeof c / sizeof *c, bench_n(2000), NULL);
+    }
+    shmkit_manager_close(M);
     return 0;
 }

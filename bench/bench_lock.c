@@ -1,74 +1,70 @@
 /*
- * bench_lock.c - shmkit's locks and atomics beside the raw primitives
- * and the peers, all measured in one run: a raw robust pthread mutex (the
- * reference), Boost.Interprocess's interprocess_mutex (not robust; built
- * in when Boost's headers are there), shmkit_mutex through the inline
- * fast path (shmkit/sync_inline.h) and through the called functions;
- * uncontended and with two processes contending; an atomic fetch-add raw,
- * through the inline typed pointer and through the checked call; and a
- * locked increment beside CPython's `with v.get_lock(): v.value += 1`.
+ * bench_lock.c - shmkit's locks and atomics beside the raw primitives (the
+ * floor) and Boost.Interprocess, in one run (see bench_util.h for how each
+ * figure is taken):
  *
- * Contenders are interleaved round by round so that drift in the
- * machine's load hits all alike; each figure is the median of ROUNDS
- * rounds, each round the best of REPEAT back-to-back runs. Single-process
- * loops are timed in thread CPU time (other load on the machine does not
- * count); the two-process runs in wall time.
+ *   uncontended lock+unlock   raw robust pthread mutex (floor), shmkit_mutex
+ *                             called (shmkit_mutex_lock/unlock), shmkit_mutex
+ *                             inline (shmkit_mutex_lock_fast/unlock_fast from
+ *                             shmkit/sync_inline.h), raw pthread mutex not
+ *                             robust, Boost's interprocess_mutex
+ *                             (process-shared, not robust; built in when
+ *                             Boost's headers are there)
+ *   2 processes contending    the same locks, two processes each doing
+ *                             lock + count++ + unlock; wall ns per
+ *                             operation (the throughput), three times as
+ *                             many rounds as the others (it is the noisiest
+ *                             row on a shared machine) and the fastest and
+ *                             slowest round printed; then the same work in
+ *                             the CPU time of the two processes (user +
+ *                             system, from getrusage of the reaped
+ *                             children) per operation: what contending
+ *                             costs, with the time that other load on the
+ *                             machine took the CPUs away left out
+ *   atomic fetch-add          __atomic_fetch_add (floor), the inline
+ *                             shmkit_atomic_fetch_add_i64 on the pointer
+ *                             from shmkit_array_i64(), the checked
+ *                             shmkit_array_fetch_add
  *
- * Usage: bench_lock [python]   (default /usr/bin/python3; "-" skips it)
+ * The contended runs check the count afterwards (a lock that let two in
+ * would lose increments).
+ *
+ * Usage: bench_lock [--tsv] [--quick] [--rounds N] [--pin]
+ *   --pin      each contending process on a CPU of its own (by default
+ *              they go where the scheduler puts them: on a shared
+ *              machine a pinned process cannot flee a busy CPU, and three
+ *              runs each way here were no steadier pinned)
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "shmkit.h"
-
-#define REPEAT 2  /* back-to-back runs inside one measurement */
-#define ROUNDS 5  /* interleaved rounds; the median is reported */
-#define UNCONTENDED_OPS 3000000L
-#define CONTENDED_OPS 500000L    /* per process */
-#define ATOMIC_OPS 10000000L
-
+#include "bench_util.h"
 #ifdef SHMKIT_BENCH_BOOST
 #include "peers.h"
 #endif
+#include "shmkit.h"
 
-/* What the processes share: the mutexes and the counters, each on its own
- * cache line. */
+/* What the processes share: every lock and counter on its own line. */
 struct arena {
-    _Alignas(64) pthread_mutex_t raw;
+    _Alignas(64) pthread_mutex_t robust;
+    _Alignas(64) pthread_mutex_t plain;
     _Alignas(64) shmkit_mutex mine;
-    _Alignas(64) unsigned char boost[64];
-    _Alignas(64) unsigned long long count; /* under whichever lock is timed */
-    _Alignas(64) _Atomic int64_t atomic;
+    _Alignas(64) unsigned char boost[256];
+    _Alignas(64) uint64_t count; /* under whichever lock is timed */
+    _Alignas(64) int64_t atomic;
 };
 
-static double clock_ns(clockid_t id)
-{
-    struct timespec t;
-
-    clock_gettime(id, &t);
-    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-}
-
-/* Wall time, for the runs that involve other processes. */
-static double now_ns(void)
-{
-    return clock_ns(CLOCK_MONOTONIC);
-}
-
-/* This thread's CPU time, for single-thread loops: time spent descheduled
- * by other load on the machine does not count. */
-static double cpu_ns(void)
-{
-    return clock_ns(CLOCK_THREAD_CPUTIME_ID);
-}
+static struct arena *A;
+static shmkit_array *V;
+static int64_t *V_item;
 
 static void die(const char *what, int r)
 {
@@ -77,315 +73,240 @@ static void die(const char *what, int r)
     exit(1);
 }
 
-static void raw_init(pthread_mutex_t *m)
+static void pthread_init(pthread_mutex_t *m, int robust)
 {
     pthread_mutexattr_t a;
 
     pthread_mutexattr_init(&a);
     pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(m, &a);
+    if (robust)
+        pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (pthread_mutex_init(m, &a) != 0)
+        die("pthread_mutex_init", -EINVAL);
     pthread_mutexattr_destroy(&a);
 }
 
-static int cmp_d(const void *a, const void *b)
+/* ---- the loops --------------------------------------------------------- */
+
+static void loop_pthread(void *ctx, long n)
 {
-    double x = *(const double *)a, y = *(const double *)b;
+    pthread_mutex_t *m = ctx;
 
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* ---- the loops (one kind of operation each) ------------------------- */
-
-static void loop_raw(struct arena *a, long n)
-{
     for (long i = 0; i < n; i++) {
-        pthread_mutex_lock(&a->raw);
-        a->count++;
-        pthread_mutex_unlock(&a->raw);
+        if (pthread_mutex_lock(m) != 0)
+            die("pthread_mutex_lock", -EINVAL);
+        A->count++;
+        pthread_mutex_unlock(m);
     }
 }
 
-static void loop_called(struct arena *a, long n)
+static void loop_called(void *ctx, long n)
 {
+    (void)ctx;
     for (long i = 0; i < n; i++) {
-        shmkit_mutex_lock(&a->mine);
-        a->count++;
-        shmkit_mutex_unlock(&a->mine);
+        int r = shmkit_mutex_lock(&A->mine);
+
+        if (r != 0)
+            die("shmkit_mutex_lock", r);
+        A->count++;
+        shmkit_mutex_unlock(&A->mine);
     }
 }
 
-static void loop_inline(struct arena *a, long n)
+static void loop_inline(void *ctx, long n)
 {
+    (void)ctx;
     for (long i = 0; i < n; i++) {
-        shmkit_mutex_lock_fast(&a->mine);
-        a->count++;
-        shmkit_mutex_unlock_fast(&a->mine);
+        int r = shmkit_mutex_lock_fast(&A->mine);
+
+        if (r != 0)
+            die("shmkit_mutex_lock_fast", r);
+        A->count++;
+        shmkit_mutex_unlock_fast(&A->mine);
     }
 }
 
 #ifdef SHMKIT_BENCH_BOOST
-static void loop_boost(struct arena *a, long n)
+static void loop_boost(void *ctx, long n)
 {
+    (void)ctx;
     for (long i = 0; i < n; i++) {
-        peer_boost_mutex_lock(a->boost);
-        a->count++;
-        peer_boost_mutex_unlock(a->boost);
+        peer_boost_mutex_lock(A->boost);
+        A->count++;
+        peer_boost_mutex_unlock(A->boost);
     }
 }
 #endif
 
-typedef void (*loop_fn)(struct arena *, long);
-
-/* ns per operation of one process running fn n times. */
-static double time_one(loop_fn fn, struct arena *a, long n)
-{
-    double best = 1e30;
-
-    for (int r = 0; r < REPEAT; r++) {
-        double t0 = cpu_ns();
-        fn(a, n);
-        double t = (cpu_ns() - t0) / (double)n;
-        best = t < best ? t : best;
-    }
-    return best;
-}
-
-/* ns per operation (total wall time / total ops) of two processes
- * running fn n times each, started together through a pipe. */
-static double time_two(loop_fn fn, struct arena *a, long n)
-{
-    double best = 1e30;
-
-    for (int r = 0; r < REPEAT; r++) {
-        int go[2];
-        pid_t p[2];
-        double t0;
-        char c = 0;
-
-        if (pipe(go) != 0)
-            die("pipe", -errno);
-        for (int i = 0; i < 2; i++) {
-            p[i] = fork();
-            if (p[i] < 0)
-                die("fork", -errno);
-            if (p[i] == 0) {
-                if (read(go[0], &c, 1) != 1)
-                    _exit(2);
-                fn(a, n);
-                _exit(0);
-            }
-        }
-        t0 = now_ns();
-        if (write(go[1], "xx", 2) != 2)
-            die("write", -errno);
-        for (int i = 0; i < 2; i++) {
-            int st;
-            if (waitpid(p[i], &st, 0) != p[i] || !WIFEXITED(st) ||
-                WEXITSTATUS(st) != 0)
-                die("child", -ECHILD);
-        }
-        double t = (now_ns() - t0) / (double)(2 * n);
-        best = t < best ? t : best;
-        close(go[0]);
-        close(go[1]);
-    }
-    return best;
-}
-
-/* ---- atomics and the typed Value ------------------------------------ */
-
-static double time_raw_atomic(struct arena *a)
-{
-    double best = 1e30;
-
-    for (int r = 0; r < REPEAT; r++) {
-        double t0 = cpu_ns();
-        for (long i = 0; i < ATOMIC_OPS; i++)
-            __atomic_fetch_add((int64_t *)&a->atomic, 1, __ATOMIC_SEQ_CST);
-        double t = (cpu_ns() - t0) / ATOMIC_OPS;
-        best = t < best ? t : best;
-    }
-    return best;
-}
-
-static double time_array_atomic(shmkit_array *v)
-{
-    double best = 1e30;
-
-    for (int r = 0; r < REPEAT; r++) {
-        double t0 = cpu_ns();
-        for (long i = 0; i < ATOMIC_OPS; i++)
-            shmkit_array_fetch_add(v, 0, 1, NULL);
-        double t = (cpu_ns() - t0) / ATOMIC_OPS;
-        best = t < best ? t : best;
-    }
-    return best;
-}
-
-static double time_inline_atomic(int64_t *p)
-{
-    double best = 1e30;
-
-    for (int r = 0; r < REPEAT; r++) {
-        double t0 = cpu_ns();
-        for (long i = 0; i < ATOMIC_OPS; i++)
-            shmkit_atomic_fetch_add_i64(p, 1);
-        double t = (cpu_ns() - t0) / ATOMIC_OPS;
-        best = t < best ? t : best;
-    }
-    return best;
-}
-
-/* The C equivalent of `with v.get_lock(): v.value += 1`. */
-static double time_value_locked(shmkit_array *v)
-{
-    shmkit_mutex *m = shmkit_array_lock(v);
-    long long *x = shmkit_array_data(v);
-    double best = 1e30;
-
-    for (int r = 0; r < REPEAT; r++) {
-        double t0 = cpu_ns();
-        for (long i = 0; i < UNCONTENDED_OPS; i++) {
-            shmkit_mutex_lock(m);
-            (*x)++;
-            shmkit_mutex_unlock(m);
-        }
-        double t = (cpu_ns() - t0) / UNCONTENDED_OPS;
-        best = t < best ? t : best;
-    }
-    return best;
-}
-
-/* CPython's multiprocessing.Value locked increment, ns per op, or -1. */
-static double time_cpython(const char *python)
-{
-    static const char code[] =
-        "import timeit\n"
-        "from multiprocessing import Value\n"
-        "v = Value('q', 0)\n"
-        "n = 200000\n"
-        "t = min(timeit.repeat('with v.get_lock(): v.value += 1',"
-        " globals=globals(), number=n, repeat=5))\n"
-        "print(t / n * 1e9)\n";
-    char cmd[512], line[128];
-    double ns = -1;
-    FILE *f;
-
-    snprintf(cmd, sizeof cmd, "'%s' -c \"$SHMKIT_BENCH_CODE\"", python);
-    setenv("SHMKIT_BENCH_CODE", code, 1);
-    f = popen(cmd, "r");
-    if (!f)
-        return -1;
-    if (fgets(line, sizeof line, f))
-        ns = strtod(line, NULL);
-    if (pclose(f) != 0)
-        return -1;
-    return ns;
-}
-
-enum {
-    U_RAW, U_BOOST, U_INLINE, U_CALLED,
-    C_RAW, C_BOOST, C_INLINE, C_CALLED,
-    A_RAW, A_INLINE, A_CALLED, N_FIG
+/* Two processes run the inner loop of ctx n / 2 times each, each on its
+ * own CPU when there are two, started together through a pipe; the time
+ * is the parent's wall time. The count must have grown by n. */
+struct two {
+    void (*fn)(void *, long);
+    void *ctx;
 };
 
-static void row(const char *what, const char *who, double ns, double ref)
+static int cpus[2] = {-1, -1};
+
+static void pick_cpus(void)
 {
-    printf("  %s%-40s %8.1f ns   %5.2fx\n", what, who, ns, ns / ref);
+    cpu_set_t set;
+    int k = 0;
+
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return;
+    for (int c = 0; c < CPU_SETSIZE && k < 2; c++)
+        if (CPU_ISSET(c, &set))
+            cpus[k++] = c;
+    if (k < 2)
+        cpus[0] = cpus[1] = -1;
+}
+
+static void loop_two(void *ctx, long n)
+{
+    struct two *t = ctx;
+    uint64_t before = A->count;
+    pid_t p[2];
+    int go[2];
+    char c;
+
+    if (pipe(go) != 0)
+        die("pipe", -errno);
+    for (int i = 0; i < 2; i++) {
+        p[i] = fork();
+        if (p[i] < 0)
+            die("fork", -errno);
+        if (p[i] == 0) {
+            close(go[1]);
+            if (cpus[i] >= 0) {
+                cpu_set_t set;
+
+                CPU_ZERO(&set);
+                CPU_SET(cpus[i], &set);
+                sched_setaffinity(0, sizeof set, &set);
+            }
+            if (read(go[0], &c, 1) != 1)
+                _exit(2);
+            t->fn(t->ctx, n / 2);
+            _exit(0);
+        }
+    }
+    close(go[0]);
+    if (write(go[1], "xx", 2) != 2)
+        die("write", -errno);
+    close(go[1]);
+    for (int i = 0; i < 2; i++) {
+        int st;
+
+        if (waitpid(p[i], &st, 0) != p[i] || !WIFEXITED(st) ||
+            WEXITSTATUS(st) != 0)
+            die("contending child", -ECHILD);
+    }
+    if (A->count - before != (uint64_t)(n / 2) * 2)
+        die("contended count (a lock let two in)", -EPROTO);
+}
+
+static void loop_raw_atomic(void *ctx, long n)
+{
+    (void)ctx;
+    for (long i = 0; i < n; i++)
+        __atomic_fetch_add(&A->atomic, 1, __ATOMIC_SEQ_CST);
+}
+
+static void loop_inline_atomic(void *ctx, long n)
+{
+    (void)ctx;
+    for (long i = 0; i < n; i++)
+        shmkit_atomic_fetch_add_i64(V_item, 1);
+}
+
+static void loop_checked_atomic(void *ctx, long n)
+{
+    (void)ctx;
+    for (long i = 0; i < n; i++)
+        shmkit_array_fetch_add(V, 0, 1, NULL);
 }
 
 int main(int argc, char **argv)
 {
-    const char *python = argc > 1 ? argv[1] : "/usr/bin/python3";
-    char name[64];
     shmkit_block *b;
-    shmkit_array *v;
-    struct arena *a;
-    double fig[N_FIG][ROUNDS], med[N_FIG], val, py;
-    bool boost = false;
-    int64_t *item;
+    char name[64];
     int r;
 
+    for (int i = bench_args(argc, argv); i < argc; i++) {
+        if (strcmp(argv[i], "--pin") != 0) {
+            fprintf(stderr, "usage: bench_lock [--tsv] [--quick] [--rounds N] [--pin]\n");
+            return 2;
+        }
+        pick_cpus();
+    }
     snprintf(name, sizeof name, "bench_lock_%ld", (long)getpid());
-    r = shmkit_block_create(&b, name, sizeof *a, 0);
-    if (r < 0)
+    if ((r = shmkit_block_create(&b, name, sizeof *A, 0)) < 0)
         die("create", r);
     shmkit_block_unlink(b); /* nothing to leak, whatever happens next */
-    a = shmkit_block_data(b);
-    raw_init(&a->raw);
-    if ((r = shmkit_mutex_init(&a->mine, 0)) < 0)
+    A = shmkit_block_data(b);
+    pthread_init(&A->robust, 1);
+    pthread_init(&A->plain, 0);
+    if ((r = shmkit_mutex_init(&A->mine, 0)) < 0)
         die("shmkit_mutex_init", r);
 #ifdef SHMKIT_BENCH_BOOST
-    if (peer_boost_mutex_size() <= sizeof a->boost &&
-        peer_boost_mutex_init(a->boost) == 0)
-        boost = true;
+    if (peer_boost_mutex_size() > sizeof A->boost ||
+        peer_boost_mutex_init(A->boost) != 0)
+        die("boost interprocess_mutex", -EINVAL);
 #endif
-    snprintf(name, sizeof name, "bench_lock_v_%ld", (long)getpid());
-    if ((r = shmkit_value_create(&v, name, 'q', 0)) < 0)
-        die("shmkit_value_create", r);
-    shmkit_array_unlink(v);
-    item = shmkit_array_i64(v);
-    if (!item)
-        die("shmkit_array_i64", -EINVAL);
-
-    for (int k = 0; k < ROUNDS; k++) {
-        fig[U_RAW][k] = time_one(loop_raw, a, UNCONTENDED_OPS);
-        fig[U_INLINE][k] = time_one(loop_inline, a, UNCONTENDED_OPS);
-        fig[U_CALLED][k] = time_one(loop_called, a, UNCONTENDED_OPS);
-        fig[C_RAW][k] = time_two(loop_raw, a, CONTENDED_OPS);
-        fig[C_INLINE][k] = time_two(loop_inline, a, CONTENDED_OPS);
-        fig[C_CALLED][k] = time_two(loop_called, a, CONTENDED_OPS);
+    {
+        bench_contender c[] = {
+            {"raw robust pthread mutex (floor)", loop_pthread, &A->robust},
+            {"shmkit_mutex, called", loop_called, NULL},
+            {"shmkit_mutex, inline (_fast)", loop_inline, NULL},
+            {"raw pthread mutex, not robust", loop_pthread, &A->plain},
 #ifdef SHMKIT_BENCH_BOOST
-        if (boost) {
-            fig[U_BOOST][k] = time_one(loop_boost, a, UNCONTENDED_OPS);
-            fig[C_BOOST][k] = time_two(loop_boost, a, CONTENDED_OPS);
-        }
+            {"Boost interprocess_mutex (not robust)", loop_boost, NULL},
 #endif
-        fig[A_RAW][k] = time_raw_atomic(a);
-        fig[A_INLINE][k] = time_inline_atomic(item);
-        fig[A_CALLED][k] = time_array_atomic(v);
-    }
-    for (int f = 0; f < N_FIG; f++)
-        med[f] = median(fig[f], ROUNDS);
-    val = time_value_locked(v);
-    py = strcmp(python, "-") ? time_cpython(python) : -1;
+        };
+        struct two t[sizeof c / sizeof *c];
+        bench_contender c2[sizeof c / sizeof *c];
+        int nc = (int)(sizeof c / sizeof *c);
 
-    printf("bench_lock: medians of %d interleaved rounds; ratio to the "
-           "first row of each group\n", ROUNDS);
-    printf("uncontended lock + unlock (thread CPU ns per pair)\n");
-    row("", "raw robust pthread mutex", med[U_RAW], med[U_RAW]);
-    if (boost)
-        row("", "Boost interprocess_mutex (not robust)", med[U_BOOST],
-            med[U_RAW]);
-    row("", "shmkit_mutex inline (_fast)", med[U_INLINE], med[U_RAW]);
-    row("", "shmkit_mutex called", med[U_CALLED], med[U_RAW]);
-    printf("2 processes contending (wall ns per pair; lower is more "
-           "throughput)\n");
-    row("", "raw robust pthread mutex", med[C_RAW], med[C_RAW]);
-    if (boost)
-        row("", "Boost interprocess_mutex (not robust)", med[C_BOOST],
-            med[C_RAW]);
-    row("", "shmkit_mutex inline (_fast)", med[C_INLINE], med[C_RAW]);
-    row("", "shmkit_mutex called", med[C_CALLED], med[C_RAW]);
-    printf("atomic fetch-add, uncontended (thread CPU ns)\n");
-    row("", "raw __atomic_fetch_add", med[A_RAW], med[A_RAW]);
-    row("", "shmkit_atomic_fetch_add_i64 (inline)", med[A_INLINE],
-        med[A_RAW]);
-    row("", "shmkit_array_fetch_add (checked)", med[A_CALLED], med[A_RAW]);
-    if (py > 0)
-        printf("locked increment: CPython Value %.1f ns, shmkit Value (C, "
-               "called) %.1f ns: CPython/shmkit %.1fx\n", py, val, py / val);
-    else
-        printf("locked increment: shmkit Value (C, called) %.1f ns (CPython "
-               "not measured)\n", val);
-    shmkit_array_close(v);
+        bench_run("c.lock.uncontended", "C: uncontended lock+unlock", c, nc,
+                  bench_n(2000000), NULL);
+        for (int k = 0; k < nc; k++) {
+            t[k] = (struct two){c[k].fn, c[k].ctx};
+            c2[k] = (bench_contender){c[k].label, loop_two, &t[k]};
+        }
+        bench_run_clock_r(CLOCK_MONOTONIC, 3 * bench_rounds,
+                          "c.lock.contended",
+                          cpus[0] >= 0
+                              ? "C: 2 processes contending, 1 CPU each (wall ns per op)"
+                              : "C: 2 processes contending (wall ns per op)",
+                          c2, nc, bench_n(4000000), NULL);
+        bench_run_clock_r(BENCH_CLOCK_CHILDREN, 3 * bench_rounds,
+                          "c.lock.contended.cpu",
+                          "C: 2 processes contending (their CPU ns per op)",
+                          c2, nc, bench_n(4000000), NULL);
+    }
+    {
+        char vn[64];
+
+        snprintf(vn, sizeof vn, "bench_lock_a_%ld", (long)getpid());
+        if ((r = shmkit_value_create(&V, vn, 'q', 0)) < 0)
+            die("shmkit_value_create", r);
+        shmkit_array_unlink(V);
+        V_item = shmkit_array_i64(V);
+        if (!V_item)
+            die("shmkit_array_i64", -EINVAL);
+        bench_contender c[] = {
+            {"__atomic_fetch_add (floor)", loop_raw_atomic, NULL},
+            {"shmkit_atomic_fetch_add_i64 (inline)", loop_inline_atomic, NULL},
+            {"shmkit_array_fetch_add (checked)", loop_checked_atomic, NULL},
+        };
+        bench_run("c.atomic", "C: atomic fetch-add, uncontended", c,
+                  sizeof c / sizeof *c, bench_n(10000000), NULL);
+        shmkit_array_close(V);
+    }
+#ifdef SHMKIT_BENCH_BOOST
+    peer_boost_mutex_destroy(A->boost);
+#endif
     shmkit_block_close(b);
     return 0;
 }

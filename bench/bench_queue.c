@@ -314,10 +314,10 @@ static void handoff(size_t size, long n)
                                     peer_iox_run, iox};
 #endif
     if (size >= (1 << 20))
-        snprintf(work, sizeof work, "handoff + reply, %zu MiB", size >> 20);
+        snprintf(work, sizeof work, "C queue: handoff + reply, %zu MiB", size >> 20);
     else
-        snprintf(work, sizeof work, "handoff + reply, %zu KiB", size >> 10);
-    bench_run_wall(size < (1 << 20) ? "q_handoff_4k" : "q_handoff_64m", work,
+        snprintf(work, sizeof work, "C queue: handoff + reply, %zu KiB", size >> 10);
+    bench_run_wall(size < (1 << 20) ? "c.queue.handoff.4k" : "c.queue.handoff.64m", work,
                    c, nc, n, NULL);
 #ifdef SHMKIT_BENCH_ICEORYX
     if (iox)
@@ -461,7 +461,7 @@ static void throughput(size_t size, long n)
             stream_serve(&s[k]);
         c[k] = (bench_contender){labels[k], stream_run, &s[k]};
     }
-    bench_run_wall("q_stream_4k", "stream 1 -> 1 process, 4 KiB", c, 3, n,
+    bench_run_wall("c.queue.stream.4k", "C queue: stream 1 -> 1 process, 4 KiB", c, 3, n,
                    NULL);
     for (k = 0; k < 3; k++) {
         uint64_t zero = 0;

@@ -18,7 +18,11 @@
  * Output, one line per contender:
  *   default       work, contender, ns per operation, ratio to the first
  *   --tsv         work-id TAB work TAB contender TAB ns TAB rounds
- *                 (what bench/run reads to build its one table)
+ *                 TAB min ns TAB max ns
+ *                 (what bench/run reads to build its one table; the last
+ *                 two fields, the fastest and the slowest round, are
+ *                 optional in the format: bench/run prints the spread of
+ *                 wall-time rows from them)
  */
 #ifndef SHMKIT_BENCH_UTIL_H
 #define SHMKIT_BENCH_UTIL_H
@@ -26,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define BENCH_MAX_CONTENDERS 8
@@ -40,10 +45,23 @@ static int bench_tsv;      /* set by bench_args() from --tsv */
 static int bench_rounds = 5;
 static double bench_scale = 1.0; /* --quick: fewer operations per round */
 
+/* Not a clock of the kernel's: the CPU time (user + system) of this
+ * process's children that have been waited for (getrusage). Work whose
+ * processes are all reaped inside the timed function can be timed in it:
+ * the time the children spent descheduled by other load does not count. */
+#define BENCH_CLOCK_CHILDREN ((clockid_t)0x7fff0001)
+
 static inline double bench_clock_ns(clockid_t id)
 {
     struct timespec ts;
 
+    if (id == BENCH_CLOCK_CHILDREN) {
+        struct rusage ru;
+
+        getrusage(RUSAGE_CHILDREN, &ru);
+        return ((double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec) * 1e9 +
+               ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) * 1e3;
+    }
     clock_gettime(id, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
@@ -88,15 +106,25 @@ static int bench_cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Prints one contender's line (see the top of this file). */
+/* Prints one contender's line (see the top of this file): its median
+ * over `rounds` rounds, and the fastest and slowest of them. */
+static inline void bench_emit_r(const char *id, const char *work,
+                                const char *label, double ns, double ref,
+                                int rounds, double lo, double hi)
+{
+    if (bench_tsv)
+        printf("%s\t%s\t%s\t%.3f\t%d\t%.3f\t%.3f\n", id, work, label, ns,
+               rounds, lo, hi);
+    else
+        printf("%-44s %-40s %12.1f ns %8.2fx  (rounds %.1f..%.1f)\n", work,
+               label, ns, ns / ref, lo, hi);
+    fflush(stdout);
+}
+
 static inline void bench_emit(const char *id, const char *work,
                               const char *label, double ns, double ref)
 {
-    if (bench_tsv)
-        printf("%s\t%s\t%s\t%.3f\t%d\n", id, work, label, ns, bench_rounds);
-    else
-        printf("%-44s %-40s %12.1f ns %8.2fx\n", work, label, ns, ns / ref);
-    fflush(stdout);
+    bench_emit_r(id, work, label, ns, ref, bench_rounds, ns, ns);
 }
 
 /*
@@ -104,13 +132,18 @@ static inline void bench_emit(const char *id, const char *work,
  * and prints a line for each. `id` is a short stable key, `work` what the
  * table calls the row. Results, when `out` is not NULL, go to out[0..nc).
  */
-static inline void bench_run_clock(clockid_t clock, const char *id,
-                                   const char *work, const bench_contender *c,
-                                   int nc, long n, double *out)
+static inline void bench_run_clock_r(clockid_t clock, int rounds,
+                                     const char *id, const char *work,
+                                     const bench_contender *c, int nc, long n,
+                                     double *out)
 {
     double t[BENCH_MAX_CONTENDERS][64], med[BENCH_MAX_CONTENDERS];
-    int rounds = bench_rounds > 64 ? 64 : bench_rounds, r, k;
+    int r, k;
 
+    if (rounds > 64)
+        rounds = 64;
+    if (rounds < 1)
+        rounds = 1;
     if (nc > BENCH_MAX_CONTENDERS)
         nc = BENCH_MAX_CONTENDERS;
     for (k = 0; k < nc; k++) /* warm up: first faults, caches, lazy binding */
@@ -132,7 +165,15 @@ static inline void bench_run_clock(clockid_t clock, const char *id,
             out[k] = med[k];
     }
     for (k = 0; k < nc; k++)
-        bench_emit(id, work, c[k].label, med[k], med[0]);
+        bench_emit_r(id, work, c[k].label, med[k], med[0], rounds, t[k][0],
+                     t[k][rounds - 1]);
+}
+
+static inline void bench_run_clock(clockid_t clock, const char *id,
+                                   const char *work, const bench_contender *c,
+                                   int nc, long n, double *out)
+{
+    bench_run_clock_r(clock, bench_rounds, id, work, c, nc, n, out);
 }
 
 /* Work done by this thread alone: its CPU time. */
