@@ -660,3 +660,286 @@ Test(manager, client_refuses_a_server_of_another_user)
     chmod(lu_rundir, 0700);
     close(ready[0]);
 }
+
+/* ---- manager-owned queues ------------------------------------------------ */
+
+/* Child: attaches the queue and puts n numbered messages; exit status 0. */
+static void queue_producer(const char *name, int n)
+{
+    shmkit_queue *q;
+    int i;
+
+    if (shmkit_queue_attach(&q, name, 0) < 0)
+        _exit(10);
+    for (i = 0; i < n; i++)
+        if (shmkit_queue_put(q, &i, sizeof i, NULL) < 0)
+            _exit(11);
+    shmkit_queue_close(q);
+    _exit(0);
+}
+
+Test(manager, queue_owned_used_by_two_processes_gone_at_shutdown)
+{
+    tu_require_private_shm();
+    char names[2][SHMKIT_NAME_MAX + 1], life[64], want[64], **list;
+    shmkit_queue_info in;
+    shmkit_manager *m;
+    shmkit_queue *q;
+    size_t n, len;
+    pid_t pid, c;
+    int i, v;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0, "%s",
+                 shmkit_last_error());
+    pid = shmkit_manager_pid(m);
+    cr_assert_eq(shmkit_manager_create_queue(m, tu_name("q"), 4096, 8, names[0]),
+                 0, "%s", shmkit_last_error());
+    cr_assert_str_eq(names[0], tu_name("q"));
+    cr_assert_eq(shmkit_manager_create_queue(m, NULL, 1 << 20, 0, names[1]), 0);
+    cr_assert_eq(strncmp(names[1], "psm_", 4), 0, "%s", names[1]);
+    /* The manager owns them as it owns blocks: listed, described. */
+    cr_assert_eq(shmkit_manager_list(m, &list, &n), 0);
+    cr_assert_eq(n, 2);
+    shmkit_manager_list_free(list, n);
+    shmkit_lifecycle_describe(names[0], life, sizeof life);
+    snprintf(want, sizeof want, "manager %ld", (long)pid);
+    cr_assert_str_eq(life, want);
+    /* Its parameters are the ones asked for. */
+    cr_assert_eq(shmkit_queue_attach(&q, names[0], 0), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(shmkit_queue_stat(q, &in), 0);
+    cr_assert_eq(in.capacity, 4096);
+    cr_assert_eq(in.max_messages, 8);
+    /* Another process produces, this one consumes. */
+    c = fork();
+    cr_assert_geq(c, 0);
+    if (c == 0)
+        queue_producer(names[0], 100);
+    for (i = 0; i < 100; i++) {
+        cr_assert_eq(shmkit_queue_get(q, &v, sizeof v, &len, NULL), 0);
+        cr_assert_eq(len, sizeof v);
+        cr_assert_eq(v, i);
+    }
+    tu_wait_ok(c);
+    shmkit_queue_close(q);
+    cr_assert_eq(shmkit_manager_release(m, names[1]), 0);
+    cr_assert_not(lu_exists(names[1]));
+    cr_assert_eq(shmkit_manager_shutdown(m), 0);
+    cr_assert_not(lu_exists(names[0]), "shutdown left the queue");
+    cr_assert(lu_wait_pid_gone(pid));
+    cr_assert_eq(shmkit_manager_create_queue(m, NULL, 4096, 0, names[0]),
+                 SHMKIT_ECLOSED);
+    shmkit_manager_close(m);
+    cr_assert_eq(tu_gc(0), 0);
+}
+
+Test(manager, queue_bad_input_refused_manager_serves_on)
+{
+    char name[SHMKIT_NAME_MAX + 1], taken[SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m;
+    shmkit_block *b;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    /* Below the smallest ring, above the largest, too many messages. */
+    cr_assert_eq(shmkit_manager_create_queue(m, NULL, 0, 0, name), -EINVAL);
+    cr_assert_eq(shmkit_manager_create_queue(m, NULL, 16, 0, name), -EINVAL);
+    cr_assert_eq(shmkit_manager_create_queue(m, NULL, SIZE_MAX, 0, name),
+                 -EINVAL);
+    cr_assert_eq(shmkit_manager_create_queue(m, NULL, 4096,
+                                             (size_t)UINT32_MAX + 1, name),
+                 -EINVAL);
+    /* Bad names are refused by the client, taken ones by the manager. */
+    cr_assert_eq(shmkit_manager_create_queue(m, "a/b", 4096, 0, name), -EINVAL);
+    cr_assert_eq(shmkit_manager_create_queue(m, NULL, 4096, 0, NULL), -EINVAL);
+    cr_assert_eq(shmkit_manager_create_block(m, tu_name("t"), 64, taken), 0);
+    cr_assert_eq(shmkit_manager_create_queue(m, tu_name("t"), 4096, 0, name),
+                 -EEXIST);
+    /* A full /dev/shm: -ENOSPC from the manager, nothing left. */
+    cr_assert_eq(shmkit_manager_create_queue(m, tu_name("big"),
+                                             (size_t)1 << 46, 0, name),
+                 -ENOSPC, "%s", shmkit_last_error());
+    cr_assert_not(lu_exists(tu_name("big")));
+    /* Still serving, and the block it owns is intact. */
+    cr_assert_eq(shmkit_manager_create_queue(m, NULL, 4096, 0, name), 0);
+    cr_assert_eq(shmkit_block_attach(&b, taken, 0), 0);
+    shmkit_block_close(b);
+    cr_assert_eq(shmkit_manager_close(m), 0);
+    cr_assert_not(lu_exists(name));
+    cr_assert_not(lu_exists(taken));
+}
+
+Test(manager, queue_request_with_hostile_payload_disconnects)
+{
+    uint8_t f[SHMKIT__MGR_FRAME_MAX];
+    char name[SHMKIT_NAME_MAX + 1];
+    uint8_t shortp[10] = {0}, overrun[20] = {0};
+    shmkit_manager *m;
+    size_t n;
+    int fd, k;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    overrun[0] = 64;       /* capacity 64 */
+    overrun[16] = 0xff;    /* a name length beyond the frame */
+    for (k = 0; k < 2; k++) {
+        fd = raw_connect();
+        n = shmkit__mgr_put(f, SHMKIT__MGR_AUTH, 0, NULL, 0);
+        send_bytes(fd, f, n);
+        cr_assert_eq(recv(fd, f, SHMKIT__MGR_HDR, MSG_WAITALL), SHMKIT__MGR_HDR);
+        n = k == 0 ? shmkit__mgr_put(f, SHMKIT__MGR_CREATE_QUEUE, 0, shortp,
+                                     sizeof shortp)
+                   : shmkit__mgr_put(f, SHMKIT__MGR_CREATE_QUEUE, 0, overrun,
+                                     sizeof overrun);
+        send_bytes(fd, f, n);
+        cr_assert(hung_up(fd, LU_BOUND_MS));
+        close(fd);
+    }
+    cr_assert_eq(shmkit_manager_create_queue(m, NULL, 64, 0, name), 0);
+    shmkit_manager_close(m);
+}
+
+Test(manager, queue_of_sigkilled_manager_swept_by_restart_and_by_gc)
+{
+    tu_require_private_shm();
+    char names[2][SHMKIT_NAME_MAX + 1], life[64];
+    shmkit_manager *m;
+    pid_t pid;
+    int round;
+
+    for (round = 0; round < 2; round++) {
+        cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+        cr_assert_eq(shmkit_manager_create_queue(m, NULL, 4096, 0, names[0]), 0);
+        cr_assert_eq(shmkit_manager_create_queue(m, NULL, 1 << 16, 4, names[1]),
+                     0);
+        pid = shmkit_manager_pid(m);
+        cr_assert_eq(kill(pid, SIGKILL), 0);
+        cr_assert(lu_wait_pid_gone(pid));
+        shmkit_manager_close(m);
+        cr_assert_eq(count_alive(names, 2), 2);
+        if (round == 0) {
+            /* (describe caches its index for a second: ask once.) */
+            shmkit_lifecycle_describe(names[0], life, sizeof life);
+            cr_assert_str_eq(life, "manager (dead)");
+            /* A manager started on the same socket sweeps them. */
+            cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+            cr_assert_eq(count_alive(names, 2), 0, "restart left queues");
+            shmkit_manager_close(m);
+        } else {
+            cr_assert_eq(tu_gc(0), 2);
+            cr_assert_eq(count_alive(names, 2), 0, "gc left queues");
+        }
+    }
+}
+
+/* A manager of an older shmkit (protocol revision 0: HELLO byte 5 is 0,
+ * and it would answer an unknown request with SHMKIT_EPROTO and hang up):
+ * the client refuses to ask it for a queue, saying why, and sends
+ * nothing; its blocks still work. */
+static void old_server(int lfd, int ready)
+{
+    uint8_t f[SHMKIT__MGR_FRAME_MAX], hello[SHMKIT__MGR_HELLO_LEN] = {0};
+    struct shmkit__mgr_msg msg;
+    int fd, types = 0;
+    size_t n;
+
+    if (write(ready, "r", 1) != 1 || (fd = accept(lfd, NULL, NULL)) < 0)
+        _exit(10);
+    shmkit__put32(hello, (uint32_t)getpid());
+    n = shmkit__mgr_put(f, SHMKIT__MGR_HELLO, 0, hello, sizeof hello);
+    if (send(fd, f, n, MSG_NOSIGNAL) != (ssize_t)n)
+        _exit(11);
+    /* Serve AUTH and CREATE (a name "old"); count what else arrives. */
+    while (recv(fd, f, SHMKIT__MGR_HDR, MSG_WAITALL) == SHMKIT__MGR_HDR) {
+        size_t len = shmkit__le32(f + 8);
+        if (len && recv(fd, f + SHMKIT__MGR_HDR, len, MSG_WAITALL) != (ssize_t)len)
+            _exit(12);
+        if (shmkit__mgr_parse(f, SHMKIT__MGR_HDR + len, &msg) <= 0)
+            _exit(13);
+        if (msg.type == SHMKIT__MGR_AUTH)
+            n = shmkit__mgr_put(f, SHMKIT__MGR_REPLY | msg.type, 0, NULL, 0);
+        else if (msg.type == SHMKIT__MGR_CREATE)
+            n = shmkit__mgr_put(f, SHMKIT__MGR_REPLY | msg.type, 0, "old", 3);
+        else
+            _exit(20 + (++types)); /* a request it does not know */
+        if (send(fd, f, n, MSG_NOSIGNAL) != (ssize_t)n)
+            _exit(14);
+    }
+    _exit(0);
+}
+
+Test(manager, new_client_old_server_queue_request_is_a_clear_error)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char name[SHMKIT_NAME_MAX + 1], c;
+    shmkit_manager *m;
+    int lfd, ready[2];
+    pid_t pid;
+
+    cr_assert_lt(strlen(lu_rundir) + sizeof "/old.sock", sizeof sa.sun_path);
+    strcpy(sa.sun_path, lu_rundir);
+    strcat(sa.sun_path, "/old.sock");
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(lfd, 4), 0);
+    cr_assert_eq(pipe(ready), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        old_server(lfd, ready[1]);
+    close(lfd);
+    cr_assert_eq(read(ready[0], &c, 1), 1);
+    cr_assert_eq(shmkit_manager_connect(&m, sa.sun_path, NULL, 0), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(shmkit_manager_create_queue(m, NULL, 4096, 0, name),
+                 -EOPNOTSUPP);
+    cr_assert_not_null(strstr(shmkit_last_error(), "revision 0"), "%s",
+                       shmkit_last_error());
+    cr_assert_not_null(strstr(shmkit_last_error(), "needs revision 1"));
+    cr_assert_eq(shmkit_manager_create_block(m, NULL, 8, name), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_str_eq(name, "old");
+    shmkit_manager_close(m);
+    tu_wait_ok(pid); /* exit 21 if the queue request had reached it */
+    close(ready[0]);
+    unlink(sa.sun_path);
+}
+
+/* A client of an older shmkit reads HELLO as before (same length; it
+ * ignores byte 5, which this server sets to its revision) and is served. */
+Test(manager, old_client_new_server_still_served)
+{
+    uint8_t f[SHMKIT__MGR_FRAME_MAX], p[8 + 2] = {64};
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct shmkit__mgr_msg msg;
+    shmkit_manager *m;
+    char name[SHMKIT_NAME_MAX + 1];
+    size_t n;
+    int fd;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    strcpy(sa.sun_path, sock_path());
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    n = SHMKIT__MGR_HDR + SHMKIT__MGR_HELLO_LEN;
+    cr_assert_eq(recv(fd, f, n, MSG_WAITALL), (ssize_t)n);
+    cr_assert_eq(shmkit__mgr_parse(f, n, &msg), (ssize_t)n);
+    cr_assert_eq(msg.type, SHMKIT__MGR_HELLO);
+    cr_assert_eq(msg.payload[5], SHMKIT__MGR_REVISION);
+    n = shmkit__mgr_put(f, SHMKIT__MGR_AUTH, 0, NULL, 0);
+    send_bytes(fd, f, n);
+    cr_assert_eq(recv(fd, f, SHMKIT__MGR_HDR, MSG_WAITALL), SHMKIT__MGR_HDR);
+    n = shmkit__mgr_put(f, SHMKIT__MGR_CREATE, 0, p, sizeof p);
+    send_bytes(fd, f, n);
+    cr_assert_eq(recv(fd, f, SHMKIT__MGR_HDR, MSG_WAITALL), SHMKIT__MGR_HDR);
+    cr_assert_eq(shmkit__mgr_parse(f, SHMKIT__MGR_HDR, &msg), 0);
+    n = shmkit__le32(f + 8);
+    cr_assert_eq(recv(fd, f + SHMKIT__MGR_HDR, n, MSG_WAITALL), (ssize_t)n);
+    cr_assert_gt(shmkit__mgr_parse(f, SHMKIT__MGR_HDR + n, &msg), 0);
+    cr_assert_eq(msg.status, 0);
+    cr_assert_eq(msg.type, SHMKIT__MGR_REPLY | SHMKIT__MGR_CREATE);
+    memcpy(name, msg.payload, msg.len);
+    name[msg.len] = 0;
+    cr_assert(lu_exists(name));
+    close(fd);
+    shmkit_manager_close(m);
+    cr_assert_not(lu_exists(name));
+}

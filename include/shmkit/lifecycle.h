@@ -207,8 +207,24 @@ SHMKIT_API int shmkit_manager_create_list(shmkit_manager *m, const char *name,
                                           const shmkit_item *items, size_t n,
                                           char *name_out);
 
-/* Asks the manager to unlink one of its blocks now. -ENOENT if the
- * manager does not own `name`. */
+/*
+ * Asks the manager to create a queue (shmkit_queue_create(name, capacity,
+ * max_messages, 0): `capacity` ring bytes, at most `max_messages` messages
+ * at once, 0 for no count limit), which it owns like its blocks: unlinked
+ * at shutdown, swept after its death. Attach it with shmkit_queue_attach().
+ * `name` NULL generates one; the name goes to name_out as above. Errors of
+ * shmkit_queue_create as reported by the manager (-EEXIST, -EINVAL,
+ * -ENOSPC, ...), connection errors, or -EOPNOTSUPP if the manager is of
+ * an older shmkit that cannot make queues (nothing is sent then;
+ * shmkit_last_error() names both protocol revisions).
+ */
+SHMKIT_API int shmkit_manager_create_queue(shmkit_manager *m, const char *name,
+                                           size_t capacity,
+                                           size_t max_messages,
+                                           char *name_out);
+
+/* Asks the manager to unlink one of its blocks (or lists, or queues) now.
+ * -ENOENT if the manager does not own `name`. */
 SHMKIT_API int shmkit_manager_release(shmkit_manager *m, const char *name);
 
 /* Fetches the names the manager owns into a malloc'd array of malloc'd

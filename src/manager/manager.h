@@ -9,8 +9,9 @@
  * size that no sender chooses. Requests carry status 0; a reply has type
  * SHMKIT__MGR_REPLY | request type and the request's result as status.
  *
- * Conversation: the server sends HELLO (u32 pid, u8 auth required, 3 pad
- * bytes, 32-byte nonce); the client answers AUTH (empty, or HMAC-SHA256 of
+ * Conversation: the server sends HELLO (u32 pid, u8 auth required, u8
+ * revision, 2 pad bytes, 32-byte nonce); the client answers AUTH (empty,
+ * or HMAC-SHA256 of
  * "shmkit-manager-v1" + nonce under the shared key); the server replies
  * with the verdict and, if refused, hangs up. Then any number of:
  *     CREATE   u64 size, name     -> reply payload: the block's name
@@ -18,9 +19,23 @@
  *     LIST     u32 offset         -> u32 total, u32 n, n names
  *     SHUTDOWN                    -> status, after everything is unlinked
  *     CREATE_LIST name, u32 n, n items -> reply payload: the list's name
+ *     CREATE_QUEUE u64 capacity, u64 max messages, name
+ *                                 -> reply payload: the queue's name
+ *                                    (revision 1 and later)
  * where an item is u8 type (shmkit_type), then int/float: 8 bytes, bool:
  * 1 byte, None: nothing, str/bytes: u32 length + bytes.
  * where a name is u16 length + bytes (length 0 in CREATE: generate one).
+ *
+ * Versions. `version` in every frame changes only when the framing or the
+ * meaning of an existing request changes; a peer whose frames carry
+ * another version is refused with SHMKIT_EVERSION. New requests do not
+ * change it: they raise the server's *revision* (HELLO byte 5; servers
+ * from before revisions sent 0 there), so an older client keeps working
+ * with a newer server, and a newer client asks an older server only for
+ * what it has (a request the server lacks fails in the client with
+ * -EOPNOTSUPP and a message naming both revisions, never reaches it).
+ *   revision 0: CREATE, RELEASE, LIST, SHUTDOWN, CREATE_LIST
+ *   revision 1: CREATE_QUEUE
  */
 #ifndef SHMKIT_MANAGER_H
 #define SHMKIT_MANAGER_H
@@ -32,6 +47,7 @@
 
 #define SHMKIT__MGR_MAGIC 0x474d4b53u /* "SKMG" read little-endian */
 #define SHMKIT__MGR_VERSION 1u
+#define SHMKIT__MGR_REVISION 1u /* what this server serves (see above) */
 #define SHMKIT__MGR_HDR 16u
 #define SHMKIT__MGR_MAX_PAYLOAD 65536u
 #define SHMKIT__MGR_FRAME_MAX (SHMKIT__MGR_HDR + SHMKIT__MGR_MAX_PAYLOAD)
@@ -47,6 +63,7 @@ enum {
     SHMKIT__MGR_LIST = 5,
     SHMKIT__MGR_SHUTDOWN = 6,
     SHMKIT__MGR_CREATE_LIST = 7,
+    SHMKIT__MGR_CREATE_QUEUE = 8,
     SHMKIT__MGR_REPLY = 0x8000
 };
 
@@ -82,6 +99,15 @@ SHMKIT__HIDDEN int shmkit__mgr_put_name(uint8_t *buf, size_t cap, size_t *off,
 
 SHMKIT__HIDDEN int shmkit__mgr_decode_create(const struct shmkit__mgr_msg *m,
                                              uint64_t *size, char *name);
+/* Encodes / decodes a CREATE_QUEUE request (name may be "": generate). */
+SHMKIT__HIDDEN int shmkit__mgr_put_queue_create(uint8_t *buf, size_t cap,
+                                                size_t *off, uint64_t capacity,
+                                                uint64_t max_messages,
+                                                const char *name);
+SHMKIT__HIDDEN int shmkit__mgr_decode_queue_create(const struct shmkit__mgr_msg *m,
+                                                   uint64_t *capacity,
+                                                   uint64_t *max_messages,
+                                                   char *name);
 SHMKIT__HIDDEN int shmkit__mgr_decode_u32(const struct shmkit__mgr_msg *m,
                                           uint32_t *v);
 /* Decodes a LIST reply, calling fn for each name (fn returns <0 to stop). */

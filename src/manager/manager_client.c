@@ -27,6 +27,7 @@
 struct shmkit_manager {
     int fd;               /* connection; -1 once closed */
     pid_t pid;            /* the daemon's, from HELLO */
+    unsigned revision;    /* what it serves, from HELLO (manager.h) */
     int lifeline;         /* write end held for a daemon we started, or -1 */
     bool started;
     char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -218,6 +219,7 @@ static int handshake(shmkit_manager *m, const void *key, size_t keylen)
     if (msg.type != SHMKIT__MGR_HELLO || msg.len != SHMKIT__MGR_HELLO_LEN)
         return SHMKIT_EPROTO;
     m->pid = (pid_t)shmkit__le32(msg.payload);
+    m->revision = msg.payload[5];
     if (msg.payload[4]) {
         if (keylen == 0)
             return SHMKIT_EAUTH;
@@ -435,6 +437,46 @@ int shmkit_manager_create_list(shmkit_manager *m, const char *name,
     if (r < 0)
         return shmkit__fail(NULL, r, "shmkit_manager_create_list(%zu items)",
                             n);
+    return 0;
+}
+
+/* Fails, before asking, a request that the server's revision lacks: an
+ * older server would only answer SHMKIT_EPROTO and hang up. */
+static int need_revision(shmkit_manager *m, unsigned rev, const char *what)
+{
+    if (m->revision >= rev)
+        return 0;
+    return shmkit__fail(NULL, -EOPNOTSUPP,
+                        "%s: the manager at %s (pid %ld) is older than this "
+                        "client: it speaks protocol revision %u, %s needs "
+                        "revision %u; restart it with this shmkit",
+                        what, m->sock, (long)m->pid, m->revision, what, rev);
+}
+
+int shmkit_manager_create_queue(shmkit_manager *m, const char *name,
+                                size_t capacity, size_t max_messages,
+                                char *name_out)
+{
+    uint8_t p[16 + 2 + SHMKIT_NAME_MAX];
+    struct shmkit__mgr_msg rep;
+    size_t off = 0;
+    int r;
+
+    if (!m || !name_out)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_manager_create_queue");
+    if (name && (r = shmkit_name_check(name)) < 0)
+        return shmkit__fail(NULL, r, "shmkit_manager_create_queue(\"%s\")",
+                            name);
+    if (m->fd >= 0 && (r = need_revision(m, 1, "shmkit_manager_create_queue")) < 0)
+        return r;
+    shmkit__mgr_put_queue_create(p, sizeof p, &off, capacity, max_messages,
+                                 name ? (name[0] == '/' ? name + 1 : name) : "");
+    r = request(m, SHMKIT__MGR_CREATE_QUEUE, p, (uint32_t)off, &rep);
+    if (r == 0)
+        r = reply_name(&rep, name_out);
+    if (r < 0)
+        return shmkit__fail(NULL, r, "shmkit_manager_create_queue(%zu, %zu)",
+                            capacity, max_messages);
     return 0;
 }
 

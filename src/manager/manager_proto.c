@@ -107,6 +107,35 @@ int shmkit__mgr_decode_create(const struct shmkit__mgr_msg *m, uint64_t *size,
     return off == m->len ? 0 : SHMKIT_EPROTO;
 }
 
+int shmkit__mgr_put_queue_create(uint8_t *buf, size_t cap, size_t *off,
+                                 uint64_t capacity, uint64_t max_messages,
+                                 const char *name)
+{
+    if (cap < *off || cap - *off < 16)
+        return -ENOSPC;
+    shmkit__put64(buf + *off, capacity);
+    shmkit__put64(buf + *off + 8, max_messages);
+    *off += 16;
+    return shmkit__mgr_put_name(buf, cap, off, name);
+}
+
+int shmkit__mgr_decode_queue_create(const struct shmkit__mgr_msg *m,
+                                    uint64_t *capacity, uint64_t *max_messages,
+                                    char *name)
+{
+    size_t off = 16;
+    int r;
+
+    if (m->len < 16)
+        return SHMKIT_EPROTO;
+    *capacity = shmkit__le64(m->payload);
+    *max_messages = shmkit__le64(m->payload + 8);
+    r = shmkit__mgr_get_name(m, &off, name, true);
+    if (r < 0)
+        return r;
+    return off == m->len ? 0 : SHMKIT_EPROTO;
+}
+
 int shmkit__mgr_decode_u32(const struct shmkit__mgr_msg *m, uint32_t *v)
 {
     if (m->len != 4)

@@ -343,6 +343,7 @@ static void client_accept(struct server *s, int fd)
     }
     shmkit__put32(hello, (uint32_t)getpid());
     hello[4] = s->keylen > 0;
+    hello[5] = SHMKIT__MGR_REVISION;
     memcpy(hello + 8, c->nonce, SHMKIT__MGR_NONCE);
     s->c[s->nc++] = c;
     len = shmkit__mgr_put(s->out, SHMKIT__MGR_HELLO, 0, hello, sizeof hello);
@@ -391,8 +392,6 @@ static int auth_check(struct server *s, struct client *c,
     return 0;
 }
 
-/* Records a block just made as owned; on failure removes it again (not
- * recorded means not owned, and nobody else would clean it up). */
 /* Journals a name this manager is about to own, before the name exists
  * (core/hooks.h): a manager killed at any instant leaves only objects its
  * journal lists, which the next manager on this state sweeps. */
@@ -489,6 +488,36 @@ static int do_create_list(struct server *s, const struct shmkit__mgr_msg *m,
     strcpy(name, shmkit_block_name(b));
     r = own(s, name, shmkit_block_fd(b));
     shmkit_list_close(l);
+    return r;
+}
+
+static int do_create_queue(struct server *s, const struct shmkit__mgr_msg *m,
+                           char *name)
+{
+    uint64_t capacity, max_messages;
+    shmkit_queue *q;
+    shmkit_block *b;
+    int r;
+
+    r = shmkit__mgr_decode_queue_create(m, &capacity, &max_messages, name);
+    if (r < 0)
+        return r;
+    if (s->owned.count >= MAX_OWNED)
+        return -ENOSPC;
+    if (capacity > SIZE_MAX || max_messages > SIZE_MAX)
+        return -EINVAL;
+    intent_begin(s);
+    /* Untracked: the manager's journal is its lifetime. Reserved and
+     * prefaulted by shmkit_queue_create itself. */
+    r = shmkit_queue_create(&q, name[0] ? name : NULL, (size_t)capacity,
+                            (size_t)max_messages, 0);
+    intent_end();
+    if (r < 0)
+        return r;
+    b = shmkit_queue_block(q);
+    strcpy(name, shmkit_block_name(b));
+    r = own(s, name, shmkit_block_fd(b));
+    shmkit_queue_close(q);
     return r;
 }
 
@@ -589,6 +618,11 @@ static bool handle(struct server *s, struct client *c,
         break;
     case SHMKIT__MGR_CREATE_LIST:
         r = do_create_list(s, m, name);
+        if (r == 0)
+            return reply(s, c, m->type, 0, name, (uint32_t)strlen(name));
+        break;
+    case SHMKIT__MGR_CREATE_QUEUE:
+        r = do_create_queue(s, m, name);
         if (r == 0)
             return reply(s, c, m->type, 0, name, (uint32_t)strlen(name));
         break;

@@ -20,11 +20,12 @@ static void decode_all(const struct shmkit__mgr_msg *m)
 {
     char name[SHMKIT_NAME_MAX + 1];
     shmkit_item *items;
-    uint64_t size;
+    uint64_t size, cap, max;
     uint32_t u, total;
     size_t off = 0, n, sum = 0, i;
 
     shmkit__mgr_decode_create(m, &size, name);
+    shmkit__mgr_decode_queue_create(m, &cap, &max, name);
     shmkit__mgr_get_name(m, &off, name, false);
     shmkit__mgr_decode_u32(m, &u);
     shmkit__mgr_decode_list(m, &total, count_name, &sum);
