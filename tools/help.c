@@ -62,8 +62,9 @@ const struct cli_command cli_commands[] = {
     {"manager", cli_manager, "[--socket PATH] [--authkey-file FILE] [--quiet]",
      "run the manager daemon",
      "Runs a manager in the foreground until shut down (by a client, or\n"
-     "SIGINT/SIGTERM): blocks created through it are removed when it shuts\n"
-     "down, and a restarted manager removes what a crashed one left. It\n"
+     "SIGINT/SIGTERM): blocks, lists and queues created through it are\n"
+     "removed when it shuts down, and a restarted manager removes what a\n"
+     "crashed one left. It\n"
      "prints the socket path and its pid once it listens. The socket's\n"
      "directory must be private: owned by you and mode 0700 (created so if\n"
      "missing).",

@@ -6,7 +6,9 @@ subclass of :class:`multiprocessing.managers.BaseManager`: ``start()``/
 ``shutdown()``, ``connect()``, the context manager, ``register()``,
 ``get_server()``, ``address`` as a Unix socket path or a ``(host, port)``
 tuple with ``authkey``, ``SharedMemory(size)`` and
-``ShareableList(sequence)``.
+``ShareableList(sequence)``; and, as SyncManager's (but no proxies: the
+queue itself, in shared memory), ``Queue(maxsize)`` and
+``JoinableQueue(maxsize)``.
 
 The BaseManager server process runs shmkit's manager daemon (``shmkit
 manager``, shared with C clients; its socket is ``daemon_address``). The
@@ -23,6 +25,7 @@ from multiprocessing import util as _util
 
 from . import _shmkit
 from .shared_memory import SharedMemory, ShareableList as _ShareableList
+from . import queues as _queues
 
 __all__ = ['SharedMemoryManager']
 
@@ -56,8 +59,8 @@ class _Server(_mpm.Server):
 
 class SharedMemoryManager(_mpm.BaseManager):
     """SharedMemoryManager(address=None, authkey=None, serializer='pickle',
-    ctx=None): a BaseManager whose SharedMemory and ShareableList blocks
-    shmkit's manager daemon owns (unlinked at shutdown, also after a
+    ctx=None): a BaseManager whose SharedMemory, ShareableList and Queue
+    blocks shmkit's manager daemon owns (unlinked at shutdown, also after a
     crash)."""
 
     _Server = _Server
@@ -173,8 +176,32 @@ class SharedMemoryManager(_mpm.BaseManager):
             tmp.shm.unlink()
             tmp.shm.close()
 
+    # -- queues -----------------------------------------------------------
+    def _queue(self, cls, maxsize, capacity):
+        client = self._live()
+        cap = _queues.DEFAULT_CAPACITY if capacity is None else int(capacity)
+        name = client.create_queue(cap, max(int(maxsize), 0))
+        try:
+            return cls(name=name)
+        except BaseException:
+            client.release(name)
+            raise
+
+    def Queue(self, maxsize=0, *, capacity=None):
+        """Returns a new shmkit.Queue owned by the manager: the queue itself
+        (it lives in shared memory and pickles by name), not a proxy, so
+        put and get never go through the manager. maxsize > 0 bounds the
+        messages, capacity the ring bytes (default
+        shmkit.queues.DEFAULT_CAPACITY). The manager unlinks it at
+        shutdown; release(q.name) does so earlier."""
+        return self._queue(_queues.Queue, maxsize, capacity)
+
+    def JoinableQueue(self, maxsize=0, *, capacity=None):
+        "Returns a new shmkit.JoinableQueue owned by the manager (see Queue)."
+        return self._queue(_queues.JoinableQueue, maxsize, capacity)
+
     def release(self, name):
-        "Have the manager unlink one of its blocks now."
+        "Have the manager unlink one of its blocks (or lists, or queues) now."
         self._live().release(name)
 
     def names(self):

@@ -145,6 +145,43 @@ static PyObject *mgr_create_list(ManagerObject *self, PyObject *args)
     return PyUnicode_FromString(name);
 }
 
+static PyObject *mgr_create_queue(ManagerObject *self, PyObject *args)
+{
+    char name[SHMKIT_NAME_MAX + 1];
+    PyObject *nameobj = Py_None;
+    shmkit_manager *m = mgr_of(self);
+    Py_ssize_t capacity, maxsize = 0;
+    const char *want;
+    int r;
+
+    if (!m || !PyArg_ParseTuple(args, "n|nO:create_queue", &capacity, &maxsize,
+                                &nameobj) ||
+        ext_name_arg(nameobj, &want) < 0)
+        return NULL;
+    if (capacity <= 0 || maxsize < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "'capacity' must be positive and 'maxsize' not negative");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = shmkit_manager_create_queue(m, want, (size_t)capacity, (size_t)maxsize,
+                                    name);
+    Py_END_ALLOW_THREADS
+    if (r == -EOPNOTSUPP) {
+        /* An older manager: the C message names both revisions. */
+        PyObject *e = PyObject_CallFunction(PyExc_OSError, "is", EOPNOTSUPP,
+                                            shmkit_last_error());
+        if (e) {
+            PyErr_SetObject(PyExc_OSError, e);
+            Py_DECREF(e);
+        }
+        return NULL;
+    }
+    if (r < 0)
+        return ext_error(mgr_state(self), r, want);
+    return PyUnicode_FromString(name);
+}
+
 static PyObject *mgr_release(ManagerObject *self, PyObject *arg)
 {
     shmkit_manager *m = mgr_of(self);
@@ -261,6 +298,11 @@ static PyMethodDef mgr_methods[] = {
      "create_list(sequence, name=None)\n--\n\n"
      "Have the manager create a ShareableList; its name. OSError(EMSGSIZE)\n"
      "if the items do not fit one request (64 KiB)."},
+    {"create_queue", (PyCFunction)mgr_create_queue, METH_VARARGS,
+     "create_queue(capacity, maxsize=0, name=None)\n--\n\n"
+     "Have the manager create a queue of capacity ring bytes holding at\n"
+     "most maxsize messages (0: no count limit); its name. OSError\n"
+     "(EOPNOTSUPP) from a manager of an older shmkit."},
     {"release", (PyCFunction)mgr_release, METH_O,
      "release(name)\n--\n\nHave the manager unlink one of its blocks now."},
     {"list", (PyCFunction)mgr_list, METH_NOARGS,
