@@ -31,7 +31,13 @@ typedef struct ext_state {
     PyTypeObject *mapping_type;
     PyTypeObject *list_type;
     PyTypeObject *lock_type;
+    PyTypeObject *lock_gate_type;   /* sync.c: a lock's bound __enter__/__exit__ */
+    PyTypeObject *lock_entry_type;  /* sync.c: the descriptor handing them out */
     PyTypeObject *typed_type;
+    PyObject *str_value;            /* typed.c: "value", interned */
+    PyObject *typed_value_descr;    /* typed.c: TypedBase's "value" */
+    PyTypeObject *value_fast_type;  /* typed.c: borrowed, only compared */
+    unsigned int value_fast_tag;    /* its tp_version_tag when checked */
     PyTypeObject *queue_type;
     PyTypeObject *queue_slot_type;
     PyObject *Error;            /* shmkit.Error(OSError): any shmkit code */
@@ -100,11 +106,11 @@ PyObject *ext_mapping_new(ext_state *st, int kind, void *handle,
 
 /* Acquires m (timeout < 0: forever) with the GIL released and signals
  * checked: 1 acquired (*died set if the previous owner died), 0 not, -1
- * error set. */
+ * error set. name (a str, or NULL) is the block an error names. */
 int ext_mutex_acquire(ext_state *st, shmkit_mutex *m, int block,
-                      double timeout, int *died, const char *name);
+                      double timeout, int *died, PyObject *name);
 /* Releases m: 0, or -1 with multiprocessing's exception set. */
-int ext_mutex_release(ext_state *st, shmkit_mutex *m, const char *name);
+int ext_mutex_release(ext_state *st, shmkit_mutex *m, PyObject *name);
 /* The mutex of a LockBase instance, or NULL if obj is none. */
 shmkit_mutex *ext_lock_mutex(ext_state *st, PyObject *obj);
 /* acquire()/release() of a LockBase instance (ext_lock_mutex non-NULL). */

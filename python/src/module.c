@@ -34,7 +34,11 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->mapping_type);
     Py_VISIT(st->list_type);
     Py_VISIT(st->lock_type);
+    Py_VISIT(st->lock_gate_type);
+    Py_VISIT(st->lock_entry_type);
     Py_VISIT(st->typed_type);
+    Py_VISIT(st->str_value);
+    Py_VISIT(st->typed_value_descr);
     Py_VISIT(st->queue_type);
     Py_VISIT(st->queue_slot_type);
     Py_VISIT(st->Error);
@@ -53,7 +57,12 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->mapping_type);
     Py_CLEAR(st->list_type);
     Py_CLEAR(st->lock_type);
+    Py_CLEAR(st->lock_gate_type);
+    Py_CLEAR(st->lock_entry_type);
     Py_CLEAR(st->typed_type);
+    Py_CLEAR(st->str_value);
+    Py_CLEAR(st->typed_value_descr);
+    st->value_fast_type = NULL;
     Py_CLEAR(st->queue_type);
     Py_CLEAR(st->queue_slot_type);
     Py_CLEAR(st->Error);

@@ -29,6 +29,7 @@ typedef struct LockObject {
     int owner_died;           /* the last acquire recovered a dead owner */
     int track;
     ext_state *st;            /* the module's state, looked up once */
+    PyObject *gates[2];       /* __enter__, __exit__ bound once (see Gate) */
 } LockObject;
 
 static ext_state *lock_state(LockObject *self)
@@ -36,9 +37,19 @@ static ext_state *lock_state(LockObject *self)
     return self->st;
 }
 
+/* The UTF-8 of a block name for an error message, or NULL. */
+static const char *name_utf8(PyObject *name)
+{
+    const char *s = name ? PyUnicode_AsUTF8(name) : NULL;
+
+    if (name && !s)
+        PyErr_Clear();
+    return s;
+}
+
 static const char *lock_name(LockObject *self)
 {
-    return self->name ? PyUnicode_AsUTF8(self->name) : NULL;
+    return name_utf8(self->name);
 }
 
 /* Parses a timeout: None is "forever" (-1), else a non-negative float. */
@@ -111,17 +122,16 @@ static int wait_sliced(shmkit_mutex *m, shmkit_cond *cond, double timeout)
 }
 
 /*
- * Acquires m: 1 acquired, 0 not (busy, timed out), -1 error set.
- * *died is set when the previous owner died holding it.
+ * The rest of an acquire of m whose first try (shmkit_mutex_trylock) gave
+ * r != 0: waits if asked, then 1 acquired, 0 not (busy, timed out), -1
+ * error set. *died is set when the previous owner died holding it.
  */
-int ext_mutex_acquire(ext_state *st, shmkit_mutex *m, int block,
-                      double timeout, int *died, const char *name)
+static int acquire_rest(ext_state *st, shmkit_mutex *m, int r, int block,
+                        double timeout, int *died, PyObject *name)
 {
-    int r = shmkit_mutex_trylock(m);
-
+    *died = 0;
     if (r == -EBUSY && block && timeout != 0)
         r = wait_sliced(m, NULL, timeout);
-    *died = 0;
     switch (r) {
     case 0:
         return 1;
@@ -140,18 +150,28 @@ int ext_mutex_acquire(ext_state *st, shmkit_mutex *m, int block,
                         "acquire would deadlock: this thread holds the lock");
         return -1;
     default:
-        ext_error(st, r, name);
+        ext_error(st, r, name_utf8(name));
         return -1;
     }
 }
 
-/* Releases m: 0, or -1 with the exception multiprocessing raises. */
-int ext_mutex_release(ext_state *st, shmkit_mutex *m, const char *name)
+/* The uncontended path is inline (shmkit/sync_inline.h). */
+int ext_mutex_acquire(ext_state *st, shmkit_mutex *m, int block,
+                      double timeout, int *died, PyObject *name)
 {
-    int r = shmkit_mutex_unlock(m);
+    int r = shmkit_mutex_trylock_fast(m);
 
-    if (r == 0)
-        return 0;
+    if (__builtin_expect(r == 0, 1)) {
+        *died = 0;
+        return 1;
+    }
+    return acquire_rest(st, m, r, block, timeout, died, name);
+}
+
+/* An unlock of m that gave r != 0: -1 with the exception multiprocessing
+ * raises. */
+static int release_failed(ext_state *st, shmkit_mutex *m, int r, PyObject *name)
+{
     if (r == SHMKIT_ENOTOWNER) {
         if (shmkit_mutex_is_recursive(m))
             PyErr_SetString(PyExc_AssertionError,
@@ -161,8 +181,18 @@ int ext_mutex_release(ext_state *st, shmkit_mutex *m, const char *name)
                             "semaphore or lock released too many times");
         return -1;
     }
-    ext_error(st, r, name);
+    ext_error(st, r, name_utf8(name));
     return -1;
+}
+
+/* Releases m: 0, or -1 with the exception multiprocessing raises. */
+int ext_mutex_release(ext_state *st, shmkit_mutex *m, PyObject *name)
+{
+    int r = shmkit_mutex_unlock_fast(m);
+
+    if (__builtin_expect(r == 0, 1))
+        return 0;
+    return release_failed(st, m, r, name);
 }
 
 static PyObject *lock_do_acquire(LockObject *self, int block, double timeout)
@@ -170,7 +200,7 @@ static PyObject *lock_do_acquire(LockObject *self, int block, double timeout)
     int died, r;
 
     r = ext_mutex_acquire(lock_state(self), self->mutex, block, timeout,
-                          &died, lock_name(self));
+                          &died, self->name);
     if (r < 0)
         return NULL;
     if (r)
@@ -187,7 +217,7 @@ PyObject *ext_lock_release(PyObject *lock)
 {
     LockObject *self = (LockObject *)lock;
 
-    if (ext_mutex_release(lock_state(self), self->mutex, lock_name(self)) < 0)
+    if (ext_mutex_release(lock_state(self), self->mutex, self->name) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -224,7 +254,7 @@ PyDoc_STRVAR(release_doc, "release()\n--\n\nRelease the lock.");
 
 static PyObject *lock_release(LockObject *self, PyObject *unused)
 {
-    if (ext_mutex_release(lock_state(self), self->mutex, lock_name(self)) < 0)
+    if (ext_mutex_release(lock_state(self), self->mutex, self->name) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -232,9 +262,312 @@ static PyObject *lock_release(LockObject *self, PyObject *unused)
 static PyObject *lock_exit(LockObject *self, PyObject *const *args,
                            Py_ssize_t nargs)
 {
-    if (ext_mutex_release(lock_state(self), self->mutex, lock_name(self)) < 0)
+    if (ext_mutex_release(lock_state(self), self->mutex, self->name) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+/* ---- with lock: __enter__ and __exit__ bound once per lock ----------- *
+ *
+ * `with lock:` looks __enter__ and __exit__ up on the lock's type and
+ * binds each to the lock. For methods defined in C that binding makes a
+ * new object every time: two allocations and two frees per with-block,
+ * which cost more than taking and releasing the lock. So LockBase's
+ * __enter__ and __exit__ are an Entry, a descriptor that gives, for an
+ * instance, that lock's Gate: a callable bound to the lock once, at first
+ * use, and kept by the lock. Through the class (LockBase.__enter__) an
+ * Entry gives the plain method, so Lock.__enter__(lock) and
+ * contextlib.ExitStack work as with any C method.
+ *
+ * A Gate holds what it acts on by itself (the mutex, the mapping that
+ * keeps it mapped, the name for errors) and only a borrowed pointer to its
+ * lock, for owner_died, which the lock clears when it goes. So a lock and
+ * its gates make no reference cycle: a lock is freed (and its block
+ * unmapped) as soon as its last reference goes, as before; a gate someone
+ * kept still works after its lock is gone.
+ */
+
+typedef struct GateObject {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    LockObject *lock;         /* borrowed; NULL once the lock is gone */
+    PyObject *owner;          /* keeps the mutex mapped */
+    PyObject *name;           /* the block's name (str), for errors */
+    shmkit_mutex *mutex;
+    ext_state *st;
+    int exit;                 /* 0: __enter__, 1: __exit__ */
+} GateObject;
+
+static const char *const gate_names[2] = {"__enter__", "__exit__"};
+
+static PyObject *gate_enter(PyObject *self, PyObject *const *args,
+                            size_t nargsf, PyObject *kwnames)
+{
+    GateObject *g = (GateObject *)self;
+    int died, r;
+
+    if (PyVectorcall_NARGS(nargsf) != 0 || (kwnames && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "__enter__() takes no arguments");
+        return NULL;
+    }
+    r = shmkit_mutex_trylock_fast(g->mutex);
+    if (__builtin_expect(r == 0, 1)) {
+        if (g->lock)
+            g->lock->owner_died = 0;
+        Py_RETURN_TRUE;
+    }
+    r = acquire_rest(g->st, g->mutex, r, 1, -1.0, &died, g->name);
+    if (r < 0)
+        return NULL;
+    if (r && g->lock)
+        g->lock->owner_died = died;
+    return PyBool_FromLong(r);
+}
+
+/* __exit__(*exc_info): releases; any positional arguments, as CPython's. */
+static PyObject *gate_exit(PyObject *self, PyObject *const *args,
+                           size_t nargsf, PyObject *kwnames)
+{
+    GateObject *g = (GateObject *)self;
+    int r;
+
+    if (kwnames && PyTuple_GET_SIZE(kwnames)) {
+        PyErr_SetString(PyExc_TypeError, "__exit__() takes no keyword arguments");
+        return NULL;
+    }
+    r = shmkit_mutex_unlock_fast(g->mutex);
+    if (__builtin_expect(r != 0, 0) && release_failed(g->st, g->mutex, r, g->name) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The lock's gate for __enter__ (exit 0) or __exit__ (1): a new reference. */
+static PyObject *lock_gate(LockObject *self, int exit)
+{
+    GateObject *g = (GateObject *)self->gates[exit];
+    PyTypeObject *tp;
+
+    if (g)
+        return Py_NewRef((PyObject *)g);
+    if (!self->owner) {
+        PyErr_SetString(PyExc_ValueError, "the lock is not initialised");
+        return NULL;
+    }
+    tp = self->st->lock_gate_type;
+    g = (GateObject *)tp->tp_alloc(tp, 0);
+    if (!g)
+        return NULL;
+    g->vectorcall = exit ? gate_exit : gate_enter;
+    g->lock = self;
+    g->owner = Py_NewRef(self->owner);
+    g->name = Py_XNewRef(self->name);
+    g->mutex = self->mutex;
+    g->st = self->st;
+    g->exit = exit;
+    self->gates[exit] = Py_NewRef((PyObject *)g);
+    return (PyObject *)g;
+}
+
+/* The lock is going: its gates no longer see it. */
+static void lock_drop_gates(LockObject *self)
+{
+    int k;
+
+    for (k = 0; k < 2; k++)
+        if (self->gates[k]) {
+            ((GateObject *)self->gates[k])->lock = NULL;
+            Py_CLEAR(self->gates[k]);
+        }
+}
+
+static PyObject *gate_repr(GateObject *g)
+{
+    return PyUnicode_FromFormat("<built-in method %s of shmkit lock %R>",
+                                gate_names[g->exit], g->name);
+}
+
+static int gate_traverse(GateObject *g, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(g));
+    Py_VISIT(g->owner);
+    return 0;
+}
+
+static void gate_dealloc(GateObject *g)
+{
+    PyTypeObject *tp = Py_TYPE(g);
+
+    PyObject_GC_UnTrack(g);
+    Py_CLEAR(g->owner);
+    Py_CLEAR(g->name);
+    tp->tp_free(g);
+    Py_DECREF(tp);
+}
+
+static PyObject *gate_get_self(GateObject *g, void *c)
+{
+    return Py_NewRef(g->lock ? (PyObject *)g->lock : Py_None);
+}
+
+static PyObject *gate_get_name(GateObject *g, void *c)
+{
+    return PyUnicode_FromString(gate_names[g->exit]);
+}
+
+/* Pickles as getattr(lock, '__enter__'), as a bound C method does. */
+static PyObject *gate_reduce(GateObject *g, PyObject *unused)
+{
+    PyObject *getattr;
+
+    if (!g->lock) {
+        PyErr_Format(PyExc_TypeError, "cannot pickle %s: its lock is gone",
+                     gate_names[g->exit]);
+        return NULL;
+    }
+    getattr = PyDict_GetItemString(PyEval_GetBuiltins(), "getattr");
+    if (!getattr) {
+        PyErr_SetString(PyExc_RuntimeError, "no builtin getattr");
+        return NULL;
+    }
+    return Py_BuildValue("O(Os)", getattr, (PyObject *)g->lock, gate_names[g->exit]);
+}
+
+static PyGetSetDef gate_getset[] = {
+    {"__self__", (getter)gate_get_self, NULL, "the lock (None once it is gone)", NULL},
+    {"__name__", (getter)gate_get_name, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyMethodDef gate_methods[] = {
+    {"__reduce__", (PyCFunction)gate_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyMemberDef gate_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(GateObject, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL}
+};
+
+static PyType_Slot gate_slots[] = {
+    {Py_tp_dealloc, gate_dealloc},
+    {Py_tp_traverse, gate_traverse},
+    {Py_tp_repr, gate_repr},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_members, gate_members},
+    {Py_tp_getset, gate_getset},
+    {Py_tp_methods, gate_methods},
+    {Py_tp_doc, (void *)"A shmkit lock's __enter__ or __exit__, bound to it."},
+    {0, NULL}
+};
+
+static PyType_Spec gate_spec = {
+    .name = "shmkit._shmkit.LockGate",
+    .basicsize = sizeof(GateObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = gate_slots,
+};
+
+typedef struct EntryObject {
+    PyObject_HEAD
+    PyObject *method;         /* the plain method descriptor, for the class */
+    PyTypeObject *lock_type;  /* LockBase */
+    int exit;
+} EntryObject;
+
+static PyObject *entry_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    EntryObject *e = (EntryObject *)self;
+
+    if (obj == NULL || obj == Py_None)
+        return Py_NewRef(e->method);
+    if (!PyObject_TypeCheck(obj, e->lock_type)) {
+        PyErr_Format(PyExc_TypeError,
+                     "descriptor '%s' for 'LockBase' objects doesn't apply to a '%.100s' object",
+                     gate_names[e->exit], Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return lock_gate((LockObject *)obj, e->exit);
+}
+
+static PyObject *entry_repr(EntryObject *e)
+{
+    return PyUnicode_FromFormat("<method '%s' of 'LockBase' objects>",
+                                gate_names[e->exit]);
+}
+
+static int entry_traverse(EntryObject *e, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(e));
+    Py_VISIT(e->method);
+    Py_VISIT(e->lock_type);
+    return 0;
+}
+
+static int entry_clear(EntryObject *e)
+{
+    Py_CLEAR(e->method);
+    Py_CLEAR(e->lock_type);
+    return 0;
+}
+
+static void entry_dealloc(EntryObject *e)
+{
+    PyTypeObject *tp = Py_TYPE(e);
+
+    PyObject_GC_UnTrack(e);
+    entry_clear(e);
+    tp->tp_free(e);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot entry_slots[] = {
+    {Py_tp_dealloc, entry_dealloc},
+    {Py_tp_traverse, entry_traverse},
+    {Py_tp_clear, entry_clear},
+    {Py_tp_repr, entry_repr},
+    {Py_tp_descr_get, entry_get},
+    {0, NULL}
+};
+
+static PyType_Spec entry_spec = {
+    .name = "shmkit._shmkit.LockEntry",
+    .basicsize = sizeof(EntryObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = entry_slots,
+};
+
+static PyMethodDef entry_methods[2] = {
+    {"__enter__", (PyCFunction)lock_enter, METH_NOARGS,
+     "__enter__()\n--\n\nAcquire the lock (blocking); return True."},
+    {"__exit__", (PyCFunction)(void (*)(void))lock_exit, METH_FASTCALL,
+     "__exit__(*exc_info)\n--\n\nRelease the lock."},
+};
+
+/* Puts the two Entries into LockBase's dictionary (before any subclass
+ * exists: module exec). */
+static int add_entries(ext_state *st)
+{
+    PyTypeObject *tp = st->lock_type;
+    int k;
+
+    for (k = 0; k < 2; k++) {
+        EntryObject *e = (EntryObject *)st->lock_entry_type->tp_alloc(st->lock_entry_type, 0);
+        int r;
+
+        if (!e)
+            return -1;
+        e->exit = k;
+        e->lock_type = (PyTypeObject *)Py_NewRef((PyObject *)tp);
+        e->method = PyDescr_NewMethod(tp, &entry_methods[k]);
+        r = e->method ? PyDict_SetItemString(tp->tp_dict, gate_names[k], (PyObject *)e) : -1;
+        Py_DECREF(e);
+        if (r < 0)
+            return -1;
+    }
+    PyType_Modified(tp);
+    return 0;
 }
 
 PyDoc_STRVAR(consistent_doc,
@@ -443,8 +776,10 @@ static PyObject *lock_unlink(LockObject *self, PyObject *unused)
     const char *name = lock_name(self);
     int r;
 
-    if (!name)
+    if (!name) {
+        PyErr_SetString(PyExc_ValueError, "the lock has no name");
         return NULL;
+    }
     if (self->embedded) {
         PyErr_SetString(PyExc_ValueError,
                         "this lock is part of a Value/Array block: unlink that");
@@ -469,11 +804,14 @@ static int lock_traverse(LockObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->owner);
+    Py_VISIT(self->gates[0]);
+    Py_VISIT(self->gates[1]);
     return 0;
 }
 
 static int lock_clear(LockObject *self)
 {
+    lock_drop_gates(self);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->name);
     return 0;
@@ -493,8 +831,6 @@ static PyMethodDef lock_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))lock_acquire,
      METH_VARARGS | METH_KEYWORDS, acquire_doc},
     {"release", (PyCFunction)lock_release, METH_NOARGS, release_doc},
-    {"__enter__", (PyCFunction)lock_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))lock_exit, METH_FASTCALL, NULL},
     {"consistent", (PyCFunction)lock_consistent, METH_NOARGS, consistent_doc},
     {"unlink", (PyCFunction)lock_unlink, METH_NOARGS,
      "unlink()\n--\n\nRemove the lock's block name."},
@@ -545,6 +881,12 @@ int ext_sync_init_type(PyObject *m, ext_state *st)
 {
     st->lock_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &lock_spec, NULL);
     if (!st->lock_type)
+        return -1;
+    st->lock_gate_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &gate_spec, NULL);
+    if (!st->lock_gate_type)
+        return -1;
+    st->lock_entry_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &entry_spec, NULL);
+    if (!st->lock_entry_type || add_entries(st) < 0)
         return -1;
     return PyModule_AddType(m, st->lock_type);
 }

@@ -371,6 +371,55 @@ static int typed_set_value(TypedObject *t, PyObject *v, void *c)
     return -1;
 }
 
+/*
+ * `v.value = x` (and the store of `v.value += 1`) without the generic
+ * attribute machinery: CPython does not specialise stores to a C getset,
+ * so each went through the type's attribute lookup and the descriptor's
+ * type check. A store to "value" goes straight to typed_set_value when
+ * the object's type resolves "value" to TypedBase's own descriptor (a
+ * subclass may define its own). That is checked once per type and
+ * remembered with the type's version tag, which CPython changes whenever
+ * the type or one of its bases changes.
+ */
+static int value_is_ours(ext_state *st, PyTypeObject *tp)
+{
+    PyObject *mro = tp->tp_mro, *found = NULL;
+    Py_ssize_t k;
+
+    if (tp == st->value_fast_type && tp->tp_version_tag == st->value_fast_tag &&
+        st->value_fast_tag != 0)
+        return 1;
+    if (!mro || !PyTuple_Check(mro))
+        return 0;
+    for (k = 0; k < PyTuple_GET_SIZE(mro) && !found; k++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, k);
+        if (base->tp_dict) {
+            found = PyDict_GetItemWithError(base->tp_dict, st->str_value);
+            if (!found && PyErr_Occurred()) {
+                PyErr_Clear();
+                return 0;
+            }
+        }
+    }
+    if (found != st->typed_value_descr)
+        return 0;
+    if (tp->tp_version_tag != 0) {
+        st->value_fast_type = tp;
+        st->value_fast_tag = tp->tp_version_tag;
+    }
+    return 1;
+}
+
+static int typed_setattro(PyObject *self, PyObject *name, PyObject *v)
+{
+    TypedObject *t = (TypedObject *)self;
+    ext_state *st = typed_state(t);
+
+    if (name == st->str_value && value_is_ours(st, Py_TYPE(self)))
+        return typed_set_value(t, v, NULL);
+    return PyObject_GenericSetAttr(self, name, v);
+}
+
 static PyObject *typed_get_raw(TypedObject *t, void *c)
 {
     if (typed_check(t) < 0)
@@ -975,6 +1024,7 @@ static PyType_Slot typed_slots[] = {
     {Py_tp_methods, typed_methods},
     {Py_tp_members, typed_members},
     {Py_tp_getset, typed_getset},
+    {Py_tp_setattro, typed_setattro},
     {Py_sq_length, typed_length},
     {Py_sq_item, typed_item},
     {Py_mp_length, typed_length},
@@ -999,5 +1049,15 @@ int ext_typed_init_type(PyObject *m, ext_state *st)
     st->typed_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &typed_spec, NULL);
     if (!st->typed_type)
         return -1;
+    st->str_value = PyUnicode_InternFromString("value");
+    if (!st->str_value)
+        return -1;
+    st->typed_value_descr = PyDict_GetItemWithError(st->typed_type->tp_dict, st->str_value);
+    if (!st->typed_value_descr) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_SystemError, "TypedBase has no 'value'");
+        return -1;
+    }
+    Py_INCREF(st->typed_value_descr);
     return PyModule_AddType(m, st->typed_type);
 }
