@@ -526,6 +526,150 @@ Test(list, create_without_atomic_rename)
     drop(l);
 }
 
+/* ---- create writes through the descriptor -------------------------------- */
+
+#include "core/os_linux.h"
+
+static int fallocates, pwrites, pwrite_fail_at;
+
+static int counting_fallocate(int fd, off_t off, off_t len)
+{
+    fallocates++;
+    return posix_fallocate(fd, off, len);
+}
+
+/* Counts pwrites; the pwrite_fail_at-th (from 1) writes half, the next
+ * one fails with ENOSPC, as a filling tmpfs answers. */
+static ssize_t counting_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    pwrites++;
+    if (pwrite_fail_at && pwrites == pwrite_fail_at)
+        return pwrite(fd, buf, len / 2 ? len / 2 : len, off);
+    if (pwrite_fail_at && pwrites > pwrite_fail_at)
+        return errno = ENOSPC, -1;
+    return pwrite(fd, buf, len, off);
+}
+
+/* Pages of [p, p + len) present in this process's page tables
+ * (/proc/self/pagemap, bit 63). */
+static size_t pages_present(const void *p, size_t len)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p / (uintptr_t)pg,
+              z = ((uintptr_t)p + len + (uintptr_t)pg - 1) / (uintptr_t)pg;
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    size_t present = 0;
+    uint64_t e;
+
+    cr_assert_geq(fd, 0, "pagemap: %s", strerror(errno));
+    for (; a < z; a++) {
+        cr_assert_eq(pread(fd, &e, 8, (off_t)(a * 8)), 8);
+        present += (e >> 63) & 1;
+    }
+    close(fd);
+    return present;
+}
+
+#define MANY 3000   /* 75 KB: more than one 64 KiB write */
+
+static shmkit_item many[MANY];
+
+static void many_items(void)
+{
+    size_t k;
+
+    for (k = 0; k < MANY; k++)
+        many[k] = k % 7 == 3 ? shmkit_item_str("seven")
+                 : k % 5 == 1 ? shmkit_item_float((double)k / 2)
+                 : shmkit_item_int((int64_t)k * 1000003);
+}
+
+static void check_many(const shmkit_list *l)
+{
+    size_t k;
+
+    cr_assert_eq(shmkit_list_len(l), MANY);
+    for (k = 0; k < MANY; k++) {
+        shmkit_item it = get(l, (ptrdiff_t)k);
+        cr_assert(shmkit_item_equal(&it, &many[k]) && it.type == many[k].type,
+                  "item %zu", k);
+    }
+}
+
+/* A new list's bytes are written with pwrite, which allocates the memory
+ * (no fallocate) and leaves the creator's page tables empty: a create
+ * costs no page fault per page. */
+Test(list, create_writes_without_faulting)
+{
+    const char *names[] = {tu_name("pw"), NULL};
+    shmkit_list *l;
+    size_t i;
+
+    many_items();
+    for (i = 0; i < 2; i++) {
+        fallocates = pwrites = pwrite_fail_at = 0;
+        shmkit__sys.posix_fallocate = counting_fallocate;
+        shmkit__sys.pwrite = counting_pwrite;
+        cr_assert_eq(shmkit_list_create(&l, names[i], many, MANY, SHMKIT_RESERVE),
+                     0, "%s", shmkit_last_error());
+        shmkit__os_reset();
+        cr_assert_eq(fallocates, 0, "%d fallocate calls", fallocates);
+        cr_assert_eq(pwrites, 2, "%d pwrite calls", pwrites);
+        cr_assert_eq(pages_present(shmkit_block_data(shmkit_list_block(l)),
+                                   shmkit_block_size(shmkit_list_block(l))),
+                     0, "%s: the create touched the mapping",
+                     names[i] ? "named" : "generated");
+        check_many(l);
+        drop(l);
+    }
+}
+
+/* A write that fails part way (a full /dev/shm) is the create's error and
+ * leaves nothing: no name, no descriptor, no mapping. */
+static char linked[8][300];
+static int nlinked;
+
+static int recording_linkat(int od, const char *op, int nd, const char *np,
+                            int fl)
+{
+    if (nlinked < 8)
+        snprintf(linked[nlinked++], sizeof linked[0], "%s", np);
+    return linkat(od, op, nd, np, fl);
+}
+
+Test(list, failed_write_leaves_nothing)
+{
+    const char *names[] = {tu_name("pwf"), NULL};
+    int fds, maps;
+    shmkit_list *l;
+    size_t i;
+
+    many_items();
+    /* the tracker's descriptors */
+    cr_assert_eq(shmkit_list_create(&l, tu_name("pwwarm"), many, 1,
+                                    SHMKIT_TRACK), 0);
+    drop(l);
+    fds = tu_fd_count();
+    maps = tu_shm_mapping_count();
+    for (i = 0; i < 2; i++) {
+        pwrites = nlinked = 0;
+        pwrite_fail_at = 2;
+        shmkit__sys.pwrite = counting_pwrite;
+        shmkit__sys.linkat = recording_linkat;
+        cr_assert_eq(shmkit_list_create(&l, names[i], many, MANY, SHMKIT_TRACK),
+                     -ENOSPC);
+        shmkit__os_reset();
+        cr_assert_eq(pwrites, 3);
+        cr_assert_eq(tu_count_leftovers(), 0);
+        cr_assert_eq(nlinked, names[i] ? 0 : 1, "%d names given", nlinked);
+        if (nlinked)
+            cr_assert_eq(access(linked[0], F_OK), -1, "%s left", linked[0]);
+        cr_assert_eq(tu_fd_count(), fds);
+        cr_assert_eq(tu_shm_mapping_count(), maps);
+    }
+    pwrite_fail_at = 0;
+}
+
 /* ---- the lock ---------------------------------------------------------- */
 
 Test(list, lock_basics)

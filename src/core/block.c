@@ -436,6 +436,16 @@ int shmkit__block_create_temp(shmkit_block **out, size_t size,
     return block_make(out, size, flags, SHMKIT_DEFAULT_MODE, true);
 }
 
+int shmkit__block_create_temp_unreserved(shmkit_block **out, size_t size,
+                                         unsigned flags)
+{
+    *out = NULL;
+    if (size == 0 || size > (size_t)INT64_MAX || (flags & SHMKIT_RDONLY))
+        return -EINVAL;
+    return block_make(out, size, flags & ~SHMKIT_RESERVE, SHMKIT_DEFAULT_MODE,
+                      false);
+}
+
 int shmkit_block_create(shmkit_block **out, const char *name, size_t size,
                         unsigned flags)
 {
@@ -656,6 +666,24 @@ int shmkit__block_pread(const shmkit_block *b, size_t off, void *buf,
             return (int)n;
         if (n == 0)
             return SHMKIT_ETRUNCATED;
+        p += n;
+        off += (size_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int shmkit__block_pwrite(const shmkit_block *b, size_t off, const void *buf,
+                         size_t len)
+{
+    const unsigned char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = shmkit__os.pwrite(b->fd, p, len, (off_t)off);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            return -EIO;
         p += n;
         off += (size_t)n;
         len -= (size_t)n;

@@ -68,6 +68,22 @@ SHMKIT__HIDDEN int shmkit__unlink_name(const char *name,
 SHMKIT__HIDDEN int shmkit__block_create_temp(shmkit_block **out, size_t size,
                                              unsigned flags);
 
+/* As shmkit__block_create_temp, but the memory is not reserved
+ * (SHMKIT_RESERVE is ignored): the caller writes every byte of the block
+ * with shmkit__block_pwrite before anything touches the mapping. Those
+ * writes allocate the memory as fallocate would (a full file system is
+ * -ENOSPC there, so no later touch can SIGBUS for want of memory), and
+ * leave the creator's page tables empty: no page faults. */
+SHMKIT__HIDDEN int shmkit__block_create_temp_unreserved(shmkit_block **out,
+                                                        size_t size,
+                                                        unsigned flags);
+
+/* Writes len bytes at off of b's object through its descriptor (pwrite),
+ * the whole of them: 0, or -ENOSPC (memory allocated so far stays with
+ * the object) or another -errno. */
+SHMKIT__HIDDEN int shmkit__block_pwrite(const shmkit_block *b, size_t off,
+                                        const void *buf, size_t len);
+
 /* Reads len bytes at off of b's object through its descriptor (pread), not
  * its mapping: a peer that truncated the object makes this
  * SHMKIT_ETRUNCATED (a short read), never SIGBUS. Headers are read this

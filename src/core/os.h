@@ -45,6 +45,10 @@ typedef struct shmkit__os_ops {
     /* pread(2): reads up to len bytes at off; returns the count (short
      * past the end of the object: no signal, unlike a mapping) or -errno. */
     ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
+    /* pwrite(2): writes up to len bytes at off, extending the object and
+     * allocating its memory as it goes (a full file system is a short
+     * count, then -ENOSPC); returns the count or -errno. */
+    ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
     int (*ftruncate)(int fd, off_t len);
     /* Reserves [0, len) so later page faults cannot fail for lack of space. */
     int (*fallocate)(int fd, off_t len);

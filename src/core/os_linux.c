@@ -48,7 +48,7 @@ static void *sys_mremap(void *old, size_t old_len, size_t new_len, int flags)
         .ftruncate = ftruncate, .posix_fallocate = posix_fallocate,          \
         .mmap = mmap, .munmap = munmap, .mremap = sys_mremap,                \
         .madvise = madvise, .unlink = unlink, .renameat2 = renameat2,        \
-        .linkat = linkat, .pread = pread,                                    \
+        .linkat = linkat, .pread = pread, .pwrite = pwrite,                   \
         .getrandom = getrandom,                                              \
     }
 
@@ -128,6 +128,16 @@ static ssize_t linux_pread(int fd, void *buf, size_t len, off_t off)
 
     do
         n = shmkit__sys.pread(fd, buf, len, off);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t linux_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    ssize_t n;
+
+    do
+        n = shmkit__sys.pwrite(fd, buf, len, off);
     while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : n;
 }
@@ -388,6 +398,7 @@ static int linux_mem_copy_checked(void *dst, const void *src, size_t len)
         .close = linux_close,                                                 \
         .fstat = linux_fstat,                                                 \
         .pread = linux_pread,                                                 \
+        .pwrite = linux_pwrite,                                               \
         .ftruncate = linux_ftruncate,                                         \
         .fallocate = linux_fallocate,                                         \
         .mmap = linux_mmap,                                                   \

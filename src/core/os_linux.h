@@ -29,6 +29,7 @@ typedef struct shmkit__linux_sys {
     int (*linkat)(int olddirfd, const char *oldpath, int newdirfd,
                   const char *newpath, int flags);
     ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
+    ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
     int (*renameat2)(int olddirfd, const char *oldpath, int newdirfd,
                      const char *newpath, unsigned int flags);
     ssize_t (*getrandom)(void *buf, size_t len, unsigned int flags);
