@@ -57,7 +57,14 @@ static int int_range_error(ext_state *st)
  * KeyError) or ItemRangeError (int beyond 64 bits). */
 static int item_from_object(ext_state *st, PyObject *v, shmkit_item *it)
 {
-    if (v == Py_None) {
+    if (PyLong_CheckExact(v)) {         /* the common case first */
+        long long x = PyLong_AsLongLong(v);
+        if (x == -1 && PyErr_Occurred())
+            return int_range_error(st);
+        *it = shmkit_item_int(x);
+    } else if (PyFloat_CheckExact(v)) {
+        *it = shmkit_item_float(PyFloat_AS_DOUBLE(v));
+    } else if (v == Py_None) {
         *it = shmkit_item_none();
     } else if (PyBool_Check(v)) {
         *it = shmkit_item_bool(v == Py_True);
@@ -256,12 +263,61 @@ static int list_ass_subscript(ListObject *self, PyObject *key, PyObject *v)
     return list_set(self, i, v);
 }
 
+/* The items of range r, computed without making an int object for each:
+ * 1 if done, 0 if some item does not fit 64 bits (then the generic path
+ * raises for the first that does not, as CPython would), -1 on error. */
+static int items_of_range(PyObject *r, Py_ssize_t *n_out, shmkit_item **items)
+{
+    PyObject *o;
+    long long start, step, last;
+    Py_ssize_t n, i;
+    int overflow;
+
+    n = PyObject_Length(r);         /* OverflowError beyond Py_ssize_t */
+    if (n < 0)
+        return -1;
+    o = PyObject_GetAttrString(r, "start");
+    if (!o)
+        return -1;
+    start = PyLong_AsLongLongAndOverflow(o, &overflow);
+    Py_DECREF(o);
+    if (overflow)
+        return 0;
+    o = PyObject_GetAttrString(r, "step");
+    if (!o)
+        return -1;
+    step = PyLong_AsLongLongAndOverflow(o, &overflow);
+    Py_DECREF(o);
+    if (overflow || PyErr_Occurred())
+        return PyErr_Occurred() ? -1 : 0;
+    if (n > 0 && (__builtin_mul_overflow((long long)(n - 1), step, &last) ||
+                  __builtin_add_overflow(start, last, &last)))
+        return 0;
+    *items = PyMem_New(shmkit_item, n ? n : 1);
+    if (!*items) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* start + i * step stays between start and last: no overflow */
+    for (i = 0; i < n; i++)
+        (*items)[i] = shmkit_item_int(start + (long long)i * step);
+    *n_out = n;
+    return 1;
+}
+
 Py_ssize_t ext_items_of_sequence(ext_state *st, PyObject *seq,
                                  PyObject **keep, shmkit_item **items)
 {
     Py_ssize_t n, i;
+    int r;
 
     *items = NULL;
+    *keep = NULL;
+    if (PyRange_Check(seq)) {
+        r = items_of_range(seq, &n, items);
+        if (r != 0)
+            return r < 0 ? -1 : n;
+    }
     /* A tuple cannot change while the GIL is released; copy anything else. */
     *keep = PyTuple_Check(seq) ? Py_NewRef(seq) : PySequence_Tuple(seq);
     if (!*keep)

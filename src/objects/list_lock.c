@@ -13,7 +13,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "list_internal.h"
 #include "core/os.h"
@@ -97,18 +99,29 @@ static bool probe_pread(const shmkit_block *b)
            shmkit__list_lock_probe(&copy, sizeof copy);
 }
 
+/* Every list unlink runs this, and usually there is no lock: the probe
+ * is one open that fails, with no handle to make and no error message to
+ * format (the caller's last error stays its own). A lock is judged as an
+ * attach would (a regular file of ours) from a pread copy. */
 void shmkit__list_lock_drop(const char *list)
 {
     char name[SHMKIT_NAME_MAX + 8];
-    shmkit_block *b;
+    struct list_lock_shared copy;
+    struct stat st;
     bool ours;
+    int fd;
 
     snprintf(name, sizeof name, "%s.lock", list);
-    if (shmkit_name_check(name) < 0 ||
-        shmkit_block_attach(&b, name, SHMKIT_RDONLY) < 0)
+    if (shmkit_name_check(name) < 0)
         return;
-    ours = probe_pread(b);
-    shmkit_block_close(b);
+    fd = shmkit__os.shm_open(name, O_RDONLY, 0);
+    if (fd < 0)
+        return;
+    ours = shmkit__os.fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+           st.st_uid == geteuid() && st.st_size == (off_t)sizeof copy &&
+           shmkit__os.pread(fd, &copy, sizeof copy, 0) == (ssize_t)sizeof copy &&
+           shmkit__list_lock_probe(&copy, sizeof copy);
+    shmkit__os.close(fd);
     if (ours)
         shmkit__os.shm_unlink(name);
 }

@@ -273,8 +273,15 @@ static int plan(const shmkit_item *items, size_t n, struct layout *lay,
 
     rel[0] = 0;
     for (k = 0; k < n; k++) {
-        *bad = k;
         cap = 8;
+        if (items[k].type == SHMKIT_INT) {      /* the common case */
+            lay->fmt[k] = shmkit__word8("q\0\0\0\0\0\0");
+            lay->code[k] = 0;
+            if (shmkit__add_overflow(rel[k], 8, &rel[k + 1]))
+                break;                  /* reported below */
+            continue;
+        }
+        *bad = k;
         if (items[k].type == SHMKIT_STR || items[k].type == SHMKIT_BYTES) {
             if (items[k].v.s.len > SHMKIT_LIST_VALUE_MAX)
                 return *why = "longer than a slot can be", SHMKIT_ESTORAGE;
@@ -288,8 +295,10 @@ static int plan(const shmkit_item *items, size_t n, struct layout *lay,
         lay->fmt[k] = e.fmt;
         lay->code[k] = e.code;
         if (shmkit__add_overflow(rel[k], cap, &rel[k + 1]))
-            return *why = "list too large", -EINVAL;
+            break;
     }
+    if (k < n)
+        return *bad = k, *why = "list too large", -EINVAL;
     /* 8 (count) + 8 (n + 1) offsets + data + 8 n formats + n codes */
     if (shmkit__mul_overflow(n, 17, &t) || shmkit__add_overflow(t, 16, &t) ||
         shmkit__add_overflow(t, rel[n], &t) || t > (size_t)INT64_MAX)

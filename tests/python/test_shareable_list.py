@@ -420,3 +420,35 @@ def test_bad_items_raise_what_cpython_raises(names, bad):
         sl[0] = bad
     assert sl[0] == 1
     sl.shm.unlink()
+
+
+@pytest.mark.parametrize("r", [
+    range(0), range(1000), range(5, -7, -3), range(-10, 10, 7),
+    range(2 ** 63 - 5, 2 ** 63), range(-2 ** 63, -2 ** 63 + 4),
+    range(-2 ** 63, 2 ** 63 - 1, 2 ** 62), range(2 ** 63 - 1, -2 ** 63, -(2 ** 62))])
+def test_range_items_byte_identical_to_cpython(names, r):
+    """A range's items are computed without int objects (fast path): the
+    block is byte for byte what CPython writes for the same range."""
+    s = shared_memory.ShareableList(r, name=names.new(), track=False)
+    c = cpy.ShareableList(r, name=names.new())
+    try:
+        assert list(s) == list(r)
+        assert bytes(s.shm.buf) == bytes(c.shm.buf)
+    finally:
+        c.shm.close()
+        c.shm.unlink()
+        s.shm.close()
+        s.shm.unlink()
+
+
+@pytest.mark.parametrize("r", [range(2 ** 63 - 2, 2 ** 63 + 1),
+                               range(-2 ** 63 - 1, 0, 2 ** 62),
+                               range(2 ** 64, 2 ** 64 + 1)])
+def test_range_beyond_64_bits_raises_as_a_list_does(names, r):
+    with pytest.raises(Exception) as want:
+        shared_memory.ShareableList(list(r), name=names.new(), track=False)
+    assert isinstance(want.value, (struct.error, OverflowError))
+    name = names.new()
+    with pytest.raises(type(want.value)):
+        shared_memory.ShareableList(r, name=name, track=False)
+    assert not shm_exists(name)
