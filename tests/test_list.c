@@ -714,6 +714,11 @@ Test(list, lock_refuses_foreign_sidecar)
     cr_assert_eq(shmkit_list_lock(l), SHMKIT_ECORRUPT);
     shmkit_block_close(b);
     drop(l);
+    /* the list's unlink leaves a block that is no lock of ours */
+    cr_assert_eq(shmkit_block_attach(&b, lockname, 0), 0,
+                 "the list's unlink removed a foreign \"<name>.lock\"");
+    cr_assert_eq(shmkit_block_unlink(b), 0);
+    shmkit_block_close(b);
 }
 
 /* "<name>.lock" must itself be a valid name. */
