@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,6 +445,100 @@ Test(typed, atomic_widths_and_errors)
     cr_assert_eq(shmkit_array_fetch_add(d, 0, 1, NULL), SHMKIT_ETYPE);
     cr_assert_eq(shmkit_array_load(d, 0, &v), SHMKIT_ETYPE);
     drop(d);
+}
+
+/* typed.h makes the checked atomics macros over inline forms (the fast
+ * path for 8-byte integers); this file must be testing those. */
+#ifndef shmkit_array_fetch_add
+#error "typed.h's inline atomics are not in effect"
+#endif
+
+/* Every call through the inline form (macro) and the called form
+ * (parenthesised name) must give the same answer, and that answer must be
+ * `want`. Values come back in *v / *e from the inline form's run. */
+static int both_load(shmkit_array *a, size_t i, int64_t *out)
+{
+    int64_t o2 = 0;
+    int r1 = shmkit_array_load(a, i, out);
+    int r2 = (shmkit_array_load)(a, i, out ? &o2 : NULL);
+
+    cr_assert_eq(r1, r2, "load(%zu): inline %d, called %d", i, r1, r2);
+    if (r1 == 0)
+        cr_assert_eq(*out, o2);
+    return r1;
+}
+
+Test(typed, inline_atomics_make_the_calls_checks)
+{
+    size_t three[1] = {3}, none[1] = {0};
+    shmkit_array *q, *ro, *d, *i32, *empty;
+    int64_t v = 0, e;
+
+    cr_assert_eq(shmkit_array_create(&q, tu_name("iq"), 'q', 1, three, 0), 0);
+    cr_assert_eq(shmkit_array_attach(&ro, tu_name("iq"), SHMKIT_RDONLY), 0);
+    cr_assert_eq(shmkit_array_create(&d, tu_name("id"), 'd', 1, three, 0), 0);
+    cr_assert_eq(shmkit_array_create(&i32, tu_name("ii"), 'i', 1, three, 0), 0);
+    cr_assert_eq(shmkit_array_create(&empty, tu_name("ie"), 'q', 1, none, 0), 0);
+
+    /* The fast path itself: values, wrap-around, old value, CAS. */
+    cr_assert_eq(shmkit_array_store(q, 2, INT64_MAX), 0);
+    cr_assert_eq(shmkit_array_fetch_add(q, 2, 1, &v), 0);
+    cr_assert_eq(v, INT64_MAX);
+    cr_assert_eq(both_load(q, 2, &v), 0);
+    cr_assert_eq(v, INT64_MIN, "wraps like the called form");
+    cr_assert_eq(shmkit_array_fetch_add(q, 0, -5, NULL), 0);
+    e = 1;
+    cr_assert_eq(shmkit_array_compare_exchange(q, 0, &e, 7), 0);
+    cr_assert_eq(e, -5, "current value handed back");
+    cr_assert_eq(shmkit_array_compare_exchange(q, 0, &e, 7), 1);
+    cr_assert_eq(both_load(ro, 0, &v), 0, "a read-only handle may load");
+    cr_assert_eq(v, 7);
+
+    /* Past the end: SHMKIT_EINDEX from both forms, nothing written. */
+    cr_assert_eq(both_load(q, 3, &v), SHMKIT_EINDEX);
+    cr_assert_eq(shmkit_array_store(q, 3, 1), SHMKIT_EINDEX);
+    cr_assert_eq(shmkit_array_fetch_add(q, 3, 1, NULL), SHMKIT_EINDEX);
+    cr_assert_eq(shmkit_array_fetch_add(q, (size_t)-1, 1, NULL), SHMKIT_EINDEX);
+    e = 0;
+    cr_assert_eq(shmkit_array_compare_exchange(q, 3, &e, 1), SHMKIT_EINDEX);
+    cr_assert_eq(shmkit_array_fetch_add(empty, 0, 1, NULL), SHMKIT_EINDEX);
+    cr_assert_eq(both_load(empty, 0, &v), SHMKIT_EINDEX);
+
+    /* Read-only handle: -EBADF for every write, EINDEX first past the end. */
+    cr_assert_eq(shmkit_array_store(ro, 0, 1), -EBADF);
+    cr_assert_eq(shmkit_array_fetch_add(ro, 0, 1, NULL), -EBADF);
+    e = 7;
+    cr_assert_eq(shmkit_array_compare_exchange(ro, 0, &e, 1), -EBADF);
+    cr_assert_eq(shmkit_array_fetch_add(ro, 3, 1, NULL), SHMKIT_EINDEX);
+    cr_assert_eq(both_load(q, 0, &v), 0);
+    cr_assert_eq(v, 7, "no write went through the read-only handle");
+
+    /* NULL out pointers: -EINVAL. */
+    cr_assert_eq(both_load(q, 0, NULL), -EINVAL);
+    cr_assert_eq(shmkit_array_compare_exchange(q, 0, NULL, 1), -EINVAL);
+
+    /* 8-byte items that are not integers: SHMKIT_ETYPE, never the fast path. */
+    cr_assert_eq(shmkit_array_store(d, 0, 1), SHMKIT_ETYPE);
+    cr_assert_eq(shmkit_array_fetch_add(d, 0, 1, NULL), SHMKIT_ETYPE);
+    e = 0;
+    cr_assert_eq(shmkit_array_compare_exchange(d, 0, &e, 1), SHMKIT_ETYPE);
+    cr_assert_eq(both_load(d, 0, &v), SHMKIT_ETYPE);
+    cr_assert_eq(shmkit_array_fetch_add(d, 3, 1, NULL), SHMKIT_ETYPE,
+                 "the type is checked before the index");
+
+    /* Other widths take the called form: 4-byte items still wrap at 32 bits. */
+    cr_assert_eq(shmkit_array_store(i32, 1, INT32_MAX), 0);
+    cr_assert_eq(shmkit_array_fetch_add(i32, 1, 1, &v), 0);
+    cr_assert_eq(v, INT32_MAX);
+    cr_assert_eq(both_load(i32, 1, &v), 0);
+    cr_assert_eq(v, INT32_MIN);
+    cr_assert_eq(shmkit_array_fetch_add(i32, 3, 1, NULL), SHMKIT_EINDEX);
+
+    cr_assert_eq(shmkit_array_close(ro), 0);
+    drop(empty);
+    drop(i32);
+    drop(d);
+    drop(q);
 }
 
 /* ---- the embedded lock ----------------------------------------------- */

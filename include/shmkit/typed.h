@@ -195,6 +195,112 @@ SHMKIT_API uint64_t *shmkit_array_u64(shmkit_array *a);
 SHMKIT_API int32_t *shmkit_array_i32(shmkit_array *a);
 SHMKIT_API uint32_t *shmkit_array_u32(shmkit_array *a);
 
+/*
+ * The checked atomics above, inline. shmkit_array_load, _store,
+ * _fetch_add and _compare_exchange are also macros over the static
+ * inline functions below, which make the same checks in the caller's code
+ * (the type, the width and the handle's mode are folded into one bound,
+ * set when the handle is made) and then the atomic instruction, for
+ * integer items of 8 bytes (q Q, and l L on LP64); any other width, and every failing check, goes to the called
+ * function, which gives the error codes documented above (in the same
+ * order: SHMKIT_ETYPE, then SHMKIT_EINDEX, then -EBADF, then -EINVAL).
+ * The functions stay exported (the ABI, and `&shmkit_array_load` or
+ * `(shmkit_array_load)(...)`, reach them). Defining SHMKIT_NO_INLINE before
+ * including shmkit.h leaves the macros out.
+ *
+ * struct shmkit__array_fast is the first member of every shmkit_array,
+ * set when the handle is made and never changed after; it is part of the
+ * ABI, not for use by callers.
+ */
+struct shmkit__array_fast {
+    unsigned char *data; /* the first item */
+    size_t read_length;  /* items if they are integers of 8 bytes, else 0 */
+    size_t write_length; /* the same, and 0 unless the handle may write */
+};
+
+static inline const struct shmkit__array_fast *
+shmkit__array_fast_of(const shmkit_array *a)
+{
+    return (const struct shmkit__array_fast *)(const void *)a;
+}
+
+static inline uint64_t *shmkit__array_item8(const struct shmkit__array_fast *f,
+                                            size_t i)
+{
+    return (uint64_t *)(void *)f->data + i;
+}
+
+static inline int shmkit__array_load_inline(const shmkit_array *a, size_t i,
+                                            int64_t *out)
+{
+    const struct shmkit__array_fast *f = shmkit__array_fast_of(a);
+
+    if (__builtin_expect(i < f->read_length && out != NULL, 1)) {
+        *out = (int64_t)__atomic_load_n(shmkit__array_item8(f, i),
+                                        __ATOMIC_SEQ_CST);
+        return 0;
+    }
+    return (shmkit_array_load)(a, i, out);
+}
+
+static inline int shmkit__array_store_inline(shmkit_array *a, size_t i,
+                                             int64_t v)
+{
+    const struct shmkit__array_fast *f = shmkit__array_fast_of(a);
+
+    if (__builtin_expect(i < f->write_length, 1)) {
+        __atomic_store_n(shmkit__array_item8(f, i), (uint64_t)v,
+                         __ATOMIC_SEQ_CST);
+        return 0;
+    }
+    return (shmkit_array_store)(a, i, v);
+}
+
+static inline int shmkit__array_fetch_add_inline(shmkit_array *a, size_t i,
+                                                 int64_t delta, int64_t *old)
+{
+    const struct shmkit__array_fast *f = shmkit__array_fast_of(a);
+
+    if (__builtin_expect(i < f->write_length, 1)) {
+        uint64_t was = __atomic_fetch_add(shmkit__array_item8(f, i),
+                                          (uint64_t)delta, __ATOMIC_SEQ_CST);
+
+        if (old)
+            *old = (int64_t)was;
+        return 0;
+    }
+    return (shmkit_array_fetch_add)(a, i, delta, old);
+}
+
+static inline int shmkit__array_compare_exchange_inline(shmkit_array *a,
+                                                        size_t i,
+                                                        int64_t *expected,
+                                                        int64_t desired)
+{
+    const struct shmkit__array_fast *f = shmkit__array_fast_of(a);
+
+    if (__builtin_expect(i < f->write_length && expected != NULL, 1)) {
+        uint64_t e = (uint64_t)*expected;
+
+        if (__atomic_compare_exchange_n(shmkit__array_item8(f, i), &e,
+                                        (uint64_t)desired, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            return 1;
+        *expected = (int64_t)e;
+        return 0;
+    }
+    return (shmkit_array_compare_exchange)(a, i, expected, desired);
+}
+
+#ifndef SHMKIT_NO_INLINE
+#define shmkit_array_load(a, i, out) shmkit__array_load_inline(a, i, out)
+#define shmkit_array_store(a, i, v) shmkit__array_store_inline(a, i, v)
+#define shmkit_array_fetch_add(a, i, delta, old) \
+    shmkit__array_fetch_add_inline(a, i, delta, old)
+#define shmkit_array_compare_exchange(a, i, expected, desired) \
+    shmkit__array_compare_exchange_inline(a, i, expected, desired)
+#endif
+
 #ifdef __cplusplus
 }
 #endif

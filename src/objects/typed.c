@@ -48,6 +48,7 @@ _Static_assert(SHMKIT_ARRAY_HEADER % SHMKIT_ARRAY_ALIGN == 0, "alignment");
 
 /* A process-local handle. */
 struct shmkit_array {
+    struct shmkit__array_fast fast; /* first: the inline atomics read it */
     shmkit_block *block;
     bool borrowed;           /* made by _view: the block is not ours */
     bool writable;
@@ -55,7 +56,9 @@ struct shmkit_array {
     struct typed_header *hdr;
     shmkit_array_info info;  /* validated copy */
     bool is_int, is_signed;
-};
+};_Static_assert(offsetof(struct shmkit_array, fast) == 0,
+               "typed.h's inline atomics read a handle's first bytes");
+
 
 /* ---- type codes ----------------------------------------------------- */
 
@@ -305,6 +308,9 @@ static int array_wrap(shmkit_array **out, shmkit_block *b, bool borrowed,
     a->info = *info;
     a->is_int = t->is_int;
     a->is_signed = t->is_signed;
+    a->fast.data = a->data;
+    a->fast.read_length = t->is_int && info->itemsize == 8 ? info->length : 0;
+    a->fast.write_length = a->writable ? a->fast.read_length : 0;
     *out = a;
     return 0;
 }
@@ -635,7 +641,10 @@ static inline bool raw_cas(void *p, size_t size, uint64_t *e, uint64_t d)
     }
 }
 
-int shmkit_array_load(const shmkit_array *a, size_t i, int64_t *out)
+/* The called forms of the atomics. typed.h makes the same names macros
+ * over inline forms, which come here for every width but 8 bytes and for
+ * every failing check: the parentheses keep the macros out. */
+int (shmkit_array_load)(const shmkit_array *a, size_t i, int64_t *out)
 {
     void *p;
     int r = out ? atomic_item(a, i, false, &p) : -EINVAL;
@@ -646,7 +655,7 @@ int shmkit_array_load(const shmkit_array *a, size_t i, int64_t *out)
     return 0;
 }
 
-int shmkit_array_store(shmkit_array *a, size_t i, int64_t v)
+int (shmkit_array_store)(shmkit_array *a, size_t i, int64_t v)
 {
     void *p;
     int r = atomic_item(a, i, true, &p);
@@ -657,7 +666,7 @@ int shmkit_array_store(shmkit_array *a, size_t i, int64_t v)
     return 0;
 }
 
-int shmkit_array_fetch_add(shmkit_array *a, size_t i, int64_t delta,
+int (shmkit_array_fetch_add)(shmkit_array *a, size_t i, int64_t delta,
                            int64_t *old)
 {
     uint64_t v;
@@ -672,7 +681,7 @@ int shmkit_array_fetch_add(shmkit_array *a, size_t i, int64_t delta,
     return 0;
 }
 
-int shmkit_array_compare_exchange(shmkit_array *a, size_t i,
+int (shmkit_array_compare_exchange)(shmkit_array *a, size_t i,
                                   int64_t *expected, int64_t desired)
 {
     uint64_t e;
