@@ -139,6 +139,25 @@ int cli_show_list(shmkit_block *b, bool json);
 int cli_show_typed(shmkit_block *b, shmkit_kind kind, bool json);
 int cli_show_queue(shmkit_block *b, bool json);
 
+/* A queue's figures (shmkit_queue_parse over b's mapping: run it under
+ * cli_guarded). 0, or the parse's error (SHMKIT_ECORRUPT, ...). The one
+ * source of what show, ls and info print about a queue. */
+int cli_queue_figures(shmkit_block *b, shmkit_queue_info *in);
+
+/* Writes a queue's figures as JSON object members (no braces): version,
+ * capacity, max_message, max_messages, depth, reserved, loaned,
+ * bytes_used, waiting_producers, waiting_consumers. */
+void cli_queue_json_members(FILE *f, const shmkit_queue_info *in);
+
+/* One line for `ls`: "3 msgs, 4.0 KiB/16 MiB, waiting: 0 put 1 get"
+ * (depth, bytes used / capacity, producers blocked in put and consumers
+ * blocked in get); sizes exact if bytes. */
+void cli_queue_summary(char *buf, size_t len, const shmkit_queue_info *in,
+                       bool bytes);
+
+/* The queue's lines of `info` (depth, used, waiting) on stdout. */
+void cli_queue_info_lines(const shmkit_queue_info *in, bool bytes);
+
 /* Lifecycle of a block for `ls`/`info`: writes e.g. "tracked by pid 123",
  * "refcount 2", "manager 456" or "-" into buf. */
 void cli_lifecycle_of(const char *name, char *buf, size_t len);

@@ -19,18 +19,26 @@ const struct cli_command cli_commands[] = {
      "mode, modification time, kind (raw, list, array, value, lock,\n"
      "queue, sidecar, empty, not-shm or ? when unreadable), lifecycle (who\n"
      "removes it: tracked by a process family, a reference count, a\n"
-     "manager, or - for nobody) and the pids that map it. Columns are as\n"
+     "manager, or - for nobody), the pids that map it, and contents: for\n"
+     "a queue, the messages waiting, bytes used / capacity, and how many\n"
+     "producers wait in put and consumers in get (\"3 msgs, 4.0 KiB/16 MiB,\n"
+     "waiting: 0 put 1 get\"; - for other kinds). Columns are as\n"
      "wide as their content; on a terminal, names too long for the screen\n"
      "end in an ellipsis. Bytes that are not printable in a name are\n"
      "escaped (\\n, \\t, \\xHH), so a hostile name cannot send escape\n"
      "sequences to your terminal.",
      {{"--json", "one JSON array of objects: names whole and exact, sizes\n"
-                 "in bytes, modification time in ISO 8601"},
+                 "in bytes, modification time in ISO 8601; a queue's has\n"
+                 "\"queue\": {depth, bytes_used, capacity, reserved, loaned,\n"
+                 "waiting_producers, waiting_consumers, ...} (null if\n"
+                 "unreadable)"},
       {"--bytes", "sizes in bytes instead of KiB, MiB, GiB"}}},
     {"info", cli_info, "NAME [--json] [--bytes]",
      "one object in detail",
      "Prints what ls prints for one object, one field a line, with the\n"
-     "path and the exact size. NAME may start with '/'.",
+     "path and the exact size; for a queue, its depth (and messages being\n"
+     "written or read), bytes used of its capacity, and the producers and\n"
+     "consumers waiting. NAME may start with '/'.",
      {{"--json", "one JSON object, the same fields as ls --json"},
       {"--bytes", "the size in bytes only"}}},
     {"show", cli_show, "NAME [--json]",

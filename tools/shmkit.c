@@ -221,17 +221,31 @@ struct entry {
     char owner[64];
     char life[128];
     char *pids; /* "123,456", or "" */
+    int qerr;   /* a queue: 0 if q holds its figures, else why not */
+    shmkit_queue_info q;
 };
 
-static int probe_kind(void *b)
+struct probe {
+    shmkit_block *b;
+    struct entry *e;
+};
+
+/* The block's kind and, for a queue, its figures; under cli_guarded. */
+static int probe_kind(void *arg)
 {
-    return (int)shmkit_block_kind(b);
+    struct probe *p = arg;
+    shmkit_kind k = shmkit_block_kind(p->b);
+
+    if (k == SHMKIT_KIND_QUEUE)
+        p->e->qerr = cli_queue_figures(p->b, &p->e->q);
+    return (int)k;
 }
 
 static void entry_fill(struct entry *e, const struct mappers *m)
 {
     struct passwd *pw = getpwuid(e->st.st_uid);
     shmkit_block *b;
+    struct probe p = {NULL, e};
     size_t i, used = 0, cap = 1;
     int r;
 
@@ -260,7 +274,9 @@ static void entry_fill(struct entry *e, const struct mappers *m)
         e->kind = "?";
         return;
     }
-    r = cli_guarded(probe_kind, b);
+    p.b = b;
+    e->qerr = SHMKIT_ETRUNCATED; /* if a fault ends the probe half way */
+    r = cli_guarded(probe_kind, &p);
     e->kind = r < 0 ? "?" : shmkit_kind_name((shmkit_kind)r);
     shmkit_block_close(b);
 }
@@ -293,6 +309,24 @@ static void format_time(char *buf, size_t len, time_t t, bool iso)
     }
 }
 
+static bool is_queue(const struct entry *e)
+{
+    return strcmp(e->kind, shmkit_kind_name(SHMKIT_KIND_QUEUE)) == 0;
+}
+
+/* What ls shows in CONTENTS: a queue's figures, "?" if they could not be
+ * read, "-" for other kinds. */
+static void contents_text(const struct entry *e, bool bytes, char *buf,
+                          size_t len)
+{
+    if (!is_queue(e))
+        snprintf(buf, len, "-");
+    else if (e->qerr < 0)
+        snprintf(buf, len, "? (%s)", shmkit_errname(e->qerr));
+    else
+        cli_queue_summary(buf, len, &e->q, bytes);
+}
+
 static void json_entry(const struct entry *e)
 {
     char when[40];
@@ -307,19 +341,34 @@ static void json_entry(const struct entry *e)
            (long)e->st.st_uid, (unsigned)(e->st.st_mode & 07777), when,
            e->kind);
     cli_json_string(stdout, e->life, strlen(e->life));
-    printf(", \"pids\": [%s]}", e->pids ? e->pids : "");
+    printf(", \"pids\": [%s]", e->pids ? e->pids : "");
+    if (is_queue(e)) {
+        fputs(", \"queue\": ", stdout);
+        if (e->qerr == 0) {
+            putchar('{');
+            cli_queue_json_members(stdout, &e->q);
+            putchar('}');
+        } else {
+            fputs("null", stdout);
+        }
+    }
+    putchar('}');
 }
 
 /* The columns of `ls`, in order; the last is not padded. */
-enum { C_NAME, C_SIZE, C_OWNER, C_MODE, C_TIME, C_KIND, C_LIFE, C_PIDS, NCOL };
+enum {
+    C_NAME, C_SIZE, C_OWNER, C_MODE, C_TIME, C_KIND, C_LIFE, C_PIDS,
+    C_CONTENTS, NCOL
+};
 
 static const char *const col_title[NCOL] = {
-    "NAME", "SIZE", "OWNER", "MODE", "MODIFIED", "KIND", "LIFECYCLE", "PIDS"};
+    "NAME", "SIZE", "OWNER", "MODE", "MODIFIED", "KIND", "LIFECYCLE", "PIDS",
+    "CONTENTS"};
 
 /* One row's cells, escaped for the terminal. */
 static void row_cells(const struct entry *e, bool bytes, char *cell[NCOL])
 {
-    char buf[64];
+    char buf[128];
 
     cell[C_NAME] = cli_escape(e->name, NULL);
     if (bytes)
@@ -335,6 +384,8 @@ static void row_cells(const struct entry *e, bool bytes, char *cell[NCOL])
     cell[C_KIND] = strdup(e->kind);
     cell[C_LIFE] = cli_escape(e->life, NULL);
     cell[C_PIDS] = strdup(e->pids && e->pids[0] ? e->pids : "-");
+    contents_text(e, bytes, buf, sizeof buf);
+    cell[C_CONTENTS] = strdup(buf);
 }
 
 /* Prints the table: every column as wide as its widest cell; on a
@@ -483,6 +534,10 @@ int cli_info(int argc, char **argv)
            owner ? owner : "?", (long)e.st.st_uid,
            (unsigned)(e.st.st_mode & 07777), when, e.kind, life ? life : "?",
            e.pids && e.pids[0] ? e.pids : "-");
+    if (is_queue(&e) && e.qerr == 0)
+        cli_queue_info_lines(&e.q, set[1]);
+    else if (is_queue(&e))
+        printf("contents:  ? (%s)\n", shmkit_errname(e.qerr));
     free(shown);
     free(owner);
     free(life);

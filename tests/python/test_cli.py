@@ -578,3 +578,96 @@ def test_ls_aligns_wide_characters_and_sorts_by_name(cli, shm_prefix):
     status, out, _ = run_on_pty([cli, "ls"], "stdout", cols=72)
     assert status == 0
     check_cut(out.replace("\r\n", "\n").splitlines(), names[1], 72)
+
+
+def _wait_for(pred, timeout=60):
+    """Re-checks pred (a snapshot of a queue's waiters) until it holds."""
+    import time
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "condition never held"
+        time.sleep(0)       # yield only: the waiter is blocked in a futex
+
+
+def test_ls_and_info_show_queue_depth_bytes_and_waiters(cli, shm_prefix):
+    """ls and info (text and --json) show a queue's depth, bytes used of
+    its capacity and its blocked producers and consumers: the figures
+    `show` computes (shmkit_queue_parse), here with a producer blocked on
+    a full queue and a consumer blocked on an empty one."""
+    import threading
+    import shmkit
+    full = shmkit.Queue(3, name=shm_prefix + "full", create=True, track=False,
+                        capacity=4096)
+    empty = shmkit.Queue(name=shm_prefix + "empty", create=True, track=False,
+                         capacity=4096)
+    for i in range(3):
+        full.put(i)
+    got = []
+    threads = [threading.Thread(target=full.put, args=(3,)),
+               threading.Thread(target=lambda: got.append(empty.get()))]
+    for t in threads:
+        t.start()
+    try:
+        _wait_for(lambda: full.stat()["waiting_producers"] == 1 and
+                  empty.stat()["waiting_consumers"] == 1)
+        used = full.stat()["bytes_used"]
+        assert 0 < used < 4096
+        entries = {e["name"]: e for e in
+                   json.loads(run(cli, "ls", "--json").stdout)}
+        f, e = entries[full.name], entries[empty.name]
+        assert f["kind"] == e["kind"] == "queue"
+        assert (f["queue"]["depth"], f["queue"]["bytes_used"],
+                f["queue"]["capacity"], f["queue"]["max_messages"],
+                f["queue"]["waiting_producers"],
+                f["queue"]["waiting_consumers"]) == (3, used, 4096, 3, 1, 0)
+        assert (e["queue"]["depth"], e["queue"]["bytes_used"],
+                e["queue"]["waiting_producers"],
+                e["queue"]["waiting_consumers"]) == (0, 0, 0, 1)
+        assert json.loads(run(cli, "info", full.name, "--json").stdout)["queue"] \
+            == f["queue"]
+        # The same figures as show's (one code path).
+        shown = json.loads(run(cli, "show", full.name, "--json").stdout)
+        assert {k: shown[k] for k in f["queue"]} == f["queue"]
+        rows = {l.split(" ", 1)[0]: l for l in
+                run(cli, "ls", "--bytes").stdout.splitlines()}
+        assert rows[full.name].endswith(f" 3 msgs, {used}/4096, waiting: 1 put 0 get")
+        assert rows[empty.name].endswith(" 0 msgs, 0/4096, waiting: 0 put 1 get")
+        assert run(cli, "ls").stdout.splitlines()[0].split()[-1] == "CONTENTS"
+        r = run(cli, "info", full.name, "--bytes")
+        assert "depth:     3 messages waiting (0 being written, 0 being read)\n" \
+            in r.stdout
+        assert f"used:      {used} of 4096 bytes\n" in r.stdout
+        assert "waiting:   1 producer, 0 consumers\n" in r.stdout
+        r = run(cli, "info", empty.name)
+        assert "used:      0 B of 4.0 KiB\n" in r.stdout
+        assert "waiting:   0 producers, 1 consumer\n" in r.stdout
+        # Other kinds: no queue member, "-" in CONTENTS.
+        blk = shared_memory.SharedMemory(name=shm_prefix + "raw", create=True,
+                                         size=64)
+        resource_tracker.unregister(blk._name, "shared_memory")
+        blk.close()
+        assert "queue" not in json.loads(run(cli, "info", blk.name,
+                                              "--json").stdout)
+        raw_row = [l for l in run(cli, "ls").stdout.splitlines()
+                   if l.startswith(blk.name + " ")]
+        assert raw_row and raw_row[0].endswith(" -"), raw_row
+    finally:
+        full.get()
+        empty.put("bye")
+        for t in threads:
+            t.join(60)
+    assert got == ["bye"]
+    full.close()
+    empty.close()
+
+
+def test_info_names_the_manager_owning_a_queue(cli):
+    import shmkit
+    with shmkit.SharedMemoryManager() as smm:
+        q = smm.Queue(capacity=4096)
+        pid = smm._live().pid
+        e = json.loads(run(cli, "info", q.name, "--json").stdout)
+        assert (e["kind"], e["lifecycle"]) == ("queue", f"manager {pid}")
+        assert f"lifecycle: manager {pid}\n" in run(cli, "info", q.name).stdout
+        q.close()
+    assert not (SHM / q.name).exists()
