@@ -135,6 +135,16 @@ static int attach_lock(const char *name)
     return r;
 }
 
+static int attach_queue(const char *name)
+{
+    shmkit_queue *q;
+    int r = shmkit_queue_attach(&q, name, 0);
+
+    if (r == 0)
+        shmkit_queue_close(q);
+    return r;
+}
+
 static int attach_raw(const char *name)
 {
     shmkit_block *b;
@@ -176,6 +186,18 @@ Test(truncate_peer, lock)
     cr_assert_eq(shmkit_lock_create(&l, tu_name("k"), 0, 0), 0);
     shmkit_lock_close(l);
     run(tu_name("k"), attach_lock);
+}
+
+Test(truncate_peer, queue)
+{
+    shmkit_queue *q;
+    int i;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("q"), 64 << 10, 0, 0), 0);
+    for (i = 0; i < 100; i++)
+        cr_assert_eq(shmkit_queue_put(q, &i, sizeof i, NULL), 0);
+    shmkit_queue_close(q);
+    run(tu_name("q"), attach_queue);
 }
 
 Test(truncate_peer, raw_kind_and_refresh)

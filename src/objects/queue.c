@@ -1008,6 +1008,19 @@ static int header_copy(const void *data, size_t size, struct queue_header *h)
     return header_check(h, size);
 }
 
+/* Reads and checks block b's header from a pread copy, never the
+ * mapping: a peer truncating the block meanwhile makes this
+ * SHMKIT_ETRUNCATED (or SHMKIT_EKIND, SHMKIT_EEMPTY...), never SIGBUS. */
+static int header_pread(const shmkit_block *b, struct queue_header *h)
+{
+    unsigned char img[sizeof *h];
+    size_t size = shmkit_block_size(b);
+    int r;
+
+    r = shmkit__block_pread(b, 0, img, size < sizeof img ? size : sizeof img);
+    return r < 0 ? r : header_copy(img, size, h);
+}
+
 int shmkit_queue_parse(const void *data, size_t size, shmkit_queue_info *info)
 {
     struct queue_header h;
@@ -1122,7 +1135,7 @@ int shmkit_queue_create(shmkit_queue **out, const char *name, size_t capacity,
                         "shmkit_queue_create");
     if (r < 0)
         return r;
-    r = header_copy(shmkit_block_data(b), shmkit_block_size(b), &h);
+    r = header_pread(b, &h);
     if (r == 0)
         r = queue_wrap(out, b, &h);
     if (r < 0) {
@@ -1148,7 +1161,7 @@ int shmkit_queue_attach(shmkit_queue **out, const char *name, unsigned flags)
     r = shmkit_block_attach(&b, name, flags);
     if (r < 0)
         return r;
-    r = header_copy(shmkit_block_data(b), shmkit_block_size(b), &h);
+    r = header_pread(b, &h);
     if (r == 0)
         r = shmkit__pid_ns_check(h.pid_ns);
     if (r == 0)

@@ -66,6 +66,10 @@ static void attach_kind(struct ctx *c)
         shmkit_array *a;
         if (shmkit_array_attach(&a, c->name, 0) == 0)
             shmkit_array_close(a);
+    } else if (strcmp(c->kind, "queue") == 0) {
+        shmkit_queue *q;
+        if (shmkit_queue_attach(&q, c->name, 0) == 0)
+            shmkit_queue_close(q);
     }
 }
 
@@ -115,6 +119,14 @@ static int make(struct ctx *c)
         shmkit_array *a;
         if ((r = shmkit_array_create(&a, c->name, 'q', 1, shape, 0)) == 0)
             shmkit_array_close(a);
+    } else if (strcmp(c->kind, "queue") == 0) {
+        shmkit_queue *q;
+        int i;
+        if ((r = shmkit_queue_create(&q, c->name, 64 << 10, 0, 0)) == 0) {
+            for (i = 0; i < 100 && r == 0; i++)
+                r = shmkit_queue_put(q, &i, sizeof i, NULL);
+            shmkit_queue_close(q);
+        }
     } else {
         if ((r = shmkit_block_create(&b, c->name, 40000, 0)) == 0)
             shmkit_block_close(b);
@@ -165,7 +177,8 @@ static void attack_kind(const char *kind, double seconds)
 
 void attack_truncate(void)
 {
-    static const char *const kinds[] = {"list", "array", "lock", "raw"};
+    static const char *const kinds[] = {"list", "array", "lock", "queue",
+                                        "raw"};
     double secs = T.longrun ? 15.0 * T.scale : 1.5 * T.scale;
     size_t k;
 
