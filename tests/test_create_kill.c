@@ -2,8 +2,8 @@
  * test_create_kill.c - tracked creation has no window: a creator killed at
  * any point of a create (before and after every OS call it makes, and once
  * create returned) leaves nothing once its family's tracker has finished
- * and one gc ran. For each kind: block, list, array, value, named lock
- * (SHMKIT_TRACK), and a reference-counted block (SHMKIT_REFCOUNT).
+ * and one gc ran. For each kind: block, list, array, value, named lock,
+ * queue (SHMKIT_TRACK), and a reference-counted block (SHMKIT_REFCOUNT).
  *
  * The creator runs with the OS table wrapped; at point k it writes k to a
  * pipe and waits to be killed, so the parent knows where the kill landed
@@ -105,6 +105,10 @@ static int create_kind(const char *kind, const char *name)
     if (strcmp(kind, "lock") == 0) {
         shmkit_lock *l;
         return shmkit_lock_create(&l, name, 0, SHMKIT_TRACK);
+    }
+    if (strcmp(kind, "queue") == 0) {
+        shmkit_queue *q;
+        return shmkit_queue_create(&q, name, 8192, 0, SHMKIT_TRACK);
     }
     return -EINVAL;
 }
@@ -234,4 +238,5 @@ Test(create_kill, list) { every_point("list"); }
 Test(create_kill, array) { every_point("array"); }
 Test(create_kill, value) { every_point("value"); }
 Test(create_kill, lock) { every_point("lock"); }
+Test(create_kill, queue) { every_point("queue"); }
 Test(create_kill, refcounted_block) { every_point("refblock"); }

@@ -1,5 +1,6 @@
 /*
- * test_full_shm.c - a full /dev/shm: creating any kind of object that
+ * test_full_shm.c - a full /dev/shm: creating any kind of object (queues
+ * too) that
  * does not fit is a clean -ENOSPC (OSError(ENOSPC) in Python), never a
  * SIGBUS, and leaves nothing behind.
  *
@@ -116,6 +117,22 @@ static int c_lock(void)
     return f ? verdict(shmkit_lock_create(&l, "k", 0, 0), f) : 4;
 }
 
+static int c_queue(void)
+{
+    shmkit_queue *q;
+
+    return verdict(shmkit_queue_create(&q, "q", 2u << 20, 0, SHMKIT_TRACK),
+                   NULL);
+}
+
+static int c_queue_generated(void)
+{
+    shmkit_block *f = fill_up();
+    shmkit_queue *q;
+
+    return f ? verdict(shmkit_queue_create(&q, NULL, 4096, 0, 0), f) : 4;
+}
+
 static int c_populate(void)
 {
     shmkit_block *b;
@@ -153,6 +170,7 @@ static const char py_code[] =
     " 'Array': lambda: sharedctypes.Array('q', 500000, name='a'),\n"
     " 'Value': lambda: sharedctypes.Value('q', 1, name='v'),\n"
     " 'Lock': lambda: synchronize.Lock(name='k'),\n"
+    " 'Queue': lambda: shmkit.Queue(name='q', create=True, capacity=2 << 20),\n"
     "}\n"
     "bad = []\n"
     "for what, make in cases.items():\n"
@@ -218,6 +236,8 @@ Test(full_shm, list_generated_name) { expect_enospc(c_list_generated, "list"); }
 Test(full_shm, array) { expect_enospc(c_array, "array"); }
 Test(full_shm, value) { expect_enospc(c_value, "tracked value"); }
 Test(full_shm, lock) { expect_enospc(c_lock, "named lock"); }
+Test(full_shm, queue) { expect_enospc(c_queue, "tracked queue"); }
+Test(full_shm, queue_generated_name) { expect_enospc(c_queue_generated, "queue"); }
 Test(full_shm, populate) { expect_enospc(c_populate, "SHMKIT_POPULATE block"); }
 Test(full_shm, refcount_sidecar) { expect_enospc(c_refcount, "refcounted"); }
 
