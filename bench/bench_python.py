@@ -2,6 +2,9 @@
 one run. Run it with the interpreter you mean to measure, e.g.
 
     PYTHONPATH=build/python /usr/bin/python3 bench/bench_python.py [--tsv] [--quick]
+        [--rounds N] [--max-size BYTES] [--only blocks,lists,sync,handoff]
+
+(--max-size: the handoff's size, in whole MiB from 1 to 256; 256 MiB by default.)
 
 (bench/run does this for you and puts the figures in its one table.)
 
@@ -55,9 +58,18 @@ try:
 except ImportError:
     numpy = None
 
+def _opt(flag, default):
+    """The value after `flag` on the command line, or default."""
+    if flag in sys.argv[:-1]:
+        return int(sys.argv[sys.argv.index(flag) + 1])
+    return default
+
+
 TSV = "--tsv" in sys.argv
 QUICK = "--quick" in sys.argv
-ROUNDS = 3 if QUICK else 5
+ROUNDS = _opt("--rounds", 3 if QUICK else 5)
+# The handoff's size: whole MiB, 1 to 256.
+HANDOFF = max(1, min(256, _opt("--max-size", 256 << 20) >> 20)) << 20
 SCALE = 0.2 if QUICK else 1.0
 PID = os.getpid()
 CPY_TRACK_PARAM = sys.version_info >= (3, 13)
@@ -403,7 +415,7 @@ def _name_child(conn, module):
 
 
 def bench_handoff():
-    size = 256 << 20
+    size = HANDOFF
     payload = bytes(range(256)) * (size // 256)
     want = (size, 255)
     ctx = mp.get_context("fork")
@@ -458,14 +470,14 @@ def bench_handoff():
         p.start()
     try:
         reader = "numpy sum" if numpy is not None else "bytes copy"
-        run("py.handoff.256M",
-            f"Python: 256 MiB to a child that reads it all ({reader})",
+        run(f"py.handoff.{size >> 20}M",
+            f"Python: {size >> 20} MiB to a child that reads it all ({reader})",
             [("multiprocessing.Queue (pickle, copy)", by_queue),
              ("CPython SharedMemory: create, copy in, name", fresh("cpython")),
              ("shmkit: create, copy in, name", fresh("shmkit")),
              ("shmkit: copy into existing block, name", copy_in),
              ("shmkit: name only (block already filled)", name_only)],
-            1, rounds=3 if QUICK else 5, wall=True)
+            1, wall=True)
     finally:
         for p, stop in procs:
             stop(None)

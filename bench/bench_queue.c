@@ -25,9 +25,12 @@
  * (no reply): put/get, zero copy, and put_many/get_many of 64.
  *
  * Usage: bench_queue [--tsv] [--quick] [--rounds N] [--max-size BYTES]
+ *                    [--no-iceoryx]
  *   --tsv      the common format of bench/ (bench_util.h), read by bench/run
  *   --quick    a fifth of the operations per round
  *   --max-size below 64 MiB leaves the 64 MiB handoff out
+ *   --no-iceoryx leaves iceoryx out (its RouDi daemon's socket is one per
+ *              machine: bench/run --smoke, run by the tests, says this)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -49,6 +52,7 @@
 #include "shmkit.h"
 
 static volatile unsigned char sink;
+static int use_iox = 1; /* --no-iceoryx: leave the peer out */
 
 static void die(const char *what)
 {
@@ -308,7 +312,7 @@ static void handoff(size_t size, long n)
     c[nc++] = (bench_contender){"shmkit queue, put/get (copy out)", copy_run, &cp};
     c[nc++] = (bench_contender){"new block per message", block_run, &bl};
 #ifdef SHMKIT_BENCH_ICEORYX
-    iox = peer_iox_start(size);
+    iox = use_iox ? peer_iox_start(size) : NULL;
     if (iox)
         c[nc++] = (bench_contender){"iceoryx (loan/publish, take)",
                                     peer_iox_run, iox};
@@ -489,10 +493,17 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--iox-producer") == 0)
         return peer_iox_producer_main(strtoull(argv[2], NULL, 10));
 #endif
-    i = bench_args(argc, argv);
-
-    if (i + 1 < argc && strcmp(argv[i], "--max-size") == 0)
-        max = strtoull(argv[i + 1], NULL, 10);
+    for (i = bench_args(argc, argv); i < argc; i++) {
+        if (strcmp(argv[i], "--max-size") == 0 && i + 1 < argc)
+            max = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--no-iceoryx") == 0)
+            use_iox = 0;
+        else {
+            fprintf(stderr, "usage: bench_queue [--tsv] [--quick] [--rounds N]"
+                            " [--max-size BYTES] [--no-iceoryx]\n");
+            return 2;
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
     handoff(4096, bench_n(20000));
     if (max >= ((size_t)64 << 20))
