@@ -169,19 +169,26 @@ struct load {
     long n;
 };
 
-/* A client that creates blocks until told to stop (or the manager dies). */
+/* A client that creates blocks and queues (every third object) until
+ * told to stop (or the manager dies). */
 static int creator(void *arg)
 {
     struct load *l = arg;
     shmkit_manager *m;
     char name[SHMKIT_NAME_MAX + 1];
     long i;
+    int r;
 
     if (shmkit_manager_connect(&m, sock, NULL, 0) < 0)
         return 2;
-    for (i = 0; i < l->n; i++)
-        if (shmkit_manager_create_block(m, NULL, 4096, name) < 0)
+    for (i = 0; i < l->n; i++) {
+        if (i % 3 == 2)
+            r = shmkit_manager_create_queue(m, NULL, 4096, 0, name);
+        else
+            r = shmkit_manager_create_block(m, NULL, 4096, name);
+        if (r < 0)
             break;
+    }
     shmkit_manager_close(m);
     return 0;
 }
@@ -290,7 +297,7 @@ void attack_manager(void)
         sd->runs++;
     }
     if (server > 0) {
-        /* Shutdown time with nsweep blocks owned. */
+        /* Shutdown time with nsweep blocks and queues owned. */
         struct load l = {nsweep};
         shmkit_manager *m;
         pid_t c = child_run(creator, &l);
@@ -309,7 +316,8 @@ void attack_manager(void)
             shm_clear("psm_");
         }
         snprintf(sd->note, sizeof sd->note,
-                 "%ld blocks: restart+sweep %.0f ms, shutdown %.0f ms", nsweep,
+                 "%ld blocks and queues: restart+sweep %.0f ms, shutdown %.0f ms",
+                 nsweep,
                  restart_ms, shut_ms);
         if (restart_ms > 1000 || shut_ms > 1000)
             sd->bad++;
