@@ -116,6 +116,18 @@ shmkit_mutex *ext_lock_mutex(ext_state *st, PyObject *obj);
 /* acquire()/release() of a LockBase instance (ext_lock_mutex non-NULL). */
 PyObject *ext_lock_acquire(PyObject *lock, int block, double timeout);
 PyObject *ext_lock_release(PyObject *lock);
+/* What a type's __enter__/__exit__ Entry gives for an instance obj: a new
+ * reference to a callable bound once (a gate), or NULL without an error
+ * set to bind the plain method instead. */
+typedef PyObject *(*ext_gate_fn)(PyObject *obj, int exit);
+/* Puts __enter__ (defs[0]) and __exit__ (defs[1]) into tp's dictionary as
+ * Entries (module exec, before any subclass exists): for an instance they
+ * give gate_of(obj, 0 or 1); through the class, the plain methods. */
+int ext_add_entries(ext_state *st, PyTypeObject *tp, PyMethodDef defs[2],
+                    ext_gate_fn gate_of);
+/* The gate of a LockBase instance for __enter__ (exit 0) or __exit__ (1),
+ * a new reference; NULL without an error set if lock is none. */
+PyObject *ext_lock_gate(ext_state *st, PyObject *lock, int exit);
 /* A new instance of tp (a LockBase subclass) over the mutex embedded in
  * a block; owner keeps the mapping alive. */
 PyObject *ext_lock_embedded(PyTypeObject *tp, PyObject *owner,

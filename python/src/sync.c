@@ -277,7 +277,8 @@ static PyObject *lock_exit(LockObject *self, PyObject *const *args,
  * instance, that lock's Gate: a callable bound to the lock once, at first
  * use, and kept by the lock. Through the class (LockBase.__enter__) an
  * Entry gives the plain method, so Lock.__enter__(lock) and
- * contextlib.ExitStack work as with any C method.
+ * contextlib.ExitStack work as with any C method. TypedBase (Value,
+ * Array) has Entries too: `with v:` gets its lock's gates.
  *
  * A Gate holds what it acts on by itself (the mutex, the mapping that
  * keeps it mapped, the name for errors) and only a borrowed pointer to its
@@ -471,43 +472,49 @@ static PyType_Spec gate_spec = {
 typedef struct EntryObject {
     PyObject_HEAD
     PyObject *method;         /* the plain method descriptor, for the class */
-    PyTypeObject *lock_type;  /* LockBase */
+    PyTypeObject *type;       /* the type whose dictionary holds the Entry */
+    ext_gate_fn gate_of;
     int exit;
 } EntryObject;
 
 static PyObject *entry_get(PyObject *self, PyObject *obj, PyObject *type)
 {
     EntryObject *e = (EntryObject *)self;
+    PyObject *g;
 
     if (obj == NULL || obj == Py_None)
         return Py_NewRef(e->method);
-    if (!PyObject_TypeCheck(obj, e->lock_type)) {
+    if (!PyObject_TypeCheck(obj, e->type)) {
         PyErr_Format(PyExc_TypeError,
-                     "descriptor '%s' for 'LockBase' objects doesn't apply to a '%.100s' object",
-                     gate_names[e->exit], Py_TYPE(obj)->tp_name);
+                     "descriptor '%s' for '%.100s' objects doesn't apply to a '%.100s' object",
+                     gate_names[e->exit], e->type->tp_name, Py_TYPE(obj)->tp_name);
         return NULL;
     }
-    return lock_gate((LockObject *)obj, e->exit);
+    g = e->gate_of(obj, e->exit);
+    if (g || PyErr_Occurred())
+        return g;
+    /* No gate for this one: the plain method, bound as usual. */
+    return Py_TYPE(e->method)->tp_descr_get(e->method, obj, type);
 }
 
 static PyObject *entry_repr(EntryObject *e)
 {
-    return PyUnicode_FromFormat("<method '%s' of 'LockBase' objects>",
-                                gate_names[e->exit]);
+    return PyUnicode_FromFormat("<method '%s' of '%.100s' objects>",
+                                gate_names[e->exit], e->type->tp_name);
 }
 
 static int entry_traverse(EntryObject *e, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(e));
     Py_VISIT(e->method);
-    Py_VISIT(e->lock_type);
+    Py_VISIT(e->type);
     return 0;
 }
 
 static int entry_clear(EntryObject *e)
 {
     Py_CLEAR(e->method);
-    Py_CLEAR(e->lock_type);
+    Py_CLEAR(e->type);
     return 0;
 }
 
@@ -531,25 +538,16 @@ static PyType_Slot entry_slots[] = {
 };
 
 static PyType_Spec entry_spec = {
-    .name = "shmkit._shmkit.LockEntry",
+    .name = "shmkit._shmkit.WithEntry",
     .basicsize = sizeof(EntryObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = entry_slots,
 };
 
-static PyMethodDef entry_methods[2] = {
-    {"__enter__", (PyCFunction)lock_enter, METH_NOARGS,
-     "__enter__()\n--\n\nAcquire the lock (blocking); return True."},
-    {"__exit__", (PyCFunction)(void (*)(void))lock_exit, METH_FASTCALL,
-     "__exit__(*exc_info)\n--\n\nRelease the lock."},
-};
-
-/* Puts the two Entries into LockBase's dictionary (before any subclass
- * exists: module exec). */
-static int add_entries(ext_state *st)
+int ext_add_entries(ext_state *st, PyTypeObject *tp, PyMethodDef defs[2],
+                    ext_gate_fn gate_of)
 {
-    PyTypeObject *tp = st->lock_type;
     int k;
 
     for (k = 0; k < 2; k++) {
@@ -559,8 +557,9 @@ static int add_entries(ext_state *st)
         if (!e)
             return -1;
         e->exit = k;
-        e->lock_type = (PyTypeObject *)Py_NewRef((PyObject *)tp);
-        e->method = PyDescr_NewMethod(tp, &entry_methods[k]);
+        e->gate_of = gate_of;
+        e->type = (PyTypeObject *)Py_NewRef((PyObject *)tp);
+        e->method = PyDescr_NewMethod(tp, &defs[k]);
         r = e->method ? PyDict_SetItemString(tp->tp_dict, gate_names[k], (PyObject *)e) : -1;
         Py_DECREF(e);
         if (r < 0)
@@ -569,6 +568,25 @@ static int add_entries(ext_state *st)
     PyType_Modified(tp);
     return 0;
 }
+
+PyObject *ext_lock_gate(ext_state *st, PyObject *lock, int exit)
+{
+    if (!PyObject_TypeCheck(lock, st->lock_type))
+        return NULL;
+    return lock_gate((LockObject *)lock, exit);
+}
+
+static PyObject *lock_gate_of(PyObject *obj, int exit)
+{
+    return lock_gate((LockObject *)obj, exit);
+}
+
+static PyMethodDef lock_entry_methods[2] = {
+    {"__enter__", (PyCFunction)lock_enter, METH_NOARGS,
+     "__enter__()\n--\n\nAcquire the lock (blocking); return True."},
+    {"__exit__", (PyCFunction)(void (*)(void))lock_exit, METH_FASTCALL,
+     "__exit__(*exc_info)\n--\n\nRelease the lock."},
+};
 
 PyDoc_STRVAR(consistent_doc,
 "consistent()\n--\n\n"
@@ -886,7 +904,8 @@ int ext_sync_init_type(PyObject *m, ext_state *st)
     if (!st->lock_gate_type)
         return -1;
     st->lock_entry_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &entry_spec, NULL);
-    if (!st->lock_entry_type || add_entries(st) < 0)
+    if (!st->lock_entry_type ||
+        ext_add_entries(st, st->lock_type, lock_entry_methods, lock_gate_of) < 0)
         return -1;
     return PyModule_AddType(m, st->lock_type);
 }

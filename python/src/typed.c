@@ -656,6 +656,24 @@ static PyObject *typed_exit(TypedObject *t, PyObject *const *args,
     return typed_release(t, NULL);
 }
 
+/* `with v:` takes v's lock through the lock's own gates (sync.c); a lock
+ * that is not a shmkit one, or none (lock=False), gets the plain methods
+ * above. */
+static PyObject *typed_gate_of(PyObject *obj, int exit)
+{
+    TypedObject *t = (TypedObject *)obj;
+    PyObject *lock = lock_of(t);
+
+    return lock ? ext_lock_gate(typed_state(t), lock, exit) : NULL;
+}
+
+static PyMethodDef typed_entry_methods[2] = {
+    {"__enter__", (PyCFunction)typed_enter, METH_NOARGS,
+     "__enter__()\n--\n\nAcquire the lock."},
+    {"__exit__", (PyCFunction)(void (*)(void))typed_exit, METH_FASTCALL,
+     "__exit__(*exc_info)\n--\n\nRelease the lock."},
+};
+
 /* ---- atomics --------------------------------------------------------- */
 
 static PyObject *atomic_result(TypedObject *t, int64_t v)
@@ -979,8 +997,6 @@ static PyMethodDef typed_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))typed_acquire,
      METH_VARARGS | METH_KEYWORDS, "acquire(block=True, timeout=None)\n--\n\nAcquire the lock."},
     {"release", (PyCFunction)typed_release, METH_NOARGS, "release()\n--\n\nRelease the lock."},
-    {"__enter__", (PyCFunction)typed_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))typed_exit, METH_FASTCALL, NULL},
     {"add", (PyCFunction)(void (*)(void))typed_add, METH_FASTCALL | METH_KEYWORDS, add_doc},
     {"fetch_add", (PyCFunction)(void (*)(void))typed_fetch_add,
      METH_FASTCALL | METH_KEYWORDS, fetch_add_doc},
@@ -1059,5 +1075,7 @@ int ext_typed_init_type(PyObject *m, ext_state *st)
         return -1;
     }
     Py_INCREF(st->typed_value_descr);
+    if (ext_add_entries(st, st->typed_type, typed_entry_methods, typed_gate_of) < 0)
+        return -1;
     return PyModule_AddType(m, st->typed_type);
 }

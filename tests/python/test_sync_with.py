@@ -275,3 +275,50 @@ def test_class_changed_after_first_store(names):
     v.value = 8
     assert v.load() == 8
     v.unlink()
+
+
+# ---- with v: (Value, Array) --------------------------------------------------
+
+def test_with_value_uses_its_locks_gates(names):
+    v = shmkit.Value('q', 0, track=False)
+    names.add(v.name)
+    lk = v.get_lock()
+    assert v.__enter__ is lk.__enter__
+    assert v.__exit__ is lk.__exit__
+    with v:
+        assert lk._is_mine()
+        v.value += 1
+    assert not lk._is_mine()
+    assert type(v).__enter__(v) is True    # the plain methods, through the class
+    assert lk._count() == 1
+    type(v).__exit__(v, None, None, None)
+    assert lk._count() == 0
+    a = shmkit.Array('i', 3, track=False)
+    names.add(a.name)
+    assert a.__enter__ is a.get_lock().__enter__
+    with a:
+        a[0] = 1
+    v.unlink()
+    a.unlink()
+
+
+def test_with_value_over_a_foreign_lock(names):
+    import threading
+    tl = threading.RLock()
+    v = shmkit.Value('q', 0, lock=tl, track=False)
+    names.add(v.name)
+    assert v.get_lock() is tl
+    with v:
+        assert tl._is_owned()
+    assert not tl._is_owned()
+    v.unlink()
+
+
+def test_with_value_without_a_lock_raises(names):
+    v = shmkit.Value('q', 0, track=False)
+    names.add(v.name)
+    bare = shmkit.sharedctypes._Typed._attach(v.name)   # no lock set up
+    with pytest.raises(AttributeError):
+        with bare:
+            pass
+    v.unlink()
