@@ -845,6 +845,75 @@ static void lock_dealloc(LockObject *self)
     Py_DECREF(tp);
 }
 
+/* ---- methods bound to the concrete class ----------------------------- *
+ *
+ * CPython specialises a call like `v.get_lock()` or `lock.release()` to a
+ * direct call of the C function only when the instance's type is exactly
+ * the type the method descriptor belongs to. Here the instances are of
+ * Python subclasses (shmkit.Value, shmkit.RLock, ...), so every such call
+ * missed that check and took the generic path. So each subclass gets, at
+ * creation (__init_subclass__), its own descriptors for the base's methods,
+ * the same C functions bound to it; a method the subclass (or a class
+ * between) defines itself is left alone.
+ */
+int ext_bind_methods(PyTypeObject *cls, PyMethodDef *defs)
+{
+    PyObject *mro = cls->tp_mro;
+    PyMethodDef *def;
+
+    if (!mro || !PyTuple_Check(mro))
+        return 0;
+    for (def = defs; def->ml_name; def++) {
+        PyObject *name, *found = NULL, *descr;
+        Py_ssize_t k;
+        int r;
+
+        if (def->ml_flags & (METH_CLASS | METH_STATIC))
+            continue;
+        name = PyUnicode_InternFromString(def->ml_name);
+        if (!name)
+            return -1;
+        for (k = 0; k < PyTuple_GET_SIZE(mro) && !found; k++) {
+            PyObject *dict = ((PyTypeObject *)PyTuple_GET_ITEM(mro, k))->tp_dict;
+            if (dict && !(found = PyDict_GetItemWithError(dict, name)) && PyErr_Occurred()) {
+                Py_DECREF(name);
+                return -1;
+            }
+        }
+        /* Only the base's own method, and not yet bound to cls. */
+        if (!found || !PyObject_TypeCheck(found, &PyMethodDescr_Type) ||
+            ((PyMethodDescrObject *)found)->d_method != def ||
+            PyDescr_TYPE(found) == cls) {
+            Py_DECREF(name);
+            continue;
+        }
+        descr = PyDescr_NewMethod(cls, def);
+        r = descr ? PyObject_SetAttr((PyObject *)cls, name, descr) : -1;
+        Py_XDECREF(descr);
+        Py_DECREF(name);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* __init_subclass__ of LockBase and TypedBase: as object's (no keyword
+ * arguments), then ext_bind_methods. */
+PyObject *ext_init_subclass(PyTypeObject *cls, PyObject *args, PyObject *kw,
+                            PyMethodDef *defs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kw && PyDict_GET_SIZE(kw))) {
+        PyErr_Format(PyExc_TypeError, "%.100s.__init_subclass__() takes no arguments",
+                     cls->tp_name);
+        return NULL;
+    }
+    if (ext_bind_methods(cls, defs) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *lock_init_subclass(PyTypeObject *cls, PyObject *args, PyObject *kw);
+
 static PyMethodDef lock_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))lock_acquire,
      METH_VARARGS | METH_KEYWORDS, acquire_doc},
@@ -861,8 +930,15 @@ static PyMethodDef lock_methods[] = {
     {"_create", (PyCFunction)(void (*)(void))lock_create,
      METH_VARARGS | METH_KEYWORDS | METH_CLASS, NULL},
     {"_attach", (PyCFunction)lock_attach, METH_O | METH_CLASS, NULL},
+    {"__init_subclass__", (PyCFunction)(void (*)(void))lock_init_subclass,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS, NULL},
     {NULL, NULL, 0, NULL}
 };
+
+static PyObject *lock_init_subclass(PyTypeObject *cls, PyObject *args, PyObject *kw)
+{
+    return ext_init_subclass(cls, args, kw, lock_methods);
+}
 
 static PyMemberDef lock_members[] = {
     {"name", T_OBJECT, offsetof(LockObject, name), READONLY,

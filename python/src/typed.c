@@ -985,6 +985,8 @@ static void typed_dealloc(TypedObject *t)
     Py_DECREF(tp);
 }
 
+static PyObject *typed_init_subclass(PyTypeObject *cls, PyObject *args, PyObject *kw);
+
 static PyMethodDef typed_methods[] = {
     {"_create", (PyCFunction)(void (*)(void))typed_create,
      METH_VARARGS | METH_KEYWORDS | METH_CLASS, create_doc},
@@ -1010,8 +1012,17 @@ static PyMethodDef typed_methods[] = {
      "unlink()\n--\n\nRemove the block's name."},
     {"close", (PyCFunction)typed_close, METH_NOARGS,
      "close()\n--\n\nClose this handle (unmapped when no buffer uses it)."},
+    {"__init_subclass__", (PyCFunction)(void (*)(void))typed_init_subclass,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS, NULL},
     {NULL, NULL, 0, NULL}
 };
+
+/* Subclasses (Value, Array, ...) get these methods bound to themselves,
+ * so that CPython specialises their calls (sync.c: ext_bind_methods). */
+static PyObject *typed_init_subclass(PyTypeObject *cls, PyObject *args, PyObject *kw)
+{
+    return ext_init_subclass(cls, args, kw, typed_methods);
+}
 
 static PyMemberDef typed_members[] = {
     {"_lock", T_OBJECT, offsetof(TypedObject, lock), 0, NULL},

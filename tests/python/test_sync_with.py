@@ -322,3 +322,71 @@ def test_with_value_without_a_lock_raises(names):
         with bare:
             pass
     v.unlink()
+
+
+# ---- methods bound to the concrete class ---------------------------------------
+
+def test_hot_methods_belong_to_the_concrete_class(names):
+    # So that CPython specialises v.get_lock() and lock.release() (its fast
+    # call path wants the exact type the method descriptor belongs to).
+    assert 'get_lock' in vars(shmkit.Value) and 'add' in vars(shmkit.Array)
+    assert 'release' in vars(shmkit.Lock) and 'release' in vars(shmkit.RLock)
+    assert 'get_obj' not in vars(shmkit.Value)   # _Typed's own, left alone
+    v = shmkit.Value('q', 0, track=False)
+    names.add(v.name)
+    lk = v.get_lock()
+    assert v.get_lock() is lk
+    assert shmkit.Value.get_lock(v) is lk
+    assert v.add(2) == 2
+    with pytest.raises(TypeError):
+        shmkit.Value.get_lock(shmkit.Lock.release)
+    v.unlink()
+
+
+def test_subclass_overrides_are_honoured(names):
+    class Mine(shmkit.Value):
+        __slots__ = ()
+
+        def get_lock(self):
+            return 'mine'
+
+    class Below(Mine):
+        __slots__ = ()
+
+    class Counted(shmkit.RLock):
+        __slots__ = ()
+        released = []
+
+        def release(self):
+            self.released.append(1)
+            super().release()
+
+    for cls in (Mine, Below):
+        v = cls('q', 0, track=False)
+        names.add(v.name)
+        assert v.get_lock() == 'mine'
+        assert v.add(1) == 1                  # the rest still works
+        v.unlink()
+    c = Counted(track=False)
+    names.add(c.name)
+    c.acquire()
+    c.release()
+    assert Counted.released == [1]
+    c.unlink()
+
+
+def test_init_subclass_takes_no_arguments():
+    with pytest.raises(TypeError):
+        class Bad(shmkit.Value, flavour=1):   # as object.__init_subclass__
+            pass
+    with pytest.raises(TypeError):
+        class Bad2(shmkit.Lock, flavour=1):
+            pass
+
+    class Cooperative(shmkit.Lock):
+        def __init_subclass__(cls, **kw):
+            super().__init_subclass__(**kw)
+
+    class Child(Cooperative):
+        pass
+    assert 'release' in vars(Child)
