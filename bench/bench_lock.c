@@ -12,10 +12,13 @@
  *                             Boost's headers are there)
  *   2 processes contending    the same locks, two processes each doing
  *                             lock + count++ + unlock; wall ns per
- *                             operation (the throughput), three times as
- *                             many rounds as the others (it is the noisiest
- *                             row on a shared machine) and the fastest and
- *                             slowest round printed; then the same work in
+ *                             operation (the throughput), in 9 times as
+ *                             many rounds as the others, each a third as
+ *                             long (it is the noisiest row on a shared
+ *                             machine: the median of many short rounds is
+ *                             far steadier from run to run than that of a
+ *                             few long ones), the fastest and slowest
+ *                             round printed; then the same work in
  *                             the CPU time of the two processes (user +
  *                             system, from getrusage of the reaped
  *                             children) per operation: what contending
@@ -61,6 +64,11 @@ struct arena {
     _Alignas(64) uint64_t count; /* under whichever lock is timed */
     _Alignas(64) int64_t atomic;
 };
+
+/* Contention: many short rounds (9x the others', a third of the work
+ * each), so that the median sees many samples of the machine's load. */
+#define CONTENDED_ROUNDS (9 * bench_rounds)
+#define CONTENDED_OPS (4000000L / 3)
 
 static struct arena *A;
 static shmkit_array *V;
@@ -274,16 +282,16 @@ int main(int argc, char **argv)
             t[k] = (struct two){c[k].fn, c[k].ctx};
             c2[k] = (bench_contender){c[k].label, loop_two, &t[k]};
         }
-        bench_run_clock_r(CLOCK_MONOTONIC, 3 * bench_rounds,
+        bench_run_clock_r(CLOCK_MONOTONIC, CONTENDED_ROUNDS,
                           "c.lock.contended",
                           cpus[0] >= 0
                               ? "C: 2 processes contending, 1 CPU each (wall ns per op)"
                               : "C: 2 processes contending (wall ns per op)",
-                          c2, nc, bench_n(4000000), NULL);
-        bench_run_clock_r(BENCH_CLOCK_CHILDREN, 3 * bench_rounds,
+                          c2, nc, bench_n(CONTENDED_OPS), NULL);
+        bench_run_clock_r(BENCH_CLOCK_CHILDREN, CONTENDED_ROUNDS,
                           "c.lock.contended.cpu",
                           "C: 2 processes contending (their CPU ns per op)",
-                          c2, nc, bench_n(4000000), NULL);
+                          c2, nc, bench_n(CONTENDED_OPS), NULL);
     }
     {
         char vn[64];
