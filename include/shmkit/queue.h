@@ -83,6 +83,16 @@ typedef struct shmkit_queue shmkit_queue;
 SHMKIT_API extern const struct timespec shmkit_nowait;
 #define SHMKIT_NOWAIT (&shmkit_nowait)
 
+/* A deadline for a first, cheap attempt (put, put_many, reserve, get,
+ * get_many, peek): like SHMKIT_NOWAIT, -EAGAIN when the call would have
+ * to wait, but also when another thread or process holds the queue's
+ * mutex at that moment, and without re-checking dead owners. For bindings
+ * that try a call before giving up a lock of their own (Python's GIL) and
+ * wait, with a real deadline, only when the attempt fails. Its -EAGAIN
+ * records no error message (shmkit_last_error() keeps the previous one). */
+SHMKIT_API extern const struct timespec shmkit_queue_try;
+#define SHMKIT_QUEUE_TRY (&shmkit_queue_try)
+
 /* A snapshot of a queue, for tools and qsize(). */
 typedef struct shmkit_queue_info {
     unsigned version;          /* layout version */

@@ -98,6 +98,9 @@ typedef struct shmkit__os_ops {
      * raising a signal where src or dst is not mapped (readable or
      * writable): for pointers read from memory a peer may have written. */
     int (*mem_copy_checked)(void *dst, const void *src, size_t len);
+    /* CPUs online now (at least 1): waiters spin before sleeping only
+     * when a peer can run at the same time. */
+    int (*cpus_online)(void);
 } shmkit__os_ops;
 
 extern shmkit__os_ops shmkit__os;

@@ -388,6 +388,21 @@ static int linux_mem_copy_checked(void *dst, const void *src, size_t len)
     return (size_t)n == len ? 0 : -EFAULT;
 }
 
+/* sysconf reads /sys on each call: ask once. CPUs rarely come and go,
+ * and a stale answer only changes whether waiters spin. */
+static int linux_cpus_online(void)
+{
+    static int n;
+    int v = __atomic_load_n(&n, __ATOMIC_RELAXED);
+
+    if (v == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        v = c < 1 ? 1 : c > INT_MAX ? INT_MAX : (int)c;
+        __atomic_store_n(&n, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
 #define LINUX_OPS                                                             \
     {                                                                         \
         .shm_open = linux_shm_open,                                           \
@@ -417,6 +432,7 @@ static int linux_mem_copy_checked(void *dst, const void *src, size_t len)
         .gettid = linux_gettid,                                               \
         .thread_exists = linux_thread_exists,                                 \
         .mem_copy_checked = linux_mem_copy_checked,                           \
+        .cpus_online = linux_cpus_online,                                     \
     }
 
 static const shmkit__os_ops linux_ops = LINUX_OPS;

@@ -103,9 +103,12 @@ struct shmkit_queue {
     bool interruptible;
     uint32_t closing;     /* atomic: close has begun */
     uint32_t active;      /* atomic: callers inside blocking calls */
+    uint32_t spin_data;   /* atomic: ns a consumer spins before sleeping */
+    uint32_t spin_space;  /* atomic: ns a producer spins before sleeping */
 };
 
 const struct timespec shmkit_nowait = {0, 0};
+const struct timespec shmkit_queue_try = {0, 0};
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -171,6 +174,16 @@ static int qfail(shmkit_queue *q, int r, const char *op)
 
     return shmkit__fail(b, r, "shmkit_queue_%s(\"%s\")", op,
                         b ? shmkit_block_name(b) : "");
+}
+
+/* qfail, except for the -EAGAIN of a SHMKIT_QUEUE_TRY attempt: that one
+ * is routine (the caller waits next) and records no message. */
+static int qfail_wait(shmkit_queue *q, int r, const char *op,
+                      const struct timespec *deadline)
+{
+    if (r == -EAGAIN && deadline == SHMKIT_QUEUE_TRY)
+        return r;
+    return qfail(q, r, op);
 }
 
 /* ---- the ring ------------------------------------------------------------ */
@@ -300,11 +313,15 @@ static int ring_repair(shmkit_queue *q)
     return 0;
 }
 
-/* Takes the queue's mutex and checks the ring state. */
-static int qlock(shmkit_queue *q)
+/* Takes the queue's mutex (only if free at once when `try`: -EAGAIN
+ * otherwise) and checks the ring state. */
+static int qlock_how(shmkit_queue *q, bool try)
 {
-    int r = shmkit_mutex_lock(&q->hdr->lock);
+    int r = try ? shmkit_mutex_trylock(&q->hdr->lock)
+                : shmkit_mutex_lock(&q->hdr->lock);
 
+    if (r == -EBUSY && try)
+        return -EAGAIN;
     if (r == SHMKIT_EOWNERDEAD) {
         r = ring_repair(q);
         if (r) {
@@ -323,6 +340,11 @@ static int qlock(shmkit_queue *q)
     if (r)
         shmkit_mutex_unlock(&q->hdr->lock);
     return r;
+}
+
+static int qlock(shmkit_queue *q)
+{
+    return qlock_how(q, false);
 }
 
 static void qunlock(shmkit_queue *q)
@@ -393,6 +415,69 @@ static int reap(shmkit_queue *q)
 
 /* ---- waiting ------------------------------------------------------------- */
 
+/*
+ * Spinning. A waiter that finds nothing to do first watches the sequence
+ * word for a few microseconds: a peer that acts within that time costs
+ * neither side a system call (no FUTEX_WAKE for the peer, which only wakes
+ * when a waiter is counted, and no sleep and context switch for us). Only
+ * when more than one CPU is online (else the peer cannot run while we
+ * spin). Adaptive per handle and direction: a spin that saw the word move
+ * doubles the next allowance (up to SPIN_MAX_NS), one that ended in a
+ * sleep halves it (down to SPIN_MIN_NS), so a waiter whose peer is slow,
+ * or not running on a crowded machine, soon spins about 1 us per wait.
+ * Blocking calls of the Python binding spin without the GIL.
+ */
+#define SPIN_MIN_NS 1000u
+#define SPIN_MAX_NS 20000u
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Watches *word for up to *budget ns; true if it no longer holds seq (or
+ * the handle is closing: the caller re-checks either way). */
+static bool spin_on(shmkit_queue *q, const uint32_t *word, uint32_t seq,
+                    uint32_t *budget)
+{
+    uint32_t ns = __atomic_load_n(budget, __ATOMIC_RELAXED);
+    uint64_t t0;
+    int i;
+
+    if (shmkit__os.cpus_online() < 2)
+        return false;
+    t0 = mono_ns();
+    for (;;) {
+        for (i = 0; i < 32; i++) {
+            if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seq) {
+                ns = ns > SPIN_MAX_NS / 2 ? SPIN_MAX_NS : ns * 2;
+                __atomic_store_n(budget, ns, __ATOMIC_RELAXED);
+                return true;
+            }
+            cpu_relax();
+        }
+        if (__atomic_load_n(&q->closing, __ATOMIC_ACQUIRE))
+            return true;
+        if (mono_ns() - t0 >= ns)
+            break;
+    }
+    ns = ns / 2 < SPIN_MIN_NS ? SPIN_MIN_NS : ns / 2;
+    __atomic_store_n(budget, ns, __ATOMIC_RELAXED);
+    return false;
+}
+
 /* How a blocking call waits: the caller's deadline, and the back-off for
  * re-checking dead owners when a record of another process is in the way. */
 struct waiter {
@@ -411,18 +496,22 @@ static void waiter_init(struct waiter *w, const struct timespec *deadline)
 }
 
 /*
- * Sleeps on *word while it holds `seq`. `foreign` says a record of another
+ * Sleeps on *word while it holds `seq`, after spinning on it (budget, if
+ * not NULL: see spin_on). `foreign` says a record of another
  * process is in flight in the caller's way: then the sleep is capped and,
  * when the cap rather than a wake-up ends it, dead owners are reaped.
  * Returns 0 to try again, or -EAGAIN, -ETIMEDOUT, -EINTR, SHMKIT_ECLOSED.
  */
 static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
-                   uint32_t *waiting, uint32_t seq, bool foreign)
+                   uint32_t *waiting, uint32_t seq, bool foreign,
+                   uint32_t *budget)
 {
     struct timespec cap, *until = (struct timespec *)w->deadline;
     bool capped = false;
     int r;
 
+    if (w->deadline == SHMKIT_QUEUE_TRY)
+        return -EAGAIN;
     if (w->deadline && (w->deadline == SHMKIT_NOWAIT || w->first) &&
         timespec_passed(w->deadline)) {
         /* Not allowed to sleep: still give a dead owner's record back
@@ -435,6 +524,8 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
     w->first = false;
     if (__atomic_load_n(&q->closing, __ATOMIC_ACQUIRE))
         return SHMKIT_ECLOSED;
+    if (budget && spin_on(q, word, seq, budget))
+        return 0;
     if (foreign) {
         shmkit_deadline(&cap, w->backoff_ms / 1000.0);
         if (!until || cap.tv_sec < until->tv_sec ||
@@ -568,7 +659,7 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
     for (;;) {
         uint32_t seq = __atomic_load_n(&q->hdr->space_seq, __ATOMIC_SEQ_CST);
 
-        r = qlock(q);
+        r = qlock_how(q, w->deadline == SHMKIT_QUEUE_TRY);
         if (r)
             return r;
         for (k = 0; k < n; k++)
@@ -580,7 +671,7 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
             return 0;
         }
         r = wait_on(q, w, &q->hdr->space_seq, &q->hdr->wait_producers, seq,
-                    foreign);
+                    foreign, &q->spin_space);
         if (r)
             return r;
     }
@@ -610,7 +701,7 @@ int shmkit_queue_reserve(shmkit_queue *q, size_t len, void **ptr,
     waiter_init(&w, deadline);
     r = reserve_batch(q, &one, 1, &rec, &got, &w);
     if (r)
-        r = qfail(q, r, "reserve");
+        r = qfail_wait(q, r, "reserve", deadline);
     leave(q); /* last: a closing thread may free q once we are out */
     if (r)
         return r;
@@ -748,7 +839,7 @@ int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs, size_t n,
         wake_data(q, (int)k);
     }
     if (r)
-        r = qfail(q, r, "put_many");
+        r = qfail_wait(q, r, "put_many", deadline);
     leave(q);
     return r;
 }
@@ -843,7 +934,7 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     for (;;) {
         uint32_t seq = __atomic_load_n(&q->hdr->data_seq, __ATOMIC_SEQ_CST);
 
-        r = qlock(q);
+        r = qlock_how(q, w->deadline == SHMKIT_QUEUE_TRY);
         if (r)
             return r;
         r = take_locked(q, recs, lens, max, room, got, need, &foreign);
@@ -851,7 +942,7 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         if (r != -EAGAIN)
             return r;
         r = wait_on(q, w, &q->hdr->data_seq, &q->hdr->wait_consumers, seq,
-                    foreign);
+                    foreign, &q->spin_data);
         if (r)
             return r;
     }
@@ -892,7 +983,7 @@ int shmkit_queue_peek(shmkit_queue *q, const void **ptr, size_t *len,
     waiter_init(&w, deadline);
     r = take_batch(q, &rec, &rlen, 1, SIZE_MAX, &got, &need, &w);
     if (r)
-        r = qfail(q, r, "peek");
+        r = qfail_wait(q, r, "peek", deadline);
     leave(q);
     if (r)
         return r;
@@ -937,7 +1028,7 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
     if (r) {
         if (r == -EMSGSIZE)
             msgs[0].iov_len = need;
-        r = qfail(q, r, "get_many");
+        r = qfail_wait(q, r, "get_many", deadline);
         leave(q);
         return r;
     }
@@ -1106,6 +1197,8 @@ static int queue_wrap(shmkit_queue **out, shmkit_block *b,
     q->ring = (unsigned char *)q->hdr + SHMKIT_QUEUE_HEADER;
     q->rs = h->ring_size;
     q->max_msgs = h->max_msgs;
+    q->spin_data = SPIN_MAX_NS;
+    q->spin_space = SPIN_MAX_NS;
     *out = q;
     return 0;
 }
@@ -1278,7 +1371,7 @@ int shmkit_queue_join(shmkit_queue *q, const struct timespec *deadline)
         if (__atomic_load_n(&q->hdr->unfinished, __ATOMIC_SEQ_CST) == 0)
             break;
         r = wait_on(q, &w, &q->hdr->tasks_seq, &q->hdr->wait_joiners, seq,
-                    false);
+                    false, NULL);
         if (r)
             break;
     }
