@@ -31,30 +31,10 @@ DEFAULT_CAPACITY = 16 << 20
 OUT_OF_BAND_MIN = 4096
 
 
-# Objects of these types hold no buffer worth sending out of band, so they
-# skip pickle's buffer callback (which costs a third of a small put).
-_PLAIN = frozenset([int, float, str, bool, type(None), complex])
-_SMALL_BYTES = 4096
-
-
-def _plain(obj):
-    t = type(obj)
-    if t in _PLAIN:
-        return True
-    if t is bytes:
-        return len(obj) < _SMALL_BYTES
-    if t is tuple and len(obj) <= 8:
-        for x in obj:
-            tx = type(x)
-            if tx not in _PLAIN and not (tx is bytes and len(x) < _SMALL_BYTES):
-                return False
-        return True
-    return False
-
-
 def _dumps(obj):
-    if _plain(obj):
-        return [_pickle_dumps(obj, 5)]
+    """The frame parts of an object that is not a plain value (those the C
+    side encodes itself, far cheaper than pickle: None, bool, int, float,
+    str, bytes, tuples of them, and a top-level list or dict of them)."""
     bufs = []
 
     def oob(pb):
@@ -72,8 +52,6 @@ def _dumps(obj):
 
 
 def _loads(parts):
-    if type(parts) is bytes:         # not a frame: plain bytes
-        return parts
     if len(parts) == 1:
         return _pickle_loads(parts[0])
     return _pickle_loads(parts[0], buffers=parts[1:])
@@ -140,6 +118,7 @@ class Queue:
                                         max(int(maxsize), 0), flags)
         else:
             self._q = _shmkit.QueueBase(name, False)
+        self._q.set_hooks(_dumps, _loads, _queue.Empty, _queue.Full)
         self._maxsize = self._q.stat()['max_messages']
 
     # ---- identity --------------------------------------------------------
@@ -174,14 +153,15 @@ class Queue:
     # ---- multiprocessing.Queue ---------------------------------------------
     # put and get leave the closed check to the C calls (ValueError).
     def put(self, obj, block=True, timeout=None):
-        if not self._q.put_parts(_dumps(obj), block, timeout):
-            raise _queue.Full
+        self._q.put(obj, block, timeout)
 
-    def get(self, block=True, timeout=None):
-        parts = self._q.get_parts(block, timeout)
-        if parts is None:
-            raise _queue.Empty
-        return _loads(parts)
+    def get(self, block=True, timeout=None, *, copy=True):
+        """The next object. copy=False: out-of-band buffers (a NumPy
+        array's data) are not copied out of the ring; the object reads them
+        in place, read-only, and the message's ring space stays taken until
+        every such object is gone (keep many and producers wait for room:
+        the default copies)."""
+        return self._q.get(block, timeout, copy)
 
     def put_nowait(self, obj):
         return self.put(obj, False)
@@ -225,9 +205,9 @@ class Queue:
         batch that fits. Returns how many were put; raises queue.Full if
         none could be (block False, or the timeout passed)."""
         self._check_closed()
-        msgs = [_dumps(o) for o in objs]
-        done = self._q.put_many_parts(msgs, block, timeout)
-        if msgs and done == 0:
+        objs = objs if type(objs) in (list, tuple) else list(objs)
+        done = self._q.put_many(objs, block, timeout)
+        if objs and done == 0:
             raise _queue.Full
         return done
 
@@ -236,10 +216,10 @@ class Queue:
         call (waits only for the first); raises queue.Empty if there is
         none."""
         self._check_closed()
-        got = self._q.get_many_parts(max, block, timeout)
+        got = self._q.get_many(max, block, timeout)
         if not got:
             raise _queue.Empty
-        return [_loads(p) for p in got]
+        return got
 
     # ---- zero copy ---------------------------------------------------------
     def loan(self, nbytes, block=True, timeout=None):
@@ -281,28 +261,24 @@ class JoinableQueue(Queue):
 
     def put(self, obj, block=True, timeout=None):
         self._check_closed()
-        parts = _dumps(obj)
         self._q.task_add(1)
         try:
-            ok = self._q.put_parts(parts, block, timeout)
+            self._q.put(obj, block, timeout)
         except BaseException:
             self._q.task_done()
             raise
-        if not ok:
-            self._q.task_done()
-            raise _queue.Full
 
     def put_many(self, objs, block=True, timeout=None):
         self._check_closed()
-        msgs = [_dumps(o) for o in objs]
-        self._q.task_add(len(msgs))
+        objs = objs if type(objs) in (list, tuple) else list(objs)
+        self._q.task_add(len(objs))
         done = 0
         try:
-            done = self._q.put_many_parts(msgs, block, timeout)
+            done = self._q.put_many(objs, block, timeout)
         finally:
-            for _ in range(len(msgs) - done):
+            for _ in range(len(objs) - done):
                 self._q.task_done()
-        if msgs and done == 0:
+        if objs and done == 0:
             raise _queue.Full
         return done
 

@@ -32,8 +32,12 @@ typedef struct QueueObject {
     PyObject *name;      /* str */
     int closed;          /* close() was called */
     Py_ssize_t busy;     /* calls without the GIL, and live slots */
-    unsigned char *scratch; /* get_many's buffer (PyMem) */
+    unsigned char *scratch; /* get_many's buffer (PyMem), NULL while used */
     size_t scratch_len;
+    PyObject *dumps;     /* obj -> frame parts, for what is not plain */
+    PyObject *loads;     /* frame parts -> obj */
+    PyObject *empty;     /* queue.Empty, raised by get */
+    PyObject *full;      /* queue.Full, raised by put */
     ext_state *st;
 } QueueObject;
 
@@ -305,6 +309,313 @@ static PyObject *message_to_python(const unsigned char *p, size_t len)
     return list;
 }
 
+/* ---- plain values: a codec much cheaper than pickle --------------------------- */
+
+/*
+ * put, put_many and get encode plain values themselves instead of
+ * pickling them: None, bool, int (64 bits), float, str, bytes, tuples of
+ * these (nested), and at the top a list or dict of them. Exact types only
+ * (a subclass goes through pickle, which keeps it); a list or dict is
+ * never inside another value, so no two places of one message can share a
+ * mutable object (pickle keeps such sharing, this codec would split it).
+ * Anything else goes through pickle (the queue's dumps/loads hooks).
+ *
+ * A message is the magic "SKV1" (u32), then one value, a tag byte then:
+ *   'N' 'T' 'F'                      None, True, False
+ *   'i' i64, 'f' f64                 int, float
+ *   's' u8 kind, u32 n, n*kind bytes str, its code units (kind 1, 2 or 4)
+ *   'y' u32 n, n bytes               bytes
+ *   't' / 'l' u32 n, n values        tuple, list
+ *   'd' u32 n, 2n values             dict: key, value, key, value ...
+ * numbers in the machine's byte order, unaligned. A message that does not
+ * decode to exactly its length comes out as bytes, as other non-frames.
+ */
+#define VAL_MAGIC 0x31564b53u /* "SKV1" read as little-endian */
+#define VAL_MAX_DEPTH 32
+
+/* An output buffer: writes past cap are counted, not made (off tells the
+ * size needed); it starts on the caller's stack and grows on the heap. */
+struct enc {
+    unsigned char *buf;
+    size_t cap, off;
+    unsigned char *heap; /* buf when on the heap (PyMem) */
+};
+
+static inline void enc_raw(struct enc *e, const void *src, size_t n)
+{
+    if (e->off <= e->cap && n <= e->cap - e->off)
+        memcpy(e->buf + e->off, src, n);
+    e->off += n;
+}
+
+static inline void enc_tag_u32(struct enc *e, unsigned char tag, uint32_t n)
+{
+    unsigned char b[5];
+
+    b[0] = tag;
+    memcpy(b + 1, &n, 4);
+    enc_raw(e, b, 5);
+}
+
+/* Appends o; -1 if it is not a plain value (no exception set). */
+static int enc_value(struct enc *e, PyObject *o, int depth)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    unsigned char b[9];
+    Py_ssize_t n, i;
+
+    if (o == Py_None || o == Py_True || o == Py_False) {
+        b[0] = o == Py_None ? 'N' : o == Py_True ? 'T' : 'F';
+        enc_raw(e, b, 1);
+    } else if (t == &PyLong_Type) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow)
+            return -1;
+        b[0] = 'i';
+        memcpy(b + 1, &v, 8);
+        enc_raw(e, b, 9);
+    } else if (t == &PyFloat_Type) {
+        double d = PyFloat_AS_DOUBLE(o);
+        b[0] = 'f';
+        memcpy(b + 1, &d, 8);
+        enc_raw(e, b, 9);
+    } else if (t == &PyUnicode_Type) {
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(o) < 0) {
+            PyErr_Clear();
+            return -1;
+        }
+#endif
+        n = PyUnicode_GET_LENGTH(o);
+        if ((uint64_t)n > UINT32_MAX)
+            return -1;
+        b[0] = 's';
+        b[1] = (unsigned char)PyUnicode_KIND(o);
+        memcpy(b + 2, &(uint32_t){(uint32_t)n}, 4);
+        enc_raw(e, b, 6);
+        enc_raw(e, PyUnicode_DATA(o), (size_t)n * PyUnicode_KIND(o));
+    } else if (t == &PyBytes_Type) {
+        n = PyBytes_GET_SIZE(o);
+        if ((uint64_t)n > UINT32_MAX)
+            return -1;
+        enc_tag_u32(e, 'y', (uint32_t)n);
+        enc_raw(e, PyBytes_AS_STRING(o), (size_t)n);
+    } else if (depth >= VAL_MAX_DEPTH) {
+        return -1;
+    } else if (t == &PyTuple_Type || (depth == 0 && t == &PyList_Type)) {
+        n = Py_SIZE(o);
+        if ((uint64_t)n > UINT32_MAX)
+            return -1;
+        enc_tag_u32(e, t == &PyTuple_Type ? 't' : 'l', (uint32_t)n);
+        for (i = 0; i < n; i++) {
+            PyObject *x = t == &PyTuple_Type ? PyTuple_GET_ITEM(o, i)
+                                             : PyList_GET_ITEM(o, i);
+            if (enc_value(e, x, depth + 1) < 0)
+                return -1;
+        }
+    } else if (depth == 0 && t == &PyDict_Type) {
+        PyObject *k, *v;
+        n = PyDict_GET_SIZE(o);
+        if ((uint64_t)n > UINT32_MAX)
+            return -1;
+        enc_tag_u32(e, 'd', (uint32_t)n);
+        i = 0;
+        while (PyDict_Next(o, &i, &k, &v))
+            if (enc_value(e, k, 1) < 0 || enc_value(e, v, 1) < 0)
+                return -1;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends obj as one plain message at e->off, growing the buffer as
+ * needed. 1 done, 0 not a plain value (e->off back where it was), -1 with
+ * an exception (no memory). Runs no Python code, so obj cannot change. */
+static int enc_message(struct enc *e, PyObject *obj)
+{
+    size_t start = e->off;
+    uint32_t magic = VAL_MAGIC;
+
+    for (;;) {
+        enc_raw(e, &magic, 4);
+        if (enc_value(e, obj, 0) < 0) {
+            e->off = start;
+            return 0;
+        }
+        if (e->off <= e->cap)
+            return 1;
+        {
+            size_t cap = e->cap * 2 > e->off ? e->cap * 2 : e->off;
+            unsigned char *p = PyMem_Malloc(cap);
+            if (!p) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            memcpy(p, e->buf, start);
+            PyMem_Free(e->heap);
+            e->heap = e->buf = p;
+            e->cap = cap;
+            e->off = start;
+        }
+    }
+}
+
+/* Appends n bytes at e->off (growing); NULL with an exception. */
+static unsigned char *enc_room(struct enc *e, size_t n)
+{
+    if (n > e->cap - e->off) {
+        size_t cap = e->cap * 2 > e->off + n ? e->cap * 2 : e->off + n;
+        unsigned char *p = PyMem_Malloc(cap);
+        if (!p) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memcpy(p, e->buf, e->off);
+        PyMem_Free(e->heap);
+        e->heap = e->buf = p;
+        e->cap = cap;
+    }
+    e->off += n;
+    return e->buf + e->off - n;
+}
+
+struct dec {
+    const unsigned char *p, *end;
+};
+
+static int dec_u32(struct dec *d, uint32_t *n)
+{
+    if (d->end - d->p < 4)
+        return -1;
+    memcpy(n, d->p, 4);
+    d->p += 4;
+    return 0;
+}
+
+static PyObject *dec_bad(void)
+{
+    PyErr_SetString(PyExc_ValueError, "malformed plain message");
+    return NULL;
+}
+
+static PyObject *dec_value(struct dec *d, int depth);
+
+/* A tuple, list or dict of n entries (each at least one byte). */
+static PyObject *dec_container(struct dec *d, unsigned char tag, int depth)
+{
+    PyObject *o, *k, *v;
+    uint32_t n, i;
+
+    if (depth >= VAL_MAX_DEPTH || dec_u32(d, &n) < 0 ||
+        (uint64_t)n * (tag == 'd' ? 2 : 1) > (uint64_t)(d->end - d->p))
+        return dec_bad();
+    o = tag == 't' ? PyTuple_New(n) : tag == 'l' ? PyList_New(n) : PyDict_New();
+    for (i = 0; o && i < n; i++) {
+        if (tag == 'd') {
+            k = dec_value(d, depth + 1);
+            v = k ? dec_value(d, depth + 1) : NULL;
+            if (!v || PyDict_SetItem(o, k, v) < 0)
+                Py_CLEAR(o);
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            continue;
+        }
+        v = dec_value(d, depth + 1);
+        if (!v)
+            Py_CLEAR(o);
+        else if (tag == 't')
+            PyTuple_SET_ITEM(o, i, v);
+        else
+            PyList_SET_ITEM(o, i, v);
+    }
+    return o;
+}
+
+/* The value at d->p (moved past it); NULL with an exception. */
+static PyObject *dec_value(struct dec *d, int depth)
+{
+    unsigned char tag;
+    uint32_t n;
+
+    if (d->p >= d->end)
+        return dec_bad();
+    tag = *d->p++;
+    switch (tag) {
+    case 'N': Py_RETURN_NONE;
+    case 'T': Py_RETURN_TRUE;
+    case 'F': Py_RETURN_FALSE;
+    case 'i':
+    case 'f': {
+        unsigned char b[8];
+        if (d->end - d->p < 8)
+            return dec_bad();
+        memcpy(b, d->p, 8);
+        d->p += 8;
+        if (tag == 'i') {
+            long long v;
+            memcpy(&v, b, 8);
+            return PyLong_FromLongLong(v);
+        } else {
+            double v;
+            memcpy(&v, b, 8);
+            return PyFloat_FromDouble(v);
+        }
+    }
+    case 's': {
+        const unsigned char *s;
+        int kind;
+        if (d->p >= d->end)
+            return dec_bad();
+        kind = *d->p++;
+        if ((kind != 1 && kind != 2 && kind != 4) || dec_u32(d, &n) < 0 ||
+            (uint64_t)n * (unsigned)kind > (uint64_t)(d->end - d->p))
+            return dec_bad();
+        s = d->p;
+        d->p += (size_t)n * (unsigned)kind;
+        /* Checks the code units (a kind-4 value past U+10FFFF is an
+         * error), and gives the most compact str. */
+        return PyUnicode_FromKindAndData(kind, s, n);
+    }
+    case 'y': {
+        const unsigned char *s;
+        if (dec_u32(d, &n) < 0 || n > (uint64_t)(d->end - d->p))
+            return dec_bad();
+        s = d->p;
+        d->p += n;
+        return PyBytes_FromStringAndSize((const char *)s, n);
+    }
+    case 't':
+    case 'l':
+    case 'd':
+        return dec_container(d, tag, depth);
+    default:
+        return dec_bad();
+    }
+}
+
+/* A plain message's value; NULL with no exception if [p, p + len) is not
+ * one (malformed, or refused by a constructor), NULL with MemoryError. */
+static PyObject *dec_message(const unsigned char *p, size_t len)
+{
+    struct dec d = {p + 4, p + len};
+    uint32_t magic;
+    PyObject *o;
+
+    if (len < 5)
+        return NULL;
+    memcpy(&magic, p, 4);
+    if (magic != VAL_MAGIC)
+        return NULL;
+    o = dec_value(&d, 0);
+    if (o && d.p != d.end)
+        Py_CLEAR(o);
+    if (!o && !PyErr_ExceptionMatches(PyExc_MemoryError))
+        PyErr_Clear();
+    return o;
+}
+
 /* ---- put ------------------------------------------------------------------ */
 
 struct put_arg {
@@ -328,43 +639,9 @@ static int do_put(shmkit_queue *q, void *arg, const struct timespec *d)
     return shmkit_queue_commit(q, w, a->f->total);
 }
 
-/* Returns True, False (full: block False or the timeout passed), or NULL. */
-static PyObject *put_result(QueueObject *self, int r, size_t len)
-{
-    if (r == INT_MIN)
-        return NULL;
-    if (r == -EAGAIN || r == -ETIMEDOUT)
-        Py_RETURN_FALSE;
-    if (r)
-        return queue_error(self, r, len);
-    Py_RETURN_TRUE;
-}
-
-static PyObject *Queue_put_parts(QueueObject *self, PyObject *args,
-                                 PyObject *kw)
-{
-    static char *kwlist[] = {"parts", "block", "timeout", NULL};
-    PyObject *parts, *timeout = Py_None;
-    struct put_arg a = {NULL, NULL, 0};
-    struct deadline d;
-    struct frame f;
-    int block = 1, r;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|pO", kwlist, &parts, &block,
-                                     &timeout) ||
-        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0 ||
-        frame_of(parts, &f) < 0)
-        return NULL;
-    if (f.total > shmkit_queue_max_message(self->q)) {
-        frame_free(&f);
-        return queue_error(self, -EMSGSIZE, f.total);
-    }
-    a.f = &f;
-    r = run_blocking(self, do_put, &a, &d);
-    frame_free(&f);
-    return put_result(self, r, f.total);
-}
-
+/* put_bytes(data, block=True, timeout=None) -> bool: data as one message,
+ * as a C producer would put it (get gives it back as bytes); False if
+ * full. */
 static PyObject *Queue_put_bytes(QueueObject *self, PyObject *args,
                                  PyObject *kw)
 {
@@ -386,7 +663,13 @@ static PyObject *Queue_put_bytes(QueueObject *self, PyObject *args,
     a.len = (size_t)v.len;
     r = run_blocking(self, do_put, &a, &d);
     PyBuffer_Release(&v);
-    return put_result(self, r, a.len);
+    if (r == INT_MIN)
+        return NULL;
+    if (r == -EAGAIN || r == -ETIMEDOUT)
+        Py_RETURN_FALSE;
+    if (r)
+        return queue_error(self, r, a.len);
+    Py_RETURN_TRUE;
 }
 
 /* put_many: each message is framed into one contiguous buffer first (the
@@ -406,71 +689,6 @@ static int do_put_many(shmkit_queue *q, void *arg, const struct timespec *d)
     return r;
 }
 
-static PyObject *Queue_put_many_parts(QueueObject *self, PyObject *args,
-                                      PyObject *kw)
-{
-    static char *kwlist[] = {"messages", "block", "timeout", NULL};
-    PyObject *msgs, *timeout = Py_None, *seq = NULL, *res = NULL;
-    struct put_many_arg a = {NULL, 0, 0};
-    unsigned char *buf = NULL;
-    size_t total = 0, off = 0, i;
-    struct deadline d;
-    struct frame *fs = NULL;
-    int block = 1, r;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|pO", kwlist, &msgs, &block,
-                                     &timeout) ||
-        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0)
-        return NULL;
-    seq = PySequence_Fast(msgs, "messages must be a sequence");
-    if (!seq)
-        return NULL;
-    a.n = (size_t)PySequence_Fast_GET_SIZE(seq);
-    fs = PyMem_Calloc(a.n ? a.n : 1, sizeof *fs);
-    a.v = PyMem_Calloc(a.n ? a.n : 1, sizeof *a.v);
-    if (!fs || !a.v) {
-        PyErr_NoMemory();
-        goto out;
-    }
-    for (i = 0; i < a.n; i++) {
-        if (frame_of(PySequence_Fast_GET_ITEM(seq, (Py_ssize_t)i), &fs[i]) < 0)
-            goto out;
-        if (fs[i].total > shmkit_queue_max_message(self->q)) {
-            queue_error(self, -EMSGSIZE, fs[i].total);
-            goto out;
-        }
-        total += round16(fs[i].total);
-    }
-    buf = PyMem_Malloc(total ? total : 1);
-    if (!buf) {
-        PyErr_NoMemory();
-        goto out;
-    }
-    for (i = 0; i < a.n; i++) {
-        frame_write(&fs[i], buf + off);
-        a.v[i].iov_base = buf + off;
-        a.v[i].iov_len = fs[i].total;
-        off += round16(fs[i].total);
-    }
-    r = run_blocking(self, do_put_many, &a, &d);
-    if (r == INT_MIN)
-        goto out;
-    if (r && r != -EAGAIN && r != -ETIMEDOUT) {
-        queue_error(self, r, 0);
-        goto out;
-    }
-    res = PyLong_FromSize_t(a.done);
-out:
-    if (fs)
-        for (i = 0; i < a.n; i++)
-            frame_free(&fs[i]);
-    PyMem_Free(fs);
-    PyMem_Free(a.v);
-    PyMem_Free(buf);
-    Py_DECREF(seq);
-    return res;
-}
-
 /* ---- get ------------------------------------------------------------------ */
 
 struct peek_arg {
@@ -485,38 +703,6 @@ static int do_peek(shmkit_queue *q, void *arg, const struct timespec *d)
     return shmkit_queue_peek(q, &a->p, &a->len, d);
 }
 
-/* Returns a message as Python (None when empty), or NULL. */
-static PyObject *Queue_get_parts(QueueObject *self, PyObject *args,
-                                 PyObject *kw)
-{
-    static char *kwlist[] = {"block", "timeout", NULL};
-    PyObject *timeout = Py_None, *res;
-    struct peek_arg a = {NULL, 0};
-    struct deadline d;
-    int block = 1, r;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO", kwlist, &block, &timeout) ||
-        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0)
-        return NULL;
-    r = run_blocking(self, do_peek, &a, &d);
-    if (r == INT_MIN)
-        return NULL;
-    if (r == -EAGAIN || r == -ETIMEDOUT)
-        Py_RETURN_NONE;
-    if (r)
-        return queue_error(self, r, 0);
-    self->busy++; /* the loan keeps the handle */
-    res = message_to_python(a.p, a.len);
-    r = shmkit_queue_release(self->q, a.p);
-    self->busy--;
-    maybe_finish(self);
-    if (r && res) {
-        Py_DECREF(res);
-        return queue_error(self, r, 0);
-    }
-    return res;
-}
-
 struct get_many_arg {
     unsigned char *buf;
     size_t buflen, max, got;
@@ -529,66 +715,6 @@ static int do_get_many(shmkit_queue *q, void *arg, const struct timespec *d)
 
     return shmkit_queue_get_many(q, a->buf, a->buflen, a->v, a->max, &a->got,
                                  d);
-}
-
-static PyObject *Queue_get_many_parts(QueueObject *self, PyObject *args,
-                                      PyObject *kw)
-{
-    static char *kwlist[] = {"max", "block", "timeout", NULL};
-    PyObject *timeout = Py_None, *list;
-    struct get_many_arg a = {NULL, 0, 64, 0, NULL};
-    struct iovec v[64];
-    struct deadline d;
-    Py_ssize_t max = 64;
-    int block = 1, r;
-    size_t i;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|npO", kwlist, &max, &block,
-                                     &timeout) ||
-        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0)
-        return NULL;
-    if (max < 1) {
-        PyErr_SetString(PyExc_ValueError, "max must be at least 1");
-        return NULL;
-    }
-    a.max = max < 64 ? (size_t)max : 64;
-    a.v = v;
-    for (;;) {
-        if (!self->scratch) {
-            self->scratch_len = SCRATCH_MIN;
-            self->scratch = PyMem_Malloc(self->scratch_len);
-            if (!self->scratch)
-                return PyErr_NoMemory();
-        }
-        a.buf = self->scratch;
-        a.buflen = self->scratch_len;
-        r = run_blocking(self, do_get_many, &a, &d);
-        if (r != -EMSGSIZE || check_open(self) < 0)
-            break;
-        /* The first message is bigger than the buffer: grow to fit it. */
-        PyMem_Free(self->scratch);
-        self->scratch_len = round16(v[0].iov_len);
-        self->scratch = PyMem_Malloc(self->scratch_len);
-        if (!self->scratch)
-            return PyErr_NoMemory();
-    }
-    if (r == INT_MIN)
-        return NULL;
-    if (r == -EAGAIN || r == -ETIMEDOUT)
-        return PyList_New(0);
-    if (r)
-        return queue_error(self, r, 0);
-    list = PyList_New((Py_ssize_t)a.got);
-    for (i = 0; list && i < a.got; i++) {
-        PyObject *o = message_to_python(v[i].iov_base, v[i].iov_len);
-
-        if (!o) {
-            Py_CLEAR(list);
-            break;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, o);
-    }
-    return list;
 }
 
 /* ---- zero copy: slots ------------------------------------------------------ */
@@ -830,6 +956,401 @@ static PyType_Spec slot_spec = {
     .slots = slot_slots,
 };
 
+/* ---- put, get, put_many, get_many: whole objects ---------------------------- */
+
+/* Parses (obj?, block=True, timeout=None[, third]) given positionally or by
+ * keyword. names: the keywords in order; nobj: 1 if the first is required. */
+static int parse_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, const char *const *names, int nobj,
+                      PyObject **out, int nout)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, k;
+    int i;
+
+    if (nargs > nout) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments", fn,
+                     nout);
+        return -1;
+    }
+    for (i = 0; i < nargs; i++)
+        out[i] = args[i];
+    for (k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        for (i = 0; i < nout; i++)
+            if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0)
+                break;
+        if (i == nout || out[i]) {
+            PyErr_Format(PyExc_TypeError, i == nout ?
+                         "%s() got an unexpected keyword argument %R" :
+                         "%s() got multiple values for argument %R", fn, key);
+            return -1;
+        }
+        out[i] = args[nargs + k];
+    }
+    if (nobj && !out[0]) {
+        PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'",
+                     fn, names[0]);
+        return -1;
+    }
+    return 0;
+}
+
+/* block (a truth value, default True) and timeout into a deadline. */
+static int deadline_args(PyObject *blockobj, PyObject *timeout,
+                         struct deadline *d)
+{
+    int block = 1;
+
+    if (blockobj && (block = PyObject_IsTrue(blockobj)) < 0)
+        return -1;
+    return deadline_of(block, timeout, d);
+}
+
+static PyObject *hook(QueueObject *self, PyObject *h, const char *what)
+{
+    if (!h)
+        PyErr_Format(PyExc_RuntimeError, "QueueBase: no %s hook set "
+                     "(set_hooks)", what);
+    return h;
+}
+
+/* A first attempt with the GIL held (SHMKIT_QUEUE_TRY), then, only if it
+ * would have to wait, the blocking call without the GIL. Small messages
+ * only: a big copy runs without the GIL. */
+static int run_try_first(QueueObject *self, blocking_fn fn, void *arg,
+                         const struct deadline *d, int try_first)
+{
+    int r;
+
+    if (try_first) {
+        r = fn(self->q, arg, SHMKIT_QUEUE_TRY);
+        if (r != -EAGAIN)
+            return r;
+    }
+    return run_blocking(self, fn, arg, d);
+}
+
+#define TRY_MAX (64 * 1024) /* larger messages copy without the GIL */
+
+/* Encodes obj into e as one message: plain, else the dumps hook's frame.
+ * Returns 0 or -1 with an exception. */
+static int encode_one(QueueObject *self, struct enc *e, PyObject *obj)
+{
+    struct frame f;
+    PyObject *parts;
+    unsigned char *p;
+    int r = enc_message(e, obj);
+
+    if (r)
+        return r < 0 ? -1 : 0;
+    if (!hook(self, self->dumps, "dumps"))
+        return -1;
+    parts = PyObject_CallOneArg(self->dumps, obj);
+    if (!parts)
+        return -1;
+    r = frame_of(parts, &f);
+    Py_DECREF(parts);
+    if (r < 0)
+        return -1;
+    if (f.total > shmkit_queue_max_message(self->q)) {
+        queue_error(self, -EMSGSIZE, f.total);
+        frame_free(&f);
+        return -1;
+    }
+    p = enc_room(e, f.total);
+    if (p)
+        frame_write(&f, p);
+    frame_free(&f);
+    return p ? 0 : -1;
+}
+
+static PyObject *raise_full(QueueObject *self)
+{
+    if (hook(self, self->full, "Full"))
+        PyErr_SetNone(self->full);
+    return NULL;
+}
+
+static PyObject *Queue_put(QueueObject *self, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"obj", "block", "timeout"};
+    PyObject *a3[3] = {NULL, NULL, NULL};
+    unsigned char stack[512];
+    struct enc e = {stack, sizeof stack, 0, NULL};
+    struct put_arg a = {NULL, NULL, 0};
+    struct deadline d;
+    PyObject *res = NULL;
+    int r;
+
+    if (parse_args("put", args, nargs, kwnames, names, 1, a3, 3) < 0 ||
+        check_open(self) < 0 || deadline_args(a3[1], a3[2], &d) < 0 ||
+        encode_one(self, &e, a3[0]) < 0)
+        goto out;
+    if (e.off > shmkit_queue_max_message(self->q)) {
+        queue_error(self, -EMSGSIZE, e.off);
+        goto out;
+    }
+    a.raw = e.buf;
+    a.len = e.off;
+    r = run_try_first(self, do_put, &a, &d, e.off <= TRY_MAX);
+    if (r == -EAGAIN || r == -ETIMEDOUT)
+        raise_full(self);
+    else if (r != INT_MIN && r)
+        queue_error(self, r, e.off);
+    else if (r == 0)
+        res = Py_NewRef(Py_None);
+out:
+    PyMem_Free(e.heap);
+    return res;
+}
+
+/* put_many(objs, block=True, timeout=None) -> how many were put: every
+ * message encoded into one buffer, then one shmkit_queue_put_many. */
+static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"objs", "block", "timeout"};
+    PyObject *a3[3] = {NULL, NULL, NULL}, *seq = NULL, *res = NULL;
+    unsigned char stack[4096];
+    struct enc e = {stack, sizeof stack, 0, NULL};
+    struct put_many_arg a = {NULL, 0, 0};
+    size_t *ends = NULL, i;
+    struct deadline d;
+    int r;
+
+    if (parse_args("put_many", args, nargs, kwnames, names, 1, a3, 3) < 0 ||
+        check_open(self) < 0 || deadline_args(a3[1], a3[2], &d) < 0)
+        return NULL;
+    seq = PySequence_Fast(a3[0], "put_many() needs an iterable");
+    if (!seq)
+        return NULL;
+    a.n = (size_t)PySequence_Fast_GET_SIZE(seq);
+    ends = PyMem_Malloc((a.n ? a.n : 1) * sizeof *ends);
+    a.v = PyMem_Malloc((a.n ? a.n : 1) * sizeof *a.v);
+    if (!ends || !a.v) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (i = 0; i < a.n; i++) {
+        size_t start = e.off;
+        if (encode_one(self, &e, PySequence_Fast_GET_ITEM(seq, i)) < 0)
+            goto out;
+        if (e.off - start > shmkit_queue_max_message(self->q)) {
+            queue_error(self, -EMSGSIZE, e.off - start);
+            goto out;
+        }
+        ends[i] = e.off;
+    }
+    for (i = 0; i < a.n; i++) { /* the buffer may have moved: bases last */
+        size_t start = i ? ends[i - 1] : 0;
+        a.v[i].iov_base = e.buf + start;
+        a.v[i].iov_len = ends[i] - start;
+    }
+    r = run_try_first(self, do_put_many, &a, &d, e.off <= TRY_MAX);
+    if (r == INT_MIN)
+        goto out;
+    if (r && r != -EAGAIN && r != -ETIMEDOUT) {
+        queue_error(self, r, 0);
+        goto out;
+    }
+    res = PyLong_FromSize_t(a.done);
+out:
+    PyMem_Free(ends);
+    PyMem_Free(a.v);
+    PyMem_Free(e.heap);
+    Py_DECREF(seq);
+    return res;
+}
+
+/* The out-of-band parts of a frame as read-only views of a loan of the
+ * message (no copy): the record stays taken until every view is gone. */
+static PyObject *frame_views(QueueObject *self, const unsigned char *p,
+                             size_t len, Py_ssize_t n, int *kept)
+{
+    PyObject *slot = slot_new(self, (void *)p, len, 0), *whole, *list;
+    size_t off = round16(8 + 8 * (size_t)n);
+    Py_ssize_t i;
+
+    if (!slot)
+        return NULL;
+    *kept = 1; /* from here on the slot releases the message */
+    whole = PyMemoryView_FromObject(slot);
+    Py_DECREF(slot); /* the views keep it, and it keeps the record */
+    if (!whole)
+        return NULL;
+    list = PyList_New(n);
+    for (i = 0; list && i < n; i++) {
+        uint64_t plen;
+        PyObject *o;
+
+        memcpy(&plen, p + 8 + 8 * (size_t)i, sizeof plen);
+        o = i == 0 ? PyBytes_FromStringAndSize((const char *)p + off,
+                                               (Py_ssize_t)plen)
+                   : PySequence_GetSlice(whole, (Py_ssize_t)off,
+                                         (Py_ssize_t)(off + plen));
+        if (!o)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, o);
+        off = round16(off + (size_t)plen);
+    }
+    Py_DECREF(whole);
+    return list;
+}
+
+/* The object a message holds: a plain value, a frame through the loads
+ * hook, or bytes. *kept: a view of the message lives on (copy False), so
+ * the caller must not release it. */
+static PyObject *message_object(QueueObject *self, const unsigned char *p,
+                                size_t len, int copy, int *kept)
+{
+    PyObject *o = dec_message(p, len), *parts;
+    Py_ssize_t n;
+
+    *kept = 0;
+    if (o || PyErr_Occurred())
+        return o;
+    n = frame_parts(p, len);
+    if (n == 0)
+        return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
+    if (!hook(self, self->loads, "loads"))
+        return NULL;
+    if (!copy && n > 1) {
+        parts = frame_views(self, p, len, n, kept);
+    } else {
+        parts = message_to_python(p, len);
+    }
+    if (!parts)
+        return NULL;
+    o = PyObject_CallOneArg(self->loads, parts);
+    Py_DECREF(parts);
+    return o;
+}
+
+static PyObject *raise_empty(QueueObject *self)
+{
+    if (hook(self, self->empty, "Empty"))
+        PyErr_SetNone(self->empty);
+    return NULL;
+}
+
+static PyObject *Queue_get(QueueObject *self, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"block", "timeout", "copy"};
+    PyObject *a3[3] = {NULL, NULL, NULL}, *res;
+    struct peek_arg a = {NULL, 0};
+    struct deadline d;
+    int r, copy = 1, kept;
+
+    if (parse_args("get", args, nargs, kwnames, names, 0, a3, 3) < 0 ||
+        check_open(self) < 0 || deadline_args(a3[0], a3[1], &d) < 0 ||
+        (a3[2] && (copy = PyObject_IsTrue(a3[2])) < 0))
+        return NULL;
+    r = run_try_first(self, do_peek, &a, &d, 1);
+    if (r == INT_MIN)
+        return NULL;
+    if (r == -EAGAIN || r == -ETIMEDOUT)
+        return raise_empty(self);
+    if (r)
+        return queue_error(self, r, 0);
+    self->busy++; /* the loan keeps the handle */
+    res = message_object(self, a.p, a.len, copy, &kept);
+    r = kept ? 0 : shmkit_queue_release(self->q, a.p);
+    self->busy--;
+    maybe_finish(self);
+    if (r && res) {
+        Py_DECREF(res);
+        return queue_error(self, r, 0);
+    }
+    return res;
+}
+
+/* get_many(max=64, block=True, timeout=None) -> list: waits only for the
+ * first; [] if there is none. The messages are copied into the queue's
+ * scratch buffer (taken for the call: another thread makes its own). */
+static PyObject *Queue_get_many(QueueObject *self, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"max", "block", "timeout"};
+    PyObject *a3[3] = {NULL, NULL, NULL}, *list = NULL;
+    struct get_many_arg a = {NULL, 0, 64, 0, NULL};
+    struct iovec v[64];
+    struct deadline d;
+    Py_ssize_t max = 64;
+    int r, kept;
+    size_t i;
+
+    if (parse_args("get_many", args, nargs, kwnames, names, 0, a3, 3) < 0 ||
+        check_open(self) < 0 || deadline_args(a3[1], a3[2], &d) < 0)
+        return NULL;
+    if (a3[0] && (max = PyNumber_AsSsize_t(a3[0], PyExc_OverflowError)) == -1 &&
+        PyErr_Occurred())
+        return NULL;
+    if (max < 1) {
+        PyErr_SetString(PyExc_ValueError, "max must be at least 1");
+        return NULL;
+    }
+    a.max = max < 64 ? (size_t)max : 64;
+    a.v = v;
+    a.buf = self->scratch;
+    a.buflen = self->scratch_len;
+    self->scratch = NULL;
+    for (;;) {
+        if (!a.buf) {
+            a.buflen = a.buflen > SCRATCH_MIN ? a.buflen : SCRATCH_MIN;
+            a.buf = PyMem_Malloc(a.buflen);
+            if (!a.buf)
+                return PyErr_NoMemory();
+        }
+        r = run_try_first(self, do_get_many, &a, &d, a.buflen <= SCRATCH_MIN);
+        if (r != -EMSGSIZE)
+            break;
+        /* The first message is bigger than the buffer: grow to fit it. */
+        PyMem_Free(a.buf);
+        a.buf = NULL;
+        a.buflen = round16(v[0].iov_len);
+    }
+    if (r == -EAGAIN || r == -ETIMEDOUT)
+        list = PyList_New(0);
+    else if (r && r != INT_MIN)
+        queue_error(self, r, 0);
+    else if (r == 0)
+        list = PyList_New((Py_ssize_t)a.got);
+    for (i = 0; r == 0 && list && i < a.got; i++) {
+        PyObject *o = message_object(self, v[i].iov_base, v[i].iov_len, 1,
+                                     &kept);
+        if (!o)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, (Py_ssize_t)i, o);
+    }
+    if (!self->scratch) {
+        self->scratch = a.buf;
+        self->scratch_len = a.buflen;
+    } else {
+        PyMem_Free(a.buf);
+    }
+    return list;
+}
+
+/* set_hooks(dumps, loads, Empty, Full): how objects that are not plain
+ * values become frames and back, and what put and get raise. */
+static PyObject *Queue_set_hooks(QueueObject *self, PyObject *args)
+{
+    PyObject *dumps, *loads, *empty, *full;
+
+    if (!PyArg_ParseTuple(args, "OOOO:set_hooks", &dumps, &loads, &empty,
+                          &full))
+        return NULL;
+    Py_XSETREF(self->dumps, Py_NewRef(dumps));
+    Py_XSETREF(self->loads, Py_NewRef(loads));
+    Py_XSETREF(self->empty, Py_NewRef(empty));
+    Py_XSETREF(self->full, Py_NewRef(full));
+    Py_RETURN_NONE;
+}
+
 /* ---- the rest of QueueBase --------------------------------------------------- */
 
 struct join_arg {
@@ -1013,6 +1534,10 @@ static void Queue_dealloc(QueueObject *self)
         shmkit_queue_close(self->q);
     PyMem_Free(self->scratch);
     Py_CLEAR(self->name);
+    Py_CLEAR(self->dumps);
+    Py_CLEAR(self->loads);
+    Py_CLEAR(self->empty);
+    Py_CLEAR(self->full);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -1020,28 +1545,33 @@ static void Queue_dealloc(QueueObject *self)
 static int Queue_traverse(QueueObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->dumps);
+    Py_VISIT(self->loads);
+    Py_VISIT(self->empty);
+    Py_VISIT(self->full);
     return 0;
 }
 
 static PyMethodDef queue_methods[] = {
-    {"put_parts", (PyCFunction)(void (*)(void))Queue_put_parts,
-     METH_VARARGS | METH_KEYWORDS,
-     "put_parts(parts, block=True, timeout=None) -> bool: one frame of "
-     "buffers (a pickle, then its out-of-band buffers); False if full."},
+    {"put", (PyCFunction)(void (*)(void))Queue_put,
+     METH_FASTCALL | METH_KEYWORDS,
+     "put(obj, block=True, timeout=None): one object (queue.Full if full)."},
+    {"get", (PyCFunction)(void (*)(void))Queue_get,
+     METH_FASTCALL | METH_KEYWORDS,
+     "get(block=True, timeout=None, copy=True): the next object (queue.Empty "
+     "if none); copy=False leaves out-of-band buffers in the ring."},
+    {"put_many", (PyCFunction)(void (*)(void))Queue_put_many,
+     METH_FASTCALL | METH_KEYWORDS,
+     "put_many(objs, block=True, timeout=None) -> int put."},
+    {"get_many", (PyCFunction)(void (*)(void))Queue_get_many,
+     METH_FASTCALL | METH_KEYWORDS,
+     "get_many(max=64, block=True, timeout=None) -> list of objects "
+     "(waits only for the first; [] if empty)."},
     {"put_bytes", (PyCFunction)(void (*)(void))Queue_put_bytes,
      METH_VARARGS | METH_KEYWORDS,
      "put_bytes(data, block=True, timeout=None) -> bool: one plain message."},
-    {"put_many_parts", (PyCFunction)(void (*)(void))Queue_put_many_parts,
-     METH_VARARGS | METH_KEYWORDS,
-     "put_many_parts(messages, block=True, timeout=None) -> int put."},
-    {"get_parts", (PyCFunction)(void (*)(void))Queue_get_parts,
-     METH_VARARGS | METH_KEYWORDS,
-     "get_parts(block=True, timeout=None): a frame's parts (list), a plain "
-     "message (bytes), or None if empty."},
-    {"get_many_parts", (PyCFunction)(void (*)(void))Queue_get_many_parts,
-     METH_VARARGS | METH_KEYWORDS,
-     "get_many_parts(max=64, block=True, timeout=None) -> list of messages "
-     "(waits only for the first; [] if empty)."},
+    {"set_hooks", (PyCFunction)Queue_set_hooks, METH_VARARGS,
+     "set_hooks(dumps, loads, Empty, Full)."},
     {"reserve", (PyCFunction)(void (*)(void))Queue_reserve,
      METH_VARARGS | METH_KEYWORDS,
      "reserve(nbytes, block=True, timeout=None) -> QueueSlot or None."},
