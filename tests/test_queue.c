@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/os.h"
 #include "testutil.h"
 
 TestSuite(queue, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
@@ -37,6 +39,11 @@ static void drop(shmkit_queue *q)
 {
     cr_assert_eq(shmkit_queue_unlink(q), 0);
     cr_assert_eq(shmkit_queue_close(q), 0, "%s", shmkit_last_error());
+}
+
+static int one_cpu(void)
+{
+    return 1;
 }
 
 static void stat_of(shmkit_queue *q, shmkit_queue_info *in)
@@ -413,4 +420,106 @@ Test(queue, shutdown_keeps_the_handle)
     cr_assert_eq(shmkit_queue_put(s.q, "y", 1, NULL), SHMKIT_ECLOSED);
     cr_assert_eq(shmkit_queue_release(s.q, p), 0);
     drop(s.q);
+}
+
+/* ---- SHMKIT_QUEUE_TRY, and waking without spinning ----------------------- */
+
+struct holder {
+    shmkit_mutex *m;
+    int held[2], go[2];
+};
+
+static void *hold_mutex(void *arg)
+{
+    struct holder *h = arg;
+    char c;
+
+    if (shmkit_mutex_lock(h->m) != 0 || write(h->held[1], "x", 1) != 1 ||
+        read(h->go[0], &c, 1) != 1)
+        return (void *)1;
+    return (void *)(intptr_t)shmkit_mutex_unlock(h->m);
+}
+
+Test(queue, try_never_waits_not_even_for_the_mutex)
+{
+    shmkit_queue *q = make("try", 1 << 12, 0);
+    struct holder h;
+    pthread_t t;
+    char buf[16];
+    const char *msg;
+    size_t len;
+    void *ret;
+
+    /* Empty: -EAGAIN, and the previous error message stays. */
+    cr_assert_eq(shmkit_queue_put(q, buf, 1 << 13, SHMKIT_NOWAIT), -EMSGSIZE);
+    msg = strdup(shmkit_last_error());
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_QUEUE_TRY),
+                 -EAGAIN);
+    cr_assert_str_eq(shmkit_last_error(), msg);
+    free((void *)msg);
+    cr_assert_eq(shmkit_queue_put(q, "a", 1, SHMKIT_QUEUE_TRY), 0);
+    /* The queue's mutex (at offset 64 of the block) held by another
+     * thread: a try answers at once; the others would wait for it. */
+    h.m = (shmkit_mutex *)((char *)shmkit_block_data(shmkit_queue_block(q)) +
+                           64);
+    cr_assert_eq(pipe(h.held), 0);
+    cr_assert_eq(pipe(h.go), 0);
+    cr_assert_eq(pthread_create(&t, NULL, hold_mutex, &h), 0);
+    cr_assert_eq(read(h.held[0], buf, 1), 1);
+    cr_assert_eq(shmkit_queue_put(q, "b", 1, SHMKIT_QUEUE_TRY), -EAGAIN);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_QUEUE_TRY),
+                 -EAGAIN);
+    cr_assert_eq(write(h.go[1], "x", 1), 1);
+    cr_assert_eq(pthread_join(t, &ret), 0);
+    cr_assert_null(ret);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_QUEUE_TRY),
+                 0);
+    cr_assert(len == 1 && buf[0] == 'a');
+    for (int i = 0; i < 2; i++) {
+        close(h.held[i]);
+        close(h.go[i]);
+    }
+    drop(q);
+}
+
+/* One CPU online: waiters never spin, so every wake-up is a futex wake
+ * (with several CPUs most are absorbed by the spin). Both directions: the
+ * consumer waits for data, the producer for room in a 4-message ring. */
+Test(queue, wakes_without_spinning_on_one_cpu)
+{
+    shmkit_queue *q = make("one_cpu", 1 << 12, 4);
+    struct timespec d;
+    int go[2];
+    pid_t pid;
+    char c, buf[16];
+    size_t len;
+
+    shmkit__os.cpus_online = one_cpu;
+    cr_assert_eq(pipe(go), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shmkit_queue *a;
+        int i;
+
+        CHILD_CHECK(shmkit_queue_attach(&a, tu_name("one_cpu"), 0) == 0, 2);
+        CHILD_CHECK(write(go[1], "x", 1) == 1, 3);
+        for (i = 0; i < 2000; i++) {
+            shmkit_deadline(&d, 20);
+            CHILD_CHECK(shmkit_queue_get(a, buf, sizeof buf, &len, &d) == 0, 4);
+            CHILD_CHECK(len == sizeof i && memcmp(buf, &i, len) == 0, 5);
+        }
+        _exit(shmkit_queue_close(a) == 0 ? 0 : 7);
+    }
+    cr_assert_eq(read(go[0], &c, 1), 1);
+    for (int i = 0; i < 2000; i++) {
+        shmkit_deadline(&d, 20);
+        cr_assert_eq(shmkit_queue_put(q, &i, sizeof i, &d), 0, "%d: %s", i,
+                     shmkit_last_error());
+    }
+    tu_wait_ok(pid);
+    shmkit__os_reset();
+    close(go[0]);
+    close(go[1]);
+    drop(q);
 }
