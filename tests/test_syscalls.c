@@ -167,3 +167,79 @@ Test(syscalls, publish_falls_back_when_empty_path_is_refused)
     create_drop(tu_name("f"));
     cr_assert_eq(linkats, 1, "%d linkat calls", linkats);
 }
+
+static int preads, pwrites, fallocates;
+
+static ssize_t counting_pread(int fd, void *buf, size_t len, off_t off)
+{
+    preads++;
+    return pread(fd, buf, len, off);
+}
+
+static ssize_t counting_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    pwrites++;
+    return pwrite(fd, buf, len, off);
+}
+
+static int counting_fallocate(int fd, off_t off, off_t len)
+{
+    fallocates++;
+    return posix_fallocate(fd, off, len);
+}
+
+/* A list attach validates a pread copy of the block: a list of up to
+ * 64 KiB is read in one call; a larger one as its first 64 KiB, the rest
+ * of the offsets if any, and the formats and codes: never its data. */
+Test(syscalls, list_attach_reads_a_small_list_in_one_call)
+{
+    static shmkit_item items[10000];
+    size_t counts[] = {0, 1000, 5000, 10000}, i, k;
+    int want[] = {1, 1, 2, 3};
+    shmkit_list *l, *m;
+
+    for (k = 0; k < 10000; k++)
+        items[k] = shmkit_item_int((int64_t)k);
+    for (i = 0; i < 4; i++) {
+        cr_assert_eq(shmkit_list_create(&l, tu_name("a"), items, counts[i], 0),
+                     0);
+        preads = 0;
+        shmkit__sys.pread = counting_pread;
+        cr_assert_eq(shmkit_list_attach(&m, tu_name("a"), 0), 0);
+        shmkit__os_reset();
+        cr_assert_eq(preads, want[i], "%zu items: %d preads", counts[i],
+                     preads);
+        cr_assert_eq(shmkit_list_len(m), counts[i]);
+        cr_assert_eq(shmkit_list_close(m), 0);
+        cr_assert_eq(shmkit_list_unlink(l), 0);
+        cr_assert_eq(shmkit_list_close(l), 0);
+    }
+}
+
+/* A list create writes its bytes with pwrite (64 KiB at a time), which
+ * allocates the memory: no fallocate, whatever flags ask for reserving. */
+Test(syscalls, list_create_is_pwrite_without_fallocate)
+{
+    static shmkit_item items[5000];
+    size_t k;
+    shmkit_list *l;
+
+    for (k = 0; k < 5000; k++)
+        items[k] = shmkit_item_int((int64_t)k);
+    pwrites = fallocates = 0;
+    shmkit__sys.pwrite = counting_pwrite;
+    shmkit__sys.posix_fallocate = counting_fallocate;
+    cr_assert_eq(shmkit_list_create(&l, tu_name("w"), items, 1000,
+                                    SHMKIT_RESERVE), 0);
+    cr_assert_eq(pwrites, 1, "1,000 items (25 KB): %d pwrites", pwrites);
+    cr_assert_eq(fallocates, 0);
+    cr_assert_eq(shmkit_list_unlink(l), 0);
+    cr_assert_eq(shmkit_list_close(l), 0);
+    pwrites = 0;
+    cr_assert_eq(shmkit_list_create(&l, NULL, items, 5000, 0), 0);
+    cr_assert_eq(pwrites, 2, "5,000 items (125 KB): %d pwrites", pwrites);
+    cr_assert_eq(fallocates, 0);
+    shmkit__os_reset();
+    cr_assert_eq(shmkit_list_unlink(l), 0);
+    cr_assert_eq(shmkit_list_close(l), 0);
+}

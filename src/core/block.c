@@ -704,7 +704,8 @@ int shmkit__block_image(const shmkit_block *b, size_t head,
      * thousand items) comes from the heap with no system call, which
      * halves a list attach; a large one the C library maps lazily, so its
      * untouched pages still cost nothing. */
-    p = calloc(1, b->size);
+    /* Every byte is read when the head covers the block: no zeroing. */
+    p = head >= b->size ? malloc(b->size) : calloc(1, b->size);
     if (!p)
         return -ENOMEM;
     r = shmkit__block_pread(b, 0, p, head < b->size ? head : b->size);

@@ -94,7 +94,8 @@ SHMKIT__HIDDEN int shmkit__block_pread(const shmkit_block *b, size_t off,
 /* A private, sparse image of b's object: b->size bytes of zero-filled
  * memory (calloc: a large one is mapped lazily, its pages cost nothing
  * until touched) holding a pread
- * copy of the first min(b->size, head) bytes. Layers fill in more regions
+ * copy of the first min(b->size, head) bytes (when head >= b->size, the
+ * whole object, and the memory is not zeroed first). Layers fill in more regions
  * with shmkit__block_pread and validate the image instead of the mapping.
  * Returns 0 and *img, or SHMKIT_ETRUNCATED / -errno. Free with
  * shmkit__block_image_free(img, b->size). */

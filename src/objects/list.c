@@ -123,19 +123,45 @@ static size_t fmt_text_len(uint64_t w)
 
 /* ---- validation ----------------------------------------------------- */
 
+/* Validation reads a private copy of a block (a pread image, or caller
+ * memory), never the shared mapping: plain loads, which the compiler may
+ * combine, are safe there. */
+static inline uint64_t rd64(const unsigned char *p)
+{
+    uint64_t w;
+
+    memcpy(&w, p, 8);
+    return w;
+}
+
 /* Reads and checks the n + 1 offsets (relative to the data area); stores
  * them made absolute into slots. */
 static int check_offsets(const unsigned char *p, size_t size, size_t n,
                          size_t *slots, const char **why)
 {
     size_t data_off = (n + 2) * 8, prev = 0, k;
+    uint64_t o, last = 0, limit = size - data_off, bad = 0;
 
-    if (ld64(p + 8) != 0)
+    if (rd64(p + 8) != 0)
         return *why = "first offset is not 0", SHMKIT_ECORRUPT;
     slots[0] = data_off;
+    /* One pass without branches for a good table (size - data_off is
+     * below INT64_MAX, so "within the block" covers "not negative"); a
+     * bad one is gone through again below to say what is wrong. */
+    /* With every offset below 2^62 (bits 62-63 of their OR clear), each
+     * step o - last is exact as a signed number: it is at least 8 (and
+     * the offsets increase) iff step - 8 is not negative (bit 63 clear).
+     * Then the last offset is the largest. */
     for (k = 1; k <= n; k++) {
-        uint64_t o = ld64(p + 8 + 8 * k);
-
+        o = rd64(p + 8 + 8 * k);
+        bad |= o | (o - last - 8);
+        last = o;
+        slots[k] = data_off + (size_t)o;
+    }
+    if (!(bad & (UINT64_C(3) << 62 | (ALIGN - 1))) && last <= limit)
+        return 0;
+    for (k = 1; k <= n; k++) {
+        o = rd64(p + 8 + 8 * k);
         if (o > (uint64_t)INT64_MAX)
             return *why = "negative offset", SHMKIT_ECORRUPT;
         if (o > size - data_off)
@@ -172,22 +198,46 @@ static int check_items(const unsigned char *p, size_t n, const size_t *slots,
 {
     const uint64_t w_int = W_INT, w_float = W_FLOAT, w_bool = W_BOOL,
                    w_none = W_NONE;
-    size_t fmt_off = slots[n], k;
+    const unsigned char *fmts = p + slots[n], *codes = fmts + 8 * n;
+    uint64_t other = 0;
+    unsigned bad = 0;
     struct fmt f;
+    size_t k;
 
+    /* The fixed formats span 8 bytes, which every slot holds (the offsets
+     * grow by 8 at least), so a list of them with codes 0-3 is valid. The
+     * common list has one format throughout: that, and the codes, are
+     * checked a word at a time with no branches; anything else is gone
+     * through item by item below. */
+    if (n > 0) {
+        uint64_t w0 = rd64(fmts), d0 = 0, d1 = 0, c = 0;
+
+        for (k = 0; k + 2 <= n; k += 2) {
+            d0 |= rd64(fmts + 8 * k) ^ w0;
+            d1 |= rd64(fmts + 8 * k + 8) ^ w0;
+        }
+        if (k < n)
+            d0 |= rd64(fmts + 8 * k) ^ w0;
+        for (k = 0; k + 8 <= n; k += 8)
+            c |= rd64(codes + k);
+        for (; k < n; k++)
+            c |= codes[k];
+        other = (d0 | d1) != 0 || (w0 != w_int && w0 != w_float &&
+                                    w0 != w_bool && w0 != w_none);
+        bad = (c & 0xfcfcfcfcfcfcfcfcu) != 0; /* a code above 3 */
+    }
+    if (!other && !bad)
+        return 0;
     for (k = 0; k < n; k++) {
-        uint8_t code = ld8(p + fmt_off + 8 * n + k);
-        uint64_t w = ld64(p + fmt_off + 8 * k);
+        uint64_t w = rd64(fmts + 8 * k);
 
-        /* The fixed formats span 8 bytes, which every slot holds (the
-         * offsets grow by 8 at least): only the others need parsing. */
         if (w != w_int && w != w_float && w != w_bool && w != w_none) {
             if (!fmt_parse(w, &f))
                 return *why = "unknown format record", SHMKIT_ECORRUPT;
             if (f.span > slots[k + 1] - slots[k])
                 return *why = "format longer than its slot", SHMKIT_ECORRUPT;
         }
-        if (code > CODE_NONE)
+        if (codes[k] > CODE_NONE)
             return *why = "back-transform code not 0-3", SHMKIT_ECORRUPT;
     }
     return 0;
@@ -202,7 +252,7 @@ static int check_count(const unsigned char *p, size_t size, size_t *n,
 
     if (size < 16)
         return *why = "block smaller than a list header", SHMKIT_ETRUNCATED;
-    v = ld64(p);
+    v = rd64(p);
     if (v > (uint64_t)INT64_MAX)
         return *why = "negative item count", SHMKIT_ECORRUPT;
     if (v > (size - 16) / 25)
@@ -269,13 +319,17 @@ int shmkit__list_image(const shmkit_block *b, size_t head, unsigned char **img)
         return 0;
     n = (size_t)v;
     hdr = 8 * (n + 2);
+    /* Read only what the head did not cover. */
     if (hdr > head)
         r = shmkit__block_pread(b, head, *img + head, hdr - head);
     if (r == 0) {
         o = ld64(*img + 8 + 8 * n);
         if (o <= (uint64_t)(size - hdr)) {
             fmt = hdr + (size_t)o;
-            r = shmkit__block_pread(b, fmt, *img + fmt, size - fmt);
+            if (fmt < head)
+                fmt = head;
+            if (fmt < size)
+                r = shmkit__block_pread(b, fmt, *img + fmt, size - fmt);
         }
     }
     if (r < 0) {
@@ -286,6 +340,8 @@ int shmkit__list_image(const shmkit_block *b, size_t head, unsigned char **img)
 }
 
 /* ---- handles -------------------------------------------------------- */
+
+#define LIST_READ_WHOLE (64u << 10)
 
 static const char *list_name(const shmkit_list *l)
 {
@@ -336,8 +392,10 @@ int shmkit_list_open_block(shmkit_list **out, shmkit_block *b)
         return shmkit__fail(NULL, -EINVAL, "shmkit_list_open_block: NULL");
     *out = NULL;
     /* Validate a pread copy: a peer truncating the block meanwhile makes
-     * this SHMKIT_ETRUNCATED, not SIGBUS. */
-    r = shmkit__list_image(b, 4096, &img);
+     * this SHMKIT_ETRUNCATED, not SIGBUS. A list of up to 64 KiB (about
+     * 2,600 ints) is read in one call; a larger one in three (the head,
+     * the rest of the offsets, the formats and codes), skipping the data. */
+    r = shmkit__list_image(b, LIST_READ_WHOLE, &img);
     if (r < 0)
         why = "block shorter than its size";
     else
