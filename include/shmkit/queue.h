@@ -130,7 +130,9 @@ SHMKIT_API int shmkit_queue_create(shmkit_queue **out, const char *name,
 /*
  * Attaches to the queue `name` and prefaults its ring. SHMKIT_EKIND if
  * the block is not a queue, SHMKIT_EVERSION, SHMKIT_ECORRUPT,
- * SHMKIT_ETRUNCATED for a bad header, SHMKIT_ENAMESPACE if it was made in
+ * SHMKIT_ETRUNCATED for a bad header or a block a peer truncated (the
+ * header is read with pread, never through the mapping, so that is a
+ * refusal, not a SIGBUS), SHMKIT_ENAMESPACE if it was made in
  * another PID namespace, -EINVAL with SHMKIT_RDONLY (taking a message
  * writes to the ring), and the block layer's errors (-ENOENT, ...).
  * SHMKIT_REFCOUNT and SHMKIT_ANYUSER work as for blocks.

@@ -1259,6 +1259,12 @@ int shmkit_queue_attach(shmkit_queue **out, const char *name, unsigned flags)
         r = shmkit__pid_ns_check(h.pid_ns);
     if (r == 0)
         r = queue_wrap(out, b, &h);
+    /* Every page of a queue was allocated at create (reserved), so the
+     * prefault can only fail for want of pages a peer took away: cut by a
+     * truncation it may already have undone by the time the size is
+     * checked (which would read as -ENOSPC). */
+    if (r == -ENOSPC)
+        r = SHMKIT_ETRUNCATED;
     if (r < 0) {
         shmkit_block_close(b);
         return shmkit__fail(NULL, r, "shmkit_queue_attach(\"%s\")", name);
