@@ -27,6 +27,7 @@ __all__ = ['SharedMemory', 'ShareableList']
 # CPython's module-level names, which tests and programs read or patch.
 _USE_POSIX = True
 _O_CREX = os.O_CREAT | os.O_EXCL
+_O_CREX_RDWR = _O_CREX | os.O_RDWR
 # Shortest maximum name length among POSIX systems (FreeBSD's 14).
 _SHM_SAFE_NAME_LENGTH = 14
 _SHM_NAME_PREFIX = '/psm_'
@@ -40,9 +41,22 @@ def _make_filename():
     return _SHM_NAME_PREFIX + secrets.token_hex(room // 2)
 
 _Mapping = _shmkit.Mapping
+_TRACK = _shmkit.TRACK
+_RESERVE = _shmkit.RESERVE
+# Names shmkit made or attached here, for the resource_tracker shim (its
+# _made(), inlined below: a Python call is a good part of a create's cost).
+_names = _tracker_shim._shmkit_names
+_KEEP = _tracker_shim._KEEP
 
 SHM_RENAME_NOREPLACE = _shmkit.RENAME_NOREPLACE
 SHM_RENAME_EXCHANGE = _shmkit.RENAME_EXCHANGE
+
+
+def _del_close(self):
+    try:
+        self.close()
+    except Exception:
+        pass
 
 
 def _rebuild_shm(cls, name, track):
@@ -84,17 +98,41 @@ class SharedMemory:
         152 ms (64 MiB) here (bench/reserve_cost.py). Pass
         ``reserve=False`` for a large block of which only a few pages will
         ever be used."""
+        if create and name is not None and size > 0:
+            # The common create, first and with the least work: it is most
+            # of what a create costs above its system calls.
+            m = _Mapping.create(name, size, (_TRACK if track else 0) |
+                                (_RESERVE if reserve else 0), self._mode)
+            self._flags = _O_CREX_RDWR
+            self._raw = True
+        else:
+            m = self._open(name, create, size, track, reserve)
+            if name is None:
+                name = m.name
+        if not track:
+            self._track = False
+        self._mapping = m
+        self._name = '/' + name if self._prepend_leading_slash else name
+        self._size = m.size
+        self._buf = memoryview(m)
+        n = m.name
+        _names[n] = None
+        _names.move_to_end(n)
+        if len(_names) > _KEEP:
+            _names.popitem(last=False)
+
+    def _open(self, name, create, size, track, reserve):
+        """The rest of __init__: a generated name, an attach, or O_CREAT
+        set by a subclass (attach or create). Returns the Mapping."""
         if not size >= 0:
             raise ValueError("'size' must be a positive integer")
-        self._track = bool(track)
         if create:
-            self._flags = _O_CREX | os.O_RDWR
+            self._flags = _O_CREX_RDWR
             if size == 0:
                 raise ValueError("'size' must be a positive number different from zero")
         if name is None and not self._flags & os.O_EXCL:
             raise ValueError("'name' can only be None if create=True")
-        tflags = (_shmkit.TRACK if track else 0) | \
-            (_shmkit.RESERVE if reserve else 0)
+        tflags = (_TRACK if track else 0) | (_RESERVE if reserve else 0)
         if name is None:
             # Names from _make_filename until one is free, as CPython; they
             # carry their slash already.
@@ -103,11 +141,10 @@ class SharedMemory:
                 try:
                     m = _Mapping.create(name, size, tflags, self._mode)
                     self._raw = True
-                    break
+                    return m
                 except FileExistsError:
                     continue
-            name = name[1:] if name.startswith('/') else name
-        elif create:
+        if create:
             m = _Mapping.create(name, size, tflags, self._mode)
             self._raw = True
         elif self._flags & os.O_CREAT:
@@ -120,11 +157,7 @@ class SharedMemory:
                 self._raw = True
         else:
             m = _Mapping.attach(name)
-        self._mapping = m
-        self._name = '/' + name if self._prepend_leading_slash else name
-        self._size = m.size
-        self._buf = memoryview(m)
-        _tracker_shim._made(m.name)
+        return m
 
     @classmethod
     def _from_mapping(cls, mapping, track=False):
@@ -137,11 +170,15 @@ class SharedMemory:
         self._buf = memoryview(mapping)
         return self
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+    # No __del__: when a SharedMemory goes, so do its buffer and its
+    # Mapping, whose own deallocation unmaps and closes the block (after
+    # the last memoryview or array using it) -- what close() would do. A
+    # subclass that overrides close() gets a __del__ that calls it, as
+    # CPython's SharedMemory always does.
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.close is not SharedMemory.close and '__del__' not in cls.__dict__:
+            cls.__del__ = _del_close
 
     def __reduce__(self):
         return (_rebuild_shm, (self.__class__, self.name, self._track))
@@ -201,9 +238,11 @@ class SharedMemory:
 
         Unlink should be called once (and only once) across all handles
         which have access to the shared memory block."""
-        name = self.name
+        name = self._name
         if name is None:
             return
+        if self._prepend_leading_slash and name[:1] == '/':
+            name = name[1:]    # as the name property
         m = self._mapping
         if m is not None and name.lstrip('/') == m.name:
             m.unlink()
@@ -212,7 +251,11 @@ class SharedMemory:
             _shmkit.unlink_block(name)
         else:
             _shmkit.unlink(name)    # a ShareableList's lock goes too
-        _tracker_shim._gone(name)
+        n = name.lstrip('/')
+        _names[n] = None
+        _names.move_to_end(n)
+        if len(_names) > _KEEP:
+            _names.popitem(last=False)
 
     def rename(self, newname, flags=0):
         """Renames the block to newname atomically. By default an existing

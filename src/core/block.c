@@ -231,23 +231,28 @@ static void block_lifecycle_undo(shmkit_block *b)
  */
 static int block_publish(shmkit_block *b, const char *name)
 {
+    /* The intent is thread-local in a shared library: one lookup. */
+    const struct shmkit__publish_intent intent = shmkit__publish_intent;
     char tmp[SHMKIT_NAME_MAX + 1];
+    size_t len = strlen(name);
     struct stat st = {0};
     int r;
 
     /* Only a lifetime or a publish intent records the inode: a plain
      * create stays at the floor's system calls. */
-    if ((b->flags & SHMKIT__LIFE_FLAGS) || shmkit__publish_intent.fn) {
+    if ((b->flags & SHMKIT__LIFE_FLAGS) || intent.fn) {
         r = shmkit__os.fstat(b->fd, &st);
         if (r < 0)
             return r;
     }
-    memcpy(tmp, b->name, sizeof tmp);
-    snprintf(b->name, sizeof b->name, "%s", name);
+    /* The temporary name, if any (none for a nameless object). */
+    tmp[0] = 0;
+    if (b->name[0])
+        memcpy(tmp, b->name, strlen(b->name) + 1);
+    memcpy(b->name, name, len + 1);
     r = block_lifecycle_start(b, (uint64_t)st.st_ino);
-    if (r == 0 && shmkit__publish_intent.fn) {
-        r = shmkit__publish_intent.fn(name, (uint64_t)st.st_ino,
-                                      shmkit__publish_intent.arg);
+    if (r == 0 && intent.fn) {
+        r = intent.fn(name, (uint64_t)st.st_ino, intent.arg);
         if (r < 0)
             block_lifecycle_undo(b);
     }
@@ -260,7 +265,7 @@ static int block_publish(shmkit_block *b, const char *name)
             block_lifecycle_undo(b);
     }
     if (r != 0) {
-        memcpy(b->name, tmp, sizeof tmp);
+        memcpy(b->name, tmp, strlen(tmp) + 1);
         return r;
     }
     b->unpublished = false;

@@ -187,6 +187,43 @@ def _mapped_here(name):
                 or line.rstrip().endswith(f"/dev/shm/{name} (deleted)")]
 
 
+def _mapped_at(address):
+    """This process's mapping that starts at address, if any (a created
+    block's maps line names '/dev/shm/#<inode> (deleted)', not its name)."""
+    with open("/proc/self/maps") as f:
+        return [line for line in f if int(line.split("-", 1)[0], 16) == address]
+
+
+def test_dropped_handle_unmaps_without_close(names):
+    """SharedMemory has no __del__ (a create costs less without it): a
+    handle dropped open is unmapped by its Mapping's own deallocation,
+    as close() would."""
+    a = shared_memory.SharedMemory(names.new(), create=True, size=4096, track=False)
+    name, address = a.name, a._mapping.address
+    gone = weakref.ref(a._mapping)
+    assert _mapped_at(address)
+    del a
+    assert gone() is None and _mapped_at(address) == []
+    shared_memory._shmkit.unlink_block(name)
+
+
+def test_subclass_close_runs_when_dropped(names):
+    """A subclass that overrides close() has it called when an instance
+    goes, as CPython's SharedMemory.__del__ does."""
+    calls = []
+
+    class Sub(shared_memory.SharedMemory):
+        def close(self):
+            calls.append(self.name)
+            super().close()
+
+    a = Sub(names.new(), create=True, size=8, track=False)
+    name = a.name
+    del a
+    assert calls == [name]
+    shared_memory._shmkit.unlink_block(name)
+
+
 def test_close_twice_and_buffer_after_close(names):
     a = shared_memory.SharedMemory(names.new(), create=True, size=8, track=False)
     a.close()
