@@ -5,6 +5,8 @@
  */
 #include "lifeutil.h"
 
+#include <inttypes.h>
+
 #include "life/life.h"
 
 TestSuite(gc, .init = lu_setup, .fini = lu_cleanup, .timeout = 60);
@@ -234,6 +236,53 @@ Test(gc, torn_and_hostile_journals_are_harmless)
     cr_assert_eq(s.count, 1);
     cr_assert_not_null(shmkit__nset_get(&s, "de"));
     shmkit__nset_clear(&s);
+}
+
+/* The tracker formats its records by hand (life_util.c): byte for byte
+ * what "+<ino> <len>:<name>\n" / "-<len>:<name>\n" printed with snprintf
+ * gives, for the extreme inodes and name lengths, and they replay. */
+Test(gc, journal_records_are_written_exactly)
+{
+    char path[] = "/tmp/shmkit-test-journal-XXXXXX", longest[SHMKIT_NAME_MAX + 2];
+    char want[4096], got[4096];
+    struct shmkit__journal j = {.fd = -1};
+    struct shmkit__nset live = {0};
+    struct shmkit__nent *e;
+    int fd, n;
+    ssize_t len;
+
+    memset(longest, 'x', SHMKIT_NAME_MAX);
+    longest[SHMKIT_NAME_MAX] = 0;
+    fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(shmkit__journal_open(&j, path), 0);
+    cr_assert_eq(shmkit__journal_add(&j, "a", 0), 0);
+    cr_assert_eq(shmkit__journal_add(&j, longest, UINT64_MAX), 0);
+    cr_assert_eq(shmkit__journal_add(&j, "psm_0123abcd", 1234567890123ULL), 0);
+    cr_assert_eq(shmkit__journal_del(&j, "a"), 0);
+    cr_assert_eq(shmkit__journal_del(&j, longest), 0);
+    longest[SHMKIT_NAME_MAX] = 'x';     /* one byte too long: refused */
+    longest[SHMKIT_NAME_MAX + 1] = 0;
+    cr_assert_eq(shmkit__journal_add(&j, longest, 1), -ENAMETOOLONG);
+    cr_assert_eq(shmkit__journal_del(&j, longest), -ENAMETOOLONG);
+    longest[SHMKIT_NAME_MAX] = 0;
+    shmkit__journal_close(&j);
+    n = snprintf(want, sizeof want, "+0 1:a\n+%" PRIu64 " %d:%s\n"
+                 "+1234567890123 12:psm_0123abcd\n-1:a\n-%d:%s\n",
+                 UINT64_MAX, SHMKIT_NAME_MAX, longest, SHMKIT_NAME_MAX, longest);
+    fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    len = read(fd, got, sizeof got);
+    close(fd);
+    cr_assert_eq(len, n, "journal is %zd bytes, want %d", len, n);
+    cr_assert(memcmp(got, want, (size_t)n) == 0, "journal: %.*s", (int)len, got);
+    cr_assert_eq(shmkit__journal_replay(path, &live), 0);
+    unlink(path);
+    cr_assert_eq(live.count, 1);
+    e = shmkit__nset_get(&live, "psm_0123abcd");
+    cr_assert(e && e->ino == 1234567890123ULL);
+    shmkit__nset_clear(&live);
 }
 
 Test(gc, ls_shows_tracked_lifecycle)

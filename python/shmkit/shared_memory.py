@@ -43,10 +43,12 @@ def _make_filename():
 _Mapping = _shmkit.Mapping
 _TRACK = _shmkit.TRACK
 _RESERVE = _shmkit.RESERVE
-# Names shmkit made or attached here, for the resource_tracker shim (its
-# _made(), inlined below: a Python call is a good part of a create's cost).
+# Names shmkit made or attached here, for the resource_tracker shim: its
+# _made(), which SharedMemoryBase (C) does on create and unlink.
 _names = _tracker_shim._shmkit_names
 _KEEP = _tracker_shim._KEEP
+_shmkit._made_names = _names
+_shmkit._made_keep = _KEEP
 
 SHM_RENAME_NOREPLACE = _shmkit.RENAME_NOREPLACE
 SHM_RENAME_EXCHANGE = _shmkit.RENAME_EXCHANGE
@@ -63,12 +65,30 @@ def _rebuild_shm(cls, name, track):
     return cls(name, False, 0, track=track)
 
 
-class SharedMemory:
+class SharedMemory(_shmkit.SharedMemoryBase):
     """Creates a new shared memory block or attaches to an existing one.
 
     Every block has a unique name; another process attaches to the same
     block by that name. ``close()`` gives up this handle, ``unlink()``
-    removes the block's name (once, by one process)."""
+    removes the block's name (once, by one process).
+
+    ``SharedMemory(name=None, create=False, size=0, *, track=True,
+    reserve=True)``. ``reserve`` (create only): allocate the block's memory
+    now (posix_fallocate), so that a full /dev/shm raises
+    ``OSError(ENOSPC)`` here. With ``reserve=False`` the memory is
+    allocated page by page as it is first touched, as CPython does;
+    touching a page when /dev/shm is full then kills the interpreter with
+    SIGBUS, and so can touching a page after another process shrank the
+    block. Reserving costs 0.3-0.7 ms per MiB at create and makes the
+    first writes faster by as much or more: creating and filling a block
+    took 648 us reserved vs 720 us not (1 MiB), 144 vs 152 ms (64 MiB)
+    here (bench/reserve_cost.py). Pass ``reserve=False`` for a large block
+    of which only a few pages will ever be used.
+
+    ``__init__``, ``close()`` and ``unlink()`` are SharedMemoryBase's (C):
+    the Python they replaced cost about a tenth of a 4 KiB create cycle.
+    ``__init__`` hands every case but a create with a name and a size to
+    ``_init()``."""
 
     # Defaults, so that close() and unlink() work on a half-made object.
     _mapping = None
@@ -84,31 +104,13 @@ class SharedMemory:
     _mode = 0o600
     _prepend_leading_slash = True
 
-    def __init__(self, name=None, create=False, size=0, *, track=True,
-                 reserve=True):
-        """``reserve`` (create only): allocate the block's memory now
-        (posix_fallocate), so that a full /dev/shm raises
-        ``OSError(ENOSPC)`` here. With ``reserve=False`` the memory is
-        allocated page by page as it is first touched, as CPython does;
-        touching a page when /dev/shm is full then kills the interpreter
-        with SIGBUS, and so can touching a page after another process
-        shrank the block. Reserving costs 0.3-0.7 ms per MiB at create
-        and makes the first writes faster by as much or more: creating and
-        filling a block took 648 us reserved vs 720 us not (1 MiB), 144 vs
-        152 ms (64 MiB) here (bench/reserve_cost.py). Pass
-        ``reserve=False`` for a large block of which only a few pages will
-        ever be used."""
-        if create and name is not None and size > 0:
-            # The common create, first and with the least work: it is most
-            # of what a create costs above its system calls.
-            m = _Mapping.create(name, size, (_TRACK if track else 0) |
-                                (_RESERVE if reserve else 0), self._mode)
-            self._flags = _O_CREX_RDWR
-            self._raw = True
-        else:
-            m = self._open(name, create, size, track, reserve)
-            if name is None:
-                name = m.name
+    def _init(self, name, create, size, track, reserve):
+        """__init__ for all but the common create (SharedMemoryBase does
+        that one): a generated name, an attach, O_CREAT set by a
+        subclass, and the errors."""
+        m = self._open(name, create, size, track, reserve)
+        if name is None:
+            name = m.name
         if not track:
             self._track = False
         self._mapping = m
@@ -122,8 +124,8 @@ class SharedMemory:
             _names.popitem(last=False)
 
     def _open(self, name, create, size, track, reserve):
-        """The rest of __init__: a generated name, an attach, or O_CREAT
-        set by a subclass (attach or create). Returns the Mapping."""
+        """Opens or creates the block as __init__'s arguments say; returns
+        the Mapping."""
         if not size >= 0:
             raise ValueError("'size' must be a positive integer")
         if create:
@@ -219,43 +221,6 @@ class SharedMemory:
     def closed(self):
         "True after close()."
         return self._mapping is None or self._mapping.closed
-
-    def close(self):
-        """Closes access to the shared memory from this instance but does
-        not destroy the shared memory block. Memoryviews and NumPy arrays
-        still using the memory stay valid: the block is unmapped when the
-        last of them is gone (at once if there is none)."""
-        # Drop buf rather than release it: a NumPy array made with
-        # buffer=shm.buf references the mapping object, not a buffer export.
-        self._buf = None
-        m = self._mapping
-        if m is not None:
-            self._mapping = None
-            m.close()
-
-    def unlink(self):
-        """Requests that the underlying shared memory block be destroyed.
-
-        Unlink should be called once (and only once) across all handles
-        which have access to the shared memory block."""
-        name = self._name
-        if name is None:
-            return
-        if self._prepend_leading_slash and name[:1] == '/':
-            name = name[1:]    # as the name property
-        m = self._mapping
-        if m is not None and name.lstrip('/') == m.name:
-            m.unlink()
-        elif self._raw:
-            # Created here as a raw block: no list lock to look for.
-            _shmkit.unlink_block(name)
-        else:
-            _shmkit.unlink(name)    # a ShareableList's lock goes too
-        n = name.lstrip('/')
-        _names[n] = None
-        _names.move_to_end(n)
-        if len(_names) > _KEEP:
-            _names.popitem(last=False)
 
     def rename(self, newname, flags=0):
         """Renames the block to newname atomically. By default an existing

@@ -27,18 +27,23 @@ ext_state *ext_state_of_module(PyObject *m)
 #define PyType_GetModuleByDef _PyType_GetModuleByDef
 #endif
 
-ext_state *ext_state_of_type(PyTypeObject *tp)
+PyObject *ext_module_of_type(PyTypeObject *tp)
 {
     PyObject *m;
 
     if (!ext_def)
         return NULL;
     m = PyType_GetModuleByDef(tp, ext_def);
-    if (!m) {
+    if (!m)
         PyErr_Clear();
-        return NULL;
-    }
-    return ext_state_of_module(m);
+    return m;
+}
+
+ext_state *ext_state_of_type(PyTypeObject *tp)
+{
+    PyObject *m = ext_module_of_type(tp);
+
+    return m ? ext_state_of_module(m) : NULL;
 }
 
 int ext_name_arg(PyObject *obj, const char **out)

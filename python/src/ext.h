@@ -10,7 +10,9 @@
  * (scripts/check_py_layers.py checks it on the object files):
  *
  *   common.c     module state, names, errors and the exception classes
- *   mapping.c    Mapping: a mapped block whose lifetime its users share
+ *   mapping.c    Mapping: a mapped block whose lifetime its users share;
+ *                SharedMemoryBase: SharedMemory's create, attach, close
+ *                and unlink in C
  *   sync.c       LockBase: Lock, RLock, Condition operations
  *   list.c       ShareableListBase
  *   typed.c      TypedBase: Value and Array (uses sync.c's embedded lock)
@@ -56,6 +58,8 @@ int ext_common_init(PyObject *m, ext_state *st);
 
 /* The module state reached from an object whose type the module made. */
 ext_state *ext_state_of_type(PyTypeObject *tp);
+/* The module itself (borrowed), or NULL (no exception set). */
+PyObject *ext_module_of_type(PyTypeObject *tp);
 ext_state *ext_state_of_module(PyObject *m);
 
 /*

@@ -295,18 +295,67 @@ static int journal_write(struct shmkit__journal *j, const char *rec,
     return (size_t)n == len ? 0 : -EIO;
 }
 
-static int record_add(char *buf, size_t cap, const char *name, uint64_t ino)
+/* Writes the decimal digits of v at p; returns the end. */
+static char *put_u64(char *p, uint64_t v)
 {
-    return snprintf(buf, cap, "+%" PRIu64 " %zu:%s\n", ino, strlen(name),
-                    name);
+    char d[20];
+    int n = 0;
+
+    do
+        d[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0)
+        *p++ = d[--n];
+    return p;
+}
+
+/* "<len>:<name>\n" at p; returns the end. */
+static char *put_name(char *p, const char *name)
+{
+    size_t len = strlen(name);
+
+    p = put_u64(p, len);
+    *p++ = ':';
+    memcpy(p, name, len);
+    p += len;
+    *p++ = '\n';
+    return p;
+}
+
+/* Records are written on every tracked create and unlink: formatted by
+ * hand, not by snprintf (which was half of the tracker's own time). buf
+ * has room for a name of up to SHMKIT_NAME_MAX bytes (every name here is
+ * normalized or parsed with that bound; a longer one is refused: -1) and
+ * two 20-digit numbers. */
+static int record_add(char *buf, const char *name, uint64_t ino)
+{
+    char *p = buf;
+
+    if (strnlen(name, SHMKIT_NAME_MAX + 1) > SHMKIT_NAME_MAX)
+        return -1;
+
+    *p++ = '+';
+    p = put_u64(p, ino);
+    *p++ = ' ';
+    return (int)(put_name(p, name) - buf);
+}
+
+static int record_del(char *buf, const char *name)
+{
+    if (strnlen(name, SHMKIT_NAME_MAX + 1) > SHMKIT_NAME_MAX)
+        return -1;
+    buf[0] = '-';
+    return (int)(put_name(buf + 1, name) - buf);
 }
 
 int shmkit__journal_add(struct shmkit__journal *j, const char *name,
                         uint64_t ino)
 {
     char rec[SHMKIT_NAME_MAX + 48];
-    int n = record_add(rec, sizeof rec, name, ino), r;
+    int n = record_add(rec, name, ino), r;
 
+    if (n < 0)
+        return -ENAMETOOLONG;
     r = journal_write(j, rec, (size_t)n);
     if (r == 0)
         j->records++;
@@ -316,8 +365,10 @@ int shmkit__journal_add(struct shmkit__journal *j, const char *name,
 int shmkit__journal_del(struct shmkit__journal *j, const char *name)
 {
     char rec[SHMKIT_NAME_MAX + 32];
-    int n = snprintf(rec, sizeof rec, "-%zu:%s\n", strlen(name), name), r;
+    int n = record_del(rec, name), r;
 
+    if (n < 0)
+        return -ENAMETOOLONG;
     r = journal_write(j, rec, (size_t)n);
     if (r == 0)
         j->records++;
@@ -333,9 +384,11 @@ static void compact_one(const char *name, uint64_t ino, void *arg)
 {
     struct compact_ctx *c = arg;
     char rec[SHMKIT_NAME_MAX + 48];
-    int n = record_add(rec, sizeof rec, name, ino);
+    int n = record_add(rec, name, ino);
 
-    if (fwrite(rec, 1, (size_t)n, c->f) != (size_t)n)
+    if (n < 0)
+        c->err = -ENAMETOOLONG;
+    else if (fwrite(rec, 1, (size_t)n, c->f) != (size_t)n)
         c->err = -EIO;
 }
 

@@ -64,6 +64,60 @@ def test_unlink_after_close_takes_the_one_call_path(names, monkeypatch):
     assert calls == ["block", "any", "any"] and not shm_exists(shm.name)
 
 
+def test_common_create_and_attach_are_done_in_c(names, monkeypatch):
+    """SharedMemoryBase (C) does a create with a name and a size, and an
+    attach by name, setting what the Python _init() sets; only the other
+    cases reach _init()."""
+    def no(*a):
+        raise AssertionError("_init reached")
+    monkeypatch.setattr(shared_memory.SharedMemory, "_init", no)
+    name = names.new()
+    a = shared_memory.SharedMemory(name, create=True, size=10, track=False,
+                                   reserve=False)
+    b = shared_memory.SharedMemory(name)
+    assert a.__dict__.keys() == {"_flags", "_raw", "_track", "_mapping",
+                                 "_name", "_size", "_buf"}
+    assert (a._flags, a._raw, a._track, a._name, a._size, len(a.buf)) == \
+        (os.O_CREAT | os.O_EXCL | os.O_RDWR, True, False, "/" + name, 10, 10)
+    assert b.__dict__.keys() == {"_mapping", "_name", "_size", "_buf"}
+    assert (b._flags, b._raw, b.track, b.name, b.size) == \
+        (os.O_RDWR, False, True, name, 10)
+    for h in (a, b):
+        assert name in shmkit.resource_tracker._shmkit_names
+    with pytest.raises(AssertionError, match="_init reached"):
+        shared_memory.SharedMemory(create=True, size=10)     # generated name
+    b.close()
+    a.close()
+    a.unlink()
+    assert not shm_exists(name)
+
+
+def test_subclass_attributes_reach_the_c_create(names):
+    """_mode and _prepend_leading_slash are read from the instance, so a
+    subclass's own values count, in C as in Python."""
+    class Sub(shared_memory.SharedMemory):
+        _mode = 0o640
+        _prepend_leading_slash = False
+
+    name = names.new()
+    a = Sub(name, create=True, size=10, track=False)
+    assert os.stat("/dev/shm/" + name).st_mode & 0o777 == 0o640
+    assert a._name == name and a.name == name
+    a.close()
+    a.unlink()
+    assert not shm_exists(name)
+
+
+@pytest.mark.parametrize("args, kw, match", [
+    (("x", True, 10, True), {}, "at most 3 positional"),
+    (("x",), {"bogus": 1}, "unexpected keyword argument 'bogus'"),
+    (("x",), {"name": "y"}, "multiple values for argument 'name'"),
+])
+def test_arguments_are_checked_as_python_would(args, kw, match):
+    with pytest.raises(TypeError, match=match):
+        shared_memory.SharedMemory(*args, **kw)
+
+
 def test_generated_name(names):
     a = shared_memory.SharedMemory(create=True, size=10, track=False)
     names.add(a.name)
