@@ -834,7 +834,7 @@ Test(manager, queue_of_sigkilled_manager_swept_by_restart_and_by_gc)
  * and it would answer an unknown request with SHMKIT_EPROTO and hang up):
  * the client refuses to ask it for a queue, saying why, and sends
  * nothing; its blocks still work. */
-static void old_server(int lfd, int ready)
+static void old_server(int lfd, int ready, unsigned version)
 {
     uint8_t f[SHMKIT__MGR_FRAME_MAX], hello[SHMKIT__MGR_HELLO_LEN] = {0};
     struct shmkit__mgr_msg msg;
@@ -845,6 +845,7 @@ static void old_server(int lfd, int ready)
         _exit(10);
     shmkit__put32(hello, (uint32_t)getpid());
     n = shmkit__mgr_put(f, SHMKIT__MGR_HELLO, 0, hello, sizeof hello);
+    f[4] = (uint8_t)version; /* the frame version it speaks */
     if (send(fd, f, n, MSG_NOSIGNAL) != (ssize_t)n)
         _exit(11);
     /* Serve AUTH and CREATE (a name "old"); count what else arrives. */
@@ -866,27 +867,39 @@ static void old_server(int lfd, int ready)
     _exit(0);
 }
 
-Test(manager, new_client_old_server_queue_request_is_a_clear_error)
+/* Starts old_server(version) on <rundir>/old.sock; its pid. */
+static pid_t old_server_start(struct sockaddr_un *sa, unsigned version)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    char name[SHMKIT_NAME_MAX + 1], c;
-    shmkit_manager *m;
     int lfd, ready[2];
     pid_t pid;
+    char c;
 
-    cr_assert_lt(strlen(lu_rundir) + sizeof "/old.sock", sizeof sa.sun_path);
-    strcpy(sa.sun_path, lu_rundir);
-    strcat(sa.sun_path, "/old.sock");
+    cr_assert_lt(strlen(lu_rundir) + sizeof "/old.sock", sizeof sa->sun_path);
+    strcpy(sa->sun_path, lu_rundir);
+    strcat(sa->sun_path, "/old.sock");
     lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)sa, sizeof *sa), 0);
     cr_assert_eq(listen(lfd, 4), 0);
     cr_assert_eq(pipe(ready), 0);
     pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0)
-        old_server(lfd, ready[1]);
+        old_server(lfd, ready[1], version);
     close(lfd);
     cr_assert_eq(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    close(ready[1]);
+    return pid;
+}
+
+Test(manager, new_client_old_server_queue_request_is_a_clear_error)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char name[SHMKIT_NAME_MAX + 1];
+    shmkit_manager *m;
+    pid_t pid;
+
+    pid = old_server_start(&sa, SHMKIT__MGR_VERSION);
     cr_assert_eq(shmkit_manager_connect(&m, sa.sun_path, NULL, 0), 0, "%s",
                  shmkit_last_error());
     cr_assert_eq(shmkit_manager_create_queue(m, NULL, 4096, 0, name),
@@ -899,7 +912,24 @@ Test(manager, new_client_old_server_queue_request_is_a_clear_error)
     cr_assert_str_eq(name, "old");
     shmkit_manager_close(m);
     tu_wait_ok(pid); /* exit 21 if the queue request had reached it */
-    close(ready[0]);
+    unlink(sa.sun_path);
+}
+
+/* A manager whose frames carry another protocol version: connect says
+ * so, naming both versions (and sends it nothing but what it read). */
+Test(manager, another_protocol_version_is_a_clear_error)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    shmkit_manager *m;
+    pid_t pid;
+
+    pid = old_server_start(&sa, SHMKIT__MGR_VERSION + 1);
+    cr_assert_eq(shmkit_manager_connect(&m, sa.sun_path, NULL, 0),
+                 SHMKIT_EVERSION);
+    cr_assert_not_null(strstr(shmkit_last_error(), "protocol version 2, "
+                                                   "this client 1"),
+                       "%s", shmkit_last_error());
+    tu_wait_ok(pid);
     unlink(sa.sun_path);
 }
 

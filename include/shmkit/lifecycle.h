@@ -167,8 +167,9 @@ SHMKIT_API int shmkit_manager_start(shmkit_manager **out,
 
 /* Connects to a running manager. -ENOENT/-ECONNREFUSED if none listens,
  * -EACCES if the socket's directory is not ours, SHMKIT_EAUTH if the key
- * is wrong or missing or the peer is another user, SHMKIT_EPROTO on a
- * protocol mismatch. A busy manager says so, and is worth retrying later:
+ * is wrong or missing or the peer is another user, SHMKIT_EVERSION if it
+ * speaks another protocol version (shmkit_last_error() names both),
+ * SHMKIT_EPROTO if what it sends is malformed. A busy manager says so, and is worth retrying later:
  * -EMFILE (it is out of descriptors) or -EUSERS (every client slot is
  * taken); SHMKIT_ECLOSED if it hung up without a word (shutting down). */
 SHMKIT_API int shmkit_manager_connect(shmkit_manager **out,

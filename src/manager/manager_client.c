@@ -252,9 +252,17 @@ int shmkit_manager_connect(shmkit_manager **out, const char *socket_path,
     if (r == 0)
         r = handshake(m, authkey, authkey_len);
     if (r < 0) {
+        /* The version the peer's frame carried (bytes 4-5 of what came). */
+        unsigned peer = (unsigned)(m->buf[4] | m->buf[5] << 8);
+
         if (m->fd >= 0)
             close(m->fd);
         free(m);
+        if (r == SHMKIT_EVERSION)
+            return shmkit__fail(NULL, r, "shmkit_manager_connect(\"%s\"): "
+                                "the manager speaks protocol version %u, this "
+                                "client %u: run the same shmkit on both sides",
+                                socket_path, peer, SHMKIT__MGR_VERSION);
         if (r == -EMFILE || r == -ENFILE || r == -EUSERS)
             return shmkit__fail(NULL, r, "shmkit_manager_connect(\"%s\"): "
                                 "the manager is busy (%s); try again later",
