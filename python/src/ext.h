@@ -113,6 +113,11 @@ PyObject *ext_mapping_new(ext_state *st, int kind, void *handle,
  * error set. name (a str, or NULL) is the block an error names. */
 int ext_mutex_acquire(ext_state *st, shmkit_mutex *m, int block,
                       double timeout, int *died, PyObject *name);
+/* The arguments of acquire(block=True, timeout=None) as METH_FASTCALL |
+ * METH_KEYWORDS gets them (CPython specialises such calls): 0, or -1
+ * with the TypeError PyArg_ParseTupleAndKeywords would raise. */
+int ext_acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                     int *block, PyObject **timeout);
 /* Releases m: 0, or -1 with multiprocessing's exception set. */
 int ext_mutex_release(ext_state *st, shmkit_mutex *m, PyObject *name);
 /* The mutex of a LockBase instance, or NULL if obj is none. */

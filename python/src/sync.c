@@ -230,17 +230,53 @@ PyDoc_STRVAR(acquire_doc,
 "data, call consistent(), then release (a lock released without\n"
 "consistent() raises NotRecoverableError at every later acquire).");
 
-static PyObject *lock_acquire(LockObject *self, PyObject *args, PyObject *kw)
+int ext_acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                     int *block, PyObject **timeout)
 {
-    static char *kwlist[] = {"block", "timeout", NULL};
-    PyObject *tobj = Py_None;
-    int block = 1;
+    static const char *const names[2] = {"block", "timeout"};
+    PyObject *slot[2] = {NULL, NULL};
+    Py_ssize_t k, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
+    if (nargs + nkw > 2) {
+        PyErr_Format(PyExc_TypeError, "acquire() takes at most 2 arguments (%zd given)",
+                     nargs + nkw);
+        return -1;
+    }
+    for (k = 0; k < nargs; k++)
+        slot[k] = args[k];
+    for (k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        int i = PyUnicode_CompareWithASCIIString(key, names[0]) == 0 ? 0
+              : PyUnicode_CompareWithASCIIString(key, names[1]) == 0 ? 1 : -1;
+
+        if (i < 0) {
+            PyErr_Format(PyExc_TypeError, "%R is an invalid keyword argument for acquire()", key);
+            return -1;
+        }
+        if (slot[i]) {
+            PyErr_Format(PyExc_TypeError,
+                         "argument for acquire() given by name ('%s') and position (%d)",
+                         names[i], i + 1);
+            return -1;
+        }
+        slot[i] = args[nargs + k];
+    }
+    *block = 1;
+    if (slot[0] && (*block = PyObject_IsTrue(slot[0])) < 0)
+        return -1;
+    *timeout = slot[1] ? slot[1] : Py_None;
+    return 0;
+}
+
+static PyObject *lock_acquire(LockObject *self, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *tobj;
+    int block;
     double timeout;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO:acquire", kwlist,
-                                     &block, &tobj))
-        return NULL;
-    if (parse_timeout(tobj, &timeout) < 0)
+    if (ext_acquire_args(args, nargs, kwnames, &block, &tobj) < 0 ||
+        parse_timeout(tobj, &timeout) < 0)
         return NULL;
     return lock_do_acquire(self, block, timeout);
 }
@@ -916,7 +952,7 @@ static PyObject *lock_init_subclass(PyTypeObject *cls, PyObject *args, PyObject 
 
 static PyMethodDef lock_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))lock_acquire,
-     METH_VARARGS | METH_KEYWORDS, acquire_doc},
+     METH_FASTCALL | METH_KEYWORDS, acquire_doc},
     {"release", (PyCFunction)lock_release, METH_NOARGS, release_doc},
     {"consistent", (PyCFunction)lock_consistent, METH_NOARGS, consistent_doc},
     {"unlink", (PyCFunction)lock_unlink, METH_NOARGS,

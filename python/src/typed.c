@@ -605,14 +605,14 @@ static PyObject *typed_do_acquire(TypedObject *t, int block, double timeout)
     return ext_lock_acquire(t->lock, block, timeout);
 }
 
-static PyObject *typed_acquire(TypedObject *t, PyObject *args, PyObject *kw)
+static PyObject *typed_acquire(TypedObject *t, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames)
 {
-    static char *kwlist[] = {"block", "timeout", NULL};
-    PyObject *tobj = Py_None;
+    PyObject *tobj;
     double timeout = -1.0;
-    int block = 1;
+    int block;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO:acquire", kwlist, &block, &tobj))
+    if (ext_acquire_args(args, nargs, kwnames, &block, &tobj) < 0)
         return NULL;
     if (tobj != Py_None) {
         timeout = PyFloat_AsDouble(tobj);
@@ -625,7 +625,7 @@ static PyObject *typed_acquire(TypedObject *t, PyObject *args, PyObject *kw)
         PyObject *meth = PyObject_GetAttrString(t->lock, "acquire"), *res;
         if (!meth)
             return NULL;
-        res = PyObject_Call(meth, args, kw);
+        res = PyObject_Vectorcall(meth, args, (size_t)nargs, kwnames);
         Py_DECREF(meth);
         return res;
     }
@@ -997,7 +997,7 @@ static PyMethodDef typed_methods[] = {
     {"get_obj", (PyCFunction)typed_get_obj, METH_NOARGS,
      "get_obj()\n--\n\nThe object itself (multiprocessing compatibility)."},
     {"acquire", (PyCFunction)(void (*)(void))typed_acquire,
-     METH_VARARGS | METH_KEYWORDS, "acquire(block=True, timeout=None)\n--\n\nAcquire the lock."},
+     METH_FASTCALL | METH_KEYWORDS, "acquire(block=True, timeout=None)\n--\n\nAcquire the lock."},
     {"release", (PyCFunction)typed_release, METH_NOARGS, "release()\n--\n\nRelease the lock."},
     {"add", (PyCFunction)(void (*)(void))typed_add, METH_FASTCALL | METH_KEYWORDS, add_doc},
     {"fetch_add", (PyCFunction)(void (*)(void))typed_fetch_add,

@@ -390,3 +390,47 @@ def test_init_subclass_takes_no_arguments():
     class Child(Cooperative):
         pass
     assert 'release' in vars(Child)
+
+
+# ---- acquire(block=True, timeout=None), parsed by hand (METH_FASTCALL) ---------
+
+@pytest.mark.parametrize("kind", ["Lock", "Value"])
+def test_acquire_arguments(names, kind):
+    if kind == "Value":
+        v = shmkit.Value('q', 0, track=False)
+        names.add(v.name)
+        lk, other_owner = v, v.get_lock()
+    else:
+        lk = shmkit.Lock(track=False)
+        names.add(lk.name)
+        other_owner = lk
+    assert lk.acquire() is True
+    lk.release()
+    for args, kw in [((False,), {}), ((), {'block': False}), ((True, 0.01), {}),
+                     ((), {'timeout': 0.01}), ((False,), {'timeout': None}),
+                     ((), {'timeout': 1, 'block': 1}), (([],), {})]:
+        assert lk.acquire(*args, **kw) is True, (args, kw)
+        lk.release()
+    for args, kw in [((1, 2, 3), {}), ((), {'flavour': 1}), ((True,), {'block': True}),
+                     ((True, None), {'timeout': None}), ((), {'timeout': 'x'}),
+                     ((True, 1), {'block': 0})]:
+        with pytest.raises(TypeError):
+            lk.acquire(*args, **kw)
+    assert not other_owner._is_mine()
+    if kind == "Value":
+        v.unlink()
+    else:
+        lk.unlink()
+
+
+def test_value_acquire_forwards_to_a_foreign_lock(names):
+    import threading
+    tl = threading.Lock()
+    v = shmkit.Value('q', 0, lock=tl, track=False)
+    names.add(v.name)
+    assert v.acquire(True, 1) is True
+    assert tl.locked()
+    assert v.acquire(False) is False
+    v.release()
+    assert not tl.locked()
+    v.unlink()
