@@ -8,12 +8,19 @@
  * return 0 or an error code - never crash, read or write outside the
  * block (ASan in the sanitizer run), or hang (the suite's timeout) - and
  * shmkit_queue_parse must agree with attach about what is a queue.
+ *
+ * The mutex's one word that matters to the queue: a peer writes the id of
+ * a live thread that will never unlock into it. Calls with a deadline must
+ * still return by their deadline (NOWAIT: -EAGAIN after a short grace),
+ * and once that thread is gone the next locker repairs the queue.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -150,6 +157,95 @@ Test(queue_hostile, scribbled_header_and_ring)
     cr_assert_gt(corrupt, 0);
     memcpy(data, snap, size);
     free(snap);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}
+
+/* The mutex's futex word: at 16 in the mutex (struct shmkit__mutex_layout
+ * in sync_inline.h), the mutex at 64 in the header. */
+#define MUTEX_WORD_AT (MUTEX_AT + 16)
+
+static double secs_since(const struct timespec *t0)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) +
+           (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Child exit codes: 0 fine, else the step that failed. */
+static int calls_by_deadline(shmkit_queue *q)
+{
+    unsigned char buf[64];
+    struct timespec t0, dl;
+    shmkit_queue_info info;
+    size_t len;
+    void *w;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT) != -EAGAIN)
+        return 10;
+    if (shmkit_queue_put(q, "x", 1, SHMKIT_NOWAIT) != -EAGAIN)
+        return 11;
+    if (shmkit_queue_reserve(q, 8, &w, SHMKIT_NOWAIT) != -EAGAIN)
+        return 12;
+    if (shmkit_queue_stat(q, &info) != -EAGAIN)
+        return 13;
+    shmkit_deadline(&dl, 0.3);
+    if (shmkit_queue_get(q, buf, sizeof buf, &len, &dl) != -ETIMEDOUT)
+        return 14;
+    /* 4 x 0.1 s of grace + 0.3 s: generous for a loaded machine. */
+    if (secs_since(&t0) > 10.0)
+        return 15;
+    return 0;
+}
+
+Test(queue_hostile, mutex_held_by_a_live_thread_for_ever_respects_deadlines)
+{
+    unsigned char *data, buf[64];
+    int hold[2], st;
+    shmkit_queue *q;
+    uint32_t word;
+    size_t len;
+    pid_t peer, pid;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("held"), 4096, 0, 0), 0);
+    cr_assert_eq(shmkit_queue_put(q, "kept", 4, NULL), 0);
+    /* A live process that never unlocks: it waits for the pipe's end. */
+    cr_assert_eq(pipe(hold), 0);
+    peer = fork();
+    cr_assert_geq(peer, 0);
+    if (peer == 0) {
+        char c;
+        close(hold[1]);
+        _exit(read(hold[0], &c, 1) == 0 ? 0 : 1);
+    }
+    close(hold[0]);
+    data = shmkit_block_data(shmkit_queue_block(q));
+    word = (uint32_t)peer;
+    memcpy(data + MUTEX_WORD_AT, &word, sizeof word);
+    /* In a child, so that a call that never returns is a SIGALRM death
+     * the status shows, not a suite timeout. */
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        alarm(60);
+        _exit(calls_by_deadline(q));
+    }
+    st = tu_wait_status(pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "calls with a deadline: %s %d",
+              WIFEXITED(st) ? "exit" : "signal",
+              WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    /* The "holder" goes: the word names a dead thread, the next locker
+     * takes the mutex over, repairs, and the message is still there. */
+    close(hold[1]);
+    tu_wait_ok(peer);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(len, 4);
+    cr_assert_eq(memcmp(buf, "kept", 4), 0);
     cr_assert_eq(shmkit_queue_unlink(q), 0);
     cr_assert_eq(shmkit_queue_close(q), 0);
 }

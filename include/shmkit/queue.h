@@ -34,6 +34,12 @@
  * not end the wait (EINTR is retried) unless the handle was made
  * interruptible (shmkit_queue_set_interruptible()), then -EINTR. Closing
  * the handle wakes its sleepers in this process with SHMKIT_ECLOSED.
+ * The deadline bounds the wait for the queue's mutex too: a call with a
+ * deadline waits for it until the deadline, but at least 0.1 s (holders
+ * keep it for microseconds), then gives -EAGAIN (NOWAIT) or -ETIMEDOUT;
+ * so a stopped holder, or a mutex word a hostile peer wrote naming a live
+ * thread, cannot keep such a call for ever. Calls without a deadline
+ * (commit, cancel, release, a NULL deadline) wait as long as it is held.
  *
  * Killed peers (the rules):
  *   - a producer killed between reserve and commit: its message was never
@@ -268,7 +274,8 @@ SHMKIT_API int shmkit_queue_join(shmkit_queue *q,
 
 /* ---- state ------------------------------------------------------------- */
 
-/* Fills *info under the queue's mutex (exact at that moment). */
+/* Fills *info under the queue's mutex (exact at that moment); -EAGAIN if
+ * the mutex stays held for 0.1 s (see "Waiting"). */
 SHMKIT_API int shmkit_queue_stat(shmkit_queue *q, shmkit_queue_info *info);
 
 /*

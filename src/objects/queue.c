@@ -313,12 +313,14 @@ static int ring_repair(shmkit_queue *q)
     return 0;
 }
 
-/* Takes the queue's mutex (only if free at once when `try`: -EAGAIN
- * otherwise) and checks the ring state. */
-static int qlock_how(shmkit_queue *q, bool try)
+/* Takes the queue's mutex and checks the ring state: only if it is free
+ * at once when `try` (-EAGAIN otherwise), else waiting until `until`
+ * (NULL: for ever). */
+static int qlock_how(shmkit_queue *q, bool try, const struct timespec *until)
 {
-    int r = try ? shmkit_mutex_trylock(&q->hdr->lock)
-                : shmkit_mutex_lock(&q->hdr->lock);
+    int r = try     ? shmkit_mutex_trylock(&q->hdr->lock)
+            : until ? shmkit_mutex_timedlock(&q->hdr->lock, until)
+                    : shmkit_mutex_lock(&q->hdr->lock);
 
     if (r == -EBUSY && try)
         return -EAGAIN;
@@ -344,7 +346,41 @@ static int qlock_how(shmkit_queue *q, bool try)
 
 static int qlock(shmkit_queue *q)
 {
-    return qlock_how(q, false);
+    return qlock_how(q, false, NULL);
+}
+
+/* The least a call with a deadline waits for the queue's mutex. Holders
+ * keep it for microseconds; only a stopped holder, or a mutex word that a
+ * hostile peer wrote naming a live thread, keeps it longer. */
+#define QLOCK_GRACE_S 0.1
+
+/* qlock for a call with a deadline (NULL: for ever; SHMKIT_QUEUE_TRY:
+ * only if free at once): the mutex is waited for until the deadline, but
+ * at least QLOCK_GRACE_S, so that a NOWAIT call does not fail because a
+ * peer holds it for a moment. A mutex held longer is -EAGAIN if the
+ * deadline had passed when the wait began, else -ETIMEDOUT, as for the
+ * queue's other waits. */
+static int qlock_by(shmkit_queue *q, const struct timespec *deadline)
+{
+    struct timespec until;
+    bool passed;
+    int r;
+
+    if (deadline == SHMKIT_QUEUE_TRY)
+        return qlock_how(q, true, NULL);
+    if (!deadline)
+        return qlock(q);
+    if (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
+        return -EINVAL;
+    passed = timespec_passed(deadline);
+    shmkit_deadline(&until, QLOCK_GRACE_S);
+    if (deadline->tv_sec > until.tv_sec ||
+        (deadline->tv_sec == until.tv_sec && deadline->tv_nsec > until.tv_nsec))
+        until = *deadline;
+    r = qlock_how(q, false, &until);
+    if (r == -ETIMEDOUT && passed)
+        r = -EAGAIN;
+    return r;
 }
 
 static void qunlock(shmkit_queue *q)
@@ -396,11 +432,12 @@ static int reap_locked(shmkit_queue *q, bool *freed)
     return given;
 }
 
-/* Takes the lock and reaps; wakes whoever the reaped records let go. */
-static int reap(shmkit_queue *q)
+/* Takes the lock (by `deadline`, as qlock_by) and reaps; wakes whoever
+ * the reaped records let go. */
+static int reap(shmkit_queue *q, const struct timespec *deadline)
 {
     bool freed = false;
-    int r = qlock(q);
+    int r = qlock_by(q, deadline);
 
     if (r)
         return r;
@@ -519,7 +556,7 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
         if (!foreign || w->reaped)
             return -EAGAIN;
         w->reaped = true;
-        return reap(q);
+        return reap(q, w->deadline);
     }
     w->first = false;
     if (__atomic_load_n(&q->closing, __ATOMIC_ACQUIRE))
@@ -542,7 +579,7 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
     if (__atomic_load_n(&q->closing, __ATOMIC_ACQUIRE))
         return SHMKIT_ECLOSED;
     if (r == -ETIMEDOUT && capped)
-        return reap(q);
+        return reap(q, w->deadline);
     if (r == -EINTR)
         return q->interruptible ? -EINTR : 0;
     if (r == -EAGAIN || r == 0)
@@ -659,7 +696,7 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
     for (;;) {
         uint32_t seq = __atomic_load_n(&q->hdr->space_seq, __ATOMIC_SEQ_CST);
 
-        r = qlock_how(q, w->deadline == SHMKIT_QUEUE_TRY);
+        r = qlock_by(q, w->deadline);
         if (r)
             return r;
         for (k = 0; k < n; k++)
@@ -934,7 +971,7 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     for (;;) {
         uint32_t seq = __atomic_load_n(&q->hdr->data_seq, __ATOMIC_SEQ_CST);
 
-        r = qlock_how(q, w->deadline == SHMKIT_QUEUE_TRY);
+        r = qlock_by(q, w->deadline);
         if (r)
             return r;
         r = take_locked(q, recs, lens, max, room, got, need, &foreign);
@@ -1417,7 +1454,7 @@ int shmkit_queue_stat(shmkit_queue *q, shmkit_queue_info *info)
     if (!q || !info)
         return shmkit__fail(NULL, -EINVAL, "shmkit_queue_stat: NULL");
     memset(&in, 0, sizeof in);
-    r = qlock(q);
+    r = qlock_by(q, SHMKIT_NOWAIT);
     if (r)
         return qfail(q, r, "stat");
     r = ring_walk(q, q->hdr->head, q->hdr->tail, NULL, &in);
