@@ -216,20 +216,23 @@ static int driver_c(void *arg)
 
 static void run_cli(struct target *t, const char *sub)
 {
-    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC), code;
+    char *argv[4] = {(char *)T.cli, (char *)sub, t->name, NULL};
+    int code, err;
     enum outcome o;
-    pid_t pid = fork();
+    pid_t pid;
 
-    if (pid == 0) {
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        if (strcmp(sub, "ls") == 0)
-            execl(T.cli, T.cli, sub, (char *)NULL);
-        else
-            execl(T.cli, T.cli, sub, t->name, (char *)NULL);
-        _exit(127);
+    if (strcmp(sub, "ls") == 0)
+        argv[2] = NULL;
+    pid = child_exec(argv, true, &err);
+    if (pid < 0 || err) {
+        /* Not the CLI's answer: it never ran. */
+        if (pid > 0)
+            child_wait(pid, -1, &code);
+        if (t->prog->bad++ < 3)
+            fprintf(stderr, "torture: mutate %s: cannot run `%s %s`: %s\n",
+                    t->kind, T.cli, sub, strerror(err));
+        return;
     }
-    close(devnull);
     o = child_wait(pid, STALL_MS, &code);
     if (o == OUT_SIGBUS)
         t->prog->sigbus++;
@@ -237,8 +240,9 @@ static void run_cli(struct target *t, const char *sub)
         t->prog->crashes++;
     else if (o == OUT_HANG)
         t->prog->hangs++;
-    else if (o == OUT_EXIT && code >= 64) {
-        /* A usage/internal error or a failed exec, not a refusal. */
+    else if (o == OUT_EXIT && code != 1) {
+        /* The CLI answers 0 or 1 (refused: the right answer to many
+         * images); 2 is a usage error, and the arguments are right. */
         if (t->prog->bad++ < 3)
             fprintf(stderr, "torture: mutate %s: `shmkit %s` exit %d at "
                     "image %llu (seed %llu)\n", t->kind, sub, code,

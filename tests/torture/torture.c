@@ -152,6 +152,93 @@ pid_t child_run(int (*fn)(void *), void *arg)
     return pid;
 }
 
+pid_t child_exec(char *const argv[], bool quiet, int *exec_errno)
+{
+    int p[2], err = 0;
+    ssize_t n;
+    pid_t pid;
+
+    *exec_errno = 0;
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        *exec_errno = errno;
+        return -1;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        if (quiet) {
+            int null = open("/dev/null", O_WRONLY);
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        execv(argv[0], argv);
+        err = errno;
+        if (write(p[1], &err, sizeof err) < 0)
+            _exit(126);
+        _exit(127);
+    }
+    close(p[1]);
+    if (pid < 0) {
+        *exec_errno = errno;
+        close(p[0]);
+        return -1;
+    }
+    /* End of file: the exec closed the pipe, it succeeded. */
+    do
+        n = read(p[0], &err, sizeof err);
+    while (n < 0 && errno == EINTR);
+    close(p[0]);
+    if (n == (ssize_t)sizeof err)
+        *exec_errno = err;
+    return pid;
+}
+
+/* ---- the program under test ------------------------------------------- */
+
+static char cli_copy[64];
+
+static void cli_copy_remove(void)
+{
+    if (cli_copy[0]) {
+        unlink(cli_copy);
+        *strrchr(cli_copy, '/') = 0;
+        rmdir(cli_copy);
+    }
+}
+
+/* Copies the shmkit command into a private directory and returns the
+ * copy's path (NULL on failure). Every CLI run of the torture execs the
+ * copy: rebuilding the original while the torture runs (the linker
+ * removes and rewrites it) made exec fail with ENOENT/ETXTBSY, and those
+ * runs looked like wrong answers of the CLI (the "226 wrong" of an
+ * earlier long run). */
+static const char *cli_snapshot(const char *path)
+{
+    char buf[65536];
+    int in, out;
+    ssize_t n = -1;
+    bool ok;
+
+    strcpy(cli_copy, "/tmp/torture-cli-XXXXXX");
+    if (!mkdtemp(cli_copy)) {
+        cli_copy[0] = 0;
+        return NULL;
+    }
+    strcat(cli_copy, "/shmkit");
+    atexit(cli_copy_remove);
+    if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return NULL;
+    out = open(cli_copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+    ok = out >= 0;
+    while (ok && (n = read(in, buf, sizeof buf)) > 0)
+        ok = write(out, buf, (size_t)n) == n;
+    ok = ok && n == 0;
+    close(in);
+    if (out >= 0 && close(out) < 0)
+        ok = false;
+    return ok ? cli_copy : NULL;
+}
+
 /* ---- the shm directory ------------------------------------------------ */
 
 long shm_count(const char *prefix)
@@ -372,6 +459,13 @@ int main(int argc, char **argv)
         }
     }
     T.cli = getenv("SHMKIT_CLI");
+    if (T.cli && *T.cli && !(T.cli = cli_snapshot(T.cli))) {
+        fprintf(stderr, "torture: cannot copy %s: %s\n", getenv("SHMKIT_CLI"),
+                strerror(errno));
+        return 2;
+    }
+    if (T.cli && !*T.cli)
+        T.cli = NULL;
     T.python = getenv("SHMKIT_PYTHON");
     T.pyscript = getenv("SHMKIT_TORTURE_PY");
     if (T.python && !*T.python)

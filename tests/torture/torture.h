@@ -35,7 +35,7 @@ struct torture {
     bool longrun;
     double scale;        /* multiplies every count and duration */
     const char *self;    /* path of this program, for exec'd children */
-    const char *cli;     /* the shmkit command, or NULL */
+    const char *cli;     /* the shmkit command (a private copy), or NULL */
     const char *python;  /* a Python with shmkit importable, or NULL */
     const char *pyscript;/* torture_py.py */
     bool verbose;
@@ -66,6 +66,13 @@ void row_count(struct row *r, enum outcome o);
 
 /* Forks; the child runs fn(arg) and _exits with its result. -1 on error. */
 pid_t child_run(int (*fn)(void *), void *arg);
+
+/* Forks and execs argv[0] (stdout and stderr to /dev/null if quiet).
+ * Returns the pid, or -1 if fork failed. *exec_errno gets 0 once the exec
+ * has succeeded, or the errno of a failed exec (the child then exits 127):
+ * a program that could not be started is the harness's problem, never
+ * counted as that program's answer. */
+pid_t child_exec(char *const argv[], bool quiet, int *exec_errno);
 
 /* Counts entries of /dev/shm whose name starts with prefix ("" = all). */
 long shm_count(const char *prefix);
