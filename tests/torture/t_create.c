@@ -19,10 +19,11 @@
 #include <unistd.h>
 
 #include "shmkit.h"
+#include "shmkit/queue.h"
 #include "torture.h"
 
-static const char *const kinds[] = {"block", "list", "array", "value",
-                                    "lock", "refblock"};
+static const char *const kinds[] = {"block", "list",  "array",   "value",
+                                    "lock",  "queue", "refblock"};
 
 static int create_kind(const char *kind, const char *name)
 {
@@ -52,6 +53,10 @@ static int create_kind(const char *kind, const char *name)
     if (strcmp(kind, "lock") == 0) {
         shmkit_lock *l;
         return shmkit_lock_create(&l, name, 0, SHMKIT_TRACK);
+    }
+    if (strcmp(kind, "queue") == 0) {
+        shmkit_queue *q;
+        return shmkit_queue_create(&q, name, 65536, 0, SHMKIT_TRACK);
     }
     return -EINVAL;
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "shmkit.h"
+#include "shmkit/queue.h"
 #include "torture.h"
 
 #define BIG (4u << 20)
@@ -53,7 +54,7 @@ static int try_case(void *arg)
     int r = -EINVAL;
 
     if (strcmp(c, "value") == 0 || strcmp(c, "lock") == 0 ||
-        strcmp(c, "small-list") == 0)
+        strcmp(c, "small-list") == 0 || strcmp(c, "small-queue") == 0)
         if (fill_up(&filler) < 0)
             return 3;
     if (strcmp(c, "block-reserve") == 0)
@@ -83,6 +84,17 @@ static int try_case(void *arg)
     } else if (strcmp(c, "lock") == 0) {
         shmkit_lock *l;
         r = shmkit_lock_create(&l, "tf_x", 0, 0);
+    } else if (strcmp(c, "queue") == 0 || strcmp(c, "small-queue") == 0) {
+        shmkit_queue *q;
+        r = shmkit_queue_create(&q, "tf_x", c[0] == 'q' ? BIG : 4096, 0, 0);
+        if (r == 0) {
+            void *p;
+            /* A reservation is prefaulted ring: it must be there. */
+            if (shmkit_queue_reserve(q, shmkit_queue_max_message(q), &p,
+                                     SHMKIT_NOWAIT) == 0)
+                touch(p, shmkit_queue_max_message(q));
+            shmkit_queue_close(q);
+        }
     }
     if (filler) {
         shmkit_block_unlink(filler);
@@ -99,12 +111,12 @@ static int try_case(void *arg)
     return 0;
 }
 
-static const char *const c_cases[] = {"block-reserve", "block-populate",
-                                      "list",          "small-list",
-                                      "array",         "value",
-                                      "lock"};
+static const char *const c_cases[] = {
+    "block-reserve", "block-populate", "list",  "small-list", "array",
+    "value",         "lock",           "queue", "small-queue"};
 static const char *const py_cases[] = {"SharedMemory-reserve", "ShareableList",
-                                       "Array", "Value", "Lock", "RLock"};
+                                       "Array", "Value", "Lock", "RLock",
+                                       "Queue", "small-Queue"};
 
 /* Counts one outcome into row r; leftovers too. */
 static void account(struct row *r, enum outcome o, int code, const char *what)

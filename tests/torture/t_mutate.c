@@ -1,5 +1,6 @@
 /*
- * t_mutate.c - hostile bytes: for each kind (list, array, value, lock) a
+ * t_mutate.c - hostile bytes: for each kind (list, array, value, lock,
+ * queue) a
  * valid object is made, then, over and over, its pristine bytes are put
  * back, a random mutation is applied, and every operation is run on it:
  * from C (a driver process), from the CLI (`shmkit show`, `shmkit ls`, one
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "shmkit.h"
+#include "shmkit/queue.h"
 #include "torture.h"
 
 #define PROG_NAME "tm_progress"
@@ -185,12 +187,56 @@ static void ops_lock(const char *name)
     shmkit_lock_close(l);
 }
 
+/* Every queue call, none of them waiting: a hostile ring may say it is
+ * full or empty for ever. */
+static void ops_queue(const char *name)
+{
+    static const char msg[] = "mutated";
+    shmkit_queue_info in;
+    struct iovec many[3] = {{(void *)msg, 3}, {(void *)msg, 7}, {NULL, 0}};
+    struct iovec got[8];
+    unsigned char buf[512];
+    const void *cp;
+    shmkit_queue *q;
+    size_t len, n;
+    void *p;
+
+    if (shmkit_queue_attach(&q, name, 0) < 0)
+        return;
+    shmkit_queue_stat(q, &in);
+    shmkit_queue_max_message(q);
+    shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT);
+    shmkit_queue_get(q, buf, 8, &len, SHMKIT_NOWAIT);
+    shmkit_queue_put(q, msg, sizeof msg, SHMKIT_NOWAIT);
+    shmkit_queue_put_many(q, many, 3, &n, SHMKIT_NOWAIT);
+    shmkit_queue_get_many(q, buf, sizeof buf, got, 8, &n, SHMKIT_NOWAIT);
+    if (shmkit_queue_reserve(q, 40, &p, SHMKIT_NOWAIT) == 0) {
+        memset(p, 'r', 40);
+        shmkit_queue_commit(q, p, 20);
+    }
+    if (shmkit_queue_reserve(q, 8, &p, SHMKIT_NOWAIT) == 0)
+        shmkit_queue_cancel(q, p);
+    if (shmkit_queue_peek(q, &cp, &len, SHMKIT_NOWAIT) == 0) {
+        if (len > 0)
+            buf[0] = *(const volatile unsigned char *)cp;
+        shmkit_queue_release(q, cp);
+    }
+    shmkit_queue_task_add(q, 1);
+    shmkit_queue_task_done(q);
+    shmkit_queue_task_done(q);
+    shmkit_queue_join(q, SHMKIT_NOWAIT);
+    shmkit_queue_stat(q, &in);
+    shmkit_queue_close(q);
+}
+
 static void ops(const char *kind, const char *name)
 {
     if (strcmp(kind, "list") == 0)
         ops_list(name);
     else if (strcmp(kind, "lock") == 0)
         ops_lock(name);
+    else if (strcmp(kind, "queue") == 0)
+        ops_queue(name);
     else
         ops_array(name);
 }
@@ -359,6 +405,17 @@ static int make_target(struct target *t, const char *kind)
         r = shmkit_lock_create(&l, t->name, SHMKIT_MUTEX_RECURSIVE, 0);
         if (r == 0)
             shmkit_lock_close(l);
+    } else if (strcmp(kind, "queue") == 0) {
+        /* A small ring holding committed messages, so that mutations hit
+         * records as well as the header. */
+        static const char *const msgs[] = {"one", "two", "three", ""};
+        shmkit_queue *q = NULL;
+        size_t i;
+        r = shmkit_queue_create(&q, t->name, 1024, 0, 0);
+        for (i = 0; r == 0 && i < sizeof msgs / sizeof msgs[0]; i++)
+            r = shmkit_queue_put(q, msgs[i], strlen(msgs[i]), SHMKIT_NOWAIT);
+        if (q)
+            shmkit_queue_close(q);
     }
     if (r < 0 || (r = shmkit_block_attach(&b, t->name, 0)) < 0)
         return r;
@@ -400,7 +457,8 @@ static void drive(struct target *t, const char *via, int (*driver)(void *),
 
 void attack_mutate(void)
 {
-    static const char *const kinds[] = {"list", "array", "value", "lock"};
+    static const char *const kinds[] = {"list", "array", "value", "lock",
+                                        "queue"};
     shmkit_block *pb;
     size_t k;
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "shmkit.h"
+#include "shmkit/queue.h"
 #include "torture.h"
 
 struct shared {
@@ -62,7 +63,8 @@ static void attach_kind(struct ctx *c)
         shmkit_lock *l;
         if (shmkit_lock_attach(&l, c->name, 0) == 0)
             shmkit_lock_close(l);
-    } else if (strcmp(c->kind, "array") == 0) {
+    } else if (strcmp(c->kind, "array") == 0 ||
+               strcmp(c->kind, "value") == 0) {
         shmkit_array *a;
         if (shmkit_array_attach(&a, c->name, 0) == 0)
             shmkit_array_close(a);
@@ -118,6 +120,10 @@ static int make(struct ctx *c)
         size_t shape[1] = {4096};
         shmkit_array *a;
         if ((r = shmkit_array_create(&a, c->name, 'q', 1, shape, 0)) == 0)
+            shmkit_array_close(a);
+    } else if (strcmp(c->kind, "value") == 0) {
+        shmkit_array *a;
+        if ((r = shmkit_value_create(&a, c->name, 'd', 0)) == 0)
             shmkit_array_close(a);
     } else if (strcmp(c->kind, "queue") == 0) {
         shmkit_queue *q;
@@ -177,8 +183,8 @@ static void attack_kind(const char *kind, double seconds)
 
 void attack_truncate(void)
 {
-    static const char *const kinds[] = {"list", "array", "lock", "queue",
-                                        "raw"};
+    static const char *const kinds[] = {"list", "array", "value",
+                                        "lock", "queue", "raw"};
     double secs = T.longrun ? 15.0 * T.scale : 1.5 * T.scale;
     size_t k;
 

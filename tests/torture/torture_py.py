@@ -43,11 +43,17 @@ def full(case):
             made.append(shmkit.ShareableList(["x" * (2 << 20), 1], name="tf_py"))
         elif case == "Array":
             made.append(sharedctypes.Array("q", 500000, name="tf_py"))
-        elif case in ("Value", "Lock", "RLock"):
+        elif case == "Queue":
+            made.append(shmkit.Queue(name="tf_py", capacity=BIG, create=True,
+                                     track=False))
+        elif case in ("Value", "Lock", "RLock", "small-Queue"):
             filler = fill_up()
             try:
                 if case == "Value":
                     made.append(sharedctypes.Value("q", 1, name="tf_py"))
+                elif case == "small-Queue":
+                    made.append(shmkit.Queue(name="tf_py", capacity=4096,
+                                             create=True, track=False))
                 elif case == "Lock":
                     made.append(synchronize.Lock(name="tf_py"))
                 else:
@@ -150,12 +156,50 @@ def ops_lock(name):
         lk.release()
 
 
+def ops_queue(name):
+    q = shmkit.Queue(name=name)
+    try:
+        q.stat()
+        q.qsize()
+        q.empty()
+        q.full()
+        for _ in range(2):
+            try:
+                q.get_nowait()
+            except Exception:
+                pass
+        try:
+            q.put_nowait(b"mutated")
+        except Exception:
+            pass
+        try:
+            q.put_many([1, "two"], block=False)
+        except Exception:
+            pass
+        try:
+            q.get_many(8, block=False)
+        except Exception:
+            pass
+        try:
+            with q.loan(16, block=False) as buf:
+                buf[:] = b"x" * 16
+        except Exception:
+            pass
+        try:
+            with q.peek(block=False) as m:
+                bytes(m)
+        except Exception:
+            pass
+    finally:
+        q.close()
+
+
 def mutate(kind, name, progname, n, seed):
     target = shared_memory.SharedMemory(name, track=False)
     pristine = bytes(shared_memory.SharedMemory(name + "_p", track=False).buf)
     prog = shared_memory.SharedMemory(progname, track=False)
     ops = {"list": ops_list, "array": ops_typed, "value": ops_typed,
-           "lock": ops_lock}[kind]
+           "lock": ops_lock, "queue": ops_queue}[kind]
     while True:
         i = struct.unpack_from("<Q", prog.buf, 0)[0]
         if i >= n:
