@@ -71,17 +71,30 @@ Test(syscalls, unlink_block_by_name_is_one_call)
 }
 
 /* shmkit_unlink, which does not know the kind, still looks for a list's
- * lock (and removes it: see test_list.c). */
+ * lock and removes it; where there is none, the look is an lstat, no
+ * open. */
 Test(syscalls, unlink_by_name_looks_for_a_list_lock)
 {
+    shmkit_item one = shmkit_item_int(1);
     shmkit_block *b;
+    shmkit_list *l;
 
     cr_assert_eq(shmkit_block_create(&b, tu_name("l"), 4096, 0), 0);
     cr_assert_eq(shmkit_block_close(b), 0);
     count_from_now();
     cr_assert_eq(shmkit_unlink(tu_name("l")), 0);
     cr_assert_eq(unlinks, 1);
+    cr_assert_eq(opens, 0, "opened %d objects", opens);
+    shmkit__os_reset();
+    cr_assert_eq(shmkit_list_create(&l, tu_name("k"), &one, 1, 0), 0);
+    cr_assert_eq(shmkit_list_lock(l), 0);
+    cr_assert_eq(shmkit_list_unlock(l), 0);
+    cr_assert_eq(shmkit_list_close(l), 0);
+    count_from_now();
+    cr_assert_eq(shmkit_unlink(tu_name("k")), 0);
+    cr_assert_eq(unlinks, 2, "the list and its lock: %d unlinks", unlinks);
     cr_assert_eq(opens, 1, "opened %d objects", opens);
+    cr_assert_eq(tu_count_leftovers(), 0);
 }
 
 /* A block's own unlink (through its handle) is one system call too. */
@@ -188,6 +201,14 @@ static int counting_fallocate(int fd, off_t off, off_t len)
     return posix_fallocate(fd, off, len);
 }
 
+static int ftruncates;
+
+static int counting_ftruncate(int fd, off_t len)
+{
+    ftruncates++;
+    return ftruncate(fd, len);
+}
+
 /* A list attach validates a pread copy of the block: a list of up to
  * 64 KiB is read in one call; a larger one as its first 64 KiB, the rest
  * of the offsets if any, and the formats and codes: never its data. */
@@ -217,7 +238,8 @@ Test(syscalls, list_attach_reads_a_small_list_in_one_call)
 }
 
 /* A list create writes its bytes with pwrite (64 KiB at a time), which
- * allocates the memory: no fallocate, whatever flags ask for reserving. */
+ * sizes the object and allocates the memory: no ftruncate, no fallocate,
+ * whatever flags ask for reserving, named or generated. */
 Test(syscalls, list_create_is_pwrite_without_fallocate)
 {
     static shmkit_item items[5000];
@@ -226,9 +248,10 @@ Test(syscalls, list_create_is_pwrite_without_fallocate)
 
     for (k = 0; k < 5000; k++)
         items[k] = shmkit_item_int((int64_t)k);
-    pwrites = fallocates = 0;
+    pwrites = fallocates = ftruncates = 0;
     shmkit__sys.pwrite = counting_pwrite;
     shmkit__sys.posix_fallocate = counting_fallocate;
+    shmkit__sys.ftruncate = counting_ftruncate;
     cr_assert_eq(shmkit_list_create(&l, tu_name("w"), items, 1000,
                                     SHMKIT_RESERVE), 0);
     cr_assert_eq(pwrites, 1, "1,000 items (25 KB): %d pwrites", pwrites);
@@ -239,6 +262,7 @@ Test(syscalls, list_create_is_pwrite_without_fallocate)
     cr_assert_eq(shmkit_list_create(&l, NULL, items, 5000, 0), 0);
     cr_assert_eq(pwrites, 2, "5,000 items (125 KB): %d pwrites", pwrites);
     cr_assert_eq(fallocates, 0);
+    cr_assert_eq(ftruncates, 0, "%d ftruncate calls", ftruncates);
     shmkit__os_reset();
     cr_assert_eq(shmkit_list_unlink(l), 0);
     cr_assert_eq(shmkit_list_close(l), 0);

@@ -441,14 +441,49 @@ int shmkit__block_create_temp(shmkit_block **out, size_t size,
     return block_make(out, size, flags, SHMKIT_DEFAULT_MODE, true);
 }
 
-int shmkit__block_create_temp_unreserved(shmkit_block **out, size_t size,
-                                         unsigned flags)
+int shmkit__block_create_temp_unsized(shmkit_block **out, size_t size,
+                                      unsigned flags)
 {
+    shmkit_block *b;
+    int r;
+
     *out = NULL;
     if (size == 0 || size > (size_t)INT64_MAX || (flags & SHMKIT_RDONLY))
         return -EINVAL;
-    return block_make(out, size, flags & ~SHMKIT_RESERVE, SHMKIT_DEFAULT_MODE,
-                      false);
+    flags &= ~SHMKIT_RESERVE;
+    if (flags & SHMKIT_POPULATE)    /* prefaulting needs the size set */
+        return block_make(out, size, flags, SHMKIT_DEFAULT_MODE, false);
+    b = block_new(flags);
+    if (!b)
+        return -ENOMEM;
+    b->created = true;
+    r = block_open_new(b, SHMKIT_DEFAULT_MODE);
+    if (r == 0)
+        r = block_map(b, size);     /* over the empty object: untouched */
+    if (r < 0) {
+        if (b->name[0])
+            shmkit__os.shm_unlink(b->name);
+        block_free(b);
+        return r;
+    }
+    *out = b;
+    return 0;
+}
+
+int shmkit__block_publish(shmkit_block *b, const char *name)
+{
+    int r;
+
+    if (!b->unpublished)
+        return shmkit__fail(b, -EINVAL, "shmkit__block_publish: published");
+    if (name)
+        return shmkit_block_rename(b, name, SHMKIT_NOREPLACE);
+    r = block_publish_generated(b);
+    if (r == NO_ATOMIC_RENAME)
+        r = -ENOTSUP;
+    if (r < 0)
+        return shmkit__fail(b, r, "shmkit_block_create(\"(generated)\")");
+    return 0;
 }
 
 int shmkit_block_create(shmkit_block **out, const char *name, size_t size,

@@ -68,15 +68,24 @@ SHMKIT__HIDDEN int shmkit__unlink_name(const char *name,
 SHMKIT__HIDDEN int shmkit__block_create_temp(shmkit_block **out, size_t size,
                                              unsigned flags);
 
-/* As shmkit__block_create_temp, but the memory is not reserved
- * (SHMKIT_RESERVE is ignored): the caller writes every byte of the block
- * with shmkit__block_pwrite before anything touches the mapping. Those
- * writes allocate the memory as fallocate would (a full file system is
- * -ENOSPC there, so no later touch can SIGBUS for want of memory), and
- * leave the creator's page tables empty: no page faults. */
-SHMKIT__HIDDEN int shmkit__block_create_temp_unreserved(shmkit_block **out,
-                                                        size_t size,
-                                                        unsigned flags);
+/* As shmkit__block_create_temp, but the object is left empty (size 0)
+ * and its memory unreserved (SHMKIT_RESERVE is ignored; with
+ * SHMKIT_POPULATE it is sized first): the caller writes all `size` bytes
+ * with shmkit__block_pwrite before anything touches the mapping (until
+ * then a touch is SIGBUS). Those writes size the object and allocate its
+ * memory as fallocate would (a full file system is -ENOSPC there, so no
+ * later touch can SIGBUS for want of memory), and leave the creator's
+ * page tables empty: no page faults. */
+SHMKIT__HIDDEN int shmkit__block_create_temp_unsized(shmkit_block **out,
+                                                     size_t size,
+                                                     unsigned flags);
+
+/* Publishes a block made by shmkit__block_create_temp*: under `name`, as
+ * shmkit_block_rename(b, name, SHMKIT_NOREPLACE), or under a generated
+ * "psm_" name if name is NULL. -ENOTSUP where the system cannot publish
+ * atomically (no nameless objects and no atomic rename): create under
+ * the final name instead. */
+SHMKIT__HIDDEN int shmkit__block_publish(shmkit_block *b, const char *name);
 
 /* Writes len bytes at off of b's object through its descriptor (pwrite),
  * the whole of them: 0, or -ENOSPC (memory allocated so far stays with

@@ -382,6 +382,22 @@ static inline void sink_word(struct sink *s, uint64_t w)
         sink_flush(s);
 }
 
+/* Room for up to `want` (>= 1) 8-byte words at *at, flushing first if
+ * there is none: returns how many fit (>= 1). The caller writes them and
+ * adds 8 per word to s->used. The words before the codes all start at a
+ * multiple of 8, and the buffer holds a multiple of 8 bytes or the whole
+ * block, so a word never straddles a flush. */
+static size_t sink_words(struct sink *s, size_t want, unsigned char **at)
+{
+    size_t room;
+
+    if (s->cap - s->used < 8)
+        sink_flush(s);
+    room = (s->cap - s->used) / 8;
+    *at = s->buf + s->used;
+    return room < want ? room : want;
+}
+
 /* The 8 data bytes of an int, float, bool or None item. */
 static uint64_t fixed_word(const shmkit_item *v)
 {
@@ -411,29 +427,45 @@ static uint64_t fixed_word(const shmkit_item *v)
 static int write_image(shmkit_list *l, const shmkit_item *items,
                        const struct layout *lay)
 {
-    size_t n = l->n, data_off = 8 * (n + 2), k, len;
+    size_t n = l->n, data_off = 8 * (n + 2), k, j, m, len;
     struct sink s = {.b = l->block};
+    unsigned char *at;
 
     s.cap = lay->total < CHUNK ? lay->total : CHUNK;
     s.buf = malloc(s.cap);
     if (!s.buf)
         return -ENOMEM;
     sink_word(&s, (uint64_t)n);
-    for (k = 0; k <= n; k++) {
-        sink_word(&s, (uint64_t)lay->rel[k]);
-        l->slot[k] = data_off + lay->rel[k];
+    for (k = 0; k <= n;) {              /* the offsets, as many at a time
+                                           as the buffer takes */
+        m = sink_words(&s, n + 1 - k, &at);
+        for (j = 0; j < m; j++, k++) {
+            uint64_t o = (uint64_t)lay->rel[k];
+
+            memcpy(at + 8 * j, &o, 8);
+            l->slot[k] = data_off + lay->rel[k];
+        }
+        s.used += 8 * m;
     }
-    for (k = 0; k < n; k++) {
+    for (k = 0; k < n;) {               /* the items' data */
         const shmkit_item *v = &items[k];
 
         if (v->type != SHMKIT_STR && v->type != SHMKIT_BYTES) {
-            sink_word(&s, fixed_word(v));
+            m = sink_words(&s, n - k, &at);
+            for (j = 0; j < m && items[k].type != SHMKIT_STR &&
+                        items[k].type != SHMKIT_BYTES; j++, k++) {
+                uint64_t w = fixed_word(&items[k]);
+
+                memcpy(at + 8 * j, &w, 8);
+            }
+            s.used += 8 * j;
             continue;
         }
         len = v->v.s.len;
         if (len)
             sink_put(&s, v->v.s.ptr, len);
         sink_zero(&s, lay->rel[k + 1] - lay->rel[k] - len);
+        k++;
     }
     sink_put(&s, lay->fmt, 8 * n);
     sink_put(&s, lay->code, n);
@@ -444,9 +476,10 @@ static int write_image(shmkit_list *l, const shmkit_item *items,
     return s.err;
 }
 
-/* Creates the block (unreserved: write_image allocates it) and the handle
- * over it: under `name`, or a generated name if NULL, or a temporary name
- * if `temp` (it will be renamed). */
+/* Creates the block (empty: write_image sizes and allocates it) and the
+ * handle over it: unpublished if `temp` (see shmkit__block_publish), else
+ * under `name`, or a generated name if NULL (visible while it is
+ * filled). */
 static int make(shmkit_list **out, size_t n, size_t total, unsigned flags,
                 const char *name, bool temp)
 {
@@ -457,7 +490,7 @@ static int make(shmkit_list **out, size_t n, size_t total, unsigned flags,
         return r;
     l->slot = malloc((n + 1) * sizeof *l->slot);
     if (l->slot)
-        r = temp ? shmkit__block_create_temp_unreserved(&l->block, total, flags)
+        r = temp ? shmkit__block_create_temp_unsized(&l->block, total, flags)
                  : shmkit_block_create(&l->block, name, total,
                                        flags & ~SHMKIT_RESERVE);
     if (r < 0) {
@@ -500,15 +533,16 @@ static int create_fail(const char *name, int r, size_t k, const char *why)
                         name ? name : "(generated)", k, why);
 }
 
-/* Renames the filled list *lp into place without replacing anything.
- * Where the system cannot rename atomically (-ENOTSUP, -ENOSYS: not
- * Linux), builds it again under its own name instead, visible while it
- * is filled, as CPython's is. On failure *lp is gone and nothing is left. */
+/* Publishes the filled list *lp under name (a generated one if NULL),
+ * without replacing anything. Where the system cannot publish atomically
+ * (-ENOTSUP, -ENOSYS: not Linux), builds it again under its own name
+ * instead, visible while it is filled, as CPython's is. On failure *lp is
+ * gone and nothing is left. */
 static int publish(shmkit_list **lp, const char *name, unsigned flags,
                    const shmkit_item *items, const struct layout *lay)
 {
     size_t n = (*lp)->n;
-    int r = shmkit_block_rename((*lp)->block, name, SHMKIT_NOREPLACE);
+    int r = shmkit__block_publish((*lp)->block, name);
 
     if (r == 0)
         return 0;
@@ -540,11 +574,10 @@ int shmkit_list_create(shmkit_list **out, const char *name,
         create_fail(name, r, bad, why);
         goto out;
     }
-    /* A named list is built nameless (or under a temporary name) and
-     * published whole; a generated name is known to nobody until we
-     * return. */
-    r = make_written(&l, n, flags, NULL, name != NULL, items, &lay);
-    if (r == 0 && name)
+    /* Built nameless (or under a temporary name) and published whole,
+     * under its name or a generated one. */
+    r = make_written(&l, n, flags, NULL, true, items, &lay);
+    if (r == 0)
         r = publish(&l, name, flags, items, &lay);
     if (r < 0) {
         shmkit__fail(NULL, r, "shmkit_list_create(\"%s\", %zu items, %zu "
