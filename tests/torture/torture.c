@@ -9,8 +9,10 @@
  * is short (CI, under a minute); --long runs the goal figures. It refuses
  * to run outside a private /dev/shm (scripts/private-shm.sh sets
  * SHMKIT_PRIVATE_SHM=1) and re-executes itself through that script when
- * SHMKIT_SOURCE_DIR says where it is. Exit status 1 if any row shows a
- * hang, a leak, a crash, a SIGBUS or a wrong result.
+ * SHMKIT_SOURCE_DIR says where it is; inside, it mounts a /dev/shm and
+ * takes a runtime directory of its own, so that what it counts and what
+ * its gc removes are its own even beside other tests. Exit status 1 if
+ * any row shows a hang, a leak, a crash, a SIGBUS or a wrong result.
  */
 #define _GNU_SOURCE
 #include "torture.h"
@@ -19,10 +21,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <ftw.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -393,6 +398,52 @@ static bool selected(const char *only, const char *name)
     return false;
 }
 
+/* ---- a /dev/shm of its own ---------------------------------------------- */
+
+static char own_rundir[4200];
+
+static int rm_one(const char *p, const struct stat *st, int flag,
+                  struct FTW *f)
+{
+    (void)st;
+    (void)flag;
+    (void)f;
+    remove(p);
+    return 0;
+}
+
+static void own_rundir_remove(void)
+{
+    if (own_rundir[0])
+        nftw(own_rundir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Mounts a fresh tmpfs on /dev/shm in a mount namespace of this process
+ * (children inherit it) and takes a runtime directory of its own. The
+ * private /dev/shm the torture is started in (scripts/private-shm.sh) is
+ * shared by a whole test run: under ctest -j other tests' objects were
+ * counted as the torture's leaks ("SIGKILL creators left 2 array / 1 value
+ * / 1 lock" under load), and its gc could remove theirs. */
+static int own_shm(void)
+{
+    char rundir[4096];
+
+    if (unshare(CLONE_NEWNS) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("torture", "/dev/shm", "tmpfs", 0, "size=2g,mode=1777") < 0)
+        return -errno;
+    if (shmkit_runtime_dir(rundir, sizeof rundir) < 0)
+        return -ENOTDIR;
+    snprintf(own_rundir, sizeof own_rundir, "%s/torture-%ld", rundir,
+             (long)getpid());
+    if (mkdir(own_rundir, 0700) < 0) {
+        own_rundir[0] = 0;
+        return -errno;
+    }
+    atexit(own_rundir_remove);
+    return setenv("SHMKIT_RUNTIME_DIR", own_rundir, 1) < 0 ? -errno : 0;
+}
+
 /* Runs the program again through scripts/private-shm.sh. */
 static void reexec_private(char **argv)
 {
@@ -446,6 +497,11 @@ int main(int argc, char **argv)
     if (!getenv("SHMKIT_PRIVATE_SHM") ||
         strcmp(getenv("SHMKIT_PRIVATE_SHM"), "1") != 0)
         reexec_private(argv);
+    if ((a = own_shm()) < 0) {
+        fprintf(stderr, "torture: cannot mount a /dev/shm of its own: %s\n",
+                strerror(-a));
+        return 2;
+    }
     /* The program itself belongs to no tracked family: each creator it
      * starts must be the root of its own. */
     unsetenv("SHMKIT_TRACKER");
