@@ -107,8 +107,10 @@ def run(work_id, work, contenders, n, rounds=None, wall=False):
     ref = med[contenders[0][0]]
     for label, _ in contenders:
         ns = med[label] * 1e9
-        if TSV:
-            print(f"{work_id}\t{work}\t{label}\t{ns:.3f}\t{rounds}", flush=True)
+        if TSV:   # the common format, with the fastest and slowest round
+            print(f"{work_id}\t{work}\t{label}\t{ns:.3f}\t{rounds}"
+                  f"\t{min(times[label]) * 1e9:.3f}\t{max(times[label]) * 1e9:.3f}",
+                  flush=True)
         else:
             print(f"{work:<44} {label:<46} {ns:12.1f} ns {med[label] / ref:8.2f}x",
                   flush=True)
