@@ -1,8 +1,8 @@
 """ShareableList: CPython's list-like object in one shared memory block.
 
-The item access, len, count, index and format are C (ShareableListBase,
-over libshmkit's list API); this subclass adds shm, repr, pickling and the
-context manager. Byte for byte CPython's layout: CPython's own
+The item access, len, count, index, format and shm are C
+(ShareableListBase, over libshmkit's list API); this subclass adds repr,
+pickling and the context manager. Byte for byte CPython's layout: CPython's own
 ShareableList attaches to ours and the other way round.
 """
 
@@ -11,19 +11,6 @@ import sys
 import types
 
 from . import _shmkit
-
-
-_SharedMemory = None
-
-
-def _shared_memory():
-    """shared_memory.SharedMemory, looked up once (that module imports this
-    one, so not at import time)."""
-    global _SharedMemory
-    if _SharedMemory is None:
-        from .shared_memory import SharedMemory
-        _SharedMemory = SharedMemory
-    return _SharedMemory
 
 
 class ShareableList(_shmkit.ShareableListBase):
@@ -40,14 +27,10 @@ class ShareableList(_shmkit.ShareableListBase):
 
     __slots__ = ('__weakref__',)
 
-    @property
-    def shm(self):
-        "The SharedMemory instance where the values are stored."
-        shm = self._shm          # None until the first use
-        if shm is None:
-            shm = self._shm = _shared_memory()._from_mapping(self._mapping,
-                                                             self._track)
-        return shm
+    # shm (ShareableListBase, C) is made on first use as an instance of
+    # this class, as SharedMemory._from_mapping would make it. It is set
+    # when shared_memory (which imports this module) has defined it.
+    _shm_class = None
 
     def __reduce__(self):
         return partial(self.__class__, name=self.shm.name), ()
@@ -107,3 +90,8 @@ class _ListLock:
 
     def __exit__(self, *exc):
         self._list._unlock()
+
+
+# Last: shared_memory imports this module at its end, after SharedMemory.
+from .shared_memory import SharedMemory as _SharedMemory  # noqa: E402
+ShareableList._shm_class = _SharedMemory

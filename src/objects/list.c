@@ -134,6 +134,9 @@ static inline uint64_t rd64(const unsigned char *p)
     return w;
 }
 
+/* Two words at once (GCC/Clang vector extension: SSE2 on x86-64). */
+typedef uint64_t v2u64 __attribute__((vector_size(16)));
+
 /* Reads and checks the n + 1 offsets (relative to the data area); stores
  * them made absolute into slots. */
 static int check_offsets(const unsigned char *p, size_t size, size_t n,
@@ -152,7 +155,24 @@ static int check_offsets(const unsigned char *p, size_t size, size_t n,
      * step o - last is exact as a signed number: it is at least 8 (and
      * the offsets increase) iff step - 8 is not negative (bit 63 clear).
      * Then the last offset is the largest. */
-    for (k = 1; k <= n; k++) {
+    k = 1;
+#if SIZE_MAX == UINT64_MAX
+    {   /* two at a time (plain SSE2 on x86-64) */
+        const v2u64 eight = {8, 8}, base = {data_off, data_off};
+        v2u64 acc = {0, 0}, v, prv;
+
+        for (; k + 1 <= n; k += 2) {
+            memcpy(&v, p + 8 + 8 * k, 16);      /* offsets k, k + 1 */
+            memcpy(&prv, p + 8 * k, 16);        /* offsets k - 1, k */
+            acc |= v | (v - prv - eight);
+            v += base;
+            memcpy(&slots[k], &v, 16);
+        }
+        bad = acc[0] | acc[1];
+        last = rd64(p + 8 * k);                 /* offset k - 1 */
+    }
+#endif
+    for (; k <= n; k++) {
         o = rd64(p + 8 + 8 * k);
         bad |= o | (o - last - 8);
         last = o;
@@ -210,20 +230,24 @@ static int check_items(const unsigned char *p, size_t n, const size_t *slots,
      * checked a word at a time with no branches; anything else is gone
      * through item by item below. */
     if (n > 0) {
-        uint64_t w0 = rd64(fmts), d0 = 0, d1 = 0, c = 0;
+        uint64_t w0 = rd64(fmts), d0 = 0, c = 0;
+        v2u64 w0v = {w0, w0}, dv = {0, 0}, cv = {0, 0}, v;
 
         for (k = 0; k + 2 <= n; k += 2) {
-            d0 |= rd64(fmts + 8 * k) ^ w0;
-            d1 |= rd64(fmts + 8 * k + 8) ^ w0;
+            memcpy(&v, fmts + 8 * k, 16);
+            dv |= v ^ w0v;
         }
         if (k < n)
             d0 |= rd64(fmts + 8 * k) ^ w0;
-        for (k = 0; k + 8 <= n; k += 8)
-            c |= rd64(codes + k);
-        for (; k < n; k++)
+        for (k = 0; k + 16 <= n; k += 16) {
+            memcpy(&v, codes + k, 16);
+            cv |= v;
+        }
+        for (c = cv[0] | cv[1]; k < n; k++)
             c |= codes[k];
-        other = (d0 | d1) != 0 || (w0 != w_int && w0 != w_float &&
-                                    w0 != w_bool && w0 != w_none);
+        other = (d0 | dv[0] | dv[1]) != 0 ||
+                (w0 != w_int && w0 != w_float && w0 != w_bool &&
+                 w0 != w_none);
         bad = (c & 0xfcfcfcfcfcfcfcfcu) != 0; /* a code above 3 */
     }
     if (!other && !bad)

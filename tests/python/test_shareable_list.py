@@ -452,3 +452,51 @@ def test_range_beyond_64_bits_raises_as_a_list_does(names, r):
     with pytest.raises(type(want.value)):
         shared_memory.ShareableList(r, name=name, track=False)
     assert not shm_exists(name)
+
+
+def test_argument_forms(names):
+    """The common calls take a fast path in C; every form still parses as
+    CPython's signature does."""
+    n = names.new()
+    a = shared_memory.ShareableList([1, "x"], name=n, track=False)
+    b = shared_memory.ShareableList(name=n)
+    c = shared_memory.ShareableList(None, name=n)
+    assert list(b) == list(c) == [1, "x"]
+    d = shared_memory.ShareableList(sequence=[2], name=names.new(), track=False)
+    e = shared_memory.ShareableList(track=False)
+    names.add(e.shm.name)
+    assert list(d) == [2] and list(e) == []
+    f = shared_memory.ShareableList([3, None], name=names.new())
+    assert list(f) == [3, None]
+    f.shm.close()
+    f.shm.unlink()
+    with pytest.raises(TypeError):
+        shared_memory.ShareableList([1], 2)
+    with pytest.raises(TypeError):
+        shared_memory.ShareableList([1], name=5)
+    with pytest.raises(TypeError):
+        shared_memory.ShareableList([1], nome="x")
+    with pytest.raises(TypeError):
+        shared_memory.ShareableList([1], name=n, bogus=1)
+    for sl in (b, c, d, e):
+        sl.shm.close()
+    d.shm.unlink()
+    e.shm.unlink()
+    a.shm.close()
+    a.shm.unlink()
+
+
+def test_shm_is_made_once_as_sharedmemory(names):
+    sl = shared_memory.ShareableList([7, b"ab"], name=names.new(), track=False)
+    shm = sl.shm
+    assert shm is sl.shm
+    assert type(shm) is shared_memory.SharedMemory
+    assert shm.name == sl.shm.name == names.prefix + "b0"
+    assert shm.size == len(shm.buf) and not shm.closed and shm.track is False
+    assert bytes(shm.buf[:8]) == (2).to_bytes(8, "little")
+    other = shared_memory.SharedMemory(shm.name)
+    assert bytes(other.buf) == bytes(shm.buf)
+    other.close()
+    shm.close()
+    assert shm.closed
+    shm.unlink()
