@@ -1032,31 +1032,42 @@ static int run_try_first(QueueObject *self, blocking_fn fn, void *arg,
 
 #define TRY_MAX (64 * 1024) /* larger messages copy without the GIL */
 
-/* Encodes obj into e as one message: plain, else the dumps hook's frame.
- * Returns 0 or -1 with an exception. */
-static int encode_one(QueueObject *self, struct enc *e, PyObject *obj)
+/* The frame of obj (not a plain value) through the dumps hook: 0, or -1
+ * with an exception (also when it can never fit). Free with frame_free. */
+static int frame_obj(QueueObject *self, PyObject *obj, struct frame *f)
 {
-    struct frame f;
     PyObject *parts;
-    unsigned char *p;
-    int r = enc_message(e, obj);
+    int r;
 
-    if (r)
-        return r < 0 ? -1 : 0;
     if (!hook(self, self->dumps, "dumps"))
         return -1;
     parts = PyObject_CallOneArg(self->dumps, obj);
     if (!parts)
         return -1;
-    r = frame_of(parts, &f);
+    r = frame_of(parts, f);
     Py_DECREF(parts);
     if (r < 0)
         return -1;
-    if (f.total > shmkit_queue_max_message(self->q)) {
-        queue_error(self, -EMSGSIZE, f.total);
-        frame_free(&f);
+    if (f->total > shmkit_queue_max_message(self->q)) {
+        queue_error(self, -EMSGSIZE, f->total);
+        frame_free(f);
         return -1;
     }
+    return 0;
+}
+
+/* Appends obj to e as one message: plain, else its frame (for batches:
+ * put writes a frame straight into the ring). 0 or -1 with an exception. */
+static int encode_one(QueueObject *self, struct enc *e, PyObject *obj)
+{
+    struct frame f;
+    unsigned char *p;
+    int r = enc_message(e, obj);
+
+    if (r)
+        return r < 0 ? -1 : 0;
+    if (frame_obj(self, obj, &f) < 0)
+        return -1;
     p = enc_room(e, f.total);
     if (p)
         frame_write(&f, p);
@@ -1080,27 +1091,36 @@ static PyObject *Queue_put(QueueObject *self, PyObject *const *args,
     struct enc e = {stack, sizeof stack, 0, NULL};
     struct put_arg a = {NULL, NULL, 0};
     struct deadline d;
+    struct frame f;
     PyObject *res = NULL;
+    size_t len;
     int r;
 
     if (parse_args("put", args, nargs, kwnames, names, 1, a3, 3) < 0 ||
         check_open(self) < 0 || deadline_args(a3[1], a3[2], &d) < 0 ||
-        encode_one(self, &e, a3[0]) < 0)
+        (r = enc_message(&e, a3[0])) < 0)
         goto out;
-    if (e.off > shmkit_queue_max_message(self->q)) {
-        queue_error(self, -EMSGSIZE, e.off);
+    if (r == 0) { /* not plain: its frame goes straight into the ring */
+        if (frame_obj(self, a3[0], &f) < 0)
+            goto out;
+        a.f = &f;
+        len = f.total;
+    } else if ((len = e.off) > shmkit_queue_max_message(self->q)) {
+        queue_error(self, -EMSGSIZE, len);
         goto out;
     }
     a.raw = e.buf;
     a.len = e.off;
-    r = run_try_first(self, do_put, &a, &d, e.off <= TRY_MAX);
+    r = run_try_first(self, do_put, &a, &d, len <= TRY_MAX);
     if (r == -EAGAIN || r == -ETIMEDOUT)
         raise_full(self);
     else if (r != INT_MIN && r)
-        queue_error(self, r, e.off);
+        queue_error(self, r, len);
     else if (r == 0)
         res = Py_NewRef(Py_None);
 out:
+    if (a.f)
+        frame_free(&f);
     PyMem_Free(e.heap);
     return res;
 }
