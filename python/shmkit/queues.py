@@ -120,6 +120,13 @@ class Queue:
             self._q = _shmkit.QueueBase(name, False)
         self._q.set_hooks(_dumps, _loads, _queue.Empty, _queue.Full)
         self._maxsize = self._q.stat()['max_messages']
+        # put and get straight to the C methods (same signatures), saving
+        # a Python call per message, unless a subclass overrides them.
+        cls = type(self)
+        if cls.put is Queue.put:
+            self.put = self._q.put
+        if cls.get is Queue.get:
+            self.get = self._q.get
 
     # ---- identity --------------------------------------------------------
     @property
