@@ -9,7 +9,9 @@ interleaved within a round, order rotated between rounds). The first
 contender of a piece of work, multiprocessing.Queue, is the reference.
 
 * small: a tuple of an int and a 40-character str
-* 1 MiB NumPy array (float64, 512 x 256)
+* 1 MiB NumPy array (float64, 512 x 256): shmkit with its default ring
+  (16 MiB) and a 4 MiB one (three arrays: the ring stays in the caches),
+  and get(copy=False) (the consumer reads the array in the ring, read-only)
 * one at a time (put/get), and shmkit's put_many/get_many of 100
 * 1 producer -> 1 consumer, and 2 producers -> 2 consumers
 
@@ -45,26 +47,33 @@ def produce(q, item, n, batch):
             q.put(item)
 
 
-def consume(q, batch):
-    """Gets until STOP; returns how many items came."""
+def count(msgs):
+    """(items, stops) in msgs."""
+    stops = sum(1 for m in msgs if isinstance(m, str) and m == STOP)
+    return len(msgs) - stops, stops
+
+
+def consume(q, batch, copy):
+    """Gets until STOP; returns how many items came. copy=False: get
+    leaves out-of-band buffers (the arrays' data) in the ring, until the
+    array goes: so no reference to one outlives its turn (a consumer
+    holding one while it waits for the next could hold the last free
+    space of a small ring)."""
     got = 0
     stops = 0
     while True:
-        msgs = q.get_many(batch) if batch else [q.get()]
-        for m in msgs:
-            if isinstance(m, str) and m == STOP:
-                stops += 1
-            else:
-                got += 1
+        items, stops = count(q.get_many(batch) if batch else
+                             [q.get()] if copy else [q.get(copy=False)])
+        got += items
         if stops:
             for _ in range(stops - 1):      # another consumer's stop
                 q.put(STOP)
             return got
 
 
-def consumer_main(q, batch, ready, done):
+def consumer_main(q, batch, copy, ready, done):
     ready.send(1)
-    done.send(consume(q, batch))
+    done.send(consume(q, batch, copy))
     os._exit(0)
 
 
@@ -78,7 +87,7 @@ def producer_main(q, item, n, batch, go, done):
     os._exit(0)
 
 
-def one_round(make_queue, item, n, producers, consumers, batch):
+def one_round(make_queue, item, n, producers, consumers, batch, copy=True):
     """Seconds per item for one round."""
     ctx = mp.get_context("fork")
     q = make_queue()
@@ -87,7 +96,8 @@ def one_round(make_queue, item, n, producers, consumers, batch):
         for _ in range(consumers):
             r, w = ctx.Pipe(False)
             d_r, d_w = ctx.Pipe(False)
-            p = ctx.Process(target=consumer_main, args=(q, batch, w, d_w))
+            p = ctx.Process(target=consumer_main,
+                            args=(q, batch, copy, w, d_w))
             p.start()
             r.recv()
             cons.append((p, d_r))
@@ -183,8 +193,13 @@ def main():
         run(f"py.queue.array.{key}", f"1 MiB NumPy array, {shape}", [
             ("multiprocessing.Queue put/get",
              lambda: one_round(mpq, big, n_big, prod, cons, 0)),
-            ("shmkit.Queue put/get",
-             lambda: one_round(skq(64 << 20), big, n_big, prod, cons, 0)),
+            ("shmkit.Queue put/get, 16 MiB ring (the default)",
+             lambda: one_round(skq(16 << 20), big, n_big, prod, cons, 0)),
+            ("shmkit.Queue put/get, 4 MiB ring",
+             lambda: one_round(skq(4 << 20), big, n_big, prod, cons, 0)),
+            ("shmkit.Queue get(copy=False), 4 MiB ring",
+             lambda: one_round(skq(4 << 20), big, n_big, prod, cons, 0,
+                               copy=False)),
         ], a.rounds)
 
 

@@ -166,8 +166,12 @@ class Queue:
         """The next object. copy=False: out-of-band buffers (a NumPy
         array's data) are not copied out of the ring; the object reads them
         in place, read-only, and the message's ring space stays taken until
-        every such object is gone (keep many and producers wait for room:
-        the default copies)."""
+        every such object (and view of it) is gone. Objects kept fill the
+        ring and producers wait for room; consumers that each still hold
+        their previous array while they wait for the next can take all of a
+        small ring, and then everyone waits for ever (drop it first, or
+        give the ring room for more messages than consumers hold). The
+        default copies, as multiprocessing does."""
         return self._q.get(block, timeout, copy)
 
     def put_nowait(self, obj):
