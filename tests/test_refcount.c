@@ -5,6 +5,8 @@
  */
 #include "lifeutil.h"
 
+#include <sys/resource.h>
+
 #include "life/life.h"
 
 TestSuite(refcount, .init = lu_setup, .fini = lu_cleanup, .timeout = 60);
@@ -271,4 +273,49 @@ Test(refcount, scribbled_sidecar_counts_are_never_trusted)
     close(fd);
     shmkit_unlink(name);
     shmkit_unlink(sc);
+}
+
+/* An attacher that runs out of descriptors while it attaches must not end
+ * the lifetime of a block a live process holds: it cannot read /proc to
+ * tell whether that holder lives, and "cannot tell" is not "dead". Each
+ * child keeps only h descriptors free (h = 0..12, so each open of the
+ * attach is the one refused in turn); children exit 0 for a clean answer
+ * (attached, or EMFILE/ENFILE), 1 for another error. */
+Test(refcount, attach_out_of_descriptors_never_ends_a_live_block)
+{
+    char name[SHMKIT_NAME_MAX + 1];
+    shmkit_block *c;
+    int h;
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("rcfd"), 64, SHMKIT_REFCOUNT),
+                 0);
+    strcpy(name, shmkit_block_name(c));
+    for (h = 0; h <= 12; h++) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            struct rlimit rl = {64, 64};
+            int fds[64], n = 0, r, i;
+            shmkit_block *a;
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                _exit(2);
+            while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
+                n++;
+            for (i = 0; i < h && n > 0; i++)
+                close(fds[--n]);
+            r = shmkit_block_attach(&a, name, SHMKIT_REFCOUNT);
+            _exit(r == 0 || r == -EMFILE || r == -ENFILE ? 0 : 1);
+        }
+        tu_wait_ok(pid);
+        cr_assert(lu_exists(name),
+                  "an attach with %d free descriptors removed the block", h);
+        cr_assert(sidecar_exists(name),
+                  "an attach with %d free descriptors removed the sidecar", h);
+    }
+    /* The children's slots (they exited without detaching) are reaped
+     * once /proc can be read: the creator's close ends the lifetime. */
+    cr_assert_eq(tu_gc(0), 0);
+    cr_assert_eq(shmkit__ref_count(name), 1);
+    shmkit_block_close(c);
+    cr_assert_not(lu_exists(name));
 }

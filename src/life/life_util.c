@@ -52,8 +52,17 @@ int shmkit__self_start(uint64_t *start)
 bool shmkit__proc_alive(pid_t pid, uint64_t start)
 {
     uint64_t now;
+    int r;
 
-    return pid > 0 && shmkit__os.proc_start(pid, &now) == 0 && now == start;
+    if (pid <= 0)
+        return false;
+    r = shmkit__os.proc_start(pid, &now);
+    /* Only a process known to be gone is dead. When /proc cannot be read
+     * (this process out of descriptors, out of memory), the answer must
+     * keep what a live owner holds: a refcount slot, a family. */
+    if (r == -ESRCH)
+        return false;
+    return r < 0 || now == start;
 }
 
 /* ---- name sets ------------------------------------------------------------ */
