@@ -104,6 +104,7 @@ void attack_full(void);
 void attack_mutate(void);
 void attack_truncate(void);
 void attack_manager(void);
+void attack_fds(void);
 
 /* Children exec'd by attacks (torture --child WHAT ARGS...). */
 int child_create_main(int argc, char **argv);
