@@ -390,7 +390,8 @@ Test(manager, cli_manager_serves_and_ls_names_it)
 {
     char *argv[] = {(char *)tu_cli(), "manager", "--socket",
                     (char *)sock_path(), NULL};
-    char name[SHMKIT_NAME_MAX + 1], out[8192], want[64];
+    char name[SHMKIT_NAME_MAX + 1], block[SHMKIT_NAME_MAX + 1], out[8192];
+    char want[64];
     char *info[] = {(char *)tu_cli(), "info", name, NULL};
     shmkit_manager *c = NULL;
     long end;
@@ -413,13 +414,22 @@ Test(manager, cli_manager_serves_and_ls_names_it)
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     snprintf(want, sizeof want, "manager %d", (int)pid);
     cr_assert_not_null(strstr(out, want), "info said: %s", out);
+    /* A queue it owns: info names the manager and shows the queue. */
+    strcpy(block, name);
+    cr_assert_eq(shmkit_manager_create_queue(c, NULL, 4096, 0, name), 0);
+    st = tu_run(info, out, sizeof out);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cr_assert_not_null(strstr(out, want), "info said: %s", out);
+    cr_assert_not_null(strstr(out, "kind:      queue\n"), "info said: %s", out);
+    cr_assert_not_null(strstr(out, "depth:     0 messages waiting"), "%s", out);
     shmkit_manager_close(c); /* not the starter: the daemon stays */
-    cr_assert(lu_exists(name));
+    cr_assert(lu_exists(name) && lu_exists(block));
     kill(pid, SIGINT);
     kill(pid, SIGTERM);
     st = tu_wait_status(pid);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
     cr_assert_not(lu_exists(name));
+    cr_assert_not(lu_exists(block));
 }
 
 Test(manager, create_list_readable_by_shmkit_and_cpython)
