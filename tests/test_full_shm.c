@@ -199,28 +199,9 @@ static int python_cases(void)
     return strncmp(py_out, "ok", 2) == 0 ? 0 : 11;
 }
 
-/* Runs body in a child over a private 1 MiB tmpfs; its wait status, or -1
- * if this system cannot give the child one (the test then skips). */
-static int in_small_shm(int (*body)(void))
-{
-    int st;
-    pid_t pid = fork();
-
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        if (!tu_unshare(CLONE_NEWNS) ||
-            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-            mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") < 0)
-            _exit(77);
-        _exit(body());
-    }
-    st = tu_wait_status(pid);
-    return WIFEXITED(st) && WEXITSTATUS(st) == 77 ? -1 : st;
-}
-
 static void expect_enospc(int (*body)(void), const char *what)
 {
-    int st = in_small_shm(body);
+    int st = tu_in_small_shm(body);
 
     if (st == -1)
         cr_skip_test("cannot mount a private tmpfs here");
@@ -250,7 +231,7 @@ Test(full_shm, python_every_kind)
      * into a plain interpreter): nothing to test from Python there. */
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         cr_skip_test("the shmkit extension is not importable in this build");
-    st = in_small_shm(python_cases);
+    st = tu_in_small_shm(python_cases);
 
     if (st == -1)
         cr_skip_test("cannot mount a private tmpfs here");

@@ -25,31 +25,6 @@
 
 TestSuite(lock, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
 
-/* A block holding a struct of type T, zero-filled, mapped at *pp. */
-static shmkit_block *make_block(const char *tag, size_t size, void **pp)
-{
-    shmkit_block *b;
-
-    cr_assert_eq(shmkit_block_create(&b, tu_name(tag), size, 0), 0, "%s",
-                 shmkit_last_error());
-    *pp = shmkit_block_data(b);
-    return b;
-}
-
-static void drop_block(shmkit_block *b)
-{
-    cr_assert_eq(shmkit_block_unlink(b), 0);
-    cr_assert_eq(shmkit_block_close(b), 0, "%s", shmkit_last_error());
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static bool ts_reached(const struct timespec *deadline)
 {
     struct timespec t;
@@ -58,13 +33,6 @@ static bool ts_reached(const struct timespec *deadline)
     return t.tv_sec > deadline->tv_sec ||
            (t.tv_sec == deadline->tv_sec && t.tv_nsec >= deadline->tv_nsec);
 }
-
-/* Child exit codes: 0 fine; anything else names the failed step. */
-#define CHILD_CHECK(cond, code) \
-    do {                        \
-        if (!(cond))            \
-            _exit(code);        \
-    } while (0)
 
 /* ---- basics in one process ------------------------------------------ */
 
@@ -77,7 +45,7 @@ struct one {
 Test(lock, basics_one_process)
 {
     struct one *o;
-    shmkit_block *b = make_block("basic", sizeof *o, (void **)&o);
+    shmkit_block *b = tu_make_block("basic", sizeof *o, (void **)&o);
     shmkit_mutex zero;
 
     memset(&zero, 0, sizeof zero);
@@ -115,7 +83,7 @@ Test(lock, basics_one_process)
     cr_assert_eq(shmkit_mutex_unlock(&o->m), 0);
     cr_assert_eq(shmkit_mutex_destroy(&o->m), 0);
     cr_assert_eq(shmkit_mutex_lock(&o->m), -EINVAL, "destroyed");
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* ---- exact totals ---------------------------------------------------- */
@@ -142,7 +110,7 @@ static void exact_total(unsigned flags)
 {
     enum { N = 4, M = 20000 };
     struct counter *c;
-    shmkit_block *b = make_block("count", sizeof *c, (void **)&c);
+    shmkit_block *b = tu_make_block("count", sizeof *c, (void **)&c);
     pid_t pids[N];
 
     cr_assert_eq(shmkit_mutex_init(&c->m, flags), 0);
@@ -156,7 +124,7 @@ static void exact_total(unsigned flags)
         tu_wait_ok(pids[i]);
     cr_assert_eq(c->value, (uint64_t)N * M, "lost updates: %llu",
                  (unsigned long long)c->value);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 Test(lock, n_processes_exact_total)
@@ -209,10 +177,10 @@ static void kill_worker(struct killbox *k, unsigned seed)
 static void wait_progress(struct killbox *k, uint64_t more)
 {
     uint64_t goal = __atomic_load_n(&k->iters, __ATOMIC_SEQ_CST) + more;
-    double give_up = now_s() + 30;
+    double give_up = tu_now_s() + 30;
 
     while (__atomic_load_n(&k->iters, __ATOMIC_SEQ_CST) < goal) {
-        cr_assert_lt(now_s(), give_up, "worker made no progress: deadlock");
+        cr_assert_lt(tu_now_s(), give_up, "worker made no progress: deadlock");
         sched_yield();
     }
 }
@@ -221,7 +189,7 @@ Test(lock, holder_killed_thousands_of_times)
 {
     enum { ROUNDS = 2000 };
     struct killbox *k;
-    shmkit_block *b = make_block("kill", sizeof *k, (void **)&k);
+    shmkit_block *b = tu_make_block("kill", sizeof *k, (void **)&k);
     unsigned seed = 12345;
     int deaths = 0, repairs = 0, held_at_kill = 0;
 
@@ -274,7 +242,7 @@ Test(lock, holder_killed_thousands_of_times)
     cr_assert_eq(deaths, held_at_kill);
     cr_assert_gt(deaths, 0, "no kill landed inside the critical section");
     cr_assert_gt(repairs, 0, "no kill landed between the two fields");
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* A waiter already asleep in the lock is the one told when the holder
@@ -289,7 +257,7 @@ struct handoff {
 Test(lock, blocked_waiter_told_owner_died)
 {
     struct handoff *h;
-    shmkit_block *b = make_block("handoff", sizeof *h, (void **)&h);
+    shmkit_block *b = tu_make_block("handoff", sizeof *h, (void **)&h);
     int go[2];
     pid_t holder, waiter;
     char c;
@@ -327,7 +295,7 @@ Test(lock, blocked_waiter_told_owner_died)
     cr_assert_eq(h->a, h->b);
     cr_assert_eq(shmkit_mutex_unlock(&h->m), 0);
     close(go[0]), close(go[1]);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* ---- not recoverable ------------------------------------------------- */
@@ -335,7 +303,7 @@ Test(lock, blocked_waiter_told_owner_died)
 Test(lock, unrepaired_becomes_not_recoverable_forever)
 {
     struct handoff *h;
-    shmkit_block *b = make_block("poison", sizeof *h, (void **)&h);
+    shmkit_block *b = tu_make_block("poison", sizeof *h, (void **)&h);
     shmkit_mutex_info info;
     struct timespec dl;
     pid_t pid;
@@ -380,7 +348,7 @@ Test(lock, unrepaired_becomes_not_recoverable_forever)
     cr_assert_eq(shmkit_mutex_init(&h->m, 0), 0);
     cr_assert_eq(shmkit_mutex_lock(&h->m), 0);
     cr_assert_eq(shmkit_mutex_unlock(&h->m), 0);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 static void *lock_and_exit(void *m)
@@ -391,7 +359,7 @@ static void *lock_and_exit(void *m)
 Test(lock, thread_death_is_owner_death)
 {
     struct handoff *h;
-    shmkit_block *b = make_block("thread", sizeof *h, (void **)&h);
+    shmkit_block *b = tu_make_block("thread", sizeof *h, (void **)&h);
     pthread_t t;
     void *ret;
 
@@ -402,7 +370,7 @@ Test(lock, thread_death_is_owner_death)
     cr_assert_eq(shmkit_mutex_lock(&h->m), SHMKIT_EOWNERDEAD);
     cr_assert_eq(shmkit_mutex_consistent(&h->m), 0);
     cr_assert_eq(shmkit_mutex_unlock(&h->m), 0);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* ---- timeouts -------------------------------------------------------- */
@@ -431,7 +399,7 @@ static pid_t hold_in_child(shmkit_mutex *m, int ready[2], int release[2])
 Test(lock, timedlock_returns_at_its_deadline)
 {
     struct handoff *h;
-    shmkit_block *b = make_block("timed", sizeof *h, (void **)&h);
+    shmkit_block *b = tu_make_block("timed", sizeof *h, (void **)&h);
     int ready[2], release[2];
     struct timespec dl;
     pid_t pid;
@@ -457,7 +425,7 @@ Test(lock, timedlock_returns_at_its_deadline)
     cr_assert_eq(shmkit_mutex_timedlock(&h->m, &dl), 0,
                  "a past deadline still takes a free lock");
     cr_assert_eq(shmkit_mutex_unlock(&h->m), 0);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* ---- conditions ------------------------------------------------------ */
@@ -508,7 +476,7 @@ static void consumer(struct queue *q)
 static void producer_consumer(unsigned flags)
 {
     struct queue *q;
-    shmkit_block *b = make_block("queue", sizeof *q, (void **)&q);
+    shmkit_block *b = tu_make_block("queue", sizeof *q, (void **)&q);
     pid_t p, c;
 
     cr_assert_eq(shmkit_mutex_init(&q->m, flags), 0);
@@ -526,7 +494,7 @@ static void producer_consumer(unsigned flags)
     tu_wait_ok(c);
     cr_assert_eq(q->head, ITEMS);
     cr_assert_eq(q->tail, ITEMS);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 Test(lock, condition_producer_consumer)
@@ -542,7 +510,7 @@ Test(lock, condition_producer_consumer_recursive)
 Test(lock, cond_timedwait_times_out_holding_the_mutex)
 {
     struct queue *q;
-    shmkit_block *b = make_block("cwait", sizeof *q, (void **)&q);
+    shmkit_block *b = tu_make_block("cwait", sizeof *q, (void **)&q);
     struct timespec dl;
 
     cr_assert_eq(shmkit_mutex_init(&q->m, SHMKIT_MUTEX_RECURSIVE), 0);
@@ -556,7 +524,7 @@ Test(lock, cond_timedwait_times_out_holding_the_mutex)
     cr_assert_eq(shmkit_mutex_unlock(&q->m), 0);
     cr_assert_eq(shmkit_mutex_unlock(&q->m), 0);
     cr_assert_eq(shmkit_mutex_held(&q->m), 0);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* A recursive mutex held twice is released entirely for the wait, so the
@@ -564,7 +532,7 @@ Test(lock, cond_timedwait_times_out_holding_the_mutex)
 Test(lock, cond_wait_releases_all_levels)
 {
     struct queue *q;
-    shmkit_block *b = make_block("clevels", sizeof *q, (void **)&q);
+    shmkit_block *b = tu_make_block("clevels", sizeof *q, (void **)&q);
     pid_t pid;
 
     cr_assert_eq(shmkit_mutex_init(&q->m, SHMKIT_MUTEX_RECURSIVE), 0);
@@ -587,7 +555,7 @@ Test(lock, cond_wait_releases_all_levels)
     cr_assert_eq(shmkit_mutex_unlock(&q->m), 0);
     cr_assert_eq(shmkit_mutex_unlock(&q->m), 0);
     tu_wait_ok(pid);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* The holder dies while the other waits on the condition: the waiter,
@@ -595,7 +563,7 @@ Test(lock, cond_wait_releases_all_levels)
 Test(lock, cond_waiter_told_owner_died)
 {
     struct queue *q;
-    shmkit_block *b = make_block("cdead", sizeof *q, (void **)&q);
+    shmkit_block *b = tu_make_block("cdead", sizeof *q, (void **)&q);
     int ready[2];
     pid_t waiter, killer;
     char c;
@@ -640,7 +608,7 @@ Test(lock, cond_waiter_told_owner_died)
     tu_wait_signaled(killer, SIGKILL);
     tu_wait_ok(waiter);
     close(ready[0]), close(ready[1]);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* ---- named locks ----------------------------------------------------- */
@@ -688,7 +656,7 @@ Test(lock, named_lock_across_processes)
     cr_assert_eq(shmkit_lock_attach(&l2, tu_name("nothing"), 0), -ENOENT);
     cr_assert_eq(shmkit_lock_unlink(l), 0);
     cr_assert_eq(shmkit_lock_close(l), 0);
-    drop_block(raw);
+    tu_drop_block(raw);
     cr_assert_eq(tu_count_leftovers(), 0);
 }
 
@@ -736,7 +704,7 @@ Test(lock, named_condition_across_processes)
     tu_wait_ok(pid);
     cr_assert_eq(shmkit_lock_unlink(l), 0);
     cr_assert_eq(shmkit_lock_close(l), 0);
-    drop_block(fb);
+    tu_drop_block(fb);
 }
 
 Test(lock, named_lock_corrupt_headers)
@@ -794,7 +762,7 @@ Test(lock, close_and_shrink_refused_while_holding)
     cr_assert_eq(shmkit_block_shrink(b, 4096 + 64), 0, "lock kept whole");
     cr_assert_eq(shmkit_mutex_unlock(m), 0);
     cr_assert_eq(shmkit_block_shrink(b, 4096), 0);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 struct holder_arg {
@@ -816,7 +784,7 @@ static void *hold_until_told(void *p)
 Test(lock, close_refused_while_another_thread_holds)
 {
     struct handoff *h;
-    shmkit_block *b = make_block("guardt", sizeof *h, (void **)&h);
+    shmkit_block *b = tu_make_block("guardt", sizeof *h, (void **)&h);
     struct holder_arg a = {&h->m, {0, 0}, {0, 0}};
     pthread_t t;
     void *ret;
@@ -835,7 +803,7 @@ Test(lock, close_refused_while_another_thread_holds)
     cr_assert_eq((intptr_t)ret, 0);
     close(a.ready[0]), close(a.ready[1]), close(a.release[0]),
         close(a.release[1]);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 static void *lock_then_unlock(void *m)
@@ -851,7 +819,7 @@ static void *lock_then_unlock(void *m)
 Test(lock, close_refused_while_a_thread_waits_for_a_lock)
 {
     struct handoff *h;
-    shmkit_block *b = make_block("guardw", sizeof *h, (void **)&h);
+    shmkit_block *b = tu_make_block("guardw", sizeof *h, (void **)&h);
     int ready[2], release[2];
     pthread_t t;
     void *ret;
@@ -867,14 +835,14 @@ Test(lock, close_refused_while_a_thread_waits_for_a_lock)
     cr_assert_eq(pthread_join(t, &ret), 0);
     cr_assert_eq((intptr_t)ret, 0);
     tu_wait_ok(pid);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 Test(lock, too_many_locks_per_thread)
 {
     enum { N = SHMKIT_LOCKS_PER_THREAD + 1 };
     shmkit_mutex *m;
-    shmkit_block *b = make_block("many", sizeof *m * N, (void **)&m);
+    shmkit_block *b = tu_make_block("many", sizeof *m * N, (void **)&m);
 
     for (int i = 0; i < N; i++)
         cr_assert_eq(shmkit_mutex_init(&m[i], 0), 0);
@@ -887,13 +855,13 @@ Test(lock, too_many_locks_per_thread)
     for (int i = 0; i < N; i++)
         if (i != 7)
             cr_assert_eq(shmkit_mutex_unlock(&m[i]), 0, "unlock %d", i);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 Test(lock, fork_child_holds_nothing)
 {
     struct handoff *h;
-    shmkit_block *b = make_block("fork", sizeof *h, (void **)&h);
+    shmkit_block *b = tu_make_block("fork", sizeof *h, (void **)&h);
     pid_t pid;
 
     cr_assert_eq(shmkit_mutex_init(&h->m, SHMKIT_MUTEX_RECURSIVE), 0);
@@ -910,14 +878,14 @@ Test(lock, fork_child_holds_nothing)
     tu_wait_ok(pid);
     cr_assert_eq(shmkit_mutex_held(&h->m), 1);
     cr_assert_eq(shmkit_mutex_unlock(&h->m), 0);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* A header that says another PID namespace is refused everywhere. */
 Test(lock, foreign_pid_namespace_refused)
 {
     struct queue *q;
-    shmkit_block *b = make_block("ns", sizeof *q, (void **)&q);
+    shmkit_block *b = tu_make_block("ns", sizeof *q, (void **)&q);
     shmkit_mutex_info info;
     uint64_t ns;
     unsigned char *mp = (unsigned char *)&q->m, *cp = (unsigned char *)&q->not_empty;
@@ -937,7 +905,7 @@ Test(lock, foreign_pid_namespace_refused)
     cr_assert_eq(shmkit_cond_signal(&q->not_empty), SHMKIT_ENAMESPACE);
     cr_assert_eq(shmkit_cond_wait(&q->not_empty, &q->m), SHMKIT_ENAMESPACE);
     cr_assert_eq(shmkit_mutex_unlock(&q->m), 0);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* A real process in a new PID namespace, where the system lets us make

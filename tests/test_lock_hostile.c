@@ -29,39 +29,10 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "lock_answers.h"
 #include "testutil.h"
 
 TestSuite(lock_hostile, .init = tu_setup, .fini = tu_cleanup, .timeout = 300);
-
-#define CHILD_CHECK(cond, code) \
-    do {                        \
-        if (!(cond))            \
-            _exit(code);        \
-    } while (0)
-
-static shmkit_block *make_block(const char *tag, size_t size, void **pp)
-{
-    shmkit_block *b;
-
-    cr_assert_eq(shmkit_block_create(&b, tu_name(tag), size, 0), 0, "%s",
-                 shmkit_last_error());
-    *pp = shmkit_block_data(b);
-    return b;
-}
-
-static void drop_block(shmkit_block *b)
-{
-    cr_assert_eq(shmkit_block_unlink(b), 0);
-    cr_assert_eq(shmkit_block_close(b), 0, "%s", shmkit_last_error());
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static long env_long(const char *name, long dflt)
 {
@@ -192,10 +163,10 @@ static pid_t spawn(struct condbox *k, int role, unsigned seed)
 static bool wait_progress(struct condbox *k, uint64_t more, double limit)
 {
     uint64_t goal = __atomic_load_n(&k->progress, __ATOMIC_SEQ_CST) + more;
-    double give_up = now_s() + limit;
+    double give_up = tu_now_s() + limit;
 
     while (__atomic_load_n(&k->progress, __ATOMIC_SEQ_CST) < goal) {
-        if (now_s() > give_up)
+        if (tu_now_s() > give_up)
             return false;
         sched_yield();
     }
@@ -206,11 +177,11 @@ Test(lock_hostile, cond_kill_loop_no_hang)
 {
     long kills = env_long("SHMKIT_LOCK_KILLS", 500);
     struct condbox *k;
-    shmkit_block *b = make_block("condkill", sizeof *k, (void **)&k);
+    shmkit_block *b = tu_make_block("condkill", sizeof *k, (void **)&k);
     unsigned seed = 4242;
     pid_t pid[3];
     long hangs = 0, held_at_kill = 0;
-    double t0 = now_s(), parent_late = 0;
+    double t0 = tu_now_s(), parent_late = 0;
 
     cr_assert_eq(shmkit_mutex_init(&k->m, 0), 0);
     cr_assert_eq(shmkit_cond_init(&k->c), 0);
@@ -257,7 +228,7 @@ Test(lock_hostile, cond_kill_loop_no_hang)
                 "lock held, %lu owner deaths reported, %lu repairs, %lu waits "
                 "(%lu timed out), latest timed-wait return %.3f ms past its "
                 "deadline",
-                kills, now_s() - t0, hangs, held_at_kill,
+                kills, tu_now_s() - t0, hangs, held_at_kill,
                 (unsigned long)k->deaths_seen, (unsigned long)k->repairs,
                 (unsigned long)k->waits, (unsigned long)k->timeouts,
                 (double)k->late_ns / 1e6);
@@ -270,7 +241,7 @@ Test(lock_hostile, cond_kill_loop_no_hang)
                  (double)k->late_ns / 1e9);
     cr_assert_gt(k->deaths_seen, 0, "no kill landed inside a critical section");
     cr_assert_gt(k->waits, 0);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* ---- random mutations ------------------------------------------------ */
@@ -279,29 +250,6 @@ struct pair {
     shmkit_mutex m;
     shmkit_cond c;
 };
-
-/* Every answer a call may give on hostile bytes. */
-static bool defined(int r)
-{
-    switch (r) {
-    case 0:
-    case 1:
-    case SHMKIT_EOWNERDEAD:
-    case SHMKIT_ENOTRECOVERABLE:
-    case SHMKIT_ENOTOWNER:
-    case SHMKIT_ECORRUPT:
-    case SHMKIT_ENAMESPACE:
-    case SHMKIT_ETOOMANYLOCKS:
-    case -EBUSY:
-    case -ETIMEDOUT:
-    case -EDEADLK:
-    case -EINVAL:
-    case -EAGAIN:
-        return true;
-    default:
-        return false;
-    }
-}
 
 static void mutate(unsigned char *p, size_t n, unsigned *seed)
 {
@@ -398,7 +346,7 @@ static void mutation_child(struct pair *pr, long count, unsigned seed,
                                       : shmkit_cond_destroy(&pr->c);
                 break;
             }
-            if (!defined(r))
+            if (r != 1 && !lock_answer_defined(r))
                 _exit(5);
             codes[r == 0 ? 0 : r == SHMKIT_ECORRUPT ? 1 : 2]++;
         }
@@ -414,10 +362,10 @@ Test(lock_hostile, random_mutations_defined_outcomes)
 {
     long count = env_long("SHMKIT_LOCK_MUTATIONS", 5000);
     struct pair *pr;
-    shmkit_block *b = make_block("mutate", sizeof *pr + 4096, (void **)&pr);
+    shmkit_block *b = tu_make_block("mutate", sizeof *pr + 4096, (void **)&pr);
     long *codes;
-    shmkit_block *cb = make_block("mutcodes", 4096, (void **)&codes);
-    double t0 = now_s();
+    shmkit_block *cb = tu_make_block("mutcodes", 4096, (void **)&codes);
+    double t0 = tu_now_s();
     pid_t pid;
     int st;
 
@@ -428,13 +376,13 @@ Test(lock_hostile, random_mutations_defined_outcomes)
     st = tu_wait_status(pid);
     cr_log_info("%ld mutation rounds (8 calls each) in %.1f s: %ld calls "
                 "answered 0, %ld SHMKIT_ECORRUPT, %ld another defined code; "
-                "child status %#x", count, now_s() - t0, codes[0], codes[1],
+                "child status %#x", count, tu_now_s() - t0, codes[0], codes[1],
                 codes[2], st);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
               "child status %#x (signal %d: a crash, or SIGALRM: a hang)", st,
               WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-    drop_block(cb);
-    drop_block(b);
+    tu_drop_block(cb);
+    tu_drop_block(b);
 }
 
 /* A mutex held by this thread whose list pointers a peer overwrote: the
@@ -443,7 +391,7 @@ Test(lock_hostile, random_mutations_defined_outcomes)
 Test(lock_hostile, held_list_pointers_overwritten)
 {
     struct pair *pr;
-    shmkit_block *b = make_block("listptr", sizeof *pr * 3, (void **)&pr);
+    shmkit_block *b = tu_make_block("listptr", sizeof *pr * 3, (void **)&pr);
     pid_t pid;
     int st;
 
@@ -473,7 +421,7 @@ Test(lock_hostile, held_list_pointers_overwritten)
     cr_assert_eq(shmkit_mutex_trylock(&pr[2].m), SHMKIT_EOWNERDEAD);
     cr_assert_eq(shmkit_mutex_consistent(&pr[2].m), 0);
     cr_assert_eq(shmkit_mutex_unlock(&pr[2].m), 0);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* The word names a thread that does not exist (overwritten, or lost from
@@ -482,21 +430,21 @@ Test(lock_hostile, held_list_pointers_overwritten)
 Test(lock_hostile, word_naming_no_thread_is_owner_death)
 {
     struct pair *pr;
-    shmkit_block *b = make_block("ghost", sizeof *pr, (void **)&pr);
+    shmkit_block *b = tu_make_block("ghost", sizeof *pr, (void **)&pr);
     uint32_t ghost = 0x3ffffffe; /* above any pid_max */
     double t0;
 
     cr_assert_eq(shmkit_mutex_init(&pr->m, 0), 0);
     memcpy((char *)&pr->m + 16, &ghost, 4);
     cr_assert_eq(shmkit_mutex_trylock(&pr->m), -EBUSY);
-    t0 = now_s();
+    t0 = tu_now_s();
     cr_assert_eq(shmkit_mutex_lock(&pr->m), SHMKIT_EOWNERDEAD);
-    cr_assert_lt(now_s() - t0, 5.0);
+    cr_assert_lt(tu_now_s() - t0, 5.0);
     cr_assert_eq(shmkit_mutex_consistent(&pr->m), 0);
     cr_assert_eq(shmkit_mutex_unlock(&pr->m), 0);
     cr_assert_eq(shmkit_mutex_trylock(&pr->m), 0);
     cr_assert_eq(shmkit_mutex_unlock(&pr->m), 0);
-    drop_block(b);
+    tu_drop_block(b);
 }
 
 /* ---- a signal sent while a timed-out waiter takes the mutex back ------ */
@@ -531,7 +479,7 @@ static void *late_waiter(void *p)
 Test(lock_hostile, signal_during_timed_out_reacquire_counts)
 {
     struct late_signal *ls;
-    shmkit_block *b = make_block("latesig", sizeof *ls, (void **)&ls);
+    shmkit_block *b = tu_make_block("latesig", sizeof *ls, (void **)&ls);
     const struct shmkit__mutex_layout *lay = (const void *)&ls->m;
     pthread_t t;
     struct timespec now;
@@ -557,5 +505,5 @@ Test(lock_hostile, signal_during_timed_out_reacquire_counts)
     cr_assert_eq(pthread_join(t, NULL), 0);
     cr_assert_eq(ls->result, 0, "the signal was lost: %s",
                  shmkit_errname(ls->result));
-    drop_block(b);
+    tu_drop_block(b);
 }

@@ -20,12 +20,6 @@
 
 TestSuite(queue, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
 
-#define CHILD_CHECK(cond, code) \
-    do {                        \
-        if (!(cond))            \
-            _exit(code);        \
-    } while (0)
-
 static shmkit_queue *make(const char *tag, size_t cap, size_t max)
 {
     shmkit_queue *q;

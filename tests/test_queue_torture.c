@@ -29,12 +29,6 @@
 
 TestSuite(queue_torture, .init = tu_setup, .fini = tu_cleanup, .timeout = 600);
 
-#define CHILD_CHECK(cond, code) \
-    do {                        \
-        if (!(cond))            \
-            _exit(code);        \
-    } while (0)
-
 /* ---- messages that check themselves -------------------------------------- */
 
 struct msg_head {

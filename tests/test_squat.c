@@ -104,28 +104,6 @@ Test(squat, another_users_object_is_refused)
     shmkit_block_close(b);
 }
 
-/* Runs `body` in a child with a private 1 MiB tmpfs over /dev/shm, so the
- * test can fill /dev/shm without touching the host's (as root, or as
- * anyone through a user namespace). Returns the child's wait status, or -1
- * if the child could not set up (no user namespaces either): the caller
- * then skips. */
-static int in_small_shm(int (*body)(void))
-{
-    int st;
-    pid_t pid = fork();
-
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        if (!tu_unshare(CLONE_NEWNS) ||
-            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-            mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") < 0)
-            _exit(77);
-        _exit(body());
-    }
-    st = tu_wait_status(pid);
-    return WIFEXITED(st) && WEXITSTATUS(st) == 77 ? -1 : st;
-}
-
 static int full_with_reserve(void)
 {
     shmkit_block *b;
@@ -154,7 +132,7 @@ static int full_with_reserve(void)
 
 Test(squat, full_dev_shm_is_enospc_with_reserve)
 {
-    int st = in_small_shm(full_with_reserve);
+    int st = tu_in_small_shm(full_with_reserve);
 
     if (st == -1)
         cr_skip_test("cannot mount a private tmpfs here");
@@ -177,7 +155,7 @@ static int full_without_reserve(void)
 
 Test(squat, full_dev_shm_without_reserve_is_sigbus)
 {
-    int st = in_small_shm(full_without_reserve);
+    int st = tu_in_small_shm(full_without_reserve);
 
     if (st == -1)
         cr_skip_test("cannot mount a private tmpfs here");

@@ -22,12 +22,6 @@
 
 TestSuite(typed, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
 
-#define CHILD_CHECK(cond, code) \
-    do {                        \
-        if (!(cond))            \
-            _exit(code);        \
-    } while (0)
-
 static void drop(shmkit_array *a)
 {
     cr_assert_eq(shmkit_array_unlink(a), 0);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -317,4 +318,45 @@ bool tu_unshare(int flags)
         return false;
     snprintf(map, sizeof map, "%u %u 1", gid, gid);
     return write_proc("gid_map", map);
+}
+
+shmkit_block *tu_make_block(const char *tag, size_t size, void **pp)
+{
+    shmkit_block *b;
+
+    cr_assert_eq(shmkit_block_create(&b, tu_name(tag), size, 0), 0, "%s",
+                 shmkit_last_error());
+    *pp = shmkit_block_data(b);
+    return b;
+}
+
+void tu_drop_block(shmkit_block *b)
+{
+    cr_assert_eq(shmkit_block_unlink(b), 0);
+    cr_assert_eq(shmkit_block_close(b), 0, "%s", shmkit_last_error());
+}
+
+double tu_now_s(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+int tu_in_small_shm(int (*body)(void))
+{
+    int st;
+    pid_t pid = fork();
+
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        if (!tu_unshare(CLONE_NEWNS) ||
+            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") < 0)
+            _exit(77);
+        _exit(body());
+    }
+    st = tu_wait_status(pid);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 77 ? -1 : st;
 }

@@ -87,6 +87,30 @@ void tu_wait_in_futex(pid_t tid);
  * the capabilities the new namespaces need. False if neither works. */
 bool tu_unshare(int flags);
 
+/* In a forked child (which must not use Criterion's asserts): _exit with
+ * `code`, naming the failed step, unless cond holds. The parent checks
+ * the status. */
+#define CHILD_CHECK(cond, code) \
+    do {                        \
+        if (!(cond))            \
+            _exit(code);        \
+    } while (0)
+
+/* A new block named tu_name(tag), zero-filled, its data at *pp. */
+shmkit_block *tu_make_block(const char *tag, size_t size, void **pp);
+
+/* Unlinks and closes b, asserting both work. */
+void tu_drop_block(shmkit_block *b);
+
+/* CLOCK_MONOTONIC in seconds. */
+double tu_now_s(void);
+
+/* Runs body() in a child with a private 1 MiB tmpfs over /dev/shm (as
+ * root, or through a user namespace), so a test can fill /dev/shm without
+ * touching the host's. The child's wait status, or -1 if it could not set
+ * that up: the caller then skips. */
+int tu_in_small_shm(int (*body)(void));
+
 /* Number of open descriptors of this process. */
 int tu_fd_count(void);
 

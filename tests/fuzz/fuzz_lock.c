@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "../lock_answers.h"
 
 struct pair {
     shmkit_mutex m;
@@ -24,27 +25,6 @@ struct pair {
 };
 
 static _Alignas(64) struct pair P;
-
-static int defined(int r)
-{
-    switch (r) {
-    case 0:
-    case SHMKIT_EOWNERDEAD:
-    case SHMKIT_ENOTRECOVERABLE:
-    case SHMKIT_ENOTOWNER:
-    case SHMKIT_ECORRUPT:
-    case SHMKIT_ENAMESPACE:
-    case SHMKIT_ETOOMANYLOCKS:
-    case -EBUSY:
-    case -ETIMEDOUT:
-    case -EDEADLK:
-    case -EINVAL:
-    case -EAGAIN:
-        return 1;
-    default:
-        return 0;
-    }
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -83,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 8: r = shmkit_mutex_destroy(&P.m); break;
         default: r = shmkit_cond_destroy(&P.c); break;
         }
-        if (!defined(r))
+        if (!lock_answer_defined(r))
             abort();
     }
     /* Leave nothing held for the next input (a recursive mutex may be

@@ -11,6 +11,7 @@ exit code.
 import itertools
 import multiprocessing as mp
 import os
+import pathlib
 
 import pytest
 
@@ -157,3 +158,21 @@ def cli():
     if not path or not os.path.exists(path):
         pytest.fail("SHMKIT_CLI must name the built shmkit command (run via ctest)")
     return path
+
+
+@pytest.fixture
+def shm_prefix(request):
+    """A name prefix unique to this test (ending in "_"); whatever carries
+    it, or it without the "_", is removed from /dev/shm at teardown, also
+    when the test fails."""
+    prefix = f"sktest_py{RUN_TAG}{os.getpid()}_{request.node.name[:40]}_"
+    prefix = "".join(c if c.isalnum() or c in "_-" else "_" for c in prefix)
+    yield prefix
+    for p in pathlib.Path("/dev/shm").glob(prefix[:-1] + "*"):
+        try:
+            if p.is_dir() and not p.is_symlink():
+                p.rmdir()
+            else:
+                p.unlink()
+        except FileNotFoundError:
+            pass

@@ -10,26 +10,8 @@ import pathlib
 
 import pytest
 
-from conftest import RUN_TAG
 
 SHM = pathlib.Path("/dev/shm")
-
-
-@pytest.fixture
-def shm_prefix(request):
-    """A name prefix unique to this test; whatever carries it is removed
-    from /dev/shm at teardown, also when the test fails."""
-    prefix = f"sktest_py{RUN_TAG}{os.getpid()}_{request.node.name[:40]}_"
-    prefix = "".join(c if c.isalnum() or c in "_-" else "_" for c in prefix)
-    yield prefix
-    for p in SHM.glob(prefix + "*"):
-        try:
-            if p.is_dir() and not p.is_symlink():
-                p.rmdir()
-            else:
-                p.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def run(cli, *args):

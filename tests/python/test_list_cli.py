@@ -3,7 +3,6 @@ multiprocessing.shared_memory.ShareableList, and on hostile ones."""
 import base64
 import json
 import math
-import os
 import pathlib
 import struct
 import subprocess
@@ -11,20 +10,15 @@ from multiprocessing import resource_tracker, shared_memory
 
 import pytest
 
-from conftest import RUN_TAG
 
 SHM = pathlib.Path("/dev/shm")
 
 
 @pytest.fixture
-def name(request):
-    """A block name unique to this test; anything carrying it is removed
-    from /dev/shm at teardown, also when the test fails."""
-    base = f"sktest_py{RUN_TAG}{os.getpid()}_{request.node.name[:40]}"
-    base = "".join(c if c.isalnum() or c in "_-" else "_" for c in base)
-    yield base
-    for p in SHM.glob(base + "*"):
-        p.unlink(missing_ok=True)
+def name(shm_prefix):
+    """A block name unique to this test (conftest's shm_prefix, whose
+    teardown removes whatever carries it)."""
+    return shm_prefix[:-1]
 
 
 @pytest.fixture(autouse=True)
