@@ -23,6 +23,9 @@ per item and the speed-up over the reference; with --tsv the common
 format of bench/ (bench/bench_util.h), which bench/run reads:
     work-id TAB work TAB contender TAB ns per item TAB rounds
 --quick: a fifth of the items per round (bench/run --quick passes it).
+100,000 small items a round (not fewer): a round has a few fixed
+milliseconds of process wake-ups (the go signal, the stops), which would
+be most of a round of shmkit put_many/get_many.
 """
 import argparse
 import multiprocessing as mp
@@ -170,7 +173,7 @@ def main():
     scale = 0.2 if a.quick else 1.0
     small = (12345, "x" * 40)
     big = np.random.default_rng(0).random((512, 256))
-    n_small = int(20000 * scale)
+    n_small = int(100000 * scale)
     n_big = max(int(200 * scale), 20)
 
     def mpq():
