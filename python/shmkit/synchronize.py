@@ -16,6 +16,9 @@ Drop-ins for multiprocessing's, with these differences:
   releasing from another thread raises, where multiprocessing's
   semaphore-based Lock would allow it.
 * Blocking calls release the GIL and can be interrupted by signals.
+* ``lock.__enter__`` and ``lock.__exit__`` are bound once per lock, so a
+  ``with`` block allocates nothing; one kept after its lock object is gone
+  still works (its ``__self__`` is then None).
 """
 
 import os
