@@ -165,9 +165,13 @@ SHMKIT_API bool shmkit_item_equal(const shmkit_item *a, const shmkit_item *b);
  * Creates a list holding copies of items[0..n) (n may be 0) in a new block
  * named `name` (NULL generates "psm_..." as shmkit_block_create does).
  * `flags` are block flags (SHMKIT_TRACK, SHMKIT_REFCOUNT, SHMKIT_POPULATE,
- * SHMKIT_RESERVE, ...). Slots are sized as CPython sizes them, by UTF-8
- * bytes for str. The list is built under a private name and renamed into
- * place, so attachers never see it half made.
+ * ...). Slots are sized as CPython sizes them, by UTF-8 bytes for str. The
+ * list is built with no name (or a private one), written whole through its
+ * descriptor, and then given its name (or a generated one), so attachers
+ * never see it half made. The memory is always reserved (SHMKIT_RESERVE is
+ * implied): the writes allocate all of it, so a full /dev/shm is -ENOSPC
+ * here and no later touch can SIGBUS for want of memory; the creator's
+ * page tables start empty (no page faults at create).
  * Errors: -EEXIST (name taken), -EINVAL (bad name, NULL items with n > 0,
  * bad flags), SHMKIT_ETYPE (an item's type is not a shmkit_type),
  * -EILSEQ (a str that is not valid UTF-8),
