@@ -28,7 +28,7 @@ static int life_created(shmkit_block *b, uint64_t ino)
             return r;
     }
     if (b->flags & SHMKIT_REFCOUNT) {
-        r = shmkit__ref_attach(b);
+        r = shmkit__ref_attach(b, ino);
         if (r < 0) {
             if (b->flags & SHMKIT_TRACK)
                 shmkit__track_unregister(b->name);
@@ -51,24 +51,15 @@ static void life_abandoned(shmkit_block *b)
 /* Only reference counting applies to an attach (only the creator tracks). */
 static int life_attached(shmkit_block *b)
 {
-    return (b->flags & SHMKIT_REFCOUNT) ? shmkit__ref_attach(b) : 0;
-}
-
-/* Unlinks b's name only if it still names b's object: a peer may have
- * renamed another object into place since. True if it unlinked. */
-static bool unlink_if_same(const shmkit_block *b)
-{
-    struct stat st;
-
-    return shmkit__os.fstat(b->fd, &st) == 0 &&
-           shmkit__shm_unlink_if(b->name, (uint64_t)st.st_ino, false) > 0;
+    return (b->flags & SHMKIT_REFCOUNT) ? shmkit__ref_attach(b, 0) : 0;
 }
 
 static void life_closing(shmkit_block *b)
 {
-    /* The last attacher is gone: so goes the name, and what its kind keeps
-     * beside it (shmkit__shm_unlink_if drops a list's lock). */
-    if (shmkit__ref_detach(b) && unlink_if_same(b))
+    /* The last attacher is gone: so goes the name (if it still names this
+     * block: a peer may have renamed another object into place since),
+     * and what its kind keeps beside it (a list's lock). */
+    if (shmkit__ref_detach(b))
         shmkit__track_unregister(b->name);
 }
 

@@ -29,8 +29,9 @@
 SHMKIT__HIDDEN int shmkit__proc_start(pid_t pid, uint64_t *start);
 
 /* This process's start time, read once per process (a forked child reads
- * its own: the cache is keyed by pid). */
-SHMKIT__HIDDEN int shmkit__self_start(uint64_t *start);
+ * its own: the cache is keyed by pid), and its pid into *pid (if not
+ * NULL): the one getpid() the call makes. */
+SHMKIT__HIDDEN int shmkit__self_start(uint64_t *start, pid_t *pid);
 
 /* True if pid runs and started at `start`: a reused pid is not alive. A
  * pid whose /proc entry cannot be read for another reason (EMFILE...)
@@ -110,6 +111,9 @@ SHMKIT__HIDDEN int shmkit__journal_parse(const char *buf, size_t len,
 
 /* Inode of object `name` if it is a regular file of this user, else 0. */
 SHMKIT__HIDDEN uint64_t shmkit__shm_ino(const char *name);
+/* The same for a user id the caller already has (geteuid() once for
+ * several names). */
+SHMKIT__HIDDEN uint64_t shmkit__shm_ino_as(const char *name, uid_t uid);
 
 /* Unlinks object `name` only if it is a regular file owned by this user
  * and (ino != 0) still has inode ino. Returns 1 if it removed it (or, with
@@ -156,10 +160,12 @@ SHMKIT__HIDDEN void shmkit__track_rename(const char *from, const char *to,
                                          bool exchange);
 
 /* refcount.c: reference-counted lifetime (SHMKIT_REFCOUNT). attach is
- * called once the block is mapped; detach before it is unmapped and
- * returns true when this was the last attacher (the caller then unlinks).
- * rename moves the bookkeeping with the block. */
-SHMKIT__HIDDEN int shmkit__ref_attach(shmkit_block *b);
+ * called once the block is mapped (ino: the block's inode if the caller
+ * knows it, else 0: attach asks fstat); detach before it is unmapped:
+ * when this was the last attacher it unlinks the block (if its name still
+ * holds it) and what its kind keeps beside it, and returns true if it
+ * did. rename moves the bookkeeping with the block. */
+SHMKIT__HIDDEN int shmkit__ref_attach(shmkit_block *b, uint64_t ino);
 SHMKIT__HIDDEN bool shmkit__ref_detach(shmkit_block *b);
 /* Undoes shmkit__ref_attach of a block whose publishing failed: leaves
  * the sidecar (removing it if nobody else is in it); never touches the

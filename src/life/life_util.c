@@ -30,7 +30,7 @@ int shmkit__proc_start(pid_t pid, uint64_t *start)
     return shmkit__os.proc_start(pid, start);
 }
 
-int shmkit__self_start(uint64_t *start)
+int shmkit__self_start(uint64_t *start, pid_t *pid)
 {
     static __thread pid_t cached_pid;
     static __thread uint64_t cached_start;
@@ -44,6 +44,8 @@ int shmkit__self_start(uint64_t *start)
         cached_pid = me;
     }
     *start = cached_start;
+    if (pid)
+        *pid = me;
     return 0;
 }
 
@@ -549,16 +551,20 @@ out:
 
 /* ---- objects --------------------------------------------------------------- */
 
-uint64_t shmkit__shm_ino(const char *name)
+uint64_t shmkit__shm_ino_as(const char *name, uid_t uid)
 {
     char path[SHMKIT__PATH_MAX];
     struct stat st;
 
     shmkit__os_shm_path(path, name);
-    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
-        st.st_uid != geteuid())
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid)
         return 0;
     return (uint64_t)st.st_ino;
+}
+
+uint64_t shmkit__shm_ino(const char *name)
+{
+    return shmkit__shm_ino_as(name, geteuid());
 }
 
 int shmkit__shm_unlink_if(const char *name, uint64_t ino, bool dry)

@@ -10,7 +10,17 @@
  * unlinked, and block.c unlinks the block.
  *
  * The sidecar is built anonymously (O_TMPFILE) and linked under its name
- * only when complete, so nobody sees one half made.
+ * only when complete, so nobody sees one half made. It is REF_SIZE bytes
+ * but sparse: only its first REF_RESERVED bytes (the header and the first
+ * 233 slots) are reserved at create; a join that needs a slot beyond them
+ * reserves its page first, so no write to the sidecar can SIGBUS on a
+ * full /dev/shm (-ENOSPC instead). Reserving all of it made every
+ * refcounted create allocate and zero 64 pages and every last close free
+ * them: most of the create cycle's time (the closing note of s18-refcount).
+ *
+ * Its system calls go through the OS table (core/os.h), so
+ * tests/test_syscalls.c counts them and tests/test_create_kill.c kills a
+ * creator at each of them.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,6 +41,7 @@
 #define REF_MAGIC "SKRF"
 #define REF_VERSION 1u
 #define REF_SIZE (256u * 1024u) /* sparse: only touched pages cost memory */
+#define REF_RESERVED 4096u      /* reserved at create: header + 233 slots */
 #define REF_TRIES 8
 
 struct ref_slot {
@@ -70,7 +81,11 @@ _Static_assert(sizeof(struct ref_slot) == 16, "layout");
 struct ref_life {
     int fd;
     struct ref_header *h;
+    uint64_t sc_ino; /* the sidecar's inode, to tell it still holds sc */
+    uid_t uid;       /* the sidecar's owner: our euid when we opened it */
     uint64_t my_start;
+    pid_t my_pid;    /* at attach (detach asks getpid() anew: a forked
+                      * child's close must not remove its parent's slot) */
     char sc[SHMKIT_NAME_MAX + 1];
 };
 
@@ -102,28 +117,34 @@ static int ref_validate(const struct ref_header *h, size_t size)
     return 0;
 }
 
-/* Maps sidecar fd after checking it is a regular file of ours. */
-static int ref_map(int fd, struct ref_header **out)
+/* Maps sidecar fd after checking it is a regular file of ours; l (if not
+ * NULL) gets its inode and owner. */
+static int ref_map(int fd, struct ref_header **out, struct ref_life *l)
 {
     struct stat st;
     void *p;
     int r;
 
-    if (fstat(fd, &st) < 0)
-        return -errno;
+    r = shmkit__os.fstat(fd, &st);
+    if (r < 0)
+        return r;
     if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
         return SHMKIT_EOWNER;
     if ((uint64_t)st.st_size != REF_SIZE)
         return SHMKIT_ECORRUPT;
-    p = mmap(NULL, REF_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED)
-        return -errno;
+    r = shmkit__os.mmap(&p, REF_SIZE, true, false, fd);
+    if (r < 0)
+        return r;
     r = ref_validate(p, REF_SIZE);
     if (r < 0) {
-        munmap(p, REF_SIZE);
+        shmkit__os.munmap(p, REF_SIZE);
         return r;
     }
     *out = p;
+    if (l) {
+        l->sc_ino = (uint64_t)st.st_ino;
+        l->uid = st.st_uid;
+    }
     return 0;
 }
 
@@ -201,22 +222,43 @@ static unsigned ref_reap(struct ref_header *h)
     return reaped;
 }
 
-/* True if the sidecar at name sc is the object open as fd. */
-static bool ref_is_linked(const char *sc, int fd)
+/* Drops dead slots from the front until it finds one that lives (this
+ * process's own, pid `me` started at my_start, without asking /proc);
+ * returns how many it dropped. Enough to decide whether anyone is left
+ * (join, detach) with one /proc read instead of one per attacher; dead
+ * slots behind a live one stay until a later reap reaches them (ref_join
+ * reaps them all when the slots run out, gc always does). Lock held. */
+static unsigned ref_reap_front(struct ref_header *h, pid_t me,
+                               uint64_t my_start)
 {
-    struct stat a;
+    uint32_t n = ref_count(h);
+    unsigned reaped = 0;
 
-    if (fstat(fd, &a) < 0)
-        return false;
-    return shmkit__shm_ino(sc) == (uint64_t)a.st_ino;
+    while (n > 0) {
+        struct ref_slot s = h->slots[0];
+
+        if ((s.pid == me && s.start == my_start) ||
+            shmkit__proc_alive(s.pid, s.start))
+            break;
+        h->slots[0] = h->slots[--n];
+        reaped++;
+    }
+    h->count = n;
+    return reaped;
+}
+
+/* True if the name sc holds the sidecar whose inode is ino. */
+static bool ref_is_linked(const char *sc, uint64_t ino)
+{
+    return ino != 0 && shmkit__shm_ino(sc) == ino;
 }
 
 /* Ends the block's lifetime: marks the sidecar dead and unlinks it. Lock
  * held. The caller unlinks the block. */
-static void ref_end(struct ref_header *h, const char *sc, int fd)
+static void ref_end(struct ref_header *h, const char *sc, uint64_t sc_ino)
 {
     h->dead = 1;
-    if (ref_is_linked(sc, fd))
+    if (ref_is_linked(sc, sc_ino))
         shmkit__os.shm_unlink(sc);
 }
 
@@ -231,14 +273,16 @@ static int ref_init(int fd, uint64_t ino, const char *name,
     void *p;
     int r;
 
-    /* Reserved, not just sized: filling it must not SIGBUS on a full
-     * /dev/shm (-ENOSPC instead). */
-    r = posix_fallocate(fd, 0, REF_SIZE);
-    if (r != 0)
-        return -r;
-    p = mmap(NULL, REF_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED)
-        return -errno;
+    /* Sized to REF_SIZE, sparse; the header page reserved, so filling it
+     * cannot SIGBUS on a full /dev/shm (-ENOSPC instead). ref_join
+     * reserves the pages of further slots. */
+    r = shmkit__os.ftruncate(fd, REF_SIZE);
+    if (r == 0)
+        r = shmkit__os.fallocate(fd, REF_RESERVED);
+    if (r == 0)
+        r = shmkit__os.mmap(&p, REF_SIZE, true, false, fd);
+    if (r < 0)
+        return r;
     h = p;
     h->version = REF_VERSION;
     h->block_ino = ino;
@@ -251,53 +295,46 @@ static int ref_init(int fd, uint64_t ino, const char *name,
     pthread_mutexattr_destroy(&a);
     memcpy(h->magic, REF_MAGIC, 4);
     if (r < 0) {
-        munmap(p, REF_SIZE);
+        shmkit__os.munmap(p, REF_SIZE);
         return r;
     }
     *out = h;
     return 0;
 }
 
-/* Links the anonymous file fd as /dev/shm/<sc>; -EEXIST if taken. */
-static int ref_link(int fd, const char *sc)
-{
-    char from[64], to[SHMKIT__PATH_MAX];
-
-    snprintf(from, sizeof from, "/proc/self/fd/%d", fd);
-    shmkit__os_shm_path(to, sc);
-    if (linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW) < 0)
-        return -errno;
-    return 0;
-}
-
 /* Builds a complete sidecar for block (name, ino) and publishes it as sc.
  * `replace` removes a stale one in the way (the creator's case: its block
  * is new, so whatever sidecar holds the name is stale). Returns the open
- * descriptor or -errno (-EEXIST if someone else published first). */
+ * descriptor (l->sc_ino its inode, l->uid its owner) or -errno (-EEXIST if
+ * someone else published first). */
 static int ref_create(const char *sc, const char *name, uint64_t ino,
-                      bool replace, struct ref_header **h)
+                      bool replace, struct ref_header **h, struct ref_life *l)
 {
-    const char *dir = shmkit__os_shm_dir();
+    struct stat st;
     int fd, r, i;
 
-    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    fd = shmkit__os.shm_open_anon(0600);
     if (fd < 0)
-        return -errno;
-    r = ref_init(fd, ino, name, h);
+        return fd;
+    r = shmkit__os.fstat(fd, &st);
+    if (r == 0)
+        r = ref_init(fd, ino, name, h);
     if (r < 0) {
-        close(fd);
+        shmkit__os.close(fd);
         return r;
     }
+    l->sc_ino = (uint64_t)st.st_ino;
+    l->uid = st.st_uid;
     for (i = 0; i < REF_TRIES; i++) {
-        r = ref_link(fd, sc);
+        r = shmkit__os.shm_link(fd, sc);
         if (r != -EEXIST || !replace)
             break;
         shmkit__os.shm_unlink(sc);
     }
     if (r < 0) {
-        munmap(*h, REF_SIZE);
+        shmkit__os.munmap(*h, REF_SIZE);
         *h = NULL;
-        close(fd);
+        shmkit__os.close(fd);
         return r;
     }
     return fd;
@@ -311,7 +348,7 @@ static int ref_open(struct ref_life *l, const char *name, uint64_t ino,
 
     fd = created ? -ENOENT : shmkit__os.shm_open(l->sc, O_RDWR, 0);
     if (fd == -ENOENT) {
-        fd = ref_create(l->sc, name, ino, created, &l->h);
+        fd = ref_create(l->sc, name, ino, created, &l->h, l);
         if (fd >= 0) {
             l->fd = fd;
             return 0;
@@ -319,9 +356,9 @@ static int ref_open(struct ref_life *l, const char *name, uint64_t ino,
     }
     if (fd < 0)
         return fd;
-    r = ref_map(fd, &l->h);
+    r = ref_map(fd, &l->h, l);
     if (r < 0) {
-        close(fd);
+        shmkit__os.close(fd);
         return r;
     }
     l->fd = fd;
@@ -331,11 +368,12 @@ static int ref_open(struct ref_life *l, const char *name, uint64_t ino,
 static void ref_close(struct ref_life *l)
 {
     if (l->h)
-        munmap(l->h, REF_SIZE);
+        shmkit__os.munmap(l->h, REF_SIZE);
     if (l->fd >= 0)
-        close(l->fd);
+        shmkit__os.close(l->fd);
     l->h = NULL;
     l->fd = -1;
+    l->sc_ino = 0;
 }
 
 /* Adds this process to an open, locked sidecar; -ENOENT if the block's
@@ -344,27 +382,39 @@ static int ref_join(struct ref_life *l, const char *name, bool created)
 {
     struct ref_header *h = l->h;
     unsigned reaped;
+    size_t end;
     uint32_t n;
+    int r;
 
     if (h->dead)
         return -ENOENT;
-    reaped = ref_reap(h);
+    reaped = ref_reap_front(h, l->my_pid, l->my_start);
+    if (ref_count(h) >= REF_NSLOTS)
+        reaped += ref_reap(h);
     if (!created && reaped > 0 && h->count == 0) {
-        ref_end(h, l->sc, l->fd);
+        ref_end(h, l->sc, l->sc_ino);
         shmkit__shm_unlink_if(name, h->block_ino, false);
         return -ENOENT;
     }
     n = ref_count(h);
     if (n >= REF_NSLOTS)
         return -EUSERS;
-    h->slots[n].pid = (int32_t)getpid();
+    /* A slot past the reserved head: reserve its page before writing it
+     * (idempotent; the pages before it are reserved already). */
+    end = sizeof *h + ((size_t)n + 1) * sizeof h->slots[0];
+    if (end > REF_RESERVED) {
+        r = shmkit__os.fallocate(l->fd, (off_t)end);
+        if (r < 0)
+            return r;
+    }
+    h->slots[n].pid = (int32_t)l->my_pid;
     h->slots[n].pad = 0;
     h->slots[n].start = l->my_start;
     h->count = n + 1;
     return 0;
 }
 
-static void ref_leave(struct ref_header *h, uint64_t my_start);
+static void ref_leave(struct ref_header *h, pid_t me, uint64_t my_start);
 
 /* One try at attaching: 1 means "stale sidecar removed, try again". */
 static int ref_attach_once(shmkit_block *b, struct ref_life *l, uint64_t ino)
@@ -378,7 +428,7 @@ static int ref_attach_once(shmkit_block *b, struct ref_life *l, uint64_t ino)
         return r;
     if (l->h->block_ino != ino) {
         /* Left by an earlier object of this name: not ours to count. */
-        if (ref_is_linked(l->sc, l->fd))
+        if (ref_is_linked(l->sc, l->sc_ino))
             shmkit__os.shm_unlink(l->sc);
         ref_unlock(l->h);
         ref_close(l);
@@ -389,31 +439,35 @@ static int ref_attach_once(shmkit_block *b, struct ref_life *l, uint64_t ino)
      * the block and our joining (its sidecar gone, so we made a new one):
      * if the name no longer holds our block, we joined a dead one. */
     if (r == 0 && !b->created && shmkit__shm_ino(b->name) != ino) {
-        ref_leave(l->h, l->my_start);
+        ref_leave(l->h, l->my_pid, l->my_start);
         if (l->h->count == 0)
-            ref_end(l->h, l->sc, l->fd);
+            ref_end(l->h, l->sc, l->sc_ino);
         r = -ENOENT;
     }
     ref_unlock(l->h);
     return r;
 }
 
-int shmkit__ref_attach(shmkit_block *b)
+int shmkit__ref_attach(shmkit_block *b, uint64_t ino)
 {
     struct ref_life *l;
     struct stat st;
     int r = 1, i;
 
-    if (fstat(b->fd, &st) < 0)
-        return -errno;
+    if (ino == 0) {
+        r = shmkit__os.fstat(b->fd, &st);
+        if (r < 0)
+            return r;
+        ino = (uint64_t)st.st_ino;
+    }
     l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
     l->fd = -1;
     shmkit__ref_sidecar_name(b->name, l->sc);
-    r = shmkit__self_start(&l->my_start);
+    r = shmkit__self_start(&l->my_start, &l->my_pid);
     for (i = 0; r == 0 && i < REF_TRIES; i++) {
-        r = ref_attach_once(b, l, (uint64_t)st.st_ino);
+        r = ref_attach_once(b, l, ino);
         if (r == 1) {
             ref_close(l);
             r = 0;
@@ -432,11 +486,10 @@ int shmkit__ref_attach(shmkit_block *b)
     return 0;
 }
 
-/* Removes one slot of this process. Lock held. */
-static void ref_leave(struct ref_header *h, uint64_t my_start)
+/* Removes one slot of process me (started at my_start). Lock held. */
+static void ref_leave(struct ref_header *h, pid_t me, uint64_t my_start)
 {
     uint32_t i, n = ref_count(h);
-    int32_t me = (int32_t)getpid();
 
     for (i = 0; i < n; i++) {
         if (h->slots[i].pid == me && h->slots[i].start == my_start) {
@@ -450,26 +503,44 @@ static void ref_leave(struct ref_header *h, uint64_t my_start)
 bool shmkit__ref_detach(shmkit_block *b)
 {
     struct ref_life *l = b->life;
-    bool last = false;
+    struct ref_header *h;
+    bool unlinked = false;
+    pid_t me;
 
     if (!l)
         return false;
-    if (ref_lock(l->h) == 0) {
-        ref_leave(l->h, l->my_start);
-        ref_reap(l->h);
+    h = l->h;
+    /* Asked now, not taken from attach: a forked child closing its copy
+     * of the handle must not remove its parent's slot. */
+    me = getpid();
+    if (ref_lock(h) == 0) {
+        ref_leave(h, me, l->my_start);
+        ref_reap_front(h, me, l->my_start);
         /* Last only if our sidecar and block still hold their names: a
-         * rename over either hands the name to a different object. */
-        if (l->h->count == 0 && !l->h->dead && ref_is_linked(l->sc, l->fd) &&
-            shmkit__shm_ino(b->name) == l->h->block_ino) {
-            ref_end(l->h, l->sc, l->fd);
-            last = true;
+         * rename over either hands the name to a different object. The
+         * block goes first, under the lock and right after its check:
+         * an attacher that opened it meanwhile finds the sidecar dead (or
+         * gone, then the block gone) and fails -ENOENT; one killed here
+         * leaves a sidecar naming no block, which the next create of the
+         * name replaces and gc removes, never a block nobody counts. */
+        if (h->count == 0 && !h->dead) {
+            if (shmkit__shm_ino_as(l->sc, l->uid) == l->sc_ino &&
+                shmkit__shm_ino_as(b->name, l->uid) == h->block_ino) {
+                unlinked = shmkit__os.shm_unlink(b->name) == 0;
+                h->dead = 1;
+                shmkit__os.shm_unlink(l->sc);
+            }
         }
-        ref_unlock(l->h);
+        ref_unlock(h);
     }
     ref_close(l);
     free(l);
     b->life = NULL;
-    return last;
+    /* What the block's kind keeps beside it (a list's lock), outside the
+     * sidecar's lock. */
+    if (unlinked)
+        shmkit__kind_unlinked(b->name);
+    return unlinked;
 }
 
 void shmkit__ref_abandon(shmkit_block *b)
@@ -479,9 +550,9 @@ void shmkit__ref_abandon(shmkit_block *b)
     if (!l)
         return;
     if (ref_lock(l->h) == 0) {
-        ref_leave(l->h, l->my_start);
+        ref_leave(l->h, l->my_pid, l->my_start);
         if (l->h->count == 0 && !l->h->dead)
-            ref_end(l->h, l->sc, l->fd);
+            ref_end(l->h, l->sc, l->sc_ino);
         ref_unlock(l->h);
     }
     ref_close(l);
@@ -497,14 +568,14 @@ static void ref_set_name(const char *sc, const char *to)
 
     if (fd < 0)
         return;
-    if (ref_map(fd, &h) == 0) {
+    if (ref_map(fd, &h, NULL) == 0) {
         if (ref_lock(h) == 0) {
             snprintf(h->name, sizeof h->name, "%s", to);
             ref_unlock(h);
         }
-        munmap(h, REF_SIZE);
+        shmkit__os.munmap(h, REF_SIZE);
     }
-    close(fd);
+    shmkit__os.close(fd);
 }
 
 void shmkit__ref_rename(shmkit_block *b, const char *to, bool exchange)
@@ -541,7 +612,7 @@ static uint32_t ref_live(const struct ref_header *h)
 }
 
 /* Decides one valid, locked sidecar's fate; returns blocks removed. */
-static int ref_gc_locked(struct ref_header *h, const char *sc, int fd,
+static int ref_gc_locked(struct ref_header *h, const char *sc, uint64_t sc_ino,
                          unsigned flags, shmkit_gc_report rep, void *arg)
 {
     bool dry = flags & SHMKIT_GC_DRY_RUN;
@@ -561,7 +632,7 @@ static int ref_gc_locked(struct ref_header *h, const char *sc, int fd,
             rep("refcount", name, arg);
     }
     if (!dry)
-        ref_end(h, sc, fd);
+        ref_end(h, sc, sc_ino);
     if (rep)
         rep("sidecar", sc, arg);
     return n;
@@ -570,32 +641,36 @@ static int ref_gc_locked(struct ref_header *h, const char *sc, int fd,
 int shmkit__ref_gc_one(const char *sc, unsigned flags, shmkit_gc_report rep,
                        void *arg)
 {
+    struct ref_life g = {.fd = -1};
     struct ref_header *h;
+    struct stat st;
     int fd, r;
 
     fd = shmkit__os.shm_open(sc, O_RDWR, 0);
     if (fd < 0)
         return 0;
-    r = ref_map(fd, &h);
+    r = ref_map(fd, &h, &g);
     if (r < 0) {
         /* Ours, under our prefix, and not a sidecar: garbage. Another
          * user's object is refused by ref_map and left alone. */
         if (r != SHMKIT_EOWNER && r != -EACCES) {
-            if (!(flags & SHMKIT_GC_DRY_RUN) && ref_is_linked(sc, fd))
+            if (!(flags & SHMKIT_GC_DRY_RUN) &&
+                shmkit__os.fstat(fd, &st) == 0 &&
+                ref_is_linked(sc, (uint64_t)st.st_ino))
                 shmkit__os.shm_unlink(sc);
             if (rep)
                 rep("sidecar", sc, arg);
         }
-        close(fd);
+        shmkit__os.close(fd);
         return 0;
     }
     r = ref_lock(h);
     if (r == 0) {
-        r = ref_gc_locked(h, sc, fd, flags, rep, arg);
+        r = ref_gc_locked(h, sc, g.sc_ino, flags, rep, arg);
         ref_unlock(h);
     }
-    munmap(h, REF_SIZE);
-    close(fd);
+    shmkit__os.munmap(h, REF_SIZE);
+    shmkit__os.close(fd);
     return r;
 }
 
@@ -609,7 +684,7 @@ int shmkit__ref_count(const char *name)
     fd = shmkit__os.shm_open(sc, O_RDWR, 0);
     if (fd < 0)
         return fd;
-    r = ref_map(fd, &h);
+    r = ref_map(fd, &h, NULL);
     if (r == 0) {
         r = ref_lock_briefly(h);
         if (r == 0) {
@@ -619,8 +694,8 @@ int shmkit__ref_count(const char *name)
                 r = (int)ref_live(h);
             ref_unlock(h);
         }
-        munmap(h, REF_SIZE);
+        shmkit__os.munmap(h, REF_SIZE);
     }
-    close(fd);
+    shmkit__os.close(fd);
     return r;
 }
