@@ -149,6 +149,39 @@ static int c_refcount(void)
              : 4;
 }
 
+/* A sidecar reserves only its head page at create (233 slots): the joins
+ * that fit there succeed on a full /dev/shm, the next one is -ENOSPC
+ * (it reserves its slot's page first: never a SIGBUS writing it), and
+ * closing everything leaves nothing. Exit codes as verdict(), and 5: the
+ * head did not hold 232 joiners besides the creator. */
+static int c_refcount_join(void)
+{
+    enum { N = 300 };
+    static shmkit_block *a[N];
+    shmkit_block *c, *f;
+    int i, n = 0, r = 0;
+
+    if (shmkit_block_create(&c, "rj", 4096, SHMKIT_REFCOUNT) != 0)
+        return 2;
+    f = fill_up();
+    if (!f)
+        return 4;
+    for (i = 0; i < N && r == 0; i++) {
+        r = shmkit_block_attach(&a[i], "rj", SHMKIT_REFCOUNT);
+        n += r == 0;
+    }
+    while (n > 0)
+        shmkit_block_close(a[--n]);
+    shmkit_block_close(c);
+    if (r == 0)
+        return verdict(0, f);
+    if (i - 1 != 232) {
+        unfill(f);
+        return 5;
+    }
+    return verdict(r, f);
+}
+
 /* Python: each statement must raise OSError(ENOSPC) and leave nothing. */
 static const char py_code[] =
     "import errno, os, sys\n"
@@ -221,6 +254,10 @@ Test(full_shm, queue) { expect_enospc(c_queue, "tracked queue"); }
 Test(full_shm, queue_generated_name) { expect_enospc(c_queue_generated, "queue"); }
 Test(full_shm, populate) { expect_enospc(c_populate, "SHMKIT_POPULATE block"); }
 Test(full_shm, refcount_sidecar) { expect_enospc(c_refcount, "refcounted"); }
+Test(full_shm, refcount_join_past_the_head)
+{
+    expect_enospc(c_refcount_join, "refcounted joins");
+}
 
 Test(full_shm, python_every_kind)
 {

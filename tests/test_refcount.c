@@ -319,3 +319,112 @@ Test(refcount, attach_out_of_descriptors_never_ends_a_live_block)
     shmkit_block_close(c);
     cr_assert_not(lu_exists(name));
 }
+
+/* Bytes of memory the sidecar of `name` holds (tmpfs counts its pages). */
+static long long sidecar_bytes(const char *name)
+{
+    char sc[SHMKIT_NAME_MAX + 1], path[SHMKIT_NAME_MAX + 16];
+    struct stat st;
+
+    shmkit__ref_sidecar_name(name, sc);
+    snprintf(path, sizeof path, "/dev/shm/%s", sc);
+    cr_assert_eq(stat(path, &st), 0, "%s: %s", path, strerror(errno));
+    return (long long)st.st_blocks * 512;
+}
+
+/* The sidecar is 256 KiB but holds only its reserved head (one page) until
+ * a joiner needs a slot past it (slot 233): that join reserves the slot's
+ * page, and every handle counts. */
+Test(refcount, joiners_past_the_reserved_head_reserve_their_page)
+{
+    enum { N = 300 };
+    static shmkit_block *a[N];
+    long page = sysconf(_SC_PAGESIZE);
+    char name[SHMKIT_NAME_MAX + 1];
+    shmkit_block *c;
+    int i;
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("head"), 64, SHMKIT_REFCOUNT), 0);
+    strcpy(name, shmkit_block_name(c));
+    cr_assert_eq(sidecar_bytes(name), page, "a new sidecar holds %lld bytes",
+                 sidecar_bytes(name));
+    for (i = 0; i < N; i++)
+        cr_assert_eq(shmkit_block_attach(&a[i], name, SHMKIT_REFCOUNT), 0,
+                     "attach %d: %s", i, shmkit_last_error());
+    cr_assert_eq(shmkit__ref_count(name), N + 1);
+    cr_assert_gt(sidecar_bytes(name), page, "slots past the head reserved");
+    cr_assert_eq(shmkit_block_close(c), 0);
+    for (i = 0; i < N - 1; i++)
+        cr_assert_eq(shmkit_block_close(a[i]), 0);
+    cr_assert_eq(shmkit__ref_count(name), 1);
+    cr_assert(lu_exists(name));
+    cr_assert_eq(shmkit_block_close(a[N - 1]), 0);
+    cr_assert_not(lu_exists(name), "last close left the block");
+    cr_assert_not(sidecar_exists(name), "last close left the sidecar");
+}
+
+/* A forked child closing its copy of a refcounted handle removes no slot
+ * of its parent's: the parent's count stays, and its own close is the
+ * last. */
+Test(refcount, forked_child_closing_its_copy_leaves_the_parents_count)
+{
+    char name[SHMKIT_NAME_MAX + 1];
+    shmkit_block *c;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("fork"), 64, SHMKIT_REFCOUNT), 0);
+    strcpy(name, shmkit_block_name(c));
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(shmkit_block_close(c) == 0 ? 0 : 10);
+    cr_assert_eq(tu_wait_status(pid), 0, "the child's close failed");
+    cr_assert(lu_exists(name), "the child's close removed the block");
+    cr_assert_eq(shmkit__ref_count(name), 1);
+    cr_assert_eq(shmkit_block_close(c), 0);
+    cr_assert_not(lu_exists(name));
+    cr_assert_not(sidecar_exists(name));
+}
+
+/* Killed attachers behind a live one: the live one's close is the last
+ * (it reaps them), and a join meanwhile counts only the living. */
+Test(refcount, last_live_close_reaps_killed_attachers_behind_it)
+{
+    enum { N = 4 };
+    char name[SHMKIT_NAME_MAX + 1], msg[16];
+    shmkit_block *c, *a;
+    pid_t kids[N];
+    int i, p[2];
+
+    cr_assert_eq(shmkit_block_create(&c, tu_name("behind"), 64, SHMKIT_REFCOUNT), 0);
+    strcpy(name, shmkit_block_name(c));
+    cr_assert_eq(pipe(p), 0);
+    for (i = 0; i < N; i++) {
+        kids[i] = fork();
+        cr_assert_geq(kids[i], 0);
+        if (kids[i] == 0) {
+            close(p[0]);
+            if (shmkit_block_attach(&a, name, SHMKIT_REFCOUNT) < 0)
+                _exit(10);
+            lu_send(p[1], "attached");
+            for (;;)
+                pause();
+        }
+    }
+    close(p[1]);
+    for (i = 0; i < N; i++)
+        cr_assert(lu_recv(p[0], msg, sizeof msg), "child %d did not attach", i);
+    close(p[0]);
+    for (i = 0; i < N; i++) {
+        kill(kids[i], SIGKILL);
+        cr_assert(WIFSIGNALED(tu_wait_status(kids[i])));
+    }
+    cr_assert_eq(shmkit__ref_count(name), 1);
+    cr_assert_eq(shmkit_block_attach(&a, name, SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit__ref_count(name), 2);
+    cr_assert_eq(shmkit_block_close(a), 0);
+    cr_assert(lu_exists(name));
+    cr_assert_eq(shmkit_block_close(c), 0);
+    cr_assert_not(lu_exists(name), "the last live close left the block");
+    cr_assert_not(sidecar_exists(name), "the last live close left the sidecar");
+}
