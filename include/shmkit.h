@@ -116,7 +116,11 @@ typedef struct shmkit_block shmkit_block;
 #define SHMKIT_TRACK     0x0010u /* create: unlink when the creator's process
                                     family is gone (see shmkit/lifecycle.h) */
 #define SHMKIT_REFCOUNT  0x0020u /* create/attach: unlink when the last
-                                    shmkit attacher detaches or dies */
+                                    shmkit attacher detaches or dies (the
+                                    count lives in a sidecar object; an
+                                    attach past its first 232 attachers
+                                    reserves a page: -ENOSPC on a full
+                                    /dev/shm, never a SIGBUS) */
 #define SHMKIT_ANYUSER   0x0040u /* attach: accept an object owned by another
                                     user (default: refuse, SHMKIT_EOWNER) */
 
