@@ -201,9 +201,10 @@ SHMKIT_API uint32_t *shmkit_array_u32(shmkit_array *a);
  * inline functions below, which make the same checks in the caller's code
  * (the type, the width and the handle's mode are folded into one bound,
  * set when the handle is made) and then the atomic instruction, for
- * integer items of 8 bytes (q Q, and l L on LP64); any other width, and every failing check, goes to the called
- * function, which gives the error codes documented above (in the same
- * order: SHMKIT_ETYPE, then SHMKIT_EINDEX, then -EBADF, then -EINVAL).
+ * integer items of 8 bytes (q Q, and l L on LP64); any other width, and
+ * every failing check, goes to the called function, so a caller gets
+ * exactly the codes the function documents above, in its order (a NULL
+ * `out` or `expected` is -EINVAL before any other check).
  * The functions stay exported (the ABI, and `&shmkit_array_load` or
  * `(shmkit_array_load)(...)`, reach them). Defining SHMKIT_NO_INLINE before
  * including shmkit.h leaves the macros out.

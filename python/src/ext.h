@@ -140,10 +140,10 @@ PyObject *ext_lock_gate(ext_state *st, PyObject *lock, int exit);
 /* Gives Python subclass cls its own descriptors of the methods defs of its
  * extension base (for CPython's call specialisation), where cls resolves
  * the name to that base's method; ext_init_subclass is the base's
- * __init_subclass__ doing it. */
+ * __init_subclass__ doing it after the next one in cls's MRO. */
 int ext_bind_methods(PyTypeObject *cls, PyMethodDef *defs);
-PyObject *ext_init_subclass(PyTypeObject *cls, PyObject *args, PyObject *kw,
-                            PyMethodDef *defs);
+PyObject *ext_init_subclass(PyTypeObject *base, PyTypeObject *cls, PyObject *args,
+                            PyObject *kw, PyMethodDef *defs);
 /* A new instance of tp (a LockBase subclass) over the mutex embedded in
  * a block; owner keeps the mapping alive. */
 PyObject *ext_lock_embedded(PyTypeObject *tp, PyObject *owner,

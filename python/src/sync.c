@@ -933,16 +933,27 @@ int ext_bind_methods(PyTypeObject *cls, PyMethodDef *defs)
     return 0;
 }
 
-/* __init_subclass__ of LockBase and TypedBase: as object's (no keyword
- * arguments), then ext_bind_methods. */
-PyObject *ext_init_subclass(PyTypeObject *cls, PyObject *args, PyObject *kw,
-                            PyMethodDef *defs)
+/* __init_subclass__ of LockBase and TypedBase (`base`): the next class's
+ * in cls's MRO first, with the class keywords (cooperative, as
+ * super().__init_subclass__(**kw) in Python), then ext_bind_methods. */
+PyObject *ext_init_subclass(PyTypeObject *base, PyTypeObject *cls, PyObject *args,
+                            PyObject *kw, PyMethodDef *defs)
 {
-    if (PyTuple_GET_SIZE(args) != 0 || (kw && PyDict_GET_SIZE(kw))) {
-        PyErr_Format(PyExc_TypeError, "%.100s.__init_subclass__() takes no arguments",
-                     cls->tp_name);
+    PyObject *sup, *next, *r;
+
+    sup = PyObject_CallFunctionObjArgs((PyObject *)&PySuper_Type, (PyObject *)base,
+                                       (PyObject *)cls, NULL);
+    if (!sup)
         return NULL;
-    }
+    next = PyObject_GetAttrString(sup, "__init_subclass__");
+    Py_DECREF(sup);
+    if (!next)
+        return NULL;
+    r = PyObject_Call(next, args, kw);
+    Py_DECREF(next);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
     if (ext_bind_methods(cls, defs) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -973,7 +984,14 @@ static PyMethodDef lock_methods[] = {
 
 static PyObject *lock_init_subclass(PyTypeObject *cls, PyObject *args, PyObject *kw)
 {
-    return ext_init_subclass(cls, args, kw, lock_methods);
+    ext_state *st = ext_state_of_type(cls);
+
+    if (!st) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_SystemError, "shmkit: no module state for a LockBase subclass");
+        return NULL;
+    }
+    return ext_init_subclass(st->lock_type, cls, args, kw, lock_methods);
 }
 
 static PyMemberDef lock_members[] = {

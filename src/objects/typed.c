@@ -56,7 +56,8 @@ struct shmkit_array {
     struct typed_header *hdr;
     shmkit_array_info info;  /* validated copy */
     bool is_int, is_signed;
-};_Static_assert(offsetof(struct shmkit_array, fast) == 0,
+};
+_Static_assert(offsetof(struct shmkit_array, fast) == 0,
                "typed.h's inline atomics read a handle's first bytes");
 
 

@@ -392,6 +392,30 @@ def test_init_subclass_takes_no_arguments():
     assert 'release' in vars(Child)
 
 
+@pytest.mark.parametrize("kind", ["Value", "Lock", "RLock"])
+def test_init_subclass_is_cooperative(kind):
+    # A mixin after shmkit's class in the MRO gets its hook and the class
+    # keywords, as with any Python base; the binding still happens.
+    seen = []
+
+    class Mixin:
+        def __init_subclass__(cls, tag=None, **kw):
+            super().__init_subclass__(**kw)
+            seen.append((cls.__name__, tag))
+
+    base = getattr(shmkit, kind)
+
+    class Tagged(base, Mixin, tag=1):
+        pass
+
+    class Plain(base, Mixin):
+        pass
+
+    assert seen == [("Tagged", 1), ("Plain", None)]
+    hot = "get_lock" if kind == "Value" else "release"
+    assert hot in vars(Tagged) and hot in vars(Plain)
+
+
 # ---- acquire(block=True, timeout=None), parsed by hand (METH_FASTCALL) ---------
 
 @pytest.mark.parametrize("kind", ["Lock", "Value"])
