@@ -216,7 +216,8 @@ class Queue:
         batch that fits. Returns how many were put; raises queue.Full if
         none could be (block False, or the timeout passed)."""
         self._check_closed()
-        objs = objs if type(objs) in (list, tuple) else list(objs)
+        # A tuple of our own: pickling can run code that changes a list.
+        objs = tuple(objs)
         done = self._q.put_many(objs, block, timeout)
         if objs and done == 0:
             raise _queue.Full
@@ -281,7 +282,9 @@ class JoinableQueue(Queue):
 
     def put_many(self, objs, block=True, timeout=None):
         self._check_closed()
-        objs = objs if type(objs) in (list, tuple) else list(objs)
+        # A tuple of our own: pickling can run code that changes a list,
+        # and the task count must be that of the objects put.
+        objs = tuple(objs)
         self._q.task_add(len(objs))
         done = 0
         try:

@@ -178,17 +178,19 @@ static void frame_free(struct frame *f)
     f->n = 0;
 }
 
-/* Gets the buffers of the sequence `parts` and the frame's size. */
+/* Gets the buffers of the sequence `parts` and the frame's size. Walks a
+ * tuple of its own: getting a buffer can run Python code (__buffer__,
+ * Python 3.12) that could change a list the hook handed back. */
 static int frame_of(PyObject *parts, struct frame *f)
 {
-    PyObject *seq = PySequence_Fast(parts, "parts must be a sequence");
+    PyObject *seq = PySequence_Tuple(parts);
     Py_ssize_t n, i;
     size_t total;
 
     memset(f, 0, sizeof *f);
     if (!seq)
         return -1;
-    n = PySequence_Fast_GET_SIZE(seq);
+    n = PyTuple_GET_SIZE(seq);
     if (n < 1 || n > FRAME_MAX_PARTS) {
         Py_DECREF(seq);
         PyErr_Format(PyExc_ValueError, "a message has 1 to %d parts",
@@ -204,7 +206,7 @@ static int frame_of(PyObject *parts, struct frame *f)
     f->header = round16(8 + 8 * (size_t)n);
     total = f->header;
     for (i = 0; i < n; i++) {
-        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &f->views[i],
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(seq, i), &f->views[i],
                                PyBUF_C_CONTIGUOUS) < 0) {
             Py_DECREF(seq);
             frame_free(f);
@@ -1126,7 +1128,10 @@ out:
 }
 
 /* put_many(objs, block=True, timeout=None) -> how many were put: every
- * message encoded into one buffer, then one shmkit_queue_put_many. */
+ * message encoded into one buffer, then one shmkit_queue_put_many. The
+ * objects are those of objs when called: it walks a tuple of its own
+ * (a tuple given is already one), since pickling an object runs Python code
+ * (__reduce__) that can change the caller's list. */
 static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
                                 Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -1142,10 +1147,10 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
     if (parse_args("put_many", args, nargs, kwnames, names, 1, a3, 3) < 0 ||
         check_open(self) < 0 || deadline_args(a3[1], a3[2], &d) < 0)
         return NULL;
-    seq = PySequence_Fast(a3[0], "put_many() needs an iterable");
+    seq = PySequence_Tuple(a3[0]);
     if (!seq)
         return NULL;
-    a.n = (size_t)PySequence_Fast_GET_SIZE(seq);
+    a.n = (size_t)PyTuple_GET_SIZE(seq);
     ends = PyMem_Malloc((a.n ? a.n : 1) * sizeof *ends);
     a.v = PyMem_Malloc((a.n ? a.n : 1) * sizeof *a.v);
     if (!ends || !a.v) {
@@ -1154,7 +1159,7 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
     }
     for (i = 0; i < a.n; i++) {
         size_t start = e.off;
-        if (encode_one(self, &e, PySequence_Fast_GET_ITEM(seq, i)) < 0)
+        if (encode_one(self, &e, PyTuple_GET_ITEM(seq, i)) < 0)
             goto out;
         if (e.off - start > shmkit_queue_max_message(self->q)) {
             queue_error(self, -EMSGSIZE, e.off - start);
@@ -1294,7 +1299,7 @@ static PyObject *Queue_get_many(QueueObject *self, PyObject *const *args,
                                 Py_ssize_t nargs, PyObject *kwnames)
 {
     static const char *const names[] = {"max", "block", "timeout"};
-    PyObject *a3[3] = {NULL, NULL, NULL}, *list = NULL;
+    PyObject *a3[3] = {NULL, NULL, NULL}, *list = NULL, *objs[64];
     struct get_many_arg a = {NULL, 0, 64, 0, NULL};
     struct iovec v[64];
     struct deadline d;
@@ -1336,15 +1341,24 @@ static PyObject *Queue_get_many(QueueObject *self, PyObject *const *args,
         list = PyList_New(0);
     else if (r && r != INT_MIN)
         queue_error(self, r, 0);
-    else if (r == 0)
+    /* The objects first, the list after: the loads hook runs Python code,
+     * which must never reach a list with empty slots (gc.get_objects). */
+    for (i = 0; r == 0 && i < a.got; i++) {
+        objs[i] = message_object(self, v[i].iov_base, v[i].iov_len, 1,
+                                 &kept);
+        if (!objs[i])
+            break;
+    }
+    if (r == 0 && i == a.got)
         list = PyList_New((Py_ssize_t)a.got);
-    for (i = 0; r == 0 && list && i < a.got; i++) {
-        PyObject *o = message_object(self, v[i].iov_base, v[i].iov_len, 1,
-                                     &kept);
-        if (!o)
-            Py_CLEAR(list);
-        else
-            PyList_SET_ITEM(list, (Py_ssize_t)i, o);
+    if (r == 0) {
+        size_t j;
+        for (j = 0; j < i; j++) {
+            if (list)
+                PyList_SET_ITEM(list, (Py_ssize_t)j, objs[j]);
+            else
+                Py_DECREF(objs[j]);
+        }
     }
     if (!self->scratch) {
         self->scratch = a.buf;

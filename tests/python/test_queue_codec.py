@@ -240,3 +240,114 @@ def test_put_argument_errors(names):
     q._q.put(obj=1, timeout=None, block=True)
     assert q._q.get(timeout=1, block=True) == 1
     drop(q)
+
+
+# ---- Python code run while a caller's sequence is walked ------------------
+
+class Shrinks:
+    """Pickles as 0, emptying the list it sits in while put_many walks it
+    (put_many read past the emptied list and crashed, SIGSEGV)."""
+
+    def __init__(self, victim, grow=False):
+        self.victim = victim
+        self.grow = grow
+
+    def __reduce__(self):
+        if self.grow:
+            self.victim.extend(range(100, 105))
+        else:
+            self.victim.clear()
+        return (int, ())
+
+
+@pytest.mark.parametrize("grow", [False, True])
+def test_put_many_puts_the_list_as_it_was_when_pickling_changes_it(names,
+                                                                   grow):
+    q = make(names)
+    for put_many in (q._q.put_many, q.put_many):
+        victim = []
+        victim.extend([Shrinks(victim, grow), 1, 2, 3, 4])
+        assert put_many(victim) == 5
+        assert q.get_many() == [0, 1, 2, 3, 4]
+    drop(q)
+
+
+def test_joinable_put_many_counts_the_tasks_it_put(names):
+    """The task count follows what was put, not the list's length after
+    pickling changed it."""
+    q = shmkit.JoinableQueue(name=names.new("q"), create=True,
+                             capacity=1 << 20)
+    victim = []
+    victim.extend([Shrinks(victim, grow=True), 1, 2])
+    assert q.put_many(victim) == 3
+    assert q._q.stat()["unfinished"] == 3
+    for _ in range(3):
+        q.get()
+        q.task_done()
+    assert q.join(timeout=1)
+    drop(q)
+
+
+def test_get_many_shows_the_loads_hook_no_half_built_list(names):
+    """get_many's loads hook runs Python code: the list it returns is not
+    reachable (gc.get_objects) with empty slots (iterating one crashed)."""
+    import gc
+
+    def loads(parts):
+        for o in gc.get_objects():
+            if type(o) is list:
+                for x in o:
+                    id(x)
+        return skq._loads(parts)
+
+    q = make(names)
+    q._q.set_hooks(skq._dumps, loads, queue.Empty, queue.Full)
+    q.put_many([Point(1, 2), Point(3, 4), Point(5, 6)])
+    assert q.get_many() == [Point(1, 2), Point(3, 4), Point(5, 6)]
+    drop(q)
+
+
+# ---- hostile frames -------------------------------------------------------
+
+def frame_msg(lens, body):
+    """An SKP5 frame header claiming part lengths lens, then body."""
+    head = struct.pack("<II", 0x35504B53, len(lens))
+    head += b"".join(struct.pack("<Q", n) for n in lens)
+    head += b"\0" * (-len(head) % 16)
+    return head + body
+
+
+BAD_FRAMES = [
+    frame_msg([1 << 40], b"x" * 32),               # part past the end
+    frame_msg([2**64 - 1], b"x" * 32),             # wraps
+    frame_msg([16, 2**64 - 16], b"x" * 48),        # the sum wraps
+    frame_msg([20, 20], b"x" * 40),                # padding past the end
+    frame_msg([8, 8, 8], b"x" * 39),               # third part past the end
+    struct.pack("<II", 0x35504B53, 4096) + b"\0" * 64,  # header past the end
+    struct.pack("<II", 0x35504B53, 0) + b"\0" * 8,  # no parts
+    struct.pack("<II", 0x35504B53, 4097) + b"\0" * 40000,  # too many
+]
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_frames_with_inconsistent_part_lengths_come_out_as_bytes(names,
+                                                                 copy):
+    q = make(names)
+    for m in BAD_FRAMES:
+        assert q._q.put_bytes(m)
+    for m in BAD_FRAMES:
+        got = q.get(copy=copy)
+        assert type(got) is bytes and got == m
+    for m in BAD_FRAMES:
+        assert q._q.put_bytes(m)
+    assert q.get_many() == BAD_FRAMES
+    # A consistent frame a peer wrote by hand decodes, parts and all.
+    a = np.arange(8, dtype=np.uint8)
+    pick = pickle.dumps(a, protocol=5,
+                        buffer_callback=lambda b: False)
+    good = frame_msg([len(pick), 8],
+                     pick + b"\0" * (-len(pick) % 16) + a.tobytes())
+    assert q._q.put_bytes(good)
+    assert np.array_equal(q.get(copy=copy), a)
+    assert q.stat()["loaned"] == 0 and q.stat()["bytes_used"] == 0
+    drop(q)
