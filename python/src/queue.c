@@ -3,12 +3,23 @@
  * (shmkit/queue.h); shmkit.Queue, SimpleQueue and JoinableQueue are thin
  * Python classes above them (python/shmkit/queues.py).
  *
- * Messages put by put_parts are frames: a 16-byte-aligned header
- * (magic "SKP5", part count, each part's length) and then each part at a
- * 16-byte boundary: part 0 is a pickle (protocol 5), the rest its
- * out-of-band buffers, copied straight from the object's memory into the
- * ring. Anything else in the ring (a C producer's bytes) comes back as
- * bytes.
+ * put writes one of two kinds of message, told apart by their first 4
+ * bytes: a plain value (magic "SKV1", the codec below), or a frame: a
+ * 16-byte-aligned header (magic "SKP5", part count, each part's length)
+ * and then each part at a 16-byte boundary: part 0 is a pickle (protocol
+ * 5), the rest its out-of-band buffers, copied straight from the object's
+ * memory into the ring. get and get_many decode every message that starts
+ * with "SKV1" or "SKP5" and is well formed, whoever put it (a C producer,
+ * the CLI, put_bytes, loan); any other message (not starting with either
+ * magic, or malformed) comes back as bytes. So a C producer whose
+ * messages must reach Python as bytes must not start one with "SKV1" or
+ * "SKP5" (or the consumer reads them raw with peek). A consumer built
+ * before the plain codec gets plain values as bytes (SKV1 messages).
+ *
+ * A message taken by get is read in place in the ring, where a peer may
+ * change any byte at any time: every byte is read once and each check and
+ * its use take the same copy (frame_parts, dec_value), never the ring
+ * again.
  *
  * Blocking calls release the GIL, make the handle interruptible, and on
  * EINTR run the signal handlers (Ctrl-C raises KeyboardInterrupt) before
@@ -237,68 +248,106 @@ static void frame_write(const struct frame *f, unsigned char *dst)
     }
 }
 
-/* Checks a frame in [p, p + len); the number of parts, or 0 if it is not
- * a frame (plain bytes). */
-static Py_ssize_t frame_parts(const unsigned char *p, size_t len)
+/* A frame's parts as checked: each part's offset and length, read from
+ * the message once. A loaned message is in shared memory, where a peer can
+ * change any byte at any time: nothing is read from it again after the
+ * check, every later use takes these. */
+#define PARTS_SMALL 8
+struct parts {
+    Py_ssize_t n;
+    size_t *off, *len;   /* n each */
+    size_t small[2 * PARTS_SMALL];
+    size_t *heap;        /* PyMem, past PARTS_SMALL parts */
+};
+
+static void parts_free(struct parts *fp)
+{
+    PyMem_Free(fp->heap);
+    fp->heap = NULL;
+    fp->n = 0;
+}
+
+/* Checks a frame in [p, p + len), reading every byte of its header once,
+ * into fp: the number of parts, 0 if it is not a frame (plain bytes), -1
+ * with an exception (no memory). Free fp with parts_free. */
+static Py_ssize_t frame_parts(const unsigned char *p, size_t len,
+                              struct parts *fp)
 {
     uint32_t head[2];
-    size_t off, i;
+    size_t off, i, n;
 
+    fp->n = 0;
+    fp->heap = NULL;
     if (len < 8)
         return 0;
     memcpy(head, p, sizeof head);
     if (head[0] != FRAME_MAGIC || head[1] < 1 || head[1] > FRAME_MAX_PARTS)
         return 0;
-    off = round16(8 + 8 * (size_t)head[1]);
+    n = head[1];
+    off = round16(8 + 8 * n);
     if (off > len)
         return 0;
-    for (i = 0; i < head[1]; i++) {
-        uint64_t n;
-
-        memcpy(&n, p + 8 + 8 * i, sizeof n);
-        if (n > len - off)
-            return 0;
-        off += (size_t)n;
-        if (i + 1 < head[1])
-            off = off + 15 > len ? len + 1 : round16(off);
-        if (off > len)
-            return 0;
+    if (n <= PARTS_SMALL) {
+        fp->off = fp->small;
+    } else {
+        fp->heap = PyMem_Malloc(2 * n * sizeof *fp->heap);
+        if (!fp->heap) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        fp->off = fp->heap;
     }
-    return (Py_ssize_t)head[1];
-}
-
-/* Turns a message into Python: a list (part 0 bytes, the others
- * bytearrays, writable as NumPy wants) for a frame, else bytes. The copies
- * of big parts run without the GIL. */
-static PyObject *message_to_python(const unsigned char *p, size_t len)
-{
-    Py_ssize_t n = frame_parts(p, len), i;
-    size_t off;
-    PyObject *list;
-
-    if (n == 0)
-        return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
-    list = PyList_New(n);
-    if (!list)
-        return NULL;
-    off = round16(8 + 8 * (size_t)n);
+    fp->len = fp->off + n;
     for (i = 0; i < n; i++) {
         uint64_t plen;
+
+        memcpy(&plen, p + 8 + 8 * i, sizeof plen);
+        if (plen > len - off) {
+            parts_free(fp);
+            return 0;
+        }
+        fp->off[i] = off;
+        fp->len[i] = (size_t)plen;
+        off += (size_t)plen;
+        if (i + 1 < n)
+            off = off + 15 > len ? len + 1 : round16(off);
+        if (off > len) {
+            parts_free(fp);
+            return 0;
+        }
+    }
+    fp->n = (Py_ssize_t)n;
+    return fp->n;
+}
+
+/* Turns a frame's parts (checked by frame_parts) into Python: a list,
+ * part 0 bytes, the others bytearrays (writable, as NumPy wants). The
+ * copies of big parts run without the GIL. */
+static PyObject *message_to_python(const unsigned char *p,
+                                   const struct parts *fp)
+{
+    Py_ssize_t i;
+    PyObject *list = PyList_New(fp->n);
+
+    if (!list)
+        return NULL;
+    for (i = 0; i < fp->n; i++) {
+        const unsigned char *src = p + fp->off[i];
+        size_t plen = fp->len[i];
         PyObject *o;
 
-        memcpy(&plen, p + 8 + 8 * (size_t)i, sizeof plen);
         if (i == 0) {
-            o = PyBytes_FromStringAndSize((const char *)p + off,
+            o = PyBytes_FromStringAndSize((const char *)src,
                                           (Py_ssize_t)plen);
         } else {
             o = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)plen);
             if (o && plen >= 65536) {
                 char *dst = PyByteArray_AS_STRING(o);
                 Py_BEGIN_ALLOW_THREADS
-                memcpy(dst, p + off, (size_t)plen);
+                memcpy(dst, src, plen);
                 Py_END_ALLOW_THREADS
             } else if (o) {
-                memcpy(PyByteArray_AS_STRING(o), p + off, (size_t)plen);
+                memcpy(PyByteArray_AS_STRING(o), src, plen);
             }
         }
         if (!o) {
@@ -306,7 +355,6 @@ static PyObject *message_to_python(const unsigned char *p, size_t len)
             return NULL;
         }
         PyList_SET_ITEM(list, i, o);
-        off = round16(off + (size_t)plen);
     }
     return list;
 }
@@ -485,6 +533,7 @@ static unsigned char *enc_room(struct enc *e, size_t n)
 
 struct dec {
     const unsigned char *p, *end;
+    int shared; /* in shared memory: never read a byte twice */
 };
 
 static int dec_u32(struct dec *d, uint32_t *n)
@@ -577,7 +626,23 @@ static PyObject *dec_value(struct dec *d, int depth)
         s = d->p;
         d->p += (size_t)n * (unsigned)kind;
         /* Checks the code units (a kind-4 value past U+10FFFF is an
-         * error), and gives the most compact str. */
+         * error), and gives the most compact str. It reads them twice
+         * (the widest, then the copy): from shared memory, where a peer
+         * could change them in between (an "ASCII" str holding other
+         * bytes, a code point past U+10FFFF), it reads a private copy. */
+        if (d->shared && n) {
+            size_t nb = (size_t)n * (unsigned)kind;
+            unsigned char stack[256], *buf = nb <= sizeof stack ? stack
+                                                 : PyMem_Malloc(nb);
+            PyObject *o;
+            if (!buf)
+                return PyErr_NoMemory();
+            memcpy(buf, s, nb);
+            o = PyUnicode_FromKindAndData(kind, buf, n);
+            if (buf != stack)
+                PyMem_Free(buf);
+            return o;
+        }
         return PyUnicode_FromKindAndData(kind, s, n);
     }
     case 'y': {
@@ -597,18 +662,15 @@ static PyObject *dec_value(struct dec *d, int depth)
     }
 }
 
-/* A plain message's value; NULL with no exception if [p, p + len) is not
- * one (malformed, or refused by a constructor), NULL with MemoryError. */
-static PyObject *dec_message(const unsigned char *p, size_t len)
+/* The value of a plain message [p, p + len) whose magic the caller read;
+ * NULL with no exception if it is not one (malformed, or refused by a
+ * constructor), NULL with MemoryError. shared: p is in shared memory. */
+static PyObject *dec_message(const unsigned char *p, size_t len, int shared)
 {
-    struct dec d = {p + 4, p + len};
-    uint32_t magic;
+    struct dec d = {p + 4, p + len, shared};
     PyObject *o;
 
     if (len < 5)
-        return NULL;
-    memcpy(&magic, p, 4);
-    if (magic != VAL_MAGIC)
         return NULL;
     o = dec_value(&d, 0);
     if (o && d.p != d.end)
@@ -642,8 +704,8 @@ static int do_put(shmkit_queue *q, void *arg, const struct timespec *d)
 }
 
 /* put_bytes(data, block=True, timeout=None) -> bool: data as one message,
- * as a C producer would put it (get gives it back as bytes); False if
- * full. */
+ * as a C producer would put it; False if full. get gives it back as bytes
+ * unless it starts with "SKV1" or "SKP5" and decodes (see the top). */
 static PyObject *Queue_put_bytes(QueueObject *self, PyObject *args,
                                  PyObject *kw)
 {
@@ -1191,10 +1253,9 @@ out:
 /* The out-of-band parts of a frame as read-only views of a loan of the
  * message (no copy): the record stays taken until every view is gone. */
 static PyObject *frame_views(QueueObject *self, const unsigned char *p,
-                             size_t len, Py_ssize_t n, int *kept)
+                             size_t len, const struct parts *fp, int *kept)
 {
     PyObject *slot = slot_new(self, (void *)p, len, 0), *whole, *list;
-    size_t off = round16(8 + 8 * (size_t)n);
     Py_ssize_t i;
 
     if (!slot)
@@ -1204,12 +1265,11 @@ static PyObject *frame_views(QueueObject *self, const unsigned char *p,
     Py_DECREF(slot); /* the views keep it, and it keeps the record */
     if (!whole)
         return NULL;
-    list = PyList_New(n);
-    for (i = 0; list && i < n; i++) {
-        uint64_t plen;
+    list = PyList_New(fp->n);
+    for (i = 0; list && i < fp->n; i++) {
+        size_t off = fp->off[i], plen = fp->len[i];
         PyObject *o;
 
-        memcpy(&plen, p + 8 + 8 * (size_t)i, sizeof plen);
         o = i == 0 ? PyBytes_FromStringAndSize((const char *)p + off,
                                                (Py_ssize_t)plen)
                    : PySequence_GetSlice(whole, (Py_ssize_t)off,
@@ -1218,34 +1278,49 @@ static PyObject *frame_views(QueueObject *self, const unsigned char *p,
             Py_CLEAR(list);
         else
             PyList_SET_ITEM(list, i, o);
-        off = round16(off + (size_t)plen);
     }
     Py_DECREF(whole);
     return list;
 }
 
-/* The object a message holds: a plain value, a frame through the loads
- * hook, or bytes. *kept: a view of the message lives on (copy False), so
- * the caller must not release it. */
+/* The object a message holds: a plain value (magic "SKV1"), a frame
+ * (magic "SKP5") through the loads hook, else bytes (also a message with
+ * either magic that does not decode). shared: [p, p + len) is a loan in
+ * the ring, which a peer may change while we read: each byte is read once,
+ * decisions and copies use what was read (the magic, each part's length),
+ * never the ring again. *kept: a view of the message lives on (copy
+ * False), so the caller must not release it. */
 static PyObject *message_object(QueueObject *self, const unsigned char *p,
-                                size_t len, int copy, int *kept)
+                                size_t len, int shared, int copy, int *kept)
 {
-    PyObject *o = dec_message(p, len), *parts;
+    PyObject *o, *parts;
+    struct parts fp;
+    uint32_t magic = 0;
     Py_ssize_t n;
 
     *kept = 0;
-    if (o || PyErr_Occurred())
-        return o;
-    n = frame_parts(p, len);
+    if (len >= 4)
+        memcpy(&magic, p, 4);
+    if (magic == VAL_MAGIC) {
+        o = dec_message(p, len, shared);
+        if (o || PyErr_Occurred())
+            return o;
+        return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
+    }
+    n = frame_parts(p, len, &fp);
+    if (n < 0)
+        return NULL;
     if (n == 0)
         return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
-    if (!hook(self, self->loads, "loads"))
+    if (!hook(self, self->loads, "loads")) {
+        parts_free(&fp);
         return NULL;
-    if (!copy && n > 1) {
-        parts = frame_views(self, p, len, n, kept);
-    } else {
-        parts = message_to_python(p, len);
     }
+    if (!copy && n > 1)
+        parts = frame_views(self, p, len, &fp, kept);
+    else
+        parts = message_to_python(p, &fp);
+    parts_free(&fp);
     if (!parts)
         return NULL;
     o = PyObject_CallOneArg(self->loads, parts);
@@ -1281,7 +1356,7 @@ static PyObject *Queue_get(QueueObject *self, PyObject *const *args,
     if (r)
         return queue_error(self, r, 0);
     self->busy++; /* the loan keeps the handle */
-    res = message_object(self, a.p, a.len, copy, &kept);
+    res = message_object(self, a.p, a.len, 1, copy, &kept);
     r = kept ? 0 : shmkit_queue_release(self->q, a.p);
     self->busy--;
     maybe_finish(self);
@@ -1344,7 +1419,7 @@ static PyObject *Queue_get_many(QueueObject *self, PyObject *const *args,
     /* The objects first, the list after: the loads hook runs Python code,
      * which must never reach a list with empty slots (gc.get_objects). */
     for (i = 0; r == 0 && i < a.got; i++) {
-        objs[i] = message_object(self, v[i].iov_base, v[i].iov_len, 1,
+        objs[i] = message_object(self, v[i].iov_base, v[i].iov_len, 0, 1,
                                  &kept);
         if (!objs[i])
             break;
@@ -1593,7 +1668,9 @@ static PyMethodDef queue_methods[] = {
     {"get", (PyCFunction)(void (*)(void))Queue_get,
      METH_FASTCALL | METH_KEYWORDS,
      "get(block=True, timeout=None, copy=True): the next object (queue.Empty "
-     "if none); copy=False leaves out-of-band buffers in the ring."},
+     "if none); copy=False leaves out-of-band buffers in the ring. A message "
+     "starting with b'SKV1' or b'SKP5' that decodes is a value, whoever put "
+     "it; any other comes back as bytes."},
     {"put_many", (PyCFunction)(void (*)(void))Queue_put_many,
      METH_FASTCALL | METH_KEYWORDS,
      "put_many(objs, block=True, timeout=None) -> int put."},
@@ -1603,7 +1680,10 @@ static PyMethodDef queue_methods[] = {
      "(waits only for the first; [] if empty)."},
     {"put_bytes", (PyCFunction)(void (*)(void))Queue_put_bytes,
      METH_VARARGS | METH_KEYWORDS,
-     "put_bytes(data, block=True, timeout=None) -> bool: one plain message."},
+     "put_bytes(data, block=True, timeout=None) -> bool: data as one raw "
+     "message, as a C producer puts it. get returns it as bytes unless it "
+     "starts with b'SKV1' (a plain value) or b'SKP5' (a pickle frame) and "
+     "decodes as one; peek always gives the raw bytes."},
     {"set_hooks", (PyCFunction)Queue_set_hooks, METH_VARARGS,
      "set_hooks(dumps, loads, Empty, Full)."},
     {"reserve", (PyCFunction)(void (*)(void))Queue_reserve,
