@@ -63,6 +63,12 @@
  * SHMKIT_ECORRUPT, never a crash, an access outside the block or an
  * unbounded loop.
  *
+ * Python (shmkit.Queue) on the same queue: its get decodes a message that
+ * starts with the 4 bytes "SKV1" (its plain-value codec) or "SKP5" (a
+ * pickle frame) and is well formed; any other message comes back to
+ * Python as bytes. A C producer whose messages must reach Python as bytes
+ * must not start one with either (Python's peek() reads messages raw).
+ *
  * Threads: a handle may be used by several threads at once (each call
  * takes the queue's mutex); close it only when no other thread uses it
  * except those blocked in waits (they are woken with SHMKIT_ECLOSED).

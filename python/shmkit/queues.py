@@ -10,8 +10,16 @@ children, and any process (Python or C) can attach it by name::
     q = shmkit.Queue()                    # creates a queue (tracked)
     q2 = shmkit.Queue(name=q.name)        # attaches it, e.g. elsewhere
 
-Messages that did not come from ``put`` (a C producer's bytes, or
-``loan``) come out of ``get`` as bytes.
+``get`` tells messages apart by their first 4 bytes: ``b"SKV1"`` is a
+plain value (None, bool, int, float, str, bytes, tuples of them, a list or
+dict of them: a codec cheaper than pickle) and ``b"SKP5"`` a pickle frame;
+``put`` writes only these two. A message with either magic that decodes
+becomes the value, whoever put it (a C producer, the CLI, ``loan``); every
+other message comes out of ``get`` as bytes. So a C producer whose
+messages must arrive as bytes must not start one with ``b"SKV1"`` or
+``b"SKP5"``; ``peek()`` always gives a message's raw bytes. A consumer
+running a shmkit from before the plain codec gets plain values as bytes
+(SKV1 messages).
 """
 
 import pickle
@@ -238,8 +246,9 @@ class Queue:
         """Reserves nbytes in the ring: ``with q.loan(n) as buf: buf[:] =
         ...`` writes the message in place and publishes it at the end (or
         drops it if the block raises); set ``.nbytes`` on the loan to
-        publish fewer. Consumers get it as bytes, or without a copy
-        through peek()."""
+        publish fewer. Consumers get it as bytes (unless it starts with
+        b"SKV1" or b"SKP5" and decodes: see the module's doc), or raw
+        without a copy through peek()."""
         self._check_closed()
         s = self._q.reserve(nbytes, block, timeout)
         if s is None:

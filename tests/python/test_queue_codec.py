@@ -351,3 +351,23 @@ def test_frames_with_inconsistent_part_lengths_come_out_as_bytes(names,
     assert np.array_equal(q.get(copy=copy), a)
     assert q.stat()["loaned"] == 0 and q.stat()["bytes_used"] == 0
     drop(q)
+
+
+def test_raw_messages_with_a_magic_decode_and_peek_reads_them_raw(names):
+    """What the docs say to C producers: a message starting with b"SKV1" or
+    b"SKP5" that decodes is a value to get, any other is bytes; peek always
+    gives the raw bytes."""
+    q = make(names)
+    plain = plain_msg(b"i" + struct.pack("<q", 7))
+    frame = frame_msg([len(pickle.dumps("x"))], pickle.dumps("x"))
+    for m in (plain, frame, b"SKV2" + plain[4:], b"SKV1", b"raw"):
+        assert q._q.put_bytes(m)
+    assert q.get() == 7
+    assert q.get() == "x"
+    assert q.get() == b"SKV2" + plain[4:]
+    assert q.get() == b"SKV1"
+    assert q.get() == b"raw"
+    q._q.put_bytes(plain)
+    with q.peek() as m:
+        assert bytes(m) == plain
+    drop(q)
