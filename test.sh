@@ -18,6 +18,11 @@
 # To add a step: call run_ctest (a ctest run, counted case by case) or
 # run_check (any command, counted as one case) in the inner part below.
 set -eu
+case "${1:-}" in
+    "" | --quick) ;;
+    -h | --help) sed -n '2,16p' "$0" | cut -c3-; exit 0 ;;
+    *) echo "usage: ./test.sh [--quick]   (./test.sh --help says more)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")"
 top=$(pwd)
 state=$top/build/test-run    # what the inner run hands to the outer one
@@ -39,7 +44,12 @@ if [ -z "${SHMKIT_PRIVATE_SHM:-}" ]; then
     planted=psm_planted_$$
     head -c 4096 /dev/urandom >"$state/planted"
     cp "$state/planted" "/dev/shm/$planted"
+    # Removed however the run ends: a signal exits, and exit runs the trap.
     trap 'rm -f "/dev/shm/$planted"' EXIT
+    trap 'exit 129' HUP
+    trap 'exit 130' INT
+    trap 'exit 141' PIPE
+    trap 'exit 143' TERM
     status=0
     SHMKIT_TEST_OUTER=1 SHMKIT_PLANTED=$planted \
         scripts/private-shm.sh ./test.sh "$@" || status=$?
@@ -52,7 +62,7 @@ if [ -z "${SHMKIT_PRIVATE_SHM:-}" ]; then
         echo "failed planted-object-survives" >>"$state/checks"
     fi
     rm -f "/dev/shm/$planted"
-    trap - EXIT
+    trap - EXIT HUP INT PIPE TERM
     if [ ! -e "$state/inner-done" ]; then
         # A build or set-up step failed: the counts below cannot show it.
         echo "failed test.sh-stopped-early-with-status-$status" >>"$state/checks"
