@@ -467,15 +467,6 @@ static int reap(shmkit_queue *q, const struct timespec *deadline)
 #define SPIN_MIN_NS 1000u
 #define SPIN_MAX_NS 20000u
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 static uint64_t mono_ns(void)
 {
     struct timespec t;
@@ -503,7 +494,7 @@ static bool spin_on(shmkit_queue *q, const uint32_t *word, uint32_t seq,
                 __atomic_store_n(budget, ns, __ATOMIC_RELAXED);
                 return true;
             }
-            cpu_relax();
+            shmkit__cpu_relax();
         }
         if (__atomic_load_n(&q->closing, __ATOMIC_ACQUIRE))
             return true;

@@ -589,15 +589,6 @@ int shmkit_mutex_init(shmkit_mutex *m, unsigned flags)
 
 enum acquire_how { ACQ_BLOCK, ACQ_TRY, ACQ_TIMED };
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* The earlier of `deadline` (may be NULL) and now + OWNER_PROBE_NS. */
 static const struct timespec *probe_deadline(const struct timespec *deadline,
                                              struct timespec *buf)
@@ -671,7 +662,7 @@ static int word_acquire(mutex_shared *s, struct shmkit__held *h,
         }
         if (spins) {
             spins--;
-            cpu_relax();
+            shmkit__cpu_relax();
             continue;
         }
         if (!(v & W_WAITERS)) {

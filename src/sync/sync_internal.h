@@ -54,4 +54,15 @@ SHMKIT__HIDDEN int shmkit__publish(shmkit_block **out, const char *name,
                                    shmkit__fill_fn fill, void *arg,
                                    const char *what);
 
+/* One step of a spin-wait: tells the CPU this thread is waiting (the
+ * lock's adaptive spin, the queue's wait before its futex). */
+static inline void shmkit__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 #endif
