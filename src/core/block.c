@@ -126,17 +126,25 @@ static int block_map(shmkit_block *b, size_t size)
     return 0;
 }
 
-/* Sets the new object's size and maps it. With SHMKIT_RESERVE or
- * SHMKIT_POPULATE (or `reserve`) the memory is allocated now
- * (posix_fallocate): a full file system is -ENOSPC here, and no later
- * touch of the block can SIGBUS for want of memory. */
-static int block_setup_new(shmkit_block *b, size_t size, bool reserve)
-{
-    int r;
+/* How a new object gets its size. */
+enum new_size {
+    NEW_TRUNCATE, /* ftruncate (fallocate with SHMKIT_RESERVE/POPULATE) */
+    NEW_RESERVE,  /* fallocate whatever the flags say */
+    NEW_UNSIZED,  /* not at all: the caller's writes size it */
+};
 
-    if (reserve || (b->flags & (SHMKIT_RESERVE | SHMKIT_POPULATE)))
+/* Sizes the new object as `how` says and maps it. Where the memory is
+ * allocated now (posix_fallocate) a full file system is -ENOSPC here, and
+ * no later touch of the block can SIGBUS for want of memory. An unsized
+ * object is mapped untouched. */
+static int block_setup_new(shmkit_block *b, size_t size, enum new_size how)
+{
+    int r = 0;
+
+    if (how == NEW_RESERVE || (how == NEW_TRUNCATE &&
+                               (b->flags & (SHMKIT_RESERVE | SHMKIT_POPULATE))))
         r = shmkit__os.fallocate(b->fd, (off_t)size);
-    else
+    else if (how == NEW_TRUNCATE)
         r = shmkit__os.ftruncate(b->fd, (off_t)size);
     if (r < 0)
         return r;
@@ -312,7 +320,7 @@ static void block_free(shmkit_block *b)
 
 /* Makes a new, unpublished block of `size` bytes. */
 static int block_make(shmkit_block **out, size_t size, unsigned flags,
-                      mode_t mode, bool reserve)
+                      mode_t mode, enum new_size how)
 {
     shmkit_block *b = block_new(flags);
     int r;
@@ -322,7 +330,7 @@ static int block_make(shmkit_block **out, size_t size, unsigned flags,
     b->created = true;
     r = block_open_new(b, mode & 0777);
     if (r == 0)
-        r = block_setup_new(b, size, reserve);
+        r = block_setup_new(b, size, how);
     if (r < 0) {
         if (b->name[0])
             shmkit__os.shm_unlink(b->name);
@@ -372,7 +380,7 @@ static int block_create_direct(shmkit_block **out, const char *name,
         return r == -EEXIST && !name ? SHMKIT_EBUSYNAME : open_error(r);
     }
     b->fd = r;
-    r = block_setup_new(b, size, false);
+    r = block_setup_new(b, size, NEW_TRUNCATE);
     if (r == 0)
         r = shmkit__os.fstat(b->fd, &st);
     if (r == 0)
@@ -405,7 +413,7 @@ int shmkit_block_create_mode(shmkit_block **out, const char *name,
                             "shmkit_block_create: SHMKIT_RDONLY is for attach");
     r = name ? shmkit__name_normalize(name, n) : 0;
     if (r == 0)
-        r = block_make(&b, size, flags, mode, false);
+        r = block_make(&b, size, flags, mode, NEW_TRUNCATE);
     if (r < 0)
         return shmkit__fail(NULL, r, "shmkit_block_create(\"%s\", %zu)",
                             name ? name : "(generated)", size);
@@ -438,36 +446,19 @@ int shmkit__block_create_temp(shmkit_block **out, size_t size,
     *out = NULL;
     if (size == 0 || size > (size_t)INT64_MAX || (flags & SHMKIT_RDONLY))
         return -EINVAL;
-    return block_make(out, size, flags, SHMKIT_DEFAULT_MODE, true);
+    return block_make(out, size, flags, SHMKIT_DEFAULT_MODE, NEW_RESERVE);
 }
 
 int shmkit__block_create_temp_unsized(shmkit_block **out, size_t size,
                                       unsigned flags)
 {
-    shmkit_block *b;
-    int r;
-
     *out = NULL;
     if (size == 0 || size > (size_t)INT64_MAX || (flags & SHMKIT_RDONLY))
         return -EINVAL;
     flags &= ~SHMKIT_RESERVE;
-    if (flags & SHMKIT_POPULATE)    /* prefaulting needs the size set */
-        return block_make(out, size, flags, SHMKIT_DEFAULT_MODE, false);
-    b = block_new(flags);
-    if (!b)
-        return -ENOMEM;
-    b->created = true;
-    r = block_open_new(b, SHMKIT_DEFAULT_MODE);
-    if (r == 0)
-        r = block_map(b, size);     /* over the empty object: untouched */
-    if (r < 0) {
-        if (b->name[0])
-            shmkit__os.shm_unlink(b->name);
-        block_free(b);
-        return r;
-    }
-    *out = b;
-    return 0;
+    /* Prefaulting needs the size set. */
+    return block_make(out, size, flags, SHMKIT_DEFAULT_MODE,
+                      (flags & SHMKIT_POPULATE) ? NEW_TRUNCATE : NEW_UNSIZED);
 }
 
 int shmkit__block_publish(shmkit_block *b, const char *name)
