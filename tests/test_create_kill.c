@@ -24,6 +24,7 @@
 #include "core/os.h"
 #include "life/life.h"
 #include "shmkit.h"
+#include "create_kind.h"
 #include "testutil.h"
 
 TestSuite(create_kill, .init = tu_setup, .fini = tu_cleanup, .timeout = 240);
@@ -76,41 +77,6 @@ static void hook_os(void)
     shmkit__os.fstat = h_fstat;
     shmkit__os.mmap = h_mmap;
     shmkit__os.random = h_random;
-}
-
-static int create_kind(const char *kind, const char *name)
-{
-    if (strcmp(kind, "block") == 0) {
-        shmkit_block *b;
-        return shmkit_block_create(&b, name, 8192, SHMKIT_TRACK);
-    }
-    if (strcmp(kind, "refblock") == 0) {
-        shmkit_block *b;
-        return shmkit_block_create(&b, name, 8192, SHMKIT_REFCOUNT);
-    }
-    if (strcmp(kind, "list") == 0) {
-        shmkit_item it[2] = {shmkit_item_int(1), shmkit_item_str("two")};
-        shmkit_list *l;
-        return shmkit_list_create(&l, name, it, 2, SHMKIT_TRACK);
-    }
-    if (strcmp(kind, "array") == 0) {
-        size_t shape[1] = {64};
-        shmkit_array *a;
-        return shmkit_array_create(&a, name, 'q', 1, shape, SHMKIT_TRACK);
-    }
-    if (strcmp(kind, "value") == 0) {
-        shmkit_array *a;
-        return shmkit_value_create(&a, name, 'i', SHMKIT_TRACK);
-    }
-    if (strcmp(kind, "lock") == 0) {
-        shmkit_lock *l;
-        return shmkit_lock_create(&l, name, 0, SHMKIT_TRACK);
-    }
-    if (strcmp(kind, "queue") == 0) {
-        shmkit_queue *q;
-        return shmkit_queue_create(&q, name, 8192, 0, SHMKIT_TRACK);
-    }
-    return -EINVAL;
 }
 
 /* Waits (30 s at most) for process pid, not our child, to exit. */
@@ -169,7 +135,7 @@ static void kill_at(const char *kind, int k)
             _exit(6);
         stop_fd = p[1], stop_at = k, points = 0;
         hook_os();
-        if (create_kind(kind, name) != 0)
+        if (create_kind(kind, name, 8192, 64) != 0)
             _exit(2);
         point(); /* create returned */
         _exit(4);
@@ -209,7 +175,7 @@ static int count_points(const char *kind)
         points = 0;
         stop_at = -1;
         hook_os();
-        if (create_kind(kind, name) != 0)
+        if (create_kind(kind, name, 8192, 64) != 0)
             _exit(2);
         n = points + 1; /* + "create returned" */
         shmkit__os_reset();

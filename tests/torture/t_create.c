@@ -18,48 +18,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../create_kind.h"
 #include "shmkit.h"
-#include "shmkit/queue.h"
 #include "torture.h"
 
 static const char *const kinds[] = {"block", "list",  "array",   "value",
                                     "lock",  "queue", "refblock"};
 
-static int create_kind(const char *kind, const char *name)
-{
-    if (strcmp(kind, "block") == 0) {
-        shmkit_block *b;
-        return shmkit_block_create(&b, name, 65536, SHMKIT_TRACK);
-    }
-    if (strcmp(kind, "refblock") == 0) {
-        shmkit_block *b;
-        return shmkit_block_create(&b, name, 65536, SHMKIT_REFCOUNT);
-    }
-    if (strcmp(kind, "list") == 0) {
-        shmkit_list *l;
-        shmkit_item it[3] = {shmkit_item_int(1), shmkit_item_str("two"),
-                             shmkit_item_float(3.0)};
-        return shmkit_list_create(&l, name, it, 3, SHMKIT_TRACK);
-    }
-    if (strcmp(kind, "array") == 0) {
-        shmkit_array *a;
-        size_t shape[1] = {4096};
-        return shmkit_array_create(&a, name, 'q', 1, shape, SHMKIT_TRACK);
-    }
-    if (strcmp(kind, "value") == 0) {
-        shmkit_array *a;
-        return shmkit_value_create(&a, name, 'i', SHMKIT_TRACK);
-    }
-    if (strcmp(kind, "lock") == 0) {
-        shmkit_lock *l;
-        return shmkit_lock_create(&l, name, 0, SHMKIT_TRACK);
-    }
-    if (strcmp(kind, "queue") == 0) {
-        shmkit_queue *q;
-        return shmkit_queue_create(&q, name, 65536, 0, SHMKIT_TRACK);
-    }
-    return -EINVAL;
-}
 
 int child_create_main(int argc, char **argv)
 {
@@ -67,7 +32,7 @@ int child_create_main(int argc, char **argv)
 
     if (argc < 2)
         return 2;
-    r = create_kind(argv[0], argv[1]);
+    r = create_kind(argv[0], argv[1], 65536, 4096);
     if (r < 0) {
         fprintf(stderr, "create %s %s: %s\n", argv[0], argv[1],
                 shmkit_last_error());
