@@ -45,10 +45,8 @@ _TRACK = _shmkit.TRACK
 _RESERVE = _shmkit.RESERVE
 # Names shmkit made or attached here, for the resource_tracker shim: its
 # _made(), which SharedMemoryBase (C) does on create and unlink.
-_names = _tracker_shim._shmkit_names
-_KEEP = _tracker_shim._KEEP
-_shmkit._made_names = _names
-_shmkit._made_keep = _KEEP
+_shmkit._made_names = _tracker_shim._shmkit_names
+_shmkit._made_keep = _tracker_shim._KEEP
 
 SHM_RENAME_NOREPLACE = _shmkit.RENAME_NOREPLACE
 SHM_RENAME_EXCHANGE = _shmkit.RENAME_EXCHANGE
@@ -117,11 +115,7 @@ class SharedMemory(_shmkit.SharedMemoryBase):
         self._name = '/' + name if self._prepend_leading_slash else name
         self._size = m.size
         self._buf = memoryview(m)
-        n = m.name
-        _names[n] = None
-        _names.move_to_end(n)
-        if len(_names) > _KEEP:
-            _names.popitem(last=False)
+        _tracker_shim._made(m.name)
 
     def _open(self, name, create, size, track, reserve):
         """Opens or creates the block as __init__'s arguments say; returns

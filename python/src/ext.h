@@ -142,7 +142,7 @@ PyObject *ext_lock_gate(ext_state *st, PyObject *lock, int exit);
  * the name to that base's method; ext_init_subclass is the base's
  * __init_subclass__ doing it after the next one in cls's MRO. */
 int ext_bind_methods(PyTypeObject *cls, PyMethodDef *defs);
-PyObject *ext_init_subclass(PyTypeObject *base, PyTypeObject *cls, PyObject *args,
+PyObject *ext_init_subclass(size_t base_at, PyTypeObject *cls, PyObject *args,
                             PyObject *kw, PyMethodDef *defs);
 /* A new instance of tp (a LockBase subclass) over the mutex embedded in
  * a block; owner keeps the mapping alive. */

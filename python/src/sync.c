@@ -347,13 +347,7 @@ static PyObject *gate_enter(PyObject *self, PyObject *const *args,
         PyErr_SetString(PyExc_TypeError, "__enter__() takes no arguments");
         return NULL;
     }
-    r = shmkit_mutex_trylock_fast(g->mutex);
-    if (__builtin_expect(r == 0, 1)) {
-        if (g->lock)
-            g->lock->owner_died = 0;
-        Py_RETURN_TRUE;
-    }
-    r = acquire_rest(g->st, g->mutex, r, 1, -1.0, &died, g->name);
+    r = ext_mutex_acquire(g->st, g->mutex, 1, -1.0, &died, g->name);
     if (r < 0)
         return NULL;
     if (r && g->lock)
@@ -366,14 +360,12 @@ static PyObject *gate_exit(PyObject *self, PyObject *const *args,
                            size_t nargsf, PyObject *kwnames)
 {
     GateObject *g = (GateObject *)self;
-    int r;
 
     if (kwnames && PyTuple_GET_SIZE(kwnames)) {
         PyErr_SetString(PyExc_TypeError, "__exit__() takes no keyword arguments");
         return NULL;
     }
-    r = shmkit_mutex_unlock_fast(g->mutex);
-    if (__builtin_expect(r != 0, 0) && release_failed(g->st, g->mutex, r, g->name) < 0)
+    if (ext_mutex_release(g->st, g->mutex, g->name) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -933,15 +925,24 @@ int ext_bind_methods(PyTypeObject *cls, PyMethodDef *defs)
     return 0;
 }
 
-/* __init_subclass__ of LockBase and TypedBase (`base`): the next class's
- * in cls's MRO first, with the class keywords (cooperative, as
- * super().__init_subclass__(**kw) in Python), then ext_bind_methods. */
-PyObject *ext_init_subclass(PyTypeObject *base, PyTypeObject *cls, PyObject *args,
+/* __init_subclass__ of LockBase and TypedBase (the base is the module
+ * state's type at `base_at`): the next class's in cls's MRO first, with
+ * the class keywords (cooperative, as super().__init_subclass__(**kw) in
+ * Python), then ext_bind_methods. */
+PyObject *ext_init_subclass(size_t base_at, PyTypeObject *cls, PyObject *args,
                             PyObject *kw, PyMethodDef *defs)
 {
+    ext_state *st = ext_state_of_type(cls);
     PyObject *sup, *next, *r;
 
-    sup = PyObject_CallFunctionObjArgs((PyObject *)&PySuper_Type, (PyObject *)base,
+    if (!st) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_SystemError, "shmkit: no module state for %.100s",
+                         cls->tp_name);
+        return NULL;
+    }
+    sup = PyObject_CallFunctionObjArgs((PyObject *)&PySuper_Type,
+                                       *(PyObject **)((char *)st + base_at),
                                        (PyObject *)cls, NULL);
     if (!sup)
         return NULL;
@@ -984,14 +985,8 @@ static PyMethodDef lock_methods[] = {
 
 static PyObject *lock_init_subclass(PyTypeObject *cls, PyObject *args, PyObject *kw)
 {
-    ext_state *st = ext_state_of_type(cls);
-
-    if (!st) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_SystemError, "shmkit: no module state for a LockBase subclass");
-        return NULL;
-    }
-    return ext_init_subclass(st->lock_type, cls, args, kw, lock_methods);
+    return ext_init_subclass(offsetof(ext_state, lock_type), cls, args, kw,
+                             lock_methods);
 }
 
 static PyMemberDef lock_members[] = {

@@ -1021,14 +1021,8 @@ static PyMethodDef typed_methods[] = {
  * so that CPython specialises their calls (sync.c: ext_bind_methods). */
 static PyObject *typed_init_subclass(PyTypeObject *cls, PyObject *args, PyObject *kw)
 {
-    ext_state *st = ext_state_of_type(cls);
-
-    if (!st) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_SystemError, "shmkit: no module state for a TypedBase subclass");
-        return NULL;
-    }
-    return ext_init_subclass(st->typed_type, cls, args, kw, typed_methods);
+    return ext_init_subclass(offsetof(ext_state, typed_type), cls, args, kw,
+                             typed_methods);
 }
 
 static PyMemberDef typed_members[] = {
