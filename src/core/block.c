@@ -748,12 +748,6 @@ int shmkit__block_image(const shmkit_block *b, size_t head,
     return 0;
 }
 
-void shmkit__block_image_free(unsigned char *img, size_t size)
-{
-    (void)size;
-    free(img);
-}
-
 /* Remaps b to new_size; with no mapping left (size 0 seen) maps afresh. */
 static int block_remap(shmkit_block *b, size_t new_size)
 {

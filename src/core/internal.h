@@ -106,11 +106,10 @@ SHMKIT__HIDDEN int shmkit__block_pread(const shmkit_block *b, size_t off,
  * copy of the first min(b->size, head) bytes (when head >= b->size, the
  * whole object, and the memory is not zeroed first). Layers fill in more regions
  * with shmkit__block_pread and validate the image instead of the mapping.
- * Returns 0 and *img, or SHMKIT_ETRUNCATED / -errno. Free with
- * shmkit__block_image_free(img, b->size). */
+ * Returns 0 and *img (malloc'd: free() it), or SHMKIT_ETRUNCATED /
+ * -errno. */
 SHMKIT__HIDDEN int shmkit__block_image(const shmkit_block *b, size_t head,
                                        unsigned char **img);
-SHMKIT__HIDDEN void shmkit__block_image_free(unsigned char *img, size_t size);
 
 /* Multiplication and addition of sizes that report overflow (true). */
 static inline bool shmkit__mul_overflow(size_t a, size_t b, size_t *r)

@@ -12,6 +12,8 @@
  * companion whose owner is gone.
  */
 
+#include <stdlib.h>
+
 #include "life.h"
 #include "objects/kinds.h"
 
@@ -73,7 +75,7 @@ shmkit_kind shmkit_block_kind(const shmkit_block *b)
         return SHMKIT_KIND_RAW;
     for (i = 0; i < NKINDS && k == SHMKIT_KIND_RAW; i++)
         k = kinds[i].probe(img, b->size);
-    shmkit__block_image_free(img, b->size);
+    free(img);
     return k;
 }
 

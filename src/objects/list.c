@@ -357,7 +357,7 @@ int shmkit__list_image(const shmkit_block *b, size_t head, unsigned char **img)
         }
     }
     if (r < 0) {
-        shmkit__block_image_free(*img, size);
+        free(*img);
         *img = NULL;
     }
     return r;
@@ -425,7 +425,7 @@ int shmkit_list_open_block(shmkit_list **out, shmkit_block *b)
     else
         r = list_open(out, shmkit_block_data(b), img, shmkit_block_size(b),
                       shmkit_block_flags(b) & SHMKIT_RDONLY, b, &why);
-    shmkit__block_image_free(img, shmkit_block_size(b));
+    free(img);
     if (r < 0)
         return shmkit__fail(b, r, "shmkit_list_open_block(\"%s\"): %s",
                             shmkit_block_name(b), why);

@@ -372,6 +372,10 @@ static int qlock_by(shmkit_queue *q, const struct timespec *deadline)
         return qlock(q);
     if (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
         return -EINVAL;
+    /* Nearly always free: no clock is read unless it is not. */
+    r = qlock_how(q, true, NULL);
+    if (r != -EAGAIN)
+        return r;
     passed = timespec_passed(deadline);
     shmkit_deadline(&until, QLOCK_GRACE_S);
     if (deadline->tv_sec > until.tv_sec ||
