@@ -517,3 +517,21 @@ Test(queue, wakes_without_spinning_on_one_cpu)
     close(go[1]);
     drop(q);
 }
+
+Test(queue, a_malformed_deadline_is_einval)
+{
+    shmkit_queue *q = make("baddl", 4096, 0);
+    struct timespec bad[2] = {{0, -1}, {0, 1000000000L}};
+    char buf[8];
+    size_t len;
+
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(shmkit_queue_put(q, "x", 1, &bad[i]), -EINVAL, "%d", i);
+        cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &bad[i]),
+                     -EINVAL, "%d", i);
+    }
+    /* Nothing went in. */
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT),
+                 -EAGAIN);
+    drop(q);
+}

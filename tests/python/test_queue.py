@@ -160,6 +160,9 @@ def test_put_many_get_many(names):
     assert got == list(range(1000))
     with pytest.raises(queue.Empty):
         q.get_many(block=False)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max must be at least 1"):
+            q.get_many(bad)
     drop(q)
 
 
