@@ -79,20 +79,10 @@ struct robust_head {
     void *list_op_pending;
 };
 
-/* The inside of a shmkit_cond. */
-struct cond_shared {
-    uint32_t magic;     /* SYNC_COND_MAGIC */
-    uint16_t version;   /* SYNC_VERSION */
-    uint16_t flags;     /* none yet, 0 */
-    uint64_t pid_ns;    /* initialiser's PID namespace inode, 0 unknown */
-    uint32_t seq;       /* futex: bumped by every signal and broadcast */
-    uint32_t reserved0;
-    uint64_t tickets;   /* waiters (low half) and wake tickets (high half):
-                           a signal gives one ticket to one registered
-                           waiter, a broadcast one to each */
-    uint64_t reserved[4];
-};
-_Static_assert(sizeof(struct cond_shared) == SHMKIT_COND_SIZE, "cond layout");
+/* The inside of a shmkit_cond (sync_internal.h). */
+typedef struct shmkit__cond_layout cond_shared;
+
+_Static_assert(sizeof(cond_shared) == SHMKIT_COND_SIZE, "cond layout");
 
 /* Keeps the compiler from moving memory accesses across it. A SIGKILL
  * can land between any two instructions, and the kernel's owner-death walk
@@ -961,12 +951,12 @@ bool shmkit_mutex_is_recursive(const shmkit_mutex *m)
 
 /* ---- condition variable --------------------------------------------- */
 
-static inline struct cond_shared *cond_of(shmkit_cond *c)
+static inline cond_shared *cond_of(shmkit_cond *c)
 {
-    return (struct cond_shared *)(void *)c;
+    return (cond_shared *)(void *)c;
 }
 
-static int cond_check(const struct cond_shared *s)
+static int cond_check(const cond_shared *s)
 {
     if (!s || ((uintptr_t)s & 7) ||
         __atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != SYNC_COND_MAGIC ||
@@ -977,7 +967,7 @@ static int cond_check(const struct cond_shared *s)
 
 int shmkit__cond_header(const void *p)
 {
-    struct cond_shared s;
+    cond_shared s;
 
     memcpy(&s, p, sizeof s);
     if (s.magic != SYNC_COND_MAGIC)
@@ -994,7 +984,7 @@ bool shmkit__cond_valid(const void *p)
 
 int shmkit_cond_init(shmkit_cond *c)
 {
-    struct cond_shared *s = cond_of(c);
+    cond_shared *s = cond_of(c);
 
     if (!c || ((uintptr_t)c & 7))
         return shmkit__fail(NULL, -EINVAL, "shmkit_cond_init");
@@ -1005,18 +995,17 @@ int shmkit_cond_init(shmkit_cond *c)
     return 0;
 }
 
-/* Tickets: waiters in the low half, wake tickets in the high half. */
+/* Tickets: waiters in the low half, wake tickets in the high half
+ * (COND_WAITERS and COND_TICKETS read them: sync_internal.h). */
 #define T_WAITER 1ull
 #define T_TICKET (1ull << 32)
-#define T_WAITERS(t) ((uint32_t)(t))
-#define T_TICKETS(t) ((uint32_t)((t) >> 32))
 
 /* Registers a waiter. */
-static void tickets_join(struct cond_shared *cs)
+static void tickets_join(cond_shared *cs)
 {
     uint64_t t = __atomic_load_n(&cs->tickets, __ATOMIC_RELAXED);
 
-    while (T_WAITERS(t) != UINT32_MAX &&
+    while (COND_WAITERS(t) != UINT32_MAX &&
            !__atomic_compare_exchange_n(&cs->tickets, &t, t + T_WAITER, true,
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         ;
@@ -1024,22 +1013,22 @@ static void tickets_join(struct cond_shared *cs)
 
 /* Takes a ticket and leaves (true), or, with `leave`, leaves without one
  * (false); without `leave` and no ticket, stays registered (false). */
-static bool tickets_take(struct cond_shared *cs, bool leave)
+static bool tickets_take(cond_shared *cs, bool leave)
 {
     uint64_t t = __atomic_load_n(&cs->tickets, __ATOMIC_ACQUIRE), nt;
     bool took;
 
     do {
-        took = T_TICKETS(t) > 0 && T_WAITERS(t) > 0;
+        took = COND_TICKETS(t) > 0 && COND_WAITERS(t) > 0;
         if (took)
             nt = t - T_TICKET - T_WAITER;
-        else if (leave && T_WAITERS(t) > 0)
+        else if (leave && COND_WAITERS(t) > 0)
             nt = t - T_WAITER;
         else
             return false;
         /* Never more tickets than waiters (a peer may write anything). */
-        if (T_TICKETS(nt) > T_WAITERS(nt))
-            nt = ((uint64_t)T_WAITERS(nt) << 32) | T_WAITERS(nt);
+        if (COND_TICKETS(nt) > COND_WAITERS(nt))
+            nt = ((uint64_t)COND_WAITERS(nt) << 32) | COND_WAITERS(nt);
     } while (!__atomic_compare_exchange_n(&cs->tickets, &t, nt, true,
                                           __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
     return took;
@@ -1061,7 +1050,7 @@ static bool tickets_take(struct cond_shared *cs, bool leave)
 static int cond_wait_common(shmkit_cond *c, shmkit_mutex *m,
                             const struct timespec *deadline)
 {
-    struct cond_shared *cs = cond_of(c);
+    cond_shared *cs = cond_of(c);
     mutex_shared *ms = mutex_of(m);
     struct shmkit__held *h;
     bool woken = false;
@@ -1129,7 +1118,7 @@ int shmkit_cond_timedwait(shmkit_cond *c, shmkit_mutex *m,
  * bumps the sequence and wakes the sleepers. */
 static int cond_wake(shmkit_cond *c, bool all, const char *what)
 {
-    struct cond_shared *s = cond_of(c);
+    cond_shared *s = cond_of(c);
     uint64_t t, nt;
     int r = cond_check(s);
 
@@ -1137,9 +1126,9 @@ static int cond_wake(shmkit_cond *c, bool all, const char *what)
         return shmkit__fail(NULL, r, "%s(%p)", what, (void *)c);
     t = __atomic_load_n(&s->tickets, __ATOMIC_ACQUIRE);
     do {
-        if (T_WAITERS(t) <= T_TICKETS(t))
+        if (COND_WAITERS(t) <= COND_TICKETS(t))
             return 0; /* nobody waits who has no ticket yet */
-        nt = all ? ((uint64_t)T_WAITERS(t) << 32) | T_WAITERS(t)
+        nt = all ? ((uint64_t)COND_WAITERS(t) << 32) | COND_WAITERS(t)
                  : t + T_TICKET;
     } while (!__atomic_compare_exchange_n(&s->tickets, &t, nt, true,
                                           __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
@@ -1160,7 +1149,7 @@ int shmkit_cond_broadcast(shmkit_cond *c)
 
 int shmkit_cond_destroy(shmkit_cond *c)
 {
-    struct cond_shared *s = cond_of(c);
+    cond_shared *s = cond_of(c);
     int r = cond_check(s);
 
     if (r)

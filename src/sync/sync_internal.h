@@ -18,6 +18,22 @@
 #define SYNC_MUTEX_MAGIC SHMKIT__MUTEX_MAGIC
 #define SYNC_COND_MAGIC SHMKIT__COND_MAGIC
 
+/* The inside of a shmkit_cond (lock.c; the tests read `tickets`). */
+struct shmkit__cond_layout {
+    uint32_t magic;     /* SYNC_COND_MAGIC */
+    uint16_t version;   /* SYNC_VERSION */
+    uint16_t flags;     /* none yet, 0 */
+    uint64_t pid_ns;    /* initialiser's PID namespace inode, 0 unknown */
+    uint32_t seq;       /* futex: bumped by every signal and broadcast */
+    uint32_t reserved0;
+    uint64_t tickets;   /* waiters (low half) and wake tickets (high half):
+                           a signal gives one ticket to one registered
+                           waiter, a broadcast one to each */
+    uint64_t reserved[4];
+};
+#define COND_WAITERS(t) ((uint32_t)(t))
+#define COND_TICKETS(t) ((uint32_t)((t) >> 32))
+
 /* Inode of this process's PID namespace, or 0 if unknown (no /proc). */
 SHMKIT__HIDDEN uint64_t shmkit__pid_ns(void);
 
