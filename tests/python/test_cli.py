@@ -172,10 +172,15 @@ def test_show_and_ls_survive_a_peer_truncating_the_block(cli, shm_prefix):
     size = os.fstat(fd).st_size
     stop = threading.Event()
 
+    failed = []
+
     def churn():
-        while not stop.is_set():
-            os.ftruncate(fd, 4096)
-            os.ftruncate(fd, size)
+        try:
+            while not stop.is_set():
+                os.ftruncate(fd, 4096)
+                os.ftruncate(fd, size)
+        except BaseException as e:      # checked below, after the join
+            failed.append(e)
 
     t = threading.Thread(target=churn)
     t.start()
@@ -187,6 +192,7 @@ def test_show_and_ls_survive_a_peer_truncating_the_block(cli, shm_prefix):
         t.join()
         os.close(fd)
         sl.shm.close()
+    assert not failed, failed
     assert all(c >= 0 for c in codes), f"killed by a signal: {codes}"
     assert set(codes) <= {0, 1}, codes
 
@@ -584,8 +590,15 @@ def test_ls_and_info_show_queue_depth_bytes_and_waiters(cli, shm_prefix):
                          capacity=4096)
     for i in range(3):
         full.put(i)
-    got = []
-    threads = [threading.Thread(target=full.put, args=(3,)),
+    got, put = [], []
+
+    def producer():
+        try:
+            put.append(full.put(3))
+        except BaseException as e:      # checked below, after the join
+            put.append(e)
+
+    threads = [threading.Thread(target=producer),
                threading.Thread(target=lambda: got.append(empty.get()))]
     for t in threads:
         t.start()
@@ -638,7 +651,10 @@ def test_ls_and_info_show_queue_depth_bytes_and_waiters(cli, shm_prefix):
         empty.put("bye")
         for t in threads:
             t.join(60)
+    assert not any(t.is_alive() for t in threads), "a blocked thread never returned"
+    assert put == [None], put           # the blocked put went through
     assert got == ["bye"]
+    assert [full.get(block=False) for _ in range(3)] == [1, 2, 3]
     full.close()
     empty.close()
 
