@@ -13,11 +13,9 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,7 +23,7 @@
 #include "life/life.h"
 #include "shmkit.h"
 #include "create_kind.h"
-#include "testutil.h"
+#include "lifeutil.h"
 
 TestSuite(create_kill, .init = tu_setup, .fini = tu_cleanup, .timeout = 240);
 
@@ -77,18 +75,6 @@ static void hook_os(void)
     shmkit__os.fstat = h_fstat;
     shmkit__os.mmap = h_mmap;
     shmkit__os.random = h_random;
-}
-
-/* Waits (30 s at most) for process pid, not our child, to exit. */
-static void wait_gone(pid_t pid)
-{
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-
-    if (fd < 0)
-        return; /* already gone */
-    cr_assert_eq(poll(&p, 1, 30000), 1, "tracker %d did not finish", (int)pid);
-    close(fd);
 }
 
 /* Objects left: ours by prefix, the sidecar of `name`, and temporaries of
@@ -150,7 +136,9 @@ static void kill_at(const char *kind, int k)
     close(p[0]);
     cr_assert_eq(kill(pid, SIGKILL), 0);
     tu_wait_signaled(pid, SIGKILL);
-    wait_gone(tracker); /* it cleans up when the family is gone */
+    /* It cleans up when the family is gone. */
+    cr_assert(lu_wait_pid_gone(tracker), "tracker %d did not finish",
+              (int)tracker);
     if (strcmp(kind, "refblock") == 0)
         tu_gc(0); /* no tracker: the one gc */
     cr_assert_eq(leftovers(name, pid), 0, "%s killed at point %d: %d left",

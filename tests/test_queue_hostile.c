@@ -165,25 +165,16 @@ Test(queue_hostile, scribbled_header_and_ring)
  * in sync_inline.h), the mutex at 64 in the header. */
 #define MUTEX_WORD_AT (MUTEX_AT + 16)
 
-static double secs_since(const struct timespec *t0)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) +
-           (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 /* Child exit codes: 0 fine, else the step that failed. */
 static int calls_by_deadline(shmkit_queue *q)
 {
     unsigned char buf[64];
-    struct timespec t0, dl;
+    double t0 = tu_now_s();
+    struct timespec dl;
     shmkit_queue_info info;
     size_t len;
     void *w;
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT) != -EAGAIN)
         return 10;
     if (shmkit_queue_put(q, "x", 1, SHMKIT_NOWAIT) != -EAGAIN)
@@ -196,7 +187,7 @@ static int calls_by_deadline(shmkit_queue *q)
     if (shmkit_queue_get(q, buf, sizeof buf, &len, &dl) != -ETIMEDOUT)
         return 14;
     /* 4 x 0.1 s of grace + 0.3 s: generous for a loaded machine. */
-    if (secs_since(&t0) > 10.0)
+    if (tu_now_s() - t0 > 10.0)
         return 15;
     return 0;
 }
