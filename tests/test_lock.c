@@ -724,6 +724,16 @@ Test(lock, named_lock_corrupt_headers)
     p[64] ^= 0xff; /* the mutex's magic */
     cr_assert_eq(shmkit_lock_attach(&l2, name, 0), SHMKIT_ECORRUPT);
     p[64] ^= 0xff;
+    /* A mutex or condition of the other layout version (sync.h). */
+    p[64 + 4] = 1;
+    cr_assert_eq(shmkit_lock_attach(&l2, name, 0), SHMKIT_EVERSION, "mutex");
+    cr_assert_eq(shmkit_lock_parse(p, 192, NULL), SHMKIT_EVERSION);
+    cr_assert_eq(shmkit_mutex_lock(shmkit_lock_mutex(l)), -EINVAL);
+    p[64 + 4] = 2;
+    p[128 + 4] = 1;
+    cr_assert_eq(shmkit_lock_attach(&l2, name, 0), SHMKIT_EVERSION, "cond");
+    cr_assert_eq(shmkit_cond_signal(shmkit_lock_cond(l)), -EINVAL);
+    p[128 + 4] = 2;
     cr_assert_eq(shmkit_lock_parse(p, 100, NULL), SHMKIT_ETRUNCATED);
     cr_assert_eq(shmkit_lock_parse(p, 3, NULL), SHMKIT_EKIND);
     cr_assert_eq(shmkit_lock_attach(&l2, name, 0), 0);

@@ -237,6 +237,9 @@ Test(typed, corrupt_headers_get_specific_errors)
     h[64] ^= 0xff; /* the embedded lock's magic */
     cr_assert_eq(attach_code(name), SHMKIT_ECORRUPT);
     RESTORE();
+    h[64 + 4] = 1; /* the embedded lock's layout version (sync.h) */
+    cr_assert_eq(attach_code(name), SHMKIT_EVERSION, "lock version");
+    RESTORE();
     h[50] = 1; /* reserved */
     cr_assert_eq(attach_code(name), SHMKIT_ECORRUPT);
     RESTORE();
