@@ -550,6 +550,7 @@ Test(list, create_without_atomic_rename)
 #include "core/os_linux.h"
 
 static int fallocates, pwrites, pwrite_fail_at;
+static bool pwrite_zero;
 
 static int counting_fallocate(int fd, off_t off, off_t len)
 {
@@ -558,14 +559,15 @@ static int counting_fallocate(int fd, off_t off, off_t len)
 }
 
 /* Counts pwrites; the pwrite_fail_at-th (from 1) writes half, the next
- * one fails with ENOSPC, as a filling tmpfs answers. */
+ * one fails with ENOSPC, as a filling tmpfs answers (with pwrite_zero, it
+ * writes nothing and returns 0). */
 static ssize_t counting_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
     pwrites++;
     if (pwrite_fail_at && pwrites == pwrite_fail_at)
         return pwrite(fd, buf, len / 2 ? len / 2 : len, off);
     if (pwrite_fail_at && pwrites > pwrite_fail_at)
-        return errno = ENOSPC, -1;
+        return pwrite_zero ? 0 : (errno = ENOSPC, -1);
     return pwrite(fd, buf, len, off);
 }
 
@@ -657,7 +659,10 @@ static int recording_linkat(int od, const char *op, int nd, const char *np,
     return linkat(od, op, nd, np, fl);
 }
 
-Test(list, failed_write_leaves_nothing)
+/* Creates lists (named, generated) whose second write is cut short and
+ * whose third fails (zero: writes nothing): the create answers `expect`
+ * and leaves nothing. */
+static void failed_write(bool zero, int expect)
 {
     const char *names[] = {tu_name("pwf"), NULL};
     int fds, maps;
@@ -674,10 +679,11 @@ Test(list, failed_write_leaves_nothing)
     for (i = 0; i < 2; i++) {
         pwrites = nlinked = 0;
         pwrite_fail_at = 2;
+        pwrite_zero = zero;
         shmkit__sys.pwrite = counting_pwrite;
         shmkit__sys.linkat = recording_linkat;
         cr_assert_eq(shmkit_list_create(&l, names[i], many, MANY, SHMKIT_TRACK),
-                     -ENOSPC);
+                     expect);
         shmkit__os_reset();
         cr_assert_eq(pwrites, 3);
         cr_assert_eq(tu_count_leftovers(), 0);
@@ -687,6 +693,19 @@ Test(list, failed_write_leaves_nothing)
         cr_assert_eq(tu_shm_mapping_count(), maps);
     }
     pwrite_fail_at = 0;
+    pwrite_zero = false;
+}
+
+Test(list, failed_write_leaves_nothing)
+{
+    failed_write(false, -ENOSPC);
+}
+
+/* A write that writes nothing (pwrite returning 0, which no tmpfs should
+ * answer) is -EIO, not a loop: shmkit__block_pwrite. */
+Test(list, write_of_nothing_is_eio)
+{
+    failed_write(true, -EIO);
 }
 
 /* ---- the lock ---------------------------------------------------------- */
