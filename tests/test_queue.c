@@ -336,7 +336,7 @@ Test(queue, header_checks)
     cr_assert_eq(shmkit_queue_attach(&q, tu_name("trunc"), 0),
                  SHMKIT_ETRUNCATED);
     p[25] = 0x10;
-    p[4] = 2; /* version */
+    p[4] = 3; /* version (1 and 2 are known) */
     cr_assert_eq(shmkit_queue_attach(&q, tu_name("trunc"), 0), SHMKIT_EVERSION);
     cr_assert_eq(shmkit_block_close(b), 0);
     drop(made);

@@ -87,7 +87,10 @@ extern "C" {
 
 typedef struct shmkit_queue shmkit_queue;
 
-#define SHMKIT_QUEUE_HEADER 256  /* ring offset of every version-1 queue */
+#define SHMKIT_QUEUE_HEADER 256  /* bytes of the fixed header; the ring's
+                                    offset in a version-1 queue */
+#define SHMKIT_QUEUE_RING_V2 4096 /* the ring's offset in a version-2 queue
+                                     (liveness slots in between) */
 #define SHMKIT_QUEUE_RECORD 16   /* bytes of a record's header */
 #define SHMKIT_QUEUE_ALIGN 16    /* records and messages are so aligned */
 
@@ -119,7 +122,20 @@ typedef struct shmkit_queue_info {
     unsigned waiting_consumers;
     uint64_t unfinished;       /* task count (shmkit_queue_task_add) */
     uint64_t pid_ns;           /* creator's PID namespace, or 0 */
+    unsigned slots;            /* liveness slots (0: a version-1 queue) */
+    unsigned slots_held;       /* slots held by live processes' handles */
+    unsigned attached;         /* processes holding them (those that made
+                                  a record: producers and consumers) */
 } shmkit_queue_info;
+
+/* One liveness slot in use, as shmkit_queue_slots() reports it. */
+typedef struct shmkit_queue_slot {
+    unsigned index;            /* in the table */
+    int pid;                   /* holding process (0: being taken) */
+    unsigned tid;              /* its "shmkit-live" thread */
+    bool died;                 /* the holder died; not yet reused */
+    bool waiters;              /* a waiter asked to be woken at its death */
+} shmkit_queue_slot;
 
 /*
  * Creates the queue `name` (NULL: a generated "psm_" name) holding up to
@@ -293,6 +309,15 @@ SHMKIT_API int shmkit_queue_stat(shmkit_queue *q, shmkit_queue_info *info);
  */
 SHMKIT_API int shmkit_queue_parse(const void *data, size_t size,
                                   shmkit_queue_info *info);
+
+/*
+ * Lists the liveness slots in use of the queue in [data, data + size)
+ * (as shmkit_queue_parse: no lock, copies, safe on hostile bytes): fills
+ * out[0..max) and returns how many are in use (more than max: only max
+ * filled), 0 for a version-1 queue, or the codes of shmkit_queue_parse.
+ */
+SHMKIT_API int shmkit_queue_slots(const void *data, size_t size,
+                                  shmkit_queue_slot *out, size_t max);
 
 #ifdef __cplusplus
 }

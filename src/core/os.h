@@ -80,9 +80,25 @@ typedef struct shmkit__os_ops {
                       const struct timespec *deadline);
     /* Wakes up to n sleepers on addr; returns how many it woke. */
     int (*futex_wake)(uint32_t *addr, int n);
+    /* Sleeps on n (1 to 8) shared 32-bit words at once while each
+     * addrs[i] holds vals[i], as futex_wait (Linux futex_waitv, 5.16+):
+     * the index of the word that woke it (maybe spuriously), -EAGAIN if
+     * one did not hold its value, -ETIMEDOUT, -EINTR, or -ENOSYS where
+     * the system has no such call. */
+    int (*futex_waitv)(uint32_t *const *addrs, const uint32_t *vals, int n,
+                       const struct timespec *deadline);
     /* Start time of process `pid` (an opaque number that differs between
      * two processes that had the same pid), or -ESRCH if none runs. */
     int (*proc_start)(pid_t pid, uint64_t *start);
+    /* Waits until process `pid`, started at `start` (as proc_start gives
+     * it; only its low 32 bits are compared), has exited with all its
+     * threads (Linux: a pidfd becoming readable), or `deadline` passes
+     * (-ETIMEDOUT); 0 at once if no such process runs. -EINTR on a
+     * signal; -ENOSYS where the system cannot wait for a process. */
+    int (*proc_wait_gone)(pid_t pid, uint32_t start,
+                          const struct timespec *deadline);
+    /* 1 if thread `tid` is a thread of process `pid`, 0 if not. */
+    int (*thread_of)(pid_t pid, int tid);
 
     /* ---- the robust list, for the locks (src/sync) ---- */
     /* The calling thread's robust futex list as registered with the

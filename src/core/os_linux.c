@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <poll.h>
+#include <signal.h>
 #include <linux/futex.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -350,6 +352,81 @@ static int linux_proc_start(pid_t pid, uint64_t *start)
     return 0;
 }
 
+/* futex_waitv on shared words (no FUTEX_PRIVATE_FLAG), with an absolute
+ * CLOCK_MONOTONIC deadline. */
+static int linux_futex_waitv(uint32_t *const *addrs, const uint32_t *vals,
+                             int n, const struct timespec *deadline)
+{
+#ifdef SYS_futex_waitv
+    struct futex_waitv w[8];
+    long r;
+    int i;
+
+    if (n < 1 || n > 8)
+        return -EINVAL;
+    memset(w, 0, sizeof w);
+    for (i = 0; i < n; i++) {
+        w[i].uaddr = (uint64_t)(uintptr_t)addrs[i];
+        w[i].val = vals[i];
+        w[i].flags = FUTEX_32;
+    }
+    r = syscall(SYS_futex_waitv, w, (unsigned)n, 0u, deadline,
+                CLOCK_MONOTONIC);
+    return r < 0 ? -errno : (int)r;
+#else
+    (void)addrs, (void)vals, (void)n, (void)deadline;
+    return -ENOSYS;
+#endif
+}
+
+/* A pidfd opened first, then the start time checked, so the pidfd is
+ * known to name that process and not a later one with its pid. A pidfd
+ * polls readable once the whole thread group has exited. */
+static int linux_proc_wait_gone(pid_t pid, uint32_t start,
+                                const struct timespec *deadline)
+{
+    struct pollfd p;
+    struct timespec now, left, *tp = NULL;
+    uint64_t st;
+    int fd, r;
+
+    fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0)
+        return errno == ESRCH ? 0 : -errno;
+    r = linux_proc_start(pid, &st);
+    if (r == -ESRCH || (r == 0 && (uint32_t)st != start && st != 0)) {
+        close(fd);
+        return 0;
+    }
+    p.fd = fd;
+    p.events = POLLIN;
+    if (deadline) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left.tv_sec = deadline->tv_sec - now.tv_sec;
+        left.tv_nsec = deadline->tv_nsec - now.tv_nsec;
+        if (left.tv_nsec < 0) {
+            left.tv_sec--;
+            left.tv_nsec += 1000000000L;
+        }
+        if (left.tv_sec < 0)
+            left.tv_sec = left.tv_nsec = 0;
+        tp = &left;
+    }
+    r = ppoll(&p, 1, tp, NULL);
+    r = r > 0 ? 0 : r == 0 ? -ETIMEDOUT : -errno;
+    close(fd);
+    return r;
+}
+
+static int linux_thread_of(pid_t pid, int tid)
+{
+    if (pid <= 0 || tid <= 0)
+        return 0;
+    if (syscall(SYS_tgkill, pid, tid, 0) == 0)
+        return 1;
+    return errno == EPERM ? 1 : 0;
+}
+
 static int linux_robust_list_get(void **head, size_t *len)
 {
     return syscall(SYS_get_robust_list, 0, head, len) < 0 ? -errno : 0;
@@ -426,7 +503,10 @@ static int linux_cpus_online(void)
         .pid_namespace = linux_pid_namespace,                                 \
         .futex_wait = linux_futex_wait,                                       \
         .futex_wake = linux_futex_wake,                                       \
+        .futex_waitv = linux_futex_waitv,                                     \
         .proc_start = linux_proc_start,                                       \
+        .proc_wait_gone = linux_proc_wait_gone,                               \
+        .thread_of = linux_thread_of,                                         \
         .robust_list_get = linux_robust_list_get,                             \
         .robust_list_set = linux_robust_list_set,                             \
         .gettid = linux_gettid,                                               \

@@ -33,10 +33,14 @@
 #include "core/os.h"
 #include "objects/kinds.h"
 #include "objects/queue_internal.h"
+#include "sync/live.h"
 #include "sync/sync_internal.h"
 
 #define QUEUE_MAGIC 0x55514b53u /* "SKQU" read as little-endian */
-#define QUEUE_VERSION 1
+#define QUEUE_VERSION 2      /* what create writes; 1 is still read */
+#define LIVE_SLOTS 120       /* liveness slots of a version-2 queue */
+#define SLOTS_AT SHMKIT_QUEUE_HEADER
+#define RING_AT_V2 SHMKIT_QUEUE_RING_V2
 #define QUEUE_MIN_RING 32
 #define QUEUE_MAX_RING (UINT64_C(1) << 48)
 #define REC SHMKIT_QUEUE_RECORD
@@ -63,14 +67,16 @@ _Static_assert(sizeof(struct rec) == REC, "record header");
 struct queue_header {
     /* Written before the block has its name, read-only afterwards. */
     uint32_t magic;        /* QUEUE_MAGIC */
-    uint16_t version;      /* QUEUE_VERSION */
+    uint16_t version;      /* 1 or 2 (QUEUE_VERSION) */
     uint16_t reserved0;    /* zero */
     uint32_t flags;        /* none yet: zero */
     uint32_t max_msgs;     /* 0: bounded by bytes only */
-    uint64_t ring_offset;  /* SHMKIT_QUEUE_HEADER */
+    uint64_t ring_offset;  /* v1: SHMKIT_QUEUE_HEADER, v2: RING_AT_V2 */
     uint64_t ring_size;    /* multiple of 16, >= QUEUE_MIN_RING */
     uint64_t pid_ns;       /* creator's PID namespace inode, 0 unknown */
-    uint8_t reserved[24];  /* zero */
+    uint32_t slots_offset; /* v1: 0; v2: SLOTS_AT (the liveness slots) */
+    uint32_t nslots;       /* v1: 0; v2: LIVE_SLOTS */
+    uint8_t reserved[16];  /* zero */
     shmkit_mutex lock;     /* at 64 */
     /* At 128, under `lock`. */
     uint64_t head;         /* oldest record's position */
@@ -93,13 +99,20 @@ _Static_assert(offsetof(struct queue_header, head) == 128, "state");
 _Static_assert(offsetof(struct queue_header, data_seq) == 192, "futexes");
 _Static_assert(offsetof(struct queue_header, unfinished) == 208, "tasks");
 _Static_assert(sizeof(struct queue_header) == SHMKIT_QUEUE_HEADER, "size");
+_Static_assert(SLOTS_AT + LIVE_SLOTS * sizeof(struct shmkit__live_slot) ==
+                   RING_AT_V2, "v2: the slots fill the first page");
 
 struct shmkit_queue {
     shmkit_block *block;
     struct queue_header *hdr;
     unsigned char *ring;
+    struct shmkit__live_slot *slots; /* v2 (NULL: v1, or a view) */
+    unsigned nslots;
+    struct shmkit__live_hold live;   /* this process's slot for its records */
+    bool no_waitv;                   /* futex_waitv said ENOSYS */
     uint64_t rs;          /* ring size, validated copy */
     uint32_t max_msgs;    /* validated copy */
+    unsigned version;     /* validated copy */
     bool interruptible;
     uint32_t closing;     /* atomic: close has begun */
     uint32_t active;      /* atomic: callers inside blocking calls */
@@ -392,7 +405,57 @@ static void qunlock(shmkit_queue *q)
     shmkit_mutex_unlock(&q->hdr->lock);
 }
 
+/* ---- liveness slots -------------------------------------------------------- */
+
+/* Before this process makes a record in q: makes sure it holds a slot of
+ * q's table (version 2), so that its death wakes whoever its records
+ * block. Once per handle and process (a fork child takes its own); the
+ * first time starts the "shmkit-live" thread (src/sync/live.h). */
+static void live_ensure(shmkit_queue *q)
+{
+    uint32_t start;
+    pid_t me;
+
+    if (!q->slots)
+        return;
+    self_get(&me, &start);
+    if (__atomic_load_n(&q->live.pid, __ATOMIC_ACQUIRE) != me)
+        shmkit__live_hold(&q->live, q->slots, q->nslots, me, start);
+}
+
 /* ---- reaping dead owners ----------------------------------------------- */
+
+/* The processes owning the records of other processes in flight in a
+ * waiter's way (each may be dead): up to OWNERS_MAX of them, with the
+ * queue's sequence word that makes at most 8 futexes for one futex_waitv. */
+#define OWNERS_MAX 7
+
+struct owners {
+    unsigned n;
+    bool more; /* there were others still */
+    int32_t pid[OWNERS_MAX];
+    uint32_t start[OWNERS_MAX];
+};
+
+static void owners_add(struct owners *o, int32_t pid, uint32_t start)
+{
+    unsigned i;
+
+    for (i = 0; i < o->n; i++)
+        if (o->pid[i] == pid && o->start[i] == start)
+            return;
+    if (o->n == OWNERS_MAX) {
+        o->more = true;
+        return;
+    }
+    o->pid[o->n] = pid;
+    o->start[o->n++] = start;
+}
+
+static bool owners_any(const struct owners *o)
+{
+    return o->n || o->more;
+}
 
 static bool owner_alive(int32_t pid, uint32_t start)
 {
@@ -511,11 +574,12 @@ static bool spin_on(shmkit_queue *q, const uint32_t *word, uint32_t seq,
 }
 
 /* How a blocking call waits: the caller's deadline, and the back-off for
- * re-checking dead owners when a record of another process is in the way. */
+ * re-checking dead owners that no liveness slot will announce. */
 struct waiter {
     const struct timespec *deadline;
     bool first;
     bool reaped;      /* a call that may not sleep has reaped once */
+    bool checked;     /* owners without a slot were checked once */
     unsigned backoff_ms;
 };
 
@@ -524,22 +588,171 @@ static void waiter_init(struct waiter *w, const struct timespec *deadline)
     w->deadline = deadline;
     w->first = true;
     w->reaped = false;
+    w->checked = false;
     w->backoff_ms = 1;
+}
+
+struct shmkit__queue_wait_stats shmkit__queue_waits;
+
+static void stat_add(uint64_t *counter)
+{
+    __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
+
+/* The earlier of the caller's deadline and the next capped slice (which
+ * then doubles, up to 100 ms); true in *capped if the slice is earlier. */
+static const struct timespec *slice_until(struct waiter *w,
+                                          struct timespec *cap, bool *capped)
+{
+    const struct timespec *until = w->deadline;
+
+    shmkit_deadline(cap, w->backoff_ms / 1000.0);
+    *capped = false;
+    if (!until || cap->tv_sec < until->tv_sec ||
+        (cap->tv_sec == until->tv_sec && cap->tv_nsec < until->tv_nsec)) {
+        until = cap;
+        *capped = true;
+    }
+    if (w->backoff_ms < 100)
+        w->backoff_ms *= 2;
+    return until;
+}
+
+/* How long a waiter waits for an owner whose slot says it died to be
+ * gone with all its threads (normally a few ms of teardown, more under a
+ * sanitizer), before it re-checks as for a slice: only an owner that
+ * exec'd (the kernel marks the slots then too) lives on past that. */
+#define GONE_CAP_S 0.5
+
+/*
+ * Owners whose slots say they died: wakes the other sleepers of each slot
+ * word (the kernel wakes one), waits until each process is gone with all
+ * its threads (its slot is marked as its helper thread exits: until the
+ * last thread has, the record must not be reaped), at most GONE_CAP_S,
+ * then reaps. An owner that outlives that (it exec'd) is re-checked so
+ * each time, counted as a slice.
+ */
+static int owners_died(shmkit_queue *q, struct waiter *w,
+                       const struct owners *dead, uint32_t *const *words)
+{
+    struct timespec cap;
+    const struct timespec *until;
+    bool capped;
+    unsigned i;
+    int r = 0;
+
+    for (i = 0; i < dead->n; i++)
+        shmkit__live_wake_all(words[i]);
+    stat_add(&shmkit__queue_waits.deaths);
+    for (i = 0; i < dead->n && r == 0; i++) {
+        until = w->deadline;
+        shmkit_deadline(&cap, GONE_CAP_S);
+        capped = !until || cap.tv_sec < until->tv_sec ||
+                 (cap.tv_sec == until->tv_sec && cap.tv_nsec < until->tv_nsec);
+        if (capped)
+            until = &cap;
+        r = shmkit__os.proc_wait_gone(dead->pid[i], dead->start[i], until);
+        if (r == -ETIMEDOUT && capped) {
+            stat_add(&shmkit__queue_waits.slices);
+            r = 0;
+        } else if (r == -EINTR) {
+            r = q->interruptible ? -EINTR : 0;
+        } else if (r != -ETIMEDOUT && r != 0) {
+            /* Cannot wait for a process here: a slice on the clock. */
+            r = shmkit__os.futex_wait(&w->backoff_ms, w->backoff_ms, until);
+            stat_add(&shmkit__queue_waits.slices);
+            r = 0;
+        }
+    }
+    return r ? r : reap(q, w->deadline);
+}
+
+/*
+ * Arms the liveness slots of the owners in *o (foreign records in the
+ * caller's way): the armed words and values go to words/vals from index
+ * 1 on (0 is the sequence word), owners whose slot says they died to
+ * *dead, and *unslotted tells whether some owner has no usable slot
+ * (version-1 queue, full table, a scribbled slot): those are checked
+ * for life once per call, then in slices. Returns how many were armed.
+ */
+static unsigned owners_arm(shmkit_queue *q, struct waiter *w,
+                           const struct owners *o, uint32_t **words,
+                           uint32_t *vals, unsigned *widx,
+                           struct owners *dead, uint32_t **dead_words,
+                           bool *unslotted, bool *gone)
+{
+    unsigned i, n = 1;
+    uint32_t *word;
+    uint32_t val;
+
+    *unslotted = o->more;
+    *gone = false;
+    dead->n = 0;
+    dead->more = false;
+    for (i = 0; i < o->n; i++) {
+        enum shmkit__live_state st = SHMKIT__LIVE_NONE;
+
+        if (q->slots && !q->no_waitv)
+            st = shmkit__live_arm(q->slots, q->nslots, o->pid[i], o->start[i],
+                                  &word, &val);
+        if (st == SHMKIT__LIVE_ARMED) {
+            words[n] = word;
+            widx[n] = i;
+            vals[n++] = val;
+        } else if (st == SHMKIT__LIVE_DIED) {
+            dead_words[dead->n] = word;
+            owners_add(dead, o->pid[i], o->start[i]);
+        } else {
+            *unslotted = true;
+            if (!w->checked && !owner_alive(o->pid[i], o->start[i]))
+                *gone = true;
+        }
+    }
+    w->checked = true;
+    return n - 1;
+}
+
+/* After a sleep on armed slots: those now marked dead go to *dead. */
+static void owners_check(uint32_t *const *words, const unsigned *widx,
+                         unsigned n, const struct owners *o,
+                         struct owners *dead, uint32_t **dead_words)
+{
+    unsigned i;
+
+    for (i = 1; i <= n; i++) {
+        if (!(__atomic_load_n(words[i], __ATOMIC_ACQUIRE) &
+              SHMKIT__FUTEX_OWNER_DIED))
+            continue;
+        dead_words[dead->n] = words[i];
+        dead->pid[dead->n] = o->pid[widx[i]];
+        dead->start[dead->n++] = o->start[widx[i]];
+    }
 }
 
 /*
  * Sleeps on *word while it holds `seq`, after spinning on it (budget, if
- * not NULL: see spin_on). `foreign` says a record of another
- * process is in flight in the caller's way: then the sleep is capped and,
- * when the cap rather than a wake-up ends it, dead owners are reaped.
+ * not NULL: see spin_on). `o` lists the other processes whose records in
+ * flight are in the caller's way: the sleep then also ends when one of
+ * them dies (futex_waitv on their liveness slots, see src/sync/live.h),
+ * and the dead one's records are reaped. An owner without a usable slot
+ * is checked for life at the first wait of a call, then the sleep is
+ * capped (1 ms doubling to 100 ms) and dead owners are reaped when the
+ * cap rather than a wake-up ends it.
  * Returns 0 to try again, or -EAGAIN, -ETIMEDOUT, -EINTR, SHMKIT_ECLOSED.
  */
 static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
-                   uint32_t *waiting, uint32_t seq, bool foreign,
+                   uint32_t *waiting, uint32_t seq, const struct owners *o,
                    uint32_t *budget)
 {
-    struct timespec cap, *until = (struct timespec *)w->deadline;
-    bool capped = false;
+    uint32_t *words[OWNERS_MAX + 1], *dead_words[OWNERS_MAX];
+    uint32_t vals[OWNERS_MAX + 1];
+    unsigned widx[OWNERS_MAX + 1];
+    struct timespec cap;
+    const struct timespec *until = w->deadline;
+    struct owners dead = {0};
+    bool foreign = o && owners_any(o), capped = false, unslotted = false;
+    bool gone = false;
+    unsigned armed = 0;
     int r;
 
     if (w->deadline == SHMKIT_QUEUE_TRY)
@@ -559,25 +772,41 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
     if (budget && spin_on(q, word, seq, budget))
         return 0;
     if (foreign) {
-        shmkit_deadline(&cap, w->backoff_ms / 1000.0);
-        if (!until || cap.tv_sec < until->tv_sec ||
-            (cap.tv_sec == until->tv_sec && cap.tv_nsec < until->tv_nsec)) {
-            until = &cap;
-            capped = true;
-        }
-        if (w->backoff_ms < 100)
-            w->backoff_ms *= 2;
+        armed = owners_arm(q, w, o, words, vals, widx, &dead, dead_words,
+                           &unslotted, &gone);
+        if (dead.n)
+            return owners_died(q, w, &dead, dead_words);
+        if (gone)
+            return reap(q, w->deadline);
+        if (unslotted)
+            until = slice_until(w, &cap, &capped);
     }
+    words[0] = word;
+    vals[0] = seq;
     __atomic_fetch_add(waiting, 1, __ATOMIC_SEQ_CST);
-    r = shmkit__os.futex_wait(word, seq, until);
+    r = armed ? shmkit__os.futex_waitv(words, vals, (int)armed + 1, until)
+              : shmkit__os.futex_wait(word, seq, until);
+    if (r == -ENOSYS && armed) {
+        /* No futex_waitv (Linux before 5.16): slices from now on. */
+        q->no_waitv = true;
+        until = slice_until(w, &cap, &capped);
+        r = shmkit__os.futex_wait(word, seq, until);
+    }
     __atomic_fetch_sub(waiting, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&q->closing, __ATOMIC_ACQUIRE))
         return SHMKIT_ECLOSED;
-    if (r == -ETIMEDOUT && capped)
+    if (armed) {
+        owners_check(words, widx, armed, o, &dead, dead_words);
+        if (dead.n)
+            return owners_died(q, w, &dead, dead_words);
+    }
+    if (r == -ETIMEDOUT && capped) {
+        stat_add(&shmkit__queue_waits.slices);
         return reap(q, w->deadline);
+    }
     if (r == -EINTR)
         return q->interruptible ? -EINTR : 0;
-    if (r == -EAGAIN || r == 0)
+    if (r == -EAGAIN || r >= 0)
         return 0;
     return r;
 }
@@ -613,29 +842,28 @@ static void pad_write(shmkit_queue *q, uint64_t pos, uint64_t bytes)
     store32(&r->state, REC_PAD);
 }
 
-/* True if a record of another process is in flight: RESERVED or TAKEN
- * (producers wait on both), or only TAKEN (consumers). */
-static bool inflight_foreign(shmkit_queue *q, pid_t me, bool reserved_too)
+/* Lists in *o the other processes with a record in flight (RESERVED or
+ * TAKEN): any of them may be dead, and keep the space. */
+static void inflight_foreign(shmkit_queue *q, pid_t me, struct owners *o)
 {
     uint64_t pos = q->hdr->head, size;
     struct rec *x;
 
     while (pos < q->hdr->tail && rec_at(q, pos, q->hdr->tail, &x, &size) == 0) {
         uint32_t st = load32(&x->state);
+        int32_t pid = x->pid;
 
-        if ((st == REC_TAKEN || (reserved_too && st == REC_RESERVED)) &&
-            x->pid != me)
-            return true;
+        if ((st == REC_TAKEN || st == REC_RESERVED) && pid != me)
+            owners_add(o, pid, __atomic_load_n(&x->start, __ATOMIC_RELAXED));
         pos += size;
     }
-    return false;
 }
 
 /* Under the mutex: makes a RESERVED record for len bytes at tail. Returns
- * 0 and the record, or -EAGAIN if it does not fit now; *foreign tells
- * whether a record of another process is in flight (it may be dead). */
+ * 0 and the record, or -EAGAIN if it does not fit now; *o then lists the
+ * other processes with a record in flight (they may be dead). */
 static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
-                          bool *foreign)
+                          struct owners *o)
 {
     struct queue_header *h = q->hdr;
     uint64_t need = REC + round16(len), off, pad = 0;
@@ -675,7 +903,7 @@ static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
     *out = r;
     return 0;
 full:
-    *foreign = inflight_foreign(q, me, true);
+    inflight_foreign(q, me, o);
     return -EAGAIN;
 }
 
@@ -684,18 +912,21 @@ full:
 static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
                          struct rec **recs, size_t *got, struct waiter *w)
 {
-    bool foreign = false;
+    struct owners o;
     size_t k;
     int r;
 
+    live_ensure(q);
     for (;;) {
         uint32_t seq = __atomic_load_n(&q->hdr->space_seq, __ATOMIC_SEQ_CST);
 
+        o.n = 0;
+        o.more = false;
         r = qlock_by(q, w->deadline);
         if (r)
             return r;
         for (k = 0; k < n; k++)
-            if (reserve_locked(q, msgs[k].iov_len, &recs[k], &foreign))
+            if (reserve_locked(q, msgs[k].iov_len, &recs[k], &o))
                 break;
         qunlock(q);
         if (k) {
@@ -703,7 +934,7 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
             return 0;
         }
         r = wait_on(q, w, &q->hdr->space_seq, &q->hdr->wait_producers, seq,
-                    foreign, &q->spin_space);
+                    &o, &q->spin_space);
         if (r)
             return r;
     }
@@ -889,12 +1120,12 @@ int shmkit_queue_put(shmkit_queue *q, const void *data, size_t len,
 /* Under the mutex: takes up to max READY records, oldest first, that fit
  * in room one after another, each at a 16-byte multiple (the first must
  * fit: -EMSGSIZE with its length in *need otherwise), skipping those whose
- * producer still writes an older one. *foreign: a record of another
- * process is in flight (it may be dead: a dead producer's reservation
+ * producer still writes an older one. *o lists the other processes with
+ * a record in flight (one may be dead: a dead producer's reservation
  * holds back its later messages until it is reaped). */
 static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                        size_t max, size_t room, size_t *got, size_t *need,
-                       bool *foreign)
+                       struct owners *o)
 {
     struct queue_header *h = q->hdr;
     uint64_t pos = h->head, size;
@@ -908,7 +1139,8 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     size_t nwriting = 0, i;
 
     self_get(&me, &start);
-    *foreign = false;
+    o->n = 0;
+    o->more = false;
     while (pos < h->tail && k < max) {
         e = rec_at_len(q, pos, h->tail, &r, &size, &rlen);
         if (e)
@@ -916,7 +1148,7 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         uint32_t st = load32(&r->state);
         int32_t owner = r->pid;
         if ((st == REC_TAKEN || st == REC_RESERVED) && owner != me)
-            *foreign = true;
+            owners_add(o, owner, __atomic_load_n(&r->start, __ATOMIC_RELAXED));
         for (i = 0; i < nwriting && writing[i] != owner; i++)
             ;
         if (st == REC_RESERVED && i == nwriting) {
@@ -960,21 +1192,22 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                       size_t max, size_t room, size_t *got, size_t *need,
                       struct waiter *w)
 {
-    bool foreign;
+    struct owners o;
     int r;
 
+    live_ensure(q);
     for (;;) {
         uint32_t seq = __atomic_load_n(&q->hdr->data_seq, __ATOMIC_SEQ_CST);
 
         r = qlock_by(q, w->deadline);
         if (r)
             return r;
-        r = take_locked(q, recs, lens, max, room, got, need, &foreign);
+        r = take_locked(q, recs, lens, max, room, got, need, &o);
         qunlock(q);
         if (r != -EAGAIN)
             return r;
         r = wait_on(q, w, &q->hdr->data_seq, &q->hdr->wait_consumers, seq,
-                    foreign, &q->spin_data);
+                    &o, &q->spin_data);
         if (r)
             return r;
     }
@@ -1100,19 +1333,30 @@ int shmkit_queue_get(shmkit_queue *q, void *buf, size_t buflen, size_t *len,
 
 /* ---- layout, create, attach, close --------------------------------------- */
 
-/* Checks a copy of the fixed header against the block size. */
+/* The ring's offset for a header of a known version. */
+static uint64_t ring_at(const struct queue_header *h)
+{
+    return h->version == 1 ? SHMKIT_QUEUE_HEADER : RING_AT_V2;
+}
+
+/* Checks a copy of the fixed header against the block size. Version 1
+ * has no liveness slots; version 2 has LIVE_SLOTS of them right after
+ * the header, and its ring at RING_AT_V2. */
 static int header_check(const struct queue_header *h, size_t size)
 {
-    static const uint8_t zero[24];
+    static const uint8_t zero[sizeof h->reserved];
+    bool v1 = h->version == 1;
 
-    if (h->version != QUEUE_VERSION)
+    if (h->version != 1 && h->version != 2)
         return SHMKIT_EVERSION;
     if (h->reserved0 || h->flags || memcmp(h->reserved, zero, sizeof zero) ||
-        h->ring_offset != SHMKIT_QUEUE_HEADER || h->ring_size % 16 ||
+        h->ring_offset != ring_at(h) ||
+        h->slots_offset != (v1 ? 0 : SLOTS_AT) ||
+        h->nslots != (v1 ? 0 : LIVE_SLOTS) || h->ring_size % 16 ||
         h->ring_size < QUEUE_MIN_RING || h->ring_size > QUEUE_MAX_RING ||
         !shmkit__mutex_valid(&h->lock))
         return SHMKIT_ECORRUPT;
-    if (h->ring_size > size - SHMKIT_QUEUE_HEADER)
+    if (size < h->ring_offset || h->ring_size > size - h->ring_offset)
         return SHMKIT_ETRUNCATED;
     return 0;
 }
@@ -1144,6 +1388,64 @@ static int header_pread(const shmkit_block *b, struct queue_header *h)
     return r < 0 ? r : header_copy(img, size, h);
 }
 
+/* Counts the slots held (word live, not marked dead) and the distinct
+ * processes holding them, into in->slots_held and in->attached. */
+static void live_count(const struct shmkit__live_slot *slots, unsigned n,
+                       shmkit_queue_info *in)
+{
+    unsigned i, j, held = 0, procs = 0;
+
+    in->slots = n;
+    for (i = 0; i < n; i++) {
+        uint32_t w = __atomic_load_n(&slots[i].word, __ATOMIC_RELAXED);
+        int32_t p = __atomic_load_n(&slots[i].pid, __ATOMIC_RELAXED);
+
+        if (!w || (w & SHMKIT__FUTEX_OWNER_DIED))
+            continue;
+        held++;
+        for (j = 0; j < i; j++) {
+            uint32_t wj = __atomic_load_n(&slots[j].word, __ATOMIC_RELAXED);
+
+            if (wj && !(wj & SHMKIT__FUTEX_OWNER_DIED) &&
+                __atomic_load_n(&slots[j].pid, __ATOMIC_RELAXED) == p)
+                break;
+        }
+        procs += j == i;
+    }
+    in->slots_held = held;
+    in->attached = procs;
+}
+
+int shmkit_queue_slots(const void *data, size_t size, shmkit_queue_slot *out,
+                       size_t max)
+{
+    const struct shmkit__live_slot *slots;
+    struct queue_header h;
+    size_t k = 0;
+    unsigned i;
+    int r = header_copy(data, size, &h);
+
+    if (r)
+        return r;
+    slots = (const struct shmkit__live_slot *)((const char *)data +
+                                               h.slots_offset);
+    for (i = 0; i < h.nslots; i++) {
+        uint32_t w = __atomic_load_n(&slots[i].word, __ATOMIC_RELAXED);
+
+        if (!w)
+            continue;
+        if (k < max && out) {
+            out[k].index = i;
+            out[k].pid = __atomic_load_n(&slots[i].pid, __ATOMIC_RELAXED);
+            out[k].tid = w & SHMKIT__FUTEX_TID;
+            out[k].died = (w & SHMKIT__FUTEX_OWNER_DIED) != 0;
+            out[k].waiters = (w & SHMKIT__FUTEX_WAITERS) != 0;
+        }
+        k++;
+    }
+    return k > INT_MAX ? INT_MAX : (int)k;
+}
+
 int shmkit_queue_parse(const void *data, size_t size, shmkit_queue_info *info)
 {
     struct queue_header h;
@@ -1155,7 +1457,7 @@ int shmkit_queue_parse(const void *data, size_t size, shmkit_queue_info *info)
         return r;
     memset(&in, 0, sizeof in);
     memset(&q, 0, sizeof q);
-    q.ring = (unsigned char *)data + SHMKIT_QUEUE_HEADER;
+    q.ring = (unsigned char *)data + h.ring_offset;
     q.rs = h.ring_size;
     q.hdr = &h;
     if (state_check(&q) == 0)
@@ -1173,6 +1475,9 @@ int shmkit_queue_parse(const void *data, size_t size, shmkit_queue_info *info)
     in.waiting_consumers = h.wait_consumers;
     in.unfinished = h.unfinished;
     in.pid_ns = h.pid_ns;
+    live_count((const struct shmkit__live_slot *)((const char *)data +
+                                                  h.slots_offset),
+               h.nslots, &in);
     if (info)
         *info = in;
     return 0;
@@ -1201,7 +1506,9 @@ static int queue_fill(void *data, size_t size, void *arg)
     (void)size;
     h->version = QUEUE_VERSION;
     h->max_msgs = s->max_msgs;
-    h->ring_offset = SHMKIT_QUEUE_HEADER;
+    h->ring_offset = RING_AT_V2;
+    h->slots_offset = SLOTS_AT;
+    h->nslots = LIVE_SLOTS;
     h->ring_size = s->ring_size;
     h->pid_ns = shmkit__pid_ns();
     r = shmkit_mutex_init(&h->lock, 0);
@@ -1226,7 +1533,13 @@ static int queue_wrap(shmkit_queue **out, shmkit_block *b,
     }
     q->block = b;
     q->hdr = shmkit_block_data(b);
-    q->ring = (unsigned char *)q->hdr + SHMKIT_QUEUE_HEADER;
+    q->ring = (unsigned char *)q->hdr + h->ring_offset;
+    q->version = h->version;
+    if (h->nslots) {
+        q->slots = (struct shmkit__live_slot *)((char *)q->hdr +
+                                                h->slots_offset);
+        q->nslots = h->nslots;
+    }
     q->rs = h->ring_size;
     q->max_msgs = h->max_msgs;
     q->spin_data = SPIN_MAX_NS;
@@ -1255,7 +1568,7 @@ int shmkit_queue_create(shmkit_queue **out, const char *name, size_t capacity,
                             max_messages);
     s.ring_size = round16(capacity);
     s.max_msgs = (uint32_t)max_messages;
-    r = shmkit__publish(&b, name, SHMKIT_QUEUE_HEADER + s.ring_size,
+    r = shmkit__publish(&b, name, RING_AT_V2 + s.ring_size,
                         flags | SHMKIT_RESERVE, queue_fill, &s,
                         "shmkit_queue_create");
     if (r < 0)
@@ -1316,7 +1629,10 @@ int shmkit__queue_view(shmkit_queue **out, void *data, size_t size)
     if (!q)
         return -ENOMEM;
     q->hdr = data;
-    q->ring = (unsigned char *)data + SHMKIT_QUEUE_HEADER;
+    q->ring = (unsigned char *)data + h.ring_offset;
+    q->version = h.version;
+    /* No slots: a view must never hand its memory to the helper thread's
+     * robust list (it is freed without a close). */
     q->rs = h.ring_size;
     q->max_msgs = h.max_msgs;
     *out = q;
@@ -1352,6 +1668,14 @@ int shmkit_queue_close(shmkit_queue *q)
     if (!q)
         return 0;
     shmkit_queue_shutdown(q);
+    if (q->slots) {
+        /* Unlinked from the helper's robust list before the unmap. */
+        pid_t me;
+        uint32_t start;
+
+        self_get(&me, &start);
+        shmkit__live_release(&q->live, me);
+    }
     r = shmkit_block_close(q->block);
     if (r < 0) {
         __atomic_store_n(&q->closing, 0, __ATOMIC_SEQ_CST);
@@ -1409,7 +1733,7 @@ int shmkit_queue_join(shmkit_queue *q, const struct timespec *deadline)
         if (__atomic_load_n(&q->hdr->unfinished, __ATOMIC_SEQ_CST) == 0)
             break;
         r = wait_on(q, &w, &q->hdr->tasks_seq, &q->hdr->wait_joiners, seq,
-                    false, NULL);
+                    NULL, NULL);
         if (r)
             break;
     }
@@ -1457,7 +1781,7 @@ int shmkit_queue_stat(shmkit_queue *q, shmkit_queue_info *info)
     qunlock(q);
     if (r)
         return qfail(q, r, "stat");
-    in.version = QUEUE_VERSION;
+    in.version = q->version;
     in.capacity = q->rs;
     in.max_message = shmkit_queue_max_message(q);
     in.max_messages = q->max_msgs;
@@ -1467,6 +1791,8 @@ int shmkit_queue_stat(shmkit_queue *q, shmkit_queue_info *info)
                                            __ATOMIC_RELAXED);
     in.unfinished = __atomic_load_n(&q->hdr->unfinished, __ATOMIC_RELAXED);
     in.pid_ns = q->hdr->pid_ns;
+    if (q->slots)
+        live_count(q->slots, q->nslots, &in);
     *info = in;
     return 0;
 }

@@ -12,7 +12,9 @@
  *
  * Input:  byte 0      which operations run, and in which order
  *         bytes 1-2   ring bytes R (little endian, modulo 8192)
- *         rest        the image: 256 + R bytes, zero-padded
+ *         rest        the image, zero-padded: 256 + R bytes, or
+ *                     4096 + R for a version-2 image (image byte 4 is 2:
+ *                     the liveness slots lie between header and ring)
  * Properties (abort on violation): every call returns 0 or a negative
  * code; a message handed out lies inside the ring; parse and view agree.
  */
@@ -75,13 +77,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const uint32_t magic = 0x55514b53u;
     unsigned char *img;
     shmkit_queue *q;
-    size_t ring, n;
+    size_t ring, n, at;
     int parsed, viewed;
 
     if (size < 3)
         return 0;
     ring = (size_t)(data[1] | data[2] << 8) % 8192;
-    n = SHMKIT_QUEUE_HEADER + ring;
+    /* A version-2 image (its version byte, at 4, says 2) has the slot
+     * table between the header and the ring. */
+    at = size > 3 + 4 && data[3 + 4] == 2 ? SHMKIT_QUEUE_RING_V2
+                                           : SHMKIT_QUEUE_HEADER;
+    n = at + ring;
     img = calloc(1, n);
     if (!img)
         return 0;
@@ -94,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(parsed);
     check(viewed);
     if (viewed == 0) {
-        run(q, data[0], img + SHMKIT_QUEUE_HEADER, ring);
+        run(q, data[0], img + at, ring);
         shmkit__queue_view_free(q);
     }
     shmkit_mutex_destroy((shmkit_mutex *)(img + 64));

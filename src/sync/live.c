@@ -1,0 +1,404 @@
+/*
+ * live.c - liveness slots and the "shmkit-live" thread that holds them
+ * (see live.h for what they are and the rules of a slot).
+ *
+ * The thread has its own robust list head (registered with
+ * set_robust_list from the thread itself, replacing the C library's for
+ * that thread, which never takes a C library robust mutex). Its entries
+ * are the `next` fields of the slots it holds, kept in the order of the
+ * private array `held` (head -> held[n-1] -> ... -> held[0] -> head), so
+ * that linking and unlinking are one pointer store each and the list is
+ * whole at every instant a SIGKILL may land. Pointers in shared memory are
+ * written, never followed: the list is rebuilt from `held` alone. The
+ * kernel's protocol is the C library's: list_op_pending names the entry
+ * around each change.
+ *
+ * Callers talk to the thread through one request at a time (`call_mu`
+ * serialises them; `mu` and `cv` carry the request and its answer).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "core/os.h"
+#include "sync/live.h"
+
+#define W_WAITERS SHMKIT__FUTEX_WAITERS
+#define W_DIED SHMKIT__FUTEX_OWNER_DIED
+#define W_TID SHMKIT__FUTEX_TID
+
+/* Most slots one process holds (one per queue handle that made a record);
+ * the kernel walks at most 2048 entries of a robust list. */
+#define HELD_MAX 1024
+
+#define FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+/* The kernel's struct robust_list_head. */
+struct robust_head {
+    void *list;
+    long futex_offset;
+    void *list_op_pending;
+};
+
+enum op { OP_TAKE = 1, OP_DROP };
+
+struct request {
+    enum op op;
+    struct shmkit__live_slot *slots; /* TAKE: the table */
+    unsigned n;
+    pid_t pid;
+    uint32_t start;
+    struct shmkit__live_slot *slot; /* TAKE: the answer; DROP: the slot */
+    bool done;
+};
+
+static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static struct request *pending_req; /* under mu */
+static int state;                   /* under call_mu: 0 none, 1 up, -1 broken */
+static int helper_tid;              /* set by the thread before it serves */
+
+/* The thread's own; touched by it only (and reset in a fork child). */
+static struct robust_head head;
+static struct shmkit__live_slot *held[HELD_MAX];
+static unsigned nheld;
+
+static inline uint32_t load32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline bool cas32(uint32_t *p, uint32_t old, uint32_t val)
+{
+    return __atomic_compare_exchange_n(p, &old, val, false, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+}
+
+void shmkit__live_wake_all(uint32_t *word)
+{
+    shmkit__os.futex_wake(word, INT_MAX);
+}
+
+/* ---- the thread's side --------------------------------------------- */
+
+/* The entry that held[k] follows (what its `next` holds). */
+static void *after(unsigned k)
+{
+    return k ? (void *)&held[k - 1]->u.next : (void *)&head;
+}
+
+/* Turns a free slot into ours: word 0 -> our tid, then start, then pid
+ * (readers that see the pid see the rest), then linked first. */
+static bool claim(struct shmkit__live_slot *s, pid_t pid, uint32_t start)
+{
+    head.list_op_pending = &s->u.next;
+    FENCE();
+    if (!cas32(&s->word, 0, (uint32_t)helper_tid)) {
+        head.list_op_pending = NULL;
+        return false;
+    }
+    __atomic_store_n(&s->start, start, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->pid, pid, __ATOMIC_RELEASE);
+    s->u.next = after(nheld);
+    FENCE();
+    held[nheld++] = s;
+    head.list = &s->u.next;
+    FENCE();
+    head.list_op_pending = NULL;
+    return true;
+}
+
+/* Frees a slot whose holder is gone (its word read w): pid first, by
+ * compare and swap (a slot taken again meanwhile keeps its new pid), then
+ * the word; wakes its sleepers. True if the word is now 0. */
+static bool clear_dead(struct shmkit__live_slot *s, uint32_t w)
+{
+    int32_t p = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+
+    if (load32(&s->word) != w)
+        return false;
+    __atomic_compare_exchange_n(&s->pid, &p, 0, false, __ATOMIC_SEQ_CST,
+                                __ATOMIC_SEQ_CST);
+    if (!cas32(&s->word, w, 0))
+        return false;
+    if (w & W_WAITERS)
+        shmkit__live_wake_all(&s->word);
+    return true;
+}
+
+/* Pass 0 takes a free slot, pass 1 one whose holder the kernel marked
+ * dead, pass 2 one whose process is gone without that mark (its list was
+ * lost: a scribbled entry, or a crash inside the list code). */
+static struct shmkit__live_slot *take(struct shmkit__live_slot *slots,
+                                      unsigned n, pid_t pid, uint32_t start)
+{
+    unsigned pass, i;
+    uint64_t st;
+
+    if (nheld == HELD_MAX)
+        return NULL;
+    for (pass = 0; pass < 3; pass++) {
+        for (i = 0; i < n; i++) {
+            struct shmkit__live_slot *s = &slots[i];
+            uint32_t w = load32(&s->word);
+            int32_t p;
+
+            if (pass == 1 && !(w & W_DIED))
+                continue;
+            if (pass == 2) {
+                p = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+                if (w == 0 || (w & W_DIED) || p <= 0 || p == pid ||
+                    shmkit__os.proc_start(p, &st) != -ESRCH)
+                    continue;
+            }
+            if (pass > 0 && !clear_dead(s, w))
+                continue;
+            if (claim(s, pid, start))
+                return s;
+        }
+    }
+    return NULL;
+}
+
+/* Unlinks and frees slot s (if we hold it): one store unlinks it, then
+ * pid and the word are cleared, waking a waiter that armed meanwhile. */
+static void drop(struct shmkit__live_slot *s)
+{
+    unsigned j, k;
+    uint32_t w;
+
+    for (j = 0; j < nheld && held[j] != s; j++)
+        ;
+    if (j == nheld)
+        return;
+    head.list_op_pending = &s->u.next;
+    FENCE();
+    if (j == nheld - 1)
+        head.list = after(j);
+    else
+        held[j + 1]->u.next = after(j);
+    FENCE();
+    for (k = j; k + 1 < nheld; k++)
+        held[k] = held[k + 1];
+    nheld--;
+    w = load32(&s->word);
+    if ((w & W_TID) == (uint32_t)helper_tid) {
+        /* A scribbled word naming another thread is left alone. */
+        __atomic_store_n(&s->pid, 0, __ATOMIC_SEQ_CST);
+        while (!cas32(&s->word, w, 0)) {
+            w = load32(&s->word);
+            if ((w & W_TID) != (uint32_t)helper_tid)
+                break;
+        }
+        if (w & W_WAITERS)
+            shmkit__live_wake_all(&s->word);
+    }
+    FENCE();
+    head.list_op_pending = NULL;
+}
+
+static void *helper_main(void *arg)
+{
+    struct request *r;
+
+    (void)arg;
+    pthread_setname_np(pthread_self(), "shmkit-live");
+    head.list = &head;
+    head.futex_offset = (long)offsetof(struct shmkit__live_slot, word) -
+                        (long)offsetof(struct shmkit__live_slot, u.next);
+    head.list_op_pending = NULL;
+    pthread_mutex_lock(&mu);
+    helper_tid = shmkit__os.gettid();
+    if (shmkit__os.robust_list_set(&head, sizeof head) < 0)
+        helper_tid = -1;
+    pthread_cond_broadcast(&cv);
+    for (;;) {
+        while (!pending_req || pending_req->done)
+            pthread_cond_wait(&cv, &mu);
+        r = pending_req;
+        pthread_mutex_unlock(&mu);
+        if (r->op == OP_TAKE)
+            r->slot = helper_tid > 0 ? take(r->slots, r->n, r->pid, r->start)
+                                     : NULL;
+        else
+            drop(r->slot);
+        pthread_mutex_lock(&mu);
+        r->done = true;
+        pthread_cond_broadcast(&cv);
+    }
+    return NULL;
+}
+
+/* ---- the callers' side --------------------------------------------- */
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&call_mu);
+    pthread_mutex_lock(&mu);
+}
+
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&call_mu);
+}
+
+/* The child has no helper thread and holds none of the parent's slots. */
+static void atfork_child(void)
+{
+    pthread_mutex_init(&call_mu, NULL);
+    pthread_mutex_init(&mu, NULL);
+    pthread_cond_init(&cv, NULL);
+    pending_req = NULL;
+    state = 0;
+    helper_tid = 0;
+    nheld = 0;
+    memset(&head, 0, sizeof head);
+}
+
+static void atfork_once(void)
+{
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* Under call_mu: starts the thread (signals blocked: it must never run a
+ * handler of the program's) and waits until it serves. */
+static int start_thread(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    sigset_t all, old;
+    pthread_attr_t a;
+    pthread_t t;
+    int e;
+
+    if (state)
+        return state > 0 ? 0 : -EAGAIN;
+    pthread_once(&once, atfork_once);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    e = pthread_create(&t, &a, helper_main, NULL);
+    pthread_attr_destroy(&a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e) {
+        state = -1;
+        return -e;
+    }
+    pthread_mutex_lock(&mu);
+    while (!helper_tid)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    state = helper_tid > 0 ? 1 : -1;
+    return state > 0 ? 0 : -EAGAIN;
+}
+
+/* Under call_mu: hands r to the thread and waits for its answer. */
+static void ask(struct request *r)
+{
+    pthread_mutex_lock(&mu);
+    r->done = false;
+    pending_req = r;
+    pthread_cond_broadcast(&cv);
+    while (!r->done)
+        pthread_cond_wait(&cv, &mu);
+    pending_req = NULL;
+    pthread_mutex_unlock(&mu);
+}
+
+void shmkit__live_hold(struct shmkit__live_hold *hold,
+                       struct shmkit__live_slot *slots, unsigned n, pid_t pid,
+                       uint32_t start)
+{
+    struct request r = {OP_TAKE, slots, n, pid, start, NULL, false};
+
+    pthread_mutex_lock(&call_mu);
+    if (__atomic_load_n(&hold->pid, __ATOMIC_ACQUIRE) != pid) {
+        if (start_thread() == 0)
+            ask(&r);
+        hold->slot = r.slot;
+        __atomic_store_n(&hold->pid, pid, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&call_mu);
+}
+
+void shmkit__live_release(struct shmkit__live_hold *hold, pid_t pid)
+{
+    struct request r = {OP_DROP, NULL, 0, 0, 0, NULL, false};
+
+    pthread_mutex_lock(&call_mu);
+    if (__atomic_load_n(&hold->pid, __ATOMIC_ACQUIRE) == pid && hold->slot &&
+        state > 0) {
+        r.slot = hold->slot;
+        ask(&r);
+    }
+    hold->slot = NULL;
+    __atomic_store_n(&hold->pid, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&call_mu);
+}
+
+int shmkit__live_thread_id(void)
+{
+    int t;
+
+    pthread_mutex_lock(&call_mu);
+    t = state > 0 ? helper_tid : 0;
+    pthread_mutex_unlock(&call_mu);
+    return t;
+}
+
+/* ---- the waiters' side ---------------------------------------------- */
+
+static struct shmkit__live_slot *find(struct shmkit__live_slot *slots,
+                                      unsigned n, pid_t pid, uint32_t start)
+{
+    unsigned i;
+
+    for (i = 0; i < n; i++)
+        if (__atomic_load_n(&slots[i].pid, __ATOMIC_ACQUIRE) == pid &&
+            __atomic_load_n(&slots[i].start, __ATOMIC_RELAXED) == start)
+            return &slots[i];
+    return NULL;
+}
+
+enum shmkit__live_state shmkit__live_arm(struct shmkit__live_slot *slots,
+                                         unsigned n, pid_t pid,
+                                         uint32_t start, uint32_t **word,
+                                         uint32_t *val)
+{
+    struct shmkit__live_slot *s;
+    unsigned tries;
+    uint32_t w;
+
+    if (pid <= 0)
+        return SHMKIT__LIVE_NONE;
+    for (tries = 0; tries < 4; tries++) {
+        s = find(slots, n, pid, start);
+        if (!s)
+            return SHMKIT__LIVE_NONE;
+        w = load32(&s->word);
+        if (w & W_DIED)
+            return SHMKIT__LIVE_DIED;
+        if (w == 0 || !shmkit__os.thread_of(pid, (int)(w & W_TID)))
+            return SHMKIT__LIVE_NONE;
+        if (!(w & W_WAITERS)) {
+            if (!cas32(&s->word, w, w | W_WAITERS))
+                continue;
+            w |= W_WAITERS;
+        }
+        /* Still pid's? (freed and taken again between find and the CAS:
+         * the taker's pid follows its word, see live.h) */
+        if (__atomic_load_n(&s->pid, __ATOMIC_SEQ_CST) != pid ||
+            __atomic_load_n(&s->start, __ATOMIC_RELAXED) != start)
+            continue;
+        *word = &s->word;
+        *val = w;
+        return SHMKIT__LIVE_ARMED;
+    }
+    return SHMKIT__LIVE_NONE;
+}

@@ -1,0 +1,350 @@
+/*
+ * test_queue_live.c - waiters blocked by another process's record in
+ * flight are woken by that process's death (its liveness slot, held by
+ * its "shmkit-live" thread), not by re-checking in timed slices; and
+ * where no slot can tell (a full table, a version-1 queue), the slices
+ * still get them through.
+ *
+ * Each test counts how the waits of this process ended
+ * (shmkit__queue_waits: deaths, slices) instead of timing them.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "objects/queue_internal.h"
+#include "sync/live.h"
+#include "testutil.h"
+
+TestSuite(queue_live, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
+
+static shmkit_queue *make(const char *tag, size_t cap, size_t max)
+{
+    shmkit_queue *q;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name(tag), cap, max, 0), 0, "%s",
+                 shmkit_last_error());
+    return q;
+}
+
+static void drop(shmkit_queue *q)
+{
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0, "%s", shmkit_last_error());
+}
+
+static struct shmkit__queue_wait_stats waits_now(void)
+{
+    struct shmkit__queue_wait_stats s;
+
+    s.deaths = __atomic_load_n(&shmkit__queue_waits.deaths, __ATOMIC_SEQ_CST);
+    s.slices = __atomic_load_n(&shmkit__queue_waits.slices, __ATOMIC_SEQ_CST);
+    return s;
+}
+
+/* Kills `pid` once the queue counts `n` sleeping producers (or
+ * consumers): the waiter is asleep in the kernel by then. Then, if
+ * `take`, gets one message (the one the killed consumer had loaned,
+ * given back), which makes room for the sleeping producer. */
+struct killer {
+    shmkit_queue *q;
+    pid_t pid;
+    bool producers;
+    bool take;
+    int got;
+    char buf[16];
+    size_t len;
+};
+
+static void *kill_when_asleep(void *arg)
+{
+    struct killer *k = arg;
+    shmkit_queue_info in;
+
+    for (;;) {
+        if (shmkit_queue_stat(k->q, &in) == 0 &&
+            (k->producers ? in.waiting_producers : in.waiting_consumers) >= 1)
+            break;
+        sched_yield();
+    }
+    kill(k->pid, SIGKILL);
+    if (k->take)
+        k->got = shmkit_queue_get(k->q, k->buf, sizeof k->buf, &k->len, NULL);
+    return NULL;
+}
+
+static void expect_killed(pid_t pid)
+{
+    int st;
+
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+              "child status 0x%x", st);
+}
+
+/* A child that attaches, makes a record in flight and says so on `ready`,
+ * then blocks until killed. what: 'R' a reservation followed by a
+ * committed message of its own (held back behind it), 'L' a loan. */
+static pid_t child_in_flight(const char *tag, char what, int ready)
+{
+    pid_t pid = fork();
+
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shmkit_queue *a;
+        const void *p;
+        size_t len;
+        void *w;
+        char c;
+
+        CHILD_CHECK(shmkit_queue_attach(&a, tu_name(tag), 0) == 0, 2);
+        if (what == 'R') {
+            CHILD_CHECK(shmkit_queue_reserve(a, 100, &w, NULL) == 0, 3);
+            CHILD_CHECK(shmkit_queue_put(a, "after", 5, NULL) == 0, 4);
+        } else {
+            CHILD_CHECK(shmkit_queue_peek(a, &p, &len, NULL) == 0, 5);
+        }
+        CHILD_CHECK(write(ready, "x", 1) == 1, 6);
+        for (;;)
+            if (read(ready, &c, 1) < 0) /* never answered: until killed */
+                _exit(7);
+    }
+    return pid;
+}
+
+static void wait_ready(int fd)
+{
+    char c;
+
+    cr_assert_eq(read(fd, &c, 1), 1);
+}
+
+Test(queue_live, producer_woken_by_killed_consumers_death)
+{
+    shmkit_queue *q = make("lp", 4096, 1);
+    struct shmkit__queue_wait_stats before, after;
+    struct killer k = {0};
+    pthread_t t;
+    int fds[2];
+    char buf[16];
+    size_t len;
+
+    cr_assert_eq(shmkit_queue_put(q, "first", 5, NULL), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    k.pid = child_in_flight("lp", 'L', fds[1]);
+    wait_ready(fds[0]);
+    /* Full (one message at most, loaned by the child): put sleeps with no
+     * deadline; the killer fires once it is asleep, then takes the
+     * given-back message, which makes room. */
+    k.q = q;
+    k.producers = true;
+    k.take = true;
+    before = waits_now();
+    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
+    cr_assert_eq(shmkit_queue_put(q, "second", 6, NULL), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    after = waits_now();
+    expect_killed(k.pid);
+    cr_assert_eq(k.got, 0);
+    cr_assert_eq(k.len, 5);
+    cr_assert_eq(memcmp(k.buf, "first", 5), 0, "the loan was given back");
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    cr_assert_eq(len, 6);
+    cr_assert_geq(after.deaths - before.deaths, 1, "no wait ended by death");
+    cr_assert_eq(after.slices - before.slices, 0,
+                 "%llu waits ended by a slice",
+                 (unsigned long long)(after.slices - before.slices));
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
+}
+
+Test(queue_live, consumer_woken_by_killed_producers_death)
+{
+    shmkit_queue *q = make("lc", 4096, 0);
+    struct shmkit__queue_wait_stats before, after;
+    shmkit_queue_slot sl[8];
+    struct killer k = {0};
+    pthread_t t;
+    int fds[2], n;
+    char buf[16];
+    size_t len;
+
+    /* This process holds a slot (it made records) before it forks: the
+     * child must take its own. */
+    cr_assert_eq(shmkit_queue_put(q, "x", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    k.pid = child_in_flight("lc", 'R', fds[1]);
+    wait_ready(fds[0]);
+    n = shmkit_queue_slots(shmkit_block_data(shmkit_queue_block(q)),
+                           shmkit_block_size(shmkit_queue_block(q)), sl, 8);
+    cr_assert_eq(n, 2, "slots in use: %d", n);
+    cr_assert(sl[0].pid != sl[1].pid && (sl[0].pid == k.pid ||
+                                         sl[1].pid == k.pid));
+    cr_assert((sl[0].pid == getpid() ? sl[0].tid : sl[1].tid) ==
+              (unsigned)shmkit__live_thread_id());
+    /* The child's "after" is held back behind its reservation: get sleeps
+     * (no deadline) until the child's death drops the reservation. */
+    k.q = q;
+    before = waits_now();
+    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    after = waits_now();
+    expect_killed(k.pid);
+    cr_assert_eq(len, 5);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    cr_assert_geq(after.deaths - before.deaths, 1, "no wait ended by death");
+    cr_assert_eq(after.slices - before.slices, 0,
+                 "%llu waits ended by a slice",
+                 (unsigned long long)(after.slices - before.slices));
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
+    /* Closed: our slot is free again; the dead child's is marked dead. */
+}
+
+/* Every slot held, by a live process that is not the child (us, with
+ * another start time): the child finds no room, and the parent's wait
+ * behind it falls back to slices - and still gets through. */
+Test(queue_live, full_slot_table_falls_back_to_slices)
+{
+    shmkit_queue *q = make("lf", 4096, 0);
+    struct shmkit__queue_wait_stats before, after;
+    struct shmkit__live_slot *slots;
+    struct timespec d;
+    struct killer k = {0};
+    pthread_t t;
+    int fds[2], n;
+    char buf[16];
+    size_t len;
+    unsigned i;
+
+    slots = (struct shmkit__live_slot *)((char *)shmkit_block_data(
+                                             shmkit_queue_block(q)) +
+                                         SHMKIT_QUEUE_HEADER);
+    for (i = 0; i < 120; i++) {
+        slots[i].word = (uint32_t)gettid();
+        slots[i].start = 12345;
+        slots[i].pid = getpid();
+    }
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    k.pid = child_in_flight("lf", 'R', fds[1]);
+    wait_ready(fds[0]);
+    n = shmkit_queue_slots(shmkit_block_data(shmkit_queue_block(q)),
+                           shmkit_block_size(shmkit_queue_block(q)), NULL, 0);
+    cr_assert_eq(n, 120);
+    k.q = q;
+    before = waits_now();
+    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
+    shmkit_deadline(&d, 60);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    after = waits_now();
+    expect_killed(k.pid);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    cr_assert_geq(after.slices - before.slices, 1);
+    cr_assert_eq(after.deaths - before.deaths, 0);
+    memset(slots, 0, 120 * sizeof *slots);
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
+}
+
+/* A version-1 queue (no slot table; made here by rewriting a new queue's
+ * header before any record) still attaches and works, its waits in
+ * slices. */
+Test(queue_live, version_1_queue_works_with_slices)
+{
+    shmkit_queue *made = make("v1", 4096, 0), *q;
+    struct shmkit__queue_wait_stats before, after;
+    shmkit_queue_info in;
+    struct killer k = {0};
+    unsigned char *p;
+    struct timespec d;
+    pthread_t t;
+    int fds[2];
+    char buf[16];
+    size_t len;
+    uint16_t v1 = 1;
+    uint64_t ring = SHMKIT_QUEUE_HEADER;
+    uint32_t zero = 0;
+
+    p = shmkit_block_data(shmkit_queue_block(made));
+    memcpy(p + 4, &v1, 2);
+    memcpy(p + 16, &ring, 8);
+    memcpy(p + 40, &zero, 4);
+    memcpy(p + 44, &zero, 4);
+    cr_assert_eq(shmkit_queue_close(made), 0);
+    cr_assert_eq(shmkit_queue_attach(&q, tu_name("v1"), 0), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(shmkit_queue_stat(q, &in), 0);
+    cr_assert_eq(in.version, 1);
+    cr_assert_eq(in.slots, 0);
+    cr_assert_eq(in.capacity, 4096);
+    cr_assert_eq(shmkit_queue_put(q, "x", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    cr_assert_eq(shmkit__live_thread_id(), 0, "a v1 queue started a thread");
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    k.pid = child_in_flight("v1", 'R', fds[1]);
+    wait_ready(fds[0]);
+    k.q = q;
+    before = waits_now();
+    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
+    shmkit_deadline(&d, 60);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    after = waits_now();
+    expect_killed(k.pid);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    cr_assert_geq(after.slices - before.slices, 1);
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
+}
+
+/* The slot is taken at the handle's first record, held by one helper
+ * thread, and freed at close. */
+Test(queue_live, slot_taken_at_first_record_freed_at_close)
+{
+    shmkit_queue *q = make("sl", 4096, 0), *a;
+    shmkit_queue_slot sl[4];
+    shmkit_queue_info in;
+    void *data = shmkit_block_data(shmkit_queue_block(q));
+    size_t size = shmkit_block_size(shmkit_queue_block(q));
+    char buf[8];
+    size_t len;
+
+    cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 0);
+    cr_assert_eq(shmkit__live_thread_id(), 0, "thread before any record");
+    cr_assert_eq(shmkit_queue_put(q, "x", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 1);
+    cr_assert_eq(sl[0].pid, getpid());
+    cr_assert_eq(sl[0].tid, (unsigned)shmkit__live_thread_id());
+    cr_assert(!sl[0].died);
+    cr_assert_eq(shmkit_queue_attach(&a, tu_name("sl"), 0), 0);
+    cr_assert_eq(shmkit_queue_get(a, buf, sizeof buf, &len, NULL), 0);
+    cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 2);
+    cr_assert_eq(shmkit_queue_parse(data, size, &in), 0);
+    cr_assert_eq(in.slots, 120);
+    cr_assert_eq(in.slots_held, 2);
+    cr_assert_eq(in.attached, 1);
+    cr_assert_eq(shmkit_queue_close(a), 0);
+    cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 1);
+    cr_assert_eq(shmkit_queue_put(q, "y", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 1, "taken twice");
+    drop(q);
+}
