@@ -43,35 +43,45 @@ STOP = "stop"
 
 def produce(q, item, n, batch):
     if batch:
+        put_many = q.put_many
         for i in range(0, n, batch):
-            q.put_many([item] * min(batch, n - i))
+            put_many([item] * min(batch, n - i))
     else:
+        put = q.put
         for _ in range(n):
-            q.put(item)
-
-
-def count(msgs):
-    """(items, stops) in msgs."""
-    stops = sum(1 for m in msgs if isinstance(m, str) and m == STOP)
-    return len(msgs) - stops, stops
+            put(item)
 
 
 def consume(q, batch, copy):
-    """Gets until STOP; returns how many items came. copy=False: get
-    leaves out-of-band buffers (the arrays' data) in the ring, until the
-    array goes: so no reference to one outlives its turn (a consumer
-    holding one while it waits for the next could hold the last free
-    space of a small ring)."""
+    """Gets until STOP; returns how many items came. The loop does as
+    little per item as it can, and the same for every contender: the
+    items are never str, so a str is a STOP (and the STOPs, put after
+    every item, come last). copy=False: get leaves out-of-band buffers
+    (the arrays' data) in the ring until the array goes: the loop keeps
+    no reference to one past its turn (a consumer holding one while it
+    waits for the next could hold the last free space of a small ring)."""
     got = 0
-    stops = 0
-    while True:
-        items, stops = count(q.get_many(batch) if batch else
-                             [q.get()] if copy else [q.get(copy=False)])
-        got += items
-        if stops:
+    if batch:
+        get_many = q.get_many
+        while True:
+            msgs = get_many(batch)
+            if msgs[-1].__class__ is not str:
+                got += len(msgs)
+                continue
+            stops = 0
+            while stops < len(msgs) and msgs[-1 - stops].__class__ is str:
+                stops += 1
             for _ in range(stops - 1):      # another consumer's stop
                 q.put(STOP)
-            return got
+            return got + len(msgs) - stops
+    get = q.get
+    if copy:
+        while get().__class__ is not str:
+            got += 1
+    else:
+        while get(copy=False).__class__ is not str:
+            got += 1
+    return got
 
 
 def consumer_main(q, batch, copy, ready, done):
