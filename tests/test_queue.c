@@ -476,6 +476,83 @@ Test(queue, try_never_waits_not_even_for_the_mutex)
     drop(q);
 }
 
+struct releaser {
+    shmkit_queue *q;
+    const void *p;
+    int result;
+};
+
+static void *release_it(void *arg)
+{
+    struct releaser *r = arg;
+
+    r->result = shmkit_queue_release(r->q, r->p);
+    return NULL;
+}
+
+/* Release is one atomic store (TAKEN -> DONE), without the queue's mutex:
+ * it returns while another thread holds the mutex (it waited for it
+ * before: the bounded join fails). The bytes count as free at
+ * once (stat and parse count from the first record not released), and a
+ * producer finding the ring full moves head past released records itself. */
+Test(queue, release_takes_no_lock_and_the_next_put_reclaims)
+{
+    shmkit_queue *q = make("rel", 256, 0);
+    shmkit_block *b = shmkit_queue_block(q);
+    shmkit_queue_info in;
+    struct holder h;
+    struct releaser rel;
+    struct timespec d;
+    char big[200] = {0}, buf[256];
+    pthread_t t, tr;
+    size_t len;
+    void *ret;
+    int joined;
+
+    /* One 200-byte message fills the 256-byte ring (16 + 208 bytes). */
+    cr_assert_eq(shmkit_queue_put(q, big, sizeof big, SHMKIT_NOWAIT), 0);
+    cr_assert_eq(shmkit_queue_put(q, big, 17, SHMKIT_NOWAIT), -EAGAIN);
+    rel.q = q;
+    rel.result = 1;
+    cr_assert_eq(shmkit_queue_peek(q, &rel.p, &len, SHMKIT_NOWAIT), 0);
+    h.m = (shmkit_mutex *)((char *)shmkit_block_data(b) + 64);
+    cr_assert_eq(pipe(h.held), 0);
+    cr_assert_eq(pipe(h.go), 0);
+    cr_assert_eq(pthread_create(&t, NULL, hold_mutex, &h), 0);
+    cr_assert_eq(read(h.held[0], buf, 1), 1);
+    cr_assert_eq(pthread_create(&tr, NULL, release_it, &rel), 0);
+    cr_assert_eq(clock_gettime(CLOCK_REALTIME, &d), 0);
+    d.tv_sec += 5;
+    joined = pthread_timedjoin_np(tr, NULL, &d);
+    /* Nobody has moved head yet: the mapping says released. */
+    cr_assert_eq(shmkit_queue_parse(shmkit_block_data(b), shmkit_block_size(b),
+                                    &in), 0);
+    cr_assert_eq(write(h.go[1], "x", 1), 1);
+    cr_assert_eq(pthread_join(t, &ret), 0);
+    cr_assert_null(ret);
+    if (joined)
+        cr_assert_eq(pthread_join(tr, NULL), 0);
+    cr_assert_eq(joined, 0, "release waited for the mutex");
+    cr_assert_eq(rel.result, 0, "%s", shmkit_last_error());
+    cr_assert_eq(in.bytes_used, 0);
+    cr_assert_eq(in.depth + in.loaned + in.reserved, 0);
+    /* The ring reads full by head and tail; the put reclaims and fits. */
+    cr_assert_eq(shmkit_queue_put(q, big, sizeof big, SHMKIT_NOWAIT), 0, "%s",
+                 shmkit_last_error());
+    stat_of(q, &in);
+    cr_assert_eq(in.depth, 1);
+    cr_assert_eq(in.bytes_used, 224);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0);
+    cr_assert_eq(len, sizeof big);
+    stat_of(q, &in);
+    cr_assert_eq(in.bytes_used, 0);
+    for (int i = 0; i < 2; i++) {
+        close(h.held[i]);
+        close(h.go[i]);
+    }
+    drop(q);
+}
+
 /* One CPU online: waiters never spin, so every wake-up is a futex wake
  * (with several CPUs most are absorbed by the spin). Both directions: the
  * consumer waits for data, the producer for room in a 4-message ring. */

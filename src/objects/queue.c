@@ -13,7 +13,7 @@
  *   RESERVED -> READY     commit (lock-free, the owner only)
  *   RESERVED -> DONE      cancel, or reaped after the owner died (locked)
  *   READY    -> TAKEN     peek/get (locked)
- *   TAKEN    -> DONE      release (locked)
+ *   TAKEN    -> DONE      release (lock-free, the owner only)
  *   TAKEN    -> READY     reaped after the owner died: given back (locked)
  * DONE and PAD records are reclaimed when head reaches them.
  *
@@ -280,11 +280,14 @@ static void wake_data(shmkit_queue *q, int n)
 }
 
 /* Counts the records from head to tail; SHMKIT_ECORRUPT if they do not
- * parse. Fills the per-state counts of *info when it is not NULL. */
+ * parse. Fills the per-state counts of *info when it is not NULL, and its
+ * bytes_used: from the first record that is neither DONE nor PAD (a
+ * release marks its record DONE without the mutex; the next locker moves
+ * head past it, but the bytes are free already). */
 static int ring_walk(const shmkit_queue *q, uint64_t head, uint64_t tail,
                      uint32_t *count, shmkit_queue_info *info)
 {
-    uint64_t pos = head, size;
+    uint64_t pos = head, size, live = tail;
     uint32_t n = 0;
     struct rec *r;
     int e;
@@ -293,7 +296,10 @@ static int ring_walk(const shmkit_queue *q, uint64_t head, uint64_t tail,
         e = rec_at(q, pos, tail, &r, &size);
         if (e)
             return e;
-        switch (load32(&r->state)) {
+        uint32_t st = load32(&r->state);
+        if (live == tail && st != REC_DONE && st != REC_PAD)
+            live = pos;
+        switch (st) {
         case REC_PAD: n--; break;
         case REC_READY: if (info) info->depth++; break;
         case REC_RESERVED: if (info) info->reserved++; break;
@@ -306,6 +312,8 @@ static int ring_walk(const shmkit_queue *q, uint64_t head, uint64_t tail,
     }
     if (count)
         *count = n;
+    if (info)
+        info->bytes_used = tail - live;
     return 0;
 }
 
@@ -925,6 +933,7 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
         r = qlock_by(q, w->deadline);
         if (r)
             return r;
+        head_advance(q); /* past records released without the mutex */
         for (k = 0; k < n; k++)
             if (reserve_locked(q, msgs[k].iov_len, &recs[k], &o))
                 break;
@@ -1141,6 +1150,8 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     self_get(&me, &start);
     o->n = 0;
     o->more = false;
+    if (head_advance(q)) /* past records released without the mutex */
+        pos = h->head;
     while (pos < h->tail && k < max) {
         e = rec_at_len(q, pos, h->tail, &r, &size, &rlen);
         if (e)
@@ -1213,22 +1224,19 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     }
 }
 
-/* Frees taken records in one locked pass. */
-static int release_batch(shmkit_queue *q, struct rec **recs, size_t n)
+/* Frees taken records without the mutex: each becomes DONE (a final
+ * state that only head_advance, under the mutex, acts on: the next locker
+ * moves head past it; a producer finding the ring full does so before it
+ * decides). Waiting producers are told, as for any space coming free. A
+ * process killed between the stores leaves records DONE or still TAKEN,
+ * both states the ring already knows. */
+static void release_batch(shmkit_queue *q, struct rec **recs, size_t n)
 {
-    bool moved;
     size_t i;
-    int r = qlock(q);
 
-    if (r)
-        return r;
     for (i = 0; i < n; i++)
         store32(&recs[i]->state, REC_DONE);
-    moved = head_advance(q);
-    qunlock(q);
-    if (moved)
-        wake_space(q);
-    return 0;
+    wake_space(q);
 }
 
 int shmkit_queue_peek(shmkit_queue *q, const void **ptr, size_t *len,
@@ -1265,9 +1273,10 @@ int shmkit_queue_release(shmkit_queue *q, const void *ptr)
     if (!q)
         return shmkit__fail(NULL, -EINVAL, "shmkit_queue_release: NULL");
     e = own_rec(q, ptr, REC_TAKEN, &r, NULL);
-    if (e == 0)
-        e = release_batch(q, &r, 1);
-    return e ? qfail(q, e, "release") : 0;
+    if (e)
+        return qfail(q, e, "release");
+    release_batch(q, &r, 1);
+    return 0;
 }
 
 int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
@@ -1306,12 +1315,8 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
         left = buflen - (size_t)(p - (unsigned char *)buf);
         p += round16(len) < left ? round16(len) : left; /* as take_locked */
     }
-    r = release_batch(q, recs, k);
-    if (r)
-        r = qfail(q, r, "get_many");
+    release_batch(q, recs, k);
     leave(q); /* close waits for this: the copies above read the ring */
-    if (r)
-        return r;
     *got = k;
     return 0;
 }
@@ -1470,7 +1475,6 @@ int shmkit_queue_parse(const void *data, size_t size, shmkit_queue_info *info)
     in.capacity = h.ring_size;
     in.max_message = h.ring_size - REC;
     in.max_messages = h.max_msgs;
-    in.bytes_used = h.tail - h.head;
     in.waiting_producers = h.wait_producers;
     in.waiting_consumers = h.wait_consumers;
     in.unfinished = h.unfinished;
@@ -1777,7 +1781,6 @@ int shmkit_queue_stat(shmkit_queue *q, shmkit_queue_info *info)
     if (r)
         return qfail(q, r, "stat");
     r = ring_walk(q, q->hdr->head, q->hdr->tail, NULL, &in);
-    in.bytes_used = q->hdr->tail - q->hdr->head;
     qunlock(q);
     if (r)
         return qfail(q, r, "stat");
