@@ -118,6 +118,7 @@ struct shmkit_queue {
     uint32_t active;      /* atomic: callers inside blocking calls */
     uint32_t spin_data;   /* atomic: ns a consumer spins before sleeping */
     uint32_t spin_space;  /* atomic: ns a producer spins before sleeping */
+    uint32_t spin_lock;   /* atomic: ns a caller watches a busy mutex */
 };
 
 const struct timespec shmkit_nowait = {0, 0};
@@ -370,6 +371,53 @@ static int qlock(shmkit_queue *q)
     return qlock_how(q, false, NULL);
 }
 
+/*
+ * Waiting a moment for a busy mutex. Holders keep the queue's mutex for
+ * well under a microsecond per record (no copy happens under it), while
+ * the lock's own wait sleeps on its futex after a few dozen pauses: then
+ * the holder's unlock pays a FUTEX_WAKE and the waiter a context switch,
+ * many times the hold (a batch of 64 holds it a few microseconds).
+ * Before a blocking lock, a caller watches the word (read only, no stores
+ * to its cache line) until it reads free, and only with more than one CPU
+ * online. How long adapts per handle, as the waits' spin does (spin_on):
+ * doubled (up to 20 us) when the word came free, halved (down to 1 us)
+ * when the time ran out, so a crowded machine, where the holder is often
+ * not running, soon spins little. A word a peer wrote costs that once per
+ * call; then the lock's own wait, deadline and owner-death rules apply.
+ */
+#define QLOCK_SPIN_MIN_NS 1000u
+#define QLOCK_SPIN_MAX_NS 20000u
+
+static uint64_t mono_ns(void);
+
+static void qlock_spin(shmkit_queue *q)
+{
+    const struct shmkit__mutex_layout *s =
+        (const struct shmkit__mutex_layout *)(const void *)&q->hdr->lock;
+    uint32_t ns = __atomic_load_n(&q->spin_lock, __ATOMIC_RELAXED);
+    uint64_t t0;
+    int i;
+
+    if (shmkit__os.cpus_online() < 2)
+        return;
+    t0 = mono_ns();
+    for (;;) {
+        for (i = 0; i < 32; i++) {
+            if (!(__atomic_load_n(&s->word, __ATOMIC_RELAXED) &
+                  SHMKIT__FUTEX_TID)) {
+                ns = ns > QLOCK_SPIN_MAX_NS / 2 ? QLOCK_SPIN_MAX_NS : ns * 2;
+                __atomic_store_n(&q->spin_lock, ns, __ATOMIC_RELAXED);
+                return;
+            }
+            shmkit__cpu_relax();
+        }
+        if (mono_ns() - t0 >= ns)
+            break;
+    }
+    ns = ns / 2 < QLOCK_SPIN_MIN_NS ? QLOCK_SPIN_MIN_NS : ns / 2;
+    __atomic_store_n(&q->spin_lock, ns, __ATOMIC_RELAXED);
+}
+
 /* The least a call with a deadline waits for the queue's mutex. Holders
  * keep it for microseconds; only a stopped holder, or a mutex word that a
  * hostile peer wrote naming a live thread, keeps it longer. */
@@ -389,11 +437,16 @@ static int qlock_by(shmkit_queue *q, const struct timespec *deadline)
 
     if (deadline == SHMKIT_QUEUE_TRY)
         return qlock_how(q, true, NULL);
-    if (!deadline)
-        return qlock(q);
-    if (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L)
+    if (deadline &&
+        (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L))
         return -EINVAL;
     /* Nearly always free: no clock is read unless it is not. */
+    r = qlock_how(q, true, NULL);
+    if (r != -EAGAIN)
+        return r;
+    qlock_spin(q);
+    if (!deadline)
+        return qlock(q);
     r = qlock_how(q, true, NULL);
     if (r != -EAGAIN)
         return r;
@@ -1548,6 +1601,7 @@ static int queue_wrap(shmkit_queue **out, shmkit_block *b,
     q->max_msgs = h->max_msgs;
     q->spin_data = SPIN_MAX_NS;
     q->spin_space = SPIN_MAX_NS;
+    q->spin_lock = QLOCK_SPIN_MAX_NS;
     *out = q;
     return 0;
 }
