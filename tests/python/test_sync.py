@@ -335,3 +335,37 @@ def test_threads_share_a_lock(lock):
     for t in ts:
         t.join()
     assert counter[0] == 8000
+
+
+def _tp_clear(base, obj):
+    """Runs base's tp_clear on obj, as the cyclic garbage collector does to
+    an object in an unreachable cycle before it is freed: the only way a
+    lock (or typed object) ends up without its block."""
+    import ctypes
+    get_slot = ctypes.pythonapi.PyType_GetSlot
+    get_slot.restype = ctypes.c_void_p
+    get_slot.argtypes = [ctypes.py_object, ctypes.c_int]
+    clear = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object)(   # GIL held
+        get_slot(base, 51))                 # Py_tp_clear (typeslots.h)
+    assert clear(obj) == 0
+
+
+def test_cleared_lock_raises_value_error(names):
+    """A lock the collector has cleared has no block: `with`, __exit__ and
+    unlink() raise ValueError ("not initialised", "no name"), as CPython's
+    objects do for an operation on an uninitialised object."""
+    lk = shmkit.Lock(track=False)
+    names.add(lk.name)
+    name, owner = lk.name, lk._owner      # keeps the block mapped
+    _tp_clear(shmkit._shmkit.LockBase, lk)
+    assert lk.name is None
+    with pytest.raises(ValueError, match="the lock is not initialised"):
+        with lk:
+            pass
+    with pytest.raises(ValueError, match="the lock is not initialised"):
+        lk.__exit__(None, None, None)
+    with pytest.raises(ValueError, match="the lock has no name"):
+        lk.unlink()
+    assert os.path.exists("/dev/shm/" + name)
+    del owner
+    shmkit.Lock.attach(name).unlink()

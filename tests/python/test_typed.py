@@ -264,3 +264,23 @@ def test_value_lock_dead_holder(names, ctx):
     with v:
         assert v.value == 1
     v.unlink()
+
+
+def test_cleared_value_raises_value_error(names):
+    """A Value the collector has cleared (tp_clear, run here through
+    ctypes as the cyclic collector runs it) has no block: reading or
+    writing it and unlink() raise ValueError "typed object is not
+    initialised"."""
+    from test_sync import _tp_clear
+    v = shmkit.Value('i', 5)
+    names.add(v.name)
+    name = v.name
+    _tp_clear(shmkit._shmkit.TypedBase, v)
+    def store():
+        v.value = 6
+
+    for use in (lambda: v.value, store, v.unlink):
+        with pytest.raises(ValueError, match="typed object is not initialised"):
+            use()
+    assert os.path.exists("/dev/shm/" + name)
+    shmkit.Value.attach(name).unlink()
