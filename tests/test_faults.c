@@ -89,6 +89,15 @@ static ssize_t bad_getrandom(void *buf, size_t len, unsigned fl)
     return getrandom(buf, len, fl);
 }
 
+/* Fails with inject_errno, or with 0 reads nothing (returns 0, end of
+ * file: the object shrank between the attacher's fstat and its read). */
+static ssize_t bad_pread(int fd, void *buf, size_t len, off_t off)
+{
+    if (should_fail())
+        return inject_errno ? (errno = inject_errno, -1) : 0;
+    return pread(fd, buf, len, off);
+}
+
 static void inject(int err, int pass)
 {
     inject_errno = err;
@@ -312,4 +321,50 @@ Test(faults, mremap_failure_keeps_old_size)
     shmkit_block_unlink(b);
     shmkit_block_close(b);
     assert_nothing_left(base);
+}
+
+/* An attach that reads the header with pread (a list, an array, a named
+ * lock) and reads nothing is SHMKIT_ETRUNCATED; a failing read is its
+ * error; neither leaves a descriptor or a mapping. */
+Test(faults, pread_of_nothing_or_failing_at_attach)
+{
+    shmkit_item items[] = {shmkit_item_int(7), shmkit_item_str("x")};
+    static const int errs[] = {0, EIO};
+    static const int want[] = {SHMKIT_ETRUNCATED, -EIO};
+    size_t shape[1] = {4};
+    struct baseline base;
+    shmkit_list *l, *l2;
+    shmkit_array *a, *a2;
+    shmkit_lock *k, *k2;
+    int i;
+
+    cr_assert_eq(shmkit_list_create(&l, tu_name("pl"), items, 2, 0), 0);
+    cr_assert_eq(shmkit_array_create(&a, tu_name("pa"), 'i', 1, shape, 0), 0);
+    cr_assert_eq(shmkit_lock_create(&k, tu_name("pk"), 0, 0), 0);
+    base = baseline();
+    shmkit__sys.pread = bad_pread;
+    for (i = 0; i < 2; i++) {
+        inject(errs[i], 0);
+        cr_assert_eq(shmkit_list_attach(&l2, tu_name("pl"), 0), want[i],
+                     "list, errno %d", errs[i]);
+        cr_assert_eq(calls, 1);
+        inject(errs[i], 0);
+        cr_assert_eq(shmkit_array_attach(&a2, tu_name("pa"), 0), want[i],
+                     "array, errno %d", errs[i]);
+        cr_assert_eq(calls, 1);
+        inject(errs[i], 0);
+        cr_assert_eq(shmkit_lock_attach(&k2, tu_name("pk"), 0), want[i],
+                     "lock, errno %d", errs[i]);
+        cr_assert_eq(calls, 1);
+        cr_assert_eq(tu_fd_count(), base.fds, "descriptor leaked");
+        cr_assert_eq(tu_shm_mapping_count(), base.maps, "mapping leaked");
+    }
+    shmkit__os_reset();
+    cr_assert_eq(shmkit_list_unlink(l), 0);
+    cr_assert_eq(shmkit_list_close(l), 0);
+    cr_assert_eq(shmkit_array_unlink(a), 0);
+    cr_assert_eq(shmkit_array_close(a), 0);
+    cr_assert_eq(shmkit_lock_unlink(k), 0);
+    cr_assert_eq(shmkit_lock_close(k), 0);
+    cr_assert_eq(tu_count_leftovers(), 0);
 }
