@@ -141,9 +141,18 @@ Test(block, bad_names)
     cr_assert_eq(shmkit_block_attach(&b, NULL, 0), -EINVAL);
     cr_assert_eq(shmkit_unlink(NULL), -EINVAL);
     cr_assert_eq(shmkit_block_create(NULL, "x", 10, 0), -EINVAL);
+    /* The words for each (the CLI prints them). */
+    cr_assert_str_eq(shmkit_name_problem(NULL), "no name (NULL)");
+    cr_assert_str_eq(shmkit_name_problem("/"), "empty name");
+    cr_assert_str_eq(shmkit_name_problem("a/b"),
+                     "name contains '/' (only one leading '/' is allowed)");
+    cr_assert_str_eq(shmkit_name_problem("/.."), "name is '.' or '..'");
+    cr_assert_null(shmkit_name_problem("/ok"));
 
     memset(long_name, 'n', 256);
     long_name[256] = 0;
+    cr_assert_str_eq(shmkit_name_problem(long_name),
+                     "name longer than 255 bytes");
     cr_assert_eq(shmkit_block_create(&b, long_name, 10, 0), -ENAMETOOLONG);
     cr_assert_eq(shmkit_name_check(long_name), -ENAMETOOLONG);
     long_name[255] = 0; /* 255 bytes: the limit, accepted */
@@ -152,6 +161,46 @@ Test(block, bad_names)
     cr_assert_eq(shmkit_block_create(&b, long_name, 10, 0), 0);
     shmkit_block_unlink(b);
     shmkit_block_close(b);
+}
+
+/* Every public entry point refuses a NULL out pointer and flags it does
+ * not take with -EINVAL, before it touches anything. */
+Test(block, null_out_and_bad_flags_are_einval)
+{
+    size_t shape[1] = {1};
+    shmkit_mutex_info info;
+    shmkit_block *made, *b;
+    shmkit_list *l;
+    shmkit_array *a;
+    shmkit_lock *k;
+    shmkit_cond *unaligned;
+    uint64_t cbuf[SHMKIT_COND_SIZE / 8 + 1];
+
+    cr_assert_eq(shmkit_block_create(&made, tu_name("arg"), 64, 0), 0);
+    cr_assert_eq(shmkit_block_attach(NULL, tu_name("arg"), 0), -EINVAL);
+    cr_assert_eq(shmkit_block_attach(&b, tu_name("arg"), SHMKIT_TRACK), -EINVAL,
+                 "only the creator tracks");
+    cr_assert_null(b);
+    cr_assert_eq(shmkit_list_attach(NULL, tu_name("arg"), 0), -EINVAL);
+    cr_assert_eq(shmkit_list_open_block(NULL, NULL), -EINVAL);
+    cr_assert_eq(shmkit_list_open_block(&l, NULL), -EINVAL);
+    cr_assert_eq(shmkit_array_create(NULL, tu_name("arr"), 'i', 1, shape, 0),
+                 -EINVAL);
+    cr_assert_eq(shmkit_array_attach(NULL, tu_name("arg"), 0), -EINVAL);
+    cr_assert_eq(shmkit_array_view(&a, NULL), -EINVAL);
+    cr_assert_eq(shmkit_lock_create(NULL, tu_name("lk"), 0, 0), -EINVAL);
+    cr_assert_eq(shmkit_lock_create(&k, tu_name("lk"), 0x80, 0), -EINVAL,
+                 "unknown lock flag");
+    cr_assert_null(k);
+    cr_assert_eq(shmkit_lock_create(&k, tu_name("lk"), 0, SHMKIT_RDONLY),
+                 -EINVAL);
+    cr_assert_eq(shmkit_lock_attach(NULL, tu_name("lk"), 0), -EINVAL);
+    cr_assert_eq(shmkit_cond_init(NULL), -EINVAL);
+    unaligned = (shmkit_cond *)(void *)((char *)cbuf + 4);
+    cr_assert_eq(shmkit_cond_init(unaligned), -EINVAL);
+    cr_assert_eq(shmkit_mutex_inspect(NULL, &info), -EINVAL);
+    cr_assert_eq(tu_count_leftovers(), 1, "only the block made first");
+    tu_drop_block(made);
 }
 
 Test(block, bad_sizes_leave_nothing)
