@@ -63,6 +63,7 @@ struct server {
     size_t keylen;
     struct shmkit__journal j;
     struct shmkit__nset owned;
+    uint64_t intent_ino;   /* inode of the object being created (journal_intent) */
     struct client *c[MAX_CLIENTS];
     size_t nc;
     uint8_t out[SHMKIT__MGR_FRAME_MAX];
@@ -394,11 +395,13 @@ static int auth_check(struct server *s, struct client *c,
 
 /* Journals a name this manager is about to own, before the name exists
  * (core/hooks.h): a manager killed at any instant leaves only objects its
- * journal lists, which the next manager on this state sweeps. */
+ * journal lists, which the next manager on this state sweeps. Keeps the
+ * object's inode for own() (every name tried is the same object's). */
 static int journal_intent(const char *name, uint64_t ino, void *arg)
 {
     struct server *s = arg;
 
+    s->intent_ino = ino;
     return shmkit__journal_add(&s->j, name, ino);
 }
 
@@ -406,6 +409,7 @@ static int journal_intent(const char *name, uint64_t ino, void *arg)
  * before it appears. */
 static void intent_begin(struct server *s)
 {
+    s->intent_ino = 0;
     shmkit__publish_intent.fn = journal_intent;
     shmkit__publish_intent.arg = s;
 }
@@ -416,15 +420,13 @@ static void intent_end(void)
     shmkit__publish_intent.arg = NULL;
 }
 
-/* Takes a new, already journaled object into the owned set. */
-static int own(struct server *s, const char *name, int fd)
+/* Takes a new, already journaled object into the owned set, under the
+ * inode its publishing journaled (no second fstat). */
+static int own(struct server *s, const char *name)
 {
-    struct stat st;
-    int r;
+    int r = s->intent_ino ? shmkit__nset_put(&s->owned, name, s->intent_ino)
+                          : -EIO; /* published without an intent: cannot be */
 
-    r = fstat(fd, &st) < 0 ? -errno : 0;
-    if (r == 0)
-        r = shmkit__nset_put(&s->owned, name, (uint64_t)st.st_ino);
     if (r < 0) {
         shmkit__os.shm_unlink(name);
         shmkit__journal_del(&s->j, name);
@@ -434,8 +436,20 @@ static int own(struct server *s, const char *name, int fd)
     return 0;
 }
 
-static int do_create(struct server *s, const struct shmkit__mgr_msg *m,
-                     char *name)
+/* A new object made for a client: its block, and the list or queue
+ * handle over it if it is one (closed once the object is owned). */
+struct made {
+    shmkit_block *b;
+    shmkit_list *l;
+    shmkit_queue *q;
+};
+
+/* The makers below decode a CREATE* message, refuse it when the manager
+ * owns MAX_OWNED objects already, and create the object (the caller has
+ * begun the publish intent). */
+
+static int make_block(struct server *s, const struct shmkit__mgr_msg *m,
+                      char *name, struct made *o)
 {
     shmkit_block *b;
     uint64_t size;
@@ -448,26 +462,20 @@ static int do_create(struct server *s, const struct shmkit__mgr_msg *m,
         return -ENOSPC;
     if (size > SIZE_MAX)
         return -EINVAL;
-    intent_begin(s);
     /* Reserved: a client's write to a block the manager made cannot
      * SIGBUS on a full /dev/shm (the create fails with -ENOSPC). */
     r = shmkit_block_create(&b, name[0] ? name : NULL, (size_t)size,
                             SHMKIT_RESERVE);
-    intent_end();
-    if (r < 0)
-        return r;
-    strcpy(name, shmkit_block_name(b));
-    r = own(s, name, shmkit_block_fd(b));
-    shmkit_block_close(b);
+    if (r == 0)
+        *o = (struct made){b, NULL, NULL};
     return r;
 }
 
-static int do_create_list(struct server *s, const struct shmkit__mgr_msg *m,
-                          char *name)
+static int make_list(struct server *s, const struct shmkit__mgr_msg *m,
+                     char *name, struct made *o)
 {
     shmkit_item *items = NULL;
     shmkit_list *l;
-    shmkit_block *b;
     size_t n;
     int r;
 
@@ -476,27 +484,19 @@ static int do_create_list(struct server *s, const struct shmkit__mgr_msg *m,
         return r;
     if (s->owned.count >= MAX_OWNED)
         r = -ENOSPC;
-    if (r == 0) {
-        intent_begin(s);
+    if (r == 0)
         r = shmkit_list_create(&l, name[0] ? name : NULL, items, n, 0);
-        intent_end();
-    }
     free(items);
-    if (r < 0)
-        return r;
-    b = shmkit_list_block(l);
-    strcpy(name, shmkit_block_name(b));
-    r = own(s, name, shmkit_block_fd(b));
-    shmkit_list_close(l);
+    if (r == 0)
+        *o = (struct made){shmkit_list_block(l), l, NULL};
     return r;
 }
 
-static int do_create_queue(struct server *s, const struct shmkit__mgr_msg *m,
-                           char *name)
+static int make_queue(struct server *s, const struct shmkit__mgr_msg *m,
+                      char *name, struct made *o)
 {
     uint64_t capacity, max_messages;
     shmkit_queue *q;
-    shmkit_block *b;
     int r;
 
     r = shmkit__mgr_decode_queue_create(m, &capacity, &max_messages, name);
@@ -506,18 +506,38 @@ static int do_create_queue(struct server *s, const struct shmkit__mgr_msg *m,
         return -ENOSPC;
     if (capacity > SIZE_MAX || max_messages > SIZE_MAX)
         return -EINVAL;
-    intent_begin(s);
     /* Untracked: the manager's journal is its lifetime. Reserved and
      * prefaulted by shmkit_queue_create itself. */
     r = shmkit_queue_create(&q, name[0] ? name : NULL, (size_t)capacity,
                             (size_t)max_messages, 0);
+    if (r == 0)
+        *o = (struct made){shmkit_queue_block(q), NULL, q};
+    return r;
+}
+
+/* CREATE, CREATE_LIST, CREATE_QUEUE: makes the object with its name
+ * journaled before it appears, owns it, and leaves its name in `name`. */
+static int do_create(struct server *s, const struct shmkit__mgr_msg *m,
+                     char *name)
+{
+    struct made o = {NULL, NULL, NULL};
+    int r;
+
+    intent_begin(s);
+    r = m->type == SHMKIT__MGR_CREATE_LIST    ? make_list(s, m, name, &o)
+        : m->type == SHMKIT__MGR_CREATE_QUEUE ? make_queue(s, m, name, &o)
+                                              : make_block(s, m, name, &o);
     intent_end();
     if (r < 0)
         return r;
-    b = shmkit_queue_block(q);
-    strcpy(name, shmkit_block_name(b));
-    r = own(s, name, shmkit_block_fd(b));
-    shmkit_queue_close(q);
+    strcpy(name, shmkit_block_name(o.b));
+    r = own(s, name);
+    if (o.l)
+        shmkit_list_close(o.l);
+    else if (o.q)
+        shmkit_queue_close(o.q);
+    else
+        shmkit_block_close(o.b);
     return r;
 }
 
@@ -612,17 +632,9 @@ static bool handle(struct server *s, struct client *c,
     }
     switch (m->type) {
     case SHMKIT__MGR_CREATE:
-        r = do_create(s, m, name);
-        if (r == 0)
-            return reply(s, c, m->type, 0, name, (uint32_t)strlen(name));
-        break;
     case SHMKIT__MGR_CREATE_LIST:
-        r = do_create_list(s, m, name);
-        if (r == 0)
-            return reply(s, c, m->type, 0, name, (uint32_t)strlen(name));
-        break;
     case SHMKIT__MGR_CREATE_QUEUE:
-        r = do_create_queue(s, m, name);
+        r = do_create(s, m, name);
         if (r == 0)
             return reply(s, c, m->type, 0, name, (uint32_t)strlen(name));
         break;
