@@ -333,12 +333,13 @@ static void sink_flush(struct sink *s)
     s->used = 0;
 }
 
+/* Appends len bytes from p, or len zero bytes if p is NULL. */
 static void sink_put(struct sink *s, const void *p, size_t len)
 {
     const unsigned char *q = p;
     size_t k;
 
-    if (len >= s->cap) {        /* a long value: write it from where it is */
+    if (q && len >= s->cap) {   /* a long value: write it from where it is */
         sink_flush(s);
         if (s->err == 0)
             s->err = shmkit__block_pwrite(s->b, s->off, q, len);
@@ -347,22 +348,12 @@ static void sink_put(struct sink *s, const void *p, size_t len)
     }
     while (len > 0) {
         k = s->cap - s->used < len ? s->cap - s->used : len;
-        memcpy(s->buf + s->used, q, k);
-        s->used += k;
-        q += k;
-        len -= k;
-        if (s->used == s->cap)
-            sink_flush(s);
-    }
-}
-
-static void sink_zero(struct sink *s, size_t len)
-{
-    size_t k;
-
-    while (len > 0) {
-        k = s->cap - s->used < len ? s->cap - s->used : len;
-        memset(s->buf + s->used, 0, k);
+        if (q) {
+            memcpy(s->buf + s->used, q, k);
+            q += k;
+        } else {
+            memset(s->buf + s->used, 0, k);
+        }
         s->used += k;
         len -= k;
         if (s->used == s->cap)
@@ -464,7 +455,7 @@ static int write_image(shmkit_list *l, const shmkit_item *items,
         len = v->v.s.len;
         if (len)
             sink_put(&s, v->v.s.ptr, len);
-        sink_zero(&s, lay->rel[k + 1] - lay->rel[k] - len);
+        sink_put(&s, NULL, lay->rel[k + 1] - lay->rel[k] - len); /* pad */
         k++;
     }
     sink_put(&s, lay->fmt, 8 * n);
