@@ -100,6 +100,12 @@ typedef struct MappingObject {
 } MappingObject;
 
 int ext_mapping_init_type(PyObject *m, ext_state *st);
+/* The SharedMemory over Mapping m for an object of type `owner`: what
+ * owner._shm_class._from_mapping(m, track) makes (shared_memory.py), in
+ * C. A new reference, or NULL with the exception set. */
+PyObject *ext_shm_over(PyTypeObject *owner, PyObject *m, int track);
+/* "name", interned (borrowed; made by ext_mapping_init_type). */
+PyObject *ext_str_name(void);
 
 /* Wraps a handle of the given kind (stolen: closed on failure too) into a
  * new Mapping; `b` is the handle's block. */

@@ -365,24 +365,6 @@ static int list_create(ListObject *self, PyObject *seq, const char *name,
     return 0;
 }
 
-/* Interned attribute names of the SharedMemory that `shm` makes. */
-enum { S_CLASS, S_TRACK, S_MAPPING, S_NAME, S_SIZE, S_BUF, S_ARGNAME,
-       S_COUNT };
-static PyObject *shm_names[S_COUNT];
-
-static int shm_names_init(void)
-{
-    static const char *const text[S_COUNT] = {
-        "_shm_class", "_track", "_mapping", "_name", "_size", "_buf", "name"};
-    int i;
-
-    for (i = 0; i < S_COUNT; i++)
-        if (!shm_names[i] &&
-            !(shm_names[i] = PyUnicode_InternFromString(text[i])))
-            return -1;
-    return 0;
-}
-
 static int list_init(ListObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"sequence", "name", "track", NULL};
@@ -395,8 +377,7 @@ static int list_init(ListObject *self, PyObject *args, PyObject *kw)
      * [with seq], skip the general parser (a third of an attach's Python
      * time). */
     if (PyTuple_GET_SIZE(args) <= 1 && kw && PyDict_GET_SIZE(kw) == 1 &&
-        shm_names_init() == 0 &&
-        (given = PyDict_GetItemWithError(kw, shm_names[S_ARGNAME]))) {
+        (given = PyDict_GetItemWithError(kw, ext_str_name()))) {
         nameobj = given;
         if (PyTuple_GET_SIZE(args) == 1)
             seq = PyTuple_GET_ITEM(args, 0);
@@ -516,61 +497,21 @@ static PyObject *list_index(ListObject *self, PyObject *value)
     return PyLong_FromSize_t(idx);
 }
 
-/* Sets obj.<name i> to v (stolen; NULL: the error that made it). */
-static int shm_put(PyObject *obj, int i, PyObject *v)
-{
-    int r;
-
-    if (!v)
-        return -1;
-    r = PyObject_SetAttr(obj, shm_names[i], v);
-    Py_DECREF(v);
-    return r;
-}
-
 /* The SharedMemory over this list's block, made on first use: what
  * SharedMemory._from_mapping(mapping, track) makes, in C (the class is
  * the subclass's _shm_class). The Python it replaces cost about a tenth
  * of an attach. */
 static PyObject *list_get_shm(ListObject *self, void *c)
 {
-    PyObject *cls, *shm, *empty, *name;
-    PyTypeObject *tp;
-
     if (self->shm)
         return Py_NewRef(self->shm);
     if (!self->mapping) {
         PyErr_SetString(PyExc_ValueError, "ShareableList is not initialised");
         return NULL;
     }
-    if (shm_names_init() < 0)
-        return NULL;
-    cls = PyObject_GetAttr((PyObject *)Py_TYPE(self), shm_names[S_CLASS]);
-    if (!cls)
-        return NULL;
-    if (!PyType_Check(cls) || !((PyTypeObject *)cls)->tp_new) {
-        PyErr_SetString(PyExc_TypeError, "_shm_class must be a class");
-        Py_DECREF(cls);
-        return NULL;
-    }
-    tp = (PyTypeObject *)cls;
-    empty = PyTuple_New(0);
-    shm = empty ? tp->tp_new(tp, empty, NULL) : NULL;
-    Py_XDECREF(empty);
-    Py_DECREF(cls);
-    if (!shm)
-        return NULL;
-    name = PyUnicode_FromFormat("/%U", self->mapping->name);
-    if (shm_put(shm, S_TRACK, PyBool_FromLong(self->track)) < 0 ||
-        shm_put(shm, S_MAPPING, Py_NewRef((PyObject *)self->mapping)) < 0 ||
-        shm_put(shm, S_NAME, name) < 0 ||
-        shm_put(shm, S_SIZE, PyLong_FromSsize_t(self->mapping->size)) < 0 ||
-        shm_put(shm, S_BUF, PyMemoryView_FromObject((PyObject *)self->mapping)) < 0) {
-        Py_DECREF(shm);
-        return NULL;
-    }
-    self->shm = shm;
-    return Py_NewRef(shm);
+    self->shm = ext_shm_over(Py_TYPE(self), (PyObject *)self->mapping,
+                             self->track);
+    return Py_XNewRef(self->shm);
 }
 
 static PyObject *list_format(ListObject *self, void *c)

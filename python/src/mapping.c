@@ -425,13 +425,13 @@ enum {
     A_MAPPING, A_BUF, A_NAME, A_SIZE, A_FLAGS, A_RAW, A_TRACK, A_MODE,
     A_SLASH, A_INIT, A_MADE, A_KEEP, A_MOVE, A_POPITEM, A_CLOSE, A_UNLINK,
     A_UNLINK_BLOCK, A_PUBNAME, A_SLASHSTR, A_ARG_NAME, A_ARG_CREATE,
-    A_ARG_SIZE, A_ARG_TRACK, A_ARG_RESERVE, A_ZERO, A_COUNT
+    A_ARG_SIZE, A_ARG_TRACK, A_ARG_RESERVE, A_SHM_CLASS, A_ZERO, A_COUNT
 };
 static const char *const shm_attr_names[A_COUNT] = {
     "_mapping", "_buf", "_name", "_size", "_flags", "_raw", "_track",
     "_mode", "_prepend_leading_slash", "_init", "_made_names", "_made_keep",
     "move_to_end", "popitem", "close", "unlink", "unlink_block", "name",
-    "/", "name", "create", "size", "track", "reserve", NULL
+    "/", "name", "create", "size", "track", "reserve", "_shm_class", NULL
 };
 static PyObject *shm_attr[A_COUNT];   /* interned once; A_ZERO is int 0 */
 
@@ -562,6 +562,43 @@ static int shm_fill(PyObject *self, PyObject *module, PyObject *m,
     }
     Py_DECREF(m);
     return 0;
+}
+
+PyObject *ext_shm_over(PyTypeObject *owner, PyObject *m, int track)
+{
+    MappingObject *mo = (MappingObject *)m;
+    PyObject *cls, *shm, *empty;
+    PyTypeObject *tp;
+
+    cls = PyObject_GetAttr((PyObject *)owner, shm_attr[A_SHM_CLASS]);
+    if (!cls)
+        return NULL;
+    if (!PyType_Check(cls) || !((PyTypeObject *)cls)->tp_new) {
+        PyErr_SetString(PyExc_TypeError, "_shm_class must be a class");
+        Py_DECREF(cls);
+        return NULL;
+    }
+    tp = (PyTypeObject *)cls;
+    empty = PyTuple_New(0);
+    shm = empty ? tp->tp_new(tp, empty, NULL) : NULL;
+    Py_XDECREF(empty);
+    Py_DECREF(cls);
+    if (!shm)
+        return NULL;
+    if (shm_set(shm, A_TRACK, PyBool_FromLong(track)) < 0 ||
+        shm_set(shm, A_MAPPING, Py_NewRef(m)) < 0 ||
+        shm_set(shm, A_NAME, PyUnicode_Concat(shm_attr[A_SLASHSTR], mo->name)) < 0 ||
+        shm_set(shm, A_SIZE, PyLong_FromSsize_t(mo->size)) < 0 ||
+        shm_set(shm, A_BUF, PyMemoryView_FromObject(m)) < 0) {
+        Py_DECREF(shm);
+        return NULL;
+    }
+    return shm;
+}
+
+PyObject *ext_str_name(void)
+{
+    return shm_attr[A_ARG_NAME];
 }
 
 /* The common create (create=True, a str name, size > 0) and the common
