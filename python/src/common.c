@@ -71,6 +71,47 @@ int ext_name_arg(PyObject *obj, const char **out)
     return 0;
 }
 
+int ext_fastcall_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, const char *const *names,
+                      int required, PyObject **out, int nout)
+{
+    Py_ssize_t k, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    int i;
+
+    if (nargs + nkw > nout) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d argument%s (%zd "
+                     "given)", fn, nout, nout == 1 ? "" : "s", nargs + nkw);
+        return -1;
+    }
+    for (i = 0; i < nout; i++)
+        out[i] = i < nargs ? args[i] : NULL;
+    for (k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+
+        for (i = 0; i < nout; i++)
+            if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0)
+                break;
+        if (i == nout) {
+            PyErr_Format(PyExc_TypeError,
+                         "%R is an invalid keyword argument for %s()", key, fn);
+            return -1;
+        }
+        if (out[i]) {
+            PyErr_Format(PyExc_TypeError, "argument for %s() given by name "
+                         "('%s') and position (%d)", fn, names[i], i + 1);
+            return -1;
+        }
+        out[i] = args[nargs + k];
+    }
+    for (i = 0; i < required; i++)
+        if (!out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument "
+                         "'%s' (pos %d)", fn, names[i], i + 1);
+            return -1;
+        }
+    return 0;
+}
+
 int ext_required_name(PyObject *obj, const char **out)
 {
     if (ext_name_arg(obj, out) < 0)

@@ -75,6 +75,16 @@ int ext_name_arg(PyObject *obj, const char **out);
 /* The same, but None is refused too (TypeError "name must be str"). */
 int ext_required_name(PyObject *obj, const char **out);
 
+/* Parses METH_FASTCALL | METH_KEYWORDS arguments (fn(a, b=..., ...),
+ * each given by position or by name) into out[0..nout) (borrowed; NULL
+ * for one not given): names are the parameters in order, the first
+ * `required` of them must be given. 0, or -1 with the TypeError
+ * PyArg_ParseTupleAndKeywords raises (CPython 3.11's words). The one
+ * parser of the module's hand-parsed fast calls (acquire, add). */
+int ext_fastcall_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, const char *const *names,
+                      int required, PyObject **out, int nout);
+
 /* ---- mapping.c: a mapped block whose lifetime its users share ---- */
 
 /* What owns the block handle of a Mapping (closed when the Mapping goes). */

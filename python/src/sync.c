@@ -234,33 +234,10 @@ int ext_acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                      int *block, PyObject **timeout)
 {
     static const char *const names[2] = {"block", "timeout"};
-    PyObject *slot[2] = {NULL, NULL};
-    Py_ssize_t k, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *slot[2];
 
-    if (nargs + nkw > 2) {
-        PyErr_Format(PyExc_TypeError, "acquire() takes at most 2 arguments (%zd given)",
-                     nargs + nkw);
+    if (ext_fastcall_args("acquire", args, nargs, kwnames, names, 0, slot, 2) < 0)
         return -1;
-    }
-    for (k = 0; k < nargs; k++)
-        slot[k] = args[k];
-    for (k = 0; k < nkw; k++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
-        int i = PyUnicode_CompareWithASCIIString(key, names[0]) == 0 ? 0
-              : PyUnicode_CompareWithASCIIString(key, names[1]) == 0 ? 1 : -1;
-
-        if (i < 0) {
-            PyErr_Format(PyExc_TypeError, "%R is an invalid keyword argument for acquire()", key);
-            return -1;
-        }
-        if (slot[i]) {
-            PyErr_Format(PyExc_TypeError,
-                         "argument for acquire() given by name ('%s') and position (%d)",
-                         names[i], i + 1);
-            return -1;
-        }
-        slot[i] = args[nargs + k];
-    }
     *block = 1;
     if (slot[0] && (*block = PyObject_IsTrue(slot[0])) < 0)
         return -1;

@@ -723,36 +723,23 @@ static PyObject *atomic_fail(TypedObject *t, int r)
     return ext_error(typed_state(t), r, typed_name(t));
 }
 
-/* add(delta=1, index=0) and fetch_add(): parsed by hand (METH_FASTCALL),
- * since they are meant to be cheap. */
-static int parse_delta_index(PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames, PyObject **dobj, Py_ssize_t *i)
+/* add(delta=1, index=0) and fetch_add(): METH_FASTCALL, since they are
+ * meant to be cheap. */
+static int parse_delta_index(const char *fn, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames,
+                             PyObject **dobj, Py_ssize_t *i)
 {
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, k;
+    static const char *const names[2] = {"delta", "index"};
+    PyObject *slot[2];
 
-    if (nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "add() takes at most 2 arguments");
+    if (ext_fastcall_args(fn, args, nargs, kwnames, names, 0, slot, 2) < 0)
         return -1;
-    }
-    *dobj = nargs > 0 ? args[0] : NULL;
+    *dobj = slot[0];
     *i = 0;
-    if (nargs > 1) {
-        *i = PyNumber_AsSsize_t(args[1], PyExc_IndexError);
+    if (slot[1]) {
+        *i = PyNumber_AsSsize_t(slot[1], PyExc_IndexError);
         if (*i == -1 && PyErr_Occurred())
             return -1;
-    }
-    for (k = 0; k < nkw; k++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, k), *val = args[nargs + k];
-        if (PyUnicode_CompareWithASCIIString(key, "delta") == 0 && nargs < 1) {
-            *dobj = val;
-        } else if (PyUnicode_CompareWithASCIIString(key, "index") == 0 && nargs < 2) {
-            *i = PyNumber_AsSsize_t(val, PyExc_IndexError);
-            if (*i == -1 && PyErr_Occurred())
-                return -1;
-        } else {
-            PyErr_Format(PyExc_TypeError, "add() got an unexpected keyword argument %R", key);
-            return -1;
-        }
     }
     return 0;
 }
@@ -767,7 +754,8 @@ static PyObject *typed_fetch_add_common(TypedObject *t, PyObject *const *args,
     size_t idx;
     int r;
 
-    if (parse_delta_index(args, nargs, kwnames, &dobj, &i) < 0)
+    if (parse_delta_index(want_new ? "add" : "fetch_add", args, nargs,
+                          kwnames, &dobj, &i) < 0)
         return NULL;
     if ((dobj && atomic_arg(dobj, &delta) < 0) || atomic_index(t, i, &idx) < 0)
         return NULL;
