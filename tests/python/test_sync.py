@@ -369,3 +369,29 @@ def test_cleared_lock_raises_value_error(names):
     assert os.path.exists("/dev/shm/" + name)
     del owner
     shmkit.Lock.attach(name).unlink()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda o: o.acquire(True, 1, 2),
+     r"^acquire\(\) takes at most 2 arguments \(3 given\)$"),
+    (lambda o: o.acquire(blocking=True),
+     r"^'blocking' is an invalid keyword argument for acquire\(\)$"),
+    (lambda o: o.acquire(False, block=True),
+     r"^argument for acquire\(\) given by name \('block'\) and position \(1\)$"),
+    (lambda o: o.acquire(None, 0.1, timeout=1),
+     r"^acquire\(\) takes at most 2 arguments \(3 given\)$"),
+])
+def test_acquire_argument_errors(lock, call, message):
+    """acquire(block=True, timeout=None) refuses bad arguments with the
+    TypeErrors multiprocessing's SemLock.acquire raises (CPython 3.11),
+    Lock's and Value's alike (one parser: ext_fastcall_args)."""
+    v = shmkit.Value('i', 0)
+    try:
+        for obj in (lock, v):
+            with pytest.raises(TypeError, match=message):
+                call(obj)
+            assert not lock._is_mine()
+        assert lock.acquire(block=False, timeout=None) is True
+        lock.release()
+    finally:
+        v.unlink()

@@ -284,3 +284,27 @@ def test_cleared_value_raises_value_error(names):
             use()
     assert os.path.exists("/dev/shm/" + name)
     shmkit.Value.attach(name).unlink()
+
+
+def test_add_argument_errors():
+    """add/fetch_add(delta=1, index=0): the TypeErrors name the method
+    called, and a value given both by position and by name is refused
+    as such (one parser with acquire: ext_fastcall_args)."""
+    v = shmkit.Array('i', 3)
+    try:
+        for fn in ("add", "fetch_add"):
+            m = getattr(v, fn)
+            with pytest.raises(TypeError, match=rf"^{fn}\(\) takes at most 2 "
+                               r"arguments \(3 given\)$"):
+                m(1, 0, 0)
+            with pytest.raises(TypeError, match=rf"^'step' is an invalid "
+                               rf"keyword argument for {fn}\(\)$"):
+                m(step=1)
+            with pytest.raises(TypeError, match=rf"^argument for {fn}\(\) given"
+                               r" by name \('delta'\) and position \(1\)$"):
+                m(1, delta=2)
+        assert v.add(index=2, delta=5) == 5
+        assert v.fetch_add(2, 2) == 5
+        assert v.add() == 1 and v[:] == [1, 0, 7]
+    finally:
+        v.unlink()
