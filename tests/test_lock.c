@@ -734,6 +734,15 @@ Test(lock, named_lock_corrupt_headers)
     cr_assert_eq(shmkit_lock_attach(&l2, name, 0), SHMKIT_EVERSION, "cond");
     cr_assert_eq(shmkit_cond_signal(shmkit_lock_cond(l)), -EINVAL);
     p[128 + 4] = 2;
+    p[128 + 6] = 1; /* the condition's flags: none are defined */
+    cr_assert_eq(shmkit_lock_attach(&l2, name, 0), SHMKIT_ECORRUPT, "cond flags");
+    p[128 + 6] = 0;
+    p[64 + 6] = 0x80; /* the mutex's flags: an unknown one */
+    cr_assert_eq(shmkit_lock_attach(&l2, name, 0), SHMKIT_ECORRUPT, "mutex flags");
+    p[64 + 6] = 0;
+    p[6] = SHMKIT_MUTEX_RECURSIVE; /* the block says recursive, its mutex not */
+    cr_assert_eq(shmkit_lock_attach(&l2, name, 0), SHMKIT_ECORRUPT, "recursion");
+    p[6] = 0;
     cr_assert_eq(shmkit_lock_parse(p, 100, NULL), SHMKIT_ETRUNCATED);
     cr_assert_eq(shmkit_lock_parse(p, 3, NULL), SHMKIT_EKIND);
     cr_assert_eq(shmkit_lock_attach(&l2, name, 0), 0);

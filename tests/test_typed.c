@@ -240,6 +240,9 @@ Test(typed, corrupt_headers_get_specific_errors)
     h[64 + 4] = 1; /* the embedded lock's layout version (sync.h) */
     cr_assert_eq(attach_code(name), SHMKIT_EVERSION, "lock version");
     RESTORE();
+    h[64 + 6] = 0; /* the embedded lock not recursive */
+    cr_assert_eq(attach_code(name), SHMKIT_ECORRUPT, "lock not recursive");
+    RESTORE();
     h[50] = 1; /* reserved */
     cr_assert_eq(attach_code(name), SHMKIT_ECORRUPT);
     RESTORE();
