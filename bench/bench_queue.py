@@ -15,8 +15,13 @@ contender of a piece of work, multiprocessing.Queue, is the reference.
 * one at a time (put/get), and shmkit's put_many/get_many of 100
 * 1 producer -> 1 consumer, and 2 producers -> 2 consumers
 
-The processes are forked before the clock starts and wait on a pipe, so
-start-up is not timed; every queue is made for the round and removed.
+The processes are forked before the clock starts and wait on a pipe (the
+clock starts once every one of them said it is ready), so start-up is not
+timed; every queue is made for the round and removed. A producer is done
+when everything it put is deliverable: for multiprocessing once its feeder
+thread has flushed (close + join_thread), for shmkit when put returned (the
+message is in the ring; closing the handle, which unmaps the ring, comes
+after and is not timed). Then the main process puts one STOP per consumer.
 
 Output, one line per contender: by default work, contender, microseconds
 per item and the speed-up over the reference; with --tsv the common
@@ -90,13 +95,20 @@ def consumer_main(q, batch, copy, ready, done):
     os._exit(0)
 
 
-def producer_main(q, item, n, batch, go, done):
+def producer_main(q, item, n, batch, ready, go, done):
+    ready.send(1)
     go.recv()
     produce(q, item, n, batch)
-    q.close()
-    if hasattr(q, "_jointhread"):       # multiprocessing's feeder thread
+    if hasattr(q, "_jointhread"):
+        # multiprocessing: what put returned on may still sit in this
+        # process's feeder thread; delivered only once it is flushed.
+        q.close()
         q.join_thread()
+    # shmkit: put returned once the message was in the ring. Closing the
+    # handle (unmapping the ring, ~1 ms for 16 MiB) delivers nothing, so
+    # it is not timed.
     done.send(1)
+    q.close()
     os._exit(0)
 
 
@@ -116,12 +128,14 @@ def one_round(make_queue, item, n, producers, consumers, batch, copy=True):
             cons.append((p, d_r))
         go = []
         for k in range(producers):
+            r, w = ctx.Pipe(False)
             g_r, g_w = ctx.Pipe(False)
             d_r, d_w = ctx.Pipe(False)
             share = n // producers + (k < n % producers)
             p = ctx.Process(target=producer_main,
-                            args=(q, item, share, batch, g_r, d_w))
+                            args=(q, item, share, batch, w, g_r, d_w))
             p.start()
+            r.recv()
             prods.append((p, d_r))
             go.append(g_w)
         t0 = time.perf_counter()
