@@ -553,6 +553,54 @@ Test(queue, release_takes_no_lock_and_the_next_put_reclaims)
     drop(q);
 }
 
+/* Wrapping early: with nothing waiting in the ring (only loans), a put
+ * starts over at the ring's start when the message fits before head, so
+ * a consumer that keeps up cycles through a few messages' worth of the
+ * ring; the space after a loan is unused until it ends (the documented
+ * cost). A waiting (READY) message means a consumer is behind: the ring
+ * is walked as before. 64 KiB ring: early wrap past 16 KiB. */
+Test(queue, wraps_early_while_nothing_waits)
+{
+    shmkit_queue *q = make("early", 1 << 16, 0);
+    const size_t n = 20480, rec = 16 + 20480;
+    const void *pa, *pb, *p;
+    void *wa, *wb, *wc;
+    char buf[1];
+    size_t len;
+
+    cr_assert_eq(shmkit_queue_reserve(q, n, &wa, NULL), 0);
+    cr_assert_eq(shmkit_queue_commit(q, wa, n), 0);
+    cr_assert_eq(shmkit_queue_peek(q, &pa, &len, NULL), 0);
+    /* A is loaned at the start: B goes after it. */
+    cr_assert_eq(shmkit_queue_reserve(q, n, &wb, NULL), 0);
+    cr_assert_eq((char *)wb - (char *)wa, (ptrdiff_t)rec);
+    cr_assert_eq(shmkit_queue_commit(q, wb, n), 0);
+    cr_assert_eq(shmkit_queue_release(q, pa), 0);
+    cr_assert_eq(shmkit_queue_peek(q, &pb, &len, NULL), 0);
+    cr_assert_eq(pb, wb);
+    /* Only B (loaned) in the ring, C fits before it: C starts over. */
+    cr_assert_eq(shmkit_queue_reserve(q, n, &wc, NULL), 0);
+    cr_assert_eq(wc, wa, "C at offset %td, not at the start",
+                 (char *)wc - (char *)wa);
+    cr_assert_eq(shmkit_queue_commit(q, wc, n), 0);
+    /* The cost: while B is loaned, the space after it is not used. */
+    cr_assert_eq(shmkit_queue_put(q, wa, n, SHMKIT_NOWAIT), -EAGAIN);
+    cr_assert_eq(shmkit_queue_release(q, pb), 0);
+    cr_assert_eq(shmkit_queue_put(q, wa, n, SHMKIT_NOWAIT), 0);
+    /* C and D wait (READY): E goes after them, not to the start. */
+    cr_assert_eq(shmkit_queue_reserve(q, n, &wc, NULL), 0);
+    cr_assert_eq((char *)wc - (char *)wa, (ptrdiff_t)(2 * rec));
+    cr_assert_eq(shmkit_queue_commit(q, wc, n), 0);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(shmkit_queue_peek(q, &p, &len, NULL), 0);
+        cr_assert_eq(len, n);
+        cr_assert_eq(shmkit_queue_release(q, p), 0);
+    }
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT),
+                 -EAGAIN);
+    drop(q);
+}
+
 /* One CPU online: waiters never spin, so every wake-up is a futex wake
  * (with several CPUs most are absorbed by the spin). Both directions: the
  * consumer waits for data, the producer for room in a 4-message ring. */
