@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -113,9 +114,9 @@ static pid_t child_in_flight(const char *tag, char what, int ready)
             CHILD_CHECK(shmkit_queue_peek(a, &p, &len, NULL) == 0, 5);
         }
         CHILD_CHECK(write(ready, "x", 1) == 1, 6);
-        for (;;)
-            if (read(ready, &c, 1) < 0) /* never answered: until killed */
-                _exit(7);
+        while (read(ready, &c, 1) > 0) /* never written: until killed */
+            ;
+        _exit(7);
     }
     return pid;
 }
@@ -346,5 +347,74 @@ Test(queue_live, slot_taken_at_first_record_freed_at_close)
     cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 1);
     cr_assert_eq(shmkit_queue_put(q, "y", 1, NULL), 0);
     cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 1, "taken twice");
+    drop(q);
+}
+
+/* A peer scribbling on the slot table (any word, pid, start, list
+ * pointer; a copy of the owner's slot with another thread id; marks of
+ * death on live slots) never makes a waiter crash, hang past its deadline
+ * or take a record of a live owner; once the owner is killed, the waiter
+ * still gets through (by its slot if one still tells, else by slices). */
+Test(queue_live, scribbled_slot_table_never_hangs_a_waiter)
+{
+    shmkit_queue *q = make("ls", 4096, 0);
+    struct shmkit__live_slot *slots, keep[120];
+    struct killer k = {0};
+    struct timespec d;
+    unsigned seed = (unsigned)time(NULL), round, i;
+    pthread_t t;
+    int fds[2], r;
+    char buf[16];
+    size_t len;
+
+    cr_log_info("seed %u", seed);
+    slots = (struct shmkit__live_slot *)((char *)shmkit_block_data(
+                                             shmkit_queue_block(q)) +
+                                         SHMKIT_QUEUE_HEADER);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    k.pid = child_in_flight("ls", 'R', fds[1]);
+    wait_ready(fds[0]);
+    memcpy(keep, slots, sizeof keep);
+    for (round = 0; round < 40; round++) {
+        uint32_t *w = (uint32_t *)slots;
+
+        for (i = 0; i < 1 + (unsigned)rand_r(&seed) % 8; i++) {
+            unsigned at = (unsigned)rand_r(&seed) % (120 * 8);
+            static const uint32_t vals[] = {0, 1, 0x40000000u, 0x80000000u,
+                                            0xc0000000u, 0xffffffffu};
+
+            switch (rand_r(&seed) % 4) {
+            case 0: w[at] = (uint32_t)rand_r(&seed); break;
+            case 1: w[at] = vals[rand_r(&seed) % 6]; break;
+            case 2: w[at] = (uint32_t)k.pid; break;
+            default: /* the child's slot copied, another thread named */
+                slots[at / 8] = keep[0].pid == k.pid ? keep[0] : keep[1];
+                slots[at / 8].word = (uint32_t)gettid();
+            }
+        }
+        shmkit_deadline(&d, 0.02);
+        r = shmkit_queue_get(q, buf, sizeof buf, &len, &d);
+        cr_assert_eq(r, -ETIMEDOUT, "round %u: %d (%s)", round, r,
+                     shmkit_last_error());
+        cr_assert_geq(shmkit_queue_slots(
+                          shmkit_block_data(shmkit_queue_block(q)),
+                          shmkit_block_size(shmkit_queue_block(q)), NULL, 0),
+                      0);
+        if (rand_r(&seed) % 4 == 0)
+            memcpy(slots, keep, sizeof keep);
+    }
+    /* A slot scribbled to look like the child's may be slept on till the
+     * deadline: the table as it was, so that its death tells. */
+    memcpy(slots, keep, sizeof keep);
+    k.q = q;
+    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
+    shmkit_deadline(&d, 60);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    expect_killed(k.pid);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    close(fds[0]);
+    close(fds[1]);
     drop(q);
 }

@@ -46,8 +46,10 @@ const struct cli_command cli_commands[] = {
      "Decodes the object by its kind: a ShareableList (shmkit's or\n"
      "CPython's) item by item in Python's repr style; a Value; an Array\n"
      "with its shape, rows nested and the middle elided when large, as\n"
-     "NumPy prints it; a named lock's state; a queue's capacity, depth and\n"
-     "waiters. A raw block has no layout to decode: show says so in one\n"
+     "NumPy prints it; a named lock's state; a queue's capacity, depth,\n"
+     "waiters, the processes attached (those that made a record) and its\n"
+     "liveness slots in use (pid, thread, died, waited on). A raw block\n"
+     "has no layout to decode: show says so in one\n"
      "line and exits 1. Nothing is locked: values are a snapshot a writer\n"
      "may be changing.",
      {{"--json", "one JSON object: str as strings, bytes as\n"

@@ -6,13 +6,37 @@
  * figures are a snapshot that producers and consumers may be changing
  * meanwhile (shmkit_queue_parse copies and checks every field it reads).
  * Every command gets them from cli_queue_figures() and prints them with
- * the helpers below, so show, ls and info always agree.
+ * the helpers below, so show, ls and info always agree. `show` also lists
+ * the liveness slots in use (shmkit_queue_slots): which process holds
+ * each, through which thread, and whether it died or has waiters.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+
+/* The liveness slots in use, one line each (version 2). */
+static void show_slots(shmkit_block *b, const shmkit_queue_info *in)
+{
+    shmkit_queue_slot sl[128];
+    int n, i;
+
+    if (!in->slots) {
+        printf("liveness:   none (a version-1 queue: waits behind a dead "
+               "peer re-check in slices)\n");
+        return;
+    }
+    n = shmkit_queue_slots(shmkit_block_data(b), shmkit_block_size(b), sl,
+                           sizeof sl / sizeof *sl);
+    printf("attached:   %u process%s holding %u of %u liveness slots\n",
+           in->attached, in->attached == 1 ? "" : "es", in->slots_held,
+           in->slots);
+    for (i = 0; i < n && i < (int)(sizeof sl / sizeof *sl); i++)
+        printf("  slot %3u: pid %d, thread %u%s%s\n", sl[i].index, sl[i].pid,
+               sl[i].tid, sl[i].died ? ", died" : "",
+               sl[i].waiters ? ", waited on" : "");
+}
 
 static void show_text(shmkit_block *b, const shmkit_queue_info *in)
 {
@@ -37,6 +61,7 @@ static void show_text(shmkit_block *b, const shmkit_queue_info *in)
            in->waiting_producers == 1 ? "" : "s", in->waiting_consumers,
            in->waiting_consumers == 1 ? "" : "s");
     free(name);
+    show_slots(b, in);
 }
 
 int cli_queue_figures(shmkit_block *b, shmkit_queue_info *in)
@@ -49,10 +74,12 @@ void cli_queue_json_members(FILE *f, const shmkit_queue_info *in)
     fprintf(f, "\"version\": %u, \"capacity\": %zu, \"max_message\": %zu, "
                "\"max_messages\": %zu, \"depth\": %zu, \"reserved\": %zu, "
                "\"loaned\": %zu, \"bytes_used\": %zu, "
-               "\"waiting_producers\": %u, \"waiting_consumers\": %u",
+               "\"waiting_producers\": %u, \"waiting_consumers\": %u, "
+               "\"slots\": %u, \"slots_held\": %u, \"attached\": %u",
             in->version, in->capacity, in->max_message, in->max_messages,
             in->depth, in->reserved, in->loaned, in->bytes_used,
-            in->waiting_producers, in->waiting_consumers);
+            in->waiting_producers, in->waiting_consumers, in->slots,
+            in->slots_held, in->attached);
 }
 
 /* A size as `ls`/`info` print it: human, or exact bytes. */

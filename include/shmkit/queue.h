@@ -3,17 +3,24 @@
  * A named, bounded, multi-producer multi-consumer queue of variable-size
  * messages in one block.
  *
- * Layout (kind "queue", magic "SKQU", version 1):
+ * Layout (kind "queue", magic "SKQU", version 2; version 1 is still
+ * attached and used, see "Killed peers"):
  *
  *   offset 0    header: magic, version, capacity (ring bytes), most
- *               messages, ring offset, creator's PID namespace
+ *               messages, ring offset, creator's PID namespace, where the
+ *               liveness slots are and how many (version 2)
  *   offset 64   the queue's robust shmkit_mutex
  *   offset 128  ring state (head, tail, live records), under the mutex
  *   offset 192  futex words and waiter counts (atomics, no lock)
- *   offset 256  the ring: records of a 16-byte header (length, state,
- *               owner pid, owner start time) and the message, padded to
- *               16 bytes; a message never wraps, so it is contiguous and
- *               can be written and read in place.
+ *   offset 256  version 2: 120 liveness slots of 32 bytes (a robust futex
+ *               word, the holder's pid and start time, its robust list
+ *               entry); version 1: the ring
+ *   offset 4096 version 2: the ring: records of a 16-byte header (length,
+ *               state, owner pid, owner start time) and the message,
+ *               padded to 16 bytes; a message never wraps, so it is
+ *               contiguous and can be written and read in place.
+ * Queues are created as version 2; a library that knows only version 1
+ * refuses them with SHMKIT_EVERSION.
  *
  * Order. Consumers take the oldest committed message in the ring, and a
  * message still being written (reserved, not committed) holds back only
@@ -53,10 +60,32 @@
  *     the counters from the ring (owner-death protocol of shmkit_mutex).
  *   Dead owners are found by pid plus process start time (a reused pid
  *   does not count as alive) when a waiter finds a record of another
- *   process in flight in its way: such a waiter re-checks at growing
- *   intervals (1 ms to 100 ms) instead of sleeping until woken, since a
- *   dead process wakes nobody. Records of this process are never reaped:
- *   a thread of it still owns them.
+ *   process in flight in its way. Records of this process are never
+ *   reaped: a thread of it still owns them.
+ *
+ * Waking on a death (version 2). Before a handle makes its first record
+ * (reserve, put, peek, get...), the process takes a liveness slot in the
+ * queue for it: a robust futex word held by a library thread,
+ * "shmkit-live", one per process, started then (all signals blocked; it
+ * never exits; it holds the slots of every handle and frees each at
+ * close, before the unmap). When the process dies (SIGKILL included) or
+ * execs, the kernel marks the word OWNER_DIED and wakes a waiter. A
+ * waiter blocked by another process's record sleeps on the queue's
+ * futex and on the owners' slot words at once (futex_waitv, Linux 5.16+)
+ * with its own deadline, no cap: woken by a death, it waits until that
+ * process is gone with all its threads (a pidfd), reaps, and wakes the
+ * other waiters of that slot. Re-checking in slices (1 ms doubling to
+ * 100 ms, reaping when a slice ends) is left only where no slot can tell:
+ * a version-1 queue, an owner that found the table full (120 slots: one
+ * per handle that made a record, processes with no record hold none), an
+ * owner that holds its record after closing its handle, one whose slot a
+ * peer scribbled on (a slot is not trusted unless its word names a thread
+ * of its pid), Linux before 5.16, and an owner that exec'd (re-checked
+ * every 0.5 s). The owner's liveness is checked once at the start of such
+ * a wait, so an owner already dead is reaped at once.
+ * Fork: a child has no "shmkit-live" thread and takes its own slots for
+ * its records (the parent's stay the parent's); the thread appears only
+ * in processes that made a record in a version-2 queue.
  *
  * Hostile bytes. Every position, length and state read from the block is
  * checked against the ring before use; an impossible value gives
@@ -72,6 +101,9 @@
  * Threads: a handle may be used by several threads at once (each call
  * takes the queue's mutex); close it only when no other thread uses it
  * except those blocked in waits (they are woken with SHMKIT_ECLOSED).
+ * The library starts one thread of its own, "shmkit-live" (see "Waking on
+ * a death"): programs that fork after using a queue are multi-threaded
+ * (CPython 3.12+ warns at os.fork() then, a DeprecationWarning).
  */
 #ifndef SHMKIT_QUEUE_H
 #define SHMKIT_QUEUE_H

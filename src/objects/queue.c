@@ -479,6 +479,11 @@ static void live_ensure(shmkit_queue *q)
 
     if (!q->slots)
         return;
+    /* The common case in two loads (self_pid is 0 until self_get has run
+     * in this process: after a fork, or before anything asked). */
+    me = __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
+    if (me && __atomic_load_n(&q->live.pid, __ATOMIC_RELAXED) == me)
+        return;
     self_get(&me, &start);
     if (__atomic_load_n(&q->live.pid, __ATOMIC_ACQUIRE) != me)
         shmkit__live_hold(&q->live, q->slots, q->nslots, me, start);

@@ -623,6 +623,14 @@ def test_ls_and_info_show_queue_depth_bytes_and_waiters(cli, shm_prefix):
         # The same figures as show's (one code path).
         shown = json.loads(run(cli, "show", full.name, "--json").stdout)
         assert {k: shown[k] for k in f["queue"]} == f["queue"]
+        # This process made records in it: one liveness slot, held by its
+        # "shmkit-live" thread, whichever thread made them.
+        assert (shown["slots"], shown["slots_held"], shown["attached"]) == \
+            (120, 1, 1)
+        r = run(cli, "show", full.name)
+        assert "attached:   1 process holding 1 of 120 liveness slots\n" \
+            in r.stdout
+        assert f": pid {os.getpid()}, thread " in r.stdout
         rows = {l.split(" ", 1)[0]: l for l in
                 run(cli, "ls", "--bytes").stdout.splitlines()}
         assert rows[full.name].endswith(f" 3 msgs, {used}/4096, waiting: 1 put 0 get")
