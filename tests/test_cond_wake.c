@@ -41,15 +41,6 @@ static void *waiter(void *arg)
     return NULL;
 }
 
-static bool passed(const struct timespec *t)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > t->tv_sec ||
-           (now.tv_sec == t->tv_sec && now.tv_nsec > t->tv_nsec);
-}
-
 Test(cond_wake, woken_waiter_late_for_the_mutex_is_not_timed_out)
 {
     pthread_t t;
@@ -71,7 +62,7 @@ Test(cond_wake, woken_waiter_late_for_the_mutex_is_not_timed_out)
             sched_yield();
         }
         cr_assert_eq(shmkit_cond_signal(&S.c), 0);
-        while (!passed(&S.deadline))
+        while (!tu_reached(&S.deadline))
             ;                           /* keep the mutex past its deadline */
         cr_assert_eq(shmkit_mutex_unlock(&S.m), 0);
         cr_assert_eq(pthread_join(t, NULL), 0);

@@ -25,15 +25,6 @@
 
 TestSuite(lock, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
 
-static bool ts_reached(const struct timespec *deadline)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec > deadline->tv_sec ||
-           (t.tv_sec == deadline->tv_sec && t.tv_nsec >= deadline->tv_nsec);
-}
-
 /* ---- basics in one process ------------------------------------------ */
 
 struct one {
@@ -409,7 +400,7 @@ Test(lock, timedlock_returns_at_its_deadline)
     cr_assert_eq(shmkit_mutex_trylock(&h->m), -EBUSY);
     shmkit_deadline(&dl, 0.2);
     cr_assert_eq(shmkit_mutex_timedlock(&h->m, &dl), -ETIMEDOUT);
-    cr_assert(ts_reached(&dl), "returned before the deadline");
+    cr_assert(tu_reached(&dl), "returned before the deadline");
     cr_assert_eq(shmkit_mutex_held(&h->m), 0);
     shmkit_deadline(&dl, -5);
     cr_assert_eq(shmkit_mutex_timedlock(&h->m, &dl), -ETIMEDOUT, "past");
@@ -519,7 +510,7 @@ Test(lock, cond_timedwait_times_out_holding_the_mutex)
     cr_assert_eq(shmkit_mutex_lock(&q->m), 0);
     shmkit_deadline(&dl, 0.1);
     cr_assert_eq(shmkit_cond_timedwait(&q->not_empty, &q->m, &dl), -ETIMEDOUT);
-    cr_assert(ts_reached(&dl), "returned before the deadline");
+    cr_assert(tu_reached(&dl), "returned before the deadline");
     cr_assert_eq(shmkit_mutex_held(&q->m), 2, "depth restored");
     cr_assert_eq(shmkit_mutex_unlock(&q->m), 0);
     cr_assert_eq(shmkit_mutex_unlock(&q->m), 0);

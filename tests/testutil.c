@@ -1,6 +1,7 @@
 /* testutil.c - see testutil.h. */
 #define _GNU_SOURCE
 #include "testutil.h"
+#include "sync/sync_internal.h"
 
 #include <dirent.h>
 #include <sched.h>
@@ -342,6 +343,14 @@ double tu_now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+bool tu_reached(const struct timespec *t)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return !shmkit__ts_before(&now, t);
 }
 
 int tu_in_small_shm(int (*body)(void))

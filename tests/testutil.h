@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "shmkit.h"
 
@@ -104,6 +105,9 @@ void tu_drop_block(shmkit_block *b);
 
 /* CLOCK_MONOTONIC in seconds. */
 double tu_now_s(void);
+
+/* True once CLOCK_MONOTONIC has reached t. */
+bool tu_reached(const struct timespec *t);
 
 /* Runs body() in a child with a private 1 MiB tmpfs over /dev/shm (as
  * root, or through a user namespace), so a test can fill /dev/shm without

@@ -589,9 +589,7 @@ static const struct timespec *probe_deadline(const struct timespec *deadline,
         buf->tv_sec++;
         buf->tv_nsec -= 1000000000L;
     }
-    if (deadline && (deadline->tv_sec < buf->tv_sec ||
-                     (deadline->tv_sec == buf->tv_sec &&
-                      deadline->tv_nsec <= buf->tv_nsec)))
+    if (deadline && !shmkit__ts_before(buf, deadline))
         return deadline;
     return buf;
 }
@@ -603,8 +601,7 @@ static bool deadline_passed(const struct timespec *deadline)
     if (!deadline)
         return false;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > deadline->tv_sec ||
-           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+    return !shmkit__ts_before(&now, deadline);
 }
 
 /*

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/internal.h"
 
@@ -69,6 +70,14 @@ SHMKIT__HIDDEN int shmkit__publish(shmkit_block **out, const char *name,
                                    size_t size, unsigned flags,
                                    shmkit__fill_fn fill, void *arg,
                                    const char *what);
+
+/* True if time a is before time b (both normalised timespecs). */
+static inline bool shmkit__ts_before(const struct timespec *a,
+                                     const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec ||
+           (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
 
 /* One step of a spin-wait: tells the CPU this thread is waiting (the
  * lock's adaptive spin, the queue's wait before its futex). */
