@@ -186,7 +186,9 @@ typedef struct shmkit_queue_slot {
  * the room before it.
  * `flags` as for shmkit_block_create (SHMKIT_TRACK, SHMKIT_REFCOUNT,
  * SHMKIT_HUGEPAGES, ...); SHMKIT_RESERVE is always implied and the ring
- * is prefaulted. Published whole (built under a temporary name, renamed
+ * is prefaulted (by attach too, and, in a forked child, which inherits the
+ * handle but not its page table entries, by its first blocking call: so
+ * no message pays a page fault). Published whole (built under a temporary name, renamed
  * into place). Returns 0, -EEXIST (name taken), -EINVAL (capacity below
  * 32 bytes or above 2^48, SHMKIT_RDONLY, bad name), -ENOSPC, or the block
  * layer's errors; nothing is left behind on failure. On success *out owns
