@@ -15,13 +15,19 @@ contender of a piece of work, multiprocessing.Queue, is the reference.
 * one at a time (put/get), and shmkit's put_many/get_many of 100
 * 1 producer -> 1 consumer, and 2 producers -> 2 consumers
 
-The processes are forked before the clock starts and wait on a pipe (the
-clock starts once every one of them said it is ready), so start-up is not
-timed; every queue is made for the round and removed. A producer is done
-when everything it put is deliverable: for multiprocessing once its feeder
-thread has flushed (close + join_thread), for shmkit when put returned (the
-message is in the ring; closing the handle, which unmaps the ring, comes
-after and is not timed). Then the main process puts one STOP per consumer.
+The processes are forked before the clock starts, and each in turn, alone
+on the queue while the others wait on their pipes, warms up: it puts a few
+items (1,000 small ones, up to 4 arrays) and gets them back, the way the
+round will (warm_up). So neither start-up nor first-use costs are timed
+(first calls, pickling's first use, starting multiprocessing's feeder
+thread or shmkit's liveness thread, and the page faults of a forked child
+on each page of the ring it touches first), for either contender: the
+figure is the steady state. Every queue is made for the round and
+removed. A producer is done when everything it put is deliverable: for
+multiprocessing once its feeder thread has flushed (close + join_thread),
+for shmkit when put returned (the message is in the ring; closing the
+handle, which unmaps the ring, comes after and is not timed). Then the
+main process puts one STOP per consumer.
 
 Output, one line per contender: by default work, contender, microseconds
 per item and the speed-up over the reference; with --tsv the common
@@ -35,6 +41,7 @@ be most of a round of shmkit put_many/get_many.
 import argparse
 import multiprocessing as mp
 import os
+import queue
 import statistics
 import sys
 import time
@@ -44,6 +51,8 @@ import numpy as np
 import shmkit
 
 STOP = "stop"
+WARM_SMALL = 1000   # items each process puts and gets before the clock
+WARM_BIG = 4
 
 
 def produce(q, item, n, batch):
@@ -89,67 +98,93 @@ def consume(q, batch, copy):
     return got
 
 
-def consumer_main(q, batch, copy, ready, done):
-    ready.send(1)
-    done.send(consume(q, batch, copy))
+def warm_up(q, item, batch, copy, k):
+    """Puts up to k items (as many as fit) and gets them back, alone on
+    the queue (every other process waits on its pipe), the way the round
+    will: this process has then made its first calls, pickled the item,
+    started its threads (multiprocessing's feeder, shmkit's liveness
+    thread) and touched the pages of the ring that a round uses (a forked
+    child inherits no page table entries of a shared mapping: each first
+    touch of a page would be a page fault, in the round)."""
+    if batch:
+        put = q.put_many([item] * k, False)
+    else:
+        put = 0
+        while put < k:
+            try:
+                q.put(item, False)
+            except queue.Full:
+                break
+            put += 1
+    got = 0
+    while got < put:
+        if batch:
+            got += len(q.get_many(batch))
+        else:
+            if copy:
+                q.get()
+            else:
+                q.get(copy=False)
+            got += 1
+
+
+def child_main(ctl, q, warm, work):
+    """A producer or consumer: warms up when told (warm), says so, then
+    does its work (work()) when told to go and sends back its result."""
+    ctl.recv()
+    warm()
+    ctl.send(1)
+    ctl.recv()
+    ctl.send(work())
+    if not hasattr(q, "_jointhread"):
+        q.close()   # shmkit: unmaps the ring (~1 ms for 16 MiB), untimed
     os._exit(0)
 
 
-def producer_main(q, item, n, batch, ready, go, done):
-    ready.send(1)
-    go.recv()
+def producer_work(q, item, n, batch):
     produce(q, item, n, batch)
     if hasattr(q, "_jointhread"):
         # multiprocessing: what put returned on may still sit in this
         # process's feeder thread; delivered only once it is flushed.
         q.close()
         q.join_thread()
-    # shmkit: put returned once the message was in the ring. Closing the
-    # handle (unmapping the ring, ~1 ms for 16 MiB) delivers nothing, so
-    # it is not timed.
-    done.send(1)
-    q.close()
-    os._exit(0)
+    # shmkit: put returned once the message was in the ring.
+    return 1
 
 
 def one_round(make_queue, item, n, producers, consumers, batch, copy=True):
     """Seconds per item for one round."""
     ctx = mp.get_context("fork")
     q = make_queue()
-    cons, prods = [], []
+    k = WARM_BIG if isinstance(item, np.ndarray) else WARM_SMALL
+    children = []
     try:
-        for _ in range(consumers):
-            r, w = ctx.Pipe(False)
-            d_r, d_w = ctx.Pipe(False)
-            p = ctx.Process(target=consumer_main,
-                            args=(q, batch, copy, w, d_w))
+        for c in range(consumers + producers):
+            share = n // producers + (c - consumers < n % producers)
+            work = ((lambda: consume(q, batch, copy)) if c < consumers else
+                    (lambda s=share: producer_work(q, item, s, batch)))
+            ctl, child_ctl = ctx.Pipe()
+            p = ctx.Process(target=child_main, args=(
+                child_ctl, q,
+                lambda: warm_up(q, item, batch, copy, k), work))
             p.start()
-            r.recv()
-            cons.append((p, d_r))
-        go = []
-        for k in range(producers):
-            r, w = ctx.Pipe(False)
-            g_r, g_w = ctx.Pipe(False)
-            d_r, d_w = ctx.Pipe(False)
-            share = n // producers + (k < n % producers)
-            p = ctx.Process(target=producer_main,
-                            args=(q, item, share, batch, w, g_r, d_w))
-            p.start()
-            r.recv()
-            prods.append((p, d_r))
-            go.append(g_w)
+            children.append((p, ctl))
+        for _, ctl in children:         # one at a time: alone on the queue
+            ctl.send("warm")
+            ctl.recv()
+        warm_up(q, item, 0, True, 1)    # this process puts the STOPs
         t0 = time.perf_counter()
-        for g in go:
-            g.send(1)
-        for _, d in prods:
-            d.recv()
+        for _, ctl in children:
+            ctl.send("go")
+        for _, ctl in children[consumers:]:
+            ctl.recv()
         for _ in range(consumers):
             q.put(STOP)
-        got = sum(d.recv() for _, d in cons)
+        got = sum(ctl.recv() for _, ctl in children[:consumers])
         t = time.perf_counter() - t0
         if got != n:
             sys.exit(f"bench_queue: {got} of {n} items arrived")
-        for p, _ in cons + prods:
+        for p, _ in children:
             p.join()
             if p.exitcode != 0:
                 sys.exit(f"bench_queue: a child failed ({p.exitcode})")
