@@ -368,3 +368,58 @@ Test(faults, pread_of_nothing_or_failing_at_attach)
     cr_assert_eq(shmkit_lock_close(k), 0);
     cr_assert_eq(tu_count_leftovers(), 0);
 }
+
+/* A prefault (SHMKIT_POPULATE, shmkit_block_populate) that fails with
+ * EFAULT means: the object shrank under us (fstat says so) ->
+ * SHMKIT_ETRUNCATED, else the memory is not there (a full /dev/shm) ->
+ * -ENOSPC; any other failure is itself. */
+static int populate_answer, populate_shrink_fd = -1;
+
+static int bad_populate(void *addr, size_t len, bool write)
+{
+    (void)addr;
+    (void)len;
+    (void)write;
+    if (populate_shrink_fd >= 0 && ftruncate(populate_shrink_fd, 4096) != 0)
+        return -EIO; /* not what the test expects: it fails */
+    return populate_answer;
+}
+
+Test(faults, failed_prefault_says_why)
+{
+    struct baseline base;
+    shmkit_block *a, *b;
+    int fd;
+
+    cr_assert_eq(shmkit_block_create(&a, tu_name("pf"), 8 * 4096, 0), 0);
+    base = baseline();
+    shmkit__os.populate = bad_populate;
+    populate_answer = -EFAULT;
+    cr_assert_eq(shmkit_block_attach(&b, tu_name("pf"), SHMKIT_POPULATE),
+                 -ENOSPC, "full /dev/shm");
+    cr_assert_eq(shmkit_block_populate(a, 0, 4096), -ENOSPC);
+    populate_answer = -ENOMEM;
+    cr_assert_eq(shmkit_block_attach(&b, tu_name("pf"), SHMKIT_POPULATE),
+                 -ENOMEM, "other errors pass through");
+    cr_assert_eq(tu_fd_count(), base.fds, "descriptor leaked");
+    cr_assert_eq(tu_shm_mapping_count(), base.maps, "mapping leaked");
+
+    /* A peer truncates the object during the prefault. */
+    fd = shm_open(tu_name("pf"), O_RDWR, 0);
+    cr_assert_geq(fd, 0);
+    populate_answer = -EFAULT;
+    populate_shrink_fd = fd;
+    cr_assert_eq(shmkit_block_attach(&b, tu_name("pf"), SHMKIT_POPULATE),
+                 SHMKIT_ETRUNCATED, "shrunk under the attach");
+    cr_assert_eq(ftruncate(fd, 8 * 4096), 0);
+    cr_assert_eq(shmkit_block_populate(a, 0, 4096), SHMKIT_ETRUNCATED,
+                 "shrunk under shmkit_block_populate");
+    populate_shrink_fd = -1;
+    close(fd);
+    shmkit__os_reset();
+    cr_assert_eq(tu_fd_count(), base.fds, "descriptor leaked");
+    cr_assert_eq(tu_shm_mapping_count(), base.maps, "mapping leaked");
+    cr_assert_eq(ftruncate(shmkit_block_fd(a), 8 * 4096), 0);
+    cr_assert_eq(shmkit_block_unlink(a), 0);
+    cr_assert_eq(shmkit_block_close(a), 0);
+}
