@@ -423,3 +423,51 @@ Test(faults, failed_prefault_says_why)
     cr_assert_eq(shmkit_block_unlink(a), 0);
     cr_assert_eq(shmkit_block_close(a), 0);
 }
+
+/* shrink and refresh give the failing call's error and keep the block as
+ * it was; a read-only handle cannot resize or shrink (-EBADF), a size
+ * past INT64_MAX is -EINVAL, a shrink to the same size does nothing. */
+Test(faults, shrink_and_refresh_failures_keep_the_block)
+{
+    struct baseline base = baseline();
+    shmkit_block *b, *ro;
+    int fd;
+
+    cr_assert_eq(shmkit_block_create(&b, tu_name("sr"), 2 * 4096, 0), 0);
+    memset(shmkit_block_data(b), 7, 2 * 4096);
+    cr_assert_eq(shmkit_block_attach(&ro, tu_name("sr"), SHMKIT_RDONLY), 0);
+    cr_assert_eq(shmkit_block_resize(ro, 4 * 4096), -EBADF);
+    cr_assert_eq(shmkit_block_shrink(ro, 4096), -EBADF);
+    cr_assert_eq(shmkit_block_close(ro), 0);
+    cr_assert_eq(shmkit_block_resize(b, (size_t)INT64_MAX + 1), -EINVAL);
+    cr_assert_eq(shmkit_block_shrink(b, 2 * 4096), 0, "same size");
+
+    shmkit__sys.ftruncate = bad_ftruncate;
+    inject(EIO, 0);
+    cr_assert_eq(shmkit_block_shrink(b, 4096), -EIO);
+    cr_assert_eq(shmkit_block_size(b), 2 * 4096);
+    shmkit__os_reset();
+
+    shmkit__sys.fstat = bad_fstat;
+    inject(EIO, 0);
+    cr_assert_eq(shmkit_block_refresh(b), -EIO);
+    shmkit__os_reset();
+
+    /* A peer grows it; the remap fails: the old mapping stays. */
+    fd = shm_open(tu_name("sr"), O_RDWR, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, 64 * 4096), 0);
+    close(fd);
+    shmkit__sys.mremap = bad_mremap;
+    inject(ENOMEM, 0);
+    cr_assert_eq(shmkit_block_refresh(b), -ENOMEM);
+    cr_assert_eq(shmkit_block_size(b), 2 * 4096);
+    cr_assert_eq(((char *)shmkit_block_data(b))[2 * 4096 - 1], 7,
+                 "mapping intact");
+    shmkit__os_reset();
+    cr_assert_eq(shmkit_block_refresh(b), 0);
+    cr_assert_eq(shmkit_block_size(b), 64 * 4096);
+    cr_assert_eq(shmkit_block_unlink(b), 0);
+    cr_assert_eq(shmkit_block_close(b), 0);
+    assert_nothing_left(base);
+}
