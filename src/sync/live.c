@@ -382,8 +382,10 @@ enum shmkit__live_state shmkit__live_arm(struct shmkit__live_slot *slots,
         if (!s)
             return SHMKIT__LIVE_NONE;
         w = load32(&s->word);
-        if (w & W_DIED)
+        if (w & W_DIED) {
+            *word = &s->word; /* whose other waiters to wake */
             return SHMKIT__LIVE_DIED;
+        }
         if (w == 0 || !shmkit__os.thread_of(pid, (int)(w & W_TID)))
             return SHMKIT__LIVE_NONE;
         if (!(w & W_WAITERS)) {

@@ -78,7 +78,7 @@ SHMKIT__HIDDEN void shmkit__live_release(struct shmkit__live_hold *hold,
 enum shmkit__live_state {
     SHMKIT__LIVE_NONE = 0, /* no slot names it: check liveness otherwise */
     SHMKIT__LIVE_ARMED,    /* sleep on *word while it holds *val */
-    SHMKIT__LIVE_DIED,     /* its slot says it died (OWNER_DIED) */
+    SHMKIT__LIVE_DIED,     /* its slot (*word) says it died (OWNER_DIED) */
 };
 
 /*
