@@ -24,6 +24,14 @@
  * Throughput, 1 producer -> 1 consumer process, 4 KiB messages streamed
  * (no reply): put/get, zero copy, and put_many/get_many of 64.
  *
+ * A dead peer's wake-up: a consumer blocked behind a producer's
+ * reservation (its next message held back), the producer SIGKILLed as
+ * soon as the consumer sleeps; the figure is the time from the kill to
+ * the get's return. Reference: the same queue with its header rewritten
+ * to layout version 1 (no liveness slots: the waiter re-checks in capped
+ * slices, 1 ms doubling to 100 ms, so a longer sleep before the kill
+ * costs more); then version 2 (the producer's liveness slot wakes it).
+ *
  * Usage: bench_queue [--tsv] [--quick] [--rounds N] [--max-size BYTES]
  *                    [--no-iceoryx]
  *   --tsv      the common format of bench/ (bench_util.h), read by bench/run
@@ -35,6 +43,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -482,6 +492,127 @@ static void throughput(size_t size, long n)
     }
 }
 
+/* ---- a dead peer's wake-up --------------------------------------------- */
+
+struct deadwake {
+    const char *name;
+    shmkit_queue *q;
+    pid_t pid;
+    double t_kill;
+};
+
+/* Rewrites a new queue's header to layout version 1 (ring at 256, no
+ * liveness slots) before any record: the old behaviour, as reference. */
+static void to_version_1(shmkit_queue *q)
+{
+    unsigned char *p = shmkit_block_data(shmkit_queue_block(q));
+    uint16_t v1 = 1;
+    uint64_t ring = SHMKIT_QUEUE_HEADER;
+    uint32_t zero = 0;
+
+    memcpy(p + 4, &v1, sizeof v1);
+    memcpy(p + 16, &ring, sizeof ring);
+    memcpy(p + 40, &zero, sizeof zero);
+    memcpy(p + 44, &zero, sizeof zero);
+}
+
+static void *deadwake_killer(void *arg)
+{
+    struct deadwake *d = arg;
+    shmkit_queue_info in;
+
+    for (;;) {
+        if (shmkit_queue_stat(d->q, &in) == 0 && in.waiting_consumers)
+            break;
+        sched_yield();
+    }
+    d->t_kill = bench_now_ns();
+    kill(d->pid, SIGKILL);
+    return NULL;
+}
+
+/* One kill; ns from the kill to the blocked get's return. */
+static double deadwake_once(const char *name)
+{
+    struct deadwake d = {name, NULL, 0, 0};
+    char buf[64], c;
+    size_t len;
+    pthread_t t;
+    int fds[2];
+    double t1;
+
+    if (shmkit_queue_attach(&d.q, name, 0) < 0 || pipe(fds) < 0)
+        die("dead peer set-up");
+    fflush(stdout);
+    d.pid = fork();
+    if (d.pid == 0) {
+        shmkit_queue *a;
+        void *w;
+
+        close(fds[0]);
+        if (shmkit_queue_attach(&a, name, 0) < 0 ||
+            shmkit_queue_reserve(a, 64, &w, NULL) < 0 ||
+            shmkit_queue_put(a, "next", 4, NULL) < 0 ||
+            write(fds[1], "x", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    if (d.pid < 0 || read(fds[0], &c, 1) != 1)
+        die("dead peer child");
+    close(fds[0]);
+    if (pthread_create(&t, NULL, deadwake_killer, &d) != 0)
+        die("pthread_create");
+    if (shmkit_queue_get(d.q, buf, sizeof buf, &len, NULL) < 0)
+        die("get behind a dead peer");
+    t1 = bench_now_ns();
+    pthread_join(t, NULL);
+    waitpid(d.pid, NULL, 0);
+    shmkit_queue_close(d.q);
+    return t1 - d.t_kill;
+}
+
+static void dead_peer_wake(long n)
+{
+    static const char *labels[] = {"slices (layout version 1)",
+                                   "liveness slot (version 2)"};
+    char name[2][64];
+    double med[2], lo[2], hi[2], v[64];
+    shmkit_queue *q;
+    int k, r;
+    long i;
+
+    for (k = 0; k < 2; k++) {
+        snprintf(name[k], sizeof name[k], "bq_dead%d_%d", k, (int)getpid());
+        if (shmkit_queue_create(&q, name[k], 4096, 0, 0) < 0)
+            die("queue create");
+        if (k == 0)
+            to_version_1(q);
+        shmkit_queue_close(q);
+    }
+    for (k = 0; k < 2; k++) {
+        for (r = 0; r < bench_rounds && r < 64; r++) {
+            double sum = 0;
+
+            for (i = 0; i < n; i++)
+                sum += deadwake_once(name[k]);
+            v[r] = sum / (double)n;
+        }
+        qsort(v, (size_t)r, sizeof *v, bench_cmp_double);
+        med[k] = v[r / 2];
+        lo[k] = v[0];
+        hi[k] = v[r - 1];
+    }
+    for (k = 0; k < 2; k++)
+        bench_emit_r("c.queue.deadwake",
+                     "C queue: blocked get, its producer SIGKILLed "
+                     "(kill to return)", labels[k], med[k], med[0],
+                     bench_rounds < 64 ? bench_rounds : 64, lo[k], hi[k]);
+    for (k = 0; k < 2; k++)
+        shmkit_unlink(name[k]);
+}
+
 int main(int argc, char **argv)
 {
     size_t max = (size_t)64 << 20;
@@ -512,5 +643,6 @@ int main(int argc, char **argv)
     peer_iox_shutdown();
 #endif
     throughput(4096, bench_n(100000));
+    dead_peer_wake(bench_n(10) < 2 ? 2 : bench_n(10));
     return 0;
 }
