@@ -425,3 +425,66 @@ Test(queue_live, scribbled_slot_table_never_hangs_a_waiter)
     close(fds[1]);
     drop(q);
 }
+
+/* Three consumer processes asleep behind one killed producer's
+ * reservation (its three later messages held back): the kernel wakes one
+ * waiter of the slot word; that one must wake the others, and each gets
+ * a message, none by a slice. Child exit codes: 0 fine, 3 get failed, 4 a
+ * slice was needed, 5 no death wake. */
+Test(queue_live, every_waiter_of_a_dead_owner_wakes)
+{
+    shmkit_queue *q = make("lw", 4096, 0);
+    shmkit_queue_info in;
+    pid_t prod, cons[3];
+    int fds[2], i, st;
+
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    prod = fork();
+    cr_assert_geq(prod, 0);
+    if (prod == 0) {
+        shmkit_queue *a;
+        void *w;
+        char c;
+
+        CHILD_CHECK(shmkit_queue_attach(&a, tu_name("lw"), 0) == 0, 2);
+        CHILD_CHECK(shmkit_queue_reserve(a, 100, &w, NULL) == 0, 3);
+        for (i = 0; i < 3; i++)
+            CHILD_CHECK(shmkit_queue_put(a, "m", 1, NULL) == 0, 4);
+        CHILD_CHECK(write(fds[1], "x", 1) == 1, 5);
+        while (read(fds[1], &c, 1) > 0)
+            ;
+        _exit(7);
+    }
+    wait_ready(fds[0]);
+    for (i = 0; i < 3; i++) {
+        cons[i] = fork();
+        cr_assert_geq(cons[i], 0);
+        if (cons[i] == 0) {
+            shmkit_queue *a;
+            struct timespec d;
+            char buf[8];
+            size_t len;
+
+            CHILD_CHECK(shmkit_queue_attach(&a, tu_name("lw"), 0) == 0, 2);
+            shmkit_deadline(&d, 60);
+            CHILD_CHECK(shmkit_queue_get(a, buf, sizeof buf, &len, &d) == 0,
+                        3);
+            CHILD_CHECK(shmkit__queue_waits.slices == 0, 4);
+            CHILD_CHECK(shmkit__queue_waits.deaths >= 1, 5);
+            _exit(shmkit_queue_close(a) == 0 ? 0 : 6);
+        }
+    }
+    do
+        cr_assert_eq(shmkit_queue_stat(q, &in), 0);
+    while (in.waiting_consumers < 3 && sched_yield() == 0);
+    kill(prod, SIGKILL);
+    expect_killed(prod);
+    for (i = 0; i < 3; i++) {
+        cr_assert_eq(waitpid(cons[i], &st, 0), cons[i]);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "consumer %d: status 0x%x", i, st);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
+}

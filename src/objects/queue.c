@@ -700,7 +700,8 @@ static const struct timespec *slice_until(struct waiter *w,
  * each time, counted as a slice.
  */
 static int owners_died(shmkit_queue *q, struct waiter *w,
-                       const struct owners *dead, uint32_t *const *words)
+                       const struct owners *dead, uint32_t *const *words,
+                       bool woken)
 {
     struct timespec cap;
     const struct timespec *until;
@@ -710,7 +711,8 @@ static int owners_died(shmkit_queue *q, struct waiter *w,
 
     for (i = 0; i < dead->n; i++)
         shmkit__live_wake_all(words[i]);
-    stat_add(&shmkit__queue_waits.deaths);
+    if (woken)
+        stat_add(&shmkit__queue_waits.deaths);
     for (i = 0; i < dead->n && r == 0; i++) {
         until = w->deadline;
         shmkit_deadline(&cap, GONE_CAP_S);
@@ -842,7 +844,7 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
         armed = owners_arm(q, w, o, words, vals, widx, &dead, dead_words,
                            &unslotted, &gone);
         if (dead.n)
-            return owners_died(q, w, &dead, dead_words);
+            return owners_died(q, w, &dead, dead_words, true);
         if (gone)
             return reap(q, w->deadline);
         if (unslotted)
@@ -864,8 +866,10 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
         return SHMKIT_ECLOSED;
     if (armed) {
         owners_check(words, widx, armed, o, &dead, dead_words);
+        /* A death found only when the deadline ended the sleep is not
+         * counted as a wake by it (the records are reaped all the same). */
         if (dead.n)
-            return owners_died(q, w, &dead, dead_words);
+            return owners_died(q, w, &dead, dead_words, r != -ETIMEDOUT);
     }
     if (r == -ETIMEDOUT && capped) {
         stat_add(&shmkit__queue_waits.slices);

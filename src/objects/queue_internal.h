@@ -17,9 +17,10 @@ SHMKIT__HIDDEN void shmkit__queue_view_free(shmkit_queue *q);
 
 /* How this process's blocking queue calls ended waits that a record of
  * another process was in the way of (for tests and the torture): `deaths`
- * waits ended by an owner's liveness slot announcing its death, `slices`
- * capped sleeps that ran out (owners without a usable slot). Relaxed
- * atomic counters, never reset. */
+ * waits ended by an owner's liveness slot announcing its death (woken by
+ * it, or finding it marked before sleeping; not a sleep the caller's
+ * deadline ended), `slices` capped sleeps that ran out (owners without a
+ * usable slot). Relaxed atomic counters, never reset. */
 struct shmkit__queue_wait_stats {
     uint64_t deaths;
     uint64_t slices;
