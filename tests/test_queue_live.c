@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/os.h"
 #include "objects/queue_internal.h"
 #include "sync/live.h"
 #include "testutil.h"
@@ -484,6 +485,47 @@ Test(queue_live, every_waiter_of_a_dead_owner_wakes)
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
                   "consumer %d: status 0x%x", i, st);
     }
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
+}
+
+static int no_waitv(uint32_t *const *addrs, const uint32_t *vals, int n,
+                    const struct timespec *deadline)
+{
+    (void)addrs, (void)vals, (void)n, (void)deadline;
+    return -ENOSYS;
+}
+
+/* Without futex_waitv (Linux before 5.16: ENOSYS), a waiter behind a
+ * killed peer still gets through, by slices. */
+Test(queue_live, no_futex_waitv_falls_back_to_slices)
+{
+    shmkit_queue *q = make("ln", 4096, 0);
+    struct shmkit__queue_wait_stats before, after;
+    struct killer k = {0};
+    struct timespec d;
+    pthread_t t;
+    int fds[2];
+    char buf[16];
+    size_t len;
+
+    shmkit__os.futex_waitv = no_waitv;
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    k.pid = child_in_flight("ln", 'R', fds[1]);
+    wait_ready(fds[0]);
+    k.q = q;
+    before = waits_now();
+    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
+    shmkit_deadline(&d, 60);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    after = waits_now();
+    shmkit__os_reset();
+    expect_killed(k.pid);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    cr_assert_geq(after.slices - before.slices, 1);
     close(fds[0]);
     close(fds[1]);
     drop(q);

@@ -877,6 +877,7 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
     if (r == -ENOSYS && armed) {
         /* No futex_waitv (Linux before 5.16): slices from now on. */
         q->no_waitv = true;
+        armed = 0;
         until = slice_until(w, &cap, &capped);
         r = shmkit__os.futex_wait(word, seq, until);
     }
