@@ -321,29 +321,82 @@ static int linux_futex_wake(uint32_t *addr, int n)
     return r < 0 ? -errno : (int)r;
 }
 
+/* A zombie leader is gone only when its whole thread group has exited: a
+ * process whose main thread called pthread_exit shows 'Z' in
+ * /proc/PID/stat while its other threads run. A pidfd polls readable
+ * exactly when the group is empty. -ESRCH if gone, 0 if it runs, another
+ * code if this cannot be told (no descriptor left, no pidfd_open). */
+static int zombie_gone(pid_t pid)
+{
+    struct pollfd p;
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0), r;
+    char path[64], buf[2048], *t;
+    ssize_t n;
+
+    if (fd < 0 && errno == ENOSYS) {
+        /* No pidfd (Linux < 5.3): the leader counts itself in Threads:
+         * until the group is empty. */
+        snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return errno == ENOENT ? -ESRCH : -errno;
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            return -EIO;
+        buf[n] = 0;
+        t = strstr(buf, "\nThreads:");
+        if (!t)
+            return -EIO;
+        return strtol(t + 9, NULL, 10) > 1 ? 0 : -ESRCH;
+    }
+    if (fd < 0)
+        return errno == ESRCH ? -ESRCH : -errno;
+    p.fd = fd;
+    p.events = POLLIN;
+    r = poll(&p, 1, 0);
+    r = r < 0 ? -errno : r > 0 ? -ESRCH : 0;
+    close(fd);
+    return r;
+}
+
 /* /proc/PID/stat field 22 (start time in clock ticks since boot). The
  * command name (field 2) may hold spaces and ')': parse after the last
- * ')'. A zombie counts as gone: it will never touch memory again. */
+ * ')'. A zombie whose threads have all exited counts as gone: it will
+ * never touch memory again. -ESRCH only when the process is known to be
+ * gone; a /proc that cannot be read or parsed (EMFILE, EACCES, EIO) is
+ * another code: callers must take that as "maybe alive". */
 static int linux_proc_start(pid_t pid, uint64_t *start)
 {
     char path[64], buf[1024], *p;
     ssize_t n;
-    int fd, field;
+    int fd, field, e;
 
     snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? -ESRCH : -errno;
+    if (fd < 0) {
+        e = errno;
+        /* ENOENT is also what hidepid=2 answers for a live process of
+         * another user: kill(pid, 0) tells (EPERM: it exists). */
+        if (e == ENOENT)
+            return kill(pid, 0) < 0 && errno == ESRCH ? -ESRCH : -EACCES;
+        return -e;
+    }
     n = read(fd, buf, sizeof buf - 1);
+    e = errno;
     close(fd);
-    if (n <= 0)
-        return -ESRCH;
+    if (n < 0)
+        return e == ESRCH ? -ESRCH : -e;
+    if (n == 0)
+        return -EIO;
     buf[n] = 0;
     p = strrchr(buf, ')');
     if (!p || p[1] != ' ' || !p[2])
         return -EIO;
-    if (p[2] == 'Z' || p[2] == 'X')
+    if (p[2] == 'X')
         return -ESRCH;
+    if (p[2] == 'Z' && (e = zombie_gone(pid)) != 0)
+        return e;
     for (field = 2; field < 22 && p; field++)
         p = strchr(p + 1, ' ');
     if (!p)

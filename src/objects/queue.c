@@ -166,9 +166,15 @@ static void self_get(pid_t *pid, uint32_t *start)
 
         pthread_once(&once, self_init);
         p = getpid();
-        shmkit__os.proc_start(p, &st);
-        __atomic_store_n(&self_start, (uint32_t)st, __ATOMIC_RELAXED);
-        __atomic_store_n(&self_pid, p, __ATOMIC_RELEASE);
+        /* A failed read (out of descriptors) is not cached: start 0
+         * ("unknown") this time, the next call tries again. */
+        if (shmkit__os.proc_start(p, &st) == 0) {
+            __atomic_store_n(&self_start, (uint32_t)st, __ATOMIC_RELAXED);
+            __atomic_store_n(&self_pid, p, __ATOMIC_RELEASE);
+        }
+        *pid = p;
+        *start = (uint32_t)st;
+        return;
     }
     *pid = p;
     *start = __atomic_load_n(&self_start, __ATOMIC_RELAXED);
@@ -543,15 +549,21 @@ static bool owners_any(const struct owners *o)
     return o->n || o->more;
 }
 
+/* Dead only when known gone: no such process (-ESRCH, a zombie whose
+ * threads all exited) or another start time. /proc that cannot be read
+ * (EMFILE, EACCES, EIO) means alive; so does a start time of 0 (an owner
+ * that could not read its own). */
 static bool owner_alive(int32_t pid, uint32_t start)
 {
-    uint64_t st;
+    uint64_t st = 0;
+    int r;
 
     if (pid <= 0)
         return false;
-    if (shmkit__os.proc_start(pid, &st) == -ESRCH)
+    r = shmkit__os.proc_start(pid, &st);
+    if (r == -ESRCH)
         return false;
-    return (uint32_t)st == start || st == 0;
+    return r != 0 || (uint32_t)st == start || st == 0 || start == 0;
 }
 
 /* Under the mutex: drops reservations and gives back loans of dead

@@ -1,0 +1,234 @@
+/*
+ * test_queue_owners.c - a live owner's loan or reservation is never
+ * reaped: not when this process cannot read /proc (out of descriptors),
+ * not when the owner's main thread has exited while its other threads
+ * run (its thread-group leader is a zombie). Only a process known to be
+ * gone gives its records back.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/os.h"
+#include "objects/queue_internal.h"
+#include "testutil.h"
+
+TestSuite(queue_owners, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
+
+static shmkit_queue *q;
+static int chan[2]; /* socketpair: [0] the parent's end, [1] the child's */
+
+/* In the child: peeks "LOANED", says 'x', waits for the word, then says
+ * 'k' if the loan still reads "LOANED" ('X' if not) and releases it. */
+static void *holder(void *arg)
+{
+    const void *p;
+    size_t len;
+    char c;
+
+    (void)arg;
+    CHILD_CHECK(shmkit_queue_peek(q, &p, &len, NULL) == 0, 3);
+    CHILD_CHECK(write(chan[1], "x", 1) == 1, 4);
+    CHILD_CHECK(read(chan[1], &c, 1) == 1, 5);
+    c = len == 6 && memcmp(p, "LOANED", 6) == 0 ? 'k' : 'X';
+    CHILD_CHECK(write(chan[1], &c, 1) == 1, 6);
+    CHILD_CHECK(shmkit_queue_release(q, p) == 0, 7);
+    _exit(0);
+}
+
+/* A child whose second thread loans "LOANED"; with `leader_exits`, the
+ * child's main thread calls pthread_exit meanwhile. */
+static pid_t loan_in_child(bool leader_exits)
+{
+    pid_t pid;
+
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, chan), 0);
+    cr_assert_eq(shmkit_queue_put(q, "LOANED", 6, NULL), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        pthread_t t;
+
+        close(chan[0]); /* the parent's death is EOF on chan[1] */
+        CHILD_CHECK(pthread_create(&t, NULL, holder, NULL) == 0, 2);
+        if (leader_exits)
+            pthread_exit(NULL);
+        pthread_join(t, NULL);
+        _exit(8);
+    }
+    return pid;
+}
+
+/* The parent: the loan is still the child's, its message intact. */
+static void expect_loan_kept(pid_t pid)
+{
+    char c, buf[16];
+    size_t len;
+    int st;
+
+    cr_assert_eq(shmkit_queue_put(q, "CLOBBER", 7, NULL), 0);
+    cr_assert_eq(write(chan[0], "g", 1), 1);
+    cr_assert_eq(read(chan[0], &c, 1), 1);
+    cr_assert_eq(c, 'k', "the child's loan changed under it");
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    /* released: the next message is the parent's own */
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0);
+    cr_assert_eq(len, 7);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT),
+                 -EAGAIN);
+    close(chan[0]);
+    close(chan[1]);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}
+
+/* This process out of descriptors: /proc/PID/stat cannot be opened
+ * (EMFILE), which says nothing about the owner: it is alive. */
+Test(queue_owners, no_descriptor_left_reaps_nothing)
+{
+    struct rlimit old, rl;
+    char c, buf[16];
+    size_t len;
+    int fd, lo = -1, hi = -1, r;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("ef"), 4096, 0, 0), 0);
+    pid = loan_in_child(false);
+    cr_assert_eq(read(chan[0], &c, 1), 1);
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    while ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) {
+        if (lo < 0)
+            lo = fd;
+        hi = fd;
+        if (fd > 4096)
+            break;
+    }
+    cr_assert_geq(hi, 0);
+    rl = old;
+    rl.rlim_cur = (rlim_t)hi + 1;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    cr_assert_lt(open("/dev/null", O_RDONLY), 0);
+    r = shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    for (fd = lo; fd <= hi; fd++)
+        if (fd != chan[0] && fd != chan[1])
+            close(fd);
+    cr_assert_eq(r, -EAGAIN, "get(NOWAIT) = %d: a live owner's loan reaped", r);
+    expect_loan_kept(pid);
+}
+
+/* A /proc that answers neither a start time nor "gone" (EACCES, as
+ * hidepid=1 gives for another user's process), leaving rubbish in *start:
+ * the owner is alive. Deterministic where the real EMFILE above depends
+ * on what the stack held. */
+static pid_t unreadable_pid;
+static int (*real_proc_start)(pid_t, uint64_t *);
+
+static int eacces_proc_start(pid_t pid, uint64_t *start)
+{
+    if (pid != unreadable_pid)
+        return real_proc_start(pid, start);
+    *start = 0x5eed5eedu;
+    return -EACCES;
+}
+
+Test(queue_owners, unreadable_proc_reaps_nothing)
+{
+    char c, buf[16];
+    size_t len;
+    int r;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("ea"), 4096, 0, 0), 0);
+    pid = loan_in_child(false);
+    cr_assert_eq(read(chan[0], &c, 1), 1);
+    real_proc_start = shmkit__os.proc_start;
+    unreadable_pid = pid;
+    shmkit__os.proc_start = eacces_proc_start;
+    r = shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT);
+    shmkit__os.proc_start = real_proc_start;
+    cr_assert_eq(r, -EAGAIN, "get(NOWAIT) = %d: a live owner's loan reaped", r);
+    expect_loan_kept(pid);
+}
+
+/* The state letter of /proc/PID/stat ('?' if unreadable). */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512], *p;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return '?';
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return '?';
+    buf[n] = 0;
+    p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* The child's main thread has exited (its leader shows 'Z'), its second
+ * thread holds the loan: the process is alive. */
+Test(queue_owners, zombie_leader_with_live_threads_reaps_nothing)
+{
+    char c, buf[16];
+    size_t len;
+    int r;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("zl"), 4096, 0, 0), 0);
+    pid = loan_in_child(true);
+    cr_assert_eq(read(chan[0], &c, 1), 1);
+    while (proc_state(pid) != 'Z') /* the leader's exit, not a timer */
+        sched_yield();
+    r = shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT);
+    cr_assert_eq(r, -EAGAIN, "get(NOWAIT) = %d: a live owner's loan reaped", r);
+    expect_loan_kept(pid);
+}
+
+/* The other half of the rule: a process whose threads have all exited,
+ * a zombie not yet waited for, is gone and its loan comes back. */
+Test(queue_owners, zombie_process_loan_given_back)
+{
+    char buf[16];
+    size_t len;
+    pid_t pid;
+    int st;
+    siginfo_t si;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("zp"), 4096, 0, 0), 0);
+    cr_assert_eq(shmkit_queue_put(q, "LOANED", 6, NULL), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        const void *p;
+
+        CHILD_CHECK(shmkit_queue_peek(q, &p, &len, NULL) == 0, 3);
+        _exit(0);
+    }
+    /* wait for the exit but leave the zombie (WNOWAIT) */
+    cr_assert_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+    cr_assert_eq(proc_state(pid), 'Z');
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0);
+    cr_assert_eq(len, 6);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}
