@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -229,6 +230,111 @@ Test(queue_owners, zombie_process_loan_given_back)
     cr_assert_eq(len, 6);
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}
+
+/* A peer that gives back (TAKEN -> READY) every loan it sees, as a
+ * reaper that wrongly judged this process dead would: it scans the ring's
+ * 16-byte record positions (the messages are zeros, never 'T'). */
+struct flipper {
+    unsigned char *ring;
+    size_t rs;
+    unsigned flips;
+    bool stop;
+};
+
+static void *flip_loans(void *arg)
+{
+    struct flipper *f = arg;
+    size_t off;
+
+    while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE))
+        for (off = 0; off < f->rs; off += 16) {
+            uint32_t *st = (uint32_t *)(f->ring + off + 4), t = 0x54u;
+
+            if (__atomic_load_n(st, __ATOMIC_RELAXED) == t &&
+                __atomic_compare_exchange_n(st, &t, 0x59u, false,
+                                            __ATOMIC_SEQ_CST,
+                                            __ATOMIC_RELAXED))
+                __atomic_add_fetch(&f->flips, 1, __ATOMIC_SEQ_CST);
+        }
+    return NULL;
+}
+
+/* get copies a message out, then frees its record without the mutex: a
+ * record given back while the copy ran stays READY (the get fails with
+ * SHMKIT_ECORRUPT and the message is delivered again), never DONE under
+ * a get that says it delivered it. Each get that a flip landed in must
+ * fail; the peer's timing is the scheduler's, so the test runs until a
+ * few flips landed (or skips if none did in 20 s). */
+Test(queue_owners, get_never_frees_a_record_given_back_meanwhile)
+{
+    static unsigned char msg[16384], buf[16384];
+    struct flipper f = {0};
+    struct timespec end, now;
+    unsigned before, landed = 0, bad = 0;
+    uint64_t ring_off;
+    size_t len;
+    pthread_t t;
+    int r;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("fl"), 65536, 0, 0), 0);
+    f.ring = shmkit_block_data(shmkit_queue_block(q));
+    memcpy(&ring_off, f.ring + 16, 8);
+    memcpy(&f.rs, f.ring + 24, 8);
+    f.ring += ring_off;
+    cr_assert_eq(pthread_create(&t, NULL, flip_loans, &f), 0);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += 20;
+    while (landed < 20) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > end.tv_sec)
+            break;
+        cr_assert_eq(shmkit_queue_put(q, msg, sizeof msg, NULL), 0);
+        do {
+            before = __atomic_load_n(&f.flips, __ATOMIC_SEQ_CST);
+            r = shmkit_queue_get(q, buf, sizeof buf, &len, NULL);
+            if (__atomic_load_n(&f.flips, __ATOMIC_SEQ_CST) != before) {
+                landed++;
+                bad += r == 0;
+            } else {
+                cr_assert_eq(r, 0, "%s", shmkit_last_error());
+            }
+        } while (r);
+    }
+    __atomic_store_n(&f.stop, true, __ATOMIC_RELEASE);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(bad, 0, "%u of %u gets freed a record given back under them",
+                 bad, landed);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+    if (!landed)
+        cr_skip_test("no give-back landed during a get in 20 s");
+}
+
+/* A loan a peer gave back meanwhile (a reaper's TAKEN -> READY: the
+ * record header precedes the message, its state at offset 4) is no longer
+ * this process's: release is -EINVAL and the message stays READY for the
+ * next consumer, not DONE (lost). */
+Test(queue_owners, release_never_overwrites_a_given_back_loan)
+{
+    const void *p;
+    char buf[16];
+    size_t len;
+    uint32_t *state;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("rl"), 4096, 0, 0), 0);
+    cr_assert_eq(shmkit_queue_put(q, "LOANED", 6, NULL), 0);
+    cr_assert_eq(shmkit_queue_peek(q, &p, &len, NULL), 0);
+    state = (uint32_t *)((const unsigned char *)p - SHMKIT_QUEUE_RECORD + 4);
+    cr_assert_eq(*state, 0x54u); /* TAKEN */
+    __atomic_store_n(state, 0x59u, __ATOMIC_SEQ_CST); /* READY: reaped */
+    cr_assert_eq(shmkit_queue_release(q, p), -EINVAL);
+    cr_assert_eq(*state, 0x59u);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0);
+    cr_assert_eq(len, 6);
+    cr_assert_eq(memcmp(buf, "LOANED", 6), 0);
     cr_assert_eq(shmkit_queue_unlink(q), 0);
     cr_assert_eq(shmkit_queue_close(q), 0);
 }

@@ -1410,14 +1410,28 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
  * moves head past it; a producer finding the ring full does so before it
  * decides). Waiting producers are told, as for any space coming free. A
  * process killed between the stores leaves records DONE or still TAKEN,
- * both states the ring already knows. */
-static void release_batch(shmkit_queue *q, struct rec **recs, size_t n)
+ * both states the ring already knows. Each record goes TAKEN -> DONE by
+ * compare-and-swap, and only while it names this process: a record a
+ * peer reaped meanwhile (READY again, or taken by another consumer) is
+ * never overwritten; -EINVAL then (it is no longer this process's). */
+static int release_batch(shmkit_queue *q, struct rec **recs, size_t n)
 {
+    uint32_t start, st;
     size_t i;
+    pid_t me;
+    int e = 0;
 
-    for (i = 0; i < n; i++)
-        store32(&recs[i]->state, REC_DONE);
+    self_get(&me, &start);
+    for (i = 0; i < n; i++) {
+        st = REC_TAKEN;
+        if (__atomic_load_n(&recs[i]->pid, __ATOMIC_RELAXED) != me ||
+            !__atomic_compare_exchange_n(&recs[i]->state, &st, REC_DONE,
+                                         false, __ATOMIC_RELEASE,
+                                         __ATOMIC_RELAXED))
+            e = -EINVAL;
+    }
     wake_space(q);
+    return e;
 }
 
 int shmkit_queue_peek(shmkit_queue *q, const void **ptr, size_t *len,
@@ -1457,7 +1471,9 @@ int shmkit_queue_release(shmkit_queue *q, const void *ptr)
     e = own_rec(q, ptr, REC_TAKEN, &r, NULL);
     if (e)
         return qfail(q, e, "release");
-    release_batch(q, &r, 1);
+    e = release_batch(q, &r, 1);
+    if (e)
+        return qfail(q, e, "release");
     return 0;
 }
 
@@ -1498,8 +1514,10 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
         left = buflen - (size_t)(p - (unsigned char *)buf);
         p += round16(len) < left ? round16(len) : left; /* as take_locked */
     }
-    release_batch(q, recs, k);
+    r = release_batch(q, recs, k);
     leave(q); /* close waits for this: the copies above read the ring */
+    if (r) /* a peer gave a message of this call away meanwhile */
+        return qfail(q, SHMKIT_ECORRUPT, "get_many");
     *got = k;
     return 0;
 }
