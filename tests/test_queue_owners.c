@@ -338,3 +338,49 @@ Test(queue_owners, release_never_overwrites_a_given_back_loan)
     cr_assert_eq(shmkit_queue_unlink(q), 0);
     cr_assert_eq(shmkit_queue_close(q), 0);
 }
+
+static int waitv_eperm(uint32_t *const *addrs, const uint32_t *vals, int n,
+                       const struct timespec *deadline)
+{
+    (void)addrs, (void)vals, (void)n, (void)deadline;
+    return -EPERM;
+}
+
+/* A sandbox that refuses futex_waitv (a seccomp filter's EPERM) makes the
+ * handle wait in slices, as without the call: a get behind a live
+ * producer's reservation waits for its deadline, it does not fail. */
+Test(queue_owners, futex_waitv_refused_falls_back_to_slices)
+{
+    struct timespec d;
+    char c, buf[16];
+    size_t len;
+    pid_t pid;
+    int r, st;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("wp"), 4096, 0, 0), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, chan), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        void *w;
+
+        close(chan[0]);
+        CHILD_CHECK(shmkit_queue_reserve(q, 100, &w, NULL) == 0, 3);
+        CHILD_CHECK(shmkit_queue_put(q, "after", 5, NULL) == 0, 4);
+        CHILD_CHECK(write(chan[1], "x", 1) == 1, 5);
+        CHILD_CHECK(read(chan[1], &c, 1) == 0, 6); /* until the parent ends */
+        _exit(0);
+    }
+    cr_assert_eq(read(chan[0], &c, 1), 1);
+    shmkit__os.futex_waitv = waitv_eperm;
+    shmkit_deadline(&d, 0.3);
+    r = shmkit_queue_get(q, buf, sizeof buf, &len, &d);
+    shmkit__os_reset();
+    cr_assert_eq(r, -ETIMEDOUT, "get = %d (%s)", r, shmkit_last_error());
+    close(chan[0]);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    close(chan[1]);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}

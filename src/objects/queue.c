@@ -109,7 +109,7 @@ struct shmkit_queue {
     struct shmkit__live_slot *slots; /* v2 (NULL: v1, or a view) */
     unsigned nslots;
     struct shmkit__live_hold live;   /* this process's slot for its records */
-    bool no_waitv;                   /* futex_waitv said ENOSYS */
+    bool no_waitv;                   /* futex_waitv failed (atomic) */
     uint64_t rs;          /* ring size, validated copy */
     uint32_t max_msgs;    /* validated copy */
     unsigned version;     /* validated copy */
@@ -792,7 +792,7 @@ static unsigned owners_arm(shmkit_queue *q, struct waiter *w,
     for (i = 0; i < o->n; i++) {
         enum shmkit__live_state st = SHMKIT__LIVE_NONE;
 
-        if (q->slots && !q->no_waitv)
+        if (q->slots && !__atomic_load_n(&q->no_waitv, __ATOMIC_RELAXED))
             st = shmkit__live_arm(q->slots, q->nslots, o->pid[i], o->start[i],
                                   &word, &val);
         if (st == SHMKIT__LIVE_ARMED) {
@@ -886,9 +886,10 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
     __atomic_fetch_add(waiting, 1, __ATOMIC_SEQ_CST);
     r = armed ? shmkit__os.futex_waitv(words, vals, (int)armed + 1, until)
               : shmkit__os.futex_wait(word, seq, until);
-    if (r == -ENOSYS && armed) {
-        /* No futex_waitv (Linux before 5.16): slices from now on. */
-        q->no_waitv = true;
+    if (armed && r < 0 && r != -EAGAIN && r != -ETIMEDOUT && r != -EINTR) {
+        /* No futex_waitv (Linux before 5.16: ENOSYS), or refused (a
+         * seccomp filter's EPERM, anything else): slices from now on. */
+        __atomic_store_n(&q->no_waitv, true, __ATOMIC_RELAXED);
         armed = 0;
         until = slice_until(w, &cap, &capped);
         r = shmkit__os.futex_wait(word, seq, until);
