@@ -384,3 +384,87 @@ Test(queue_owners, futex_waitv_refused_falls_back_to_slices)
     cr_assert_eq(shmkit_queue_unlink(q), 0);
     cr_assert_eq(shmkit_queue_close(q), 0);
 }
+
+/* A queue of layout version 1 (the previous library's, which refuses
+ * version 2): the header rewritten as version_1_queue_works_with_slices
+ * does, then attached again. */
+static shmkit_queue *v1_queue(const char *tag)
+{
+    shmkit_queue *made, *a;
+    unsigned char *p;
+    uint16_t v1 = 1;
+    uint64_t ring = SHMKIT_QUEUE_HEADER;
+    uint32_t zero = 0;
+    shmkit_queue_info in;
+
+    cr_assert_eq(shmkit_queue_create(&made, tu_name(tag), 4096, 0, 0), 0);
+    p = shmkit_block_data(shmkit_queue_block(made));
+    memcpy(p + 4, &v1, 2);
+    memcpy(p + 16, &ring, 8);
+    memcpy(p + 40, &zero, 4);
+    memcpy(p + 44, &zero, 4);
+    cr_assert_eq(shmkit_queue_close(made), 0);
+    cr_assert_eq(shmkit_queue_attach(&a, tu_name(tag), 0), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(shmkit_queue_stat(a, &in), 0);
+    cr_assert_eq(in.version, 1);
+    return a;
+}
+
+static uint64_t hdr64(shmkit_queue *a, size_t off)
+{
+    uint64_t v;
+
+    memcpy(&v, (unsigned char *)shmkit_block_data(shmkit_queue_block(a)) + off,
+           8);
+    return v;
+}
+
+/* The previous library's producer decides "full" from head and tail
+ * without moving head past released records: in a version-1 queue, get
+ * and release leave head past what they freed (head at 128, tail at 136
+ * of the header), and wake the producers. */
+Test(queue_owners, version_1_release_moves_head)
+{
+    const void *p;
+    char buf[16];
+    size_t len;
+
+    q = v1_queue("v1r");
+    cr_assert_eq(shmkit_queue_put(q, "one", 3, NULL), 0);
+    cr_assert_eq(shmkit_queue_put(q, "two", 3, NULL), 0);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    cr_assert_eq(hdr64(q, 128), 32, "get left head at %llu",
+                 (unsigned long long)hdr64(q, 128));
+    cr_assert_eq(shmkit_queue_peek(q, &p, &len, NULL), 0);
+    cr_assert_eq(shmkit_queue_release(q, p), 0);
+    cr_assert_eq(hdr64(q, 128), hdr64(q, 136), "release left head at %llu",
+                 (unsigned long long)hdr64(q, 128));
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}
+
+/* A record freed without the mutex (as this library's releases did in a
+ * version-1 queue until now) is passed by the next get's head_advance,
+ * which then wakes the producers (space_seq, at 196, moves). */
+Test(queue_owners, version_1_head_advance_wakes_producers)
+{
+    const void *p;
+    uint32_t *state, seq;
+    unsigned char *h;
+
+    q = v1_queue("v1w");
+    h = shmkit_block_data(shmkit_queue_block(q));
+    cr_assert_eq(shmkit_queue_put(q, "one", 3, NULL), 0);
+    cr_assert_eq(shmkit_queue_put(q, "two", 3, NULL), 0);
+    cr_assert_eq(shmkit_queue_peek(q, &p, &(size_t){0}, NULL), 0);
+    state = (uint32_t *)((const unsigned char *)p - SHMKIT_QUEUE_RECORD + 4);
+    __atomic_store_n(state, 0x44u, __ATOMIC_SEQ_CST); /* DONE, head not moved */
+    memcpy(&seq, h + 196, 4);
+    cr_assert_eq(shmkit_queue_peek(q, &p, &(size_t){0}, NULL), 0);
+    cr_assert_neq(*(volatile uint32_t *)(h + 196), seq,
+                  "head moved and space_seq did not");
+    cr_assert_eq(shmkit_queue_release(q, p), 0);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}

@@ -1332,8 +1332,11 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     self_get(&me, &start);
     o->n = 0;
     o->more = false;
-    if (head_advance(q)) /* past records released without the mutex */
+    if (head_advance(q)) { /* past records released without the mutex */
         pos = h->head;
+        if (q->version == 1) /* the previous library's producers wait */
+            wake_space(q);
+    }
     while (pos < h->tail && k < max) {
         e = rec_at_len(q, pos, h->tail, &r, &size, &rlen);
         if (e)
@@ -1417,11 +1420,18 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
  * never overwritten; -EINVAL then (it is no longer this process's). */
 static int release_batch(shmkit_queue *q, struct rec **recs, size_t n)
 {
+    /* A version-1 queue may be shared with the previous library, whose
+     * producers never move head before deciding the ring is full: there
+     * the release moves head itself, under the mutex, as that library's
+     * release did. */
+    bool v1 = q->version == 1;
     uint32_t start, st;
     size_t i;
     pid_t me;
     int e = 0;
 
+    if (v1 && (e = qlock(q)) != 0)
+        return e;
     self_get(&me, &start);
     for (i = 0; i < n; i++) {
         st = REC_TAKEN;
@@ -1430,6 +1440,10 @@ static int release_batch(shmkit_queue *q, struct rec **recs, size_t n)
                                          false, __ATOMIC_RELEASE,
                                          __ATOMIC_RELAXED))
             e = -EINVAL;
+    }
+    if (v1) {
+        head_advance(q);
+        qunlock(q);
     }
     wake_space(q);
     return e;
@@ -1517,8 +1531,8 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
     }
     r = release_batch(q, recs, k);
     leave(q); /* close waits for this: the copies above read the ring */
-    if (r) /* a peer gave a message of this call away meanwhile */
-        return qfail(q, SHMKIT_ECORRUPT, "get_many");
+    if (r) /* -EINVAL: a peer gave a message of this call away meanwhile */
+        return qfail(q, r == -EINVAL ? SHMKIT_ECORRUPT : r, "get_many");
     *got = k;
     return 0;
 }
