@@ -241,6 +241,7 @@ struct flipper {
     unsigned char *ring;
     size_t rs;
     unsigned flips;
+    bool busy; /* set from before a give-back to after it is counted */
     bool stop;
 };
 
@@ -253,11 +254,14 @@ static void *flip_loans(void *arg)
         for (off = 0; off < f->rs; off += 16) {
             uint32_t *st = (uint32_t *)(f->ring + off + 4), t = 0x54u;
 
-            if (__atomic_load_n(st, __ATOMIC_RELAXED) == t &&
-                __atomic_compare_exchange_n(st, &t, 0x59u, false,
+            if (__atomic_load_n(st, __ATOMIC_RELAXED) != t)
+                continue;
+            __atomic_store_n(&f->busy, true, __ATOMIC_SEQ_CST);
+            if (__atomic_compare_exchange_n(st, &t, 0x59u, false,
                                             __ATOMIC_SEQ_CST,
                                             __ATOMIC_RELAXED))
                 __atomic_add_fetch(&f->flips, 1, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&f->busy, false, __ATOMIC_SEQ_CST);
         }
     return NULL;
 }
@@ -292,9 +296,15 @@ Test(queue_owners, get_never_frees_a_record_given_back_meanwhile)
         if (now.tv_sec > end.tv_sec)
             break;
         cr_assert_eq(shmkit_queue_put(q, msg, sizeof msg, NULL), 0);
+        /* Records are TAKEN only inside a get: a give-back that succeeds
+         * lands inside one, and is counted once `busy` is false. */
         do {
+            while (__atomic_load_n(&f.busy, __ATOMIC_SEQ_CST))
+                sched_yield();
             before = __atomic_load_n(&f.flips, __ATOMIC_SEQ_CST);
             r = shmkit_queue_get(q, buf, sizeof buf, &len, NULL);
+            while (__atomic_load_n(&f.busy, __ATOMIC_SEQ_CST))
+                sched_yield();
             if (__atomic_load_n(&f.flips, __ATOMIC_SEQ_CST) != before) {
                 landed++;
                 bad += r == 0;
@@ -465,6 +475,41 @@ Test(queue_owners, version_1_head_advance_wakes_producers)
     cr_assert_neq(*(volatile uint32_t *)(h + 196), seq,
                   "head moved and space_seq did not");
     cr_assert_eq(shmkit_queue_release(q, p), 0);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}
+
+/* A consumer that gathers loans gets as many as the ring holds, whatever
+ * came before: 8 loaned and released, then a 9th loaned (head in the
+ * middle of the ring), then puts and loans until a put finds the ring
+ * full: 16 records of 4 KiB fill the 64 KiB ring, so 16 loans (an early
+ * wrap past the 9th loan left 9). */
+Test(queue_owners, loans_held_get_the_whole_ring)
+{
+    static unsigned char m[4096 - SHMKIT_QUEUE_RECORD];
+    const void *loan[32];
+    size_t len;
+    int i, held;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("wl"), 65536, 0, 0), 0);
+    for (i = 0; i < 8; i++) {
+        cr_assert_eq(shmkit_queue_put(q, m, sizeof m, SHMKIT_NOWAIT), 0);
+        cr_assert_eq(shmkit_queue_peek(q, &loan[i], &len, SHMKIT_NOWAIT), 0);
+    }
+    cr_assert_eq(shmkit_queue_put(q, m, sizeof m, SHMKIT_NOWAIT), 0);
+    for (i = 0; i < 8; i++)
+        cr_assert_eq(shmkit_queue_release(q, loan[i]), 0);
+    cr_assert_eq(shmkit_queue_peek(q, &loan[0], &len, SHMKIT_NOWAIT), 0);
+    for (held = 1; held < 32; held++) {
+        if (shmkit_queue_put(q, m, sizeof m, SHMKIT_NOWAIT))
+            break;
+        cr_assert_eq(shmkit_queue_peek(q, &loan[held], &len, SHMKIT_NOWAIT),
+                     0);
+    }
+    cr_assert_eq(held, 16, "loans held when a put found the ring full: %d",
+                 held);
+    for (i = 0; i < held; i++)
+        cr_assert_eq(shmkit_queue_release(q, loan[i]), 0);
     cr_assert_eq(shmkit_queue_unlink(q), 0);
     cr_assert_eq(shmkit_queue_close(q), 0);
 }

@@ -110,9 +110,10 @@ class Queue:
     maxsize > 0 bounds the number of messages; capacity (bytes, default
     DEFAULT_CAPACITY) bounds their size in total, and the largest one is
     ``capacity - 16`` bytes (ValueError beyond). While no message waits
-    (consumers keep up), puts reuse the start of the ring, which stays in
-    the CPU caches; a message kept with get(copy=False) or peek() then
-    leaves new messages the room before it until it is released. create defaults to True
+    and none is kept (consumers keep up and copy), puts reuse the start
+    of the ring, which stays in the CPU caches; a message kept with
+    get(copy=False) or peek() keeps puts going round the whole ring, so
+    consumers may keep as many as the ring holds. create defaults to True
     without a name (a generated one) and False with one (attach); pass
     create=True to make a queue of that name. track=True removes a created
     queue once the creating process family has exited.
