@@ -554,11 +554,11 @@ Test(queue, release_takes_no_lock_and_the_next_put_reclaims)
     drop(q);
 }
 
-/* Wrapping early: with nothing waiting in the ring (only loans), a put
+/* Wrapping early: with nothing waiting in the ring (only reservations), a put
  * starts over at the ring's start when the message fits before head, so
  * a consumer that keeps up cycles through a few messages' worth of the
- * ring; the space after a loan is unused until it ends (the documented
- * cost). A waiting (READY) message means a consumer is behind: the ring
+ * ring; never past a loan; the space after a reservation is unused until
+ * it ends (the documented cost). A waiting (READY) message means a consumer is behind: the ring
  * is walked as before. 64 KiB ring: early wrap past 16 KiB. */
 Test(queue, wraps_early_while_nothing_waits)
 {
@@ -579,16 +579,37 @@ Test(queue, wraps_early_while_nothing_waits)
     cr_assert_eq(shmkit_queue_release(q, pa), 0);
     cr_assert_eq(shmkit_queue_peek(q, &pb, &len, NULL), 0);
     cr_assert_eq(pb, wb);
-    /* Only B (loaned) in the ring, C fits before it: C starts over. */
+    /* Only B in the ring, loaned: no early wrap past a loan, C goes after
+     * it (a consumer may keep as many loans as the ring holds). */
     cr_assert_eq(shmkit_queue_reserve(q, n, &wc, NULL), 0);
-    cr_assert_eq(wc, wa, "C at offset %td, not at the start",
-                 (char *)wc - (char *)wa);
+    cr_assert_eq((char *)wc - (char *)wa, (ptrdiff_t)(2 * rec),
+                 "C at offset %td, not after B", (char *)wc - (char *)wa);
     cr_assert_eq(shmkit_queue_commit(q, wc, n), 0);
-    /* The cost: while B is loaned, the space after it is not used. */
-    cr_assert_eq(shmkit_queue_put(q, wa, n, SHMKIT_NOWAIT), -EAGAIN);
     cr_assert_eq(shmkit_queue_release(q, pb), 0);
+    cr_assert_eq(shmkit_queue_peek(q, &p, &len, NULL), 0);
+    cr_assert_eq(shmkit_queue_release(q, p), 0);
+    /* Empty: D starts over at the start; E, reserved, goes after D. */
+    cr_assert_eq(shmkit_queue_reserve(q, n, &wc, NULL), 0);
+    cr_assert_eq(wc, wa);
+    cr_assert_eq(shmkit_queue_commit(q, wc, n), 0);
+    cr_assert_eq(shmkit_queue_peek(q, &pa, &len, NULL), 0);
+    cr_assert_eq(shmkit_queue_reserve(q, n, &wb, NULL), 0);
+    cr_assert_eq((char *)wb - (char *)wa, (ptrdiff_t)rec);
+    cr_assert_eq(shmkit_queue_release(q, pa), 0);
+    /* Only E (being written) in the ring, F fits before it: F starts
+     * over. */
+    cr_assert_eq(shmkit_queue_reserve(q, n, &wc, NULL), 0);
+    cr_assert_eq(wc, wa, "F at offset %td, not at the start",
+                 (char *)wc - (char *)wa);
+    /* The cost: while E is reserved, the space after it is not used. */
+    cr_assert_eq(shmkit_queue_put(q, wa, n, SHMKIT_NOWAIT), -EAGAIN);
+    cr_assert_eq(shmkit_queue_commit(q, wb, n), 0);
+    cr_assert_eq(shmkit_queue_commit(q, wc, n), 0);
+    cr_assert_eq(shmkit_queue_peek(q, &p, &len, NULL), 0);
+    cr_assert_eq(p, wb);
+    cr_assert_eq(shmkit_queue_release(q, p), 0);
     cr_assert_eq(shmkit_queue_put(q, wa, n, SHMKIT_NOWAIT), 0);
-    /* C and D wait (READY): E goes after them, not to the start. */
+    /* F and G wait (READY): H goes after them, not to the start. */
     cr_assert_eq(shmkit_queue_reserve(q, n, &wc, NULL), 0);
     cr_assert_eq((char *)wc - (char *)wa, (ptrdiff_t)(2 * rec));
     cr_assert_eq(shmkit_queue_commit(q, wc, n), 0);
