@@ -513,3 +513,44 @@ Test(queue_owners, loans_held_get_the_whole_ring)
     cr_assert_eq(shmkit_queue_unlink(q), 0);
     cr_assert_eq(shmkit_queue_close(q), 0);
 }
+
+static int populates;
+static int (*real_populate)(void *, size_t, bool);
+
+static int count_populate(void *addr, size_t len, bool write)
+{
+    populates++;
+    return real_populate(addr, len, write);
+}
+
+/* A forked child's calls that must not wait (TRY, NOWAIT) do not prefault
+ * the ring (~4 ms for 16 MiB); its first blocking call does, once. */
+Test(queue_owners, forked_child_prefaults_at_its_first_blocking_call)
+{
+    char buf[16];
+    size_t len;
+    pid_t pid;
+    int st;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("pf"), 1 << 20, 0, 0), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        real_populate = shmkit__os.populate;
+        shmkit__os.populate = count_populate;
+        CHILD_CHECK(shmkit_queue_put(q, "a", 1, SHMKIT_QUEUE_TRY) == 0, 2);
+        CHILD_CHECK(shmkit_queue_put(q, "b", 1, SHMKIT_NOWAIT) == 0, 3);
+        CHILD_CHECK(shmkit_queue_get(q, buf, sizeof buf, &len,
+                                     SHMKIT_NOWAIT) == 0, 4);
+        CHILD_CHECK(populates == 0, 5);
+        CHILD_CHECK(shmkit_queue_put(q, "c", 1, NULL) == 0, 6);
+        CHILD_CHECK(populates == 1, 7);
+        CHILD_CHECK(shmkit_queue_get(q, buf, sizeof buf, &len, NULL) == 0, 8);
+        CHILD_CHECK(populates == 1, 9);
+        _exit(0);
+    }
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}

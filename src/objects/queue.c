@@ -945,9 +945,12 @@ static void leave(shmkit_queue *q)
  * create and attach do (madvise: one system call, page tables only, the
  * pages exist: ~1 us a page), and "no message pays a page fault" holds in
  * forked children too. A failure (a peer cut the block) is left to the
- * accesses, as before.
+ * accesses, as before. Not for a call that must not wait (SHMKIT_NOWAIT,
+ * SHMKIT_QUEUE_TRY): populating a 16 MiB ring takes ~4 ms (128 MiB:
+ * ~30 ms), which a "never waits" call must not pay; such calls take their
+ * few faults and the process's first blocking call prefaults.
  */
-static void map_here(shmkit_queue *q)
+static void map_here(shmkit_queue *q, const struct timespec *deadline)
 {
     uint32_t start;
     pid_t me;
@@ -956,7 +959,8 @@ static void map_here(shmkit_queue *q)
     if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
                              me,
                          1) ||
-        !q->block)
+        !q->block || deadline == SHMKIT_NOWAIT ||
+        deadline == SHMKIT_QUEUE_TRY)
         return;
     shmkit__os.populate(shmkit_block_data(q->block),
                         shmkit_block_size(q->block), true);
@@ -1157,7 +1161,7 @@ int shmkit_queue_reserve(shmkit_queue *q, size_t len, void **ptr,
         r = enter(q);
     if (r)
         return qfail(q, r, "reserve");
-    map_here(q);
+    map_here(q, deadline);
     waiter_init(&w, deadline);
     r = reserve_batch(q, &one, 1, &rec, &got, &w);
     if (r)
@@ -1280,7 +1284,7 @@ int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs, size_t n,
         r = enter(q);
     if (r)
         return qfail(q, r, "put_many");
-    map_here(q);
+    map_here(q, deadline);
     waiter_init(&w, deadline);
     while (put < n) {
         size_t want = n - put < 64 ? n - put : 64;
@@ -1470,7 +1474,7 @@ int shmkit_queue_peek(shmkit_queue *q, const void **ptr, size_t *len,
     r = enter(q);
     if (r)
         return qfail(q, r, "peek");
-    map_here(q);
+    map_here(q, deadline);
     waiter_init(&w, deadline);
     r = take_batch(q, &rec, &rlen, 1, SIZE_MAX, &got, &need, &w);
     if (r)
@@ -1517,7 +1521,7 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
     r = enter(q);
     if (r)
         return qfail(q, r, "get_many");
-    map_here(q);
+    map_here(q, deadline);
     waiter_init(&w, deadline);
     r = take_batch(q, recs, lens, max < 64 ? max : 64, buflen, &k, &need, &w);
     if (r) {
