@@ -43,11 +43,11 @@ extern "C" {
 #endif
 
 #define SHMKIT_VERSION_MAJOR 0
-#define SHMKIT_VERSION_MINOR 1
+#define SHMKIT_VERSION_MINOR 2
 #define SHMKIT_VERSION_PATCH 0
-#define SHMKIT_VERSION_STRING "0.1.0"
+#define SHMKIT_VERSION_STRING "0.2.0"
 
-/* Returns the library's version string, e.g. "0.1.0". */
+/* Returns the library's version string, e.g. "0.2.0". */
 SHMKIT_API const char *shmkit_version(void);
 
 /* ------------------------------------------------------------------------

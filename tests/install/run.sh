@@ -40,7 +40,7 @@ libdir=$prefix/${libdir%/pkgconfig}
 for f in include/shmkit.h include/shmkit/list.h bin/shmkit share/man/man1/shmkit.1; do
     test -f "$prefix/$f" || fail "$f not installed"
 done
-test -f "$libdir/libshmkit.a" && test -e "$libdir/libshmkit.so.0" ||
+test -f "$libdir/libshmkit.a" && test -e "$libdir/libshmkit.so.1" ||
     fail "libraries not installed in $libdir"
 
 # ---- CMake consumers: built, run, installed elsewhere, run again ----
