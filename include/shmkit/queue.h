@@ -55,7 +55,9 @@
  *   - a consumer killed between peek and release (also inside get, which
  *     is peek + copy + release): its message is given back to the queue
  *     and delivered again (at-least-once for killed consumers, exactly
- *     once otherwise).
+ *     once otherwise). Only a process known to be gone gives its records
+ *     back: one whose main thread exited while others run is alive, and
+ *     so is one whose /proc entry cannot be read (EMFILE, EACCES).
  *   - a process killed holding the queue's mutex: the next locker repairs
  *     the counters from the ring (owner-death protocol of shmkit_mutex).
  *   Dead owners are found by pid plus process start time (a reused pid
@@ -80,8 +82,11 @@
  * per handle that made a record, processes with no record hold none), an
  * owner that holds its record after closing its handle, one whose slot a
  * peer scribbled on (a slot is not trusted unless its word names a thread
- * of its pid), Linux before 5.16, and an owner that exec'd (re-checked
- * every 0.5 s). The owner's liveness is checked once at the start of such
+ * of its pid), Linux before 5.16 or a sandbox that refuses futex_waitv
+ * (any error: the handle waits in slices from then on), and an owner that
+ * exec'd (re-checked every 0.5 s). Slots are per handle, not per process:
+ * a process that keeps many handles with records in flight can take the
+ * whole table, and other processes' waits fall back to slices. The owner's liveness is checked once at the start of such
  * a wait, so an owner already dead is reaped at once.
  * Fork: a child has no "shmkit-live" thread and takes its own slots for
  * its records (the parent's stay the parent's); the thread appears only
@@ -260,7 +265,10 @@ SHMKIT_API int shmkit_queue_put(shmkit_queue *q, const void *data,
  * Takes the oldest committed message, copying it into buf (buflen bytes)
  * and its length into *len, waiting until `deadline`. -EMSGSIZE if it
  * does not fit: the message stays in the queue and *len says how much
- * room it needs. Other errors as for put.
+ * room it needs. SHMKIT_ECORRUPT if a peer gave the message back to the
+ * queue while it was being copied (only a peer that wrongly judged this
+ * process dead, or a hostile one, does): it stays queued. Other errors as
+ * for put.
  */
 SHMKIT_API int shmkit_queue_get(shmkit_queue *q, void *buf, size_t buflen,
                                 size_t *len, const struct timespec *deadline);
@@ -314,14 +322,15 @@ SHMKIT_API int shmkit_queue_cancel(shmkit_queue *q, void *ptr);
  * Takes the oldest committed message without copying: *ptr points at it
  * in the ring, *len is its length; read it in place, then
  * shmkit_queue_release() it. Until then its space is not reused; if this
- * process dies first, the message is given back to the queue. Waits until
- * `deadline`; errors as for get.
+ * process dies first (all its threads), the message is given back to the
+ * queue. Waits until `deadline`; errors as for get.
  */
 SHMKIT_API int shmkit_queue_peek(shmkit_queue *q, const void **ptr,
                                  size_t *len, const struct timespec *deadline);
 
 /* Frees the peeked message at ptr. -EINVAL if ptr is not a message this
- * process peeked. */
+ * process peeked, or no longer is (a peer gave it back meanwhile: it is
+ * left as it is, never freed under its new reader). */
 SHMKIT_API int shmkit_queue_release(shmkit_queue *q, const void *ptr);
 
 /* ---- task counting (what JoinableQueue needs) ---------------------------- */
