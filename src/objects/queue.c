@@ -185,8 +185,7 @@ static bool timespec_passed(const struct timespec *d)
     struct timespec now;
 
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > d->tv_sec ||
-           (now.tv_sec == d->tv_sec && now.tv_nsec >= d->tv_nsec);
+    return !shmkit__ts_before(&now, d);
 }
 
 static int qfail(shmkit_queue *q, int r, const char *op)
@@ -478,8 +477,7 @@ static int qlock_watch(shmkit_queue *q, const struct timespec *deadline,
         return r;
     passed = timespec_passed(deadline);
     shmkit_deadline(&until, QLOCK_GRACE_S);
-    if (deadline->tv_sec > until.tv_sec ||
-        (deadline->tv_sec == until.tv_sec && deadline->tv_nsec > until.tv_nsec))
+    if (shmkit__ts_before(&until, deadline))
         until = *deadline;
     r = qlock_how(q, false, &until);
     if (r == -ETIMEDOUT && passed)
@@ -706,8 +704,7 @@ static const struct timespec *slice_until(struct waiter *w,
 
     shmkit_deadline(cap, w->backoff_ms / 1000.0);
     *capped = false;
-    if (!until || cap->tv_sec < until->tv_sec ||
-        (cap->tv_sec == until->tv_sec && cap->tv_nsec < until->tv_nsec)) {
+    if (!until || shmkit__ts_before(cap, until)) {
         until = cap;
         *capped = true;
     }
@@ -747,8 +744,7 @@ static int owners_died(shmkit_queue *q, struct waiter *w,
     for (i = 0; i < dead->n && r == 0; i++) {
         until = w->deadline;
         shmkit_deadline(&cap, GONE_CAP_S);
-        capped = !until || cap.tv_sec < until->tv_sec ||
-                 (cap.tv_sec == until->tv_sec && cap.tv_nsec < until->tv_nsec);
+        capped = !until || shmkit__ts_before(&cap, until);
         if (capped)
             until = &cap;
         r = shmkit__os.proc_wait_gone(dead->pid[i], dead->start[i], until);
