@@ -524,33 +524,51 @@ static int count_populate(void *addr, size_t len, bool write)
 }
 
 /* A forked child's calls that must not wait (TRY, NOWAIT) do not prefault
- * the ring (~4 ms for 16 MiB); its first blocking call does, once. */
-Test(queue_owners, forked_child_prefaults_at_its_first_blocking_call)
+ * the ring at once (~4 ms for 16 MiB): a child that puts a few small
+ * messages does not; one that keeps going (256 KiB through the ring) does,
+ * once; and a child's first blocking call does at once. */
+Test(queue_owners, forked_child_prefaults_when_it_keeps_going)
 {
-    char buf[16];
+    static char big[4000];
+    char buf[4096];
     size_t len;
     pid_t pid;
-    int st;
+    int i, st, blocking;
 
     cr_assert_eq(shmkit_queue_create(&q, tu_name("pf"), 1 << 20, 0, 0), 0);
-    pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        real_populate = shmkit__os.populate;
-        shmkit__os.populate = count_populate;
-        CHILD_CHECK(shmkit_queue_put(q, "a", 1, SHMKIT_QUEUE_TRY) == 0, 2);
-        CHILD_CHECK(shmkit_queue_put(q, "b", 1, SHMKIT_NOWAIT) == 0, 3);
-        CHILD_CHECK(shmkit_queue_get(q, buf, sizeof buf, &len,
-                                     SHMKIT_NOWAIT) == 0, 4);
-        CHILD_CHECK(populates == 0, 5);
-        CHILD_CHECK(shmkit_queue_put(q, "c", 1, NULL) == 0, 6);
-        CHILD_CHECK(populates == 1, 7);
-        CHILD_CHECK(shmkit_queue_get(q, buf, sizeof buf, &len, NULL) == 0, 8);
-        CHILD_CHECK(populates == 1, 9);
-        _exit(0);
+    for (blocking = 0; blocking < 2; blocking++) {
+        pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            real_populate = shmkit__os.populate;
+            shmkit__os.populate = count_populate;
+            if (blocking) {
+                CHILD_CHECK(shmkit_queue_put(q, "c", 1, NULL) == 0, 2);
+                CHILD_CHECK(populates == 1, 3);
+                CHILD_CHECK(shmkit_queue_get(q, buf, sizeof buf, &len,
+                                             SHMKIT_NOWAIT) == 0, 4);
+                CHILD_CHECK(populates == 1, 5);
+                _exit(0);
+            }
+            CHILD_CHECK(shmkit_queue_put(q, "a", 1, SHMKIT_QUEUE_TRY) == 0, 6);
+            CHILD_CHECK(shmkit_queue_put(q, "b", 1, SHMKIT_NOWAIT) == 0, 7);
+            for (i = 0; i < 2; i++)
+                CHILD_CHECK(shmkit_queue_get(q, buf, sizeof buf, &len,
+                                             SHMKIT_QUEUE_TRY) == 0, 8);
+            CHILD_CHECK(populates == 0, 9);
+            for (i = 0; i < 100; i++) { /* 400 KB through the ring */
+                CHILD_CHECK(shmkit_queue_put(q, big, sizeof big,
+                                             SHMKIT_NOWAIT) == 0, 10);
+                CHILD_CHECK(shmkit_queue_get(q, buf, sizeof buf, &len,
+                                             SHMKIT_NOWAIT) == 0, 11);
+            }
+            CHILD_CHECK(populates == 1, 12);
+            _exit(0);
+        }
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "child %d: status 0x%x", blocking, st);
     }
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
     cr_assert_eq(shmkit_queue_unlink(q), 0);
     cr_assert_eq(shmkit_queue_close(q), 0);
 }

@@ -120,6 +120,8 @@ struct shmkit_queue {
     uint32_t spin_space;  /* atomic: ns a producer spins before sleeping */
     uint32_t spin_lock;   /* atomic: ns a caller watches a busy mutex */
     pid_t mapped_for;     /* atomic: the process whose page tables map it */
+    pid_t map_from_pid;   /* atomic: the process map_from was taken in */
+    uint64_t map_from;    /* atomic: tail at its first non-blocking call */
 };
 
 const struct timespec shmkit_nowait = {0, 0};
@@ -941,11 +943,16 @@ static void leave(shmkit_queue *q)
  * create and attach do (madvise: one system call, page tables only, the
  * pages exist: ~1 us a page), and "no message pays a page fault" holds in
  * forked children too. A failure (a peer cut the block) is left to the
- * accesses, as before. Not for a call that must not wait (SHMKIT_NOWAIT,
- * SHMKIT_QUEUE_TRY): populating a 16 MiB ring takes ~4 ms (128 MiB:
- * ~30 ms), which a "never waits" call must not pay; such calls take their
- * few faults and the process's first blocking call prefaults.
+ * accesses, as before. A call that must not wait (SHMKIT_NOWAIT,
+ * SHMKIT_QUEUE_TRY) does not prefault at once: populating a 16 MiB ring
+ * takes ~4 ms (128 MiB: ~30 ms), more than a child that puts one small
+ * result pays in faults. Such calls take their faults until the ring's
+ * tail has moved MAP_AFTER bytes since this process's first one (at most
+ * ~64 faults, ~160 us: Python's blocking put and get try without waiting
+ * first, so a busy child still gets its prefault), then prefault.
  */
+#define MAP_AFTER (UINT64_C(256) << 10)
+
 static void map_here(shmkit_queue *q, const struct timespec *deadline)
 {
     uint32_t start;
@@ -955,9 +962,19 @@ static void map_here(shmkit_queue *q, const struct timespec *deadline)
     if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
                              me,
                          1) ||
-        !q->block || deadline == SHMKIT_NOWAIT ||
-        deadline == SHMKIT_QUEUE_TRY)
+        !q->block)
         return;
+    if (deadline == SHMKIT_NOWAIT || deadline == SHMKIT_QUEUE_TRY) {
+        uint64_t tail = __atomic_load_n(&q->hdr->tail, __ATOMIC_RELAXED);
+
+        if (__atomic_load_n(&q->map_from_pid, __ATOMIC_RELAXED) != me) {
+            __atomic_store_n(&q->map_from, tail, __ATOMIC_RELAXED);
+            __atomic_store_n(&q->map_from_pid, me, __ATOMIC_RELAXED);
+            return;
+        }
+        if (tail - __atomic_load_n(&q->map_from, __ATOMIC_RELAXED) < MAP_AFTER)
+            return;
+    }
     shmkit__os.populate(shmkit_block_data(q->block),
                         shmkit_block_size(q->block), true);
     __atomic_store_n(&q->mapped_for, me, __ATOMIC_RELAXED);
