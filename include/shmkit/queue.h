@@ -194,8 +194,9 @@ typedef struct shmkit_queue_slot {
  * SHMKIT_HUGEPAGES, ...); SHMKIT_RESERVE is always implied and the ring
  * is prefaulted (by attach too, and, in a forked child, which inherits the
  * handle but not its page table entries, by its first blocking call: so
- * no message pays a page fault; a SHMKIT_NOWAIT or SHMKIT_QUEUE_TRY call
- * never prefaults, ~4 ms for a 16 MiB ring, and pays its own few faults). Published whole (built under a temporary name, renamed
+ * no message pays a page fault; SHMKIT_NOWAIT and SHMKIT_QUEUE_TRY calls
+ * do not pay that, ~4 ms for a 16 MiB ring, at once: they take their own
+ * few faults until 256 KiB went through the ring, then prefault). Published whole (built under a temporary name, renamed
  * into place). Returns 0, -EEXIST (name taken), -EINVAL (capacity below
  * 32 bytes or above 2^48, SHMKIT_RDONLY, bad name), -ENOSPC, or the block
  * layer's errors; nothing is left behind on failure. On success *out owns
