@@ -15,7 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -227,6 +232,51 @@ Test(queue_owners, zombie_process_loan_given_back)
     cr_assert_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
     cr_assert_eq(proc_state(pid), 'Z');
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0);
+    cr_assert_eq(len, 6);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}
+
+/* The same where a sandbox refuses pidfd_open (EPERM, as a seccomp filter
+ * that does not list it answers): the zombie is still known gone, from
+ * /proc/PID/status, and its loan comes back (it was "cannot tell", so
+ * alive for ever, and a waiter behind it hung). */
+Test(queue_owners, zombie_loan_given_back_without_pidfd)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    char buf[16];
+    size_t len;
+    pid_t pid;
+    int st;
+    siginfo_t si;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("zs"), 4096, 0, 0), 0);
+    cr_assert_eq(shmkit_queue_put(q, "LOANED", 6, NULL), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        const void *p;
+
+        CHILD_CHECK(shmkit_queue_peek(q, &p, &len, NULL) == 0, 3);
+        _exit(0);
+    }
+    cr_assert_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+    cr_assert_eq(proc_state(pid), 'Z');
+    /* from here this test process cannot open a pidfd */
+    cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+    cr_assert_eq(syscall(SYS_pidfd_open, pid, 0), -1);
+    cr_assert_eq(errno, EPERM);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0,
+                 "the zombie's loan was not given back without pidfd_open");
     cr_assert_eq(len, 6);
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);

@@ -324,8 +324,9 @@ static int linux_futex_wake(uint32_t *addr, int n)
 /* A zombie leader is gone only when its whole thread group has exited: a
  * process whose main thread called pthread_exit shows 'Z' in
  * /proc/PID/stat while its other threads run. A pidfd polls readable
- * exactly when the group is empty. -ESRCH if gone, 0 if it runs, another
- * code if this cannot be told (no descriptor left, no pidfd_open). */
+ * exactly when the group is empty; without one, Threads: in /proc/PID/status
+ * says. -ESRCH if gone, 0 if it runs, another code if this cannot be told
+ * (no descriptor left for either). */
 static int zombie_gone(pid_t pid)
 {
     struct pollfd p;
@@ -333,9 +334,10 @@ static int zombie_gone(pid_t pid)
     char path[64], buf[2048], *t;
     ssize_t n;
 
-    if (fd < 0 && errno == ENOSYS) {
-        /* No pidfd (Linux < 5.3): the leader counts itself in Threads:
-         * until the group is empty. */
+    if (fd < 0 && errno != ESRCH) {
+        /* No pidfd (Linux < 5.3, or a sandbox that refuses pidfd_open
+         * with EPERM, or no descriptor left): the leader counts itself
+         * in Threads: until the group is empty. */
         snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -351,7 +353,7 @@ static int zombie_gone(pid_t pid)
         return strtol(t + 9, NULL, 10) > 1 ? 0 : -ESRCH;
     }
     if (fd < 0)
-        return errno == ESRCH ? -ESRCH : -errno;
+        return -ESRCH;
     p.fd = fd;
     p.events = POLLIN;
     r = poll(&p, 1, 0);
