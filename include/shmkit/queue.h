@@ -33,7 +33,8 @@
  * create, never a SIGBUS later) and prefaulted at create and at attach,
  * so no message pays a page fault.
  *
- * Waiting. Blocking calls sleep on a futex in the block (no polling) and
+ * Waiting. Blocking calls sleep on a futex in the block (no polling, except
+ * in the cases "Waking on a death" lists, which re-check in slices) and
  * take an absolute CLOCK_MONOTONIC deadline (shmkit_deadline()): NULL
  * waits for ever; SHMKIT_NOWAIT (or any deadline already past when the
  * call starts) never sleeps and fails with -EAGAIN when it would have to;
@@ -86,11 +87,13 @@
  * (any error: the handle waits in slices from then on), and an owner that
  * exec'd (re-checked every 0.5 s). Slots are per handle, not per process:
  * a process that keeps many handles with records in flight can take the
- * whole table, and other processes' waits fall back to slices. The owner's liveness is checked once at the start of such
- * a wait, so an owner already dead is reaped at once.
+ * whole table, and other processes' waits fall back to slices. The
+ * owner's liveness is checked once at the start of such a wait, so an
+ * owner already dead is reaped at once.
  * Fork: a child has no "shmkit-live" thread and takes its own slots for
  * its records (the parent's stay the parent's); the thread appears only
- * in processes that made a record in a version-2 queue.
+ * in processes that called reserve, put, peek or get (even one that found
+ * the queue empty) on a version-2 queue: create and attach start none.
  *
  * Hostile bytes. Every position, length and state read from the block is
  * checked against the ring before use; an impossible value gives
