@@ -176,7 +176,9 @@ class Queue:
 
     def stat(self):
         """A dict: depth, reserved, loaned, bytes_used, capacity, waiting
-        producers and consumers, ..."""
+        producers and consumers, version, and the liveness slots (slots:
+        the table's size, 0 for a version-1 queue; slots_held; attached:
+        the processes holding them, those that have put or got), ..."""
         return self._q.stat()
 
     # ---- multiprocessing.Queue ---------------------------------------------

@@ -1530,14 +1530,16 @@ static PyObject *Queue_stat(QueueObject *self, PyObject *unused)
     if (r)
         return queue_error(self, r, 0);
     return Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:I,s:I,s:K}",
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:I,s:I,s:K,s:I,s:I,s:I}",
         "capacity", (Py_ssize_t)in.capacity, "max_message",
         (Py_ssize_t)in.max_message, "max_messages", (Py_ssize_t)in.max_messages,
         "depth", (Py_ssize_t)in.depth, "reserved", (Py_ssize_t)in.reserved,
         "loaned", (Py_ssize_t)in.loaned, "bytes_used",
         (Py_ssize_t)in.bytes_used, "version", (Py_ssize_t)in.version,
         "waiting_producers", in.waiting_producers, "waiting_consumers",
-        in.waiting_consumers, "unfinished", (unsigned long long)in.unfinished);
+        in.waiting_consumers, "unfinished", (unsigned long long)in.unfinished,
+        "slots", in.slots, "slots_held", in.slots_held, "attached",
+        in.attached);
 }
 
 static PyObject *Queue_close(QueueObject *self, PyObject *unused)

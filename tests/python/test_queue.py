@@ -377,3 +377,23 @@ def test_cli_show_queue(names, cli):
     assert "depth:      1 message waiting" in r.stdout
     assert shmkit.block_kind(q.name) == "queue"
     drop(q)
+
+
+def test_stat_shows_the_liveness_slots(names):
+    """stat() carries the slot table's figures as the C API and `shmkit
+    show` do: no slot before a handle's first put/get, one per handle
+    after it, freed at close."""
+    q = make(names)
+    st = q.stat()
+    assert (st["version"], st["slots"]) == (2, 120)
+    assert (st["slots_held"], st["attached"]) == (0, 0)
+    q.put(1)
+    assert (q.stat()["slots_held"], q.stat()["attached"]) == (1, 1)
+    other = shmkit.Queue(name=q.name)
+    assert other.get(timeout=30) == 1
+    st = q.stat()
+    assert (st["slots_held"], st["attached"]) == (2, 1)   # one per handle
+    other.close()
+    assert q.stat()["slots_held"] == 1
+    q.close()
+    q.unlink()
