@@ -387,43 +387,21 @@ static int qlock(shmkit_queue *q)
  * many times the hold (a batch of 64 holds it a few microseconds).
  * Before a blocking lock, a caller watches the word (read only, no stores
  * to its cache line) until it reads free, and only with more than one CPU
- * online. How long adapts per handle, as the waits' spin does (spin_on):
+ * online. How long adapts per handle, as the waits' spin does (spin_watch):
  * doubled (up to 20 us) when the word came free, halved (down to 1 us)
  * when the time ran out, so a crowded machine, where the holder is often
  * not running, soon spins little. A word a peer wrote costs that once per
  * call; then the lock's own wait, deadline and owner-death rules apply.
  */
-#define QLOCK_SPIN_MIN_NS 1000u
-#define QLOCK_SPIN_MAX_NS 20000u
-
-static uint64_t mono_ns(void);
+static bool spin_watch(shmkit_queue *q, const uint32_t *word, uint32_t mask,
+                       uint32_t val, bool until_equal, uint32_t *budget);
 
 static void qlock_spin(shmkit_queue *q)
 {
     const struct shmkit__mutex_layout *s =
         (const struct shmkit__mutex_layout *)(const void *)&q->hdr->lock;
-    uint32_t ns = __atomic_load_n(&q->spin_lock, __ATOMIC_RELAXED);
-    uint64_t t0;
-    int i;
 
-    if (shmkit__os.cpus_online() < 2)
-        return;
-    t0 = mono_ns();
-    for (;;) {
-        for (i = 0; i < 32; i++) {
-            if (!(__atomic_load_n(&s->word, __ATOMIC_RELAXED) &
-                  SHMKIT__FUTEX_TID)) {
-                ns = ns > QLOCK_SPIN_MAX_NS / 2 ? QLOCK_SPIN_MAX_NS : ns * 2;
-                __atomic_store_n(&q->spin_lock, ns, __ATOMIC_RELAXED);
-                return;
-            }
-            shmkit__cpu_relax();
-        }
-        if (mono_ns() - t0 >= ns)
-            break;
-    }
-    ns = ns / 2 < QLOCK_SPIN_MIN_NS ? QLOCK_SPIN_MIN_NS : ns / 2;
-    __atomic_store_n(&q->spin_lock, ns, __ATOMIC_RELAXED);
+    (void)spin_watch(q, &s->word, SHMKIT__FUTEX_TID, 0, true, &q->spin_lock);
 }
 
 /* The least a call with a deadline waits for the queue's mutex. Holders
@@ -640,10 +618,13 @@ static uint64_t mono_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* Watches *word for up to *budget ns; true if it no longer holds seq (or
- * the handle is closing: the caller re-checks either way). */
-static bool spin_on(shmkit_queue *q, const uint32_t *word, uint32_t seq,
-                    uint32_t *budget)
+/* Watches *word for up to *budget ns, until (*word & mask) == val if
+ * `until_equal`, else until it differs from val; true if that came (or the
+ * handle is closing: the caller re-checks either way). The waits watch
+ * their sequence word for any change; qlock_spin watches the mutex word
+ * for no owner. */
+static bool spin_watch(shmkit_queue *q, const uint32_t *word, uint32_t mask,
+                       uint32_t val, bool until_equal, uint32_t *budget)
 {
     uint32_t ns = __atomic_load_n(budget, __ATOMIC_RELAXED);
     uint64_t t0;
@@ -654,7 +635,8 @@ static bool spin_on(shmkit_queue *q, const uint32_t *word, uint32_t seq,
     t0 = mono_ns();
     for (;;) {
         for (i = 0; i < 32; i++) {
-            if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seq) {
+            if (((__atomic_load_n(word, __ATOMIC_ACQUIRE) & mask) == val) ==
+                until_equal) {
                 ns = ns > SPIN_MAX_NS / 2 ? SPIN_MAX_NS : ns * 2;
                 __atomic_store_n(budget, ns, __ATOMIC_RELAXED);
                 return true;
@@ -829,7 +811,7 @@ static void owners_check(uint32_t *const *words, const unsigned *widx,
 
 /*
  * Sleeps on *word while it holds `seq`, after spinning on it (budget, if
- * not NULL: see spin_on). `o` lists the other processes whose records in
+ * not NULL: see spin_watch). `o` lists the other processes whose records in
  * flight are in the caller's way: the sleep then also ends when one of
  * them dies (futex_waitv on their liveness slots, see src/sync/live.h),
  * and the dead one's records are reaped. An owner without a usable slot
@@ -867,7 +849,7 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
     w->first = false;
     if (__atomic_load_n(&q->closing, __ATOMIC_ACQUIRE))
         return SHMKIT_ECLOSED;
-    if (budget && spin_on(q, word, seq, budget))
+    if (budget && spin_watch(q, word, ~0u, seq, false, budget))
         return 0;
     if (foreign) {
         armed = owners_arm(q, w, o, words, vals, widx, &dead, dead_words,
@@ -1788,7 +1770,7 @@ static int queue_wrap(shmkit_queue **out, shmkit_block *b,
     q->max_msgs = h->max_msgs;
     q->spin_data = SPIN_MAX_NS;
     q->spin_space = SPIN_MAX_NS;
-    q->spin_lock = QLOCK_SPIN_MAX_NS;
+    q->spin_lock = SPIN_MAX_NS;
     q->mapped_for = getpid(); /* prefaulted just now, by this process */
     *out = q;
     return 0;
