@@ -24,6 +24,7 @@
 #include "core/os.h"
 #include "objects/queue_internal.h"
 #include "sync/live.h"
+#include "queue_v1.h"
 #include "testutil.h"
 
 TestSuite(queue_live, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
@@ -50,6 +51,17 @@ static struct shmkit__queue_wait_stats waits_now(void)
     s.deaths = __atomic_load_n(&shmkit__queue_waits.deaths, __ATOMIC_SEQ_CST);
     s.slices = __atomic_load_n(&shmkit__queue_waits.slices, __ATOMIC_SEQ_CST);
     return s;
+}
+
+/* Between two waits_now(): at least one wait ended by an owner's death,
+ * none by a slice. */
+static void expect_death_wakes(struct shmkit__queue_wait_stats before,
+                               struct shmkit__queue_wait_stats after)
+{
+    cr_assert_geq(after.deaths - before.deaths, 1, "no wait ended by death");
+    cr_assert_eq(after.slices - before.slices, 0,
+                 "%llu waits ended by a slice",
+                 (unsigned long long)(after.slices - before.slices));
 }
 
 /* Kills `pid` once the queue counts `n` sleeping producers (or
@@ -161,10 +173,7 @@ Test(queue_live, producer_woken_by_killed_consumers_death)
     cr_assert_eq(memcmp(k.buf, "first", 5), 0, "the loan was given back");
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
     cr_assert_eq(len, 6);
-    cr_assert_geq(after.deaths - before.deaths, 1, "no wait ended by death");
-    cr_assert_eq(after.slices - before.slices, 0,
-                 "%llu waits ended by a slice",
-                 (unsigned long long)(after.slices - before.slices));
+    expect_death_wakes(before, after);
     close(fds[0]);
     close(fds[1]);
     drop(q);
@@ -207,10 +216,7 @@ Test(queue_live, consumer_woken_by_killed_producers_death)
     expect_killed(k.pid);
     cr_assert_eq(len, 5);
     cr_assert_eq(memcmp(buf, "after", 5), 0);
-    cr_assert_geq(after.deaths - before.deaths, 1, "no wait ended by death");
-    cr_assert_eq(after.slices - before.slices, 0,
-                 "%llu waits ended by a slice",
-                 (unsigned long long)(after.slices - before.slices));
+    expect_death_wakes(before, after);
     close(fds[0]);
     close(fds[1]);
     drop(q);
@@ -277,27 +283,17 @@ Test(queue_live, full_slot_table_falls_back_to_slices)
  * slices. */
 Test(queue_live, version_1_queue_works_with_slices)
 {
-    shmkit_queue *made = make("v1", 4096, 0), *q;
+    shmkit_queue *q;
     struct shmkit__queue_wait_stats before, after;
     shmkit_queue_info in;
     struct killer k = {0};
-    unsigned char *p;
     struct timespec d;
     pthread_t t;
     int fds[2];
     char buf[16];
     size_t len;
-    uint16_t v1 = 1;
-    uint64_t ring = SHMKIT_QUEUE_HEADER;
-    uint32_t zero = 0;
 
-    p = shmkit_block_data(shmkit_queue_block(made));
-    memcpy(p + 4, &v1, 2);
-    memcpy(p + 16, &ring, 8);
-    memcpy(p + 40, &zero, 4);
-    memcpy(p + 44, &zero, 4);
-    cr_assert_eq(shmkit_queue_close(made), 0);
-    cr_assert_eq(shmkit_queue_attach(&q, tu_name("v1"), 0), 0, "%s",
+    cr_assert_eq(queue_make_v1(tu_name("v1"), &q), 0, "%s",
                  shmkit_last_error());
     cr_assert_eq(shmkit_queue_stat(q, &in), 0);
     cr_assert_eq(in.version, 1);

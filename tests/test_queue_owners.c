@@ -28,6 +28,7 @@
 
 #include "core/os.h"
 #include "objects/queue_internal.h"
+#include "queue_v1.h"
 #include "testutil.h"
 
 TestSuite(queue_owners, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
@@ -208,42 +209,10 @@ Test(queue_owners, zombie_leader_with_live_threads_reaps_nothing)
     expect_loan_kept(pid);
 }
 
-/* The other half of the rule: a process whose threads have all exited,
- * a zombie not yet waited for, is gone and its loan comes back. */
-Test(queue_owners, zombie_process_loan_given_back)
-{
-    char buf[16];
-    size_t len;
-    pid_t pid;
-    int st;
-    siginfo_t si;
-
-    cr_assert_eq(shmkit_queue_create(&q, tu_name("zp"), 4096, 0, 0), 0);
-    cr_assert_eq(shmkit_queue_put(q, "LOANED", 6, NULL), 0);
-    pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        const void *p;
-
-        CHILD_CHECK(shmkit_queue_peek(q, &p, &len, NULL) == 0, 3);
-        _exit(0);
-    }
-    /* wait for the exit but leave the zombie (WNOWAIT) */
-    cr_assert_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
-    cr_assert_eq(proc_state(pid), 'Z');
-    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0);
-    cr_assert_eq(len, 6);
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
-    cr_assert_eq(shmkit_queue_unlink(q), 0);
-    cr_assert_eq(shmkit_queue_close(q), 0);
-}
-
-/* The same where a sandbox refuses pidfd_open (EPERM, as a seccomp filter
- * that does not list it answers): the zombie is still known gone, from
- * /proc/PID/status, and its loan comes back (it was "cannot tell", so
- * alive for ever, and a waiter behind it hung). */
-Test(queue_owners, zombie_loan_given_back_without_pidfd)
+/* A child loans "LOANED" and exits; left a zombie not yet waited for, it
+ * is gone and the loan must come back to a NOWAIT get. With `no_pidfd`,
+ * this test process is first forbidden pidfd_open by a seccomp filter. */
+static void zombie_loan_given_back(const char *tag, bool no_pidfd)
 {
     struct sock_filter f[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
@@ -258,7 +227,7 @@ Test(queue_owners, zombie_loan_given_back_without_pidfd)
     int st;
     siginfo_t si;
 
-    cr_assert_eq(shmkit_queue_create(&q, tu_name("zs"), 4096, 0, 0), 0);
+    cr_assert_eq(shmkit_queue_create(&q, tu_name(tag), 4096, 0, 0), 0);
     cr_assert_eq(shmkit_queue_put(q, "LOANED", 6, NULL), 0);
     pid = fork();
     cr_assert_geq(pid, 0);
@@ -268,20 +237,39 @@ Test(queue_owners, zombie_loan_given_back_without_pidfd)
         CHILD_CHECK(shmkit_queue_peek(q, &p, &len, NULL) == 0, 3);
         _exit(0);
     }
+    /* wait for the exit but leave the zombie (WNOWAIT) */
     cr_assert_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
     cr_assert_eq(proc_state(pid), 'Z');
-    /* from here this test process cannot open a pidfd */
-    cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-    cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
-    cr_assert_eq(syscall(SYS_pidfd_open, pid, 0), -1);
-    cr_assert_eq(errno, EPERM);
+    if (no_pidfd) {
+        cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+        cr_assert_eq(syscall(SYS_pidfd_open, pid, 0), -1);
+        cr_assert_eq(errno, EPERM);
+    }
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0,
-                 "the zombie's loan was not given back without pidfd_open");
+                 "the zombie's loan was not given back%s",
+                 no_pidfd ? " without pidfd_open" : "");
     cr_assert_eq(len, 6);
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
     cr_assert_eq(shmkit_queue_unlink(q), 0);
     cr_assert_eq(shmkit_queue_close(q), 0);
+}
+
+/* The other half of the rule: a process whose threads have all exited,
+ * a zombie not yet waited for, is gone and its loan comes back. */
+Test(queue_owners, zombie_process_loan_given_back)
+{
+    zombie_loan_given_back("zp", false);
+}
+
+/* The same where a sandbox refuses pidfd_open (EPERM, as a seccomp filter
+ * that does not list it answers): the zombie is still known gone, from
+ * /proc/PID/status, and its loan comes back (it was "cannot tell", so
+ * alive for ever, and a waiter behind it hung). */
+Test(queue_owners, zombie_loan_given_back_without_pidfd)
+{
+    zombie_loan_given_back("zs", true);
 }
 
 /* A peer that gives back (TAKEN -> READY) every loan it sees, as a
@@ -450,21 +438,10 @@ Test(queue_owners, futex_waitv_refused_falls_back_to_slices)
  * does, then attached again. */
 static shmkit_queue *v1_queue(const char *tag)
 {
-    shmkit_queue *made, *a;
-    unsigned char *p;
-    uint16_t v1 = 1;
-    uint64_t ring = SHMKIT_QUEUE_HEADER;
-    uint32_t zero = 0;
+    shmkit_queue *a;
     shmkit_queue_info in;
 
-    cr_assert_eq(shmkit_queue_create(&made, tu_name(tag), 4096, 0, 0), 0);
-    p = shmkit_block_data(shmkit_queue_block(made));
-    memcpy(p + 4, &v1, 2);
-    memcpy(p + 16, &ring, 8);
-    memcpy(p + 40, &zero, 4);
-    memcpy(p + 44, &zero, 4);
-    cr_assert_eq(shmkit_queue_close(made), 0);
-    cr_assert_eq(shmkit_queue_attach(&a, tu_name(tag), 0), 0, "%s",
+    cr_assert_eq(queue_make_v1(tu_name(tag), &a), 0, "%s",
                  shmkit_last_error());
     cr_assert_eq(shmkit_queue_stat(a, &in), 0);
     cr_assert_eq(in.version, 1);
