@@ -42,6 +42,34 @@ Test(refcount, last_close_unlinks_block_and_sidecar)
     cr_assert_not(sidecar_exists(name), "last close left the sidecar");
 }
 
+/* Forks n children that each attach `name` (refcounted) and then wait
+ * to be killed; returns once every one has attached. */
+static void spawn_holders(const char *name, pid_t *kids, int n)
+{
+    char msg[16];
+    int i, p[2];
+
+    cr_assert_eq(pipe(p), 0);
+    for (i = 0; i < n; i++) {
+        kids[i] = fork();
+        cr_assert_geq(kids[i], 0);
+        if (kids[i] == 0) {
+            shmkit_block *a;
+
+            close(p[0]);
+            if (shmkit_block_attach(&a, name, SHMKIT_REFCOUNT) < 0)
+                _exit(10);
+            lu_send(p[1], "attached");
+            for (;;)
+                pause();
+        }
+    }
+    close(p[1]);
+    for (i = 0; i < n; i++)
+        cr_assert(lu_recv(p[0], msg, sizeof msg), "child %d did not attach", i);
+    close(p[0]);
+}
+
 /* Children attach, then are killed one by one in random order; after each
  * death gc runs: the block must live while any attacher does, and go at
  * the gc after the last death. */
@@ -53,29 +81,11 @@ Test(refcount, attachers_killed_in_random_order)
     pid_t kids[N];
     shmkit_block *c;
     unsigned seed = (unsigned)getpid();
-    int i, p[2];
+    int i;
 
     cr_assert_eq(shmkit_block_create(&c, tu_name("rand"), 64, SHMKIT_REFCOUNT), 0);
     strcpy(name, shmkit_block_name(c));
-    cr_assert_eq(pipe(p), 0);
-    for (i = 0; i < N; i++) {
-        kids[i] = fork();
-        if (kids[i] == 0) {
-            shmkit_block *a;
-            close(p[0]);
-            if (shmkit_block_attach(&a, name, SHMKIT_REFCOUNT) < 0)
-                _exit(10);
-            lu_send(p[1], "attached");
-            for (;;)
-                pause();
-        }
-    }
-    close(p[1]);
-    for (i = 0; i < N; i++) {
-        char msg[16];
-        cr_assert(lu_recv(p[0], msg, sizeof msg));
-    }
-    close(p[0]);
+    spawn_holders(name, kids, N);
     shmkit_block_close(c); /* the creator leaves first */
     cr_assert_eq(shmkit__ref_count(name), N);
     for (i = N - 1; i > 0; i--) { /* Fisher-Yates */
@@ -391,30 +401,14 @@ Test(refcount, forked_child_closing_its_copy_leaves_the_parents_count)
 Test(refcount, last_live_close_reaps_killed_attachers_behind_it)
 {
     enum { N = 4 };
-    char name[SHMKIT_NAME_MAX + 1], msg[16];
+    char name[SHMKIT_NAME_MAX + 1];
     shmkit_block *c, *a;
     pid_t kids[N];
-    int i, p[2];
+    int i;
 
     cr_assert_eq(shmkit_block_create(&c, tu_name("behind"), 64, SHMKIT_REFCOUNT), 0);
     strcpy(name, shmkit_block_name(c));
-    cr_assert_eq(pipe(p), 0);
-    for (i = 0; i < N; i++) {
-        kids[i] = fork();
-        cr_assert_geq(kids[i], 0);
-        if (kids[i] == 0) {
-            close(p[0]);
-            if (shmkit_block_attach(&a, name, SHMKIT_REFCOUNT) < 0)
-                _exit(10);
-            lu_send(p[1], "attached");
-            for (;;)
-                pause();
-        }
-    }
-    close(p[1]);
-    for (i = 0; i < N; i++)
-        cr_assert(lu_recv(p[0], msg, sizeof msg), "child %d did not attach", i);
-    close(p[0]);
+    spawn_holders(name, kids, N);
     for (i = 0; i < N; i++) {
         kill(kids[i], SIGKILL);
         cr_assert(WIFSIGNALED(tu_wait_status(kids[i])));
