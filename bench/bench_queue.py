@@ -16,13 +16,19 @@ contender of a piece of work, multiprocessing.Queue, is the reference.
 * 1 producer -> 1 consumer, and 2 producers -> 2 consumers
 
 The processes are forked before the clock starts, and each in turn, alone
-on the queue while the others wait on their pipes, warms up: it puts a few
-items (1,000 small ones, up to 4 arrays) and gets them back, the way the
+on the queue while the others wait on their pipes, warms up: it puts some
+items (5,000 small ones, up to 4 arrays) and gets them back, the way the
 round will (warm_up). So neither start-up nor first-use costs are timed
 (first calls, pickling's first use, starting multiprocessing's feeder
 thread or shmkit's liveness thread, and the page faults of a forked child
 on each page of the ring it touches first), for either contender: the
-figure is the steady state. Every queue is made for the round and
+figure is the steady state. (shmkit prefaults a forked child's ring at
+its first blocking call, or once 256 KiB has gone through the ring since
+its first call that does not wait, as Python's put and get try first: the
+5,000 small items, ~480 KB, are past that, 1,000 were not, and every
+child paid the ~4 ms prefault and its faults inside the clock.)
+What those costs are is the cold row: fresh processes, no warm-up, the
+first 10,000 small items, 1 -> 1. Every queue is made for the round and
 removed. A producer is done when everything it put is deliverable: for
 multiprocessing once its feeder thread has flushed (close + join_thread),
 for shmkit when put returned (the message is in the ring; closing the
@@ -51,7 +57,7 @@ import numpy as np
 import shmkit
 
 STOP = "stop"
-WARM_SMALL = 1000   # items each process puts and gets before the clock
+WARM_SMALL = 5000   # items each process puts and gets before the clock
 WARM_BIG = 4
 
 
@@ -152,11 +158,14 @@ def producer_work(q, item, n, batch):
     return 1
 
 
-def one_round(make_queue, item, n, producers, consumers, batch, copy=True):
-    """Seconds per item for one round."""
+def one_round(make_queue, item, n, producers, consumers, batch, copy=True,
+              warm=True):
+    """Seconds per item for one round. warm=False: the children do not
+    warm up (the round starts with their first call)."""
     ctx = mp.get_context("fork")
     q = make_queue()
     k = WARM_BIG if isinstance(item, np.ndarray) else WARM_SMALL
+    k = k if warm else 0
     children = []
     try:
         for c in range(consumers + producers):
@@ -241,6 +250,15 @@ def main():
     def skq(cap=16 << 20):
         return lambda: shmkit.Queue(capacity=cap)
 
+    n_cold = int(10000 * scale)
+    run("py.queue.cold.1to1", "small item, 1->1, cold", [
+        ("multiprocessing.Queue put/get",
+         lambda: one_round(mpq, small, n_cold, 1, 1, 0, warm=False)),
+        ("shmkit.Queue put/get",
+         lambda: one_round(skq(), small, n_cold, 1, 1, 0, warm=False)),
+        ("shmkit.Queue put_many/get_many 100",
+         lambda: one_round(skq(), small, n_cold, 1, 1, 100, warm=False)),
+    ], a.rounds)
     for prod, cons in ((1, 1), (2, 2)):
         shape = f"{prod}->{cons}"
         key = f"{prod}to{cons}"
