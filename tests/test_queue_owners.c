@@ -541,6 +541,44 @@ Test(queue_owners, loans_held_get_the_whole_ring)
     cr_assert_eq(shmkit_queue_close(q), 0);
 }
 
+/* A producer that gathers reservations gets as many as the ring holds,
+ * whatever came before: 8 put, a 9th reserved, the 8 taken (head at the
+ * reservation, in the middle of the ring), then reservations until one
+ * finds the ring full: 16 records of 4 KiB fill the 64 KiB ring, so 15
+ * held and the 16th succeeds (an early wrap past the reservation left the
+ * room before it: 9, and a producer waiting for its 10th waited for ever
+ * on itself). */
+Test(queue_owners, reservations_held_get_the_whole_ring)
+{
+    static unsigned char m[4096 - SHMKIT_QUEUE_RECORD];
+    unsigned char buf[4096];
+    void *resv[32];
+    size_t len;
+    int i, held;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("wr"), 65536, 0, 0), 0);
+    for (i = 0; i < 8; i++)
+        cr_assert_eq(shmkit_queue_put(q, m, sizeof m, SHMKIT_NOWAIT), 0);
+    cr_assert_eq(shmkit_queue_reserve(q, sizeof m, &resv[0], SHMKIT_NOWAIT),
+                 0);
+    for (i = 0; i < 8; i++)
+        cr_assert_eq(
+            shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0);
+    for (held = 1; held < 32; held++)
+        if (shmkit_queue_reserve(q, sizeof m, &resv[held], SHMKIT_NOWAIT))
+            break;
+    cr_assert_eq(held, 16,
+                 "reservations held when reserve found the ring full: %d",
+                 held);
+    for (i = 0; i < held; i++)
+        cr_assert_eq(shmkit_queue_commit(q, resv[i], sizeof m), 0);
+    for (i = 0; i < held; i++)
+        cr_assert_eq(
+            shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}
+
 static int populates;
 static int (*real_populate)(void *, size_t, bool);
 

@@ -184,15 +184,12 @@ typedef struct shmkit_queue_slot {
  * `max_messages` is not 0, at most that many messages at once. The
  * largest message is capacity - 16 bytes (shmkit_queue_max_message()).
  * A message never wraps: when it does not fit before the ring's end, the
- * rest of the ring is padded and it goes to the start. A put also starts
- * over at the ring's start early, when no message waits in the ring and
- * none is loaned (every record is being written or done), the message
- * fits there, and the ring is more than a quarter (at most 1 MiB) in: so a
- * consumer that keeps up uses a few messages' worth of a big ring, which
- * stays in the CPU caches. Never while a loan (peek) is held: a consumer
- * may keep as many loans as the ring holds messages. Until a reservation
- * made before the pad is committed and taken, the space after it is
- * unused.
+ * rest of the ring is padded and it goes to the start. A put into an
+ * empty ring also starts over at the ring's start (so a consumer that
+ * keeps up uses the first messages' worth of a big ring); never while any
+ * record is being written, waits or is loaned, so a producer may keep as
+ * many reservations, and a consumer as many loans, as the ring holds
+ * messages.
  * `flags` as for shmkit_block_create (SHMKIT_TRACK, SHMKIT_REFCOUNT,
  * SHMKIT_HUGEPAGES, ...); SHMKIT_RESERVE is always implied and the ring
  * is prefaulted (by attach too, and, in a forked child, which inherits the

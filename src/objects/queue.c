@@ -992,65 +992,6 @@ static void inflight_foreign(shmkit_queue *q, pid_t me, struct owners *o)
     }
 }
 
-/*
- * Wrapping early. A ring much bigger than the messages in flight, walked
- * round whole, touches memory that has left the CPU caches on every lap:
- * a 1 MiB message copied into a 16 MiB ring costs about twice what it
- * costs in a 4 MiB one. So a producer starts over at the ring's start,
- * padding out the rest, when nothing waits in the ring (every record
- * from head to tail is being written or done: none READY, none loaned),
- * the message fits
- * before head, and the tail is past EARLY_WRAP_AT (or a quarter of a
- * smaller ring): a consumer that keeps up then cycles through a few
- * messages' worth of the ring. A ring holding messages that wait, or one
- * that a message being written or read wraps already, is walked as before,
- * so a producer that runs ahead has the whole ring; so is one where a
- * consumer holds a loan (peek, Python's get(copy=False)): a wrap there
- * would leave new messages only the room before the loan for as long as
- * it is held, and a consumer that gathers a batch of loans would find the
- * ring full before the ring's own count (9 of 15 1 MiB messages in 16 MiB
- * instead of 15) and wait for ever. The cost left: a producer's
- * reservation before the pad leaves new messages the room before it until
- * it is committed and taken.
- */
-#define EARLY_WRAP_AT (UINT64_C(1) << 20)
-#define EARLY_WRAP_WALK 64 /* records looked at, at most */
-
-/* True if [head, tail) holds no READY record (nothing waits to be taken)
- * and no TAKEN one (and at most EARLY_WRAP_WALK records). A loan before
- * the pad would keep the space after it unused for as long as it is
- * held: a consumer that keeps a batch of loans would find the ring full
- * at fewer messages than it holds without the wrap, and wait for ever. */
-static bool none_waits(const shmkit_queue *q, uint64_t head, uint64_t tail)
-{
-    uint64_t pos = head, size;
-    struct rec *r;
-    int n;
-
-    for (n = 0; pos < tail; n++) {
-        if (n == EARLY_WRAP_WALK || rec_at(q, pos, tail, &r, &size))
-            return false;
-        uint32_t st = load32(&r->state);
-        if (st == REC_READY || st == REC_TAKEN)
-            return false;
-        pos += size;
-    }
-    return true;
-}
-
-/* Under the mutex: the pad that wraps the ring early for a record of
- * `need` bytes at tail (see above), or 0. */
-static uint64_t early_wrap(const shmkit_queue *q, uint64_t head, uint64_t tail,
-                           uint64_t need)
-{
-    uint64_t off = tail % q->rs, hoff = head % q->rs;
-    uint64_t at = q->rs / 4 < EARLY_WRAP_AT ? q->rs / 4 : EARLY_WRAP_AT;
-
-    if (off < at || hoff >= off || hoff < need || !none_waits(q, head, tail))
-        return 0;
-    return q->rs - off;
-}
-
 /* Under the mutex: makes a RESERVED record for len bytes at tail. Returns
  * 0 and the record, or -EAGAIN if it does not fit now; *o then lists the
  * other processes with a record in flight (they may be dead). */
@@ -1080,8 +1021,6 @@ static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
     }
     if (q->rs - off < need)
         pad = q->rs - off;
-    else if (head != tail)
-        pad = early_wrap(q, head, tail, need);
     if (tail - head + pad + need > q->rs)
         goto full;
     if (pad)
