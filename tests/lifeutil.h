@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/os.h"
 #include "testutil.h"
 
 static char lu_rundir[256];
@@ -226,6 +227,58 @@ static inline void lu_wait_eof(int fd)
         if (n == 0 || (n < 0 && errno != EINTR))
             return;
     }
+}
+
+/* ---- a daemon whose own /proc read fails ----------------------------------
+ * lu_proc_start_fails_elsewhere() makes the OS table's proc_start answer
+ * `err` in every process but this one: a tracker or manager forked from
+ * here (it inherits the table) cannot read its own start time, while this
+ * process still can. shmkit__os_reset() undoes it. */
+struct lu_gate {
+    pid_t only;
+    int err;
+    int (*real)(pid_t pid, uint64_t *start);
+};
+
+static inline struct lu_gate *lu_gate(void)
+{
+    static struct lu_gate g;
+
+    return &g;
+}
+
+static inline int lu_gated_proc_start(pid_t pid, uint64_t *start)
+{
+    struct lu_gate *g = lu_gate();
+
+    if (getpid() != g->only)
+        return g->err;
+    return g->real(pid, start);
+}
+
+static inline void lu_proc_start_fails_elsewhere(int err)
+{
+    struct lu_gate *g = lu_gate();
+
+    g->only = getpid();
+    g->err = err;
+    g->real = shmkit__os.proc_start;
+    shmkit__os.proc_start = lu_gated_proc_start;
+}
+
+/* How many entries of the test's runtime directory start with `prefix`
+ * ("fam-": families, "mgr-": managers' state). */
+static inline int lu_rundir_count(const char *prefix)
+{
+    DIR *d = opendir(lu_rundir);
+    struct dirent *e;
+    int n = 0;
+
+    cr_assert_not_null(d, "opendir(%s): %s", lu_rundir, strerror(errno));
+    while ((e = readdir(d)))
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
 }
 
 #endif

@@ -983,3 +983,36 @@ Test(manager, old_client_new_server_still_served)
     shmkit_manager_close(m);
     cr_assert_not(lu_exists(name));
 }
+
+/* A manager that cannot read its own start time used to write "pid 0"
+ * into its info file and serve on: `shmkit ls` and gc's index then called
+ * it "manager (dead)". Now it does not start: the starter gets its error
+ * and no state, socket or daemon is left; a later start works. */
+Test(manager, manager_without_its_start_time_is_a_clear_error)
+{
+    tu_require_private_shm();
+    char name[SHMKIT_NAME_MAX + 1], owner[64], want[64];
+    shmkit_manager *m = NULL;
+    struct stat st;
+    pid_t pid;
+
+    lu_proc_start_fails_elsewhere(-ENOMEM);
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), -ENOMEM,
+                 "%s", shmkit_last_error());
+    cr_assert_null(m);
+    cr_assert_eq(lstat(sock_path(), &st), -1, "the socket was left");
+    cr_assert_eq(lu_rundir_count("mgr-"), 0, "the state directory was left");
+    shmkit__os_reset();
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0, "%s",
+                 shmkit_last_error());
+    pid = shmkit_manager_pid(m);
+    cr_assert_eq(shmkit_manager_create_block(m, NULL, 64, name), 0);
+    shmkit_lifecycle_describe(name, owner, sizeof owner);
+    snprintf(want, sizeof want, "manager %ld", (long)pid);
+    cr_assert_str_eq(owner, want);
+    cr_assert_eq(shmkit_manager_shutdown(m), 0);
+    shmkit_manager_close(m);
+    cr_assert(lu_wait_pid_gone(pid));
+    cr_assert_not(lu_exists(name));
+}

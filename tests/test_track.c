@@ -491,3 +491,32 @@ Test(track, track_and_untrack_errors)
     cr_assert_eq(shmkit_track("a/b"), -EINVAL);
     cr_assert_eq(shmkit_untrack(""), -EINVAL);
 }
+
+/* A tracker that cannot read its own start time used to write "pid 0"
+ * and run on: every liveness check then took it for dead (`shmkit ls`
+ * said "tracked (no tracker)", gc had only its pipe scan left to keep the
+ * family's blocks). Now the tracked create fails with the tracker's error
+ * and leaves nothing; the next create, with /proc readable, works. */
+Test(track, tracker_without_its_start_time_is_a_clear_error)
+{
+    const char *name = tu_name("nostart");
+    char owner[64], want[64];
+    shmkit_block *b;
+
+    lu_proc_start_fails_elsewhere(-ENOMEM);
+    cr_assert_eq(shmkit_block_create(&b, name, 64, SHMKIT_TRACK), -ENOMEM,
+                 "%s", shmkit_last_error());
+    cr_assert_not(lu_exists(name));
+    cr_assert_eq(shmkit_track_pid(), -1);
+    cr_assert_eq(lu_rundir_count("fam-"), 0, "a family directory was left");
+    shmkit__os_reset();
+
+    cr_assert_eq(shmkit_block_create(&b, name, 64, SHMKIT_TRACK), 0, "%s",
+                 shmkit_last_error());
+    shmkit_block_close(b);
+    cr_assert_gt(shmkit_track_pid(), 0);
+    shmkit_lifecycle_describe(name, owner, sizeof owner);
+    snprintf(want, sizeof want, "tracked by pid %ld", (long)shmkit_track_pid());
+    cr_assert_str_eq(owner, want);
+    cr_assert_eq(shmkit_unlink(name), 0);
+}

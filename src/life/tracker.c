@@ -87,25 +87,34 @@ static void atfork_register(void)
 
 /* ---- the tracker process -------------------------------------------------- */
 
-static void tracker_write_info(const char *famdir)
+/* Writes "pid start" for gc and `shmkit ls`. Without its start time the
+ * tracker does not start: a file saying start 0 would make every later
+ * liveness check judge it dead (no process starts at tick 0), leaving
+ * gc's pipe scan the only thing between a live family and the removal of
+ * its blocks. A missing file (write failed) says no more than that. */
+static int tracker_write_info(const char *famdir)
 {
     char path[SHMKIT__DIR_MAX], buf[64];
-    uint64_t start = 0;
-    int fd, n;
+    uint64_t start;
+    int fd, n, r;
 
-    shmkit__proc_start(getpid(), &start);
+    r = shmkit__proc_start(getpid(), &start);
+    if (r < 0)
+        return r;
     n = snprintf(buf, sizeof buf, "%ld %" PRIu64 "\n", (long)getpid(), start);
     shmkit__path_join(path, famdir, "tracker");
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
               0600);
     if (fd < 0)
-        return;
+        return 0;
     if (write(fd, buf, (size_t)n) != n)
         unlink(path);
     close(fd);
+    return 0;
 }
 
-/* Never returns. Waits for the family to go, then removes what it left. */
+/* Never returns. Waits for the family to go, then removes what it left.
+ * Reports its pid through `ready`, or a negative code if it cannot run. */
 static void tracker_main(int life, int ready, const char *famdir,
                          const char *rundir)
 {
@@ -117,9 +126,10 @@ static void tracker_main(int life, int ready, const char *famdir,
     shmkit__daemon_detach(keep, 2);
     life = keep[0];
     ready = keep[1];
-    tracker_write_info(famdir);
-    me = getpid();
-    if (write(ready, &me, sizeof me) != sizeof me)
+    me = tracker_write_info(famdir);
+    if (me == 0)
+        me = getpid();
+    if (write(ready, &me, sizeof me) != sizeof me || me < 0)
         _exit(1);
     close(ready);
     /* Sweep families whose tracker died with them earlier. */
@@ -246,8 +256,10 @@ static int tracker_spawn(int life[2], const char *rundir)
         n = read(ready[0], &tpid, sizeof tpid);
     while (n < 0 && errno == EINTR);
     close(ready[0]);
-    if (n != sizeof tpid)
+    if (n != sizeof tpid || tpid == 0)
         return SHMKIT_ETRACKER;
+    if (tpid < 0)
+        return tpid;    /* the tracker's own failure, and it has exited */
     T.tracker_pid = tpid;
     return 0;
 }

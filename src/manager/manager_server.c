@@ -145,13 +145,18 @@ static int state_lock(struct server *s)
     return -EAGAIN;
 }
 
+/* Writes "pid start\nsocket\n". Without its own start time the manager
+ * does not start: "start 0" would have every reader (`shmkit ls`, gc's
+ * index) take this live manager for a dead one. */
 static int state_write_info(struct server *s)
 {
     char path[SHMKIT__DIR_MAX], buf[sizeof s->sock + 64];
-    uint64_t start = 0;
-    int fd, n;
+    uint64_t start;
+    int fd, n, r;
 
-    shmkit__proc_start(getpid(), &start);
+    r = shmkit__proc_start(getpid(), &start);
+    if (r < 0)
+        return r;
     n = snprintf(buf, sizeof buf, "%ld %" PRIu64 "\n%s\n", (long)getpid(),
                  start, s->sock);
     shmkit__path_join(path, s->dir, "info");
