@@ -235,10 +235,15 @@ static int sock_listen(struct server *s)
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-        chmod(s->sock, 0600) < 0 || listen(fd, 64) < 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
         r = -errno;
         close(fd);
+        return r;
+    }
+    if (chmod(s->sock, 0600) < 0 || listen(fd, 64) < 0) {
+        r = -errno;
+        close(fd);
+        unlink(s->sock);
         return r;
     }
     s->lfd = fd;
@@ -799,12 +804,11 @@ static int server_open(struct server *s, const char *sock, const char *rundir)
 
 /* Clients are dropped last: a client that sees the connection end (as
  * shmkit_manager_shutdown waits to) may rely on everything being gone. */
-static void server_close(struct server *s, bool listening)
+static void server_close(struct server *s)
 {
     if (s->lfd >= 0) {
         close(s->lfd);
-        if (listening)
-            unlink(s->sock);
+        unlink(s->sock);
     }
     if (s->sigfd >= 0)
         close(s->sigfd);
@@ -859,10 +863,15 @@ int shmkit_manager_serve(const char *socket_path, const void *authkey,
     }
     if (r == 0)
         r = server_open(s, socket_path, rundir);
+    /* A failed start cleans up before it answers: the starter, told, may
+     * rely on no state, socket or journal being left. */
+    if (r < 0)
+        server_close(s);
     ready_report(ready_fd, r);
-    if (r == 0)
+    if (r == 0) {
         serve_loop(s);
-    server_close(s, r == 0);
+        server_close(s);
+    }
     free(s);
     if (r < 0)
         return shmkit__fail(NULL, r, "shmkit_manager_serve(\"%s\")",
