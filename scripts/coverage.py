@@ -8,7 +8,10 @@ and without the Python module, builds it, runs the C tests (ctest -L c)
 under scripts/private-shm.sh and scripts/reap.py, then asks gcov for every
 file of src/ and prints, per file with --files, and in total: lines run,
 branches run, branches taken at least once. The Python tests are not
-counted (the extension is not built). --keep reuses DIR as it is (no
+counted (the extension is not built). What daemons (tracker, manager) and
+forked children run counts too: every program is linked with _exit
+wrapped to write its counts first (scripts/coverage_exit.c); a process
+killed by a signal still counts nothing. --keep reuses DIR as it is (no
 fresh configure; counts add up across runs).
 """
 import argparse
@@ -61,11 +64,17 @@ def main():
     bdir = os.path.join(top, a.build)
     if not a.keep:
         shutil.rmtree(bdir, ignore_errors=True)
+        os.makedirs(bdir)
+        # Daemons and forked children leave by _exit: wrapped, it writes
+        # their counts first (scripts/coverage_exit.c).
+        exit_o = os.path.join(bdir, 'coverage_exit.o')
+        run(['cc', '-c', '-O2', '-o', exit_o, 'scripts/coverage_exit.c'])
+        link = f'--coverage -Wl,--wrap=_exit {exit_o}'
         run(['cmake', '-S', '.', '-B', a.build, '-DCMAKE_BUILD_TYPE=Debug',
              '-DSHMKIT_TESTS_REQUIRED=ON', '-DSHMKIT_BENCH=OFF',
              '-DSHMKIT_PYTHON_MODULE=OFF', '-DCMAKE_C_FLAGS=--coverage -O0',
-             '-DCMAKE_EXE_LINKER_FLAGS=--coverage',
-             '-DCMAKE_SHARED_LINKER_FLAGS=--coverage'],
+             f'-DCMAKE_EXE_LINKER_FLAGS={link}',
+             f'-DCMAKE_SHARED_LINKER_FLAGS={link}'],
             stdout=subprocess.DEVNULL)
     run(['cmake', '--build', a.build, '-j2'], stdout=subprocess.DEVNULL)
     tests = subprocess.run(['scripts/private-shm.sh', 'scripts/reap.py', 'ctest',
