@@ -422,3 +422,36 @@ Test(refcount, last_live_close_reaps_killed_attachers_behind_it)
     cr_assert_not(lu_exists(name), "the last live close left the block");
     cr_assert_not(sidecar_exists(name), "the last live close left the sidecar");
 }
+
+/* A refcounted create that finds the name taken fails -EEXIST and leaves
+ * the block there as it was: its sidecar, its count. It used to remove the
+ * taken name's sidecar as stale; the next counted attacher then started a
+ * new count of 1, and its close unlinked the block under its creator. The
+ * same with a tracked and refcounted create, and with the name taken by a
+ * plain (uncounted) block. */
+Test(refcount, create_on_a_taken_name_leaves_its_count)
+{
+    const unsigned how[] = {SHMKIT_REFCOUNT, SHMKIT_REFCOUNT | SHMKIT_TRACK};
+    const char *name = tu_name("taken");
+    shmkit_block *c, *d, *a;
+    size_t i;
+
+    for (i = 0; i < 2; i++) {
+        cr_assert_eq(shmkit_block_create(&c, name, 64, SHMKIT_REFCOUNT), 0);
+        cr_assert_eq(shmkit_block_create(&d, name, 64, how[i]), -EEXIST);
+        cr_assert_eq(shmkit__ref_count(name), 1, "the count went");
+        cr_assert_eq(shmkit_block_attach(&a, name, SHMKIT_REFCOUNT), 0);
+        cr_assert_eq(shmkit__ref_count(name), 2);
+        shmkit_block_close(a);
+        cr_assert(lu_exists(name), "an attacher's close unlinked the block "
+                                   "its creator holds");
+        shmkit_block_close(c);
+        cr_assert_not(lu_exists(name));
+        cr_assert_not(sidecar_exists(name));
+    }
+    cr_assert_eq(shmkit_block_create(&c, name, 64, 0), 0);
+    cr_assert_eq(shmkit_block_create(&d, name, 64, SHMKIT_REFCOUNT), -EEXIST);
+    cr_assert_not(sidecar_exists(name), "a failed create left a sidecar");
+    cr_assert_eq(shmkit_block_unlink(c), 0);
+    shmkit_block_close(c);
+}

@@ -520,3 +520,43 @@ Test(track, tracker_without_its_start_time_is_a_clear_error)
     cr_assert_str_eq(owner, want);
     cr_assert_eq(shmkit_unlink(name), 0);
 }
+
+/* Child body: creates tracked block `name`, then tries to create it again
+ * (-EEXIST), then exits, ending its family. */
+static void create_twice(const char *name, int out)
+{
+    shmkit_block *b, *again;
+
+    if (shmkit_block_create(&b, name, 64, SHMKIT_TRACK) < 0)
+        _exit(10);
+    if (shmkit_block_create(&again, name, 64, SHMKIT_TRACK) != -EEXIST)
+        _exit(11);
+    shmkit_block_close(b);
+    lu_send_int(out, shmkit_track_pid());
+    _exit(0);
+}
+
+/* A tracked create that finds the name taken by a block this process
+ * tracks fails -EEXIST and keeps that block tracked: it used to drop the
+ * name's registration when it gave up, so the block outlived the family. */
+Test(track, create_on_a_taken_name_keeps_the_registration)
+{
+    const char *name = tu_name("twice");
+    pid_t pid, tracker;
+    int p[2];
+
+    cr_assert_eq(pipe(p), 0);
+    pid = fork();
+    if (pid == 0) {
+        unsetenv("SHMKIT_TRACKER");
+        close(p[0]);
+        create_twice(name, p[1]);
+    }
+    close(p[1]);
+    tracker = (pid_t)lu_recv_int(p[0]);
+    close(p[0]);
+    cr_assert_eq(tu_wait_status(pid), 0, "child failed");
+    cr_assert_gt(tracker, 0);
+    cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
+    cr_expect_not(lu_exists(name), "the block outlived its family");
+}

@@ -111,6 +111,10 @@ SHMKIT__HIDDEN int shmkit__journal_parse(const char *buf, size_t len,
 
 /* Inode of object `name` if it is a regular file of this user, else 0. */
 SHMKIT__HIDDEN uint64_t shmkit__shm_ino(const char *name);
+/* True if something holds `name` in the shm directory (any kind, any
+ * owner) or its lstat fails otherwise than ENOENT: a create under that
+ * name cannot publish. */
+SHMKIT__HIDDEN bool shmkit__shm_taken(const char *name);
 /* The same for a user id the caller already has (geteuid() once for
  * several names). */
 SHMKIT__HIDDEN uint64_t shmkit__shm_ino_as(const char *name, uid_t uid);

@@ -567,6 +567,15 @@ uint64_t shmkit__shm_ino(const char *name)
     return shmkit__shm_ino_as(name, geteuid());
 }
 
+bool shmkit__shm_taken(const char *name)
+{
+    char path[SHMKIT__PATH_MAX];
+    struct stat st;
+
+    shmkit__os_shm_path(path, name);
+    return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
 int shmkit__shm_unlink_if(const char *name, uint64_t ino, bool dry)
 {
     uint64_t now = shmkit__shm_ino(name);

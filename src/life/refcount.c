@@ -304,9 +304,11 @@ static int ref_init(int fd, uint64_t ino, const char *name,
 
 /* Builds a complete sidecar for block (name, ino) and publishes it as sc.
  * `replace` removes a stale one in the way (the creator's case: its block
- * is new, so whatever sidecar holds the name is stale). Returns the open
- * descriptor (l->sc_ino its inode, l->uid its owner) or -errno (-EEXIST if
- * someone else published first). */
+ * is new, so whatever sidecar holds the name is stale, unless the name is
+ * taken: then it counts the block there, and the create will fail
+ * -EEXIST anyway). Returns the open descriptor (l->sc_ino its inode,
+ * l->uid its owner) or -errno (-EEXIST if someone else published first,
+ * or, with `replace`, if the name is taken). */
 static int ref_create(const char *sc, const char *name, uint64_t ino,
                       bool replace, struct ref_header **h, struct ref_life *l)
 {
@@ -327,7 +329,7 @@ static int ref_create(const char *sc, const char *name, uint64_t ino,
     l->uid = st.st_uid;
     for (i = 0; i < REF_TRIES; i++) {
         r = shmkit__os.shm_link(fd, sc);
-        if (r != -EEXIST || !replace)
+        if (r != -EEXIST || !replace || shmkit__shm_taken(name))
             break;
         shmkit__os.shm_unlink(sc);
     }
@@ -421,8 +423,10 @@ static int ref_attach_once(shmkit_block *b, struct ref_life *l, uint64_t ino)
 {
     int r = ref_open(l, b->name, ino, b->created);
 
+    /* An attacher lost a race to publish a sidecar: open it again. A
+     * creator gets -EEXIST only when the name is taken. */
     if (r < 0)
-        return r == -EEXIST ? 1 : r;
+        return r == -EEXIST && !b->created ? 1 : r;
     r = ref_lock(l->h);
     if (r < 0)
         return r;

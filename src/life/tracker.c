@@ -357,9 +357,17 @@ static int journal_ensure(void)
  * tracker and gc leave alone. */
 int shmkit__track_register(const char *name, uint64_t ino)
 {
+    struct shmkit__nent *e;
     int r;
 
     pthread_mutex_lock(&T.mu);
+    /* A create under a name whose tracked block is still there will fail
+     * -EEXIST: fail now, before its undo drops that block's registration. */
+    e = shmkit__nset_get(&T.names, name);
+    if (e && e->ino != ino && shmkit__shm_ino(name) == e->ino) {
+        r = -EEXIST;
+        goto out;
+    }
     r = family_ensure();
     if (r == 0)
         r = journal_ensure();

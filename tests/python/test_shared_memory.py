@@ -502,6 +502,32 @@ def test_tracked_blocks_removed_when_family_is_gone(names, how):
     assert [n for n in made if shm_exists(n)] == []
 
 
+TAKEN_CHILD = r"""
+import sys
+import shmkit
+from shmkit import shared_memory
+s = shared_memory.SharedMemory(sys.argv[1], create=True, size=8)
+try:
+    shared_memory.SharedMemory(sys.argv[1], create=True, size=8)
+except FileExistsError:
+    print(shmkit.track_pid(), flush=True)
+"""
+
+
+def test_create_on_a_taken_name_keeps_the_block_tracked(names):
+    """A second create of a tracked name raises FileExistsError and the
+    first block still goes with the family (it used to be untracked by the
+    failed create and outlive it)."""
+    import subprocess
+    import sys
+    name = names.new()
+    p = subprocess.run([sys.executable, "-c", TAKEN_CHILD, name],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip(), p.stdout + p.stderr
+    assert wait_pid_gone(int(p.stdout))
+    assert not shm_exists(name), "the block outlived its family"
+
+
 def _child_creates_tracked(q):
     s = shared_memory.SharedMemory(create=True, size=8)     # track=True
     s.buf[0] = 77
