@@ -31,7 +31,13 @@
  *
  * The ring is reserved (posix_fallocate: a full /dev/shm is -ENOSPC at
  * create, never a SIGBUS later) and prefaulted at create and at attach,
- * so no message pays a page fault.
+ * so no message pays a page fault. A forked child, which inherits the
+ * handle but not its page table entries, maps the ring a chunk at a time
+ * (1/512 of the ring, at least 64 KiB) the first time a record it writes
+ * or reads lies in one, before touching it: no message pays a page fault
+ * there either, its first call pays for a chunk or two (~20 us), not the
+ * whole ring (~4 ms for 16 MiB), and its first lap round the ring pays
+ * for the rest as it goes.
  *
  * Waiting. Blocking calls sleep on a futex in the block (no polling, except
  * in the cases "Waking on a death" lists, which re-check in slices) and
@@ -192,11 +198,8 @@ typedef struct shmkit_queue_slot {
  * messages.
  * `flags` as for shmkit_block_create (SHMKIT_TRACK, SHMKIT_REFCOUNT,
  * SHMKIT_HUGEPAGES, ...); SHMKIT_RESERVE is always implied and the ring
- * is prefaulted (by attach too, and, in a forked child, which inherits the
- * handle but not its page table entries, by its first blocking call: so
- * no message pays a page fault; SHMKIT_NOWAIT and SHMKIT_QUEUE_TRY calls
- * do not pay that, ~4 ms for a 16 MiB ring, at once: they take their own
- * few faults until 256 KiB went through the ring, then prefault). Published whole (built under a temporary name, renamed
+ * is prefaulted (by attach too; a forked child maps it a chunk at a time
+ * as its records reach each chunk, see above). Published whole (built under a temporary name, renamed
  * into place). Returns 0, -EEXIST (name taken), -EINVAL (capacity below
  * 32 bytes or above 2^48, SHMKIT_RDONLY, bad name), -ENOSPC, or the block
  * layer's errors; nothing is left behind on failure. On success *out owns

@@ -45,6 +45,8 @@
 #define QUEUE_MAX_RING (UINT64_C(1) << 48)
 #define REC SHMKIT_QUEUE_RECORD
 #define HELD_BACK_MAX 16 /* producers with a reservation a scan looks past */
+#define MAP_CHUNKS 512   /* a forked child populates the ring in chunks */
+#define MAP_CHUNK_MIN (UINT64_C(64) << 10)
 
 enum rec_state {
     REC_RESERVED = 0x52u, /* 'R' */
@@ -119,9 +121,12 @@ struct shmkit_queue {
     uint32_t spin_data;   /* atomic: ns a consumer spins before sleeping */
     uint32_t spin_space;  /* atomic: ns a producer spins before sleeping */
     uint32_t spin_lock;   /* atomic: ns a caller watches a busy mutex */
-    pid_t mapped_for;     /* atomic: the process whose page tables map it */
-    pid_t map_from_pid;   /* atomic: the process map_from was taken in */
-    uint64_t map_from;    /* atomic: tail at its first non-blocking call */
+    pid_t mapped_for;     /* atomic: the process whose page tables map it all */
+    pid_t map_pid;        /* atomic: the process map_bits are for */
+    uint32_t map_done;    /* atomic: chunks of map_bits set */
+    uint32_t map_chunks;  /* chunks of the ring (at most MAP_CHUNKS) */
+    uint64_t map_chunk;   /* bytes a chunk: a multiple of the page size */
+    uint64_t map_bits[MAP_CHUNKS / 64]; /* atomic: chunk k populated */
 };
 
 const struct timespec shmkit_nowait = {0, 0};
@@ -917,27 +922,66 @@ static void leave(shmkit_queue *q)
 
 /*
  * A forked child inherits the mapping but none of its page table entries
- * (fork copies none for a shared file mapping): without this, its first
+ * (fork copies none for a shared file mapping): without help, its first
  * touch of every page of the ring is a page fault, ~2.5 us each here (a
  * child's first lap of a 16 MiB ring: ~4,000 faults; 12 puts of 1 MiB
- * took 651 us each instead of ~50). So a process's first blocking call on
- * a handle it did not make or attach itself prefaults the block again, as
- * create and attach do (madvise: one system call, page tables only, the
- * pages exist: ~1 us a page), and "no message pays a page fault" holds in
- * forked children too. A failure (a peer cut the block) is left to the
- * accesses, as before. A call that must not wait (SHMKIT_NOWAIT,
- * SHMKIT_QUEUE_TRY) does not prefault at once: populating a 16 MiB ring
- * takes ~4 ms (128 MiB: ~30 ms), more than a child that puts one small
- * result pays in faults. Such calls take their faults until the ring's
- * tail has moved MAP_AFTER bytes since this process's first one (at most
- * ~64 faults, ~160 us: Python's blocking put and get try without waiting
- * first, so a busy child still gets its prefault), then prefault.
+ * took 651 us each instead of ~50). Populating the whole block at its
+ * first call (madvise: one system call, page tables only, ~1 us a page)
+ * cost that call ~4 ms for a 16 MiB ring (~30 ms for 128 MiB), which a
+ * child that puts one small result and exits pays in full. So a process
+ * that did not make or attach the handle itself populates the ring in
+ * chunks (1/MAP_CHUNKS of it, at least MAP_CHUNK_MIN), each the first
+ * time a record it writes or reads lies in it, before it touches the
+ * record (and before it takes the mutex, around the position it is about
+ * to work at): its first message pays for a chunk or two (~20 us), no
+ * message pays a page fault, and once every chunk is in, the handle is
+ * marked mapped (mapped_for) and the check is one load. Threads of the
+ * process may race to populate the same chunk: harmless. A failure (a
+ * peer cut the block) is left to the accesses, as before.
  */
-#define MAP_AFTER (UINT64_C(256) << 10)
 
-static void map_here(shmkit_queue *q, const struct timespec *deadline)
+/* Sets up the chunk size of a handle of ring size rs. */
+static void map_init(shmkit_queue *q)
+{
+    uint64_t page = shmkit__os_page_size(), c = q->rs / MAP_CHUNKS + 1;
+
+    if (c < MAP_CHUNK_MIN)
+        c = MAP_CHUNK_MIN;
+    q->map_chunk = (c + page - 1) / page * page;
+    q->map_chunks = (uint32_t)((q->rs + q->map_chunk - 1) / q->map_chunk);
+}
+
+/* Starts the chunks over for process me (a fork child: the parent's
+ * page tables are not its own), populating the header's pages, which
+ * every call touches. One thread does (map_pid reads -me meanwhile);
+ * false in the others, which take their faults until it is done. */
+static bool map_reset(shmkit_queue *q, pid_t me)
+{
+    pid_t was = __atomic_load_n(&q->map_pid, __ATOMIC_ACQUIRE);
+    unsigned i;
+
+    if (was == me)
+        return true;
+    if (was == -me ||
+        !__atomic_compare_exchange_n(&q->map_pid, &was, -me, false,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return false;
+    for (i = 0; i < MAP_CHUNKS / 64; i++)
+        __atomic_store_n(&q->map_bits[i], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&q->map_done, 0, __ATOMIC_RELAXED);
+    if (q->ring - (unsigned char *)q->hdr >= (ptrdiff_t)shmkit__os_page_size())
+        shmkit__os.populate(q->hdr, (size_t)(q->ring - (unsigned char *)q->hdr),
+                            true);
+    __atomic_store_n(&q->map_pid, me, __ATOMIC_RELEASE);
+    return true;
+}
+
+/* Makes sure the ring's bytes [off, off + len) (within the ring) are in
+ * this process's page tables. */
+static void map_range(shmkit_queue *q, uint64_t off, uint64_t len)
 {
     uint32_t start;
+    uint64_t k, last;
     pid_t me;
 
     self_get(&me, &start);
@@ -946,20 +990,87 @@ static void map_here(shmkit_queue *q, const struct timespec *deadline)
                          1) ||
         !q->block)
         return;
-    if (deadline == SHMKIT_NOWAIT || deadline == SHMKIT_QUEUE_TRY) {
-        uint64_t tail = __atomic_load_n(&q->hdr->tail, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&q->map_pid, __ATOMIC_ACQUIRE) != me &&
+        !map_reset(q, me))
+        return;
+    if (off >= q->rs)
+        return;
+    if (len > q->rs - off)
+        len = q->rs - off;
+    last = (off + (len ? len - 1 : 0)) / q->map_chunk;
+    for (k = off / q->map_chunk; k <= last; k++) {
+        uint64_t bit = UINT64_C(1) << (k % 64), *w = &q->map_bits[k / 64];
+        uintptr_t from, to, page = shmkit__os_page_size();
 
-        if (__atomic_load_n(&q->map_from_pid, __ATOMIC_RELAXED) != me) {
-            __atomic_store_n(&q->map_from, tail, __ATOMIC_RELAXED);
-            __atomic_store_n(&q->map_from_pid, me, __ATOMIC_RELAXED);
-            return;
-        }
-        if (tail - __atomic_load_n(&q->map_from, __ATOMIC_RELAXED) < MAP_AFTER)
-            return;
+        if (__atomic_load_n(w, __ATOMIC_RELAXED) & bit)
+            continue;
+        from = (uintptr_t)(q->ring + k * q->map_chunk) & ~(page - 1);
+        to = (uintptr_t)(q->ring + ((k + 1) * q->map_chunk < q->rs
+                                        ? (k + 1) * q->map_chunk
+                                        : q->rs));
+        shmkit__os.populate((void *)from, to - from, true);
+        if (!(__atomic_fetch_or(w, bit, __ATOMIC_RELAXED) & bit) &&
+            __atomic_add_fetch(&q->map_done, 1, __ATOMIC_RELAXED) ==
+                q->map_chunks)
+            __atomic_store_n(&q->mapped_for, me, __ATOMIC_RELAXED);
     }
-    shmkit__os.populate(shmkit_block_data(q->block),
-                        shmkit_block_size(q->block), true);
-    __atomic_store_n(&q->mapped_for, me, __ATOMIC_RELAXED);
+}
+
+/* Maps bytes positions [pos, pos + len) of the ring, wrapping round its
+ * end (at most the whole ring). */
+static void map_span(shmkit_queue *q, uint64_t pos, uint64_t len)
+{
+    uint64_t off = pos % q->rs;
+
+    if (len > q->rs)
+        len = q->rs;
+    map_range(q, off, len);
+    if (len > q->rs - off)
+        map_range(q, 0, len - (q->rs - off));
+}
+
+/* Before a producer takes the mutex to reserve `need` bytes: maps where
+ * they will most likely go (a hint: read without the mutex; the records
+ * are mapped again, for certain, before they are written). */
+static void map_ahead_put(shmkit_queue *q, uint64_t need)
+{
+    uint64_t head, tail, off;
+
+    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
+                             __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
+                         1) ||
+        !q->block)
+        return;
+    head = __atomic_load_n(&q->hdr->head, __ATOMIC_RELAXED);
+    tail = __atomic_load_n(&q->hdr->tail, __ATOMIC_RELAXED);
+    off = head == tail ? 0 : tail % q->rs; /* empty: starts over at 0 */
+    if (need > q->rs - off)
+        off = 0;
+    map_range(q, off, need);
+}
+
+/* Before a consumer takes the mutex: maps the oldest records' first
+ * MAP_CHUNK_MIN bytes (a hint, as above). */
+static void map_ahead_get(shmkit_queue *q)
+{
+    uint64_t head, tail;
+
+    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
+                             __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
+                         1) ||
+        !q->block)
+        return;
+    head = __atomic_load_n(&q->hdr->head, __ATOMIC_RELAXED);
+    tail = __atomic_load_n(&q->hdr->tail, __ATOMIC_RELAXED);
+    map_span(q, head, tail - head < MAP_CHUNK_MIN ? tail - head
+                                                   : MAP_CHUNK_MIN);
+}
+
+/* A record and its message (len bytes) in this process's page tables. */
+static void map_rec(shmkit_queue *q, const struct rec *r, uint64_t len)
+{
+    map_range(q, (uint64_t)((const unsigned char *)r - q->ring),
+              REC + round16(len));
 }
 
 /* ---- producing ----------------------------------------------------------- */
@@ -1046,15 +1157,19 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
                          struct rec **recs, size_t *got, struct waiter *w)
 {
     struct owners o;
-    size_t k;
+    uint64_t need = 0;
+    size_t k, i;
     int r;
 
     live_ensure(q);
+    for (k = 0; k < n && need < q->rs; k++)
+        need += REC + round16(msgs[k].iov_len);
     for (;;) {
         uint32_t seq = __atomic_load_n(&q->hdr->space_seq, __ATOMIC_SEQ_CST);
 
         o.n = 0;
         o.more = false;
+        map_ahead_put(q, need);
         r = qlock_watch(q, w->deadline, n > 1);
         if (r)
             return r;
@@ -1064,6 +1179,8 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
                 break;
         qunlock(q);
         if (k) {
+            for (i = 0; i < k; i++)
+                map_rec(q, recs[i], msgs[i].iov_len);
             *got = k;
             return 0;
         }
@@ -1095,7 +1212,6 @@ int shmkit_queue_reserve(shmkit_queue *q, size_t len, void **ptr,
         r = enter(q);
     if (r)
         return qfail(q, r, "reserve");
-    map_here(q, deadline);
     waiter_init(&w, deadline);
     r = reserve_batch(q, &one, 1, &rec, &got, &w);
     if (r)
@@ -1218,7 +1334,6 @@ int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs, size_t n,
         r = enter(q);
     if (r)
         return qfail(q, r, "put_many");
-    map_here(q, deadline);
     waiter_init(&w, deadline);
     while (put < n) {
         size_t want = n - put < 64 ? n - put : 64;
@@ -1336,15 +1451,21 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     struct owners o;
     int r;
 
+    size_t i;
+
     live_ensure(q);
     for (;;) {
         uint32_t seq = __atomic_load_n(&q->hdr->data_seq, __ATOMIC_SEQ_CST);
 
+        map_ahead_get(q);
         r = qlock_watch(q, w->deadline, max > 1);
         if (r)
             return r;
         r = take_locked(q, recs, lens, max, room, got, need, &o);
         qunlock(q);
+        if (r == 0)
+            for (i = 0; i < *got; i++)
+                map_rec(q, recs[i], lens[i]);
         if (r != -EAGAIN)
             return r;
         r = wait_on(q, w, &q->hdr->data_seq, &q->hdr->wait_consumers, seq,
@@ -1408,7 +1529,6 @@ int shmkit_queue_peek(shmkit_queue *q, const void **ptr, size_t *len,
     r = enter(q);
     if (r)
         return qfail(q, r, "peek");
-    map_here(q, deadline);
     waiter_init(&w, deadline);
     r = take_batch(q, &rec, &rlen, 1, SIZE_MAX, &got, &need, &w);
     if (r)
@@ -1455,7 +1575,6 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
     r = enter(q);
     if (r)
         return qfail(q, r, "get_many");
-    map_here(q, deadline);
     waiter_init(&w, deadline);
     r = take_batch(q, recs, lens, max < 64 ? max : 64, buflen, &k, &need, &w);
     if (r) {
@@ -1711,6 +1830,7 @@ static int queue_wrap(shmkit_queue **out, shmkit_block *b,
     q->spin_space = SPIN_MAX_NS;
     q->spin_lock = SPIN_MAX_NS;
     q->mapped_for = getpid(); /* prefaulted just now, by this process */
+    map_init(q);
     *out = q;
     return 0;
 }
