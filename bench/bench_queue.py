@@ -18,15 +18,12 @@ contender of a piece of work, multiprocessing.Queue, is the reference.
 The processes are forked before the clock starts, and each in turn, alone
 on the queue while the others wait on their pipes, warms up: it puts some
 items (5,000 small ones, up to 4 arrays) and gets them back, the way the
-round will (warm_up). So neither start-up nor first-use costs are timed
-(first calls, pickling's first use, starting multiprocessing's feeder
-thread or shmkit's liveness thread, and the page faults of a forked child
-on each page of the ring it touches first), for either contender: the
-figure is the steady state. (shmkit prefaults a forked child's ring at
-its first blocking call, or once 256 KiB has gone through the ring since
-its first call that does not wait, as Python's put and get try first: the
-5,000 small items, ~480 KB, are past that, 1,000 were not, and every
-child paid the ~4 ms prefault and its faults inside the clock.)
+round will (warm_up); a shmkit child then fills the ring once and empties
+it (lap). So neither start-up nor first-use costs are timed (first calls,
+pickling's first use, starting multiprocessing's feeder thread or
+shmkit's liveness thread, and a forked child's mapping of the ring into
+its page tables, which shmkit does a chunk at a time as the child's
+records reach it), for either contender: the figure is the steady state.
 What those costs are is the cold row: fresh processes, no warm-up, the
 first 10,000 small items, 1 -> 1. Every queue is made for the round and
 removed. A producer is done when everything it put is deliverable: for
@@ -104,14 +101,15 @@ def consume(q, batch, copy):
     return got
 
 
-def warm_up(q, item, batch, copy, k):
+def warm_up(q, item, batch, copy, k, lap_too=False):
     """Puts up to k items (as many as fit) and gets them back, alone on
     the queue (every other process waits on its pipe), the way the round
     will: this process has then made its first calls, pickled the item,
     started its threads (multiprocessing's feeder, shmkit's liveness
     thread) and touched the pages of the ring that a round uses (a forked
     child inherits no page table entries of a shared mapping: each first
-    touch of a page would be a page fault, in the round)."""
+    touch of a page would be a page fault, in the round); lap_too: a
+    shmkit child then does a lap (below)."""
     if batch:
         put = q.put_many([item] * k, False)
     else:
@@ -132,6 +130,29 @@ def warm_up(q, item, batch, copy, k):
             else:
                 q.get(copy=False)
             got += 1
+    if lap_too and isinstance(q, shmkit.Queue):
+        lap(q, item)
+
+
+def lap(q, item):
+    """shmkit: fills the ring with the item, then empties it. A forked
+    child maps the ring into its page tables a chunk at a time, the first
+    time a record it writes or reads lies there (so a short-lived child
+    pays for a few chunks, not the whole ring): a round that walks the
+    ring further than the warm-up did would time that first lap's
+    populating. One lap, alone on the queue, maps every chunk."""
+    put = 0
+    while True:
+        try:
+            if isinstance(item, np.ndarray):
+                q.put(item, False)
+                put += 1
+            else:
+                put += q.put_many([item] * 100, False)
+        except queue.Full:
+            break
+    while put > 0:
+        put -= len(q.get_many(100))
 
 
 def child_main(ctl, q, warm, work):
@@ -175,7 +196,7 @@ def one_round(make_queue, item, n, producers, consumers, batch, copy=True,
             ctl, child_ctl = ctx.Pipe()
             p = ctx.Process(target=child_main, args=(
                 child_ctl, q,
-                lambda: warm_up(q, item, batch, copy, k), work))
+                lambda: warm_up(q, item, batch, copy, k, warm), work))
             p.start()
             children.append((p, ctl))
         for _, ctl in children:         # one at a time: alone on the queue
