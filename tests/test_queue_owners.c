@@ -212,7 +212,9 @@ Test(queue_owners, zombie_leader_with_live_threads_reaps_nothing)
 /* A child loans "LOANED" and exits; left a zombie not yet waited for, it
  * is gone and the loan must come back to a NOWAIT get. With `no_pidfd`,
  * this test process is first forbidden pidfd_open by a seccomp filter. */
-static void zombie_loan_given_back(const char *tag, bool no_pidfd)
+/* From now on this test process is refused pidfd_open (EPERM), as a
+ * sandbox's seccomp profile that does not list it answers. */
+static void deny_pidfd_open(pid_t pid)
 {
     struct sock_filter f[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
@@ -221,6 +223,15 @@ static void zombie_loan_given_back(const char *tag, bool no_pidfd)
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+
+    cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+    cr_assert_eq(syscall(SYS_pidfd_open, pid, 0), -1);
+    cr_assert_eq(errno, EPERM);
+}
+
+static void zombie_loan_given_back(const char *tag, bool no_pidfd)
+{
     char buf[16];
     size_t len;
     pid_t pid;
@@ -240,12 +251,8 @@ static void zombie_loan_given_back(const char *tag, bool no_pidfd)
     /* wait for the exit but leave the zombie (WNOWAIT) */
     cr_assert_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
     cr_assert_eq(proc_state(pid), 'Z');
-    if (no_pidfd) {
-        cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
-        cr_assert_eq(syscall(SYS_pidfd_open, pid, 0), -1);
-        cr_assert_eq(errno, EPERM);
-    }
+    if (no_pidfd)
+        deny_pidfd_open(pid);
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT), 0,
                  "the zombie's loan was not given back%s",
                  no_pidfd ? " without pidfd_open" : "");
@@ -270,6 +277,101 @@ Test(queue_owners, zombie_process_loan_given_back)
 Test(queue_owners, zombie_loan_given_back_without_pidfd)
 {
     zombie_loan_given_back("zs", true);
+}
+
+/* The longest sleep a futex_wait with a deadline was asked for, in s. */
+static double longest_wait;
+static int (*real_futex_wait)(uint32_t *, uint32_t, const struct timespec *);
+
+static int timed_futex_wait(uint32_t *addr, uint32_t val,
+                            const struct timespec *deadline)
+{
+    struct timespec now;
+    double left;
+
+    if (deadline) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left = (double)(deadline->tv_sec - now.tv_sec) +
+               (double)(deadline->tv_nsec - now.tv_nsec) / 1e9;
+        if (left > longest_wait)
+            longest_wait = left;
+    }
+    return real_futex_wait(addr, val, deadline);
+}
+
+static pid_t victim;
+static struct timespec killed_at;
+
+/* Kills the victim once a consumer sleeps in q. */
+static void *kill_when_waited(void *arg)
+{
+    shmkit_queue_info in;
+
+    (void)arg;
+    do {
+        if (shmkit_queue_stat(q, &in) != 0)
+            return (void *)1;
+        sched_yield();
+    } while (in.waiting_consumers < 1);
+    clock_gettime(CLOCK_MONOTONIC, &killed_at);
+    return kill(victim, SIGKILL) == 0 ? NULL : (void *)2;
+}
+
+/* A sandbox refuses pidfd_open: a consumer blocked behind a producer's
+ * reservation, woken by the producer's death (its liveness slot), cannot
+ * wait on a pidfd for the process to be gone. It re-checks in short
+ * slices (1 ms doubling), not one sleep of the whole 0.5 s cap (review
+ * finding 6); the producer is its own child, a zombie until the get
+ * returns, known gone from /proc/PID/status (finding 4b: the get hung). */
+Test(queue_owners, death_without_pidfd_rechecks_in_slices)
+{
+    struct timespec d, back;
+    char c, buf[16];
+    size_t len;
+    void *w;
+    pthread_t t;
+    void *tr;
+    int r, st;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("ds"), 4096, 0, 0), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, chan), 0);
+    victim = fork();
+    cr_assert_geq(victim, 0);
+    if (victim == 0) {
+        close(chan[0]);
+        CHILD_CHECK(shmkit_queue_reserve(q, 100, &w, NULL) == 0, 3);
+        CHILD_CHECK(shmkit_queue_put(q, "after", 5, NULL) == 0, 4);
+        CHILD_CHECK(write(chan[1], "x", 1) == 1, 5);
+        CHILD_CHECK(read(chan[1], &c, 1) == 0, 6); /* until killed */
+        _exit(0);
+    }
+    cr_assert_eq(read(chan[0], &c, 1), 1);
+    deny_pidfd_open(victim);
+    real_futex_wait = shmkit__os.futex_wait;
+    shmkit__os.futex_wait = timed_futex_wait;
+    cr_assert_eq(pthread_create(&t, NULL, kill_when_waited, NULL), 0);
+    shmkit_deadline(&d, 30);
+    r = shmkit_queue_get(q, buf, sizeof buf, &len, &d);
+    clock_gettime(CLOCK_MONOTONIC, &back);
+    shmkit__os_reset();
+    cr_assert_eq(pthread_join(t, &tr), 0);
+    cr_assert_null(tr, "the killer thread failed (%p)", tr);
+    cr_assert_eq(r, 0, "get = %d (%s)", r, shmkit_last_error());
+    cr_assert_eq(len, 5);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    cr_log_info("kill to return: %.1f ms, longest slice %.1f ms",
+                ((double)(back.tv_sec - killed_at.tv_sec) +
+                 (double)(back.tv_nsec - killed_at.tv_nsec) / 1e9) * 1e3,
+                longest_wait * 1e3);
+    cr_assert_lt(longest_wait, 0.2,
+                 "a wait of %.3f s for a dead owner (slices end at 0.1 s)",
+                 longest_wait);
+    cr_assert_eq(waitpid(victim, &st, 0), victim);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status 0x%x", st);
+    close(chan[0]);
+    close(chan[1]);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
 }
 
 /* A peer that gives back (TAKEN -> READY) every loan it sees, as a

@@ -708,13 +708,41 @@ static const struct timespec *slice_until(struct waiter *w,
  * exec'd (the kernel marks the slots then too) lives on past that. */
 #define GONE_CAP_S 0.5
 
+/* Where this process cannot wait for a process to be gone (no pidfd: a
+ * sandbox that refuses pidfd_open, no descriptor left, Linux < 5.3):
+ * re-checks that (pid, start) is gone in slices of 1 ms doubling to
+ * 100 ms, until it is or `until` passes. 0 either way (the caller reaps
+ * what is known dead), or -EINTR for an interruptible handle. */
+static int gone_by_slices(shmkit_queue *q, int32_t pid, uint32_t start,
+                          const struct timespec *until)
+{
+    struct timespec slice;
+    const struct timespec *by;
+    uint32_t ms = 1;
+    int r;
+
+    while (owner_alive(pid, start)) {
+        shmkit_deadline(&slice, ms / 1000.0);
+        by = shmkit__ts_before(&slice, until) ? &slice : until;
+        r = shmkit__os.futex_wait(&ms, ms, by);
+        if (r == -EINTR && q->interruptible)
+            return -EINTR;
+        if (by == until && r == -ETIMEDOUT)
+            break;
+        if (ms < 100)
+            ms *= 2;
+    }
+    return 0;
+}
+
 /*
  * Owners whose slots say they died: wakes the other sleepers of each slot
  * word (the kernel wakes one), waits until each process is gone with all
  * its threads (its slot is marked as its helper thread exits: until the
  * last thread has, the record must not be reaped), at most GONE_CAP_S,
  * then reaps. An owner that outlives that (it exec'd) is re-checked so
- * each time, counted as a slice.
+ * each time, counted as a slice. Where no pidfd can be had, the owner is
+ * re-checked in short slices up to the same cap (gone_by_slices).
  */
 static int owners_died(shmkit_queue *q, struct waiter *w,
                        const struct owners *dead, uint32_t *const *words,
@@ -743,10 +771,9 @@ static int owners_died(shmkit_queue *q, struct waiter *w,
         } else if (r == -EINTR) {
             r = q->interruptible ? -EINTR : 0;
         } else if (r != -ETIMEDOUT && r != 0) {
-            /* Cannot wait for a process here: a slice on the clock. */
-            r = shmkit__os.futex_wait(&w->backoff_ms, w->backoff_ms, until);
+            /* Cannot wait for a process here: re-check in slices. */
+            r = gone_by_slices(q, dead->pid[i], dead->start[i], until);
             stat_add(&shmkit__queue_waits.slices);
-            r = 0;
         }
     }
     return r ? r : reap(q, w->deadline);
