@@ -104,12 +104,15 @@ static void expect_killed(pid_t pid)
               "child status 0x%x", st);
 }
 
-/* A child that attaches, makes a record in flight and says so on `ready`,
- * then blocks until killed. what: 'R' a reservation followed by a
- * committed message of its own (held back behind it), 'L' a loan. */
-static pid_t child_in_flight(const char *tag, char what, int ready)
+/* A child that attaches, makes a record in flight and says so on fds[1],
+ * then blocks until killed (or until the parent's end, fds[0], closes: a
+ * test that failed before its kill leaves no child behind). what: 'R' a
+ * reservation followed by a committed message of its own (held back
+ * behind it), 'L' a loan. */
+static pid_t child_in_flight(const char *tag, char what, const int *fds)
 {
     pid_t pid = fork();
+    int ready = fds[1];
 
     cr_assert_geq(pid, 0);
     if (pid == 0) {
@@ -119,6 +122,7 @@ static pid_t child_in_flight(const char *tag, char what, int ready)
         void *w;
         char c;
 
+        close(fds[0]);
         CHILD_CHECK(shmkit_queue_attach(&a, tu_name(tag), 0) == 0, 2);
         if (what == 'R') {
             CHILD_CHECK(shmkit_queue_reserve(a, 100, &w, NULL) == 0, 3);
@@ -153,7 +157,7 @@ Test(queue_live, producer_woken_by_killed_consumers_death)
 
     cr_assert_eq(shmkit_queue_put(q, "first", 5, NULL), 0);
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    k.pid = child_in_flight("lp", 'L', fds[1]);
+    k.pid = child_in_flight("lp", 'L', fds);
     wait_ready(fds[0]);
     /* Full (one message at most, loaned by the child): put sleeps with no
      * deadline; the killer fires once it is asleep, then takes the
@@ -195,7 +199,7 @@ Test(queue_live, consumer_woken_by_killed_producers_death)
     cr_assert_eq(shmkit_queue_put(q, "x", 1, NULL), 0);
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    k.pid = child_in_flight("lc", 'R', fds[1]);
+    k.pid = child_in_flight("lc", 'R', fds);
     wait_ready(fds[0]);
     n = shmkit_queue_slots(shmkit_block_data(shmkit_queue_block(q)),
                            shmkit_block_size(shmkit_queue_block(q)), sl, 8);
@@ -253,7 +257,7 @@ Test(queue_live, full_slot_table_falls_back_to_slices)
         slots[i].pid = getpid();
     }
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    k.pid = child_in_flight("lf", 'R', fds[1]);
+    k.pid = child_in_flight("lf", 'R', fds);
     wait_ready(fds[0]);
     n = shmkit_queue_slots(shmkit_block_data(shmkit_queue_block(q)),
                            shmkit_block_size(shmkit_queue_block(q)), NULL, 0);
@@ -303,7 +307,7 @@ Test(queue_live, version_1_queue_works_with_slices)
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
     cr_assert_eq(shmkit__live_thread_id(), 0, "a v1 queue started a thread");
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    k.pid = child_in_flight("v1", 'R', fds[1]);
+    k.pid = child_in_flight("v1", 'R', fds);
     wait_ready(fds[0]);
     k.q = q;
     before = waits_now();
@@ -376,7 +380,7 @@ Test(queue_live, scribbled_slot_table_never_hangs_a_waiter)
                                              shmkit_queue_block(q)) +
                                          SHMKIT_QUEUE_HEADER);
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    k.pid = child_in_flight("ls", 'R', fds[1]);
+    k.pid = child_in_flight("ls", 'R', fds);
     wait_ready(fds[0]);
     memcpy(keep, slots, sizeof keep);
     for (round = 0; round < 40; round++) {
@@ -508,7 +512,7 @@ Test(queue_live, no_futex_waitv_falls_back_to_slices)
 
     shmkit__os.futex_waitv = no_waitv;
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    k.pid = child_in_flight("ln", 'R', fds[1]);
+    k.pid = child_in_flight("ln", 'R', fds);
     wait_ready(fds[0]);
     k.q = q;
     before = waits_now();
@@ -522,6 +526,177 @@ Test(queue_live, no_futex_waitv_falls_back_to_slices)
     expect_killed(k.pid);
     cr_assert_eq(memcmp(buf, "after", 5), 0);
     cr_assert_geq(after.slices - before.slices, 1);
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
+}
+
+/* The slot of process pid in q's table (NULL if none). */
+static struct shmkit__live_slot *slot_of(shmkit_queue *q, pid_t pid)
+{
+    struct shmkit__live_slot *s = (struct shmkit__live_slot *)(
+        (char *)shmkit_block_data(shmkit_queue_block(q)) +
+        SHMKIT_QUEUE_HEADER);
+    unsigned i;
+
+    for (i = 0; i < 120; i++)
+        if (s[i].pid == pid)
+            return &s[i];
+    return NULL;
+}
+
+static uint32_t *woken[64];
+static unsigned nwoken;
+static int (*real_futex_wake)(uint32_t *, int);
+
+static int record_wake(uint32_t *addr, int n)
+{
+    unsigned i = __atomic_fetch_add(&nwoken, 1, __ATOMIC_SEQ_CST);
+
+    if (i < 64)
+        woken[i] = addr;
+    return real_futex_wake(addr, n);
+}
+
+/* An owner already dead when the waiter arms (its slot marked
+ * OWNER_DIED, the child reaped): the waiter wakes the other sleepers of
+ * that slot's word - the address it wakes is the slot's word (it once
+ * woke an uninitialised pointer: review finding 12). */
+Test(queue_live, dead_at_arm_wakes_the_slots_word)
+{
+    shmkit_queue *q = make("dw", 4096, 0);
+    struct shmkit__queue_wait_stats before, after;
+    struct shmkit__live_slot *s;
+    struct timespec d;
+    int fds[2], st;
+    unsigned i, n;
+    bool found = false;
+    char buf[16];
+    size_t len;
+    pid_t pid;
+
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    pid = child_in_flight("dw", 'R', fds);
+    wait_ready(fds[0]);
+    s = slot_of(q, pid);
+    cr_assert_not_null(s, "the child holds no slot");
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status 0x%x", st);
+    cr_assert(s->word & SHMKIT__FUTEX_OWNER_DIED, "slot word 0x%x", s->word);
+    real_futex_wake = shmkit__os.futex_wake;
+    shmkit__os.futex_wake = record_wake;
+    before = waits_now();
+    shmkit_deadline(&d, 30);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
+                 shmkit_last_error());
+    after = waits_now();
+    shmkit__os_reset();
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    expect_death_wakes(before, after);
+    n = nwoken < 64 ? nwoken : 64;
+    for (i = 0; i < n; i++)
+        found |= woken[i] == &s->word;
+    cr_assert(found, "%u futex_wakes, none on the dead slot's word", n);
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
+}
+
+static pid_t live_owner;
+static unsigned owner_waited; /* proc_wait_gone calls for live_owner */
+static int (*real_wait_gone)(pid_t, uint32_t, const struct timespec *);
+
+static int count_wait_gone(pid_t pid, uint32_t start,
+                           const struct timespec *deadline)
+{
+    if (pid == live_owner)
+        __atomic_fetch_add(&owner_waited, 1, __ATOMIC_SEQ_CST);
+    return real_wait_gone(pid, start, deadline);
+}
+
+struct reuse {
+    shmkit_queue *q;
+    struct shmkit__live_slot *slot;
+    pid_t gone; /* a process that exited */
+};
+
+/* Once a consumer sleeps: the owner's slot as it is when the owner
+ * dropped it and another process took it and died (the kernel's mark:
+ * OWNER_DIED | WAITERS, that process's pid left in place), and a wake. */
+static void *reuse_slot_when_asleep(void *arg)
+{
+    struct reuse *u = arg;
+    shmkit_queue_info in;
+
+    do {
+        if (shmkit_queue_stat(u->q, &in) != 0)
+            return (void *)1;
+        sched_yield();
+    } while (in.waiting_consumers < 1);
+    __atomic_store_n(&u->slot->start, 4242u, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&u->slot->pid, u->gone, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&u->slot->word,
+                     SHMKIT__FUTEX_OWNER_DIED | SHMKIT__FUTEX_WAITERS,
+                     __ATOMIC_SEQ_CST);
+    shmkit__os.futex_wake(&u->slot->word, 64);
+    return NULL;
+}
+
+/* A waiter armed on a live owner's slot finds it marked OWNER_DIED by
+ * another process that took the slot meanwhile and died: that is not the
+ * owner's death. The waiter must not wait for the live owner to be gone
+ * nor count a death wake (it did: review finding 11, 0.5 s a time); the
+ * owner's reservation stays and the get times out. */
+Test(queue_live, a_reused_slots_death_is_not_the_owners)
+{
+    shmkit_queue *q = make("ru", 4096, 0);
+    struct shmkit__queue_wait_stats before, after;
+    struct shmkit__live_slot keep;
+    struct reuse u = {0};
+    struct timespec d;
+    pthread_t t;
+    void *tr;
+    int fds[2], st, r;
+    char buf[16];
+    size_t len;
+
+    u.gone = fork();
+    cr_assert_geq(u.gone, 0);
+    if (u.gone == 0)
+        _exit(0);
+    cr_assert_eq(waitpid(u.gone, &st, 0), u.gone);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    live_owner = child_in_flight("ru", 'R', fds);
+    wait_ready(fds[0]);
+    u.q = q;
+    u.slot = slot_of(q, live_owner);
+    cr_assert_not_null(u.slot, "the child holds no slot");
+    keep = *u.slot;
+    real_wait_gone = shmkit__os.proc_wait_gone;
+    shmkit__os.proc_wait_gone = count_wait_gone;
+    before = waits_now();
+    cr_assert_eq(pthread_create(&t, NULL, reuse_slot_when_asleep, &u), 0);
+    shmkit_deadline(&d, 0.3);
+    r = shmkit_queue_get(q, buf, sizeof buf, &len, &d);
+    cr_assert_eq(pthread_join(t, &tr), 0);
+    after = waits_now();
+    shmkit__os_reset();
+    cr_assert_null(tr);
+    cr_assert_eq(r, -ETIMEDOUT, "get = %d (%s)", r, shmkit_last_error());
+    cr_assert_eq(owner_waited, 0,
+                 "waited %u times for the live owner to be gone",
+                 owner_waited);
+    cr_assert_eq(after.deaths - before.deaths, 0,
+                 "another process's death counted as the owner's");
+    /* The owner's slot as it was, then its real death gets us through. */
+    *u.slot = keep;
+    cr_assert_eq(kill(live_owner, SIGKILL), 0);
+    expect_killed(live_owner);
+    shmkit_deadline(&d, 30);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
     close(fds[0]);
     close(fds[1]);
     drop(q);

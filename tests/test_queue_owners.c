@@ -102,7 +102,11 @@ static void expect_loan_kept(pid_t pid)
 }
 
 /* This process out of descriptors: /proc/PID/stat cannot be opened
- * (EMFILE), which says nothing about the owner: it is alive. */
+ * (EMFILE), which says nothing about the owner: it is alive. Guards the
+ * rule (fails when owner_alive takes -EMFILE for "gone": "a live owner's
+ * loan reaped"); it does not guard the uninitialised start time that
+ * df2ab55 fixed (what the stack held decided that one): the EACCES test
+ * below, which leaves rubbish in *start, does. */
 Test(queue_owners, no_descriptor_left_reaps_nothing)
 {
     struct rlimit old, rl;

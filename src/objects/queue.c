@@ -824,7 +824,9 @@ static unsigned owners_arm(shmkit_queue *q, struct waiter *w,
     return n - 1;
 }
 
-/* After a sleep on armed slots: those now marked dead go to *dead. */
+/* After a sleep on armed slots: the owners whose slot now says they died
+ * go to *dead (a mark on a slot another process took meanwhile is not
+ * theirs: the next arming finds no slot for them). */
 static void owners_check(uint32_t *const *words, const unsigned *widx,
                          unsigned n, const struct owners *o,
                          struct owners *dead, uint32_t **dead_words)
@@ -832,8 +834,7 @@ static void owners_check(uint32_t *const *words, const unsigned *widx,
     unsigned i;
 
     for (i = 1; i <= n; i++) {
-        if (!(__atomic_load_n(words[i], __ATOMIC_ACQUIRE) &
-              SHMKIT__FUTEX_OWNER_DIED))
+        if (!shmkit__live_died(words[i], o->pid[widx[i]], o->start[widx[i]]))
             continue;
         dead_words[dead->n] = words[i];
         dead->pid[dead->n] = o->pid[widx[i]];

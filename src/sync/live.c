@@ -366,6 +366,25 @@ static struct shmkit__live_slot *find(struct shmkit__live_slot *slots,
     return NULL;
 }
 
+/* Still (pid, start)'s? Read after the word: a taker writes pid after
+ * the word, the kernel's death mark leaves pid as it was. */
+static bool names(const struct shmkit__live_slot *s, pid_t pid, uint32_t start)
+{
+    return __atomic_load_n(&s->pid, __ATOMIC_SEQ_CST) == pid &&
+           __atomic_load_n(&s->start, __ATOMIC_RELAXED) == start;
+}
+
+bool shmkit__live_died(const uint32_t *word, pid_t pid, uint32_t start)
+{
+    const struct shmkit__live_slot *s =
+        (const struct shmkit__live_slot *)((const char *)word -
+                                           offsetof(struct shmkit__live_slot,
+                                                    word));
+
+    return (__atomic_load_n(word, __ATOMIC_SEQ_CST) & W_DIED) &&
+           names(s, pid, start);
+}
+
 enum shmkit__live_state shmkit__live_arm(struct shmkit__live_slot *slots,
                                          unsigned n, pid_t pid,
                                          uint32_t start, uint32_t **word,
@@ -383,6 +402,8 @@ enum shmkit__live_state shmkit__live_arm(struct shmkit__live_slot *slots,
             return SHMKIT__LIVE_NONE;
         w = load32(&s->word);
         if (w & W_DIED) {
+            if (!names(s, pid, start))
+                continue; /* another's death, in a slot taken again */
             *word = &s->word; /* whose other waiters to wake */
             return SHMKIT__LIVE_DIED;
         }
@@ -395,8 +416,7 @@ enum shmkit__live_state shmkit__live_arm(struct shmkit__live_slot *slots,
         }
         /* Still pid's? (freed and taken again between find and the CAS:
          * the taker's pid follows its word, see live.h) */
-        if (__atomic_load_n(&s->pid, __ATOMIC_SEQ_CST) != pid ||
-            __atomic_load_n(&s->start, __ATOMIC_RELAXED) != start)
+        if (!names(s, pid, start))
             continue;
         *word = &s->word;
         *val = w;

@@ -93,6 +93,15 @@ SHMKIT__HIDDEN enum shmkit__live_state
 shmkit__live_arm(struct shmkit__live_slot *slots, unsigned n, pid_t pid,
                  uint32_t start, uint32_t **word, uint32_t *val);
 
+/*
+ * After a sleep on a word shmkit__live_arm gave for (pid, start): true if
+ * the slot says that owner died (OWNER_DIED while it still names pid and
+ * start). A mark on a slot that was freed and taken again by another
+ * process, which died since, is not the owner's death.
+ */
+SHMKIT__HIDDEN bool shmkit__live_died(const uint32_t *word, pid_t pid,
+                                      uint32_t start);
+
 /* Wakes every sleeper of a slot word (after an owner death: the kernel
  * wakes one). */
 SHMKIT__HIDDEN void shmkit__live_wake_all(uint32_t *word);
