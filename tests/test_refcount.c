@@ -5,6 +5,8 @@
  */
 #include "lifeutil.h"
 
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "life/life.h"
@@ -454,4 +456,139 @@ Test(refcount, create_on_a_taken_name_leaves_its_count)
     cr_assert_not(sidecar_exists(name), "a failed create left a sidecar");
     cr_assert_eq(shmkit_block_unlink(c), 0);
     shmkit_block_close(c);
+}
+
+/* Maps the first page of `name`'s sidecar read-write (the header: magic
+ * at 0, version at 4, capacity at 16, the robust mutex at 24). */
+static char *sidecar_map(const char *name, int *fd)
+{
+    char sc[SHMKIT_NAME_MAX + 1], path[300];
+    void *p;
+
+    shmkit__ref_sidecar_name(name, sc);
+    snprintf(path, sizeof path, "/dev/shm/%s", sc);
+    *fd = open(path, O_RDWR | O_CLOEXEC);
+    cr_assert_geq(*fd, 0, "open %s: %s", path, strerror(errno));
+    p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+    cr_assert_neq(p, MAP_FAILED);
+    return p;
+}
+
+/* A process killed while it holds a sidecar's lock leaves it to the next
+ * one (owner death): attach and close go on, the count stays exact. */
+Test(refcount, sidecar_lock_holder_killed_is_recovered)
+{
+    const char *name = tu_name("rclk");
+    shmkit_block *c, *a;
+    char *h;
+    pid_t pid;
+    int fd;
+
+    cr_assert_eq(shmkit_block_create(&c, name, 64, SHMKIT_REFCOUNT), 0);
+    h = sidecar_map(name, &fd);
+    pid = fork();
+    if (pid == 0) {
+        if (pthread_mutex_lock((pthread_mutex_t *)(h + 24)) != 0)
+            _exit(10);
+        kill(getpid(), SIGKILL);
+        _exit(11);
+    }
+    tu_wait_signaled(pid, SIGKILL);
+    cr_assert_eq(shmkit_block_attach(&a, name, SHMKIT_REFCOUNT), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(shmkit__ref_count(name), 2);
+    shmkit_block_close(a);
+    cr_assert(lu_exists(name));
+    shmkit_block_close(c);
+    cr_assert_not(lu_exists(name));
+    cr_assert_not(sidecar_exists(name));
+    munmap(h, 4096);
+    close(fd);
+}
+
+/* A live process holding a sidecar's lock (stopped, or hostile) makes
+ * neither `shmkit ls` nor gc wait for it: the lifecycle column says
+ * "refcount (busy)", gc leaves that sidecar for a later run. */
+Test(refcount, busy_sidecar_stalls_neither_ls_nor_gc)
+{
+    tu_require_private_shm();
+    const char *name = tu_name("rcbusy");
+    int fd, ready[2], hold[2];
+    shmkit_block *c;
+    char buf[64], *h, x;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_block_create(&c, name, 64, SHMKIT_REFCOUNT), 0);
+    h = sidecar_map(name, &fd);
+    cr_assert_eq(pipe(ready), 0);
+    cr_assert_eq(pipe(hold), 0);
+    pid = fork();
+    if (pid == 0) {
+        close(ready[0]);
+        close(hold[1]);
+        if (pthread_mutex_lock((pthread_mutex_t *)(h + 24)) != 0)
+            _exit(10);
+        if (write(ready[1], "x", 1) != 1)
+            _exit(11);
+        lu_wait_eof(hold[0]);
+        pthread_mutex_unlock((pthread_mutex_t *)(h + 24));
+        _exit(0);
+    }
+    close(ready[1]);
+    close(hold[0]);
+    cr_assert_eq(read(ready[0], &x, 1), 1, "the holder did not lock");
+    shmkit_lifecycle_describe(name, buf, sizeof buf);
+    cr_assert_str_eq(buf, "refcount (busy)");
+    cr_assert_eq(tu_gc(0), 0);
+    cr_assert(lu_exists(name));
+    cr_assert(sidecar_exists(name), "gc removed a live sidecar");
+    close(hold[1]);
+    cr_assert_eq(tu_wait_status(pid), 0);
+    close(ready[0]);
+    shmkit_block_close(c);
+    cr_assert_not(lu_exists(name));
+    munmap(h, 4096);
+    close(fd);
+}
+
+/* A sidecar whose header a peer scribbled on: a counted attach is a
+ * clear error naming what is wrong, never a crash; gc removes the
+ * sidecar, never the block. */
+Test(refcount, hostile_sidecar_header_is_a_clear_error)
+{
+    tu_require_private_shm();
+    static const struct {
+        int off;
+        uint32_t bad;
+        int want;
+    } cases[] = {{0, 0x21212121u, SHMKIT_ECORRUPT},    /* magic */
+                 {4, 2u, SHMKIT_EVERSION},             /* version */
+                 {16, 1u, SHMKIT_ECORRUPT}};           /* capacity */
+    const char *name = tu_name("rchost");
+    shmkit_block *c, *a;
+    uint32_t keep;
+    size_t i;
+    char *h;
+    int fd, r;
+
+    cr_assert_eq(shmkit_block_create(&c, name, 64, SHMKIT_REFCOUNT), 0);
+    h = sidecar_map(name, &fd);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(&keep, h + cases[i].off, 4);
+        memcpy(h + cases[i].off, &cases[i].bad, 4);
+        cr_assert_eq(shmkit_block_attach(&a, name, SHMKIT_REFCOUNT),
+                     cases[i].want, "case %zu", i);
+        memcpy(h + cases[i].off, &keep, 4);
+    }
+    cr_assert_eq(ftruncate(fd, 4096), 0);
+    cr_assert_eq(shmkit_block_attach(&a, name, SHMKIT_REFCOUNT),
+                 SHMKIT_ECORRUPT, "a short sidecar");
+    r = tu_gc(0);
+    cr_assert_eq(r, 0, "gc: %d", r);
+    cr_assert_not(sidecar_exists(name), "gc left a corrupt sidecar");
+    cr_assert(lu_exists(name), "gc removed the block of a corrupt sidecar");
+    munmap(h, 4096);
+    close(fd);
+    shmkit_block_close(c);
+    shmkit_unlink(name);
 }

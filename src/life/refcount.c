@@ -177,8 +177,9 @@ static int ref_lock(struct ref_header *h)
     return -r;
 }
 
-/* For inspection: gives up after a moment rather than hang `shmkit ls`
- * behind an attacher stopped while holding the lock. */
+/* For inspection and gc: gives up after a moment (-ETIMEDOUT) rather than
+ * hang `shmkit ls` or `shmkit gc` behind an attacher stopped while holding
+ * the lock. */
 static int ref_lock_briefly(struct ref_header *h)
 {
     struct timespec t;
@@ -668,7 +669,9 @@ int shmkit__ref_gc_one(const char *sc, unsigned flags, shmkit_gc_report rep,
         shmkit__os.close(fd);
         return 0;
     }
-    r = ref_lock(h);
+    /* A live holder (stopped, or hostile) keeps its sidecar from this
+     * run: gc must not wait for it for ever. */
+    r = ref_lock_briefly(h);
     if (r == 0) {
         r = ref_gc_locked(h, sc, g.sc_ino, flags, rep, arg);
         ref_unlock(h);
