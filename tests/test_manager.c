@@ -1016,3 +1016,87 @@ Test(manager, manager_without_its_start_time_is_a_clear_error)
     cr_assert(lu_wait_pid_gone(pid));
     cr_assert_not(lu_exists(name));
 }
+
+/* What a starter can get wrong about the socket path is a clear error,
+ * and touches nothing: a file at the path (-EEXIST, the file kept), a
+ * directory others can enter (SHMKIT_EOWNER), a path in / (-EINVAL), a
+ * manager already serving there (-EADDRINUSE, it serves on). A relative
+ * path is taken from the starter's working directory. */
+Test(manager, socket_path_problems_are_clear_errors)
+{
+    tu_require_private_shm();
+    char dir[300], path[400], name[SHMKIT_NAME_MAX + 1], cwd[300];
+    shmkit_manager *m = NULL, *m2 = NULL;
+    struct stat st;
+    int fd;
+
+    snprintf(dir, sizeof dir, "%s/f", lu_rundir);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/m.sock", dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    cr_assert_eq(write(fd, "keep", 4), 4);
+    close(fd);
+    cr_assert_eq(shmkit_manager_start(&m, path, NULL, 0), -EEXIST);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert(S_ISREG(st.st_mode) && st.st_size == 4, "the file was touched");
+
+    snprintf(dir, sizeof dir, "%s/g", lu_rundir);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    cr_assert_eq(chmod(dir, 0750), 0);
+    snprintf(path, sizeof path, "%s/m.sock", dir);
+    cr_assert_eq(shmkit_manager_start(&m, path, NULL, 0), SHMKIT_EOWNER);
+    cr_assert_eq(shmkit_manager_start(&m, "/m.sock", NULL, 0), -EINVAL);
+    cr_assert_null(m);
+    cr_assert_eq(lu_rundir_count("mgr-"), 0, "a refused start left state");
+
+    /* rel/ exists here only: a daemon that took the path from its own
+     * working directory ("/") fails to make /rel/sub, and makes nothing. */
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    cr_assert_eq(chdir(lu_rundir), 0);
+    cr_assert_eq(mkdir("rel", 0700), 0);
+    cr_assert_eq(shmkit_manager_start(&m, "rel/sub/m.sock", NULL, 0), 0,
+                 "%s", shmkit_last_error());
+    cr_assert_eq(chdir(cwd), 0);
+    snprintf(path, sizeof path, "%s/rel/sub/m.sock", lu_rundir);
+    cr_assert_eq(shmkit_manager_start(&m2, path, NULL, 0), -EADDRINUSE);
+    cr_assert_null(m2);
+    cr_assert_eq(shmkit_manager_connect(&m2, path, NULL, 0), 0);
+    cr_assert_eq(shmkit_manager_create_block(m2, NULL, 64, name), 0);
+    shmkit_manager_close(m2);
+    cr_assert_eq(shmkit_manager_shutdown(m), 0);
+    shmkit_manager_close(m);
+    cr_assert_not(lu_exists(name));
+}
+
+/* Bad arguments to the client calls: -EINVAL, nothing sent; a list too
+ * big for one message: -EMSGSIZE, and the manager serves on. */
+Test(manager, client_argument_errors)
+{
+    tu_require_private_shm();
+    char name[SHMKIT_NAME_MAX + 1], **list;
+    static char big[70000];
+    shmkit_item item;
+    shmkit_manager *m;
+    size_t n;
+
+    cr_assert_eq(shmkit_manager_start(&m, sock_path(), NULL, 0), 0);
+    cr_assert_eq(shmkit_manager_create_block(NULL, NULL, 1, name), -EINVAL);
+    cr_assert_eq(shmkit_manager_create_block(m, NULL, 1, NULL), -EINVAL);
+    cr_assert_eq(shmkit_manager_create_block(m, "a/b", 1, name), -EINVAL);
+    cr_assert_eq(shmkit_manager_create_list(NULL, NULL, NULL, 0, name), -EINVAL);
+    cr_assert_eq(shmkit_manager_create_list(m, NULL, NULL, 1, name), -EINVAL);
+    cr_assert_eq(shmkit_manager_create_list(m, "", NULL, 0, name), -EINVAL);
+    memset(big, 'x', sizeof big - 1);
+    item = shmkit_item_str(big);
+    cr_assert_eq(shmkit_manager_create_list(m, NULL, &item, 1, name), -EMSGSIZE);
+    cr_assert_eq(shmkit_manager_release(m, NULL), -EINVAL);
+    cr_assert_eq(shmkit_manager_release(NULL, "x"), -EINVAL);
+    cr_assert_eq(shmkit_manager_list(NULL, &list, &n), -EINVAL);
+    cr_assert_eq(shmkit_manager_list(m, NULL, &n), -EINVAL);
+    cr_assert_eq(shmkit_manager_shutdown(NULL), -EINVAL);
+    cr_assert_eq(shmkit_manager_list(m, &list, &n), 0);
+    cr_assert_eq(n, 0, "a refused request made something");
+    shmkit_manager_list_free(list, n);
+    cr_assert_eq(shmkit_manager_shutdown(m), 0);
+    shmkit_manager_close(m);
+}

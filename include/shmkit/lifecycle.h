@@ -155,7 +155,12 @@ typedef struct shmkit_manager shmkit_manager;
  * Starts a manager daemon of this process (a forked process running the
  * server, not a child to wait for) and connects to it once it answers.
  * `socket_path` NULL makes a private one in the runtime directory; a given
- * path's directory is created 0700 if missing and must be private.
+ * path (a relative one is taken from the working directory) has its
+ * directory created 0700 if missing, and that directory must be private.
+ * Errors: -EEXIST if something other than a socket holds the path (it is
+ * left as it is), SHMKIT_EOWNER if the directory is not this user's alone,
+ * -EINVAL for a path directly in /, -EADDRINUSE if a manager serves there,
+ * or what kept the daemon from starting (-errno, nothing left behind).
  * `authkey` (len bytes, may be NULL/0) is the shared key clients must
  * prove they know. The daemon shuts down (unlinking all it owns) on
  * shmkit_manager_shutdown(), on shmkit_manager_close() of this handle, on

@@ -353,9 +353,9 @@ int shmkit_manager_start(shmkit_manager **out, const char *socket_path,
         (authkey_len && !authkey))
         return shmkit__fail(NULL, -EINVAL, "shmkit_manager_start");
     *out = NULL;
+    /* Absolute before the fork: the daemon works from "/". */
     if (socket_path)
-        r = snprintf(sock, sizeof sock, "%s", socket_path) >= (int)sizeof sock
-                ? -ENAMETOOLONG : 0;
+        r = shmkit__mgr_sock_abs(socket_path, sock, sizeof sock);
     else
         r = default_socket(sock, sizeof sock);
     if (r == 0)

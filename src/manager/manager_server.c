@@ -79,21 +79,6 @@ static int64_t now_ms(void)
 
 /* ---- socket path and state directory ------------------------------------- */
 
-/* Makes path absolute into out (the state key must not depend on cwd). */
-static int sock_abs(const char *path, char *out, size_t cap)
-{
-    char cwd[PATH_MAX];
-    int n;
-
-    if (path[0] == '/')
-        n = snprintf(out, cap, "%s", path);
-    else if (getcwd(cwd, sizeof cwd))
-        n = snprintf(out, cap, "%s/%s", cwd, path);
-    else
-        return -errno;
-    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
-}
-
 /* The socket's directory must be ours alone (created 0700 if missing). */
 static int sock_dir_check(const char *sock)
 {
@@ -785,7 +770,8 @@ static int server_open(struct server *s, const char *sock, const char *rundir)
     char leaf[32];
     int r;
 
-    r = sock_abs(sock, s->sock, sizeof s->sock);
+    /* The state key must not depend on the working directory. */
+    r = shmkit__mgr_sock_abs(sock, s->sock, sizeof s->sock);
     if (r == 0)
         r = sock_dir_check(s->sock);
     if (r < 0)
