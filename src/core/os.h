@@ -121,6 +121,19 @@ typedef struct shmkit__os_ops {
 
 extern shmkit__os_ops shmkit__os;
 
+/*
+ * Whether process `pid`, recorded with start time `start` (as proc_start
+ * gives it, compared on its low `bits` bits: 64 for the whole number, 32
+ * where a record keeps only those), may still run. False only when it is
+ * known gone: no such process (proc_start's -ESRCH, which a zombie whose
+ * threads have all exited gives too) or another start time. A /proc that
+ * cannot be read (EMFILE, EACCES, EIO) means alive, and so does a start
+ * time of 0 on either side (an owner that could not read its own): what
+ * a live process holds is never taken from it on a guess.
+ */
+__attribute__((visibility("hidden"))) bool
+shmkit__proc_alive(pid_t pid, uint64_t start, unsigned bits);
+
 /* Restores the real system calls (for tests that replaced entries). */
 void shmkit__os_reset(void);
 

@@ -224,7 +224,7 @@ static bool family_alive(const char *famdir, uint64_t ino, struct inos *held)
     pid_t pid;
 
     shmkit__path_join(path, famdir, "tracker");
-    if (read_pid_file(path, &pid, &start) && shmkit__proc_alive(pid, start))
+    if (read_pid_file(path, &pid, &start) && shmkit__proc_alive(pid, start, 64))
         return true;
     if (!held->scanned)
         inos_scan(held);
@@ -465,7 +465,7 @@ static void index_family(const char *famdir)
     pid_t pid;
 
     shmkit__path_join(path, famdir, "tracker");
-    if (read_pid_file(path, &pid, &start) && shmkit__proc_alive(pid, start))
+    if (read_pid_file(path, &pid, &start) && shmkit__proc_alive(pid, start, 64))
         c.owner = (uint64_t)OWN_TRACKED << 32 | (uint32_t)pid;
     family_replay(famdir, &live);
     shmkit__nset_each(&live, idx_add, &c);
@@ -481,7 +481,8 @@ static void index_manager(const char *dir)
     pid_t pid;
 
     shmkit__path_join(path, dir, "info");
-    if (!read_pid_file(path, &pid, &start) || !shmkit__proc_alive(pid, start))
+    if (!read_pid_file(path, &pid, &start) ||
+        !shmkit__proc_alive(pid, start, 64))
         pid = 0;
     c.owner = (uint64_t)OWN_MANAGER << 32 | (uint32_t)pid;
     shmkit__path_join(path, dir, "journal");

@@ -33,10 +33,6 @@ SHMKIT__HIDDEN int shmkit__proc_start(pid_t pid, uint64_t *start);
  * NULL): the one getpid() the call makes. */
 SHMKIT__HIDDEN int shmkit__self_start(uint64_t *start, pid_t *pid);
 
-/* True if pid runs and started at `start`: a reused pid is not alive. A
- * pid whose /proc entry cannot be read for another reason (EMFILE...)
- * counts as alive: callers remove what the dead left. */
-SHMKIT__HIDDEN bool shmkit__proc_alive(pid_t pid, uint64_t start);
 
 /* ---- name sets ------------------------------------------------------------ */
 

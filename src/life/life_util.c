@@ -49,24 +49,6 @@ int shmkit__self_start(uint64_t *start, pid_t *pid)
     return 0;
 }
 
-/* A zombie has exited: its pid and start time linger until it is reaped
- * (forever, under an init that does not reap), but it holds nothing. */
-bool shmkit__proc_alive(pid_t pid, uint64_t start)
-{
-    uint64_t now;
-    int r;
-
-    if (pid <= 0)
-        return false;
-    r = shmkit__os.proc_start(pid, &now);
-    /* Only a process known to be gone is dead. When /proc cannot be read
-     * (this process out of descriptors, out of memory), the answer must
-     * keep what a live owner holds: a refcount slot, a family. */
-    if (r == -ESRCH)
-        return false;
-    return r < 0 || now == start;
-}
-
 /* ---- name sets ------------------------------------------------------------ */
 
 uint64_t shmkit__hash64(const char *s)

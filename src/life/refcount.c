@@ -212,7 +212,7 @@ static unsigned ref_reap(struct ref_header *h)
     unsigned reaped = 0;
 
     while (i < n) {
-        if (shmkit__proc_alive(h->slots[i].pid, h->slots[i].start)) {
+        if (shmkit__proc_alive(h->slots[i].pid, h->slots[i].start, 64)) {
             i++;
             continue;
         }
@@ -239,7 +239,7 @@ static unsigned ref_reap_front(struct ref_header *h, pid_t me,
         struct ref_slot s = h->slots[0];
 
         if ((s.pid == me && s.start == my_start) ||
-            shmkit__proc_alive(s.pid, s.start))
+            shmkit__proc_alive(s.pid, s.start, 64))
             break;
         h->slots[0] = h->slots[--n];
         reaped++;
@@ -612,7 +612,7 @@ static uint32_t ref_live(const struct ref_header *h)
     uint32_t i, n = ref_count(h), live = 0;
 
     for (i = 0; i < n; i++)
-        live += shmkit__proc_alive(h->slots[i].pid, h->slots[i].start);
+        live += shmkit__proc_alive(h->slots[i].pid, h->slots[i].start, 64);
     return live;
 }
 

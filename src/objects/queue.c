@@ -532,21 +532,10 @@ static bool owners_any(const struct owners *o)
     return o->n || o->more;
 }
 
-/* Dead only when known gone: no such process (-ESRCH, a zombie whose
- * threads all exited) or another start time. /proc that cannot be read
- * (EMFILE, EACCES, EIO) means alive; so does a start time of 0 (an owner
- * that could not read its own). */
+/* A record keeps the low 32 bits of its owner's start time (os.h). */
 static bool owner_alive(int32_t pid, uint32_t start)
 {
-    uint64_t st = 0;
-    int r;
-
-    if (pid <= 0)
-        return false;
-    r = shmkit__os.proc_start(pid, &st);
-    if (r == -ESRCH)
-        return false;
-    return r != 0 || (uint32_t)st == start || st == 0 || start == 0;
+    return shmkit__proc_alive(pid, start, 32);
 }
 
 /* Under the mutex: drops reservations and gives back loans of dead
