@@ -206,6 +206,70 @@ Test(queue, put_many_get_many)
     drop(q);
 }
 
+/* peek_many lends up to SHMKIT_QUEUE_BATCH messages in order, read in
+ * place; release_many gives them back (one bad pointer: -EINVAL, the
+ * others freed all the same); get_many and put_many move that many at a
+ * time too. */
+Test(queue, peek_many_release_many)
+{
+    enum { N = 2 * SHMKIT_QUEUE_BATCH + 10 };
+    shmkit_queue *q = make("pmany", 1 << 16, 0);
+    static struct iovec in[N], out[N];
+    static char data[N][8];
+    shmkit_queue_info info;
+    size_t i, done, got, total = 0;
+    char buf[8192];
+
+    for (i = 0; i < N; i++) {
+        snprintf(data[i], sizeof data[i], "%zu", i);
+        in[i].iov_base = data[i];
+        in[i].iov_len = strlen(data[i]);
+    }
+    cr_assert_eq(shmkit_queue_put_many(q, in, N, &done, NULL), 0);
+    cr_assert_eq(done, N);
+    cr_assert_eq(shmkit_queue_peek_many(q, out, N, &got, NULL), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(got, SHMKIT_QUEUE_BATCH);
+    for (i = 0; i < got; i++) {
+        cr_assert_eq(out[i].iov_len, in[i].iov_len);
+        cr_assert_eq(memcmp(out[i].iov_base, data[i], out[i].iov_len), 0);
+    }
+    stat_of(q, &info);
+    cr_assert_eq(info.loaned, SHMKIT_QUEUE_BATCH);
+    cr_assert_eq(shmkit_queue_release_many(q, out, got), 0);
+    stat_of(q, &info);
+    cr_assert_eq(info.loaned, 0);
+    cr_assert_eq(info.depth, N - SHMKIT_QUEUE_BATCH);
+    total = got;
+    /* Given back twice, or a pointer that was never lent: -EINVAL. */
+    cr_assert_eq(shmkit_queue_release_many(q, out, 1), -EINVAL);
+    cr_assert_eq(shmkit_queue_peek_many(q, out, 3, &got, NULL), 0);
+    cr_assert_eq(got, 3);
+    out[3] = out[1];
+    out[4].iov_base = buf;
+    cr_assert_eq(shmkit_queue_release_many(q, out, 5), -EINVAL);
+    stat_of(q, &info); /* the three lent were freed all the same */
+    cr_assert_eq(info.loaned, 0);
+    total += 3;
+    cr_assert_eq(shmkit_queue_get_many(q, buf, sizeof buf, out, N, &got,
+                                       NULL), 0);
+    cr_assert_eq(got, SHMKIT_QUEUE_BATCH);
+    for (i = 0; i < got; i++)
+        cr_assert_eq(memcmp(out[i].iov_base, data[total + i],
+                            out[i].iov_len), 0);
+    total += got;
+    cr_assert_eq(shmkit_queue_peek_many(q, out, N, &got, NULL), 0);
+    cr_assert_eq(got, N - total);
+    cr_assert_eq(memcmp(out[0].iov_base, data[total], out[0].iov_len), 0);
+    cr_assert_eq(shmkit_queue_release_many(q, out, got), 0);
+    cr_assert_eq(shmkit_queue_peek_many(q, out, N, &got, SHMKIT_NOWAIT),
+                 -EAGAIN);
+    cr_assert_eq(got, 0);
+    cr_assert_eq(shmkit_queue_peek_many(q, out, 0, &got, NULL), -EINVAL);
+    cr_assert_eq(shmkit_queue_release_many(q, NULL, 0), 0);
+    drop(q);
+}
+
 Test(queue, blocking_get_wakes_across_processes)
 {
     shmkit_queue *q = make("wake", 1 << 16, 0);

@@ -277,9 +277,14 @@ SHMKIT_API int shmkit_queue_put(shmkit_queue *q, const void *data,
 SHMKIT_API int shmkit_queue_get(shmkit_queue *q, void *buf, size_t buflen,
                                 size_t *len, const struct timespec *deadline);
 
+/* The most messages a batch call (put_many's pass, get_many, peek_many)
+ * moves under one hold of the queue's mutex. */
+#define SHMKIT_QUEUE_BATCH 256
+
 /*
  * Puts msgs[0..n) in order, taking the queue's mutex once for as many as
- * fit at a time and waking consumers once per batch. *done (may be NULL)
+ * fit at a time (at most SHMKIT_QUEUE_BATCH) and waking consumers once
+ * per batch. *done (may be NULL)
  * receives how many were put; they are committed even when the call
  * fails part-way (by the deadline: -EAGAIN/-ETIMEDOUT). -EMSGSIZE (none
  * put) if any message exceeds the largest message.
@@ -289,8 +294,8 @@ SHMKIT_API int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs,
                                      const struct timespec *deadline);
 
 /*
- * Takes up to `max` messages at once, waiting until `deadline` only for
- * the first: copies them one after another (each 16-byte aligned) into
+ * Takes up to `max` messages at once (at most SHMKIT_QUEUE_BATCH), waiting
+ * until `deadline` only for the first: copies them one after another (each 16-byte aligned) into
  * buf, and sets msgs[i] to where message i landed and its length, *got to
  * how many. -EMSGSIZE if even the first does not fit in buflen (it stays
  * queued; msgs[0].iov_len says its length).
@@ -336,6 +341,25 @@ SHMKIT_API int shmkit_queue_peek(shmkit_queue *q, const void **ptr,
  * process peeked, or no longer is (a peer gave it back meanwhile: it is
  * left as it is, never freed under its new reader). */
 SHMKIT_API int shmkit_queue_release(shmkit_queue *q, const void *ptr);
+
+/*
+ * shmkit_queue_peek for up to `max` messages at once (at most
+ * SHMKIT_QUEUE_BATCH), waiting until `deadline` only for the first:
+ * msgs[i] points at message i in the ring and says its length, *got says
+ * how many. Each is a loan as from peek (read it in place, remembering
+ * that a hostile peer may change it meanwhile; give it back with
+ * shmkit_queue_release or shmkit_queue_release_many). Errors as for get.
+ */
+SHMKIT_API int shmkit_queue_peek_many(shmkit_queue *q, struct iovec *msgs,
+                                      size_t max, size_t *got,
+                                      const struct timespec *deadline);
+
+/* Frees the n peeked messages msgs[0..n) (their iov_base as peek_many set
+ * it), waking producers once per SHMKIT_QUEUE_BATCH. -EINVAL, after
+ * freeing the others, if one of them is not (or no longer) a message this
+ * process peeked, as for shmkit_queue_release. */
+SHMKIT_API int shmkit_queue_release_many(shmkit_queue *q,
+                                         const struct iovec *msgs, size_t n);
 
 /* ---- task counting (what JoinableQueue needs) ---------------------------- */
 

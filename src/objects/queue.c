@@ -47,6 +47,7 @@
 #define HELD_BACK_MAX 16 /* producers with a reservation a scan looks past */
 #define MAP_CHUNKS 512   /* a forked child populates the ring in chunks */
 #define MAP_CHUNK_MIN (UINT64_C(64) << 10)
+#define BATCH SHMKIT_QUEUE_BATCH /* messages a batch call moves per locked pass */
 
 enum rec_state {
     REC_RESERVED = 0x52u, /* 'R' */
@@ -215,6 +216,17 @@ static int qfail_wait(shmkit_queue *q, int r, const char *op,
 
 /* ---- the ring ------------------------------------------------------------ */
 
+/* Position pos's offset in the ring. A 64-bit divide is ~10-20 cycles on
+ * the path of every record walk (the next record's place depends on this
+ * one's length), so a ring whose size is a power of two (every default
+ * one) takes a mask; any other size divides. */
+static inline uint64_t ring_off(const shmkit_queue *q, uint64_t pos)
+{
+    uint64_t rs = q->rs;
+
+    return (rs & (rs - 1)) == 0 ? pos & (rs - 1) : pos % rs;
+}
+
 /* The record at position pos, after checking it lies inside the ring and
  * inside [pos, limit); its size (header + padded message) in *size. The
  * length it checked is in *lenp (if not NULL): use that copy, never the
@@ -222,7 +234,7 @@ static int qfail_wait(shmkit_queue *q, int r, const char *op,
 static int rec_at_len(const shmkit_queue *q, uint64_t pos, uint64_t limit,
                       struct rec **out, uint64_t *size, uint32_t *lenp)
 {
-    uint64_t off = pos % q->rs, sz;
+    uint64_t off = ring_off(q, pos), sz;
     struct rec *r = (struct rec *)(q->ring + off);
     uint32_t len = __atomic_load_n(&r->len, __ATOMIC_RELAXED);
 
@@ -1083,9 +1095,15 @@ static void map_ahead_get(shmkit_queue *q)
                                                    : MAP_CHUNK_MIN);
 }
 
-/* A record and its message (len bytes) in this process's page tables. */
-static void map_rec(shmkit_queue *q, const struct rec *r, uint64_t len)
+/* A record and its message (len bytes) in this process's page tables.
+ * Called for every record a batch moves: the mapped check is inline (as
+ * map_ahead_*'s), not a call that reads the pid. */
+static inline void map_rec(shmkit_queue *q, const struct rec *r, uint64_t len)
 {
+    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
+                             __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
+                         1))
+        return;
     map_range(q, (uint64_t)((const unsigned char *)r - q->ring),
               REC + round16(len));
 }
@@ -1095,7 +1113,7 @@ static void map_rec(shmkit_queue *q, const struct rec *r, uint64_t len)
 /* Writes a PAD record of `bytes` (header included) at position pos. */
 static void pad_write(shmkit_queue *q, uint64_t pos, uint64_t bytes)
 {
-    struct rec *r = (struct rec *)(q->ring + pos % q->rs);
+    struct rec *r = (struct rec *)(q->ring + ring_off(q, pos));
 
     r->len = (uint32_t)(bytes - REC);
     r->pid = 0;
@@ -1136,7 +1154,7 @@ static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
     self_get(&me, &start);
     if (q->max_msgs && h->count >= q->max_msgs)
         goto full;
-    off = tail % q->rs;
+    off = ring_off(q, tail);
     if (head == tail && off != 0) {
         /* Empty: start over at offset 0, so a big message fits whole. The
          * pad keeps [head, tail) parseable if we die between the stores. */
@@ -1153,7 +1171,7 @@ static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
         goto full;
     if (pad)
         pad_write(q, tail, pad);
-    r = (struct rec *)(q->ring + (off + pad) % q->rs);
+    r = (struct rec *)(q->ring + ring_off(q, off + pad));
     r->len = (uint32_t)len;
     r->pid = me;
     r->start = start;
@@ -1336,7 +1354,7 @@ int shmkit_queue_cancel(shmkit_queue *q, void *ptr)
 int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs, size_t n,
                           size_t *done, const struct timespec *deadline)
 {
-    struct rec *recs[64];
+    struct rec *recs[BATCH];
     struct waiter w;
     size_t i, k, put = 0;
     int r = 0;
@@ -1353,7 +1371,7 @@ int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs, size_t n,
         return qfail(q, r, "put_many");
     waiter_init(&w, deadline);
     while (put < n) {
-        size_t want = n - put < 64 ? n - put : 64;
+        size_t want = n - put < BATCH ? n - put : BATCH;
 
         r = reserve_batch(q, msgs + put, want, recs, &k, &w);
         if (r)
@@ -1578,8 +1596,8 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
                           struct iovec *msgs, size_t max, size_t *got,
                           const struct timespec *deadline)
 {
-    struct rec *recs[64];
-    uint32_t lens[64];
+    struct rec *recs[BATCH];
+    uint32_t lens[BATCH];
     unsigned char *p = buf;
     size_t i, k = 0, need = 0, left;
     struct waiter w;
@@ -1593,7 +1611,8 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
     if (r)
         return qfail(q, r, "get_many");
     waiter_init(&w, deadline);
-    r = take_batch(q, recs, lens, max < 64 ? max : 64, buflen, &k, &need, &w);
+    r = take_batch(q, recs, lens, max < BATCH ? max : BATCH, buflen, &k,
+                   &need, &w);
     if (r) {
         if (r == -EMSGSIZE)
             msgs[0].iov_len = need;
@@ -1616,6 +1635,63 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
         return qfail(q, r == -EINVAL ? SHMKIT_ECORRUPT : r, "get_many");
     *got = k;
     return 0;
+}
+
+int shmkit_queue_peek_many(shmkit_queue *q, struct iovec *msgs, size_t max,
+                           size_t *got, const struct timespec *deadline)
+{
+    struct rec *recs[BATCH];
+    uint32_t lens[BATCH];
+    size_t i, k = 0, need = 0;
+    struct waiter w;
+    int r;
+
+    if (got)
+        *got = 0;
+    if (!q || !msgs || !got || !max)
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_peek_many: bad args");
+    r = enter(q);
+    if (r)
+        return qfail(q, r, "peek_many");
+    waiter_init(&w, deadline);
+    r = take_batch(q, recs, lens, max < BATCH ? max : BATCH, SIZE_MAX, &k,
+                   &need, &w);
+    if (r)
+        r = qfail_wait(q, r, "peek_many", deadline);
+    leave(q);
+    if (r)
+        return r;
+    for (i = 0; i < k; i++) {
+        msgs[i].iov_base = recs[i] + 1;
+        msgs[i].iov_len = lens[i];
+    }
+    *got = k;
+    return 0;
+}
+
+int shmkit_queue_release_many(shmkit_queue *q, const struct iovec *msgs,
+                              size_t n)
+{
+    struct rec *recs[BATCH];
+    size_t i, k;
+    int e = 0, r;
+
+    if (!q || (!msgs && n))
+        return shmkit__fail(NULL, -EINVAL, "shmkit_queue_release_many: NULL");
+    for (i = 0; i < n; i += k) {
+        size_t m = 0;
+
+        for (k = 0; k < BATCH && i + k < n; k++) {
+            r = own_rec(q, msgs[i + k].iov_base, REC_TAKEN, &recs[m], NULL);
+            if (r)
+                e = e ? e : r;
+            else
+                m++;
+        }
+        r = m ? release_batch(q, recs, m) : 0;
+        e = e ? e : r;
+    }
+    return e ? qfail(q, e, "release_many") : 0;
 }
 
 int shmkit_queue_get(shmkit_queue *q, void *buf, size_t buflen, size_t *len,
