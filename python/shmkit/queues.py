@@ -248,7 +248,7 @@ class Queue:
         return done
 
     def get_many(self, max=64, block=True, timeout=None):
-        """Takes up to max objects at once, and never more than 64 in one
+        """Takes up to max objects at once, and never more than 256 in one
         call (waits only for the first); raises queue.Empty if there is
         none."""
         self._check_closed()

@@ -16,10 +16,10 @@
  * "SKP5" (or the consumer reads them raw with peek). A consumer built
  * before the plain codec gets plain values as bytes (SKV1 messages).
  *
- * A message taken by get is read in place in the ring, where a peer may
- * change any byte at any time: every byte is read once and each check and
- * its use take the same copy (frame_parts, dec_value), never the ring
- * again.
+ * A message taken by get or get_many is read in place in the ring, where
+ * a peer may change any byte at any time: every byte is read once and
+ * each check and its use take the same copy (frame_parts, dec_value),
+ * never the ring again.
  *
  * Blocking calls release the GIL, make the handle interruptible, and on
  * EINTR run the signal handlers (Ctrl-C raises KeyboardInterrupt) before
@@ -35,7 +35,6 @@
 
 #define FRAME_MAGIC 0x35504b53u /* "SKP5" */
 #define FRAME_MAX_PARTS 4096
-#define SCRATCH_MIN (256 * 1024)
 
 typedef struct QueueObject {
     PyObject_HEAD
@@ -43,8 +42,6 @@ typedef struct QueueObject {
     PyObject *name;      /* str */
     int closed;          /* close() was called */
     Py_ssize_t busy;     /* calls without the GIL, and live slots */
-    unsigned char *scratch; /* get_many's buffer (PyMem), NULL while used */
-    size_t scratch_len;
     PyObject *dumps;     /* obj -> frame parts, for what is not plain */
     PyObject *loads;     /* frame parts -> obj */
     PyObject *empty;     /* queue.Empty, raised by get */
@@ -391,46 +388,69 @@ struct enc {
     unsigned char *heap; /* buf when on the heap (PyMem) */
 };
 
+/* Room for n bytes at e->off, moving off past them: where to write them,
+ * or NULL when they do not fit (only counted). The values are written
+ * straight there: staged in a small array first, the bytes of the tag and
+ * of the value, stored apart, were read back as one (a failed store
+ * forwarding: in a profile of put_many of (int, str) tuples, over half
+ * of enc_value's samples sat on those two loads). */
+static inline unsigned char *enc_at(struct enc *e, size_t n)
+{
+    unsigned char *p = e->off <= e->cap && n <= e->cap - e->off
+                           ? e->buf + e->off : NULL;
+
+    e->off += n;
+    return p;
+}
+
 static inline void enc_raw(struct enc *e, const void *src, size_t n)
 {
-    if (e->off <= e->cap && n <= e->cap - e->off)
-        memcpy(e->buf + e->off, src, n);
-    e->off += n;
+    unsigned char *p = enc_at(e, n);
+
+    if (p)
+        memcpy(p, src, n);
 }
 
 static inline void enc_tag_u32(struct enc *e, unsigned char tag, uint32_t n)
 {
-    unsigned char b[5];
+    unsigned char *p = enc_at(e, 5);
 
-    b[0] = tag;
-    memcpy(b + 1, &n, 4);
-    enc_raw(e, b, 5);
+    if (p) {
+        p[0] = tag;
+        memcpy(p + 1, &n, 4);
+    }
 }
 
 /* Appends o; -1 if it is not a plain value (no exception set). */
 static int enc_value(struct enc *e, PyObject *o, int depth)
 {
     PyTypeObject *t = Py_TYPE(o);
-    unsigned char b[9];
+    unsigned char *p;
     Py_ssize_t n, i;
 
     if (o == Py_None || o == Py_True || o == Py_False) {
-        b[0] = o == Py_None ? 'N' : o == Py_True ? 'T' : 'F';
-        enc_raw(e, b, 1);
+        p = enc_at(e, 1);
+        if (p)
+            p[0] = o == Py_None ? 'N' : o == Py_True ? 'T' : 'F';
     } else if (t == &PyLong_Type) {
         int overflow;
         long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
         if (overflow)
             return -1;
-        b[0] = 'i';
-        memcpy(b + 1, &v, 8);
-        enc_raw(e, b, 9);
+        p = enc_at(e, 9);
+        if (p) {
+            p[0] = 'i';
+            memcpy(p + 1, &v, 8);
+        }
     } else if (t == &PyFloat_Type) {
         double d = PyFloat_AS_DOUBLE(o);
-        b[0] = 'f';
-        memcpy(b + 1, &d, 8);
-        enc_raw(e, b, 9);
+        p = enc_at(e, 9);
+        if (p) {
+            p[0] = 'f';
+            memcpy(p + 1, &d, 8);
+        }
     } else if (t == &PyUnicode_Type) {
+        uint32_t u;
 #if PY_VERSION_HEX < 0x030C0000
         if (PyUnicode_READY(o) < 0) {
             PyErr_Clear();
@@ -440,10 +460,13 @@ static int enc_value(struct enc *e, PyObject *o, int depth)
         n = PyUnicode_GET_LENGTH(o);
         if ((uint64_t)n > UINT32_MAX)
             return -1;
-        b[0] = 's';
-        b[1] = (unsigned char)PyUnicode_KIND(o);
-        memcpy(b + 2, &(uint32_t){(uint32_t)n}, 4);
-        enc_raw(e, b, 6);
+        u = (uint32_t)n;
+        p = enc_at(e, 6);
+        if (p) {
+            p[0] = 's';
+            p[1] = (unsigned char)PyUnicode_KIND(o);
+            memcpy(p + 2, &u, 4);
+        }
         enc_raw(e, PyUnicode_DATA(o), (size_t)n * PyUnicode_KIND(o));
     } else if (t == &PyBytes_Type) {
         n = PyBytes_GET_SIZE(o);
@@ -767,18 +790,16 @@ static int do_peek(shmkit_queue *q, void *arg, const struct timespec *d)
     return shmkit_queue_peek(q, &a->p, &a->len, d);
 }
 
-struct get_many_arg {
-    unsigned char *buf;
-    size_t buflen, max, got;
+struct peek_many_arg {
     struct iovec *v;
+    size_t max, got;
 };
 
-static int do_get_many(shmkit_queue *q, void *arg, const struct timespec *d)
+static int do_peek_many(shmkit_queue *q, void *arg, const struct timespec *d)
 {
-    struct get_many_arg *a = arg;
+    struct peek_many_arg *a = arg;
 
-    return shmkit_queue_get_many(q, a->buf, a->buflen, a->v, a->max, &a->got,
-                                 d);
+    return shmkit_queue_peek_many(q, a->v, a->max, &a->got, d);
 }
 
 /* ---- zero copy: slots ------------------------------------------------------ */
@@ -1202,7 +1223,7 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
     unsigned char stack[4096];
     struct enc e = {stack, sizeof stack, 0, NULL};
     struct put_many_arg a = {NULL, 0, 0};
-    size_t *ends = NULL, i;
+    size_t *ends = NULL, i, maxm;
     struct deadline d;
     int r;
 
@@ -1219,11 +1240,12 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
         PyErr_NoMemory();
         goto out;
     }
+    maxm = shmkit_queue_max_message(self->q);
     for (i = 0; i < a.n; i++) {
         size_t start = e.off;
         if (encode_one(self, &e, PyTuple_GET_ITEM(seq, i)) < 0)
             goto out;
-        if (e.off - start > shmkit_queue_max_message(self->q)) {
+        if (e.off - start > maxm) {
             queue_error(self, -EMSGSIZE, e.off - start);
             goto out;
         }
@@ -1368,19 +1390,25 @@ static PyObject *Queue_get(QueueObject *self, PyObject *const *args,
 }
 
 /* get_many(max=64, block=True, timeout=None) -> list: waits only for the
- * first; [] if there is none. The messages are copied into the queue's
- * scratch buffer (taken for the call: another thread makes its own). */
+ * first; [] if there is none. At most SHMKIT_QUEUE_BATCH (256) a call.
+ * The messages are taken as loans (shmkit_queue_peek_many) and decoded in
+ * place in the ring, as get does (each byte read once: message_object
+ * with shared set), then given back together: no copy into a buffer
+ * first. A call that fails on the way (no memory, the loads hook raised)
+ * still gives every message back: they are gone, as those of a get whose
+ * decoding failed. */
 static PyObject *Queue_get_many(QueueObject *self, PyObject *const *args,
                                 Py_ssize_t nargs, PyObject *kwnames)
 {
     static const char *const names[] = {"max", "block", "timeout"};
-    PyObject *a3[3] = {NULL, NULL, NULL}, *list = NULL, *objs[64];
-    struct get_many_arg a = {NULL, 0, 64, 0, NULL};
-    struct iovec v[64];
+    PyObject *a3[3] = {NULL, NULL, NULL}, *list = NULL;
+    PyObject *objs[SHMKIT_QUEUE_BATCH];
+    struct peek_many_arg a = {NULL, SHMKIT_QUEUE_BATCH, 0};
+    struct iovec v[SHMKIT_QUEUE_BATCH];
     struct deadline d;
     Py_ssize_t max = 64;
     int r, kept;
-    size_t i;
+    size_t i, j;
 
     if (parse_args("get_many", args, nargs, kwnames, names, 0, a3, 3) < 0 ||
         check_open(self) < 0 || deadline_args(a3[1], a3[2], &d) < 0)
@@ -1392,54 +1420,36 @@ static PyObject *Queue_get_many(QueueObject *self, PyObject *const *args,
         PyErr_SetString(PyExc_ValueError, "max must be at least 1");
         return NULL;
     }
-    a.max = max < 64 ? (size_t)max : 64;
+    a.max = max < SHMKIT_QUEUE_BATCH ? (size_t)max : SHMKIT_QUEUE_BATCH;
     a.v = v;
-    a.buf = self->scratch;
-    a.buflen = self->scratch_len;
-    self->scratch = NULL;
-    for (;;) {
-        if (!a.buf) {
-            a.buflen = a.buflen > SCRATCH_MIN ? a.buflen : SCRATCH_MIN;
-            a.buf = PyMem_Malloc(a.buflen);
-            if (!a.buf)
-                return PyErr_NoMemory();
-        }
-        r = run_try_first(self, do_get_many, &a, &d, a.buflen <= SCRATCH_MIN);
-        if (r != -EMSGSIZE)
-            break;
-        /* The first message is bigger than the buffer: grow to fit it. */
-        PyMem_Free(a.buf);
-        a.buf = NULL;
-        a.buflen = round16(v[0].iov_len);
-    }
+    r = run_try_first(self, do_peek_many, &a, &d, 1);
+    if (r == INT_MIN)
+        return NULL;
     if (r == -EAGAIN || r == -ETIMEDOUT)
-        list = PyList_New(0);
-    else if (r && r != INT_MIN)
-        queue_error(self, r, 0);
+        return PyList_New(0);
+    if (r)
+        return queue_error(self, r, 0);
+    self->busy++; /* the loans keep the handle */
     /* The objects first, the list after: the loads hook runs Python code,
      * which must never reach a list with empty slots (gc.get_objects). */
-    for (i = 0; r == 0 && i < a.got; i++) {
-        objs[i] = message_object(self, v[i].iov_base, v[i].iov_len, 0, 1,
+    for (i = 0; i < a.got; i++) {
+        objs[i] = message_object(self, v[i].iov_base, v[i].iov_len, 1, 1,
                                  &kept);
         if (!objs[i])
             break;
     }
-    if (r == 0 && i == a.got)
+    r = shmkit_queue_release_many(self->q, v, a.got);
+    self->busy--;
+    maybe_finish(self);
+    if (i == a.got && r == 0)
         list = PyList_New((Py_ssize_t)a.got);
-    if (r == 0) {
-        size_t j;
-        for (j = 0; j < i; j++) {
-            if (list)
-                PyList_SET_ITEM(list, (Py_ssize_t)j, objs[j]);
-            else
-                Py_DECREF(objs[j]);
-        }
-    }
-    if (!self->scratch) {
-        self->scratch = a.buf;
-        self->scratch_len = a.buflen;
-    } else {
-        PyMem_Free(a.buf);
+    else if (i == a.got) /* -EINVAL: a peer gave one back meanwhile */
+        queue_error(self, r == -EINVAL ? SHMKIT_ECORRUPT : r, 0);
+    for (j = 0; j < i; j++) {
+        if (list)
+            PyList_SET_ITEM(list, (Py_ssize_t)j, objs[j]);
+        else
+            Py_DECREF(objs[j]);
     }
     return list;
 }
@@ -1643,7 +1653,6 @@ static void Queue_dealloc(QueueObject *self)
     PyObject_GC_UnTrack(self);
     if (self->q)
         shmkit_queue_close(self->q);
-    PyMem_Free(self->scratch);
     Py_CLEAR(self->name);
     Py_CLEAR(self->dumps);
     Py_CLEAR(self->loads);
@@ -1678,8 +1687,8 @@ static PyMethodDef queue_methods[] = {
      "put_many(objs, block=True, timeout=None) -> int put."},
     {"get_many", (PyCFunction)(void (*)(void))Queue_get_many,
      METH_FASTCALL | METH_KEYWORDS,
-     "get_many(max=64, block=True, timeout=None) -> list of objects "
-     "(waits only for the first; [] if empty)."},
+     "get_many(max=64, block=True, timeout=None) -> list of up to max "
+     "objects, at most 256 (waits only for the first; [] if empty)."},
     {"put_bytes", (PyCFunction)(void (*)(void))Queue_put_bytes,
      METH_VARARGS | METH_KEYWORDS,
      "put_bytes(data, block=True, timeout=None) -> bool: data as one raw "
