@@ -13,8 +13,27 @@
  * kernel's protocol is the C library's: list_op_pending names the entry
  * around each change.
  *
- * Callers talk to the thread through one request at a time (`call_mu`
- * serialises them; `mu` and `cv` carry the request and its answer).
+ * The thread only lends its robust list and its thread id: once it has
+ * registered the list and said its id, the callers take and drop slots
+ * themselves, one at a time (`call_mu` serialises them, and fork), with
+ * no round trip to the thread (two of them, one at the first record and
+ * one at close, took ~10 us each here, most of an attach + put + close).
+ * The kernel walks the list when the thread exits, which, for a process
+ * killed while a caller is in the middle of a change, may be a moment
+ * before that caller stops: so every change is one pointer store at a
+ * time behind a full fence, and list_op_pending names the entry around
+ * it, as the C library does for its own thread. The one order the old
+ * requests ruled out and this does not: a caller whose CPU still runs its
+ * claim after the kill has reached the thread and the kernel has walked
+ * the list (the kill interrupts the caller at once, by an interrupt to
+ * its CPU, while the thread's exit takes several microseconds to reach
+ * the walk, so this needs the caller's CPU stalled in between, e.g. a
+ * preempted virtual CPU). The slot then names a thread that no longer
+ * exists, unmarked: a waiter arming after that trusts no such word
+ * (live_arm checks that the thread is one of the pid's) and takers
+ * reclaim the slot (pass 2 of take); a waiter that armed in the few
+ * microseconds before the thread was gone would sleep until its
+ * deadline. `mu` and `cv` carry the thread's start-up handshake.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,7 +54,9 @@
  * the kernel walks at most 2048 entries of a robust list. */
 #define HELD_MAX 1024
 
-#define FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+/* Between the stores of a list change: the kernel reads the list from
+ * the helper thread's exit, maybe on another CPU than the changer's. */
+#define FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 
 /* The kernel's struct robust_list_head. */
 struct robust_head {
@@ -44,26 +65,14 @@ struct robust_head {
     void *list_op_pending;
 };
 
-enum op { OP_TAKE = 1, OP_DROP };
-
-struct request {
-    enum op op;
-    struct shmkit__live_slot *slots; /* TAKE: the table */
-    unsigned n;
-    pid_t pid;
-    uint32_t start;
-    struct shmkit__live_slot *slot; /* TAKE: the answer; DROP: the slot */
-    bool done;
-};
-
 static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static struct request *pending_req; /* under mu */
-static int state;                   /* under call_mu: 0 none, 1 up, -1 broken */
-static int helper_tid;              /* set by the thread before it serves */
+static int state;      /* under call_mu: 0 none, 1 up, -1 broken */
+static int helper_tid; /* set by the thread, under mu, once its list is in */
 
-/* The thread's own; touched by it only (and reset in a fork child). */
+/* The thread's robust list (registered by it) and the slots on it:
+ * changed under call_mu only (and reset in a fork child). */
 static struct robust_head head;
 static struct shmkit__live_slot *held[HELD_MAX];
 static unsigned nheld;
@@ -84,7 +93,7 @@ void shmkit__live_wake_all(uint32_t *word)
     shmkit__os.futex_wake(word, INT_MAX);
 }
 
-/* ---- the thread's side --------------------------------------------- */
+/* ---- the list (under call_mu) -------------------------------------- */
 
 /* The entry that held[k] follows (what its `next` holds). */
 static void *after(unsigned k)
@@ -202,10 +211,11 @@ static void drop(struct shmkit__live_slot *s)
     head.list_op_pending = NULL;
 }
 
+/* The thread: registers its robust list, says its id, and sleeps for
+ * ever (all signals blocked), holding whatever slots the callers link
+ * onto its list. */
 static void *helper_main(void *arg)
 {
-    struct request *r;
-
     (void)arg;
     pthread_setname_np(pthread_self(), "shmkit-live");
     head.list = &head;
@@ -217,20 +227,8 @@ static void *helper_main(void *arg)
     if (shmkit__os.robust_list_set(&head, sizeof head) < 0)
         helper_tid = -1;
     pthread_cond_broadcast(&cv);
-    for (;;) {
-        while (!pending_req || pending_req->done)
-            pthread_cond_wait(&cv, &mu);
-        r = pending_req;
-        pthread_mutex_unlock(&mu);
-        if (r->op == OP_TAKE)
-            r->slot = helper_tid > 0 ? take(r->slots, r->n, r->pid, r->start)
-                                     : NULL;
-        else
-            drop(r->slot);
-        pthread_mutex_lock(&mu);
-        r->done = true;
-        pthread_cond_broadcast(&cv);
-    }
+    for (;;)
+        pthread_cond_wait(&cv, &mu);
     return NULL;
 }
 
@@ -254,7 +252,6 @@ static void atfork_child(void)
     pthread_mutex_init(&call_mu, NULL);
     pthread_mutex_init(&mu, NULL);
     pthread_cond_init(&cv, NULL);
-    pending_req = NULL;
     state = 0;
     helper_tid = 0;
     nheld = 0;
@@ -298,30 +295,13 @@ static int start_thread(void)
     return state > 0 ? 0 : -EAGAIN;
 }
 
-/* Under call_mu: hands r to the thread and waits for its answer. */
-static void ask(struct request *r)
-{
-    pthread_mutex_lock(&mu);
-    r->done = false;
-    pending_req = r;
-    pthread_cond_broadcast(&cv);
-    while (!r->done)
-        pthread_cond_wait(&cv, &mu);
-    pending_req = NULL;
-    pthread_mutex_unlock(&mu);
-}
-
 void shmkit__live_hold(struct shmkit__live_hold *hold,
                        struct shmkit__live_slot *slots, unsigned n, pid_t pid,
                        uint32_t start)
 {
-    struct request r = {OP_TAKE, slots, n, pid, start, NULL, false};
-
     pthread_mutex_lock(&call_mu);
     if (__atomic_load_n(&hold->pid, __ATOMIC_ACQUIRE) != pid) {
-        if (start_thread() == 0)
-            ask(&r);
-        hold->slot = r.slot;
+        hold->slot = start_thread() == 0 ? take(slots, n, pid, start) : NULL;
         __atomic_store_n(&hold->pid, pid, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&call_mu);
@@ -329,14 +309,10 @@ void shmkit__live_hold(struct shmkit__live_hold *hold,
 
 void shmkit__live_release(struct shmkit__live_hold *hold, pid_t pid)
 {
-    struct request r = {OP_DROP, NULL, 0, 0, 0, NULL, false};
-
     pthread_mutex_lock(&call_mu);
     if (__atomic_load_n(&hold->pid, __ATOMIC_ACQUIRE) == pid && hold->slot &&
-        state > 0) {
-        r.slot = hold->slot;
-        ask(&r);
-    }
+        state > 0)
+        drop(hold->slot);
     hold->slot = NULL;
     __atomic_store_n(&hold->pid, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&call_mu);

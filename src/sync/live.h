@@ -9,9 +9,11 @@
  * holds every slot the process takes: the slots are entries of that
  * thread's own robust list (its own set_robust_list head), so when the
  * process dies - SIGKILL included - or execs, the kernel marks each word
- * OWNER_DIED and wakes one of its waiters. Callers ask the thread to take
- * and to drop slots and wait for its answer; a slot is dropped before the
- * memory holding it is unmapped, so the list never names unmapped memory.
+ * OWNER_DIED and wakes one of its waiters. Callers link and unlink slots
+ * on that list themselves, one at a time, under a process-wide mutex (no
+ * round trip to the thread, which only sleeps); a slot is dropped before
+ * the memory holding it is unmapped, so the list never names unmapped
+ * memory.
  *
  * Rules of a slot (any process may read it, so nothing in it is trusted):
  *   - pid is 0 whenever the word is 0, and a slot is taken only by turning
@@ -57,9 +59,9 @@ struct shmkit__live_hold {
 
 /*
  * Makes sure this process (pid, start) holds a slot of slots[0..n) for
- * `hold`: nothing if it already tried (hold->pid == pid); else asks the
- * helper thread (starting it if need be) to take a free one (or one whose
- * owner died). Afterwards hold->pid == pid; hold->slot is NULL if the
+ * `hold`: nothing if it already tried (hold->pid == pid); else takes a
+ * free one (or one whose owner died) onto the helper thread's robust
+ * list, starting the thread if need be. Afterwards hold->pid == pid; hold->slot is NULL if the
  * table was full or the thread could not start (the caller's records then
  * wake nobody when it dies: waiters fall back to timed re-checks). Safe
  * from any thread.
@@ -69,8 +71,8 @@ SHMKIT__HIDDEN void shmkit__live_hold(struct shmkit__live_hold *hold,
                                       unsigned n, pid_t pid, uint32_t start);
 
 /* Drops the slot `hold` took, if this process took it (not a parent
- * before fork), and waits until the helper thread has unlinked it. Call
- * before unmapping the slot's memory. */
+ * before fork): unlinked from the helper thread's robust list when this
+ * returns. Call before unmapping the slot's memory. */
 SHMKIT__HIDDEN void shmkit__live_release(struct shmkit__live_hold *hold,
                                          pid_t pid);
 
