@@ -592,3 +592,38 @@ Test(refcount, hostile_sidecar_header_is_a_clear_error)
     shmkit_block_close(c);
     shmkit_unlink(name);
 }
+
+/* Two refcounted blocks swap names (SHMKIT_EXCHANGE) through one of
+ * their handles: each count goes with its block, and the last close of
+ * either removes exactly that block, under its new name, also through a
+ * handle that still has the old one (b's, b2's: the exchange was a's).
+ * Before, those closes looked for the block under the old name, found
+ * the other one, and left b's block and sidecar for gc. */
+Test(refcount, exchange_swaps_the_counts_with_the_blocks)
+{
+    char a_name[SHMKIT_NAME_MAX + 1], b_name[SHMKIT_NAME_MAX + 1];
+    shmkit_block *a, *b, *b2, *x;
+
+    strcpy(a_name, tu_name("exa"));
+    strcpy(b_name, tu_name("exb"));
+    cr_assert_eq(shmkit_block_create(&a, a_name, 64, SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit_block_create(&b, b_name, 128, SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit_block_attach(&b2, b_name, SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit_block_rename(a, b_name, SHMKIT_EXCHANGE), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_str_eq(shmkit_block_name(a), b_name);
+    cr_assert_eq(shmkit__ref_count(b_name), 1, "a's count");
+    cr_assert_eq(shmkit__ref_count(a_name), 2, "b's count");
+    cr_assert_eq(shmkit_block_attach(&x, a_name, SHMKIT_REFCOUNT), 0);
+    cr_assert_eq(shmkit_block_size(x), 128);
+    cr_assert_eq(shmkit__ref_count(a_name), 3);
+    shmkit_block_close(x);
+    shmkit_block_close(a);
+    cr_assert_not(lu_exists(b_name), "a's last close left its block");
+    cr_assert(lu_exists(a_name), "a's last close removed b's block");
+    shmkit_block_close(b2);
+    shmkit_block_close(b);
+    cr_assert_not(lu_exists(a_name));
+    cr_assert_not(sidecar_exists(a_name));
+    cr_assert_not(sidecar_exists(b_name));
+}

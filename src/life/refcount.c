@@ -505,6 +505,37 @@ static void ref_leave(struct ref_header *h, pid_t me, uint64_t my_start)
     }
 }
 
+/* The last counted handle is gone: removes the block and its sidecar
+ * under the block's current name, which every rename by a counted handle
+ * (this one's or a peer's, SHMKIT_EXCHANGE too) keeps in h->name; `name`
+ * (the handle's) gets it. Only if that sidecar and block still hold their
+ * names: a rename over either by other means hands the name to a
+ * different object. The block goes first, under the lock and right after
+ * its check: an attacher that opened it meanwhile finds the sidecar dead
+ * (or gone, then the block gone) and fails -ENOENT; one killed here leaves
+ * a sidecar naming no block, which the next create of the name replaces
+ * and gc removes, never a block nobody counts. Lock held. */
+static bool ref_last_close(struct ref_header *h, const struct ref_life *l,
+                           char name[SHMKIT_NAME_MAX + 1])
+{
+    char now[SHMKIT_NAME_MAX + 1], sc[SHMKIT_NAME_MAX + 1];
+    bool unlinked;
+
+    memcpy(now, h->name, sizeof now);
+    now[SHMKIT_NAME_MAX] = 0;
+    if (shmkit_name_check(now) < 0)
+        return false;
+    shmkit__ref_sidecar_name(now, sc);
+    if (shmkit__shm_ino_as(sc, l->uid) != l->sc_ino ||
+        shmkit__shm_ino_as(now, l->uid) != h->block_ino)
+        return false;
+    unlinked = shmkit__os.shm_unlink(now) == 0;
+    h->dead = 1;
+    shmkit__os.shm_unlink(sc);
+    memcpy(name, now, sizeof now);
+    return unlinked;
+}
+
 bool shmkit__ref_detach(shmkit_block *b)
 {
     struct ref_life *l = b->life;
@@ -521,21 +552,8 @@ bool shmkit__ref_detach(shmkit_block *b)
     if (ref_lock(h) == 0) {
         ref_leave(h, me, l->my_start);
         ref_reap_front(h, me, l->my_start);
-        /* Last only if our sidecar and block still hold their names: a
-         * rename over either hands the name to a different object. The
-         * block goes first, under the lock and right after its check:
-         * an attacher that opened it meanwhile finds the sidecar dead (or
-         * gone, then the block gone) and fails -ENOENT; one killed here
-         * leaves a sidecar naming no block, which the next create of the
-         * name replaces and gc removes, never a block nobody counts. */
-        if (h->count == 0 && !h->dead) {
-            if (shmkit__shm_ino_as(l->sc, l->uid) == l->sc_ino &&
-                shmkit__shm_ino_as(b->name, l->uid) == h->block_ino) {
-                unlinked = shmkit__os.shm_unlink(b->name) == 0;
-                h->dead = 1;
-                shmkit__os.shm_unlink(l->sc);
-            }
-        }
+        if (h->count == 0 && !h->dead)
+            unlinked = ref_last_close(h, l, b->name);
         ref_unlock(h);
     }
     ref_close(l);
