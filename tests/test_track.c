@@ -560,3 +560,52 @@ Test(track, create_on_a_taken_name_keeps_the_registration)
     cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
     cr_expect_not(lu_exists(name), "the block outlived its family");
 }
+
+/* Child body: creates tracked block `t` and untracked block `u`, swaps
+ * their names (SHMKIT_EXCHANGE), then exits, ending its family. */
+static void exchange_tracked_untracked(const char *t, const char *u, int out)
+{
+    shmkit_block *bt, *bu;
+
+    if (shmkit_block_create(&bt, t, 64, SHMKIT_TRACK) < 0 ||
+        shmkit_block_create(&bu, u, 128, 0) < 0)
+        _exit(10);
+    if (shmkit_block_rename(bt, u, SHMKIT_EXCHANGE) < 0)
+        _exit(11);
+    shmkit_block_close(bt);
+    shmkit_block_close(bu);
+    lu_send_int(out, shmkit_track_pid());
+    _exit(0);
+}
+
+/* The registration follows the tracked object through an exchange: when
+ * the family is gone, the tracked block (now under u's name) goes and the
+ * untracked one (now under t's name) stays. */
+Test(track, exchange_moves_the_registration_with_the_block)
+{
+    char t[SHMKIT_NAME_MAX + 1], u[SHMKIT_NAME_MAX + 1];
+    shmkit_block *b;
+    pid_t pid, tracker;
+    int p[2];
+
+    strcpy(t, tu_name("xt"));
+    strcpy(u, tu_name("xu"));
+    cr_assert_eq(pipe(p), 0);
+    pid = fork();
+    if (pid == 0) {
+        unsetenv("SHMKIT_TRACKER");
+        close(p[0]);
+        exchange_tracked_untracked(t, u, p[1]);
+    }
+    close(p[1]);
+    tracker = (pid_t)lu_recv_int(p[0]);
+    close(p[0]);
+    cr_assert_eq(tu_wait_status(pid), 0, "child failed");
+    cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
+    cr_expect_not(lu_exists(u), "the tracked block outlived its family");
+    cr_assert(lu_exists(t), "the untracked block went with the family");
+    cr_assert_eq(shmkit_block_attach(&b, t, 0), 0);
+    cr_assert_eq(shmkit_block_size(b), 128);
+    shmkit_block_close(b);
+    cr_assert_eq(shmkit_unlink(t), 0);
+}
