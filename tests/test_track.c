@@ -609,3 +609,54 @@ Test(track, exchange_moves_the_registration_with_the_block)
     shmkit_block_close(b);
     cr_assert_eq(shmkit_unlink(t), 0);
 }
+
+/* The runtime directory must be this user's alone: one others can enter,
+ * a symlink, a file, or a path too long is refused with a clear error,
+ * and so is a tracked create that needs it (nothing made). Without
+ * SHMKIT_RUNTIME_DIR it is $XDG_RUNTIME_DIR/shmkit, created 0700. */
+Test(track, runtime_dir_problems_are_clear_errors)
+{
+    char dir[300], buf[400], want[400], longp[600];
+    const char *name = tu_name("rtdir");
+    shmkit_block *b;
+    struct stat st;
+    int fd;
+
+    snprintf(dir, sizeof dir, "%s/open", lu_rundir);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    cr_assert_eq(chmod(dir, 0755), 0);
+    setenv("SHMKIT_RUNTIME_DIR", dir, 1);
+    cr_assert_eq(shmkit_runtime_dir(buf, sizeof buf), SHMKIT_EOWNER);
+    cr_assert_eq(shmkit_block_create(&b, name, 64, SHMKIT_TRACK), SHMKIT_EOWNER);
+    cr_assert_not(lu_exists(name));
+
+    snprintf(dir, sizeof dir, "%s/link", lu_rundir);
+    cr_assert_eq(symlink(lu_rundir, dir), 0);
+    setenv("SHMKIT_RUNTIME_DIR", dir, 1);
+    cr_assert_eq(shmkit_runtime_dir(buf, sizeof buf), SHMKIT_EOWNER);
+
+    snprintf(dir, sizeof dir, "%s/file", lu_rundir);
+    fd = open(dir, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    setenv("SHMKIT_RUNTIME_DIR", dir, 1);
+    cr_assert_eq(shmkit_runtime_dir(buf, sizeof buf), SHMKIT_EOWNER);
+
+    memset(longp, 'd', sizeof longp - 1);
+    longp[0] = '/';
+    longp[sizeof longp - 1] = 0;
+    setenv("SHMKIT_RUNTIME_DIR", longp, 1);
+    cr_assert_eq(shmkit_runtime_dir(buf, sizeof buf), -ENAMETOOLONG);
+
+    unsetenv("SHMKIT_RUNTIME_DIR");
+    snprintf(dir, sizeof dir, "%s/xdg", lu_rundir);
+    setenv("XDG_RUNTIME_DIR", dir, 1);
+    cr_assert_eq(shmkit_runtime_dir(buf, sizeof buf), -ENOENT, "no such XDG dir");
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    cr_assert_eq(shmkit_runtime_dir(buf, sizeof buf), 0, "%s", shmkit_last_error());
+    snprintf(want, sizeof want, "%s/shmkit", dir);
+    cr_assert_str_eq(buf, want);
+    cr_assert_eq(stat(want, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0700);
+    setenv("SHMKIT_RUNTIME_DIR", lu_rundir, 1);
+}

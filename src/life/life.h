@@ -111,6 +111,10 @@ SHMKIT__HIDDEN uint64_t shmkit__shm_ino(const char *name);
  * owner) or its lstat fails otherwise than ENOENT: a create under that
  * name cannot publish. */
 SHMKIT__HIDDEN bool shmkit__shm_taken(const char *name);
+
+/* Creates directory `path` 0700 if missing; SHMKIT_EOWNER unless it is a
+ * directory (not a symlink) of this user with no group or other access. */
+SHMKIT__HIDDEN int shmkit__dir_private(const char *path);
 /* The same for a user id the caller already has (geteuid() once for
  * several names). */
 SHMKIT__HIDDEN uint64_t shmkit__shm_ino_as(const char *name, uid_t uid);

@@ -604,7 +604,7 @@ void shmkit__rmtree1(const char *dir)
 
 /* ---- runtime directory ---------------------------------------------------- */
 
-static int dir_check_private(const char *path)
+int shmkit__dir_private(const char *path)
 {
     struct stat st;
 
@@ -632,7 +632,7 @@ int shmkit_runtime_dir(char *buf, size_t len)
         n = snprintf(buf, len, "/tmp/shmkit-%lu", (unsigned long)geteuid());
     if (n < 0 || (size_t)n >= len)
         return shmkit__fail(NULL, -ENAMETOOLONG, "shmkit_runtime_dir");
-    r = dir_check_private(buf);
+    r = shmkit__dir_private(buf);
     if (r < 0)
         return shmkit__fail(NULL, r, "shmkit_runtime_dir(\"%s\")", buf);
     return 0;

@@ -84,21 +84,13 @@ static int sock_dir_check(const char *sock)
 {
     char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char *slash;
-    struct stat st;
 
     snprintf(dir, sizeof dir, "%s", sock);
     slash = strrchr(dir, '/');
     if (!slash || slash == dir)
         return -EINVAL;
     *slash = 0;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return -errno;
-    if (lstat(dir, &st) < 0)
-        return -errno;
-    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
-        (st.st_mode & 077) != 0)
-        return SHMKIT_EOWNER;
-    return 0;
+    return shmkit__dir_private(dir);
 }
 
 /* Takes the state directory's lock; -EADDRINUSE if a live manager has it. */
