@@ -498,7 +498,7 @@ static void live_ensure(shmkit_queue *q)
     uint32_t start;
     pid_t me;
 
-    if (!q->slots)
+    if (!q->slots || !q->block) /* a view (fuzz target) takes none */
         return;
     /* The common case in two loads (self_pid is 0 until self_get has run
      * in this process: after a fork, or before anything asked). */
@@ -2022,6 +2022,14 @@ int shmkit__queue_view(shmkit_queue **out, void *data, size_t size)
 void shmkit__queue_view_free(shmkit_queue *q)
 {
     free(q);
+}
+
+void shmkit__queue_view_arm(shmkit_queue *q)
+{
+    if (q->block || q->version < 2) /* validated: slots at SLOTS_AT */
+        return;
+    q->slots = (struct shmkit__live_slot *)((char *)q->hdr + SLOTS_AT);
+    q->nslots = LIVE_SLOTS;
 }
 
 void shmkit_queue_shutdown(shmkit_queue *q)

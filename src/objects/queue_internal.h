@@ -15,6 +15,12 @@ SHMKIT__HIDDEN int shmkit__queue_view(shmkit_queue **out, void *data,
                                       size_t size);
 SHMKIT__HIDDEN void shmkit__queue_view_free(shmkit_queue *q);
 
+/* Lets a view of a version-2 image arm the image's liveness slots when a
+ * blocking call waits behind another process's record, as a handle does
+ * (the fuzz target's hostile slots). A view never takes a slot: it has no
+ * block, and its memory is freed without a close. */
+SHMKIT__HIDDEN void shmkit__queue_view_arm(shmkit_queue *q);
+
 /* How this process's blocking queue calls ended waits that a record of
  * another process was in the way of (for tests and the torture): `deaths`
  * waits ended by an owner's liveness slot announcing its death (woken by
