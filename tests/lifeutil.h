@@ -281,4 +281,59 @@ static inline int lu_rundir_count(const char *prefix)
     return n;
 }
 
+/* ---- a family member holding a tracked block ------------------------------ */
+
+/* A child of the test in the test's family (or its own, if it is the
+ * first to track), holding a tracked block until the test lets it go. */
+struct lu_holder {
+    pid_t pid;
+    pid_t tracker;  /* its family's tracker */
+    int hold;       /* close it to let the child exit 0 */
+    char name[SHMKIT_NAME_MAX + 1];
+};
+
+/* Child body: creates tracked block tu_name(tag); with `rename_to`,
+ * renames it there, with `unlink_it` unlinks it; sends its name and its
+ * tracker's pid to `out`, then waits until `hold` ends. Exits 10 if a call
+ * fails, else 0. */
+static inline void lu_holder_body(const char *tag, const char *rename_to,
+                                  bool unlink_it, int out, int hold)
+{
+    shmkit_block *b;
+
+    if (shmkit_block_create(&b, tu_name(tag), 64, SHMKIT_TRACK) < 0 ||
+        (rename_to && shmkit_block_rename(b, rename_to, 0) < 0) ||
+        (unlink_it && shmkit_block_unlink(b) < 0))
+        _exit(10);
+    lu_send(out, shmkit_block_name(b));
+    lu_send_int(out, shmkit_track_pid());
+    shmkit_block_close(b);
+    lu_wait_eof(hold);
+    _exit(0);
+}
+
+/* Forks a child running lu_holder_body and returns once it has reported. */
+static inline void lu_spawn_holder(struct lu_holder *h, const char *tag,
+                                   const char *rename_to, bool unlink_it)
+{
+    int p[2], hold[2];
+
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(pipe(hold), 0);
+    h->pid = fork();
+    cr_assert_geq(h->pid, 0);
+    if (h->pid == 0) {
+        close(p[0]);
+        close(hold[1]);
+        lu_holder_body(tag, rename_to, unlink_it, p[1], hold[0]);
+    }
+    close(p[1]);
+    close(hold[0]);
+    cr_assert(lu_recv(p[0], h->name, sizeof h->name), "the holder failed");
+    h->tracker = (pid_t)lu_recv_int(p[0]);
+    cr_assert_gt(h->tracker, 0);
+    close(p[0]);
+    h->hold = hold[1];
+}
+
 #endif

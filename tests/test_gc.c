@@ -131,37 +131,17 @@ Test(gc, next_tracker_start_sweeps_dead_families)
 Test(gc, live_family_with_dead_tracker_is_left_alone)
 {
     tu_require_private_shm();
-    int p[2], hold[2];
-    char name[300];
-    pid_t pid, tracker;
+    struct lu_holder h;
 
-    cr_assert_eq(pipe(p), 0);
-    cr_assert_eq(pipe(hold), 0);
-    pid = fork();
-    if (pid == 0) {
-        shmkit_block *b;
-        close(p[0]);
-        close(hold[1]);
-        if (shmkit_block_create(&b, tu_name("livefam"), 64, SHMKIT_TRACK) < 0)
-            _exit(10);
-        lu_send(p[1], shmkit_block_name(b));
-        lu_send_int(p[1], shmkit_track_pid());
-        lu_wait_eof(hold[0]);
-        _exit(0);
-    }
-    close(p[1]);
-    close(hold[0]);
-    cr_assert(lu_recv(p[0], name, sizeof name));
-    tracker = (pid_t)lu_recv_int(p[0]);
-    kill(tracker, SIGKILL);
-    cr_assert(lu_wait_pid_gone(tracker));
+    lu_spawn_holder(&h, "livefam", NULL, false);
+    kill(h.tracker, SIGKILL);
+    cr_assert(lu_wait_pid_gone(h.tracker));
     cr_assert_eq(tu_gc(0), 0);
-    cr_assert(lu_exists(name), "gc removed a live family's block");
-    close(hold[1]);
-    tu_wait_ok(pid);
+    cr_assert(lu_exists(h.name), "gc removed a live family's block");
+    close(h.hold);
+    tu_wait_ok(h.pid);
     cr_assert_eq(tu_gc(0), 1);
-    cr_assert_not(lu_exists(name));
-    close(p[0]);
+    cr_assert_not(lu_exists(h.name));
 }
 
 /* A journal naming another user's object: gc must not touch it. */

@@ -12,47 +12,17 @@ extern char **environ;
 
 TestSuite(track, .init = lu_setup, .fini = lu_cleanup, .timeout = 60);
 
-/* Child body: creates a tracked block named tag, sends its name, then
- * waits until the test closes `hold`. */
-static void create_and_hold(const char *tag, int out, int hold)
-{
-    shmkit_block *b;
-
-    if (shmkit_block_create(&b, tu_name(tag), 64, SHMKIT_TRACK) < 0)
-        _exit(10);
-    lu_send(out, shmkit_block_name(b));
-    lu_send_int(out, shmkit_track_pid());
-    shmkit_block_close(b);
-    lu_wait_eof(hold);
-    _exit(0);
-}
-
 Test(track, creator_killed_block_goes_with_its_family)
 {
-    int p[2], hold[2];
-    char name[300];
-    pid_t pid, tracker;
+    struct lu_holder h;
 
-    cr_assert_eq(pipe(p), 0);
-    cr_assert_eq(pipe(hold), 0);
-    pid = fork();
-    if (pid == 0) {
-        close(p[0]);
-        close(hold[1]);
-        create_and_hold("killed", p[1], hold[0]);
-    }
-    close(p[1]);
-    close(hold[0]);
-    cr_assert(lu_recv(p[0], name, sizeof name));
-    tracker = (pid_t)lu_recv_int(p[0]);
-    cr_assert_gt(tracker, 0);
-    cr_assert(lu_exists(name));
-    cr_assert_eq(kill(pid, SIGKILL), 0);
-    cr_assert(WIFSIGNALED(tu_wait_status(pid)));
-    cr_expect(lu_wait_gone(name), "block outlived its family");
-    cr_expect(lu_wait_pid_gone(tracker), "tracker did not exit");
-    close(hold[1]);
-    close(p[0]);
+    lu_spawn_holder(&h, "killed", NULL, false);
+    cr_assert(lu_exists(h.name));
+    cr_assert_eq(kill(h.pid, SIGKILL), 0);
+    cr_assert(WIFSIGNALED(tu_wait_status(h.pid)));
+    cr_expect(lu_wait_gone(h.name), "block outlived its family");
+    cr_expect(lu_wait_pid_gone(h.tracker), "tracker did not exit");
+    close(h.hold);
 }
 
 Test(track, family_member_keeps_block_alive)
@@ -82,7 +52,7 @@ Test(track, family_member_keeps_block_alive)
         close(ghold[0]);
         close(ghold[1]);
         lu_send_int(p[1], g);
-        create_and_hold("member", p[1], hold[0]);
+        lu_holder_body("member", NULL, false, p[1], hold[0]);
     }
     close(p[1]);
     close(hold[0]);
@@ -267,39 +237,19 @@ Test(track, exec_child_stays_in_family)
  * end must not remove the newcomer. */
 Test(track, early_unlink_and_name_reuse_are_respected)
 {
-    int p[2], hold[2];
-    char name[300];
+    struct lu_holder h;
     shmkit_block *b;
-    pid_t pid;
 
-    cr_assert_eq(pipe(p), 0);
-    cr_assert_eq(pipe(hold), 0);
-    pid = fork();
-    if (pid == 0) {
-        close(p[0]);
-        close(hold[1]);
-        if (shmkit_block_create(&b, tu_name("reused"), 32, SHMKIT_TRACK) < 0 ||
-            shmkit_block_unlink(b) < 0)
-            _exit(10);
-        lu_send(p[1], shmkit_block_name(b));
-        lu_send_int(p[1], shmkit_track_pid());
-        lu_wait_eof(hold[0]);
-        _exit(0);
-    }
-    close(p[1]);
-    close(hold[0]);
-    cr_assert(lu_recv(p[0], name, sizeof name));
-    pid_t tracker = (pid_t)lu_recv_int(p[0]);
-    cr_assert_not(lu_exists(name));
-    cr_assert_eq(shmkit_block_create(&b, name, 32, 0), 0);
-    close(hold[1]);
-    tu_wait_ok(pid);
+    lu_spawn_holder(&h, "reused", NULL, true);
+    cr_assert_not(lu_exists(h.name));
+    cr_assert_eq(shmkit_block_create(&b, h.name, 32, 0), 0);
+    close(h.hold);
+    tu_wait_ok(h.pid);
     /* The tracker's turn: it exits once it has cleaned up. */
-    cr_assert(lu_wait_pid_gone(tracker), "tracker did not finish");
-    cr_assert(lu_exists(name), "the newcomer was removed");
+    cr_assert(lu_wait_pid_gone(h.tracker), "tracker did not finish");
+    cr_assert(lu_exists(h.name), "the newcomer was removed");
     shmkit_block_unlink(b);
     shmkit_block_close(b);
-    close(p[0]);
 }
 
 /* The tracker maps no block and holds nothing but its lifeline. */
@@ -352,33 +302,14 @@ Test(track, attach_with_track_is_refused)
 
 Test(track, rename_moves_registration)
 {
-    int p[2], hold[2];
-    char name[300];
-    pid_t pid;
+    struct lu_holder h;
 
-    cr_assert_eq(pipe(p), 0);
-    cr_assert_eq(pipe(hold), 0);
-    pid = fork();
-    if (pid == 0) {
-        shmkit_block *b;
-        close(p[0]);
-        close(hold[1]);
-        if (shmkit_block_create(&b, tu_name("before"), 32, SHMKIT_TRACK) < 0 ||
-            shmkit_block_rename(b, tu_name("after"), 0) < 0)
-            _exit(10);
-        lu_send(p[1], shmkit_block_name(b));
-        lu_wait_eof(hold[0]);
-        _exit(0);
-    }
-    close(p[1]);
-    close(hold[0]);
-    cr_assert(lu_recv(p[0], name, sizeof name));
-    cr_assert_str_eq(name, tu_name("after"));
-    cr_assert_eq(kill(pid, SIGKILL), 0);
-    tu_wait_signaled(pid, SIGKILL);
-    cr_expect(lu_wait_gone(name), "renamed block outlived");
-    close(hold[1]);
-    close(p[0]);
+    lu_spawn_holder(&h, "before", tu_name("after"), false);
+    cr_assert_str_eq(h.name, tu_name("after"));
+    cr_assert_eq(kill(h.pid, SIGKILL), 0);
+    tu_wait_signaled(h.pid, SIGKILL);
+    cr_expect(lu_wait_gone(h.name), "renamed block outlived");
+    close(h.hold);
 }
 
 /* Enough create/unlink churn to compact the journal several times: what
@@ -418,32 +349,39 @@ Test(track, journal_compaction_keeps_live_entries)
     close(p[0]);
 }
 
-/* Child body for the track/untrack tests: with `untrack`, creates a tracked
- * block and untracks it; else adopts the existing block `name` with
- * shmkit_track. Sends the tracker's pid, then exits (ending its family). */
-static void adopt_or_release(const char *name, bool untrack, int out)
-{
-    shmkit_block *b;
+/* Child bodies for run_in_own_family: each does its part with names a
+ * and b and exits non-zero if a call answers otherwise than expected. */
 
-    if (untrack) {
-        if (shmkit_block_create(&b, name, 64, SHMKIT_TRACK) < 0)
-            _exit(10);
-        shmkit_block_close(b);
-        if (shmkit_untrack(name) != 0)
-            _exit(11);
-        if (shmkit_untrack(name) != -ENOENT)    /* no longer ours */
-            _exit(12);
-    } else if (shmkit_track(name) != 0) {
-        _exit(13);
-    }
-    lu_send_int(out, shmkit_track_pid());
-    _exit(0);
+/* Creates a tracked block a and untracks it. */
+static void release_body(const char *a, const char *b)
+{
+    shmkit_block *blk;
+
+    (void)b;
+    if (shmkit_block_create(&blk, a, 64, SHMKIT_TRACK) < 0)
+        _exit(10);
+    shmkit_block_close(blk);
+    if (shmkit_untrack(a) != 0)
+        _exit(11);
+    if (shmkit_untrack(a) != -ENOENT)    /* no longer ours */
+        _exit(12);
 }
 
-static void run_in_own_family(const char *name, bool untrack, pid_t *tracker)
+/* Adopts the existing block a with shmkit_track. */
+static void adopt_body(const char *a, const char *b)
 {
+    (void)b;
+    if (shmkit_track(a) != 0)
+        _exit(13);
+}
+
+/* Runs body(a, b) in a forked child with a family of its own, which ends
+ * when the child exits; returns that family's tracker pid. */
+static pid_t run_in_own_family(void (*body)(const char *, const char *),
+                               const char *a, const char *b)
+{
+    pid_t pid, tracker;
     int p[2];
-    pid_t pid;
 
     cr_assert_eq(pipe(p), 0);
     pid = fork();
@@ -451,13 +389,16 @@ static void run_in_own_family(const char *name, bool untrack, pid_t *tracker)
         /* A family of its own: forget the test process's tracker. */
         unsetenv("SHMKIT_TRACKER");
         close(p[0]);
-        adopt_or_release(name, untrack, p[1]);
+        body(a, b);
+        lu_send_int(p[1], shmkit_track_pid());
+        _exit(0);
     }
     close(p[1]);
-    *tracker = (pid_t)lu_recv_int(p[0]);
+    tracker = (pid_t)lu_recv_int(p[0]);
     close(p[0]);
     cr_assert_eq(tu_wait_status(pid), 0, "child failed");
-    cr_assert_gt(*tracker, 0);
+    cr_assert_gt(tracker, 0);
+    return tracker;
 }
 
 Test(track, untracked_block_outlives_its_family)
@@ -465,7 +406,7 @@ Test(track, untracked_block_outlives_its_family)
     const char *name = tu_name("untracked");
     pid_t tracker;
 
-    run_in_own_family(name, true, &tracker);
+    tracker = run_in_own_family(release_body, name, NULL);
     cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
     cr_assert(lu_exists(name), "an untracked block went with the family");
     cr_assert_eq(shmkit_unlink(name), 0);
@@ -479,7 +420,7 @@ Test(track, adopted_block_goes_with_the_adopters_family)
 
     cr_assert_eq(shmkit_block_create(&b, name, 64, 0), 0);
     shmkit_block_close(b);
-    run_in_own_family(name, false, &tracker);
+    tracker = run_in_own_family(adopt_body, name, NULL);
     cr_expect(lu_wait_gone(name), "an adopted block outlived the family");
     cr_expect(lu_wait_pid_gone(tracker), "tracker did not exit");
 }
@@ -521,19 +462,17 @@ Test(track, tracker_without_its_start_time_is_a_clear_error)
     cr_assert_eq(shmkit_unlink(name), 0);
 }
 
-/* Child body: creates tracked block `name`, then tries to create it again
- * (-EEXIST), then exits, ending its family. */
-static void create_twice(const char *name, int out)
+/* Creates tracked block a, then tries to create it again (-EEXIST). */
+static void create_twice_body(const char *a, const char *b)
 {
-    shmkit_block *b, *again;
+    shmkit_block *blk, *again;
 
-    if (shmkit_block_create(&b, name, 64, SHMKIT_TRACK) < 0)
+    (void)b;
+    if (shmkit_block_create(&blk, a, 64, SHMKIT_TRACK) < 0)
         _exit(10);
-    if (shmkit_block_create(&again, name, 64, SHMKIT_TRACK) != -EEXIST)
+    if (shmkit_block_create(&again, a, 64, SHMKIT_TRACK) != -EEXIST)
         _exit(11);
-    shmkit_block_close(b);
-    lu_send_int(out, shmkit_track_pid());
-    _exit(0);
+    shmkit_block_close(blk);
 }
 
 /* A tracked create that finds the name taken by a block this process
@@ -542,28 +481,15 @@ static void create_twice(const char *name, int out)
 Test(track, create_on_a_taken_name_keeps_the_registration)
 {
     const char *name = tu_name("twice");
-    pid_t pid, tracker;
-    int p[2];
+    pid_t tracker = run_in_own_family(create_twice_body, name, NULL);
 
-    cr_assert_eq(pipe(p), 0);
-    pid = fork();
-    if (pid == 0) {
-        unsetenv("SHMKIT_TRACKER");
-        close(p[0]);
-        create_twice(name, p[1]);
-    }
-    close(p[1]);
-    tracker = (pid_t)lu_recv_int(p[0]);
-    close(p[0]);
-    cr_assert_eq(tu_wait_status(pid), 0, "child failed");
-    cr_assert_gt(tracker, 0);
     cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
     cr_expect_not(lu_exists(name), "the block outlived its family");
 }
 
-/* Child body: creates tracked block `t` and untracked block `u`, swaps
- * their names (SHMKIT_EXCHANGE), then exits, ending its family. */
-static void exchange_tracked_untracked(const char *t, const char *u, int out)
+/* Creates tracked block t and untracked block u, swaps their names
+ * (SHMKIT_EXCHANGE). */
+static void exchange_body(const char *t, const char *u)
 {
     shmkit_block *bt, *bu;
 
@@ -574,8 +500,6 @@ static void exchange_tracked_untracked(const char *t, const char *u, int out)
         _exit(11);
     shmkit_block_close(bt);
     shmkit_block_close(bu);
-    lu_send_int(out, shmkit_track_pid());
-    _exit(0);
 }
 
 /* The registration follows the tracked object through an exchange: when
@@ -585,22 +509,11 @@ Test(track, exchange_moves_the_registration_with_the_block)
 {
     char t[SHMKIT_NAME_MAX + 1], u[SHMKIT_NAME_MAX + 1];
     shmkit_block *b;
-    pid_t pid, tracker;
-    int p[2];
+    pid_t tracker;
 
     strcpy(t, tu_name("xt"));
     strcpy(u, tu_name("xu"));
-    cr_assert_eq(pipe(p), 0);
-    pid = fork();
-    if (pid == 0) {
-        unsetenv("SHMKIT_TRACKER");
-        close(p[0]);
-        exchange_tracked_untracked(t, u, p[1]);
-    }
-    close(p[1]);
-    tracker = (pid_t)lu_recv_int(p[0]);
-    close(p[0]);
-    cr_assert_eq(tu_wait_status(pid), 0, "child failed");
+    tracker = run_in_own_family(exchange_body, t, u);
     cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
     cr_expect_not(lu_exists(u), "the tracked block outlived its family");
     cr_assert(lu_exists(t), "the untracked block went with the family");
