@@ -985,9 +985,10 @@ Test(manager, old_client_new_server_still_served)
 }
 
 /* A manager that cannot read its own start time used to write "pid 0"
- * into its info file and serve on: `shmkit ls` and gc's index then called
- * it "manager (dead)". Now it does not start: the starter gets its error
- * and no state, socket or daemon is left; a later start works. */
+ * into its info file and serve on: readers could not tell it from a later
+ * process given its pid (before d8873d6 they called it "manager (dead)").
+ * Now it does not start: the starter gets its error and no state, socket
+ * or daemon is left; a later start works. */
 Test(manager, manager_without_its_start_time_is_a_clear_error)
 {
     tu_require_private_shm();

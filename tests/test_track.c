@@ -434,10 +434,11 @@ Test(track, track_and_untrack_errors)
 }
 
 /* A tracker that cannot read its own start time used to write "pid 0"
- * and run on: every liveness check then took it for dead (`shmkit ls`
- * said "tracked (no tracker)", gc had only its pipe scan left to keep the
- * family's blocks). Now the tracked create fails with the tracker's error
- * and leaves nothing; the next create, with /proc readable, works. */
+ * and run on: liveness checks then could not tell it from a later process
+ * given its pid (before d8873d6 they took it for dead: `shmkit ls` said
+ * "tracked (no tracker)"). Now the tracked create fails with the
+ * tracker's error and leaves nothing; the next create, with /proc
+ * readable, works. */
 Test(track, tracker_without_its_start_time_is_a_clear_error)
 {
     const char *name = tu_name("nostart");

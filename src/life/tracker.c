@@ -88,10 +88,10 @@ static void atfork_register(void)
 /* ---- the tracker process -------------------------------------------------- */
 
 /* Writes "pid start" for gc and `shmkit ls`. Without its start time the
- * tracker does not start: a file saying start 0 would make every later
- * liveness check judge it dead (no process starts at tick 0), leaving
- * gc's pipe scan the only thing between a live family and the removal of
- * its blocks. A missing file (write failed) says no more than that. */
+ * tracker does not start: a start of 0 cannot tell this tracker from a
+ * later process given its pid (shmkit__proc_alive counts any process at
+ * that pid then, so gc would keep the family's blocks after its end). A
+ * missing file (write failed) leaves gc its pipe scan. */
 static int tracker_write_info(const char *famdir)
 {
     char path[SHMKIT__DIR_MAX], buf[64];

@@ -123,8 +123,8 @@ static int state_lock(struct server *s)
 }
 
 /* Writes "pid start\nsocket\n". Without its own start time the manager
- * does not start: "start 0" would have every reader (`shmkit ls`, gc's
- * index) take this live manager for a dead one. */
+ * does not start: with "start 0" every reader (`shmkit ls`, gc's index)
+ * would take any later process given its pid for this manager. */
 static int state_write_info(struct server *s)
 {
     char path[SHMKIT__DIR_MAX], buf[sizeof s->sock + 64];
