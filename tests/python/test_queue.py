@@ -158,6 +158,13 @@ def test_put_many_get_many(names):
     while len(got) < 1000:
         got += q.get_many(100)
     assert got == list(range(1000))
+    # A call takes what it asks for, up to 256 (SHMKIT_QUEUE_BATCH).
+    assert q.put_many(range(300)) == 300
+    assert q.get_many(100) == list(range(100))
+    assert q.get_many(1000) == list(range(100, 300))
+    assert q.put_many(range(300)) == 300
+    assert q.get_many(1000) == list(range(256))
+    assert q.get_many() == list(range(256, 300))
     with pytest.raises(queue.Empty):
         q.get_many(block=False)
     for bad in (0, -1):
