@@ -7,6 +7,7 @@
 #include "lifeutil.h"
 
 #include <spawn.h>
+#include <sys/resource.h>
 
 extern char **environ;
 
@@ -573,4 +574,60 @@ Test(track, runtime_dir_problems_are_clear_errors)
     cr_assert_eq(stat(want, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0700);
     setenv("SHMKIT_RUNTIME_DIR", lu_rundir, 1);
+}
+
+/* A tracked create in a process out of descriptors (h free, h = 0..15:
+ * each descriptor the create and the tracker's start need is the one
+ * refused in turn) is -EMFILE or succeeds; either way nothing outlives
+ * the family: no block, no family directory, no tracker. */
+Test(track, create_out_of_descriptors_leaves_nothing)
+{
+    char name[SHMKIT_NAME_MAX + 1], tag[16];
+    int h, made = 0, refused = 0;
+
+    for (h = 0; h <= 15; h++) {
+        int p[2], st;
+        pid_t pid, tracker;
+
+        snprintf(tag, sizeof tag, "fd%d", h);
+        strcpy(name, tu_name(tag));
+        cr_assert_eq(pipe(p), 0);
+        pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            struct rlimit rl = {64, 64};
+            int fds[64], n = 0, r, i;
+            shmkit_block *b;
+
+            unsetenv("SHMKIT_TRACKER");
+            close(p[0]);
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                _exit(2);
+            while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
+                n++;
+            for (i = 0; i < h && n > 0; i++)
+                close(fds[--n]);
+            r = shmkit_block_create(&b, name, 64, SHMKIT_TRACK);
+            while (n > 0)
+                close(fds[--n]);
+            lu_send_int(p[1], shmkit_track_pid());
+            _exit(r == 0 ? 0 : r == -EMFILE || r == -ENFILE ? 3 : 1);
+        }
+        close(p[1]);
+        tracker = (pid_t)lu_recv_int(p[0]);
+        close(p[0]);
+        st = tu_wait_status(pid);
+        cr_assert(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 3),
+                  "%d free descriptors: status %#x", h, st);
+        made += WEXITSTATUS(st) == 0;
+        refused += WEXITSTATUS(st) == 3;
+        if (tracker > 0)
+            cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
+        cr_assert_not(lu_exists(name), "%d free descriptors: the block "
+                      "outlived its family", h);
+        cr_assert_eq(lu_rundir_count("fam-"), 0, "%d free descriptors: a "
+                     "family directory was left", h);
+    }
+    cr_assert_gt(refused, 0, "no create was refused");
+    cr_assert_gt(made, 0, "no create succeeded");
 }
