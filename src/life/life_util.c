@@ -341,11 +341,10 @@ static int record_del(char *buf, const char *name)
     return (int)(put_name(buf + 1, name) - buf);
 }
 
-int shmkit__journal_add(struct shmkit__journal *j, const char *name,
-                        uint64_t ino)
+/* Appends one record of n bytes (n < 0: it did not fit its buffer). */
+static int journal_record(struct shmkit__journal *j, const char *rec, int n)
 {
-    char rec[SHMKIT_NAME_MAX + 48];
-    int n = record_add(rec, name, ino), r;
+    int r;
 
     if (n < 0)
         return -ENAMETOOLONG;
@@ -355,17 +354,19 @@ int shmkit__journal_add(struct shmkit__journal *j, const char *name,
     return r;
 }
 
+int shmkit__journal_add(struct shmkit__journal *j, const char *name,
+                        uint64_t ino)
+{
+    char rec[SHMKIT_NAME_MAX + 48];
+
+    return journal_record(j, rec, record_add(rec, name, ino));
+}
+
 int shmkit__journal_del(struct shmkit__journal *j, const char *name)
 {
     char rec[SHMKIT_NAME_MAX + 32];
-    int n = record_del(rec, name), r;
 
-    if (n < 0)
-        return -ENAMETOOLONG;
-    r = journal_write(j, rec, (size_t)n);
-    if (r == 0)
-        j->records++;
-    return r;
+    return journal_record(j, rec, record_del(rec, name));
 }
 
 struct compact_ctx {

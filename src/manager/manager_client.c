@@ -395,24 +395,50 @@ static int reply_name(const struct shmkit__mgr_msg *rep, char *name_out)
     return shmkit_name_check(name_out) < 0 ? SHMKIT_EPROTO : 0;
 }
 
+/* Checks the arguments every create request has: -EINVAL without a
+ * handle or an output, the name's problem if it is given and bad. */
+static int create_args(const shmkit_manager *m, const char *name,
+                       const char *name_out, const char *what)
+{
+    int r;
+
+    if (!m || !name_out)
+        return shmkit__fail(NULL, -EINVAL, "%s", what);
+    if (name && (r = shmkit_name_check(name)) < 0)
+        return shmkit__fail(NULL, r, "%s(\"%s\")", what, name);
+    return 0;
+}
+
+/* A name as a request carries it: without its leading '/'; "" asks the
+ * manager to generate one. */
+static const char *wire_name(const char *name)
+{
+    return !name ? "" : name[0] == '/' ? name + 1 : name;
+}
+
+/* Sends a create request (payload p, len bytes) and reads the name of
+ * what was made into name_out. */
+static int create_request(shmkit_manager *m, uint16_t type, const void *p,
+                          size_t len, char *name_out)
+{
+    struct shmkit__mgr_msg rep;
+    int r = request(m, type, p, (uint32_t)len, &rep);
+
+    return r < 0 ? r : reply_name(&rep, name_out);
+}
+
 int shmkit_manager_create_block(shmkit_manager *m, const char *name,
                                 size_t size, char *name_out)
 {
     uint8_t p[8 + 2 + SHMKIT_NAME_MAX];
-    struct shmkit__mgr_msg rep;
     size_t off = 8;
-    int r;
+    int r = create_args(m, name, name_out, "shmkit_manager_create_block");
 
-    if (!m || !name_out)
-        return shmkit__fail(NULL, -EINVAL, "shmkit_manager_create_block");
-    if (name && (r = shmkit_name_check(name)) < 0)
-        return shmkit__fail(NULL, r, "shmkit_manager_create_block(\"%s\")",
-                            name);
+    if (r < 0)
+        return r;
     shmkit__put64(p, size);
-    shmkit__mgr_put_name(p, sizeof p, &off, name ? (name[0] == '/' ? name + 1 : name) : "");
-    r = request(m, SHMKIT__MGR_CREATE, p, (uint32_t)off, &rep);
-    if (r == 0)
-        r = reply_name(&rep, name_out);
+    shmkit__mgr_put_name(p, sizeof p, &off, wire_name(name));
+    r = create_request(m, SHMKIT__MGR_CREATE, p, off, name_out);
     if (r < 0)
         return shmkit__fail(NULL, r, "shmkit_manager_create_block(%zu)", size);
     return 0;
@@ -423,25 +449,21 @@ int shmkit_manager_create_list(shmkit_manager *m, const char *name,
                                char *name_out)
 {
     uint8_t *p = m ? m->obuf + SHMKIT__MGR_HDR : NULL;
-    struct shmkit__mgr_msg rep;
     size_t off = 0;
     int r;
 
-    if (!m || !name_out || (n && !items))
+    if (n && !items)
         return shmkit__fail(NULL, -EINVAL, "shmkit_manager_create_list");
-    if (name && (r = shmkit_name_check(name)) < 0)
-        return shmkit__fail(NULL, r, "shmkit_manager_create_list(\"%s\")",
-                            name);
-    r = shmkit__mgr_put_name(p, SHMKIT__MGR_MAX_PAYLOAD, &off,
-                             name ? (name[0] == '/' ? name + 1 : name) : "");
+    r = create_args(m, name, name_out, "shmkit_manager_create_list");
+    if (r < 0)
+        return r;
+    r = shmkit__mgr_put_name(p, SHMKIT__MGR_MAX_PAYLOAD, &off, wire_name(name));
     if (r == 0)
         r = shmkit__mgr_put_items(p, SHMKIT__MGR_MAX_PAYLOAD, &off, items, n);
     if (r == -ENOSPC)
         r = -EMSGSIZE;
     if (r == 0)
-        r = request(m, SHMKIT__MGR_CREATE_LIST, p, (uint32_t)off, &rep);
-    if (r == 0)
-        r = reply_name(&rep, name_out);
+        r = create_request(m, SHMKIT__MGR_CREATE_LIST, p, off, name_out);
     if (r < 0)
         return shmkit__fail(NULL, r, "shmkit_manager_create_list(%zu items)",
                             n);
@@ -466,22 +488,16 @@ int shmkit_manager_create_queue(shmkit_manager *m, const char *name,
                                 char *name_out)
 {
     uint8_t p[16 + 2 + SHMKIT_NAME_MAX];
-    struct shmkit__mgr_msg rep;
     size_t off = 0;
-    int r;
+    int r = create_args(m, name, name_out, "shmkit_manager_create_queue");
 
-    if (!m || !name_out)
-        return shmkit__fail(NULL, -EINVAL, "shmkit_manager_create_queue");
-    if (name && (r = shmkit_name_check(name)) < 0)
-        return shmkit__fail(NULL, r, "shmkit_manager_create_queue(\"%s\")",
-                            name);
+    if (r < 0)
+        return r;
     if (m->fd >= 0 && (r = need_revision(m, 1, "shmkit_manager_create_queue")) < 0)
         return r;
     shmkit__mgr_put_queue_create(p, sizeof p, &off, capacity, max_messages,
-                                 name ? (name[0] == '/' ? name + 1 : name) : "");
-    r = request(m, SHMKIT__MGR_CREATE_QUEUE, p, (uint32_t)off, &rep);
-    if (r == 0)
-        r = reply_name(&rep, name_out);
+                                 wire_name(name));
+    r = create_request(m, SHMKIT__MGR_CREATE_QUEUE, p, off, name_out);
     if (r < 0)
         return shmkit__fail(NULL, r, "shmkit_manager_create_queue(%zu, %zu)",
                             capacity, max_messages);
@@ -497,7 +513,7 @@ int shmkit_manager_release(shmkit_manager *m, const char *name)
 
     if (!m || (r = shmkit_name_check(name)) < 0)
         return shmkit__fail(NULL, -EINVAL, "shmkit_manager_release");
-    shmkit__mgr_put_name(p, sizeof p, &off, name[0] == '/' ? name + 1 : name);
+    shmkit__mgr_put_name(p, sizeof p, &off, wire_name(name));
     r = request(m, SHMKIT__MGR_RELEASE, p, (uint32_t)off, &rep);
     if (r < 0)
         return shmkit__fail(NULL, r, "shmkit_manager_release(\"%s\")", name);
