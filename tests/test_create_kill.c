@@ -32,13 +32,7 @@ static int stop_at = -1, stop_fd = -1, points;
 
 static void point(void)
 {
-    if (points++ == stop_at) {
-        unsigned char k = (unsigned char)stop_at;
-        if (write(stop_fd, &k, 1) != 1)
-            _exit(3);
-        for (;;)
-            pause();
-    }
+    tu_kill_point(&points, stop_at, stop_fd);
 }
 
 #define WRAP(ret, name, params, args)                                         \

@@ -790,13 +790,7 @@ static int stop_at = -1, stop_fd = -1, os_calls, rename_call = -1;
 
 static void maybe_stop(void)
 {
-    if (os_calls++ == stop_at) {
-        unsigned char k = (unsigned char)stop_at;
-        if (write(stop_fd, &k, 1) != 1)
-            _exit(3);
-        for (;;)
-            pause();
-    }
+    tu_kill_point(&os_calls, stop_at, stop_fd);
 }
 
 static int h_shm_open(const char *n, int o, mode_t m)

@@ -114,6 +114,17 @@ void tu_wait_ok(pid_t pid)
                  WEXITSTATUS(st));
 }
 
+void tu_kill_point(int *count, int stop_at, int fd)
+{
+    if ((*count)++ == stop_at) {
+        unsigned char k = (unsigned char)stop_at;
+        if (write(fd, &k, 1) != 1)
+            _exit(3);
+        for (;;)
+            pause();
+    }
+}
+
 void tu_wait_signaled(pid_t pid, int sig)
 {
     int st = tu_wait_status(pid);

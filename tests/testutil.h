@@ -42,6 +42,11 @@ void tu_wait_ok(pid_t pid);
 /* Waits for pid and asserts that signal sig killed it. */
 void tu_wait_signaled(pid_t pid, int sig);
 
+/* A kill point of the crash tests: counts itself in *count and, at the
+ * stop_at-th point (from 0), writes that number (one byte) to fd and
+ * waits to be killed. */
+void tu_kill_point(int *count, int stop_at, int fd);
+
 /* Waits for pid and returns its raw wait status. */
 int tu_wait_status(pid_t pid);
 
