@@ -701,3 +701,165 @@ Test(queue_live, a_reused_slots_death_is_not_the_owners)
     close(fds[1]);
     drop(q);
 }
+
+/* Threads of this process, as the kernel counts them (/proc/self/stat
+ * field 20, what CPython 3.12+ reads before it warns at fork). */
+static int nthreads(void)
+{
+    char buf[1024], *p;
+    int i, n = -1;
+    FILE *f = fopen("/proc/self/stat", "r");
+
+    cr_assert_not_null(f);
+    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) != NULL) {
+        for (i = 0; i < 18 && p; i++)
+            p = strchr(p + 1, ' ');
+        if (p)
+            n = atoi(p + 1);
+    }
+    fclose(f);
+    cr_assert_gt(n, 0, "num_threads unreadable");
+    return n;
+}
+
+/* Forks a child that exits 0 at once, and waits for it. */
+static void fork_and_reap(void)
+{
+    pid_t pid = fork();
+    int st;
+
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(0);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+}
+
+/* The shmkit-live thread stays while the process holds a slot, forks
+ * included; once the last handle that made a record has closed, the next
+ * fork stops it first (joined, and no longer counted by the kernel when
+ * fork returns: what CPython 3.12+ counts before it warns), and the next
+ * record starts it again. */
+Test(queue_live, fork_stops_the_thread_once_no_slot_is_held)
+{
+    shmkit_queue *q = make("te", 4096, 0), *a;
+    int base = nthreads(), tid, round;
+    char buf[8];
+    size_t len;
+
+    cr_assert_eq(shmkit__live_thread_id(), 0);
+    for (round = 0; round < 2; round++) {
+        cr_assert_eq(shmkit_queue_put(q, "x", 1, NULL), 0);
+        tid = shmkit__live_thread_id();
+        cr_assert_gt(tid, 0, "round %d: no thread after a put", round);
+        cr_assert_eq(nthreads(), base + 1);
+        cr_assert_eq(shmkit_queue_attach(&a, tu_name("te"), 0), 0);
+        cr_assert_eq(shmkit_queue_get(a, buf, sizeof buf, &len, NULL), 0);
+        cr_assert_eq(shmkit_queue_close(q), 0);
+        fork_and_reap();
+        cr_assert_eq(shmkit__live_thread_id(), tid,
+                     "round %d: a fork stopped the thread while a slot was "
+                     "held", round);
+        cr_assert_eq(nthreads(), base + 1);
+        cr_assert_eq(shmkit_queue_close(a), 0);
+        fork_and_reap();
+        cr_assert_eq(shmkit__live_thread_id(), 0,
+                     "round %d: the thread survived a fork with no slot held",
+                     round);
+        cr_assert_eq(nthreads(), base, "round %d: %d threads, %d before",
+                     round, nthreads(), base);
+        cr_assert_eq(shmkit__os.thread_of(getpid(), tid), 0);
+        cr_assert_eq(shmkit_queue_attach(&q, tu_name("te"), 0), 0);
+    }
+    drop(q);
+}
+
+/* Stopping the thread at fork races neither with other threads taking
+ * and dropping slots nor with their starting it again: 3 threads open,
+ * use and close handles in a loop while a fourth forks (stopping the
+ * thread whenever none of them holds a slot) children that do the same
+ * once and exit 0. */
+struct churn {
+    const char *name;
+    int rounds;
+    int err;
+};
+
+static void *churn_handles(void *arg)
+{
+    struct churn *c = arg;
+    shmkit_queue *h;
+    char buf[8];
+    size_t len;
+    int i;
+
+    for (i = 0; i < c->rounds && !c->err; i++) {
+        if (shmkit_queue_attach(&h, c->name, 0) ||
+            shmkit_queue_put(h, "c", 1, NULL) ||
+            shmkit_queue_get(h, buf, sizeof buf, &len, NULL))
+            c->err = i + 1;
+        if (shmkit_queue_close(h))
+            c->err = -(i + 1);
+    }
+    return NULL;
+}
+
+static void *churn_forks(void *arg)
+{
+    struct churn *c = arg;
+    int i, st;
+    pid_t pid;
+
+    for (i = 0; i < c->rounds && !c->err; i++) {
+        pid = fork();
+        if (pid < 0) {
+            c->err = 1000 + i;
+            break;
+        }
+        if (pid == 0) {
+            shmkit_queue *h;
+            char buf[8];
+            size_t len;
+
+            CHILD_CHECK(shmkit__live_thread_id() == 0, 2);
+            CHILD_CHECK(shmkit_queue_attach(&h, c->name, 0) == 0, 3);
+            CHILD_CHECK(shmkit_queue_put(h, "f", 1, NULL) == 0, 4);
+            CHILD_CHECK(shmkit_queue_get(h, buf, sizeof buf, &len, NULL) == 0,
+                        5);
+            CHILD_CHECK(shmkit__live_thread_id() > 0, 6);
+            CHILD_CHECK(shmkit_queue_close(h) == 0, 7);
+            _exit(0);
+        }
+        if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+            WEXITSTATUS(st) != 0)
+            c->err = 2000 + (WIFEXITED(st) ? WEXITSTATUS(st) : 99);
+    }
+    return NULL;
+}
+
+Test(queue_live, fork_stopping_the_thread_races_no_taker)
+{
+    shmkit_queue *q = make("tr", 1 << 16, 0);
+    struct churn c[4];
+    pthread_t t[4];
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        c[i].name = tu_name("tr");
+        c[i].rounds = i < 3 ? 300 : 40;
+        c[i].err = 0;
+        cr_assert_eq(pthread_create(&t[i], NULL,
+                                    i < 3 ? churn_handles : churn_forks,
+                                    &c[i]), 0);
+    }
+    for (i = 0; i < 4; i++) {
+        cr_assert_eq(pthread_join(t[i], NULL), 0);
+        cr_assert_eq(c[i].err, 0, "worker %d failed: %d", i, c[i].err);
+    }
+    fork_and_reap();
+    cr_assert_eq(shmkit__live_thread_id(), 0);
+    cr_assert_eq(shmkit_queue_slots(shmkit_block_data(shmkit_queue_block(q)),
+                                    shmkit_block_size(shmkit_queue_block(q)),
+                                    NULL, 0), 0, "slots left held");
+    drop(q);
+}

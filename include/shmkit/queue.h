@@ -76,8 +76,9 @@
  * (reserve, put, peek, get...), the process takes a liveness slot in the
  * queue for it: a robust futex word held by a library thread,
  * "shmkit-live", one per process, started then (all signals blocked; it
- * never exits; it holds the slots of every handle and frees each at
- * close, before the unmap). When the process dies (SIGKILL included) or
+ * holds the slots of every handle and frees each at close, before the
+ * unmap; once the process holds no slot - its last such handle closed -
+ * the next fork stops it first, and a later record starts it again). When the process dies (SIGKILL included) or
  * execs, the kernel marks the word OWNER_DIED and wakes a waiter. A
  * waiter blocked by another process's record sleeps on the queue's
  * futex and on the owners' slot words at once (futex_waitv, Linux 5.16+)
@@ -116,8 +117,11 @@
  * takes the queue's mutex); close it only when no other thread uses it
  * except those blocked in waits (they are woken with SHMKIT_ECLOSED).
  * The library starts one thread of its own, "shmkit-live" (see "Waking on
- * a death"): programs that fork after using a queue are multi-threaded
- * (CPython 3.12+ warns at os.fork() then, a DeprecationWarning).
+ * a death"): programs that fork while a handle that made a record is open
+ * are multi-threaded (CPython 3.12+ warns at os.fork() then, a
+ * DeprecationWarning); once those handles are closed, fork stops and joins
+ * the idle thread in its prepare handler, and CPython, which counts
+ * threads after the fork, does not warn.
  */
 #ifndef SHMKIT_QUEUE_H
 #define SHMKIT_QUEUE_H

@@ -121,12 +121,14 @@ class Queue:
     A process killed while it holds a message in flight (being put, or
     got) wakes the processes it blocks: the first put or get of a process
     on a queue starts one library thread, "shmkit-live" (a C thread that
-    runs no Python code, one per process, never exits), whose death the
-    kernel announces. So on CPython 3.12 and later, ``os.fork()`` (also a
-    "fork" multiprocessing context) in a process that has used a queue
-    warns (DeprecationWarning: "This process ... is multi-threaded"), as
-    it would with any other thread; the thread itself is fork-safe (the
-    child takes its own). Creating or attaching a queue starts nothing.
+    runs no Python code, one per process), whose death the kernel
+    announces; once the queues it used are closed, the next fork stops it
+    first. So on CPython 3.12 and later, ``os.fork()`` (also a "fork"
+    multiprocessing context) while such a queue is open warns
+    (DeprecationWarning: "This process ... is multi-threaded"), as it
+    would with any other thread; after close() it does not. The thread
+    itself is fork-safe (the child takes its own). Creating or attaching
+    a queue starts nothing.
     """
 
     def __init__(self, maxsize=0, *, ctx=None, name=None, capacity=None,

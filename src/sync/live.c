@@ -33,7 +33,23 @@
  * (live_arm checks that the thread is one of the pid's) and takers
  * reclaim the slot (pass 2 of take); a waiter that armed in the few
  * microseconds before the thread was gone would sleep until its
- * deadline. `mu` and `cv` carry the thread's start-up handshake.
+ * deadline. `mu` and `cv` carry the thread's start-up handshake and
+ * its stop.
+ *
+ * A thread that holds no slot (every handle that made a record closed,
+ * or the only take found the table full) is stopped and joined by fork's
+ * prepare handler, under call_mu (so no take can come in between), before
+ * the fork: the parent forks single-threaded as far as we are concerned,
+ * and CPython 3.12+, which counts the threads after fork returns in the
+ * parent, does not warn ("This process is multi-threaded"); the next take
+ * starts a thread again (~40-60 us). Not at the last close: a process that
+ * opens, uses and closes a queue in a loop would pay a thread start and a
+ * join each time (attach + put + get + close: ~50 -> ~130 us here).
+ * pthread_join returns when the kernel clears the thread's id, a moment
+ * before the process stops counting the thread (/proc/self/stat's
+ * num_threads, which CPython reads); for that the handler re-checks with
+ * tgkill(pid, tid, 0), which fails exactly when it has, yielding in
+ * between, for at most 10 ms.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,7 +57,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
+#include <sched.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/os.h"
 #include "sync/live.h"
@@ -70,6 +89,8 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int state;      /* under call_mu: 0 none, 1 up, -1 broken */
 static int helper_tid; /* set by the thread, under mu, once its list is in */
+static pthread_t helper;  /* under call_mu, while state > 0 */
+static bool helper_stop;  /* under mu: the thread returns */
 
 /* The thread's robust list (registered by it) and the slots on it:
  * changed under call_mu only (and reset in a fork child). */
@@ -211,9 +232,9 @@ static void drop(struct shmkit__live_slot *s)
     head.list_op_pending = NULL;
 }
 
-/* The thread: registers its robust list, says its id, and sleeps for
- * ever (all signals blocked), holding whatever slots the callers link
- * onto its list. */
+/* The thread: registers its robust list, says its id, and sleeps (all
+ * signals blocked), holding whatever slots the callers link onto its
+ * list, until told to stop (with none linked). */
 static void *helper_main(void *arg)
 {
     (void)arg;
@@ -227,16 +248,22 @@ static void *helper_main(void *arg)
     if (shmkit__os.robust_list_set(&head, sizeof head) < 0)
         helper_tid = -1;
     pthread_cond_broadcast(&cv);
-    for (;;)
+    while (!helper_stop)
         pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
     return NULL;
 }
 
 /* ---- the callers' side --------------------------------------------- */
 
+static void stop_if_idle(void);
+
+/* Takes both mutexes for the fork, after stopping a thread that holds no
+ * slot (see the top of the file). */
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&call_mu);
+    stop_if_idle();
     pthread_mutex_lock(&mu);
 }
 
@@ -254,6 +281,7 @@ static void atfork_child(void)
     pthread_cond_init(&cv, NULL);
     state = 0;
     helper_tid = 0;
+    helper_stop = false;
     nheld = 0;
     memset(&head, 0, sizeof head);
 }
@@ -269,8 +297,6 @@ static int start_thread(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     sigset_t all, old;
-    pthread_attr_t a;
-    pthread_t t;
     int e;
 
     if (state)
@@ -278,10 +304,7 @@ static int start_thread(void)
     pthread_once(&once, atfork_once);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    e = pthread_create(&t, &a, helper_main, NULL);
-    pthread_attr_destroy(&a);
+    e = pthread_create(&helper, NULL, helper_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e) {
         state = -1;
@@ -290,9 +313,50 @@ static int start_thread(void)
     pthread_mutex_lock(&mu);
     while (!helper_tid)
         pthread_cond_wait(&cv, &mu);
+    if (helper_tid < 0) /* no robust list: of no use, and never again */
+        helper_stop = true;
+    pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&mu);
-    state = helper_tid > 0 ? 1 : -1;
-    return state > 0 ? 0 : -EAGAIN;
+    if (helper_tid < 0) {
+        pthread_join(helper, NULL);
+        helper_stop = false;
+        state = -1;
+        return -EAGAIN;
+    }
+    state = 1;
+    return 0;
+}
+
+/* Under call_mu (fork's prepare handler): stops and joins the thread if
+ * it holds no slot, so the process has no thread of ours left; the next
+ * take starts one again. */
+static void stop_if_idle(void)
+{
+    struct timespec t0, now;
+    pid_t me;
+    int tid;
+
+    if (state <= 0 || nheld)
+        return;
+    pthread_mutex_lock(&mu);
+    helper_stop = true;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    pthread_join(helper, NULL);
+    tid = helper_tid;
+    state = 0;
+    helper_tid = 0;
+    helper_stop = false;
+    /* Joined: gone from the process's thread count a moment later. */
+    me = getpid();
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (shmkit__os.thread_of(me, tid) == 1) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - t0.tv_sec) * 1000000000L + now.tv_nsec -
+                t0.tv_nsec > 10000000L)
+            break; /* its id reused meanwhile: nothing to wait for */
+        sched_yield();
+    }
 }
 
 void shmkit__live_hold(struct shmkit__live_hold *hold,

@@ -5,7 +5,8 @@
  *
  * A slot's word is a robust futex (the owner thread's id | WAITERS |
  * OWNER_DIED). One library thread per process, "shmkit-live" (created the
- * first time the process takes a slot, all signals blocked, never exits),
+ * first time the process takes a slot, all signals blocked; a fork finding
+ * it holding no slot stops it first, and the next take starts it again),
  * holds every slot the process takes: the slots are entries of that
  * thread's own robust list (its own set_robust_list head), so when the
  * process dies - SIGKILL included - or execs, the kernel marks each word
