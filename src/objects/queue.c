@@ -140,16 +140,6 @@ static inline uint64_t round16(uint64_t n)
     return (n + 15) & ~(uint64_t)15;
 }
 
-static inline uint32_t load32(const uint32_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-static inline void store32(uint32_t *p, uint32_t v)
-{
-    __atomic_store_n(p, v, __ATOMIC_RELEASE);
-}
-
 /* This process's pid and start time, refreshed after fork. */
 static pid_t self_pid;
 static uint32_t self_start;
@@ -276,7 +266,7 @@ static bool head_advance(shmkit_queue *q)
     bool moved = false;
 
     while (head < h->tail && rec_at(q, head, h->tail, &r, &size) == 0) {
-        uint32_t st = load32(&r->state);
+        uint32_t st = shmkit__load32(&r->state);
 
         if (st != REC_DONE && st != REC_PAD)
             break;
@@ -322,7 +312,7 @@ static int ring_walk(const shmkit_queue *q, uint64_t head, uint64_t tail,
         e = rec_at(q, pos, tail, &r, &size);
         if (e)
             return e;
-        uint32_t st = load32(&r->state);
+        uint32_t st = shmkit__load32(&r->state);
         if (live == tail && st != REC_DONE && st != REC_PAD)
             live = pos;
         switch (st) {
@@ -566,7 +556,7 @@ static int reap_locked(shmkit_queue *q, bool *freed)
         e = rec_at(q, pos, h->tail, &r, &size);
         if (e)
             return e;
-        uint32_t st = load32(&r->state);
+        uint32_t st = shmkit__load32(&r->state);
         if ((st == REC_RESERVED || st == REC_TAKEN) && r->pid != me &&
             !owner_alive(r->pid, r->start)) {
             uint32_t to = st == REC_TAKEN ? REC_READY : REC_DONE;
@@ -1118,7 +1108,7 @@ static void pad_write(shmkit_queue *q, uint64_t pos, uint64_t bytes)
     r->len = (uint32_t)(bytes - REC);
     r->pid = 0;
     r->start = 0;
-    store32(&r->state, REC_PAD);
+    shmkit__store32(&r->state, REC_PAD);
 }
 
 /* Lists in *o the other processes with a record in flight (RESERVED or
@@ -1129,7 +1119,7 @@ static void inflight_foreign(shmkit_queue *q, pid_t me, struct owners *o)
     struct rec *x;
 
     while (pos < q->hdr->tail && rec_at(q, pos, q->hdr->tail, &x, &size) == 0) {
-        uint32_t st = load32(&x->state);
+        uint32_t st = shmkit__load32(&x->state);
         int32_t pid = x->pid;
 
         if ((st == REC_TAKEN || st == REC_RESERVED) && pid != me)
@@ -1175,7 +1165,7 @@ static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
     r->len = (uint32_t)len;
     r->pid = me;
     r->start = start;
-    store32(&r->state, REC_RESERVED);
+    shmkit__store32(&r->state, REC_RESERVED);
     /* Publish: the record is part of the ring from here on. */
     __atomic_store_n(&h->tail, tail + pad + need, __ATOMIC_RELEASE);
     h->count++;
@@ -1273,7 +1263,7 @@ static int own_rec(shmkit_queue *q, const void *ptr, uint32_t state,
         return -EINVAL;
     r = (struct rec *)p - 1;
     self_get(&me, &start);
-    if (load32(&r->state) != state || r->pid != me)
+    if (shmkit__load32(&r->state) != state || r->pid != me)
         return -EINVAL;
     len = __atomic_load_n(&r->len, __ATOMIC_RELAXED);
     if (REC + round16(len) > q->rs - (size_t)((unsigned char *)r - q->ring))
@@ -1297,7 +1287,7 @@ static int shrink_locked(shmkit_queue *q, struct rec *r, uint32_t reserved,
         pad->len = (uint32_t)(old - now - REC);
         pad->pid = 0;
         pad->start = 0;
-        store32(&pad->state, REC_PAD);
+        shmkit__store32(&pad->state, REC_PAD);
     }
     __atomic_store_n(&r->len, (uint32_t)len, __ATOMIC_RELEASE);
     return 0;
@@ -1321,10 +1311,10 @@ int shmkit_queue_commit(shmkit_queue *q, void *ptr, size_t len)
         if (e)
             return qfail(q, e, "commit");
         shrink_locked(q, r, reserved, len);
-        store32(&r->state, REC_READY);
+        shmkit__store32(&r->state, REC_READY);
         qunlock(q);
     } else {
-        store32(&r->state, REC_READY);
+        shmkit__store32(&r->state, REC_READY);
     }
     wake_data(q, 1);
     return 0;
@@ -1343,7 +1333,7 @@ int shmkit_queue_cancel(shmkit_queue *q, void *ptr)
         e = qlock(q);
     if (e)
         return qfail(q, e, "cancel");
-    store32(&r->state, REC_DONE);
+    shmkit__store32(&r->state, REC_DONE);
     moved = head_advance(q);
     qunlock(q);
     if (moved)
@@ -1380,7 +1370,7 @@ int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs, size_t n,
             if (msgs[put + i].iov_len)
                 memcpy(recs[i] + 1, msgs[put + i].iov_base,
                        msgs[put + i].iov_len);
-            store32(&recs[i]->state, REC_READY);
+            shmkit__store32(&recs[i]->state, REC_READY);
         }
         put += k;
         if (done)
@@ -1436,7 +1426,7 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         e = rec_at_len(q, pos, h->tail, &r, &size, &rlen);
         if (e)
             return e;
-        uint32_t st = load32(&r->state);
+        uint32_t st = shmkit__load32(&r->state);
         int32_t owner = r->pid;
         if ((st == REC_TAKEN || st == REC_RESERVED) && owner != me)
             owners_add(o, owner, __atomic_load_n(&r->start, __ATOMIC_RELAXED));
@@ -1467,7 +1457,7 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
             }
             r->pid = me;
             r->start = start;
-            store32(&r->state, REC_TAKEN);
+            shmkit__store32(&r->state, REC_TAKEN);
             lens[k] = rlen;
             recs[k++] = r;
             used += padded < room - used ? padded : room - used;

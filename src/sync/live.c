@@ -64,6 +64,7 @@
 
 #include "core/os.h"
 #include "sync/live.h"
+#include "sync/sync_internal.h"
 
 #define W_WAITERS SHMKIT__FUTEX_WAITERS
 #define W_DIED SHMKIT__FUTEX_OWNER_DIED
@@ -98,17 +99,6 @@ static struct robust_head head;
 static struct shmkit__live_slot *held[HELD_MAX];
 static unsigned nheld;
 
-static inline uint32_t load32(const uint32_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-static inline bool cas32(uint32_t *p, uint32_t old, uint32_t val)
-{
-    return __atomic_compare_exchange_n(p, &old, val, false, __ATOMIC_SEQ_CST,
-                                       __ATOMIC_SEQ_CST);
-}
-
 void shmkit__live_wake_all(uint32_t *word)
 {
     shmkit__os.futex_wake(word, INT_MAX);
@@ -128,7 +118,7 @@ static bool claim(struct shmkit__live_slot *s, pid_t pid, uint32_t start)
 {
     head.list_op_pending = &s->u.next;
     FENCE();
-    if (!cas32(&s->word, 0, (uint32_t)helper_tid)) {
+    if (!shmkit__cas32(&s->word, 0, (uint32_t)helper_tid)) {
         head.list_op_pending = NULL;
         return false;
     }
@@ -150,11 +140,11 @@ static bool clear_dead(struct shmkit__live_slot *s, uint32_t w)
 {
     int32_t p = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
 
-    if (load32(&s->word) != w)
+    if (shmkit__load32(&s->word) != w)
         return false;
     __atomic_compare_exchange_n(&s->pid, &p, 0, false, __ATOMIC_SEQ_CST,
                                 __ATOMIC_SEQ_CST);
-    if (!cas32(&s->word, w, 0))
+    if (!shmkit__cas32(&s->word, w, 0))
         return false;
     if (w & W_WAITERS)
         shmkit__live_wake_all(&s->word);
@@ -175,7 +165,7 @@ static struct shmkit__live_slot *take(struct shmkit__live_slot *slots,
     for (pass = 0; pass < 3; pass++) {
         for (i = 0; i < n; i++) {
             struct shmkit__live_slot *s = &slots[i];
-            uint32_t w = load32(&s->word);
+            uint32_t w = shmkit__load32(&s->word);
             int32_t p;
 
             if (pass == 1 && !(w & W_DIED))
@@ -216,12 +206,12 @@ static void drop(struct shmkit__live_slot *s)
     for (k = j; k + 1 < nheld; k++)
         held[k] = held[k + 1];
     nheld--;
-    w = load32(&s->word);
+    w = shmkit__load32(&s->word);
     if ((w & W_TID) == (uint32_t)helper_tid) {
         /* A scribbled word naming another thread is left alone. */
         __atomic_store_n(&s->pid, 0, __ATOMIC_SEQ_CST);
-        while (!cas32(&s->word, w, 0)) {
-            w = load32(&s->word);
+        while (!shmkit__cas32(&s->word, w, 0)) {
+            w = shmkit__load32(&s->word);
             if ((w & W_TID) != (uint32_t)helper_tid)
                 break;
         }
@@ -440,7 +430,7 @@ enum shmkit__live_state shmkit__live_arm(struct shmkit__live_slot *slots,
         s = find(slots, n, pid, start);
         if (!s)
             return SHMKIT__LIVE_NONE;
-        w = load32(&s->word);
+        w = shmkit__load32(&s->word);
         if (w & W_DIED) {
             if (!names(s, pid, start))
                 continue; /* another's death, in a slot taken again */
@@ -450,7 +440,7 @@ enum shmkit__live_state shmkit__live_arm(struct shmkit__live_slot *slots,
         if (w == 0 || !shmkit__os.thread_of(pid, (int)(w & W_TID)))
             return SHMKIT__LIVE_NONE;
         if (!(w & W_WAITERS)) {
-            if (!cas32(&s->word, w, w | W_WAITERS))
+            if (!shmkit__cas32(&s->word, w, w | W_WAITERS))
                 continue;
             w |= W_WAITERS;
         }

@@ -72,6 +72,25 @@ SHMKIT__HIDDEN int shmkit__publish(shmkit_block **out, const char *name,
                                    const char *what);
 
 /* True if time a is before time b (both normalised timespecs). */
+/* Atomics on 32-bit words in shared memory (the queue's record states
+ * and sequence words, the liveness slots' words): acquire loads, release
+ * stores, sequentially consistent compare-and-swap. */
+static inline uint32_t shmkit__load32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline void shmkit__store32(uint32_t *p, uint32_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static inline bool shmkit__cas32(uint32_t *p, uint32_t old, uint32_t val)
+{
+    return __atomic_compare_exchange_n(p, &old, val, false, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+}
+
 static inline bool shmkit__ts_before(const struct timespec *a,
                                      const struct timespec *b)
 {
