@@ -47,6 +47,7 @@
 #define HELD_BACK_MAX 16 /* producers with a reservation a scan looks past */
 #define MAP_CHUNKS 512   /* a forked child populates the ring in chunks */
 #define MAP_CHUNK_MIN (UINT64_C(64) << 10)
+#define MAP_CALM 64 /* records found mapped in a row: stop guessing ahead */
 #define BATCH SHMKIT_QUEUE_BATCH /* messages a batch call moves per locked pass */
 
 enum rec_state {
@@ -126,7 +127,9 @@ struct shmkit_queue {
     pid_t map_pid;        /* atomic: the process map_bits are for */
     uint32_t map_done;    /* atomic: chunks of map_bits set */
     uint32_t map_chunks;  /* chunks of the ring (at most MAP_CHUNKS) */
-    uint64_t map_chunk;   /* bytes a chunk: a multiple of the page size */
+    unsigned map_shift;   /* a chunk is 1 << map_shift bytes */
+    uint64_t map_lap[2];  /* atomic: a lap's start near tail [0], head [1] */
+    uint32_t map_calm;    /* atomic: records in a row found mapped */
     uint64_t map_bits[MAP_CHUNKS / 64]; /* atomic: chunk k populated */
 };
 
@@ -949,25 +952,32 @@ static void leave(shmkit_queue *q)
  * cost that call ~4 ms for a 16 MiB ring (~30 ms for 128 MiB), which a
  * child that puts one small result and exits pays in full. So a process
  * that did not make or attach the handle itself populates the ring in
- * chunks (1/MAP_CHUNKS of it, at least MAP_CHUNK_MIN), each the first
- * time a record it writes or reads lies in it, before it touches the
- * record (and before it takes the mutex, around the position it is about
- * to work at): its first message pays for a chunk or two (~20 us), no
- * message pays a page fault, and once every chunk is in, the handle is
- * marked mapped (mapped_for) and the check is one load. Threads of the
- * process may race to populate the same chunk: harmless. A failure (a
- * peer cut the block) is left to the accesses, as before.
+ * chunks (a power of two, at least MAP_CHUNK_MIN, at most MAP_CHUNKS of
+ * them), each the first time it is about to work there: before it takes
+ * the mutex, around the head or tail it read without it (a consumer: as
+ * far as its batch may walk; a producer: where its batch will most
+ * likely go, and the pad before it), and for certain before it touches a
+ * record it reserved or took. So no message pays a page fault; a guess
+ * that missed (another producer moved tail meanwhile) leaves a record
+ * header or two to fault under the mutex, in the child's first lap only.
+ * Its first message pays for a chunk or two (~20 us). Once every chunk is
+ * in, the handle is marked mapped (mapped_for) and the check is one load;
+ * until then it is one bit test per record (a child whose consumer keeps
+ * up, and so the ring at its start, may never see every chunk). Threads
+ * of the process may race to populate the same chunk: harmless. A
+ * failure (a peer cut the block) is left to the accesses, as before.
  */
 
 /* Sets up the chunk size of a handle of ring size rs. */
 static void map_init(shmkit_queue *q)
 {
-    uint64_t page = shmkit__os_page_size(), c = q->rs / MAP_CHUNKS + 1;
+    unsigned shift = 0;
 
-    if (c < MAP_CHUNK_MIN)
-        c = MAP_CHUNK_MIN;
-    q->map_chunk = (c + page - 1) / page * page;
-    q->map_chunks = (uint32_t)((q->rs + q->map_chunk - 1) / q->map_chunk);
+    while ((UINT64_C(1) << shift) < MAP_CHUNK_MIN ||
+           (UINT64_C(1) << shift) * MAP_CHUNKS < q->rs)
+        shift++;
+    q->map_shift = shift;
+    q->map_chunks = (uint32_t)((q->rs + (UINT64_C(1) << shift) - 1) >> shift);
 }
 
 /* Starts the chunks over for process me (a fork child: the parent's
@@ -988,6 +998,7 @@ static bool map_reset(shmkit_queue *q, pid_t me)
     for (i = 0; i < MAP_CHUNKS / 64; i++)
         __atomic_store_n(&q->map_bits[i], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&q->map_done, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&q->map_calm, 0, __ATOMIC_RELAXED);
     if (q->ring - (unsigned char *)q->hdr >= (ptrdiff_t)shmkit__os_page_size())
         shmkit__os.populate(q->hdr, (size_t)(q->ring - (unsigned char *)q->hdr),
                             true);
@@ -1004,10 +1015,7 @@ static void map_range(shmkit_queue *q, uint64_t off, uint64_t len)
     pid_t me;
 
     self_get(&me, &start);
-    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
-                             me,
-                         1) ||
-        !q->block)
+    if (__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) == me || !q->block)
         return;
     if (__atomic_load_n(&q->map_pid, __ATOMIC_ACQUIRE) != me &&
         !map_reset(q, me))
@@ -1016,23 +1024,48 @@ static void map_range(shmkit_queue *q, uint64_t off, uint64_t len)
         return;
     if (len > q->rs - off)
         len = q->rs - off;
-    last = (off + (len ? len - 1 : 0)) / q->map_chunk;
-    for (k = off / q->map_chunk; k <= last; k++) {
+    last = (off + (len ? len - 1 : 0)) >> q->map_shift;
+    for (k = off >> q->map_shift; k <= last; k++) {
         uint64_t bit = UINT64_C(1) << (k % 64), *w = &q->map_bits[k / 64];
+        uint64_t end = (k + 1) << q->map_shift;
         uintptr_t from, to, page = shmkit__os_page_size();
 
         if (__atomic_load_n(w, __ATOMIC_RELAXED) & bit)
             continue;
-        from = (uintptr_t)(q->ring + k * q->map_chunk) & ~(page - 1);
-        to = (uintptr_t)(q->ring + ((k + 1) * q->map_chunk < q->rs
-                                        ? (k + 1) * q->map_chunk
-                                        : q->rs));
+        from = (uintptr_t)(q->ring + (k << q->map_shift)) & ~(page - 1);
+        to = (uintptr_t)(q->ring + (end < q->rs ? end : q->rs));
         shmkit__os.populate((void *)from, to - from, true);
         if (!(__atomic_fetch_or(w, bit, __ATOMIC_RELAXED) & bit) &&
             __atomic_add_fetch(&q->map_done, 1, __ATOMIC_RELAXED) ==
                 q->map_chunks)
             __atomic_store_n(&q->mapped_for, me, __ATOMIC_RELAXED);
     }
+}
+
+/* The common cases inline: the handle mapped whole in this process, or
+ * the chunks of [off, off + len) (within the ring, len > 0) populated in
+ * it already. self_pid is 0 until this process has asked (then the slow
+ * path, which asks). */
+static inline bool map_has(const shmkit_queue *q, uint64_t off, uint64_t len)
+{
+    pid_t me = __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
+    uint64_t k, last;
+
+    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
+                             me,
+                         1))
+        return me != 0 || !q->block;
+    if (!q->block)
+        return true;
+    if (!me || __atomic_load_n(&q->map_pid, __ATOMIC_ACQUIRE) != me ||
+        off >= q->rs || len > q->rs - off)
+        return false;
+    last = (off + len - 1) >> q->map_shift;
+    for (k = off >> q->map_shift; k <= last; k++)
+        if (!((__atomic_load_n(&q->map_bits[k / 64], __ATOMIC_RELAXED) >>
+               (k % 64)) & 1))
+            return false;
+    return true;
 }
 
 /* Maps bytes positions [pos, pos + len) of the ring, wrapping round its
@@ -1043,59 +1076,112 @@ static void map_span(shmkit_queue *q, uint64_t pos, uint64_t len)
 
     if (len > q->rs)
         len = q->rs;
-    map_range(q, off, len);
-    if (len > q->rs - off)
-        map_range(q, 0, len - (q->rs - off));
+    if (len > q->rs - off) {
+        if (!map_has(q, 0, len - (q->rs - off)))
+            map_range(q, 0, len - (q->rs - off));
+        len = q->rs - off;
+    }
+    if (!map_has(q, off, len ? len : 1))
+        map_range(q, off, len);
+}
+
+/* The ring offset of position pos (tail: lap 0, head: lap 1) without a
+ * division while pos stays in the lap it was in last time. */
+static inline uint64_t map_off(shmkit_queue *q, int lap, uint64_t pos)
+{
+    uint64_t base = __atomic_load_n(&q->map_lap[lap], __ATOMIC_RELAXED);
+
+    if (__builtin_expect(pos - base < q->rs, 1)) /* pos < base: huge */
+        return pos - base;
+    base = pos - pos % q->rs;
+    __atomic_store_n(&q->map_lap[lap], base, __ATOMIC_RELAXED);
+    return pos - base;
 }
 
 /* Before a producer takes the mutex to reserve `need` bytes: maps where
- * they will most likely go (a hint: read without the mutex; the records
- * are mapped again, for certain, before they are written). */
-static void map_ahead_put(shmkit_queue *q, uint64_t need)
+ * they will most likely go, and the pad before them if they would not fit
+ * before the ring's end (a guess: read without the mutex; the records are
+ * mapped again, for certain, before they are written). */
+static inline void map_ahead_put(shmkit_queue *q, uint64_t need)
 {
     uint64_t head, tail, off;
 
-    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
-                             __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
-                         1) ||
-        !q->block)
+    if (__builtin_expect(__atomic_load_n(&q->map_calm, __ATOMIC_RELAXED) >=
+                                 MAP_CALM &&
+                             __atomic_load_n(&q->map_pid, __ATOMIC_RELAXED) ==
+                                 __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
+                         1))
         return;
-    head = __atomic_load_n(&q->hdr->head, __ATOMIC_RELAXED);
-    tail = __atomic_load_n(&q->hdr->tail, __ATOMIC_RELAXED);
-    off = head == tail ? 0 : tail % q->rs; /* empty: starts over at 0 */
-    if (need > q->rs - off)
-        off = 0;
-    map_range(q, off, need);
-}
-
-/* Before a consumer takes the mutex: maps the oldest records' first
- * MAP_CHUNK_MIN bytes (a hint, as above). */
-static void map_ahead_get(shmkit_queue *q)
-{
-    uint64_t head, tail;
-
-    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
-                             __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
-                         1) ||
-        !q->block)
-        return;
-    head = __atomic_load_n(&q->hdr->head, __ATOMIC_RELAXED);
-    tail = __atomic_load_n(&q->hdr->tail, __ATOMIC_RELAXED);
-    map_span(q, head, tail - head < MAP_CHUNK_MIN ? tail - head
-                                                   : MAP_CHUNK_MIN);
-}
-
-/* A record and its message (len bytes) in this process's page tables.
- * Called for every record a batch moves: the mapped check is inline (as
- * map_ahead_*'s), not a call that reads the pid. */
-static inline void map_rec(shmkit_queue *q, const struct rec *r, uint64_t len)
-{
     if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
                              __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
                          1))
         return;
-    map_range(q, (uint64_t)((const unsigned char *)r - q->ring),
-              REC + round16(len));
+    head = __atomic_load_n(&q->hdr->head, __ATOMIC_RELAXED);
+    tail = __atomic_load_n(&q->hdr->tail, __ATOMIC_RELAXED);
+    off = head == tail ? 0 : map_off(q, 0, tail); /* empty: starts at 0 */
+    if (need > q->rs - off) {
+        map_span(q, off, REC); /* the pad's header */
+        off = 0;
+    }
+    if (!map_has(q, off, need < q->rs ? need : q->rs))
+        map_span(q, off, need);
+}
+
+/* Before a consumer takes the mutex to take up to max messages of up to
+ * room bytes in all: maps the records from head as far as its walk may
+ * read them (one: the first MAP_CHUNK_MIN bytes, which hold its header;
+ * its message is mapped after). A guess, as above. */
+static inline void map_ahead_get(shmkit_queue *q, size_t max, size_t room)
+{
+    uint64_t head, tail, span, off;
+
+    if (__builtin_expect(__atomic_load_n(&q->map_calm, __ATOMIC_RELAXED) >=
+                                 MAP_CALM &&
+                             __atomic_load_n(&q->map_pid, __ATOMIC_RELAXED) ==
+                                 __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
+                         1))
+        return;
+    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
+                             __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
+                         1))
+        return;
+    head = __atomic_load_n(&q->hdr->head, __ATOMIC_RELAXED);
+    tail = __atomic_load_n(&q->hdr->tail, __ATOMIC_RELAXED);
+    span = max > 1 ? (room < q->rs ? room + (uint64_t)max * REC : q->rs)
+                   : MAP_CHUNK_MIN;
+    if (tail - head < span)
+        span = tail - head;
+    off = map_off(q, 1, head);
+    if (!map_has(q, off, span == 0 ? 1 : span < q->rs - off ? span
+                                                             : q->rs - off) ||
+        span > q->rs - off)
+        map_span(q, off, span);
+}
+
+/* A record and its message (len bytes) in this process's page tables.
+ * Called for every record a batch moves: the mapped checks are inline.
+ * Counts the records in a row it found mapped (map_calm): after MAP_CALM
+ * the guesses before the mutex stop (their loads of head and tail cost a
+ * child whose consumer keeps up ~8 ns a put + get pair, for ever, as it
+ * may never see every chunk), until a record is found unmapped. */
+static inline void map_rec(shmkit_queue *q, const struct rec *r, uint64_t len)
+{
+    uint64_t off = (uint64_t)((const unsigned char *)r - q->ring);
+    uint32_t calm;
+
+    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
+                             __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
+                         1) &&
+        __atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED))
+        return;
+    if (map_has(q, off, REC + round16(len))) {
+        calm = __atomic_load_n(&q->map_calm, __ATOMIC_RELAXED);
+        if (calm < MAP_CALM)
+            __atomic_store_n(&q->map_calm, calm + 1, __ATOMIC_RELAXED);
+        return;
+    }
+    __atomic_store_n(&q->map_calm, 0, __ATOMIC_RELAXED);
+    map_range(q, off, REC + round16(len));
 }
 
 /* ---- producing ----------------------------------------------------------- */
@@ -1482,7 +1568,7 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     for (;;) {
         uint32_t seq = __atomic_load_n(&q->hdr->data_seq, __ATOMIC_SEQ_CST);
 
-        map_ahead_get(q);
+        map_ahead_get(q, max, room);
         r = qlock_watch(q, w->deadline, max > 1);
         if (r)
             return r;
