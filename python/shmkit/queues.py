@@ -180,7 +180,9 @@ class Queue:
         """A dict: depth, reserved, loaned, bytes_used, capacity, waiting
         producers and consumers, version, and the liveness slots (slots:
         the table's size, 0 for a version-1 queue; slots_held; attached:
-        the processes holding them, those that have put or got), ..."""
+        the processes holding them, those that have put or got), and
+        pending: messages a get_many of this handle took but could not
+        deliver because one of its batch raised (they come next)."""
         return self._q.stat()
 
     # ---- multiprocessing.Queue ---------------------------------------------
@@ -207,8 +209,11 @@ class Queue:
         return self.get(False)
 
     def qsize(self):
-        """Messages waiting (committed, not yet taken)."""
-        return self._q.stat()['depth']
+        """Messages waiting (committed, not yet taken), and those this
+        handle took in a get_many that raised for one of its messages:
+        the next get or get_many delivers them (stat()'s 'pending')."""
+        st = self._q.stat()
+        return st['depth'] + st['pending']
 
     def empty(self):
         return self.qsize() == 0
@@ -252,7 +257,10 @@ class Queue:
     def get_many(self, max=64, block=True, timeout=None):
         """Takes up to max objects at once, and never more than 256 in one
         call (waits only for the first); raises queue.Empty if there is
-        none."""
+        none. If one object of the batch cannot be rebuilt (its unpickling
+        raises), the call raises that error, as get would for it, and the
+        others of the batch come first from this handle's next get or
+        get_many: only that one is lost."""
         self._check_closed()
         got = self._q.get_many(max, block, timeout)
         if not got:

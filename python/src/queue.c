@@ -49,6 +49,9 @@ typedef struct QueueObject {
     PyObject *loads;     /* frame parts -> obj */
     PyObject *empty;     /* queue.Empty, raised by get */
     PyObject *full;      /* queue.Full, raised by put */
+    PyObject *pend_objs; /* what a failed get_many left (see pending_take) */
+    PyObject *pend_raw;
+    pid_t pend_pid;
     ext_state *st;
 } QueueObject;
 
@@ -1362,6 +1365,165 @@ static PyObject *raise_empty(QueueObject *self)
     return NULL;
 }
 
+/* ---- what a failed get_many left ------------------------------------------ */
+
+/*
+ * get_many copies its batch out and gives the records back before it
+ * decodes them. When one fails to decode (the loads hook raised, no
+ * memory, Ctrl-C in the hook), the call raises for that message alone, as
+ * get would, and the rest of its batch waits here, in order: the objects
+ * decoded before it (pend_objs), then copies of the messages after it
+ * (pend_raw, bytes, decoded when delivered). This handle's next get or
+ * get_many delivers them before it takes anything more from the ring, so
+ * nothing else is lost. They belong to the process that took them: a
+ * forked child's copy of the handle does not deliver them again; they go
+ * with the handle (close, then the object's end).
+ */
+/* The exception being raised, taken out and put back (3.12 has calls
+ * for this; older versions the three-part ones). */
+static PyObject *exc_save(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v && tb)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+static void exc_restore(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (exc)
+        PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
+                      PyException_GetTraceback(exc));
+#endif
+}
+
+static Py_ssize_t pending_count(QueueObject *self)
+{
+    Py_ssize_t n = 0;
+
+    if (!self->pend_objs && !self->pend_raw) /* the usual case: no call */
+        return 0;
+    if (self->pend_pid != getpid()) {
+        Py_CLEAR(self->pend_objs);
+        Py_CLEAR(self->pend_raw);
+        return 0;
+    }
+    if (self->pend_objs)
+        n += PyList_GET_SIZE(self->pend_objs);
+    if (self->pend_raw)
+        n += PyList_GET_SIZE(self->pend_raw);
+    return n;
+}
+
+/* Appends o (a new reference, stolen) to *list, made if NULL; -1 with an
+ * exception. */
+static int pending_add(PyObject **list, PyObject *o)
+{
+    int r;
+
+    if (!o)
+        return -1;
+    if (!*list && !(*list = PyList_New(0))) {
+        Py_DECREF(o);
+        return -1;
+    }
+    r = PyList_Append(*list, o);
+    Py_DECREF(o);
+    return r;
+}
+
+/* Keeps what a get_many took but could not deliver: objs[0..i) decoded,
+ * v[i] the message that failed (gone, as a get's), v[i+1..n) still to
+ * decode. The exception being raised stays as it is; if keeping them
+ * fails for want of memory, they are lost, as before. */
+static void pending_keep(QueueObject *self, PyObject **objs, size_t i,
+                         const struct iovec *v, size_t n)
+{
+    PyObject *exc = exc_save();
+    size_t j;
+    int ok = 1;
+
+    if (self->pend_pid != getpid()) {
+        Py_CLEAR(self->pend_objs);
+        Py_CLEAR(self->pend_raw);
+        self->pend_pid = getpid();
+    }
+    for (j = 0; j < i; j++) { /* each stolen, kept or dropped */
+        if (ok)
+            ok = pending_add(&self->pend_objs, objs[j]) == 0;
+        else
+            Py_DECREF(objs[j]);
+    }
+    for (j = i + 1; ok && j < n; j++)
+        ok = pending_add(&self->pend_raw,
+                         PyBytes_FromStringAndSize(v[j].iov_base,
+                                                   (Py_ssize_t)v[j].iov_len)) == 0;
+    if (!ok)
+        PyErr_Clear();
+    exc_restore(exc);
+}
+
+/* Up to max of the kept messages, oldest first, as a new list; NULL with
+ * an exception if one fails to decode (that one is gone; the ones this
+ * call decoded before it stay kept, first). */
+static PyObject *pending_take(QueueObject *self, Py_ssize_t max)
+{
+    PyObject *out = PyList_New(0), *o, *b;
+    int kept;
+
+    while (out && PyList_GET_SIZE(out) < max) {
+        if (self->pend_objs && PyList_GET_SIZE(self->pend_objs)) {
+            o = Py_NewRef(PyList_GET_ITEM(self->pend_objs, 0));
+            if (PyList_SetSlice(self->pend_objs, 0, 1, NULL) < 0) {
+                Py_DECREF(o);
+                Py_CLEAR(out);
+                break;
+            }
+        } else if (self->pend_raw && PyList_GET_SIZE(self->pend_raw)) {
+            b = Py_NewRef(PyList_GET_ITEM(self->pend_raw, 0));
+            if (PyList_SetSlice(self->pend_raw, 0, 1, NULL) < 0) {
+                Py_DECREF(b);
+                Py_CLEAR(out);
+                break;
+            }
+            o = message_object(self, (const unsigned char *)PyBytes_AS_STRING(b),
+                               (size_t)PyBytes_GET_SIZE(b), 0, 1, &kept);
+            Py_DECREF(b);
+            if (!o) {
+                if (PyList_GET_SIZE(out)) {
+                    PyObject *exc = exc_save();
+                    if (!self->pend_objs)
+                        self->pend_objs = PyList_New(0);
+                    if (!self->pend_objs ||
+                        PyList_SetSlice(self->pend_objs, 0, 0, out) < 0)
+                        PyErr_Clear();
+                    exc_restore(exc);
+                }
+                Py_CLEAR(out);
+                break;
+            }
+        } else {
+            break;
+        }
+        if (PyList_Append(out, o) < 0)
+            Py_CLEAR(out);
+        Py_DECREF(o);
+    }
+    return out;
+}
+
 static PyObject *Queue_get(QueueObject *self, PyObject *const *args,
                            Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -1375,6 +1537,16 @@ static PyObject *Queue_get(QueueObject *self, PyObject *const *args,
         check_open(self) < 0 || deadline_args(a3[0], a3[1], &d) < 0 ||
         (a3[2] && (copy = PyObject_IsTrue(a3[2])) < 0))
         return NULL;
+    if (pending_count(self) > 0) {
+        PyObject *l = pending_take(self, 1);
+
+        if (!l)
+            return NULL;
+        res = PyList_GET_SIZE(l) ? Py_NewRef(PyList_GET_ITEM(l, 0)) : NULL;
+        Py_DECREF(l);
+        if (res)
+            return res;
+    }
     r = run_try_first(self, do_peek, &a, &d, 1);
     if (r == INT_MIN)
         return NULL;
@@ -1426,6 +1598,8 @@ static PyObject *Queue_get_many(QueueObject *self, PyObject *const *args,
         PyErr_SetString(PyExc_ValueError, "max must be at least 1");
         return NULL;
     }
+    if (pending_count(self) > 0) /* what a failed call left comes first */
+        return pending_take(self, max);
     a.max = max < SHMKIT_QUEUE_BATCH ? (size_t)max : SHMKIT_QUEUE_BATCH;
     a.v = v;
     a.buf = self->scratch;
@@ -1460,14 +1634,12 @@ static PyObject *Queue_get_many(QueueObject *self, PyObject *const *args,
     }
     if (r == 0 && i == a.got)
         list = PyList_New((Py_ssize_t)a.got);
-    if (r == 0) {
+    if (r == 0 && !list) /* message i failed (or the list): keep the rest */
+        pending_keep(self, objs, i, v, a.got);
+    else if (r == 0) {
         size_t j;
-        for (j = 0; j < i; j++) {
-            if (list)
-                PyList_SET_ITEM(list, (Py_ssize_t)j, objs[j]);
-            else
-                Py_DECREF(objs[j]);
-        }
+        for (j = 0; j < i; j++)
+            PyList_SET_ITEM(list, (Py_ssize_t)j, objs[j]);
     }
     if (!self->scratch) {
         self->scratch = a.buf;
@@ -1564,7 +1736,7 @@ static PyObject *Queue_stat(QueueObject *self, PyObject *unused)
     if (r)
         return queue_error(self, r, 0);
     return Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:I,s:I,s:K,s:I,s:I,s:I}",
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:I,s:I,s:K,s:I,s:I,s:I,s:n}",
         "capacity", (Py_ssize_t)in.capacity, "max_message",
         (Py_ssize_t)in.max_message, "max_messages", (Py_ssize_t)in.max_messages,
         "depth", (Py_ssize_t)in.depth, "reserved", (Py_ssize_t)in.reserved,
@@ -1573,7 +1745,7 @@ static PyObject *Queue_stat(QueueObject *self, PyObject *unused)
         "waiting_producers", in.waiting_producers, "waiting_consumers",
         in.waiting_consumers, "unfinished", (unsigned long long)in.unfinished,
         "slots", in.slots, "slots_held", in.slots_held, "attached",
-        in.attached);
+        in.attached, "pending", pending_count(self));
 }
 
 static PyObject *Queue_close(QueueObject *self, PyObject *unused)
@@ -1683,6 +1855,8 @@ static void Queue_dealloc(QueueObject *self)
     Py_CLEAR(self->loads);
     Py_CLEAR(self->empty);
     Py_CLEAR(self->full);
+    Py_CLEAR(self->pend_objs);
+    Py_CLEAR(self->pend_raw);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -1694,6 +1868,15 @@ static int Queue_traverse(QueueObject *self, visitproc visit, void *arg)
     Py_VISIT(self->loads);
     Py_VISIT(self->empty);
     Py_VISIT(self->full);
+    Py_VISIT(self->pend_objs);
+    return 0;
+}
+
+/* Kept objects may refer back to the queue: the cycle is broken here. */
+static int Queue_clear(QueueObject *self)
+{
+    Py_CLEAR(self->pend_objs);
+    Py_CLEAR(self->pend_raw);
     return 0;
 }
 
@@ -1756,6 +1939,7 @@ static PyType_Slot queue_slots[] = {
     {Py_tp_init, Queue_init},
     {Py_tp_dealloc, Queue_dealloc},
     {Py_tp_traverse, Queue_traverse},
+    {Py_tp_clear, Queue_clear},
     {Py_tp_methods, queue_methods},
     {Py_tp_getset, queue_getset},
     {Py_tp_doc, "QueueBase(name=None, create=False, capacity=0, "
