@@ -631,3 +631,97 @@ Test(track, create_out_of_descriptors_leaves_nothing)
     cr_assert_gt(refused, 0, "no create was refused");
     cr_assert_gt(made, 0, "no create succeeded");
 }
+
+/* Creates tracked block a with SHMKIT_TRACKER set to b, which does not
+ * name a lifeline this process holds: the process starts a family of its
+ * own (a new tracker, not b's pid 1) instead of joining one. */
+static void stale_env_body(const char *a, const char *b)
+{
+    shmkit_block *blk;
+
+    setenv("SHMKIT_TRACKER", b, 1);
+    if (shmkit_block_create(&blk, a, 64, SHMKIT_TRACK) < 0)
+        _exit(10);
+    shmkit_block_close(blk);
+    if (shmkit_track_pid() <= 1)
+        _exit(11);
+}
+
+/* An SHMKIT_TRACKER inherited without its lifeline (a process started by
+ * one that closed its descriptors, or a hand-made value) is ignored, never
+ * trusted: malformed, a descriptor below 3, one that is no pipe, a pipe's
+ * read end, a pipe of another inode; and with the right pipe, a family
+ * directory that is not that pipe's (empty, another inode's) or a tracker
+ * pid of 0. Those last three used to be adopted: the create then failed in
+ * a journal it could not open, or the family's tracker was "pid 0". */
+Test(track, stale_tracker_environment_is_ignored)
+{
+    char bad[8][400], name[SHMKIT_NAME_MAX + 1], tag[16];
+    struct stat st;
+    int pfd[2], file;
+    size_t i;
+
+    cr_assert_eq(pipe(pfd), 0);
+    cr_assert_eq(fstat(pfd[1], &st), 0);
+    file = open("/dev/null", O_WRONLY);
+    cr_assert_geq(file, 3);
+    snprintf(bad[0], sizeof bad[0], "garbage");
+    snprintf(bad[1], sizeof bad[1], "2:%llu:1:%s", (unsigned long long)st.st_ino,
+             lu_rundir);
+    snprintf(bad[2], sizeof bad[2], "%d:%llu:1:%s", file,
+             (unsigned long long)st.st_ino, lu_rundir);
+    snprintf(bad[3], sizeof bad[3], "%d:%llu:1:%s", pfd[0],
+             (unsigned long long)st.st_ino, lu_rundir);
+    snprintf(bad[4], sizeof bad[4], "%d:%llu:1:%s", pfd[1],
+             (unsigned long long)st.st_ino + 1, lu_rundir);
+    snprintf(bad[5], sizeof bad[5], "%d:%llu:1:", pfd[1],
+             (unsigned long long)st.st_ino);
+    snprintf(bad[6], sizeof bad[6], "%d:%llu:1:%s/fam-%llu-0", pfd[1],
+             (unsigned long long)st.st_ino, lu_rundir,
+             (unsigned long long)st.st_ino + 1);
+    snprintf(bad[7], sizeof bad[7], "%d:%llu:0:%s/fam-%llu-0", pfd[1],
+             (unsigned long long)st.st_ino, lu_rundir,
+             (unsigned long long)st.st_ino);
+    for (i = 0; i < 8; i++) {
+        pid_t tracker;
+
+        snprintf(tag, sizeof tag, "env%zu", i);
+        strcpy(name, tu_name(tag));
+        tracker = run_in_own_family(stale_env_body, name, bad[i]);
+        cr_assert(lu_wait_pid_gone(tracker), "case %zu: tracker did not exit", i);
+        cr_assert_not(lu_exists(name), "case %zu: the block outlived its family", i);
+    }
+    close(pfd[0]);
+    close(pfd[1]);
+    close(file);
+}
+
+/* From directory b, with SHMKIT_RUNTIME_DIR relative ("rel"): the
+ * runtime directory is b/rel, absolute; creates tracked block a. */
+static void relative_rundir_body(const char *a, const char *b)
+{
+    char buf[400], want[400];
+    shmkit_block *blk;
+
+    if (chdir(b) != 0)
+        _exit(20);
+    setenv("SHMKIT_RUNTIME_DIR", "rel", 1);
+    snprintf(want, sizeof want, "%s/rel", b);
+    if (shmkit_runtime_dir(buf, sizeof buf) != 0 || strcmp(buf, want) != 0)
+        _exit(21);
+    if (shmkit_block_create(&blk, a, 64, SHMKIT_TRACK) < 0)
+        _exit(10);
+    shmkit_block_close(blk);
+}
+
+/* A relative SHMKIT_RUNTIME_DIR is taken from the working directory and
+ * made absolute: the tracker, which works from "/", used to miss its
+ * family's directory, so the family's blocks outlived it. */
+Test(track, relative_runtime_dir_works)
+{
+    const char *name = tu_name("relrt");
+    pid_t tracker = run_in_own_family(relative_rundir_body, name, lu_rundir);
+
+    cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
+    cr_expect_not(lu_exists(name), "the block outlived its family");
+}

@@ -112,6 +112,11 @@ SHMKIT__HIDDEN uint64_t shmkit__shm_ino(const char *name);
  * name cannot publish. */
 SHMKIT__HIDDEN bool shmkit__shm_taken(const char *name);
 
+/* Writes `path` made absolute (a relative one is taken from the working
+ * directory) into out (cap bytes); -ENAMETOOLONG if it does not fit. The
+ * daemons work from "/": every path they are handed must be absolute. */
+SHMKIT__HIDDEN int shmkit__path_abs(const char *path, char *out, size_t cap);
+
 /* Creates directory `path` 0700 if missing; SHMKIT_EOWNER unless it is a
  * directory (not a symlink) of this user with no group or other access. */
 SHMKIT__HIDDEN int shmkit__dir_private(const char *path);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -605,6 +606,20 @@ void shmkit__rmtree1(const char *dir)
 
 /* ---- runtime directory ---------------------------------------------------- */
 
+int shmkit__path_abs(const char *path, char *out, size_t cap)
+{
+    char cwd[PATH_MAX];
+    int n;
+
+    if (path[0] == '/')
+        n = snprintf(out, cap, "%s", path);
+    else if (getcwd(cwd, sizeof cwd))
+        n = snprintf(out, cap, "%s/%s", cwd, path);
+    else
+        return -errno;
+    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
 int shmkit__dir_private(const char *path)
 {
     struct stat st;
@@ -619,20 +634,27 @@ int shmkit__dir_private(const char *path)
     return 0;
 }
 
+/* Absolute: the tracker and the manager work from "/" (a relative
+ * SHMKIT_RUNTIME_DIR made the tracker miss its family's directory, and
+ * the family's blocks outlived it). */
 int shmkit_runtime_dir(char *buf, size_t len)
 {
     const char *env = getenv("SHMKIT_RUNTIME_DIR");
     const char *xdg = getenv("XDG_RUNTIME_DIR");
+    char dir[PATH_MAX];
     int n, r;
 
     if (env && *env)
-        n = snprintf(buf, len, "%s", env);
+        n = snprintf(dir, sizeof dir, "%s", env);
     else if (xdg && *xdg)
-        n = snprintf(buf, len, "%s/shmkit", xdg);
+        n = snprintf(dir, sizeof dir, "%s/shmkit", xdg);
     else
-        n = snprintf(buf, len, "/tmp/shmkit-%lu", (unsigned long)geteuid());
-    if (n < 0 || (size_t)n >= len)
-        return shmkit__fail(NULL, -ENAMETOOLONG, "shmkit_runtime_dir");
+        n = snprintf(dir, sizeof dir, "/tmp/shmkit-%lu",
+                     (unsigned long)geteuid());
+    r = n < 0 || (size_t)n >= sizeof dir ? -ENAMETOOLONG
+                                         : shmkit__path_abs(dir, buf, len);
+    if (r < 0)
+        return shmkit__fail(NULL, r, "shmkit_runtime_dir");
     r = shmkit__dir_private(buf);
     if (r < 0)
         return shmkit__fail(NULL, r, "shmkit_runtime_dir(\"%s\")", buf);

@@ -160,8 +160,20 @@ static bool lifeline_valid(int fd, uint64_t ino)
     return fl >= 0 && (fl & O_ACCMODE) == O_WRONLY;
 }
 
+/* True if famdir is a family directory's path for lifeline inode ino:
+ * absolute, its last part "fam-<ino>-...". */
+static bool famdir_valid(const char *famdir, unsigned long long ino)
+{
+    const char *leaf = strrchr(famdir, '/');
+    unsigned long long dino;
+
+    return famdir[0] == '/' && leaf &&
+           sscanf(leaf + 1, "fam-%llu-", &dino) == 1 && dino == ino;
+}
+
 /* Adopts the family named in SHMKIT_TRACKER if its lifeline was inherited:
- * "<fd>:<pipe inode>:<tracker pid>:<family dir>". */
+ * "<fd>:<pipe inode>:<tracker pid>:<family dir>". Anything else (a value
+ * inherited without its lifeline, or malformed) is ignored. */
 static void tracker_load_env(void)
 {
     const char *env = getenv(TRACKER_ENV);
@@ -171,7 +183,8 @@ static void tracker_load_env(void)
 
     T.loaded = true;
     if (!env || sscanf(env, "%ld:%llu:%ld:%n", &fd, &ino, &pid, &off) != 3 ||
-        off == 0 || strlen(env + off) >= sizeof T.famdir)
+        off == 0 || strlen(env + off) >= sizeof T.famdir || pid <= 0 ||
+        !famdir_valid(env + off, ino))
         return;
     if (fd < 3 || fd > 1 << 20 || !lifeline_valid((int)fd, ino))
         return;

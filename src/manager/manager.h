@@ -129,12 +129,6 @@ SHMKIT__HIDDEN int shmkit__mgr_decode_list_create(const struct shmkit__mgr_msg *
                                                   shmkit_item **items,
                                                   size_t *n);
 
-/* Writes socket path `path` made absolute (a relative one is taken from
- * the working directory) into out (cap bytes); -ENAMETOOLONG if it does
- * not fit. */
-SHMKIT__HIDDEN int shmkit__mgr_sock_abs(const char *path, char *out,
-                                        size_t cap);
-
 /* The MAC of a nonce under key (SHMKIT__MGR_MAC bytes into mac). */
 SHMKIT__HIDDEN int shmkit__mgr_mac(const void *key, size_t keylen,
                                    const uint8_t *nonce, uint8_t *mac);

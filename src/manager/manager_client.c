@@ -355,7 +355,7 @@ int shmkit_manager_start(shmkit_manager **out, const char *socket_path,
     *out = NULL;
     /* Absolute before the fork: the daemon works from "/". */
     if (socket_path)
-        r = shmkit__mgr_sock_abs(socket_path, sock, sizeof sock);
+        r = shmkit__path_abs(socket_path, sock, sizeof sock);
     else
         r = default_socket(sock, sizeof sock);
     if (r == 0)

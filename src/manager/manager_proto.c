@@ -4,11 +4,8 @@
  * allocation, so the fuzz target exercises exactly what the server runs.
  */
 #include <errno.h>
-#include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -315,18 +312,4 @@ int shmkit__mgr_mac(const void *key, size_t keylen, const uint8_t *nonce,
         len != SHMKIT__MGR_MAC)
         return SHMKIT_EAUTH;
     return 0;
-}
-
-int shmkit__mgr_sock_abs(const char *path, char *out, size_t cap)
-{
-    char cwd[PATH_MAX];
-    int n;
-
-    if (path[0] == '/')
-        n = snprintf(out, cap, "%s", path);
-    else if (getcwd(cwd, sizeof cwd))
-        n = snprintf(out, cap, "%s/%s", cwd, path);
-    else
-        return -errno;
-    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
 }

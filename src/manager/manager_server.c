@@ -763,7 +763,7 @@ static int server_open(struct server *s, const char *sock, const char *rundir)
     int r;
 
     /* The state key must not depend on the working directory. */
-    r = shmkit__mgr_sock_abs(sock, s->sock, sizeof s->sock);
+    r = shmkit__path_abs(sock, s->sock, sizeof s->sock);
     if (r == 0)
         r = sock_dir_check(s->sock);
     if (r < 0)
