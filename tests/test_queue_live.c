@@ -346,10 +346,11 @@ Test(queue_live, slot_taken_at_first_record_freed_at_close)
     cr_assert(!sl[0].died);
     cr_assert_eq(shmkit_queue_attach(&a, tu_name("sl"), 0), 0);
     cr_assert_eq(shmkit_queue_get(a, buf, sizeof buf, &len, NULL), 0);
-    cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 2);
+    /* a second handle of this process shares the slot */
+    cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 1);
     cr_assert_eq(shmkit_queue_parse(data, size, &in), 0);
     cr_assert_eq(in.slots, 120);
-    cr_assert_eq(in.slots_held, 2);
+    cr_assert_eq(in.slots_held, 1);
     cr_assert_eq(in.attached, 1);
     cr_assert_eq(shmkit_queue_close(a), 0);
     cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 1);
@@ -861,5 +862,80 @@ Test(queue_live, fork_stopping_the_thread_races_no_taker)
     cr_assert_eq(shmkit_queue_slots(shmkit_block_data(shmkit_queue_block(q)),
                                     shmkit_block_size(shmkit_queue_block(q)),
                                     NULL, 0), 0, "slots left held");
+    drop(q);
+}
+
+/* One slot per process and queue, whatever its handles: a child opens
+ * 130 handles of one queue and makes a record on each (the table has
+ * 120 slots: per handle, it took them all, and others fell back to
+ * slices), holding one slot; it closes the handle whose mapping the slot
+ * is linked through, keeps a reservation made through another, and is
+ * killed: its death still wakes the parent's get (the slot was relinked
+ * through a mapping that stays; linked through the unmapped one, the
+ * kernel's walk at its death stops at the fault and marks nothing). */
+#define MANY 130
+Test(queue_live, handles_of_a_process_share_one_slot)
+{
+    shmkit_queue *q = make("sh", 1 << 16, 0);
+    struct shmkit__queue_wait_stats before, after;
+    shmkit_queue_slot sl[4];
+    struct killer k = {0};
+    struct timespec d;
+    pthread_t t;
+    int fds[2], n;
+    char buf[16], c;
+    size_t len;
+
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    k.pid = fork();
+    cr_assert_geq(k.pid, 0);
+    if (k.pid == 0) {
+        static shmkit_queue *h[MANY];
+        void *w;
+        int i;
+
+        close(fds[0]);
+        for (i = 0; i < MANY; i++) {
+            CHILD_CHECK(shmkit_queue_attach(&h[i], tu_name("sh"), 0) == 0, 2);
+            CHILD_CHECK(shmkit_queue_put(h[i], "m", 1, NULL) == 0, 3);
+            CHILD_CHECK(shmkit_queue_get(h[i], buf, sizeof buf, &len,
+                                         NULL) == 0, 4);
+        }
+        CHILD_CHECK(shmkit_queue_reserve(h[1], 100, &w, NULL) == 0, 5);
+        CHILD_CHECK(shmkit_queue_put(h[1], "after", 5, NULL) == 0, 6);
+        CHILD_CHECK(write(fds[1], "a", 1) == 1, 10); /* all open */
+        CHILD_CHECK(read(fds[1], &c, 1) == 1, 11);
+        for (i = 0; i < MANY; i++) /* the slot's link goes with h[0] */
+            if (i != 1)
+                CHILD_CHECK(shmkit_queue_close(h[i]) == 0, 7);
+        CHILD_CHECK(write(fds[1], "x", 1) == 1, 8);
+        while (read(fds[1], &c, 1) > 0) /* until killed */
+            ;
+        _exit(9);
+    }
+    wait_ready(fds[0]);
+    n = shmkit_queue_slots(shmkit_block_data(shmkit_queue_block(q)),
+                           shmkit_block_size(shmkit_queue_block(q)), sl, 4);
+    cr_assert_eq(n, 1, "slots held by one process with %d handles: %d",
+                 MANY, n);
+    cr_assert_eq(sl[0].pid, k.pid);
+    cr_assert_eq(write(fds[0], "g", 1), 1);
+    wait_ready(fds[0]); /* all but h[1] closed */
+    cr_assert_eq(shmkit_queue_slots(shmkit_block_data(shmkit_queue_block(q)),
+                                    shmkit_block_size(shmkit_queue_block(q)),
+                                    sl, 4), 1);
+    k.q = q;
+    before = waits_now();
+    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
+    shmkit_deadline(&d, 20);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    after = waits_now();
+    expect_killed(k.pid);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    expect_death_wakes(before, after);
+    close(fds[0]);
+    close(fds[1]);
     drop(q);
 }

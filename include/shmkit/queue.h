@@ -87,14 +87,13 @@
  * other waiters of that slot. Re-checking in slices (1 ms doubling to
  * 100 ms, reaping when a slice ends) is left only where no slot can tell:
  * a version-1 queue, an owner that found the table full (120 slots: one
- * per handle that made a record, processes with no record hold none), an
+ * per process that made a record, shared by its handles of the queue;
+ * processes with no record hold none), an
  * owner that holds its record after closing its handle, one whose slot a
  * peer scribbled on (a slot is not trusted unless its word names a thread
  * of its pid), Linux before 5.16 or a sandbox that refuses futex_waitv
  * (any error: the handle waits in slices from then on), and an owner that
- * exec'd (re-checked every 0.5 s). Slots are per handle, not per process:
- * a process that keeps many handles with records in flight can take the
- * whole table, and other processes' waits fall back to slices. The
+ * exec'd (re-checked every 0.5 s). The
  * owner's liveness is checked once at the start of such a wait, so an
  * owner already dead is reaped at once.
  * Fork: a child has no "shmkit-live" thread and takes its own slots for

@@ -13,6 +13,18 @@
  * kernel's protocol is the C library's: list_op_pending names the entry
  * around each change.
  *
+ * A process holds one slot per queue: a handle whose table already has
+ * our slot (seen through another mapping of the same queue: our thread's
+ * word, our pid and start, and the list link of one of our entries) joins
+ * that entry's holders; the slot stays linked through a holder's mapping,
+ * relinked through another's before the one it was linked through is
+ * unmapped. A peer that forges such a slot (it can read our links in a
+ * queue it shares with us) could make a handle share the wrong entry: its
+ * records then have no slot of their own, and the other queue's slot may
+ * end up linked through the forged one, so that its waiters are not woken
+ * by our death and sleep to their deadline - as a forged slot already
+ * makes them.
+ *
  * The thread only lends its robust list and its thread id: once it has
  * registered the list and said its id, the callers take and drop slots
  * themselves, one at a time (`call_mu` serialises them, and fork), with
@@ -70,7 +82,7 @@
 #define W_DIED SHMKIT__FUTEX_OWNER_DIED
 #define W_TID SHMKIT__FUTEX_TID
 
-/* Most slots one process holds (one per queue handle that made a record);
+/* Most slots one process holds (one per queue it made a record in);
  * the kernel walks at most 2048 entries of a robust list. */
 #define HELD_MAX 1024
 
@@ -98,6 +110,9 @@ static bool helper_stop;  /* under mu: the thread returns */
 static struct robust_head head;
 static struct shmkit__live_slot *held[HELD_MAX];
 static unsigned nheld;
+/* Each held slot's holders (handles of one queue, each with its own
+ * mapping; held[k] is one of theirs), listed through hold->next. */
+static struct shmkit__live_hold *holders[HELD_MAX];
 
 void shmkit__live_wake_all(uint32_t *word)
 {
@@ -185,17 +200,14 @@ static struct shmkit__live_slot *take(struct shmkit__live_slot *slots,
     return NULL;
 }
 
-/* Unlinks and frees slot s (if we hold it): one store unlinks it, then
- * pid and the word are cleared, waking a waiter that armed meanwhile. */
-static void drop(struct shmkit__live_slot *s)
+/* Unlinks and frees held slot j: one store unlinks it, then pid and the
+ * word are cleared, waking a waiter that armed meanwhile. */
+static void drop(unsigned j)
 {
-    unsigned j, k;
+    struct shmkit__live_slot *s = held[j];
+    unsigned k;
     uint32_t w;
 
-    for (j = 0; j < nheld && held[j] != s; j++)
-        ;
-    if (j == nheld)
-        return;
     head.list_op_pending = &s->u.next;
     FENCE();
     if (j == nheld - 1)
@@ -203,8 +215,10 @@ static void drop(struct shmkit__live_slot *s)
     else
         held[j + 1]->u.next = after(j);
     FENCE();
-    for (k = j; k + 1 < nheld; k++)
+    for (k = j; k + 1 < nheld; k++) {
         held[k] = held[k + 1];
+        holders[k] = holders[k + 1];
+    }
     nheld--;
     w = shmkit__load32(&s->word);
     if ((w & W_TID) == (uint32_t)helper_tid) {
@@ -220,6 +234,78 @@ static void drop(struct shmkit__live_slot *s)
     }
     FENCE();
     head.list_op_pending = NULL;
+}
+
+/* Still (pid, start)'s? Read after the word: a taker writes pid after
+ * the word, the kernel's death mark leaves pid as it was. */
+static bool names(const struct shmkit__live_slot *s, pid_t pid, uint32_t start)
+{
+    return __atomic_load_n(&s->pid, __ATOMIC_SEQ_CST) == pid &&
+           __atomic_load_n(&s->start, __ATOMIC_RELAXED) == start;
+}
+
+/* The slot of slots[0..n) this process holds already, seen through
+ * another mapping of the same queue: our thread's word, our pid and
+ * start, and the list link of one of our entries (each entry's link
+ * differs: it names its own predecessor). Its entry, or -1; *out gets
+ * its address in this mapping. */
+static int shared_entry(struct shmkit__live_slot *slots, unsigned n,
+                        pid_t pid, uint32_t start,
+                        struct shmkit__live_slot **out)
+{
+    unsigned i, j;
+
+    for (i = 0; i < n; i++) {
+        struct shmkit__live_slot *s = &slots[i];
+        uint32_t w = shmkit__load32(&s->word);
+        void *link;
+
+        if ((w & W_TID) != (uint32_t)helper_tid || (w & W_DIED) ||
+            !names(s, pid, start))
+            continue;
+        link = __atomic_load_n(&s->u.next, __ATOMIC_RELAXED);
+        for (j = 0; j < nheld; j++)
+            if (held[j]->u.next == link) {
+                *out = s;
+                return (int)j;
+            }
+    }
+    return -1;
+}
+
+/* Held slot j is linked through a mapping about to go: links it through
+ * ns, the same slot in another holder's mapping. Its own link is the same
+ * memory, already right; one store moves its predecessor's. */
+static void relink(unsigned j, struct shmkit__live_slot *ns)
+{
+    head.list_op_pending = &ns->u.next;
+    FENCE();
+    if (j == nheld - 1)
+        head.list = &ns->u.next;
+    else
+        held[j + 1]->u.next = &ns->u.next;
+    FENCE();
+    held[j] = ns;
+    head.list_op_pending = NULL;
+}
+
+/* hold lets go of its slot: the last holder frees it; one through whose
+ * mapping it is linked hands the link to another. */
+static void let_go(struct shmkit__live_hold *hold)
+{
+    struct shmkit__live_hold **p;
+    unsigned j;
+
+    for (j = 0; j < nheld; j++)
+        for (p = &holders[j]; *p; p = &(*p)->next)
+            if (*p == hold) {
+                *p = hold->next;
+                if (!holders[j])
+                    drop(j);
+                else if (held[j] == hold->slot)
+                    relink(j, holders[j]->slot);
+                return;
+            }
 }
 
 /* The thread: registers its robust list, says its id, and sleeps (all
@@ -355,7 +441,19 @@ void shmkit__live_hold(struct shmkit__live_hold *hold,
 {
     pthread_mutex_lock(&call_mu);
     if (__atomic_load_n(&hold->pid, __ATOMIC_ACQUIRE) != pid) {
-        hold->slot = start_thread() == 0 ? take(slots, n, pid, start) : NULL;
+        struct shmkit__live_slot *s = NULL;
+        int j = -1;
+
+        if (start_thread() == 0) {
+            j = shared_entry(slots, n, pid, start, &s);
+            if (j < 0 && (s = take(slots, n, pid, start)) != NULL)
+                j = (int)nheld - 1, holders[j] = NULL;
+        }
+        if (s) {
+            hold->next = holders[j];
+            holders[j] = hold;
+        }
+        hold->slot = s;
         __atomic_store_n(&hold->pid, pid, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&call_mu);
@@ -366,7 +464,7 @@ void shmkit__live_release(struct shmkit__live_hold *hold, pid_t pid)
     pthread_mutex_lock(&call_mu);
     if (__atomic_load_n(&hold->pid, __ATOMIC_ACQUIRE) == pid && hold->slot &&
         state > 0)
-        drop(hold->slot);
+        let_go(hold);
     hold->slot = NULL;
     __atomic_store_n(&hold->pid, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&call_mu);
@@ -394,14 +492,6 @@ static struct shmkit__live_slot *find(struct shmkit__live_slot *slots,
             __atomic_load_n(&slots[i].start, __ATOMIC_RELAXED) == start)
             return &slots[i];
     return NULL;
-}
-
-/* Still (pid, start)'s? Read after the word: a taker writes pid after
- * the word, the kernel's death mark leaves pid as it was. */
-static bool names(const struct shmkit__live_slot *s, pid_t pid, uint32_t start)
-{
-    return __atomic_load_n(&s->pid, __ATOMIC_SEQ_CST) == pid &&
-           __atomic_load_n(&s->start, __ATOMIC_RELAXED) == start;
 }
 
 bool shmkit__live_died(const uint32_t *word, pid_t pid, uint32_t start)

@@ -52,17 +52,22 @@ struct shmkit__live_slot {
 };
 _Static_assert(sizeof(struct shmkit__live_slot) == 32, "live slot");
 
-/* A handle's claim on a slot, kept in process memory (one per handle). */
+/* A handle's claim on a slot, kept in process memory (one per handle).
+ * The handles of one process on one queue share one slot: each holds it
+ * through its own mapping (`slot`), and it stays linked while any does. */
 struct shmkit__live_hold {
     struct shmkit__live_slot *slot; /* NULL: none (full table, no thread) */
     pid_t pid;                      /* process that tried; 0 never tried */
+    struct shmkit__live_hold *next; /* the slot's other holders (live.c) */
 };
 
 /*
  * Makes sure this process (pid, start) holds a slot of slots[0..n) for
- * `hold`: nothing if it already tried (hold->pid == pid); else takes a
- * free one (or one whose owner died) onto the helper thread's robust
- * list, starting the thread if need be. Afterwards hold->pid == pid; hold->slot is NULL if the
+ * `hold`: nothing if it already tried (hold->pid == pid); else shares the
+ * slot this process holds in that table through another handle (another
+ * mapping of the same queue), or takes a free one (or one whose owner
+ * died) onto the helper thread's robust list, starting the thread if
+ * need be. Afterwards hold->pid == pid; hold->slot is NULL if the
  * table was full or the thread could not start (the caller's records then
  * wake nobody when it dies: waiters fall back to timed re-checks). Safe
  * from any thread.
@@ -71,9 +76,11 @@ SHMKIT__HIDDEN void shmkit__live_hold(struct shmkit__live_hold *hold,
                                       struct shmkit__live_slot *slots,
                                       unsigned n, pid_t pid, uint32_t start);
 
-/* Drops the slot `hold` took, if this process took it (not a parent
- * before fork): unlinked from the helper thread's robust list when this
- * returns. Call before unmapping the slot's memory. */
+/* Drops `hold`'s share of its slot, if this process took it (not a
+ * parent before fork): the last holder's slot is unlinked from the helper
+ * thread's robust list and freed when this returns; a slot linked
+ * through `hold`'s mapping but still held by another handle is relinked
+ * through that one's. Call before unmapping the slot's memory. */
 SHMKIT__HIDDEN void shmkit__live_release(struct shmkit__live_hold *hold,
                                          pid_t pid);
 
