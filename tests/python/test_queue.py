@@ -450,8 +450,8 @@ def test_cli_show_queue(names, cli):
 
 def test_stat_shows_the_liveness_slots(names):
     """stat() carries the slot table's figures as the C API and `shmkit
-    show` do: no slot before a handle's first put/get, one per handle
-    after it, freed at close."""
+    show` do: no slot before a handle's first put/get, one per process
+    and queue after it (shared by its handles), freed at the last close."""
     q = make(names)
     st = q.stat()
     assert (st["version"], st["slots"]) == (2, 120)
@@ -461,8 +461,11 @@ def test_stat_shows_the_liveness_slots(names):
     other = shmkit.Queue(name=q.name)
     assert other.get(timeout=30) == 1
     st = q.stat()
-    assert (st["slots_held"], st["attached"]) == (2, 1)   # one per handle
+    assert (st["slots_held"], st["attached"]) == (1, 1)   # shared
     other.close()
     assert q.stat()["slots_held"] == 1
     q.close()
-    q.unlink()
+    last = shmkit.Queue(name=q.name)                    # makes no record
+    assert last.stat()["slots_held"] == 0
+    last.close()
+    last.unlink()
