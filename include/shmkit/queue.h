@@ -301,7 +301,9 @@ SHMKIT_API int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs,
  * until `deadline` only for the first: copies them one after another (each 16-byte aligned) into
  * buf, and sets msgs[i] to where message i landed and its length, *got to
  * how many. -EMSGSIZE if even the first does not fit in buflen (it stays
- * queued; msgs[0].iov_len says its length).
+ * queued; msgs[0].iov_len says its length). The batch's first 16 KiB are
+ * copied under the queue's mutex and their space freed there and then;
+ * any further messages are taken, copied after the unlock, then freed.
  */
 SHMKIT_API int shmkit_queue_get_many(shmkit_queue *q, void *buf,
                                      size_t buflen, struct iovec *msgs,

@@ -13,6 +13,7 @@
  *   RESERVED -> READY     commit (lock-free, the owner only)
  *   RESERVED -> DONE      cancel, or reaped after the owner died (locked)
  *   READY    -> TAKEN     peek/get (locked)
+ *   READY    -> DONE      get/get_many, copied out under the mutex (locked)
  *   TAKEN    -> DONE      release (lock-free, the owner only)
  *   TAKEN    -> READY     reaped after the owner died: given back (locked)
  * DONE and PAD records are reclaimed when head reaches them.
@@ -49,6 +50,21 @@
 #define MAP_CHUNK_MIN (UINT64_C(64) << 10)
 #define MAP_CALM 64 /* records found mapped in a row: stop guessing ahead */
 #define BATCH SHMKIT_QUEUE_BATCH /* messages a batch call moves per locked pass */
+/* get and get_many copy out up to this many bytes of a batch's first
+ * messages under the mutex and free their records there and then
+ * (READY -> DONE, head moved past them); the rest of the batch is taken
+ * as loans and copied after the unlock, as before. A copy of a few KiB
+ * under the mutex costs less than what it saves: every record's TAKEN
+ * marks and its compare-and-swap to DONE after, and, with two consumers,
+ * the other's takes walking past this one's taken records (head stops at
+ * the first record still taken). Python put_many/get_many of 100 small
+ * items, 2 producers -> 2 consumers, the consumers' thread CPU per
+ * message: 94 -> 78 and 103 -> 80.5 ns (/tmp/qbatch/abm.py, 13 and 17
+ * interleaved rounds); 1 -> 1 unchanged (72 -> 70, 74 -> 74). A consumer
+ * killed while it copies holds the mutex: the records are still READY,
+ * and the owner-death repair leaves them to the next consumer. */
+#define LOCKED_COPY_MAX (16u << 10)
+#define COPIED_MOVED ((size_t)1 << (sizeof(size_t) * 8 - 1))
 
 enum rec_state {
     REC_RESERVED = 0x52u, /* 'R' */
@@ -391,7 +407,8 @@ static int qlock(shmkit_queue *q)
 
 /*
  * Waiting a moment for a busy mutex. Holders keep the queue's mutex for
- * well under a microsecond per record (no copy happens under it), while
+ * well under a microsecond per record (the only copy made under it is
+ * get_many's first LOCKED_COPY_MAX bytes), while
  * the lock's own wait sleeps on its futex after a few dozen pauses: then
  * the holder's unlock pays a FUTEX_WAKE and the waiter a context switch,
  * many times the hold (a batch of 64 holds it a few microseconds).
@@ -1487,11 +1504,11 @@ int shmkit_queue_put(shmkit_queue *q, const void *data, size_t len,
  * holds back its later messages until it is reaped). */
 static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                        size_t max, size_t room, size_t *got, size_t *need,
-                       struct owners *o)
+                       struct owners *o, unsigned char *copy, size_t *ncopied)
 {
     struct queue_header *h = q->hdr;
     uint64_t pos = h->head, size;
-    size_t k = 0, used = 0;
+    size_t k = 0, used = 0, copied = 0, kc = 0;
     uint32_t start, rlen;
     struct rec *r;
     pid_t me;
@@ -1541,14 +1558,30 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                 }
                 break;
             }
-            r->pid = me;
-            r->start = start;
-            shmkit__store32(&r->state, REC_TAKEN);
+            if (copy && kc == k && copied + len <= LOCKED_COPY_MAX) {
+                map_rec(q, r, len);
+                memcpy(copy + used, r + 1, len);
+                copied += len;
+                kc++;
+            } else {
+                r->pid = me;
+                r->start = start;
+                shmkit__store32(&r->state, REC_TAKEN);
+            }
             lens[k] = rlen;
             recs[k++] = r;
             used += padded < room - used ? padded : room - used;
         }
         pos += size;
+    }
+    if (kc) {
+        /* Delivered only once all are copied: a holder killed before
+         * this leaves them READY (the mutex's owner-death repair). */
+        for (i = 0; i < kc; i++)
+            shmkit__store32(&recs[i]->state, REC_DONE);
+        *ncopied = kc;
+        if (head_advance(q))
+            *ncopied |= COPIED_MOVED;
     }
     *got = k;
     return k ? 0 : -EAGAIN;
@@ -1557,7 +1590,7 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
 /* Takes up to max messages, waiting for the first until the deadline. */
 static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                       size_t max, size_t room, size_t *got, size_t *need,
-                      struct waiter *w)
+                      struct waiter *w, unsigned char *copy, size_t *ncopied)
 {
     struct owners o;
     int r;
@@ -1572,10 +1605,17 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         r = qlock_watch(q, w->deadline, max > 1);
         if (r)
             return r;
-        r = take_locked(q, recs, lens, max, room, got, need, &o);
+        if (ncopied)
+            *ncopied = 0;
+        r = take_locked(q, recs, lens, max, room, got, need, &o, copy,
+                        ncopied);
         qunlock(q);
+        if (ncopied && (*ncopied & COPIED_MOVED)) {
+            *ncopied &= ~COPIED_MOVED;
+            wake_space(q);
+        }
         if (r == 0)
-            for (i = 0; i < *got; i++)
+            for (i = ncopied ? *ncopied : 0; i < *got; i++)
                 map_rec(q, recs[i], lens[i]);
         if (r != -EAGAIN)
             return r;
@@ -1641,7 +1681,7 @@ int shmkit_queue_peek(shmkit_queue *q, const void **ptr, size_t *len,
     if (r)
         return qfail(q, r, "peek");
     waiter_init(&w, deadline);
-    r = take_batch(q, &rec, &rlen, 1, SIZE_MAX, &got, &need, &w);
+    r = take_batch(q, &rec, &rlen, 1, SIZE_MAX, &got, &need, &w, NULL, NULL);
     if (r)
         r = qfail_wait(q, r, "peek", deadline);
     leave(q);
@@ -1675,7 +1715,7 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
     struct rec *recs[BATCH];
     uint32_t lens[BATCH];
     unsigned char *p = buf;
-    size_t i, k = 0, need = 0, left;
+    size_t i, k = 0, need = 0, left, copied = 0;
     struct waiter w;
     int r;
 
@@ -1688,7 +1728,7 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
         return qfail(q, r, "get_many");
     waiter_init(&w, deadline);
     r = take_batch(q, recs, lens, max < BATCH ? max : BATCH, buflen, &k,
-                   &need, &w);
+                   &need, &w, buf, &copied);
     if (r) {
         if (r == -EMSGSIZE)
             msgs[0].iov_len = need;
@@ -1699,13 +1739,14 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
     for (i = 0; i < k; i++) {
         size_t len = lens[i];
 
-        memcpy(p, recs[i] + 1, len);
+        if (i >= copied)
+            memcpy(p, recs[i] + 1, len);
         msgs[i].iov_base = p;
         msgs[i].iov_len = len;
         left = buflen - (size_t)(p - (unsigned char *)buf);
         p += round16(len) < left ? round16(len) : left; /* as take_locked */
     }
-    r = release_batch(q, recs, k);
+    r = copied < k ? release_batch(q, recs + copied, k - copied) : 0;
     leave(q); /* close waits for this: the copies above read the ring */
     if (r) /* -EINVAL: a peer gave a message of this call away meanwhile */
         return qfail(q, r == -EINVAL ? SHMKIT_ECORRUPT : r, "get_many");
@@ -1731,7 +1772,7 @@ int shmkit_queue_peek_many(shmkit_queue *q, struct iovec *msgs, size_t max,
         return qfail(q, r, "peek_many");
     waiter_init(&w, deadline);
     r = take_batch(q, recs, lens, max < BATCH ? max : BATCH, SIZE_MAX, &k,
-                   &need, &w);
+                   &need, &w, NULL, NULL);
     if (r)
         r = qfail_wait(q, r, "peek_many", deadline);
     leave(q);
