@@ -410,7 +410,8 @@ static void *flip_loans(void *arg)
     return NULL;
 }
 
-/* get copies a message out, then frees its record without the mutex: a
+/* get copies a message bigger than what it copies under the mutex (16
+ * KiB) out after the unlock, then frees its record without the mutex: a
  * record given back while the copy ran stays READY (the get fails with
  * SHMKIT_ECORRUPT and the message is delivered again), never DONE under
  * a get that says it delivered it. Each get that a flip landed in must
@@ -418,7 +419,7 @@ static void *flip_loans(void *arg)
  * few flips landed (or skips if none did in 20 s). */
 Test(queue_owners, get_never_frees_a_record_given_back_meanwhile)
 {
-    static unsigned char msg[16384], buf[16384];
+    static unsigned char msg[20000], buf[20000];
     struct flipper f = {0};
     struct timespec end, now;
     unsigned before, landed = 0, bad = 0;
