@@ -25,8 +25,11 @@ shmkit's liveness thread, and a forked child's mapping of the ring into
 its page tables, which shmkit does a chunk at a time as the child's
 records reach it), for either contender: the figure is the steady state.
 What those costs are is the cold row: fresh processes, no warm-up, the
-first 10,000 small items, 1 -> 1. Every queue is made for the round and
-removed. A producer is done when everything it put is deliverable: for
+first 10,000 small items, 1 -> 1 (~1 MB through the ring). No row shows
+the cold cost of big items: a fresh child that puts 1 MiB arrays also
+populates each 64 KiB chunk of the ring its records reach, ~1 us a page
+(up to ~4 ms for the 16 MiB ring, once). Every queue is made for the
+round and removed. A producer is done when everything it put is deliverable: for
 multiprocessing once its feeder thread has flushed (close + join_thread),
 for shmkit when put returned (the message is in the ring; closing the
 handle, which unmaps the ring, comes after and is not timed). Then the
