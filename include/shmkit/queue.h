@@ -354,6 +354,10 @@ SHMKIT_API int shmkit_queue_release(shmkit_queue *q, const void *ptr);
  * how many. Each is a loan as from peek (read it in place, remembering
  * that a hostile peer may change it meanwhile; give it back with
  * shmkit_queue_release or shmkit_queue_release_many). Errors as for get.
+ * Give loans back promptly: until the oldest one is released, every
+ * consumer's take walks past the records after it (Python's get_many
+ * copies its batch out for that reason: 2 -> 2 consumers holding 100
+ * loans while decoding paid 125-195 ns a message instead of ~80).
  */
 SHMKIT_API int shmkit_queue_peek_many(shmkit_queue *q, struct iovec *msgs,
                                       size_t max, size_t *got,

@@ -235,6 +235,53 @@ def test_kept_messages_stay_with_their_process(names):
     drop(q)
 
 
+_HOOK_QUEUE = []
+_LOANED_SEEN = []
+
+
+def _rebuild_noting_loans():
+    _LOANED_SEEN.append(_HOOK_QUEUE[0].stat()["loaned"])
+    return "rebuilt"
+
+
+class NotesLoans:
+    """Its unpickling (Python code: the loads hook) records how many
+    records the queue has on loan at that moment."""
+
+    def __reduce__(self):
+        return (_rebuild_noting_loans, ())
+
+
+def test_no_record_is_held_while_unpickling_runs(names):
+    # Unpickling runs any Python code; a record held meanwhile pins the
+    # ring's head and every other consumer's take walks past it (review
+    # s20 finding 4). get and get_many give their records back first.
+    q = make(names)
+    _HOOK_QUEUE[:] = [q]
+    del _LOANED_SEEN[:]
+    try:
+        assert q.put_many([NotesLoans() for _ in range(10)]) == 10
+        assert q.get_many(256, block=False) == ["rebuilt"] * 10
+        q.put(NotesLoans())
+        assert q.get(block=False) == "rebuilt"
+        assert _LOANED_SEEN == [0] * 11
+    finally:
+        _HOOK_QUEUE[:] = []
+    drop(q)
+
+
+def test_get_many_batches_are_not_cut_by_its_buffer(names):
+    # 2,000-byte messages: 256 take ~520 KB, past get_many's first 256 KiB
+    # buffer; a call cut short by it sizes the next one (130 a call before).
+    q = make(names, capacity=4 << 20)
+    msgs = [bytes([i % 251]) * 2000 for i in range(300)]
+    assert q.put_many(msgs) == 300
+    first = q.get_many(256, block=False)
+    second = q.get_many(256, block=False)
+    assert first + second == msgs
+    drop(q)
+
+
 def test_loan_and_peek_zero_copy(names):
     q = make(names)
     with q.loan(8 * 100) as buf:
