@@ -174,6 +174,49 @@ Test(queue_owners, unreadable_proc_reaps_nothing)
     expect_loan_kept(pid);
 }
 
+/* No /proc (a sandbox without it): this process's own start time cannot
+ * be read. The queue still works, and tries the read again only now and
+ * then (every 100 ms), not at every call: each try is a getpid, a failed
+ * open and a kill, several per put+get pair (~30 us a pair, review s20
+ * finding 3). The child counts its own reads over 1,000 pairs. */
+static unsigned own_reads;
+
+static int no_proc_start(pid_t pid, uint64_t *start)
+{
+    if (pid == getpid()) {
+        own_reads++;
+        return -EACCES; /* what linux_proc_start answers without /proc */
+    }
+    return real_proc_start(pid, start);
+}
+
+Test(queue_owners, without_proc_the_own_start_is_read_seldom)
+{
+    char buf[16];
+    size_t len;
+    int st, i;
+    pid_t pid;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("np"), 65536, 0, 0), 0);
+    real_proc_start = shmkit__os.proc_start;
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) { /* fork made this process forget its start time */
+        shmkit__os.proc_start = no_proc_start;
+        for (i = 0; i < 1000; i++)
+            if (shmkit_queue_put(q, "12345678", 8, SHMKIT_NOWAIT) ||
+                shmkit_queue_get(q, buf, sizeof buf, &len, SHMKIT_NOWAIT))
+                _exit(100);
+        _exit(own_reads < 100 ? (int)own_reads : 99);
+    }
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 100, "status 0x%x", st);
+    /* 1 read, a few if the loop outlasted 100 ms (a loaded machine, ASan) */
+    cr_assert(WEXITSTATUS(st) >= 1 && WEXITSTATUS(st) <= 10,
+              "%d reads of its own start time for 1,000 put+get pairs",
+              WEXITSTATUS(st));
+}
+
 /* The state letter of /proc/PID/stat ('?' if unreadable). */
 static char proc_state(pid_t pid)
 {

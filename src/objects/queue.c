@@ -159,13 +159,24 @@ static inline uint64_t round16(uint64_t n)
     return (n + 15) & ~(uint64_t)15;
 }
 
-/* This process's pid and start time, refreshed after fork. */
+/* This process's pid and start time, refreshed after fork. The pid is
+ * cached at the first call; the start time once it could be read. A read
+ * that fails (no descriptor left, no /proc in a sandbox) leaves start 0,
+ * "cannot tell", which peers take for alive, and is tried again at most
+ * every SELF_RETRY_NS: without /proc every call tried (getpid, a failed
+ * open, kill) several times, ~30 us a put+get pair instead of ~0.1. */
+#define SELF_RETRY_NS 100000000ull /* 100 ms */
+
 static pid_t self_pid;
 static uint32_t self_start;
+static int self_known;       /* self_start was read */
+static uint64_t self_retry;  /* CLOCK_MONOTONIC ns: no read before this */
 
 static void self_reset(void)
 {
     self_pid = 0;
+    self_known = 0;
+    self_retry = 0;
 }
 
 static void self_init(void)
@@ -173,28 +184,44 @@ static void self_init(void)
     pthread_atfork(NULL, NULL, self_reset);
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
 static void self_get(pid_t *pid, uint32_t *start)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pid_t p = __atomic_load_n(&self_pid, __ATOMIC_ACQUIRE);
+    uint64_t st = 0, now;
 
-    if (!p) {
-        uint64_t st = 0;
-
-        pthread_once(&once, self_init);
-        p = getpid();
-        /* A failed read (out of descriptors) is not cached: start 0
-         * ("unknown") this time, the next call tries again. */
-        if (shmkit__os.proc_start(p, &st) == 0) {
-            __atomic_store_n(&self_start, (uint32_t)st, __ATOMIC_RELAXED);
-            __atomic_store_n(&self_pid, p, __ATOMIC_RELEASE);
-        }
+    if (__builtin_expect(p && __atomic_load_n(&self_known, __ATOMIC_ACQUIRE),
+                         1)) {
         *pid = p;
-        *start = (uint32_t)st;
+        *start = __atomic_load_n(&self_start, __ATOMIC_RELAXED);
         return;
     }
+    if (!p) {
+        pthread_once(&once, self_init);
+        p = getpid();
+    }
+    now = mono_ns();
+    if (now >= __atomic_load_n(&self_retry, __ATOMIC_RELAXED)) {
+        if (shmkit__os.proc_start(p, &st) == 0) {
+            __atomic_store_n(&self_start, (uint32_t)st, __ATOMIC_RELAXED);
+            __atomic_store_n(&self_known, 1, __ATOMIC_RELEASE);
+        } else {
+            st = 0;
+            __atomic_store_n(&self_retry, now + SELF_RETRY_NS,
+                             __ATOMIC_RELAXED);
+        }
+    }
+    __atomic_store_n(&self_pid, p, __ATOMIC_RELEASE);
     *pid = p;
-    *start = __atomic_load_n(&self_start, __ATOMIC_RELAXED);
+    *start = (uint32_t)st;
 }
 
 static bool timespec_passed(const struct timespec *d)
@@ -625,14 +652,6 @@ static int reap(shmkit_queue *q, const struct timespec *deadline)
  */
 #define SPIN_MIN_NS 1000u
 #define SPIN_MAX_NS 20000u
-
-static uint64_t mono_ns(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 /* Watches *word for up to *budget ns, until (*word & mask) == val if
  * `until_equal`, else until it differs from val; true if that came (or the
