@@ -532,6 +532,70 @@ Test(queue_live, no_futex_waitv_falls_back_to_slices)
     drop(q);
 }
 
+/* A futex_waitv that never hears the slots: it sleeps on the queue's
+ * sequence word (addrs[0]) alone, as if no death were ever announced. */
+static int deaf_waitv(uint32_t *const *addrs, const uint32_t *vals, int n,
+                      const struct timespec *deadline)
+{
+    (void)n;
+    return shmkit__os.futex_wait(addrs[0], vals[0], deadline);
+}
+
+static struct shmkit__live_slot *slot_of(shmkit_queue *q, pid_t pid);
+
+/* kill_when_asleep, then waits for the death (not reaping it) and wipes
+ * the kernel's OWNER_DIED mark off the dead child's slot: the slot names
+ * a dead thread, unmarked, as when an owner is killed while it links its
+ * slot (src/sync/live.c). */
+static void *kill_and_unmark(void *arg)
+{
+    struct killer *k = arg;
+    struct shmkit__live_slot *s = slot_of(k->q, k->pid);
+    siginfo_t si;
+
+    kill_when_asleep(k);
+    if (waitid(P_PID, (id_t)k->pid, &si, WEXITED | WNOWAIT) == 0 && s)
+        __atomic_and_fetch(&s->word, ~(uint32_t)0x40000000 /* OWNER_DIED */,
+                           __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* A death that neither marks nor wakes the slot still ends the wait, by
+ * the once-a-second look at the owners (ARMED_RECHECK_S), well before the
+ * caller's 30 s deadline (without it: -ETIMEDOUT at the deadline). */
+Test(queue_live, unannounced_death_still_ends_the_wait)
+{
+    shmkit_queue *q = make("lu", 4096, 0);
+    uint64_t rechecks;
+    struct killer k = {0};
+    struct timespec d;
+    pthread_t t;
+    int fds[2];
+    char buf[16];
+    size_t len;
+
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    k.pid = child_in_flight("lu", 'R', fds);
+    wait_ready(fds[0]);
+    k.q = q;
+    cr_assert_not_null(slot_of(q, k.pid));
+    rechecks = __atomic_load_n(&shmkit__queue_waits.rechecks, __ATOMIC_SEQ_CST);
+    shmkit__os.futex_waitv = deaf_waitv;
+    cr_assert_eq(pthread_create(&t, NULL, kill_and_unmark, &k), 0);
+    shmkit_deadline(&d, 30);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
+                 shmkit_last_error());
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    shmkit__os_reset();
+    expect_killed(k.pid);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    cr_assert_geq(__atomic_load_n(&shmkit__queue_waits.rechecks,
+                                  __ATOMIC_SEQ_CST) - rechecks, 1);
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
+}
+
 /* The slot of process pid in q's table (NULL if none). */
 static struct shmkit__live_slot *slot_of(shmkit_queue *q, pid_t pid)
 {

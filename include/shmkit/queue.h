@@ -82,9 +82,12 @@
  * execs, the kernel marks the word OWNER_DIED and wakes a waiter. A
  * waiter blocked by another process's record sleeps on the queue's
  * futex and on the owners' slot words at once (futex_waitv, Linux 5.16+)
- * with its own deadline, no cap: woken by a death, it waits until that
+ * with its own deadline: woken by a death, it waits until that
  * process is gone with all its threads (a pidfd), reaps, and wakes the
- * other waiters of that slot. Re-checking in slices (1 ms doubling to
+ * other waiters of that slot. Such a sleep still ends once a second to
+ * look at its owners the slow way (/proc), a net under the wake for a
+ * death the kernel could not mark (a process killed while it was linking
+ * its slot); a live owner costs one look a second. Re-checking in slices (1 ms doubling to
  * 100 ms, reaping when a slice ends) is left only where no slot can tell:
  * a version-1 queue, an owner that found the table full (120 slots: one
  * per process that made a record, shared by its handles of the queue;

@@ -873,6 +873,17 @@ static void owners_check(uint32_t *const *words, const unsigned *widx,
 }
 
 /*
+ * An armed sleep (below) still ends every ARMED_RECHECK_S to look at its
+ * owners the slow way (reap: /proc): the slot's wake is how a death ends
+ * it, this is the net under it, for a death the kernel could not mark -
+ * an owner killed while one of its threads was still linking its slot
+ * into the shmkit-live thread's robust list, after that thread's exit had
+ * walked the list (src/sync/live.c) - so that no such death leaves a
+ * waiter asleep for ever. A live owner costs one look a second.
+ */
+#define ARMED_RECHECK_S 1.0
+
+/*
  * Sleeps on *word while it holds `seq`, after spinning on it (budget, if
  * not NULL: see spin_watch). `o` lists the other processes whose records in
  * flight are in the caller's way: the sleep then also ends when one of
@@ -894,7 +905,7 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
     const struct timespec *until = w->deadline;
     struct owners dead = {0};
     bool foreign = o && owners_any(o), capped = false, unslotted = false;
-    bool gone = false;
+    bool gone = false, recheck = false;
     unsigned armed = 0;
     int r;
 
@@ -921,8 +932,15 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
             return owners_died(q, w, &dead, dead_words, true);
         if (gone)
             return reap(q, w->deadline);
-        if (unslotted)
+        if (unslotted) {
             until = slice_until(w, &cap, &capped);
+        } else if (armed) {
+            shmkit_deadline(&cap, ARMED_RECHECK_S);
+            if (!until || shmkit__ts_before(&cap, until)) {
+                until = &cap;
+                recheck = true;
+            }
+        }
     }
     words[0] = word;
     vals[0] = seq;
@@ -934,6 +952,7 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
          * seccomp filter's EPERM, anything else): slices from now on. */
         __atomic_store_n(&q->no_waitv, true, __ATOMIC_RELAXED);
         armed = 0;
+        recheck = false;
         until = slice_until(w, &cap, &capped);
         r = shmkit__os.futex_wait(word, seq, until);
     }
@@ -949,6 +968,10 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
     }
     if (r == -ETIMEDOUT && capped) {
         stat_add(&shmkit__queue_waits.slices);
+        return reap(q, w->deadline);
+    }
+    if (r == -ETIMEDOUT && recheck) {
+        stat_add(&shmkit__queue_waits.rechecks);
         return reap(q, w->deadline);
     }
     if (r == -EINTR)

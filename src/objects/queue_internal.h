@@ -26,10 +26,12 @@ SHMKIT__HIDDEN void shmkit__queue_view_arm(shmkit_queue *q);
  * waits ended by an owner's liveness slot announcing its death (woken by
  * it, or finding it marked before sleeping; not a sleep the caller's
  * deadline ended), `slices` capped sleeps that ran out (owners without a
- * usable slot). Relaxed atomic counters, never reset. */
+ * usable slot), `rechecks` armed sleeps that the once-a-second look at
+ * the owners ended. Relaxed atomic counters, never reset. */
 struct shmkit__queue_wait_stats {
     uint64_t deaths;
     uint64_t slices;
+    uint64_t rechecks; /* armed sleeps ended by ARMED_RECHECK_S (queue.c) */
 };
 SHMKIT__HIDDEN extern struct shmkit__queue_wait_stats shmkit__queue_waits;
 

@@ -22,8 +22,8 @@
  * queue it shares with us) could make a handle share the wrong entry: its
  * records then have no slot of their own, and the other queue's slot may
  * end up linked through the forged one, so that its waiters are not woken
- * by our death and sleep to their deadline - as a forged slot already
- * makes them.
+ * by our death and find it only by their once-a-second look at the
+ * owners - as with a forged slot.
  *
  * The thread only lends its robust list and its thread id: once it has
  * registered the list and said its id, the callers take and drop slots
@@ -44,8 +44,9 @@
  * exists, unmarked: a waiter arming after that trusts no such word
  * (live_arm checks that the thread is one of the pid's) and takers
  * reclaim the slot (pass 2 of take); a waiter that armed in the few
- * microseconds before the thread was gone would sleep until its
- * deadline. `mu` and `cv` carry the thread's start-up handshake and
+ * microseconds before the thread was gone is not woken by the slot, and
+ * finds the death at its next look at the owners, at most a second later
+ * (ARMED_RECHECK_S in src/objects/queue.c). `mu` and `cv` carry the thread's start-up handshake and
  * its stop.
  *
  * A thread that holds no slot (every handle that made a record closed,
