@@ -842,8 +842,8 @@ Test(queue_live, fork_stops_the_thread_once_no_slot_is_held)
 /* Stopping the thread at fork races neither with other threads taking
  * and dropping slots nor with their starting it again: 3 threads open,
  * use and close handles in a loop while a fourth forks (stopping the
- * thread whenever none of them holds a slot) children that do the same
- * once and exit 0. */
+ * thread whenever none of them holds a slot) children that find no
+ * thread of ours and exit 0. */
 struct churn {
     const char *name;
     int rounds;
@@ -882,17 +882,12 @@ static void *churn_forks(void *arg)
             break;
         }
         if (pid == 0) {
-            shmkit_queue *h;
-            char buf[8];
-            size_t len;
-
+            /* Only what is safe in the child of a process whose other
+             * threads may be inside malloc: under ASan (gcc's libasan
+             * has no fork handler for its allocator) a child that
+             * allocates can hang on a lock a parent thread held. The
+             * child's own slots are test consumer_woken_..._death's. */
             CHILD_CHECK(shmkit__live_thread_id() == 0, 2);
-            CHILD_CHECK(shmkit_queue_attach(&h, c->name, 0) == 0, 3);
-            CHILD_CHECK(shmkit_queue_put(h, "f", 1, NULL) == 0, 4);
-            CHILD_CHECK(shmkit_queue_get(h, buf, sizeof buf, &len, NULL) == 0,
-                        5);
-            CHILD_CHECK(shmkit__live_thread_id() > 0, 6);
-            CHILD_CHECK(shmkit_queue_close(h) == 0, 7);
             _exit(0);
         }
         if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
