@@ -438,7 +438,7 @@ static int qlock(shmkit_queue *q)
  * get_many's first LOCKED_COPY_MAX bytes), while
  * the lock's own wait sleeps on its futex after a few dozen pauses: then
  * the holder's unlock pays a FUTEX_WAKE and the waiter a context switch,
- * many times the hold (a batch of 64 holds it a few microseconds).
+ * many times the hold (a batch of 256 holds it a few microseconds).
  * Before a blocking lock, a caller watches the word (read only, no stores
  * to its cache line) until it reads free, and only with more than one CPU
  * online. How long adapts per handle, as the waits' spin does (spin_watch):
