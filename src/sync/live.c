@@ -368,17 +368,26 @@ static void atfork_once(void)
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
+/* Takes call_mu, the fork handlers registered first: a fork while a
+ * caller holds call_mu must find them (a child that inherited call_mu
+ * locked, with no handler to reset it, hung at its first record). */
+static void call_lock(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    pthread_once(&once, atfork_once);
+    pthread_mutex_lock(&call_mu);
+}
+
 /* Under call_mu: starts the thread (signals blocked: it must never run a
  * handler of the program's) and waits until it serves. */
 static int start_thread(void)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
     sigset_t all, old;
     int e;
 
     if (state)
         return state > 0 ? 0 : -EAGAIN;
-    pthread_once(&once, atfork_once);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     e = pthread_create(&helper, NULL, helper_main, NULL);
@@ -440,7 +449,7 @@ void shmkit__live_hold(struct shmkit__live_hold *hold,
                        struct shmkit__live_slot *slots, unsigned n, pid_t pid,
                        uint32_t start)
 {
-    pthread_mutex_lock(&call_mu);
+    call_lock();
     if (__atomic_load_n(&hold->pid, __ATOMIC_ACQUIRE) != pid) {
         struct shmkit__live_slot *s = NULL;
         int j = -1;
@@ -462,7 +471,7 @@ void shmkit__live_hold(struct shmkit__live_hold *hold,
 
 void shmkit__live_release(struct shmkit__live_hold *hold, pid_t pid)
 {
-    pthread_mutex_lock(&call_mu);
+    call_lock();
     if (__atomic_load_n(&hold->pid, __ATOMIC_ACQUIRE) == pid && hold->slot &&
         state > 0)
         let_go(hold);
@@ -475,7 +484,7 @@ int shmkit__live_thread_id(void)
 {
     int t;
 
-    pthread_mutex_lock(&call_mu);
+    call_lock();
     t = state > 0 ? helper_tid : 0;
     pthread_mutex_unlock(&call_mu);
     return t;
