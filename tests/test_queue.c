@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/os.h"
+#include "queue_hdr.h"
 #include "testutil.h"
 
 TestSuite(queue, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
@@ -270,15 +271,6 @@ Test(queue, peek_many_release_many)
     drop(q);
 }
 
-static uint64_t hdr64(shmkit_queue *q, size_t off)
-{
-    uint64_t v;
-
-    memcpy(&v, (unsigned char *)shmkit_block_data(shmkit_queue_block(q)) + off,
-           8);
-    return v;
-}
-
 /* get_many copies a batch's first 16 KiB out under the mutex and frees
  * those records there and then: head (at 128 in the header) is past them
  * when it returns, with no later locker needed. Bigger messages are taken
@@ -300,9 +292,10 @@ Test(queue, get_many_frees_what_it_copied_under_the_mutex)
     cr_assert_eq(shmkit_queue_get_many(q, buf, sizeof buf, out, 8, &got, NULL),
                  0);
     cr_assert_eq(got, 3);
-    cr_assert_eq(hdr64(q, 128), hdr64(q, 136), "get_many left head at %llu, "
-                 "tail at %llu", (unsigned long long)hdr64(q, 128),
-                 (unsigned long long)hdr64(q, 136));
+    cr_assert_eq(queue_hdr64(q, 128), queue_hdr64(q, 136),
+                 "get_many left head at %llu, tail at %llu",
+                 (unsigned long long)queue_hdr64(q, 128),
+                 (unsigned long long)queue_hdr64(q, 136));
     /* small, big (past the 16 KiB: a loan), small: all three, in order */
     in[0].iov_base = "x";
     in[0].iov_len = 1;

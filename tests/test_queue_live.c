@@ -24,7 +24,7 @@
 #include "core/os.h"
 #include "objects/queue_internal.h"
 #include "sync/live.h"
-#include "queue_v1.h"
+#include "queue_hdr.h"
 #include "testutil.h"
 
 TestSuite(queue_live, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
@@ -50,6 +50,8 @@ static struct shmkit__queue_wait_stats waits_now(void)
 
     s.deaths = __atomic_load_n(&shmkit__queue_waits.deaths, __ATOMIC_SEQ_CST);
     s.slices = __atomic_load_n(&shmkit__queue_waits.slices, __ATOMIC_SEQ_CST);
+    s.rechecks = __atomic_load_n(&shmkit__queue_waits.rechecks,
+                                 __ATOMIC_SEQ_CST);
     return s;
 }
 
@@ -102,6 +104,33 @@ static void expect_killed(pid_t pid)
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
               "child status 0x%x", st);
+}
+
+/* The killed child's "after", held back behind its reservation ('R'):
+ * `killer`, a thread, kills k->pid once the get sleeps, and the get must
+ * return "after" before `secs` (0: no deadline). *before and *after: the
+ * waits counted around it; *len: the message's length. */
+static void get_after_the_kill(struct killer *k, void *(*killer)(void *),
+                               double secs,
+                               struct shmkit__queue_wait_stats *before,
+                               struct shmkit__queue_wait_stats *after,
+                               size_t *len)
+{
+    struct timespec d;
+    pthread_t t;
+    char buf[16];
+
+    *before = waits_now();
+    cr_assert_eq(pthread_create(&t, NULL, killer, k), 0);
+    if (secs > 0)
+        shmkit_deadline(&d, secs);
+    cr_assert_eq(shmkit_queue_get(k->q, buf, sizeof buf, len,
+                                  secs > 0 ? &d : NULL),
+                 0, "%s", shmkit_last_error());
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    *after = waits_now();
+    expect_killed(k->pid);
+    cr_assert_eq(memcmp(buf, "after", 5), 0);
 }
 
 /* A child that attaches, makes a record in flight and says so on fds[1],
@@ -189,7 +218,6 @@ Test(queue_live, consumer_woken_by_killed_producers_death)
     struct shmkit__queue_wait_stats before, after;
     shmkit_queue_slot sl[8];
     struct killer k = {0};
-    pthread_t t;
     int fds[2], n;
     char buf[16];
     size_t len;
@@ -211,15 +239,8 @@ Test(queue_live, consumer_woken_by_killed_producers_death)
     /* The child's "after" is held back behind its reservation: get sleeps
      * (no deadline) until the child's death drops the reservation. */
     k.q = q;
-    before = waits_now();
-    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
-    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0, "%s",
-                 shmkit_last_error());
-    cr_assert_eq(pthread_join(t, NULL), 0);
-    after = waits_now();
-    expect_killed(k.pid);
+    get_after_the_kill(&k, kill_when_asleep, 0, &before, &after, &len);
     cr_assert_eq(len, 5);
-    cr_assert_eq(memcmp(buf, "after", 5), 0);
     expect_death_wakes(before, after);
     close(fds[0]);
     close(fds[1]);
@@ -235,9 +256,7 @@ Test(queue_live, full_slot_table_falls_back_to_slices)
     shmkit_queue *q = make("lf", 4096, 0);
     struct shmkit__queue_wait_stats before, after;
     struct shmkit__live_slot *slots;
-    struct timespec d;
     struct killer k = {0};
-    pthread_t t;
     int fds[2], n;
     char buf[16];
     size_t len;
@@ -263,15 +282,7 @@ Test(queue_live, full_slot_table_falls_back_to_slices)
                            shmkit_block_size(shmkit_queue_block(q)), NULL, 0);
     cr_assert_eq(n, 120);
     k.q = q;
-    before = waits_now();
-    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
-    shmkit_deadline(&d, 60);
-    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
-                 shmkit_last_error());
-    cr_assert_eq(pthread_join(t, NULL), 0);
-    after = waits_now();
-    expect_killed(k.pid);
-    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    get_after_the_kill(&k, kill_when_asleep, 60, &before, &after, &len);
     cr_assert_geq(after.slices - before.slices, 1);
     cr_assert_eq(after.deaths - before.deaths, 0);
     for (i = 0; i < 120; i++)
@@ -291,8 +302,6 @@ Test(queue_live, version_1_queue_works_with_slices)
     struct shmkit__queue_wait_stats before, after;
     shmkit_queue_info in;
     struct killer k = {0};
-    struct timespec d;
-    pthread_t t;
     int fds[2];
     char buf[16];
     size_t len;
@@ -310,15 +319,7 @@ Test(queue_live, version_1_queue_works_with_slices)
     k.pid = child_in_flight("v1", 'R', fds);
     wait_ready(fds[0]);
     k.q = q;
-    before = waits_now();
-    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
-    shmkit_deadline(&d, 60);
-    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
-                 shmkit_last_error());
-    cr_assert_eq(pthread_join(t, NULL), 0);
-    after = waits_now();
-    expect_killed(k.pid);
-    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    get_after_the_kill(&k, kill_when_asleep, 60, &before, &after, &len);
     cr_assert_geq(after.slices - before.slices, 1);
     close(fds[0]);
     close(fds[1]);
@@ -371,7 +372,7 @@ Test(queue_live, scribbled_slot_table_never_hangs_a_waiter)
     struct killer k = {0};
     struct timespec d;
     unsigned seed = (unsigned)time(NULL), round, i;
-    pthread_t t;
+    struct shmkit__queue_wait_stats before, after;
     int fds[2], r;
     char buf[16];
     size_t len;
@@ -416,13 +417,7 @@ Test(queue_live, scribbled_slot_table_never_hangs_a_waiter)
      * deadline: the table as it was, so that its death tells. */
     memcpy(slots, keep, sizeof keep);
     k.q = q;
-    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
-    shmkit_deadline(&d, 60);
-    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
-                 shmkit_last_error());
-    cr_assert_eq(pthread_join(t, NULL), 0);
-    expect_killed(k.pid);
-    cr_assert_eq(memcmp(buf, "after", 5), 0);
+    get_after_the_kill(&k, kill_when_asleep, 60, &before, &after, &len);
     close(fds[0]);
     close(fds[1]);
     drop(q);
@@ -505,10 +500,7 @@ Test(queue_live, no_futex_waitv_falls_back_to_slices)
     shmkit_queue *q = make("ln", 4096, 0);
     struct shmkit__queue_wait_stats before, after;
     struct killer k = {0};
-    struct timespec d;
-    pthread_t t;
     int fds[2];
-    char buf[16];
     size_t len;
 
     shmkit__os.futex_waitv = no_waitv;
@@ -516,16 +508,8 @@ Test(queue_live, no_futex_waitv_falls_back_to_slices)
     k.pid = child_in_flight("ln", 'R', fds);
     wait_ready(fds[0]);
     k.q = q;
-    before = waits_now();
-    cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
-    shmkit_deadline(&d, 60);
-    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
-                 shmkit_last_error());
-    cr_assert_eq(pthread_join(t, NULL), 0);
-    after = waits_now();
+    get_after_the_kill(&k, kill_when_asleep, 60, &before, &after, &len);
     shmkit__os_reset();
-    expect_killed(k.pid);
-    cr_assert_eq(memcmp(buf, "after", 5), 0);
     cr_assert_geq(after.slices - before.slices, 1);
     close(fds[0]);
     close(fds[1]);
@@ -555,7 +539,7 @@ static void *kill_and_unmark(void *arg)
 
     kill_when_asleep(k);
     if (waitid(P_PID, (id_t)k->pid, &si, WEXITED | WNOWAIT) == 0 && s)
-        __atomic_and_fetch(&s->word, ~(uint32_t)0x40000000 /* OWNER_DIED */,
+        __atomic_and_fetch(&s->word, ~(uint32_t)SHMKIT__FUTEX_OWNER_DIED,
                            __ATOMIC_SEQ_CST);
     return NULL;
 }
@@ -566,12 +550,9 @@ static void *kill_and_unmark(void *arg)
 Test(queue_live, unannounced_death_still_ends_the_wait)
 {
     shmkit_queue *q = make("lu", 4096, 0);
-    uint64_t rechecks;
+    struct shmkit__queue_wait_stats before, after;
     struct killer k = {0};
-    struct timespec d;
-    pthread_t t;
     int fds[2];
-    char buf[16];
     size_t len;
 
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
@@ -579,18 +560,10 @@ Test(queue_live, unannounced_death_still_ends_the_wait)
     wait_ready(fds[0]);
     k.q = q;
     cr_assert_not_null(slot_of(q, k.pid));
-    rechecks = __atomic_load_n(&shmkit__queue_waits.rechecks, __ATOMIC_SEQ_CST);
     shmkit__os.futex_waitv = deaf_waitv;
-    cr_assert_eq(pthread_create(&t, NULL, kill_and_unmark, &k), 0);
-    shmkit_deadline(&d, 30);
-    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
-                 shmkit_last_error());
-    cr_assert_eq(pthread_join(t, NULL), 0);
+    get_after_the_kill(&k, kill_and_unmark, 30, &before, &after, &len);
     shmkit__os_reset();
-    expect_killed(k.pid);
-    cr_assert_eq(memcmp(buf, "after", 5), 0);
-    cr_assert_geq(__atomic_load_n(&shmkit__queue_waits.rechecks,
-                                  __ATOMIC_SEQ_CST) - rechecks, 1);
+    cr_assert_geq(after.rechecks - before.rechecks, 1);
     close(fds[0]);
     close(fds[1]);
     drop(q);

@@ -28,7 +28,7 @@
 
 #include "core/os.h"
 #include "objects/queue_internal.h"
-#include "queue_v1.h"
+#include "queue_hdr.h"
 #include "testutil.h"
 
 TestSuite(queue_owners, .init = tu_setup, .fini = tu_cleanup, .timeout = 120);
@@ -598,15 +598,6 @@ static shmkit_queue *v1_queue(const char *tag)
     return a;
 }
 
-static uint64_t hdr64(shmkit_queue *a, size_t off)
-{
-    uint64_t v;
-
-    memcpy(&v, (unsigned char *)shmkit_block_data(shmkit_queue_block(a)) + off,
-           8);
-    return v;
-}
-
 /* The previous library's producer decides "full" from head and tail
  * without moving head past released records: in a version-1 queue, get
  * and release leave head past what they freed (head at 128, tail at 136
@@ -621,12 +612,13 @@ Test(queue_owners, version_1_release_moves_head)
     cr_assert_eq(shmkit_queue_put(q, "one", 3, NULL), 0);
     cr_assert_eq(shmkit_queue_put(q, "two", 3, NULL), 0);
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
-    cr_assert_eq(hdr64(q, 128), 32, "get left head at %llu",
-                 (unsigned long long)hdr64(q, 128));
+    cr_assert_eq(queue_hdr64(q, 128), 32, "get left head at %llu",
+                 (unsigned long long)queue_hdr64(q, 128));
     cr_assert_eq(shmkit_queue_peek(q, &p, &len, NULL), 0);
     cr_assert_eq(shmkit_queue_release(q, p), 0);
-    cr_assert_eq(hdr64(q, 128), hdr64(q, 136), "release left head at %llu",
-                 (unsigned long long)hdr64(q, 128));
+    cr_assert_eq(queue_hdr64(q, 128), queue_hdr64(q, 136),
+                 "release left head at %llu",
+                 (unsigned long long)queue_hdr64(q, 128));
     cr_assert_eq(shmkit_queue_unlink(q), 0);
     cr_assert_eq(shmkit_queue_close(q), 0);
 }

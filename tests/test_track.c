@@ -595,21 +595,15 @@ Test(track, create_out_of_descriptors_leaves_nothing)
         pid = fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
-            struct rlimit rl = {64, 64};
-            int fds[64], n = 0, r, i;
             shmkit_block *b;
+            int r;
 
             unsetenv("SHMKIT_TRACKER");
             close(p[0]);
-            if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            if (tu_fds_leave(h) < 0)
                 _exit(2);
-            while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
-                n++;
-            for (i = 0; i < h && n > 0; i++)
-                close(fds[--n]);
             r = shmkit_block_create(&b, name, 64, SHMKIT_TRACK);
-            while (n > 0)
-                close(fds[--n]);
+            tu_fds_release();
             lu_send_int(p[1], shmkit_track_pid());
             _exit(r == 0 ? 0 : r == -EMFILE || r == -ENFILE ? 3 : 1);
         }

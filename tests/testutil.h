@@ -123,6 +123,12 @@ int tu_in_small_shm(int (*body)(void));
 /* Number of open descriptors of this process. */
 int tu_fd_count(void);
 
+/* In a child about to run out of descriptors: caps them at 64 and opens
+ * /dev/null until only `free_left` are left; -1 if the cap could not be
+ * set. tu_fds_release() closes what it opened. */
+int tu_fds_leave(int free_left);
+void tu_fds_release(void);
+
 /* Number of mappings of /dev/shm objects in this process. */
 int tu_shm_mapping_count(void);
 

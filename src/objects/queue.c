@@ -1157,6 +1157,19 @@ static inline uint64_t map_off(shmkit_queue *q, int lap, uint64_t pos)
     return pos - base;
 }
 
+/* No guess before the mutex is needed in this process: every chunk is
+ * mapped here, or the last MAP_CALM records were all found mapped. */
+static inline bool map_settled(const shmkit_queue *q)
+{
+    pid_t me = __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
+
+    return __builtin_expect(
+        (__atomic_load_n(&q->map_calm, __ATOMIC_RELAXED) >= MAP_CALM &&
+         __atomic_load_n(&q->map_pid, __ATOMIC_RELAXED) == me) ||
+            __atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) == me,
+        1);
+}
+
 /* Before a producer takes the mutex to reserve `need` bytes: maps where
  * they will most likely go, and the pad before them if they would not fit
  * before the ring's end (a guess: read without the mutex; the records are
@@ -1165,15 +1178,7 @@ static inline void map_ahead_put(shmkit_queue *q, uint64_t need)
 {
     uint64_t head, tail, off;
 
-    if (__builtin_expect(__atomic_load_n(&q->map_calm, __ATOMIC_RELAXED) >=
-                                 MAP_CALM &&
-                             __atomic_load_n(&q->map_pid, __ATOMIC_RELAXED) ==
-                                 __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
-                         1))
-        return;
-    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
-                             __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
-                         1))
+    if (map_settled(q))
         return;
     head = __atomic_load_n(&q->hdr->head, __ATOMIC_RELAXED);
     tail = __atomic_load_n(&q->hdr->tail, __ATOMIC_RELAXED);
@@ -1194,15 +1199,7 @@ static inline void map_ahead_get(shmkit_queue *q, size_t max, size_t room)
 {
     uint64_t head, tail, span, off;
 
-    if (__builtin_expect(__atomic_load_n(&q->map_calm, __ATOMIC_RELAXED) >=
-                                 MAP_CALM &&
-                             __atomic_load_n(&q->map_pid, __ATOMIC_RELAXED) ==
-                                 __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
-                         1))
-        return;
-    if (__builtin_expect(__atomic_load_n(&q->mapped_for, __ATOMIC_RELAXED) ==
-                             __atomic_load_n(&self_pid, __ATOMIC_RELAXED),
-                         1))
+    if (map_settled(q))
         return;
     head = __atomic_load_n(&q->hdr->head, __ATOMIC_RELAXED);
     tail = __atomic_load_n(&q->hdr->tail, __ATOMIC_RELAXED);
