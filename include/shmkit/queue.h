@@ -59,12 +59,13 @@
  *   - a producer killed between reserve and commit: its message was never
  *     visible and is dropped; its space is reclaimed. Nothing torn is ever
  *     delivered.
- *   - a consumer killed between peek and release (also inside get, which
- *     is peek + copy + release): its message is given back to the queue
- *     and delivered again (at-least-once for killed consumers, exactly
- *     once otherwise). Only a process known to be gone gives its records
- *     back: one whose main thread exited while others run is alive, and
- *     so is one whose /proc entry cannot be read (EMFILE, EACCES).
+ *   - a consumer killed between peek and release (also inside get or
+ *     get_many, before the whole batch is in its buffer): its message is
+ *     given back to the queue and delivered again (at-least-once for
+ *     killed consumers, exactly once otherwise). Only a process known to
+ *     be gone gives its records back: one whose main thread exited while
+ *     others run is alive, and so is one whose /proc entry cannot be read
+ *     (EMFILE, EACCES).
  *   - a process killed holding the queue's mutex: the next locker repairs
  *     the counters from the ring (owner-death protocol of shmkit_mutex).
  *   Dead owners are found by pid plus process start time (a reused pid
@@ -305,8 +306,11 @@ SHMKIT_API int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs,
  * buf, and sets msgs[i] to where message i landed and its length, *got to
  * how many. -EMSGSIZE if even the first does not fit in buflen (it stays
  * queued; msgs[0].iov_len says its length). The batch's first 16 KiB are
- * copied under the queue's mutex and their space freed there and then;
- * any further messages are taken, copied after the unlock, then freed.
+ * copied under the queue's mutex; a batch that ends there has its space
+ * freed there and then. Any further messages are taken (as loans),
+ * copied after the unlock, then freed together with the first ones. A
+ * process killed inside the call, before the last copy, gives the whole
+ * batch back (see "Killed peers").
  */
 SHMKIT_API int shmkit_queue_get_many(shmkit_queue *q, void *buf,
                                      size_t buflen, struct iovec *msgs,

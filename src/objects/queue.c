@@ -62,7 +62,11 @@
  * message: 94 -> 78 and 103 -> 80.5 ns (/tmp/qbatch/abm.py, 13 and 17
  * interleaved rounds); 1 -> 1 unchanged (72 -> 70, 74 -> 74). A consumer
  * killed while it copies holds the mutex: the records are still READY,
- * and the owner-death repair leaves them to the next consumer. */
+ * and the owner-death repair leaves them to the next consumer. A batch
+ * with loans after its copied part is freed as a whole after its last
+ * copy (the copied records are taken too): a consumer killed while it
+ * copies the loans gives all of it back, as before this copy existed.
+ * tests/test_queue_copykill.c kills consumers inside both copies. */
 #define LOCKED_COPY_MAX (16u << 10)
 #define COPIED_MOVED ((size_t)1 << (sizeof(size_t) * 8 - 1))
 
@@ -1613,7 +1617,7 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         }
         pos += size;
     }
-    if (kc) {
+    if (kc && kc == k) {
         /* Delivered only once all are copied: a holder killed before
          * this leaves them READY (the mutex's owner-death repair). */
         for (i = 0; i < kc; i++)
@@ -1621,6 +1625,16 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         *ncopied = kc;
         if (head_advance(q))
             *ncopied |= COPIED_MOVED;
+    } else if (kc) {
+        /* Loans follow: the copied records are taken too and freed with
+         * the loans once the whole batch is out (a consumer killed before
+         * then gives all of it back, not only the loans). */
+        for (i = 0; i < kc; i++) {
+            recs[i]->pid = me;
+            recs[i]->start = start;
+            shmkit__store32(&recs[i]->state, REC_TAKEN);
+        }
+        *ncopied = kc;
     }
     *got = k;
     return k ? 0 : -EAGAIN;
@@ -1785,7 +1799,8 @@ int shmkit_queue_get_many(shmkit_queue *q, void *buf, size_t buflen,
         left = buflen - (size_t)(p - (unsigned char *)buf);
         p += round16(len) < left ? round16(len) : left; /* as take_locked */
     }
-    r = copied < k ? release_batch(q, recs + copied, k - copied) : 0;
+    /* A batch with loans frees its copied records with them (take_locked) */
+    r = copied < k ? release_batch(q, recs, k) : 0;
     leave(q); /* close waits for this: the copies above read the ring */
     if (r) /* -EINVAL: a peer gave a message of this call away meanwhile */
         return qfail(q, r == -EINVAL ? SHMKIT_ECORRUPT : r, "get_many");
