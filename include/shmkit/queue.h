@@ -62,7 +62,9 @@
  *   - a consumer killed between peek and release (also inside get or
  *     get_many, before the whole batch is in its buffer): its message is
  *     given back to the queue and delivered again (at-least-once for
- *     killed consumers, exactly once otherwise). Only a process known to
+ *     killed consumers, exactly once otherwise). Once get or get_many has
+ *     copied its batch out and frees it, the messages it freed are the
+ *     caller's, as after the call returned. Only a process known to
  *     be gone gives its records back: one whose main thread exited while
  *     others run is alive, and so is one whose /proc entry cannot be read
  *     (EMFILE, EACCES).

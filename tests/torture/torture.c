@@ -6,7 +6,8 @@
  *   torture [--long] [--only a,b,...] [--scale X] [--seed N] [-v]
  *
  * Attacks: locks, create, full, mutate, truncate, manager, fds, qwait (queue
- * waiters behind a SIGKILLed peer: woken by its death, not a slice). The default run
+ * waiters behind a SIGKILLed peer: woken by its death, not a slice), qbatch
+ * (queue consumers SIGKILLed inside get_many's big batches). The default run
  * is short (CI, under a minute); --long runs the goal figures. It refuses
  * to run outside a private /dev/shm (scripts/private-shm.sh sets
  * SHMKIT_PRIVATE_SHM=1) and re-executes itself through that script when
@@ -383,6 +384,7 @@ static const struct {
     {"full", attack_full},         {"mutate", attack_mutate},
     {"truncate", attack_truncate}, {"manager", attack_manager},
     {"fds", attack_fds},           {"qwait", attack_qwait},
+    {"qbatch", attack_qbatch},
 };
 
 static bool selected(const char *only, const char *name)

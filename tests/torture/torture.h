@@ -106,6 +106,7 @@ void attack_truncate(void);
 void attack_manager(void);
 void attack_fds(void);
 void attack_qwait(void);
+void attack_qbatch(void);
 
 /* Children exec'd by attacks (torture --child WHAT ARGS...). */
 int child_create_main(int argc, char **argv);
