@@ -53,6 +53,7 @@ typedef struct QueueObject {
     PyObject *pend_objs; /* what a failed get_many left (see pending_take) */
     PyObject *pend_raw;
     pid_t pend_pid;
+    int get_lend;        /* get lends: the last message was too big to copy */
     ext_state *st;
 } QueueObject;
 
@@ -789,6 +790,46 @@ struct peek_arg {
     const void *p;
     size_t len;
 };
+
+/* get's take (copy=True): a message of up to GET_COPY bytes is copied
+ * into the caller's buffer under the mutex (shmkit_queue_get), its record
+ * freed there and then; a larger one is lent (peek) and given back once
+ * decoded. One locked pass and no loan instead of a take (the record
+ * marked TAKEN) and a release (its compare-and-swap to DONE, and head
+ * moved past it by a later locker): fewer cache lines go between the
+ * processes per message, and a second consumer's take no longer walks past
+ * this one's loan. After a message too big for the buffer (-EMSGSIZE: it
+ * stays queued), the handle lends until a small one comes again, so a
+ * stream of big messages does not pay two locked passes each. */
+#define GET_COPY 2048
+
+struct take_arg {
+    struct peek_arg a;
+    unsigned char *buf; /* GET_COPY bytes, or NULL: lend */
+    int *lend;          /* atomic: the handle's hint, the last was too big */
+    int copied;
+};
+
+static int do_take(shmkit_queue *q, void *arg, const struct timespec *d)
+{
+    struct take_arg *t = arg;
+    int r;
+
+    t->copied = 0;
+    if (t->buf && !__atomic_load_n(t->lend, __ATOMIC_RELAXED)) {
+        r = shmkit_queue_get(q, t->buf, GET_COPY, &t->a.len, d);
+        if (r != -EMSGSIZE) {
+            t->copied = r == 0;
+            t->a.p = t->buf;
+            return r;
+        }
+        __atomic_store_n(t->lend, 1, __ATOMIC_RELAXED);
+    }
+    r = shmkit_queue_peek(q, &t->a.p, &t->a.len, d);
+    if (r == 0 && t->buf && t->a.len <= GET_COPY)
+        __atomic_store_n(t->lend, 0, __ATOMIC_RELAXED);
+    return r;
+}
 
 static int do_peek(shmkit_queue *q, void *arg, const struct timespec *d)
 {
@@ -1539,7 +1580,9 @@ static PyObject *Queue_get(QueueObject *self, PyObject *const *args,
 {
     static const char *const names[] = {"block", "timeout", "copy"};
     PyObject *a3[3] = {NULL, NULL, NULL}, *res;
-    struct peek_arg a = {NULL, 0};
+    unsigned char buf[GET_COPY];
+    struct take_arg t = {{NULL, 0}, NULL, NULL, 0};
+    struct peek_arg a;
     struct deadline d;
     int r, copy = 1, kept;
 
@@ -1557,13 +1600,18 @@ static PyObject *Queue_get(QueueObject *self, PyObject *const *args,
         if (res)
             return res;
     }
-    r = run_try_first(self, do_peek, &a, &d, 1);
+    t.buf = copy ? buf : NULL;
+    t.lend = &self->get_lend;
+    r = run_try_first(self, do_take, &t, &d, 1);
     if (r == INT_MIN)
         return NULL;
     if (r == -EAGAIN || r == -ETIMEDOUT)
         return raise_empty(self);
     if (r)
         return queue_error(self, r, 0);
+    if (t.copied)
+        return message_object(self, buf, t.a.len, 0, 1, &kept, NULL);
+    a = t.a;
     self->busy++; /* the loan keeps the handle */
     res = message_object(self, a.p, a.len, 1, copy, &kept, &r);
     if (kept != 2)

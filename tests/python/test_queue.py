@@ -270,6 +270,31 @@ def test_no_record_is_held_while_unpickling_runs(names):
     drop(q)
 
 
+def test_get_copies_small_messages_and_lends_big_ones(names):
+    # get copies a message of up to 2 KiB out under the mutex and lends a
+    # bigger one; after a big one it lends until a small one comes: every
+    # size on either side of the line, in every order, comes out whole.
+    q = make(names, capacity=4 << 20)
+    sizes = [0, 10, 600, 1500, 2030, 2048, 2049, 5000, 5000, 600, 700, 1,
+             2049, 2040, 70000, 3, 900, 1000]
+    msgs = [bytes([(i * 7 + k) % 251 for k in range(n)])
+            for i, n in enumerate(sizes)]
+    objs = msgs + [("tuple", i, "x" * (3000 - i * 1000)) for i in range(3)] + [
+        np.arange(1000.0), np.arange(10.0), np.arange(20.0), (1, "y" * 300)]
+    for m in objs:
+        q.put(m)
+    for m in objs:
+        got = q.get(block=False)
+        if isinstance(m, np.ndarray):
+            assert got.dtype == m.dtype and (got == m).all()
+        else:
+            assert got == m
+    with pytest.raises(queue.Empty):
+        q.get(block=False)
+    assert q.stat()["loaned"] == 0
+    drop(q)
+
+
 def test_get_many_batches_are_not_cut_by_its_buffer(names):
     # 2,000-byte messages: 256 take ~520 KB, past get_many's first 256 KiB
     # buffer; a call cut short by it sizes the next one (130 a call before).
