@@ -144,6 +144,8 @@ struct shmkit_queue {
     uint32_t spin_data;   /* atomic: ns a consumer spins before sleeping */
     uint32_t spin_space;  /* atomic: ns a producer spins before sleeping */
     uint32_t spin_lock;   /* atomic: ns a caller watches a busy mutex */
+    bool seq_first_data;  /* atomic: a take reads data_seq first (seq_first) */
+    bool seq_first_space; /* atomic: a reserve reads space_seq first */
     pid_t mapped_for;     /* atomic: the process whose page tables map it all */
     pid_t map_pid;        /* atomic: the process map_bits are for */
     uint32_t map_done;    /* atomic: chunks of map_bits set */
@@ -1332,6 +1334,20 @@ full:
     return -EAGAIN;
 }
 
+/*
+ * seq_first: when a call reads its sequence word. A wait on the word is
+ * safe only with a value read before the check that found nothing to do
+ * (a change after the read then bumps it, and the futex wait returns at
+ * once). But every put bumps data_seq and every get space_seq, on the
+ * same cache line: a call that read its word first paid a miss on that
+ * line each time, though most calls never wait. So a handle reads the word
+ * first only while its calls have been waiting (seq_first_data/space, a
+ * hint per handle: set when a call found nothing, cleared when one
+ * succeeded at its first look); otherwise a call that finds nothing reads
+ * the word then and looks once more before it waits. A call that may not
+ * wait at all (SHMKIT_QUEUE_TRY) never reads it.
+ */
+
 /* Reserves up to n records (lens[i] bytes each, stride apart) in one
  * locked pass, waiting for room for the first. */
 static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
@@ -1340,13 +1356,18 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
     struct owners o;
     uint64_t need = 0;
     size_t k, i;
+    unsigned passes = 0;
+    bool have_seq;
     int r;
 
     live_ensure(q);
     for (k = 0; k < n && need < q->rs; k++)
         need += REC + round16(msgs[k].iov_len);
+    have_seq = __atomic_load_n(&q->seq_first_space, __ATOMIC_RELAXED);
     for (;;) {
-        uint32_t seq = __atomic_load_n(&q->hdr->space_seq, __ATOMIC_SEQ_CST);
+        uint32_t seq = have_seq ? __atomic_load_n(&q->hdr->space_seq,
+                                                  __ATOMIC_SEQ_CST)
+                                : 0;
 
         o.n = 0;
         o.more = false;
@@ -1363,7 +1384,16 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
             for (i = 0; i < k; i++)
                 map_rec(q, recs[i], msgs[i].iov_len);
             *got = k;
+            if (!passes)
+                __atomic_store_n(&q->seq_first_space, false,
+                                 __ATOMIC_RELAXED);
             return 0;
+        }
+        passes++;
+        __atomic_store_n(&q->seq_first_space, true, __ATOMIC_RELAXED);
+        if (!have_seq && w->deadline != SHMKIT_QUEUE_TRY) {
+            have_seq = true; /* read it, then look again (seq_first) */
+            continue;
         }
         r = wait_on(q, w, &q->hdr->space_seq, &q->hdr->wait_producers, seq,
                     &o, &q->spin_space);
@@ -1656,13 +1686,17 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                       struct waiter *w, unsigned char *copy, size_t *ncopied)
 {
     struct owners o;
+    unsigned passes = 0;
+    bool have_seq;
+    size_t i;
     int r;
 
-    size_t i;
-
     live_ensure(q);
+    have_seq = __atomic_load_n(&q->seq_first_data, __ATOMIC_RELAXED);
     for (;;) {
-        uint32_t seq = __atomic_load_n(&q->hdr->data_seq, __ATOMIC_SEQ_CST);
+        uint32_t seq = have_seq ? __atomic_load_n(&q->hdr->data_seq,
+                                                  __ATOMIC_SEQ_CST)
+                                : 0;
 
         map_ahead_get(q, max, room);
         r = qlock_watch(q, w->deadline, max > 1);
@@ -1680,8 +1714,16 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         if (r == 0)
             for (i = ncopied ? *ncopied : 0; i < *got; i++)
                 map_rec(q, recs[i], lens[i]);
+        if (r == 0 && !passes)
+            __atomic_store_n(&q->seq_first_data, false, __ATOMIC_RELAXED);
         if (r != -EAGAIN)
             return r;
+        passes++;
+        __atomic_store_n(&q->seq_first_data, true, __ATOMIC_RELAXED);
+        if (!have_seq && w->deadline != SHMKIT_QUEUE_TRY) {
+            have_seq = true; /* read it, then look again (seq_first) */
+            continue;
+        }
         r = wait_on(q, w, &q->hdr->data_seq, &q->hdr->wait_consumers, seq,
                     &o, &q->spin_data);
         if (r)
