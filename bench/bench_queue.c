@@ -32,8 +32,19 @@
  * slices, 1 ms doubling to 100 ms, so a longer sleep before the kill
  * costs more); then version 2 (the producer's liveness slot wakes it).
  *
+ * The machine's core-to-core floor (--line-rtt): two processes, each
+ * pinned to its own CPU, hand one cache line back and forth (each spins
+ * until the other wrote it), 200,000 round trips; prints the ns per
+ * round trip and exits. Every message between processes moves cache
+ * lines this way, so this bounds what any queue can do here; on a
+ * virtual machine it also varies with where the host puts the virtual
+ * CPUs (seen here: 63 to 100 ns, at times 300 to 1,500 ns for seconds
+ * on end, which slows every multi-process figure of bench/run alike).
+ * bench/run prints it before and after its benchmarks.
+ *
  * Usage: bench_queue [--tsv] [--quick] [--rounds N] [--max-size BYTES]
  *                    [--no-iceoryx]
+ *        bench_queue --line-rtt
  *   --tsv      the common format of bench/ (bench_util.h), read by bench/run
  *   --quick    a fifth of the operations per round
  *   --max-size below 64 MiB leaves the 64 MiB handoff out
@@ -613,6 +624,56 @@ static void dead_peer_wake(long n)
         shmkit_unlink(name[k]);
 }
 
+/* ---- the core-to-core floor ------------------------------------------------ */
+
+static void pin(int cpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    (void)sched_setaffinity(0, sizeof set, &set); /* best effort */
+}
+
+/* ns per round trip of one cache line between CPUs 0 and 1, or -1 with
+ * fewer than two CPUs. */
+static double line_rtt(void)
+{
+    const uint64_t n = 200000;
+    uint64_t *w, i;
+    double t0, t;
+    pid_t pid;
+    int st;
+
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        return -1;
+    w = (uint64_t *)(void *)ctl_new(0);
+    pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0) {
+        pin(1);
+        for (i = 1; i < 2 * n; i += 2) {
+            while (__atomic_load_n(w, __ATOMIC_ACQUIRE) != i)
+                ;
+            __atomic_store_n(w, i + 1, __ATOMIC_RELEASE);
+        }
+        _exit(0);
+    }
+    pin(0);
+    t0 = bench_now_ns();
+    for (i = 0; i < 2 * n; i += 2) {
+        __atomic_store_n(w, i + 1, __ATOMIC_RELEASE);
+        while (__atomic_load_n(w, __ATOMIC_ACQUIRE) != i + 2)
+            ;
+    }
+    t = (bench_now_ns() - t0) / (double)n;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+        die("the line round trip's child");
+    munmap(w, sizeof(struct ctl));
+    return t;
+}
+
 int main(int argc, char **argv)
 {
     size_t max = (size_t)64 << 20;
@@ -624,6 +685,10 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--iox-producer") == 0)
         return peer_iox_producer_main(strtoull(argv[2], NULL, 10));
 #endif
+    if (argc == 2 && strcmp(argv[1], "--line-rtt") == 0) {
+        printf("%.1f\n", line_rtt());
+        return 0;
+    }
     for (i = bench_args(argc, argv); i < argc; i++) {
         if (strcmp(argv[i], "--max-size") == 0 && i + 1 < argc)
             max = strtoull(argv[++i], NULL, 10);
