@@ -118,6 +118,13 @@ class Queue:
     create=True to make a queue of that name. track=True removes a created
     queue once the creating process family has exited.
 
+    A consumer killed inside get or get_many before the message is out of
+    the ring gives it back (another get delivers it); once it is copied
+    out (get copies one of up to 2 KiB, then decodes it; get_many its
+    batch) it is the consumer's, as after the call returned. A producer
+    killed inside put leaves nothing half-written. (include/shmkit/queue.h,
+    "Killed peers".)
+
     A process killed while it holds a message in flight (being put, or
     got) wakes the processes it blocks: the first put or get of a process
     on a queue starts one library thread, "shmkit-live" (a C thread that
