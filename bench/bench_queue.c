@@ -33,7 +33,8 @@
  * costs more); then version 2 (the producer's liveness slot wakes it).
  *
  * The machine's core-to-core floor (--line-rtt): two processes, each
- * pinned to its own CPU, hand one cache line back and forth (each spins
+ * pinned to its own CPU (the first two it may use; -1 if it has fewer, or
+ * if the round trips take over 2 s), hand one cache line back and forth (each spins
  * until the other wrote it), 200,000 round trips; prints the ns per
  * round trip and exits. Every message between processes moves cache
  * lines this way, so this bounds what any queue can do here; on a
@@ -626,33 +627,42 @@ static void dead_peer_wake(long n)
 
 /* ---- the core-to-core floor ------------------------------------------------ */
 
-static void pin(int cpu)
+static int pin(int cpu)
 {
     cpu_set_t set;
 
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
-    (void)sched_setaffinity(0, sizeof set, &set); /* best effort */
+    return sched_setaffinity(0, sizeof set, &set);
 }
 
-/* ns per round trip of one cache line between CPUs 0 and 1, or -1 with
- * fewer than two CPUs. */
+/* ns per round trip of one cache line between the first two CPUs this
+ * process may run on, or -1 if it may not run on two (a cpuset of one
+ * CPU), either cannot be had, or the 200,000 round trips take more than
+ * 2 s (each side's spin waiting for the other's time slice). */
 static double line_rtt(void)
 {
     const uint64_t n = 200000;
     uint64_t *w, i;
     double t0, t;
+    cpu_set_t allowed;
+    int cpu[2], k = 0, c, st;
     pid_t pid;
-    int st;
 
-    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+        return -1;
+    for (c = 0; c < CPU_SETSIZE && k < 2; c++)
+        if (CPU_ISSET(c, &allowed))
+            cpu[k++] = c;
+    if (k < 2)
         return -1;
     w = (uint64_t *)(void *)ctl_new(0);
     pid = fork();
     if (pid < 0)
         die("fork");
     if (pid == 0) {
-        pin(1);
+        if (pin(cpu[1]) != 0)
+            _exit(3);
         for (i = 1; i < 2 * n; i += 2) {
             while (__atomic_load_n(w, __ATOMIC_ACQUIRE) != i)
                 ;
@@ -660,15 +670,23 @@ static double line_rtt(void)
         }
         _exit(0);
     }
-    pin(0);
     t0 = bench_now_ns();
-    for (i = 0; i < 2 * n; i += 2) {
+    t = pin(cpu[0]) == 0 ? 0 : -1;
+    for (i = 0; t == 0 && i < 2 * n; i += 2) {
         __atomic_store_n(w, i + 1, __ATOMIC_RELEASE);
         while (__atomic_load_n(w, __ATOMIC_ACQUIRE) != i + 2)
-            ;
+            if (waitpid(pid, &st, WNOHANG) != 0 ||
+                bench_now_ns() - t0 > 2e9) {
+                t = -1;
+                break;
+            }
     }
-    t = (bench_now_ns() - t0) / (double)n;
-    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+    if (t == 0)
+        t = (bench_now_ns() - t0) / (double)n;
+    else
+        kill(pid, SIGKILL);
+    if (waitpid(pid, &st, 0) == pid && t > 0 &&
+        (!WIFEXITED(st) || WEXITSTATUS(st)))
         die("the line round trip's child");
     munmap(w, sizeof(struct ctl));
     return t;

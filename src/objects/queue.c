@@ -1287,8 +1287,9 @@ static void inflight_foreign(shmkit_queue *q, pid_t me, struct owners *o)
 }
 
 /* Under the mutex: makes a RESERVED record for len bytes at tail. Returns
- * 0 and the record, or -EAGAIN if it does not fit now; *o then lists the
- * other processes with a record in flight (they may be dead). */
+ * 0 and the record, or -EAGAIN if it does not fit now; *o (if o is not
+ * NULL) then lists the other processes with a record in flight (they may
+ * be dead). */
 static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
                           struct owners *o)
 {
@@ -1330,7 +1331,8 @@ static int reserve_locked(shmkit_queue *q, size_t len, struct rec **out,
     *out = r;
     return 0;
 full:
-    inflight_foreign(q, me, o);
+    if (o)
+        inflight_foreign(q, me, o);
     return -EAGAIN;
 }
 
@@ -1345,7 +1347,7 @@ full:
  * hint per handle: set when a call found nothing, cleared when one
  * succeeded at its first look); otherwise a call that finds nothing reads
  * the word then and looks once more before it waits. A call that may not
- * wait at all (SHMKIT_QUEUE_TRY) never reads it.
+ * wait at all (SHMKIT_QUEUE_TRY) does not look twice.
  */
 
 /* Reserves up to n records (lens[i] bytes each, stride apart) in one
@@ -1376,8 +1378,12 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
         if (r)
             return r;
         head_advance(q); /* past records released without the mutex */
+        /* The owners in the way are listed (a walk of the whole ring)
+         * only on the pass that will wait: for the first record, once the
+         * sequence word is read (review s21 finding 1). */
         for (k = 0; k < n; k++)
-            if (reserve_locked(q, msgs[k].iov_len, &recs[k], &o))
+            if (reserve_locked(q, msgs[k].iov_len, &recs[k],
+                               k == 0 && have_seq ? &o : NULL))
                 break;
         qunlock(q);
         if (k) {
