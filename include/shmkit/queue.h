@@ -62,7 +62,10 @@
  *   - a consumer killed between peek and release (also inside get or
  *     get_many, before the whole batch is in its buffer): its message is
  *     given back to the queue and delivered again (at-least-once for
- *     killed consumers, exactly once otherwise). Once get or get_many has
+ *     killed consumers, exactly once otherwise). It keeps its place in
+ *     the ring, but consumers take the messages ready after it first and
+ *     give it back only when nothing else is ready (or a waiter learns of
+ *     the death), so it may come after messages that were behind it. Once get or get_many has
  *     copied its batch out and frees it, the messages it freed are the
  *     caller's, as after the call returned. Only a process known to
  *     be gone gives its records back: one whose main thread exited while
