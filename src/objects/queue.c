@@ -708,7 +708,7 @@ static bool spin_watch(shmkit_queue *q, const uint32_t *word, uint32_t mask,
  * re-checking dead owners that no liveness slot will announce. */
 struct waiter {
     const struct timespec *deadline;
-    bool first;
+    bool past;        /* the deadline had passed when the call began */
     bool reaped;      /* a call that may not sleep has reaped once */
     bool checked;     /* owners without a slot were checked once */
     unsigned backoff_ms;
@@ -717,7 +717,14 @@ struct waiter {
 static void waiter_init(struct waiter *w, const struct timespec *deadline)
 {
     w->deadline = deadline;
-    w->first = true;
+    /* Read once, at the call's start ("Waiting" in queue.h): judged at
+     * the first wait instead, a deadline that passed during the call's
+     * first look (a thread preempted there; two looks since seq_first)
+     * gave -EAGAIN, not -ETIMEDOUT (test_queue_live
+     * scribbled_slot_table_never_hangs_a_waiter, 4 of 83 loaded ASan
+     * runs). A clock read for calls with a deadline only. */
+    w->past = deadline && deadline != SHMKIT_QUEUE_TRY &&
+              (deadline == SHMKIT_NOWAIT || timespec_passed(deadline));
     w->reaped = false;
     w->checked = false;
     w->backoff_ms = 1;
@@ -927,8 +934,7 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
 
     if (w->deadline == SHMKIT_QUEUE_TRY)
         return -EAGAIN;
-    if (w->deadline && (w->deadline == SHMKIT_NOWAIT || w->first) &&
-        timespec_passed(w->deadline)) {
+    if (w->past) {
         /* Not allowed to sleep: still give a dead owner's record back
          * once, so polling callers make progress too. */
         if (!foreign || w->reaped)
@@ -936,7 +942,6 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
         w->reaped = true;
         return reap(q, w->deadline);
     }
-    w->first = false;
     if (__atomic_load_n(&q->closing, __ATOMIC_ACQUIRE))
         return SHMKIT_ECLOSED;
     if (budget && spin_watch(q, word, ~0u, seq, false, budget))
