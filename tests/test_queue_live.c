@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -986,5 +987,80 @@ Test(queue_live, handles_of_a_process_share_one_slot)
     expect_death_wakes(before, after);
     close(fds[0]);
     close(fds[1]);
+    drop(q);
+}
+
+/* A commit that frees a message held back behind it wakes a consumer for
+ * each: two consumer processes asleep in get; this process reserves A
+ * (one thread) and puts B from another thread (B waits behind A: the same
+ * producer process), and once both consumers sleep again commits A. Both
+ * must get at once; before the woken consumer passed the wake on, the
+ * second slept with B ready until its armed sleep's 1 s recheck (review
+ * s21 finding 4: 0.98 s), which each child counts. */
+static void *put_b(void *arg)
+{
+    return (void *)(intptr_t)shmkit_queue_put(arg, "B", 1, NULL);
+}
+
+static void wait_consumers_asleep(shmkit_queue *q, uint32_t n)
+{
+    shmkit_queue_info in;
+
+    do
+        cr_assert_eq(shmkit_queue_stat(q, &in), 0);
+    while (in.waiting_consumers < n && sched_yield() == 0);
+}
+
+Test(queue_live, a_commit_that_frees_a_held_back_message_wakes_two)
+{
+    shmkit_queue *q = make("hb", 4096, 0);
+    volatile double *took = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct timespec t0;
+    pthread_t t;
+    pid_t c[2];
+    void *a, *res;
+    int i, st;
+
+    cr_assert_neq((void *)took, MAP_FAILED);
+    for (i = 0; i < 2; i++) {
+        c[i] = fork();
+        cr_assert_geq(c[i], 0);
+        if (c[i] == 0) {
+            shmkit_queue *h;
+            struct timespec d, now;
+            char m;
+            size_t len;
+
+            CHILD_CHECK(shmkit_queue_attach(&h, tu_name("hb"), 0) == 0, 2);
+            shmkit_deadline(&d, 10.0);
+            CHILD_CHECK(shmkit_queue_get(h, &m, 1, &len, &d) == 0, 3);
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            took[i] = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+            /* woken, not ended by the once-a-second look at its owners */
+            took[2 + i] = (double)shmkit__queue_waits.rechecks;
+            _exit(m == 'A' || m == 'B' ? 0 : 4);
+        }
+    }
+    wait_consumers_asleep(q, 2);
+    cr_assert_eq(shmkit_queue_reserve(q, 1, &a, NULL), 0);
+    *(char *)a = 'A';
+    cr_assert_eq(pthread_create(&t, NULL, put_b, q), 0);
+    cr_assert_eq(pthread_join(t, &res), 0);
+    cr_assert_eq((intptr_t)res, 0);
+    wait_consumers_asleep(q, 2); /* the one B woke sleeps again */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(shmkit_queue_commit(q, a, 1), 0);
+    for (i = 0; i < 2; i++) {
+        cr_assert_eq(waitpid(c[i], &st, 0), c[i]);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "consumer %d: %x",
+                  i, st);
+    }
+    for (i = 0; i < 2; i++)
+        cr_assert_eq(took[2 + i], 0.0,
+                     "consumer %d slept until its owners' recheck: got its "
+                     "message %.3f s after the commit", i,
+                     took[i] - ((double)t0.tv_sec + (double)t0.tv_nsec / 1e9));
+    munmap((void *)took, 4096);
     drop(q);
 }

@@ -1598,7 +1598,8 @@ int shmkit_queue_put(shmkit_queue *q, const void *data, size_t len,
  * holds back its later messages until it is reaped). */
 static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                        size_t max, size_t room, size_t *got, size_t *need,
-                       struct owners *o, unsigned char *copy, size_t *ncopied)
+                       struct owners *o, unsigned char *copy, size_t *ncopied,
+                       bool *more)
 {
     struct queue_header *h = q->hdr;
     uint64_t pos = h->head, size;
@@ -1687,18 +1688,27 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         }
         *ncopied = kc;
     }
+    *more = pos < h->tail; /* records it did not look at or skipped */
     *got = k;
     return k ? 0 : -EAGAIN;
 }
 
-/* Takes up to max messages, waiting for the first until the deadline. */
+/* Takes up to max messages, waiting for the first until the deadline.
+ * A call that waited and leaves records behind passes the wake-up on
+ * (wake_data): the wake it got may have been one for several messages.
+ * A commit wakes one consumer for its own record, but that record may
+ * also free later ones that were held back behind it (one producer's
+ * messages leave in its order): with two consumers asleep, the woken one
+ * took one message and the other slept on with the next one ready, until
+ * its armed sleep's 1 s recheck (review s21 finding 4). Only calls that
+ * waited pass it on, so a stream that never waits pays nothing. */
 static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                       size_t max, size_t room, size_t *got, size_t *need,
                       struct waiter *w, unsigned char *copy, size_t *ncopied)
 {
     struct owners o;
     unsigned passes = 0;
-    bool have_seq;
+    bool have_seq, waited = false, more = false;
     size_t i;
     int r;
 
@@ -1716,8 +1726,10 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         if (ncopied)
             *ncopied = 0;
         r = take_locked(q, recs, lens, max, room, got, need, &o, copy,
-                        ncopied);
+                        ncopied, &more);
         qunlock(q);
+        if (r == 0 && waited && more)
+            wake_data(q, 1);
         if (ncopied && (*ncopied & COPIED_MOVED)) {
             *ncopied &= ~COPIED_MOVED;
             wake_space(q);
@@ -1739,6 +1751,7 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                     &o, &q->spin_data);
         if (r)
             return r;
+        waited = true;
     }
 }
 
