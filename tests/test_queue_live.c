@@ -405,8 +405,11 @@ Test(queue_live, scribbled_slot_table_never_hangs_a_waiter)
         }
         shmkit_deadline(&d, 0.02);
         r = shmkit_queue_get(q, buf, sizeof buf, &len, &d);
-        cr_assert_eq(r, -ETIMEDOUT, "round %u: %d (%s)", round, r,
-                     shmkit_last_error());
+        /* -EAGAIN: this process was not run for the 20 ms between the
+         * deadline's making and the call (a loaded machine); either way
+         * nothing of the live owner's was taken */
+        cr_assert(r == -ETIMEDOUT || r == -EAGAIN, "round %u: %d (%s)", round,
+                  r, shmkit_last_error());
         cr_assert_geq(shmkit_queue_slots(
                           shmkit_block_data(shmkit_queue_block(q)),
                           shmkit_block_size(shmkit_queue_block(q)), NULL, 0),
@@ -1011,7 +1014,9 @@ static void wait_consumers_asleep(shmkit_queue *q, uint32_t n)
     while (in.waiting_consumers < n && sched_yield() == 0);
 }
 
-Test(queue_live, a_commit_that_frees_a_held_back_message_wakes_two)
+/* big: A is 100 bytes and each consumer gets into a 1-byte buffer, then,
+ * told -EMSGSIZE, peeks (Python's get of a message over 2 KiB). */
+static void held_back_commit(bool big)
 {
     shmkit_queue *q = make("hb", 4096, 0);
     volatile double *took = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
@@ -1034,7 +1039,16 @@ Test(queue_live, a_commit_that_frees_a_held_back_message_wakes_two)
 
             CHILD_CHECK(shmkit_queue_attach(&h, tu_name("hb"), 0) == 0, 2);
             shmkit_deadline(&d, 10.0);
-            CHILD_CHECK(shmkit_queue_get(h, &m, 1, &len, &d) == 0, 3);
+            int r = shmkit_queue_get(h, &m, 1, &len, &d);
+            if (big && r == -EMSGSIZE) {
+                const void *p;
+
+                CHILD_CHECK(shmkit_queue_peek(h, &p, &len, &d) == 0, 5);
+                m = *(const char *)p;
+                CHILD_CHECK(shmkit_queue_release(h, p) == 0, 6);
+                r = 0;
+            }
+            CHILD_CHECK(r == 0, 3);
             clock_gettime(CLOCK_MONOTONIC, &now);
             took[i] = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
             /* woken, not ended by the once-a-second look at its owners */
@@ -1043,14 +1057,14 @@ Test(queue_live, a_commit_that_frees_a_held_back_message_wakes_two)
         }
     }
     wait_consumers_asleep(q, 2);
-    cr_assert_eq(shmkit_queue_reserve(q, 1, &a, NULL), 0);
+    cr_assert_eq(shmkit_queue_reserve(q, big ? 100 : 1, &a, NULL), 0);
     *(char *)a = 'A';
     cr_assert_eq(pthread_create(&t, NULL, put_b, q), 0);
     cr_assert_eq(pthread_join(t, &res), 0);
     cr_assert_eq((intptr_t)res, 0);
     wait_consumers_asleep(q, 2); /* the one B woke sleeps again */
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    cr_assert_eq(shmkit_queue_commit(q, a, 1), 0);
+    cr_assert_eq(shmkit_queue_commit(q, a, big ? 100 : 1), 0);
     for (i = 0; i < 2; i++) {
         cr_assert_eq(waitpid(c[i], &st, 0), c[i]);
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "consumer %d: %x",
@@ -1063,4 +1077,14 @@ Test(queue_live, a_commit_that_frees_a_held_back_message_wakes_two)
                      took[i] - ((double)t0.tv_sec + (double)t0.tv_nsec / 1e9));
     munmap((void *)took, 4096);
     drop(q);
+}
+
+Test(queue_live, a_commit_that_frees_a_held_back_message_wakes_two)
+{
+    held_back_commit(false);
+}
+
+Test(queue_live, a_held_back_message_is_passed_on_past_a_too_big_one)
+{
+    held_back_commit(true);
 }

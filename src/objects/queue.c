@@ -1388,7 +1388,10 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
          * sequence word is read (review s21 finding 1). */
         for (k = 0; k < n; k++)
             if (reserve_locked(q, msgs[k].iov_len, &recs[k],
-                               k == 0 && have_seq ? &o : NULL))
+                               k == 0 && have_seq &&
+                                       w->deadline != SHMKIT_QUEUE_TRY
+                                   ? &o
+                                   : NULL))
                 break;
         qunlock(q);
         if (k) {
@@ -1649,6 +1652,9 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
             if (len > room - used) {
                 if (k == 0) {
                     *need = len;
+                    /* the caller takes it with a bigger buffer; what
+                     * lies after it may be for another consumer */
+                    *more = pos + size < h->tail;
                     return -EMSGSIZE;
                 }
                 break;
@@ -1701,7 +1707,10 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
  * messages leave in its order): with two consumers asleep, the woken one
  * took one message and the other slept on with the next one ready, until
  * its armed sleep's 1 s recheck (review s21 finding 4). Only calls that
- * waited pass it on, so a stream that never waits pays nothing. */
+ * waited pass it on, so a stream that never waits pays nothing; a call
+ * that found its first message too big for its buffer (-EMSGSIZE, as
+ * Python's get of one over 2 KiB does before it lends it) passes it on
+ * too (finding 4b). */
 static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                       size_t max, size_t room, size_t *got, size_t *need,
                       struct waiter *w, unsigned char *copy, size_t *ncopied)
@@ -1728,7 +1737,7 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         r = take_locked(q, recs, lens, max, room, got, need, &o, copy,
                         ncopied, &more);
         qunlock(q);
-        if (r == 0 && waited && more)
+        if ((r == 0 || r == -EMSGSIZE) && waited && more)
             wake_data(q, 1);
         if (ncopied && (*ncopied & COPIED_MOVED)) {
             *ncopied &= ~COPIED_MOVED;
