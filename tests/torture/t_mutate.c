@@ -26,8 +26,13 @@
 #include "torture.h"
 
 #define PROG_NAME "tm_progress"
-/* A driver making no progress this long hangs (short run: CI budget). */
-#define STALL_MS (T.longrun ? 5000 : 2000)
+/* A driver making no progress this long hangs. An honest queue image can
+ * take ~1 s: a mutex word naming a live thread makes each of its ~10
+ * NOWAIT calls wait the queue's 0.1 s grace for the mutex (measured: 1,002
+ * ms, 2 images of 1,000). The short run's 2 s was within 2x of that: a
+ * loaded CI machine (two busy loops beside it) counted 3 such images as
+ * hangs in the queue rows of torture_cli_replaced. */
+#define STALL_MS 5000
 
 /* Progress, shared with the drivers through a block (Python reads it by
  * offset: done at 0, then the CLI's counts). */
