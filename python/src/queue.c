@@ -197,7 +197,11 @@ static int run_blocking(QueueObject *self, blocking_fn fn, void *arg,
         r = fn(q, arg, until);
         Py_END_ALLOW_THREADS
         self->busy--;
-        if (r == -ETIMEDOUT && until == &slice) {
+        /* A slice that had passed when the call began (this thread not
+         * run for 50 ms) is -EAGAIN, not -ETIMEDOUT: a slice all the same
+         * (review s21 finding 8: else a get() without timeout raised
+         * Empty). */
+        if ((r == -ETIMEDOUT || r == -EAGAIN) && until == &slice) {
             if (PyErr_CheckSignals() < 0) {
                 r = -EINTR;
                 break;
