@@ -10,6 +10,7 @@
 
 #include "shmkit.h"
 #include "shmkit/queue.h"
+#include "objects/queue_internal.h"
 
 /* The 64-bit header field at byte off of q's block (head is at 128,
  * tail at 136). */
@@ -46,6 +47,19 @@ static inline int queue_make_v1(const char *name, shmkit_queue **out)
     memcpy(p + 44, &zero, 4); /* nslots */
     r = shmkit_queue_close(made);
     return r ? r : shmkit_queue_attach(out, name, 0);
+}
+
+/* How this process's queue waits have ended so far (src/objects/queue.c
+ * counts them): compared before and after a wait. */
+static inline struct shmkit__queue_wait_stats queue_waits_now(void)
+{
+    struct shmkit__queue_wait_stats s;
+
+    s.deaths = __atomic_load_n(&shmkit__queue_waits.deaths, __ATOMIC_SEQ_CST);
+    s.slices = __atomic_load_n(&shmkit__queue_waits.slices, __ATOMIC_SEQ_CST);
+    s.rechecks = __atomic_load_n(&shmkit__queue_waits.rechecks,
+                                 __ATOMIC_SEQ_CST);
+    return s;
 }
 
 #endif

@@ -213,17 +213,6 @@ static shmkit_mutex_info mutex_now(shmkit_queue *q)
     return mi;
 }
 
-static struct shmkit__queue_wait_stats waits_now(void)
-{
-    struct shmkit__queue_wait_stats s;
-
-    s.deaths = __atomic_load_n(&shmkit__queue_waits.deaths, __ATOMIC_SEQ_CST);
-    s.slices = __atomic_load_n(&shmkit__queue_waits.slices, __ATOMIC_SEQ_CST);
-    s.rechecks = __atomic_load_n(&shmkit__queue_waits.rechecks,
-                                 __ATOMIC_SEQ_CST);
-    return s;
-}
-
 /* Messages delivered to the parent, checked as they come. */
 struct ledger {
     const struct plan *p;
@@ -348,7 +337,7 @@ static void run(const struct plan *p)
         tu_wait_in_futex(wt.tid);
     }
 
-    w0 = waits_now();
+    w0 = queue_waits_now();
     cr_assert_eq(kill(pid, SIGKILL), 0);
     st = tu_wait_status(pid);
     cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child status 0x%x",
@@ -380,7 +369,7 @@ static void run(const struct plan *p)
         v[0].iov_base = buf;
         take(&l, v, 1);
     }
-    w1 = waits_now();
+    w1 = queue_waits_now();
     st = shmkit_queue_get(q, buf, 1 << 20, &got, SHMKIT_NOWAIT);
     cr_assert_eq(st, -EAGAIN, "after the %zu messages put: %d (%s)", p->n, st,
                  st ? shmkit_last_error() : "a message more");

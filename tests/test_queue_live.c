@@ -45,18 +45,7 @@ static void drop(shmkit_queue *q)
     cr_assert_eq(shmkit_queue_close(q), 0, "%s", shmkit_last_error());
 }
 
-static struct shmkit__queue_wait_stats waits_now(void)
-{
-    struct shmkit__queue_wait_stats s;
-
-    s.deaths = __atomic_load_n(&shmkit__queue_waits.deaths, __ATOMIC_SEQ_CST);
-    s.slices = __atomic_load_n(&shmkit__queue_waits.slices, __ATOMIC_SEQ_CST);
-    s.rechecks = __atomic_load_n(&shmkit__queue_waits.rechecks,
-                                 __ATOMIC_SEQ_CST);
-    return s;
-}
-
-/* Between two waits_now(): at least one wait ended by an owner's death,
+/* Between two queue_waits_now(): at least one wait ended by an owner's death,
  * none by a slice. */
 static void expect_death_wakes(struct shmkit__queue_wait_stats before,
                                struct shmkit__queue_wait_stats after)
@@ -121,7 +110,7 @@ static void get_after_the_kill(struct killer *k, void *(*killer)(void *),
     pthread_t t;
     char buf[16];
 
-    *before = waits_now();
+    *before = queue_waits_now();
     cr_assert_eq(pthread_create(&t, NULL, killer, k), 0);
     if (secs > 0)
         shmkit_deadline(&d, secs);
@@ -129,7 +118,7 @@ static void get_after_the_kill(struct killer *k, void *(*killer)(void *),
                                   secs > 0 ? &d : NULL),
                  0, "%s", shmkit_last_error());
     cr_assert_eq(pthread_join(t, NULL), 0);
-    *after = waits_now();
+    *after = queue_waits_now();
     expect_killed(k->pid);
     cr_assert_eq(memcmp(buf, "after", 5), 0);
 }
@@ -195,12 +184,12 @@ Test(queue_live, producer_woken_by_killed_consumers_death)
     k.q = q;
     k.producers = true;
     k.take = true;
-    before = waits_now();
+    before = queue_waits_now();
     cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
     cr_assert_eq(shmkit_queue_put(q, "second", 6, NULL), 0, "%s",
                  shmkit_last_error());
     cr_assert_eq(pthread_join(t, NULL), 0);
-    after = waits_now();
+    after = queue_waits_now();
     expect_killed(k.pid);
     cr_assert_eq(k.got, 0);
     cr_assert_eq(k.len, 5);
@@ -628,11 +617,11 @@ Test(queue_live, dead_at_arm_wakes_the_slots_word)
     cr_assert(s->word & SHMKIT__FUTEX_OWNER_DIED, "slot word 0x%x", s->word);
     real_futex_wake = shmkit__os.futex_wake;
     shmkit__os.futex_wake = record_wake;
-    before = waits_now();
+    before = queue_waits_now();
     shmkit_deadline(&d, 30);
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
                  shmkit_last_error());
-    after = waits_now();
+    after = queue_waits_now();
     shmkit__os_reset();
     cr_assert_eq(memcmp(buf, "after", 5), 0);
     expect_death_wakes(before, after);
@@ -723,7 +712,7 @@ Test(queue_live, a_reused_slots_death_is_not_the_owners)
     keep = *u.slot;
     real_wait_gone = shmkit__os.proc_wait_gone;
     shmkit__os.proc_wait_gone = count_wait_gone;
-    before = waits_now();
+    before = queue_waits_now();
     cr_assert_eq(pthread_create(&t, NULL, reuse_slot_when_asleep, &u), 0);
     /* Again while the helper has not seen a sleeper: on a loaded machine
      * a get's 0.3 s can pass without the helper running (it then waited
@@ -738,7 +727,7 @@ Test(queue_live, a_reused_slots_death_is_not_the_owners)
     }
     __atomic_store_n(&u.stop, 1, __ATOMIC_SEQ_CST);
     cr_assert_eq(pthread_join(t, &tr), 0);
-    after = waits_now();
+    after = queue_waits_now();
     shmkit__os_reset();
     cr_assert_null(tr, "helper: %d (2: no sleeper seen in %d gets of 0.3 s)",
                    (int)(intptr_t)tr, i);
@@ -978,13 +967,13 @@ Test(queue_live, handles_of_a_process_share_one_slot)
                                     shmkit_block_size(shmkit_queue_block(q)),
                                     sl, 4), 1);
     k.q = q;
-    before = waits_now();
+    before = queue_waits_now();
     cr_assert_eq(pthread_create(&t, NULL, kill_when_asleep, &k), 0);
     shmkit_deadline(&d, 20);
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &d), 0, "%s",
                  shmkit_last_error());
     cr_assert_eq(pthread_join(t, NULL), 0);
-    after = waits_now();
+    after = queue_waits_now();
     expect_killed(k.pid);
     cr_assert_eq(memcmp(buf, "after", 5), 0);
     expect_death_wakes(before, after);

@@ -464,6 +464,17 @@ Test(track, tracker_without_its_start_time_is_a_clear_error)
     cr_assert_eq(shmkit_unlink(name), 0);
 }
 
+/* Runs body(a, b) in a family of its own and expects the tracker to exit
+ * and block a to go with the family. */
+static void expect_gone_with_family(void (*body)(const char *, const char *),
+                                    const char *a, const char *b)
+{
+    pid_t tracker = run_in_own_family(body, a, b);
+
+    cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
+    cr_expect_not(lu_exists(a), "the block outlived its family");
+}
+
 /* Creates tracked block a, then tries to create it again (-EEXIST). */
 static void create_twice_body(const char *a, const char *b)
 {
@@ -482,11 +493,7 @@ static void create_twice_body(const char *a, const char *b)
  * name's registration when it gave up, so the block outlived the family. */
 Test(track, create_on_a_taken_name_keeps_the_registration)
 {
-    const char *name = tu_name("twice");
-    pid_t tracker = run_in_own_family(create_twice_body, name, NULL);
-
-    cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
-    cr_expect_not(lu_exists(name), "the block outlived its family");
+    expect_gone_with_family(create_twice_body, tu_name("twice"), NULL);
 }
 
 /* Creates tracked block t and untracked block u, swaps their names
@@ -713,9 +720,6 @@ static void relative_rundir_body(const char *a, const char *b)
  * family's directory, so the family's blocks outlived it. */
 Test(track, relative_runtime_dir_works)
 {
-    const char *name = tu_name("relrt");
-    pid_t tracker = run_in_own_family(relative_rundir_body, name, lu_rundir);
-
-    cr_assert(lu_wait_pid_gone(tracker), "tracker did not exit");
-    cr_expect_not(lu_exists(name), "the block outlived its family");
+    expect_gone_with_family(relative_rundir_body, tu_name("relrt"),
+                            lu_rundir);
 }

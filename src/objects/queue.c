@@ -1358,6 +1358,53 @@ full:
  * wait at all (SHMKIT_QUEUE_TRY) does not look twice.
  */
 
+/* One call's looks, as seq_first says. */
+struct seq_look {
+    bool *hint;         /* the handle's seq_first_data or seq_first_space */
+    const uint32_t *word;
+    bool read;          /* the word is read before each look */
+    bool missed;        /* a look of this call found nothing */
+};
+
+static void seq_look_init(struct seq_look *s, bool *hint, const uint32_t *word)
+{
+    s->hint = hint;
+    s->word = word;
+    s->read = __atomic_load_n(hint, __ATOMIC_RELAXED);
+    s->missed = false;
+}
+
+/* Before a look: the word, if this call reads it first (else 0). */
+static uint32_t seq_before(const struct seq_look *s)
+{
+    return s->read ? __atomic_load_n(s->word, __ATOMIC_SEQ_CST) : 0;
+}
+
+static void seq_hint(struct seq_look *s, bool v)
+{
+    if (__atomic_load_n(s->hint, __ATOMIC_RELAXED) != v)
+        __atomic_store_n(s->hint, v, __ATOMIC_RELAXED);
+}
+
+/* After a look that found what it wanted. */
+static void seq_found(struct seq_look *s)
+{
+    if (!s->missed)
+        seq_hint(s, false);
+}
+
+/* After a look that found nothing: true to look again, the word read
+ * first this time; false to wait on the value read before this look. */
+static bool seq_missed(struct seq_look *s, const struct waiter *w)
+{
+    s->missed = true;
+    seq_hint(s, true);
+    if (s->read || w->deadline == SHMKIT_QUEUE_TRY)
+        return false;
+    s->read = true;
+    return true;
+}
+
 /* Reserves up to n records (lens[i] bytes each, stride apart) in one
  * locked pass, waiting for room for the first. */
 static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
@@ -1366,18 +1413,15 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
     struct owners o;
     uint64_t need = 0;
     size_t k, i;
-    unsigned passes = 0;
-    bool have_seq;
+    struct seq_look sl;
     int r;
 
     live_ensure(q);
     for (k = 0; k < n && need < q->rs; k++)
         need += REC + round16(msgs[k].iov_len);
-    have_seq = __atomic_load_n(&q->seq_first_space, __ATOMIC_RELAXED);
+    seq_look_init(&sl, &q->seq_first_space, &q->hdr->space_seq);
     for (;;) {
-        uint32_t seq = have_seq ? __atomic_load_n(&q->hdr->space_seq,
-                                                  __ATOMIC_SEQ_CST)
-                                : 0;
+        uint32_t seq = seq_before(&sl);
 
         o.n = 0;
         o.more = false;
@@ -1391,7 +1435,7 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
          * sequence word is read (review s21 finding 1). */
         for (k = 0; k < n; k++)
             if (reserve_locked(q, msgs[k].iov_len, &recs[k],
-                               k == 0 && have_seq &&
+                               k == 0 && sl.read &&
                                        w->deadline != SHMKIT_QUEUE_TRY
                                    ? &o
                                    : NULL))
@@ -1401,17 +1445,11 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
             for (i = 0; i < k; i++)
                 map_rec(q, recs[i], msgs[i].iov_len);
             *got = k;
-            if (!passes)
-                __atomic_store_n(&q->seq_first_space, false,
-                                 __ATOMIC_RELAXED);
+            seq_found(&sl);
             return 0;
         }
-        passes++;
-        __atomic_store_n(&q->seq_first_space, true, __ATOMIC_RELAXED);
-        if (!have_seq && w->deadline != SHMKIT_QUEUE_TRY) {
-            have_seq = true; /* read it, then look again (seq_first) */
+        if (seq_missed(&sl, w))
             continue;
-        }
         r = wait_on(q, w, &q->hdr->space_seq, &q->hdr->wait_producers, seq,
                     &o, &q->spin_space);
         if (r)
@@ -1722,17 +1760,15 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                       struct waiter *w, unsigned char *copy, size_t *ncopied)
 {
     struct owners o;
-    unsigned passes = 0;
-    bool have_seq, more = false;
+    struct seq_look sl;
+    bool more = false;
     size_t i;
     int r;
 
     live_ensure(q);
-    have_seq = __atomic_load_n(&q->seq_first_data, __ATOMIC_RELAXED);
+    seq_look_init(&sl, &q->seq_first_data, &q->hdr->data_seq);
     for (;;) {
-        uint32_t seq = have_seq ? __atomic_load_n(&q->hdr->data_seq,
-                                                  __ATOMIC_SEQ_CST)
-                                : 0;
+        uint32_t seq = seq_before(&sl);
 
         map_ahead_get(q, max, room);
         r = qlock_watch(q, w->deadline, max > 1);
@@ -1752,16 +1788,12 @@ static int take_batch(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         if (r == 0)
             for (i = ncopied ? *ncopied : 0; i < *got; i++)
                 map_rec(q, recs[i], lens[i]);
-        if (r == 0 && !passes)
-            __atomic_store_n(&q->seq_first_data, false, __ATOMIC_RELAXED);
+        if (r == 0)
+            seq_found(&sl);
         if (r != -EAGAIN)
             return r;
-        passes++;
-        __atomic_store_n(&q->seq_first_data, true, __ATOMIC_RELAXED);
-        if (!have_seq && w->deadline != SHMKIT_QUEUE_TRY) {
-            have_seq = true; /* read it, then look again (seq_first) */
+        if (seq_missed(&sl, w))
             continue;
-        }
         r = wait_on(q, w, &q->hdr->data_seq, &q->hdr->wait_consumers, seq,
                     &o, &q->spin_data);
         if (r)
