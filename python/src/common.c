@@ -321,3 +321,18 @@ int ext_common_init(PyObject *m, ext_state *st)
         return -1;
     return add_exceptions(m, st) < 0 || add_constants(m) < 0 ? -1 : 0;
 }
+
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec ||
+           (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+int ext_next_slice(struct timespec *slice, const struct timespec *final)
+{
+    shmkit_deadline(slice, EXT_WAIT_SLICE);
+    if (!final || ts_before(slice, final))
+        return 0;
+    *slice = *final;
+    return 1;
+}

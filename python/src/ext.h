@@ -85,6 +85,18 @@ int ext_fastcall_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames, const char *const *names,
                       int required, PyObject **out, int nout);
 
+/* Blocking calls release the GIL and wait in slices of at most this many
+ * seconds, running the signal handlers between slices: a signal that
+ * lands before a sleep ends no sleep (locks: the robust futex wait is
+ * restarted by the kernel; queues: it landed while the call looked or
+ * spun), and Ctrl-C would otherwise wait for the lock, the next message
+ * or the deadline. */
+#define EXT_WAIT_SLICE 0.05
+
+/* The next slice's deadline into *slice: at most EXT_WAIT_SLICE away,
+ * never past *final (NULL: no end). Returns 1 if it ends at *final. */
+int ext_next_slice(struct timespec *slice, const struct timespec *final);
+
 /* ---- mapping.c: a mapped block whose lifetime its users share ---- */
 
 /* What owns the block handle of a Mapping (closed when the Mapping goes). */

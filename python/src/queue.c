@@ -32,7 +32,6 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 #define FRAME_MAGIC 0x35504b53u /* "SKP5" */
 #define FRAME_MAX_PARTS 4096
@@ -153,20 +152,13 @@ static int deadline_of(int block, PyObject *timeout, struct deadline *d)
 typedef int (*blocking_fn)(shmkit_queue *q, void *arg,
                            const struct timespec *deadline);
 
-/* A call that may sleep sleeps at most this long at a time, then looks
- * for signals (PyErr_CheckSignals) and goes on. A signal that ends the
- * sleep does so at once (-EINTR); one that came just before it - while
- * the call was looking, or spinning before its sleep, where the C
- * handler ran and set Python's flag but nothing ended - would otherwise
- * wait for the next message or the deadline (review s21 finding 3: the
- * spin's yield made that window up to a time slice). */
-#define SIGNAL_SLICE_NS 50000000L
-
-static int ts_before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec ||
-           (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
+/* A call that may sleep sleeps in slices (EXT_WAIT_SLICE) and looks for
+ * signals (PyErr_CheckSignals) between them. A signal that ends the sleep
+ * does so at once (-EINTR); one that came just before it - while the call
+ * was looking, or spinning before its sleep, where the C handler ran and
+ * set Python's flag but nothing ended - would otherwise wait for the next
+ * message or the deadline (review s21 finding 3: the spin's yield made
+ * that window up to a time slice). */
 
 /* Runs fn until it does not end by a signal. Returns its result, or
  * INT_MIN with a Python exception set (a signal handler raised). */
@@ -180,25 +172,15 @@ static int run_blocking(QueueObject *self, blocking_fn fn, void *arg,
 
     for (;;) {
         until = d->p;
-        if (d->p != SHMKIT_NOWAIT) {
-            /* coarse (a few ns; it lags by a tick at most): a slice's
-             * length need not be exact */
-            clock_gettime(CLOCK_MONOTONIC_COARSE, &slice);
-            slice.tv_nsec += SIGNAL_SLICE_NS;
-            if (slice.tv_nsec >= 1000000000L) {
-                slice.tv_sec++;
-                slice.tv_nsec -= 1000000000L;
-            }
-            if (!d->p || ts_before(&slice, d->p))
-                until = &slice;
-        }
+        if (d->p != SHMKIT_NOWAIT && !ext_next_slice(&slice, d->p))
+            until = &slice;
         self->busy++;
         Py_BEGIN_ALLOW_THREADS
         r = fn(q, arg, until);
         Py_END_ALLOW_THREADS
         self->busy--;
         /* A slice that had passed when the call began (this thread not
-         * run for 50 ms) is -EAGAIN, not -ETIMEDOUT: a slice all the same
+         * run for a slice) is -EAGAIN, not -ETIMEDOUT: a slice all the same
          * (review s21 finding 8: else a get() without timeout raised
          * Empty). */
         if ((r == -ETIMEDOUT || r == -EAGAIN) && until == &slice) {

@@ -16,8 +16,6 @@
 #include <math.h>
 #include <structmember.h>
 
-#define EXT_WAIT_SLICE 0.05
-
 typedef struct LockObject {
     PyObject_HEAD
     shmkit_mutex *mutex;
@@ -71,23 +69,6 @@ static int parse_timeout(PyObject *obj, double *out)
     return 0;
 }
 
-static int ts_before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec ||
-           (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
-/* The next slice's deadline: at most EXT_WAIT_SLICE away, never past
- * *final. Returns 1 if the slice ends at *final. */
-static int next_slice(struct timespec *slice, const struct timespec *final)
-{
-    shmkit_deadline(slice, EXT_WAIT_SLICE);
-    if (ts_before(slice, final))
-        return 0;
-    *slice = *final;
-    return 1;
-}
-
 /*
  * Waits for m (cond NULL) or on cond with m held, until `timeout` seconds
  * pass (negative: forever), with the GIL released and signals checked
@@ -104,7 +85,7 @@ static int wait_sliced(shmkit_mutex *m, shmkit_cond *cond, double timeout)
     shmkit_deadline(&final, timeout < 0 ? INFINITY : timeout);
     ts = PyEval_SaveThread();
     for (;;) {
-        last = next_slice(&slice, &final);
+        last = ext_next_slice(&slice, &final);
         r = cond ? shmkit_cond_timedwait(cond, m, &slice)
                  : shmkit_mutex_timedlock(m, &slice);
         if (r != -ETIMEDOUT || last)
