@@ -127,7 +127,8 @@ static void get_after_the_kill(struct killer *k, void *(*killer)(void *),
  * then blocks until killed (or until the parent's end, fds[0], closes: a
  * test that failed before its kill leaves no child behind). what: 'R' a
  * reservation followed by a committed message of its own (held back
- * behind it), 'L' a loan. */
+ * behind it), 'L' a loan, 'X' a loan of its own message "x" (put, then
+ * peeked: the queue's messages before it must be held back). */
 static pid_t child_in_flight(const char *tag, char what, const int *fds)
 {
     pid_t pid = fork();
@@ -147,7 +148,11 @@ static pid_t child_in_flight(const char *tag, char what, const int *fds)
             CHILD_CHECK(shmkit_queue_reserve(a, 100, &w, NULL) == 0, 3);
             CHILD_CHECK(shmkit_queue_put(a, "after", 5, NULL) == 0, 4);
         } else {
+            if (what == 'X')
+                CHILD_CHECK(shmkit_queue_put(a, "x", 1, NULL) == 0, 8);
             CHILD_CHECK(shmkit_queue_peek(a, &p, &len, NULL) == 0, 5);
+            CHILD_CHECK(what != 'X' || (len == 1 && *(const char *)p == 'x'),
+                        9);
         }
         CHILD_CHECK(write(ready, "x", 1) == 1, 6);
         while (read(ready, &c, 1) > 0) /* never written: until killed */
@@ -1076,4 +1081,97 @@ Test(queue_live, a_commit_that_frees_a_held_back_message_wakes_two)
 Test(queue_live, a_held_back_message_is_passed_on_past_a_too_big_one)
 {
     held_back_commit(true);
+}
+
+/* A producer asleep on a full ring lists the owners of the records in
+ * flight between head and the first READY record only (inflight_foreign):
+ * those past it hold no space until head reaches them. Once it does, the
+ * producer, woken by head's move, must watch the owner of the record now
+ * in the way: here a consumer's loan, past two READY messages, whose
+ * owner dies. The producer alone must notice the death and give the
+ * message back (nobody else waits), not its once-a-second recheck. */
+struct big_put {
+    shmkit_queue *q;
+    size_t len;
+    int r;
+};
+
+static void *put_big(void *arg)
+{
+    struct big_put *b = arg;
+    void *buf = calloc(1, b->len);
+
+    b->r = buf ? shmkit_queue_put(b->q, buf, b->len, NULL) : -ENOMEM;
+    free(buf);
+    return NULL;
+}
+
+static void wait_stat(shmkit_queue *q, bool loaned_none)
+{
+    struct timespec t0, now;
+    shmkit_queue_info in;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (shmkit_queue_stat(q, &in) == 0 &&
+            (loaned_none ? in.loaned == 0 : in.waiting_producers >= 1))
+            return;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        cr_assert(now.tv_sec - t0.tv_sec < 10, "%s",
+                  loaned_none ? "the dead consumer's loan is still out"
+                              : "the producer never waited");
+        sched_yield();
+    }
+}
+
+Test(queue_live, a_dead_loan_past_ready_messages_is_watched_once_head_reaches_it)
+{
+    shmkit_queue *q = make("lw", 4096, 0);
+    struct shmkit__queue_wait_stats before, after;
+    struct big_put b = {q, shmkit_queue_max_message(q), -1};
+    char buf[128];
+    pthread_t t;
+    size_t len;
+    void *w;
+    int fds[2];
+    pid_t child;
+
+    /* [READY r][READY "held"][TAKEN "x", the child's] : the child's peek
+     * skips this process's "held", held back behind the reservation. */
+    cr_assert_eq(shmkit_queue_reserve(q, 100, &w, NULL), 0);
+    memset(w, 'r', 100);
+    cr_assert_eq(shmkit_queue_put(q, "held", 4, NULL), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    child = child_in_flight("lw", 'X', fds);
+    wait_ready(fds[0]);
+    cr_assert_eq(shmkit_queue_commit(q, w, 100), 0);
+    before = queue_waits_now();
+    /* A message as big as the ring: it fits only once all three are out. */
+    cr_assert_eq(pthread_create(&t, NULL, put_big, &b), 0);
+    wait_stat(q, false);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    cr_assert(len == 100 && buf[0] == 'r');
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    cr_assert(len == 4 && memcmp(buf, "held", 4) == 0);
+    kill(child, SIGKILL);
+    expect_killed(child);
+    wait_stat(q, true); /* the producer gave "x" back */
+    after = queue_waits_now();
+    cr_assert_eq(after.rechecks - before.rechecks, 0,
+                 "the producer found the death at its once-a-second recheck");
+    expect_death_wakes(before, after);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    cr_assert(len == 1 && buf[0] == 'x');
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(b.r, 0, "%s", shmkit_strerror(b.r));
+    {
+        void *big = malloc(b.len);
+        cr_assert_not_null(big);
+        cr_assert_eq(shmkit_queue_get(q, big, b.len, &len, &shmkit_nowait), 0);
+        cr_assert_eq(len, b.len);
+        free(big);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
 }
