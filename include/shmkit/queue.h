@@ -262,7 +262,13 @@ SHMKIT_API shmkit_block *shmkit_queue_block(shmkit_queue *q);
 SHMKIT_API size_t shmkit_queue_max_message(const shmkit_queue *q);
 
 /* With `on`, a signal ends a blocking call with -EINTR (for callers that
- * must run signal handlers, as Python does); off (the default) retries. */
+ * must run signal handlers, as Python does); off (the default) retries.
+ * Only a signal that lands while the call sleeps ends it: one handled just
+ * before the sleep begins (as with read(2) and a handler that sets a
+ * flag) does not, and the call sleeps on. A caller that must react to
+ * such a flag promptly waits in slices: a deadline some tens of
+ * milliseconds away, then its flag checked after each -ETIMEDOUT (the
+ * Python binding does so, 50 ms at a time). */
 SHMKIT_API void shmkit_queue_set_interruptible(shmkit_queue *q, bool on);
 
 /* ---- copy in, copy out ----------------------------------------------- */
