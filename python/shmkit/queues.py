@@ -223,6 +223,11 @@ class Queue:
         return st['depth'] + st['pending']
 
     def empty(self):
+        """Whether no message waits. On a closed queue, OSError: CPython's
+        Queue.empty() "may raise an OSError on closed queues" (its pipe's,
+        once the queue was used) and SimpleQueue's always does."""
+        if self._q.closed:
+            raise OSError(f'Queue {self!r} is closed')
         return self.qsize() == 0
 
     def full(self):
@@ -300,12 +305,26 @@ class Queue:
 
 class SimpleQueue(Queue):
     """multiprocessing.SimpleQueue: get, put, empty, close (and the rest
-    of Queue)."""
+    of Queue). Once closed, every call raises OSError, as CPython's does
+    (its pipe is closed), where a closed Queue raises ValueError."""
 
     def __init__(self, *, ctx=None, name=None, capacity=None, create=None,
                  track=True):
         super().__init__(0, name=name, capacity=capacity, create=create,
                          track=track)
+
+    def close(self):
+        super().close()
+        # put and get are the C calls (bound in Queue.__init__), which
+        # raise ValueError once closed: from now on they raise OSError.
+        self.put = self.get = self._closed_call
+
+    def _closed_call(self, *args, **kwargs):
+        raise OSError(f'Queue {self!r} is closed')
+
+    def _check_closed(self):
+        if self._q.closed:
+            raise OSError(f'Queue {self!r} is closed')
 
 
 class JoinableQueue(Queue):

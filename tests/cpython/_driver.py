@@ -18,9 +18,18 @@ import unittest
 import multiprocessing
 
 # The classes the runner measures: everything CPython has for shared
-# memory, shared ctypes and the locks shmkit replaces.
+# memory, shared ctypes, the locks and the queues shmkit replaces. A name
+# with a leading underscore is a mixin-based class, run as
+# WithProcesses<name> (with ProcessesMixin); TestSimpleQueue is a plain
+# TestCase and runs as it is.
 CLASSES = ['_TestSharedMemory', '_TestValue', '_TestArray',
-           '_TestSharedCTypes', '_TestLock', '_TestCondition']
+           '_TestSharedCTypes', '_TestLock', '_TestCondition',
+           '_TestQueue', 'TestSimpleQueue']
+
+
+def run_name(cls):
+    """The name the class runs (and reports) under."""
+    return 'WithProcesses' + cls[1:] if cls.startswith('_') else cls
 
 SWAP = os.environ.get('SHMKIT_CPYTHON_SWAP') == '1'
 
@@ -41,14 +50,29 @@ if SWAP:
     # _TestSharedCTypes uses the module's own imports of these.
     tm.Value = _sct.Value
     tm.copy = getattr(_sct, 'copy', None)
+    # The queues: multiprocessing.Queue(), JoinableQueue() and
+    # SimpleQueue() (and a context's) import their class from
+    # multiprocessing.queues at each call, so shmkit's classes there are
+    # what every test gets, the mixin's self.Queue, the module-level calls
+    # of _TestQueue and TestSimpleQueue, a module a test writes and
+    # imports, and a test's subclass of multiprocessing.queues.Queue.
+    # Nothing else these classes run uses the module (no Pool).
+    from shmkit import queues as _skq
+    import multiprocessing.queues as _mpq
+    _mpq.Queue = _skq.Queue
+    _mpq.JoinableQueue = _skq.JoinableQueue
+    _mpq.SimpleQueue = _skq.SimpleQueue
+    mixin.Queue = staticmethod(_skq.Queue)
+    mixin.JoinableQueue = staticmethod(_skq.JoinableQueue)
 
 for _name in CLASSES:
     _base = getattr(tm, _name, None)
     if _base is None:
         continue
-    _new = 'WithProcesses' + _name[1:]
-    _cls = type(_new, (_base, tm.ProcessesMixin, unittest.TestCase),
-                {'__module__': __name__, '__qualname__': _new})
+    _new = run_name(_name)
+    _bases = ((_base, tm.ProcessesMixin, unittest.TestCase)
+              if _name.startswith('_') else (_base,))
+    _cls = type(_new, _bases, {'__module__': __name__, '__qualname__': _new})
     globals()[_new] = _cls
 
 
@@ -102,7 +126,7 @@ def main():
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
     for name in only:
-        cls = globals().get('WithProcesses' + name[1:])
+        cls = globals().get(run_name(name))
         if cls is not None:
             suite.addTests(loader.loadTestsFromTestCase(cls))
     runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2,

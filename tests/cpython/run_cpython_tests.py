@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Runs CPython's own tests for shared memory, shared ctypes and locks
-against shmkit, beside the same tests against the stdlib, on one or more
-CPython interpreters, and prints the table (interpreter x test class:
+"""Runs CPython's own tests for shared memory, shared ctypes, locks and
+queues against shmkit, beside the same tests against the stdlib, on one
+or more CPython interpreters, and prints the table (interpreter x test class:
 stdlib passed / shmkit passed) with every test that differs.
 
     run_cpython_tests.py --python /usr/bin/python3 --shmkit-path build/python
@@ -17,7 +17,9 @@ is built for it with CMake (-DSHMKIT_PYTHON=...) under --build-root.
 Each interpreter runs in a fresh venv whose site-packages has a .pth line
 loading _swap.py: with SHMKIT_CPYTHON_SWAP=1 every interpreter started
 from it, children and `python -I` subprocesses included, has shmkit's
-shared_memory and SharedMemoryManager in multiprocessing's place.
+shared_memory and SharedMemoryManager in multiprocessing's place; the
+driver (_driver.py) puts shmkit's Lock, Value... in ProcessesMixin and
+shmkit's queue classes in multiprocessing.queues.
 
 Exit status 1 if a test that passes with the stdlib does not pass with
 shmkit, unless it is named in INTENDED below (and python/README.md).
@@ -32,9 +34,11 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Tests that check CPython's resource tracker's own warnings; shmkit has no
-# resource tracker process (attaching never tracks, its family tracker
-# prints nothing). Each is named in python/README.md with the reason.
+# Tests of what shmkit does not have by design: CPython's resource
+# tracker's own warnings (shmkit has no resource tracker process,
+# attaching never tracks, its family tracker prints nothing), and the
+# queue's feeder thread and pipe. Each is named in python/README.md with
+# the reason. A key is a test's name, or "class.test" for one class's.
 INTENDED = {
     'test_shared_memory_tracking':
         "asserts the resource tracker's leak warning of an attacher "
@@ -43,7 +47,33 @@ INTENDED = {
         "asserts the killed child's resource tracker printed its leak "
         "warning; shmkit's family tracker removes the block (the test's "
         "first half, which passes) and prints nothing",
+    'test_queue_feeder_donot_stop_onexc':
+        "expects put of an object whose pickling raises to return (the "
+        "feeder thread prints the error and drops the object); shmkit "
+        "pickles inside put, which raises that error itself; the queue "
+        "then works and counts as the test checks (test_queue.py "
+        "test_a_put_that_cannot_pickle_raises_and_changes_nothing)",
+    'test_queue_feeder_on_queue_feeder_error':
+        "overrides _on_queue_feeder_error, the feeder thread's hook; "
+        "shmkit has no feeder thread: the pickling error raises from put",
+    'test_closed_queue_empty_exceptions':
+        "(3.13) expects empty() on a closed queue that was never put to "
+        "to answer (close() takes effect with the feeder thread, started "
+        "by the first put); shmkit's close() ends the handle at once and "
+        "empty() raises OSError, as CPython's documents it may ('may "
+        "raise an OSError on closed queues (not guaranteed)') and does "
+        "once the queue was used (the test's second half, test_queue.py "
+        "test_empty_on_a_closed_queue_raises_oserror)",
+    'TestSimpleQueue.test_closed':
+        "asserts the private pipe ends _reader and _writer are closed "
+        "(cpython_only); shmkit's SimpleQueue has no pipe (a closed one "
+        "raises OSError at every call, as CPython's)",
 }
+
+
+def intended(cls, test):
+    """Why test of class cls may fail with shmkit, or None."""
+    return INTENDED.get(f'{cls}.{test}') or INTENDED.get(test)
 
 
 def pyenv_versions():
@@ -118,7 +148,7 @@ def run_one(vpy, shmkit_path, swap, start_method, log, timeout):
     result."""
     import signal
     sys.path.insert(0, HERE)
-    from _driver import CLASSES
+    from _driver import CLASSES, run_name
     env = dict(os.environ)
     env.pop('PYTHONPATH', None)
     env['SHMKIT_CPYTHON_PATH'] = os.path.abspath(shmkit_path)
@@ -138,13 +168,13 @@ def run_one(vpy, shmkit_path, swap, start_method, log, timeout):
             os.killpg(p.pid, signal.SIGKILL)
             p.communicate()
             print(f'!! {cls}: no result within {timeout} s (killed)', file=log, flush=True)
-            merged['WithProcesses' + cls[1:]] = {'(timed out)': 'timeout'}
+            merged[run_name(cls)] = {'(timed out)': 'timeout'}
             continue
         lines = [ln for ln in out.splitlines() if ln.startswith('{')]
         if not lines:
             print(f'!! {cls}: the driver printed no result (exit {p.returncode})',
                   file=log, flush=True)
-            merged['WithProcesses' + cls[1:]] = {'(driver failed)': 'error'}
+            merged[run_name(cls)] = {'(driver failed)': 'error'}
             continue
         merged.update(json.loads(lines[-1])['results'])
     return {'results': merged}
@@ -194,14 +224,14 @@ def main():
                 b = ours['results'].get(cls, {}).get(t, 'absent')
                 if a != b:
                     diffs.append((t, a, b))
-                    if a == 'pass' and b != 'pass' and t not in INTENDED:
+                    if a == 'pass' and b != 'pass' and not intended(cls, t):
                         bad.append(f'{ver} {cls}.{t}: stdlib {a}, shmkit {b}')
             table.append((python, ver, cls, sp, sn, op, on, diffs))
     print(f'{"interpreter":<36} {"test class":<34} {"stdlib":>8} {"shmkit":>8}')
     for python, ver, cls, sp, sn, op, on, diffs in table:
         print(f'{python + " " + ver:<36} {cls:<34} {sp:>3}/{sn:<4} {op:>3}/{on:<4}')
         for t, a, b in diffs:
-            why = f'  (intended: {INTENDED[t]})' if t in INTENDED else ''
+            why = f'  (intended: {intended(cls, t)})' if intended(cls, t) else ''
             print(f'    differs: {t}: stdlib {a}, shmkit {b}{why}')
     if bad:
         print('\nshmkit fails what the stdlib passes:')

@@ -518,6 +518,72 @@ def test_simple_queue(names):
     drop(q)
 
 
+# ---- what CPython's own queue tests check (tests/cpython) -------------------
+
+@pytest.mark.parametrize("cls", [shmkit.Queue, shmkit.JoinableQueue])
+def test_empty_on_a_closed_queue_raises_oserror(names, cls):
+    # CPython: Queue.empty() "may raise an OSError on closed queues" (its
+    # closed pipe's, once the queue was used: test_closed_queue_empty_
+    # exceptions); put and get raise ValueError.
+    q = cls(name=names.new("q"), create=True, capacity=4096)
+    q.put("foo")
+    q.close()
+    q.join_thread()
+    with pytest.raises(OSError, match="is closed"):
+        q.empty()
+    with pytest.raises(ValueError, match="is closed"):
+        q.put("bar")
+    q.unlink()
+
+
+def test_a_closed_simple_queue_raises_oserror(names):
+    # CPython's SimpleQueue is a pipe: once closed, empty, put and get
+    # raise its OSError (test_empty_exceptions); closing twice is fine.
+    q = shmkit.SimpleQueue(name=names.new("s"), create=True, capacity=4096)
+    q.put(1)
+    q.close()
+    q.close()
+    for call in (q.empty, q.get, lambda: q.put(2), q.get_nowait,
+                 lambda: q.put_nowait(2), lambda: q.put_many([2]),
+                 q.get_many):
+        with pytest.raises(OSError, match="is closed"):
+            call()
+    q.unlink()
+
+
+class _NotPicklable:
+    def __reduce__(self):
+        raise AttributeError("not picklable")
+
+
+def test_a_put_that_cannot_pickle_raises_and_changes_nothing(names):
+    # CPython pickles in its feeder thread, which prints the error and
+    # drops the object (test_queue_feeder_donot_stop_onexc); shmkit pickles
+    # in put, so put raises it. Either way the queue keeps working and
+    # counts only what was put: sizes, maxsize, and a JoinableQueue's tasks.
+    q = make(names, 1)
+    with pytest.raises(AttributeError, match="not picklable"):
+        q.put(_NotPicklable())
+    q.put(True)
+    assert q.qsize() == 1 and q.full()
+    assert q.get(timeout=10) is True
+    assert q.empty()
+    drop(q)
+    j = shmkit.JoinableQueue(name=names.new("j"), create=True, capacity=4096)
+    with pytest.raises(AttributeError, match="not picklable"):
+        j.put(_NotPicklable())
+    with pytest.raises(AttributeError, match="not picklable"):
+        j.put_many([1, _NotPicklable(), 3])
+    assert j.empty()
+    assert j.join(timeout=0) is True
+    j.put(4)
+    assert j.join(timeout=0) is False
+    assert j.get(timeout=10) == 4
+    j.task_done()
+    assert j.join(timeout=0) is True
+    drop(j)
+
+
 # ---- C <-> Python, and the CLI ---------------------------------------------
 
 def test_c_producer_python_consumer(names):
