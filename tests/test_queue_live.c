@@ -827,6 +827,40 @@ Test(queue_live, fork_stops_the_thread_once_no_slot_is_held)
     drop(q);
 }
 
+/* shmkit_queue_leave gives the slot back and keeps the handle open: task
+ * counting and stat go on, the next fork stops the thread, and a later
+ * record takes a slot (and the thread) again. */
+Test(queue_live, leave_gives_the_slot_back_and_keeps_the_handle)
+{
+    shmkit_queue *q = make("lv", 4096, 0);
+    void *data = shmkit_block_data(shmkit_queue_block(q));
+    size_t size = shmkit_block_size(shmkit_queue_block(q));
+    shmkit_queue_slot sl[4];
+    shmkit_queue_info in;
+    int base = nthreads();
+
+    shmkit_queue_leave(q); /* none held yet: nothing */
+    cr_assert_eq(shmkit_queue_task_add(q, 1), 0);
+    cr_assert_eq(shmkit_queue_put(q, "x", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 1);
+    shmkit_queue_leave(q);
+    cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 0, "slot kept");
+    shmkit_queue_leave(q); /* twice: nothing */
+    fork_and_reap();
+    cr_assert_eq(shmkit__live_thread_id(), 0, "thread kept past a fork");
+    cr_assert_eq(nthreads(), base);
+    cr_assert_eq(shmkit_queue_stat(q, &in), 0);
+    cr_assert_eq(in.depth, 1);
+    cr_assert_eq(in.unfinished, 1);
+    cr_assert_eq(shmkit_queue_task_done(q), 0);
+    cr_assert_eq(shmkit_queue_join(q, &shmkit_nowait), 0);
+    cr_assert_eq(shmkit_queue_put(q, "y", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_slots(data, size, sl, 4), 1, "not retaken");
+    cr_assert_eq(sl[0].pid, getpid());
+    cr_assert_gt(shmkit__live_thread_id(), 0);
+    drop(q);
+}
+
 /* Stopping the thread at fork races neither with other threads taking
  * and dropping slots nor with their starting it again: 3 threads open,
  * use and close handles in a loop while a fourth forks (stopping the

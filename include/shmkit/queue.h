@@ -252,6 +252,18 @@ SHMKIT_API int shmkit_queue_close(shmkit_queue *q);
  */
 SHMKIT_API void shmkit_queue_shutdown(shmkit_queue *q);
 
+/*
+ * Gives back the liveness slot the handle's first record took ("Waking on
+ * a death" above), as shmkit_queue_close does before it unmaps, and keeps
+ * the handle open: for a binding whose handle will make no more records
+ * but still counts tasks (task_done, join) and reads stat. Call it with
+ * none of the handle's records in flight (reservations, loans) and no
+ * call making one; once the process holds no slot, the next fork stops
+ * "shmkit-live". A later record takes a slot again. Nothing if the handle
+ * holds none (a version-1 queue, no record yet, or given back already).
+ */
+SHMKIT_API void shmkit_queue_leave(shmkit_queue *q);
+
 /* Removes the queue's name (as shmkit_block_unlink). */
 SHMKIT_API int shmkit_queue_unlink(shmkit_queue *q);
 

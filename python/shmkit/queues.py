@@ -237,8 +237,13 @@ class Queue:
         return st['depth'] + st['reserved'] + st['loaned'] >= self._maxsize
 
     def close(self):
-        """No more use from this process; wakes this object's waiters
-        (they raise ValueError). Never unlinks."""
+        """No more puts or gets from this object: they raise ValueError,
+        also those another thread is blocked in (within 50 ms). As with
+        CPython's, qsize(), full(), task_done() and join() still work
+        (empty() raises OSError). Gives back what the object's puts and
+        gets took (so a fork after closing a process's last queue finds
+        no "shmkit-live" thread); the mapping goes with the object. Never
+        unlinks."""
         self._q.close()
 
     def join_thread(self):
@@ -358,11 +363,11 @@ class JoinableQueue(Queue):
         return done
 
     def task_done(self):
-        self._check_closed()
+        # Also once closed, as CPython's.
         self._q.task_done()
 
     def join(self, timeout=None):
         """Waits until every task put is done (True), or the timeout
-        passes (False; multiprocessing's join has no timeout)."""
-        self._check_closed()
+        passes (False; multiprocessing's join has no timeout). Also once
+        closed, as CPython's."""
         return self._q.join(timeout)

@@ -42,8 +42,9 @@ typedef struct QueueObject {
     PyObject_HEAD
     shmkit_queue *q;
     PyObject *name;      /* str */
-    int closed;          /* close() was called */
-    Py_ssize_t busy;     /* calls without the GIL, and live slots */
+    int closed;          /* close() was called: no more records */
+    int left;            /* closed, and the liveness slot given back */
+    Py_ssize_t busy;     /* record calls without the GIL, live slots */
     unsigned char *scratch; /* get_many's buffer (PyMem), NULL while used */
     size_t scratch_len;
     PyObject *dumps;     /* obj -> frame parts, for what is not plain */
@@ -79,6 +80,8 @@ static const char *qname(QueueObject *self)
     return self->name ? PyUnicode_AsUTF8(self->name) : NULL;
 }
 
+/* For the calls that make records (put, get, reserve, peek...): none
+ * once closed. */
 static int check_open(QueueObject *self)
 {
     if (!self->q || self->closed) {
@@ -88,12 +91,26 @@ static int check_open(QueueObject *self)
     return 0;
 }
 
-/* The handle is freed once closed and nobody uses it any more. */
+/* For the calls that only count or look (task_done, join, stat): they
+ * work after close(), as CPython's (its semaphores outlive the pipe). */
+static int check_mapped(QueueObject *self)
+{
+    if (!self->q) {
+        PyErr_SetString(PyExc_ValueError, "Queue is closed");
+        return -1;
+    }
+    return 0;
+}
+
+/* Once closed and no record of the handle is in flight (no call making
+ * one, no loan), the liveness slot is given back (so the next fork stops
+ * "shmkit-live" if it was the process's last); the mapping stays for the
+ * counting calls until the object is freed. */
 static void maybe_finish(QueueObject *self)
 {
-    if (self->closed && self->busy == 0 && self->q) {
-        shmkit_queue_close(self->q);
-        self->q = NULL;
+    if (self->closed && self->busy == 0 && self->q && !self->left) {
+        shmkit_queue_leave(self->q);
+        self->left = 1;
     }
 }
 
@@ -161,9 +178,12 @@ typedef int (*blocking_fn)(shmkit_queue *q, void *arg,
  * that window up to a time slice). */
 
 /* Runs fn until it does not end by a signal. Returns its result, or
- * INT_MIN with a Python exception set (a signal handler raised). */
+ * INT_MIN with a Python exception set (a signal handler raised). A call
+ * that makes records (records != 0) counts in busy, and ends with
+ * SHMKIT_ECLOSED at the end of a slice once close() was called (by
+ * another thread: close wakes none, so within a slice). */
 static int run_blocking(QueueObject *self, blocking_fn fn, void *arg,
-                        const struct deadline *d)
+                        const struct deadline *d, int records)
 {
     shmkit_queue *q = self->q;
     struct timespec slice;
@@ -174,11 +194,11 @@ static int run_blocking(QueueObject *self, blocking_fn fn, void *arg,
         until = d->p;
         if (d->p != SHMKIT_NOWAIT && !ext_next_slice(&slice, d->p))
             until = &slice;
-        self->busy++;
+        self->busy += records;
         Py_BEGIN_ALLOW_THREADS
         r = fn(q, arg, until);
         Py_END_ALLOW_THREADS
-        self->busy--;
+        self->busy -= records;
         /* A slice that had passed when the call began (this thread not
          * run for a slice) is -EAGAIN, not -ETIMEDOUT: a slice all the same
          * (review s21 finding 8: else a get() without timeout raised
@@ -186,6 +206,10 @@ static int run_blocking(QueueObject *self, blocking_fn fn, void *arg,
         if ((r == -ETIMEDOUT || r == -EAGAIN) && until == &slice) {
             if (PyErr_CheckSignals() < 0) {
                 r = -EINTR;
+                break;
+            }
+            if (records && self->closed) {
+                r = SHMKIT_ECLOSED;
                 break;
             }
             continue;
@@ -780,7 +804,7 @@ static PyObject *Queue_put_bytes(QueueObject *self, PyObject *args,
     }
     a.raw = v.buf;
     a.len = (size_t)v.len;
-    r = run_blocking(self, do_put, &a, &d);
+    r = run_blocking(self, do_put, &a, &d, 1);
     PyBuffer_Release(&v);
     if (r == INT_MIN)
         return NULL;
@@ -927,7 +951,7 @@ static PyObject *Queue_reserve(QueueObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     a.len = (size_t)n;
-    r = run_blocking(self, do_reserve, &a, &d);
+    r = run_blocking(self, do_reserve, &a, &d, 1);
     if (r == INT_MIN)
         return NULL;
     if (r == -EAGAIN || r == -ETIMEDOUT)
@@ -951,7 +975,7 @@ static PyObject *Queue_peek(QueueObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO", kwlist, &block, &timeout) ||
         check_open(self) < 0 || deadline_of(block, timeout, &d) < 0)
         return NULL;
-    r = run_blocking(self, do_peek, &a, &d);
+    r = run_blocking(self, do_peek, &a, &d, 1);
     if (r == INT_MIN)
         return NULL;
     if (r == -EAGAIN || r == -ETIMEDOUT)
@@ -1186,7 +1210,7 @@ static int run_try_first(QueueObject *self, blocking_fn fn, void *arg,
         if (r != -EAGAIN)
             return r;
     }
-    return run_blocking(self, fn, arg, d);
+    return run_blocking(self, fn, arg, d, 1);
 }
 
 #define TRY_MAX (64 * 1024) /* larger messages copy without the GIL */
@@ -1786,9 +1810,9 @@ static PyObject *Queue_join(QueueObject *self, PyObject *args, PyObject *kw)
     int r;
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &timeout) ||
-        check_open(self) < 0 || deadline_of(1, timeout, &d) < 0)
+        check_mapped(self) < 0 || deadline_of(1, timeout, &d) < 0)
         return NULL;
-    r = run_blocking(self, do_join, &a, &d);
+    r = run_blocking(self, do_join, &a, &d, 0);
     if (r == INT_MIN)
         return NULL;
     if (r == -EAGAIN || r == -ETIMEDOUT)
@@ -1816,7 +1840,7 @@ static PyObject *Queue_task_done(QueueObject *self, PyObject *unused)
 {
     int r;
 
-    if (check_open(self) < 0)
+    if (check_mapped(self) < 0)
         return NULL;
     r = shmkit_queue_task_done(self->q);
     if (r)
@@ -1829,7 +1853,7 @@ static PyObject *Queue_stat(QueueObject *self, PyObject *unused)
     shmkit_queue_info in;
     int r;
 
-    if (check_open(self) < 0)
+    if (check_mapped(self) < 0)
         return NULL;
     r = shmkit_queue_stat(self->q, &in);
     if (r)
@@ -1849,14 +1873,12 @@ static PyObject *Queue_stat(QueueObject *self, PyObject *unused)
 
 static PyObject *Queue_close(QueueObject *self, PyObject *unused)
 {
-    shmkit_queue *q = self->q;
-
-    if (!q || self->closed)
+    if (!self->q || self->closed)
         Py_RETURN_NONE;
+    /* No shutdown: join and task counting go on (as CPython's); this
+     * object's callers blocked in a put or get end at their slice's end
+     * (run_blocking). The handle is closed when the object is freed. */
     self->closed = 1;
-    Py_BEGIN_ALLOW_THREADS
-    shmkit_queue_shutdown(q);
-    Py_END_ALLOW_THREADS
     maybe_finish(self);
     Py_RETURN_NONE;
 }

@@ -2354,6 +2354,17 @@ void shmkit_queue_shutdown(shmkit_queue *q)
     }
 }
 
+void shmkit_queue_leave(shmkit_queue *q)
+{
+    pid_t me;
+    uint32_t start;
+
+    if (!q || !q->slots || !q->block) /* a view takes none */
+        return;
+    self_get(&me, &start);
+    shmkit__live_release(&q->live, me);
+}
+
 int shmkit_queue_close(shmkit_queue *q)
 {
     int r;
@@ -2361,14 +2372,7 @@ int shmkit_queue_close(shmkit_queue *q)
     if (!q)
         return 0;
     shmkit_queue_shutdown(q);
-    if (q->slots) {
-        /* Unlinked from the helper's robust list before the unmap. */
-        pid_t me;
-        uint32_t start;
-
-        self_get(&me, &start);
-        shmkit__live_release(&q->live, me);
-    }
+    shmkit_queue_leave(q); /* off the helper's robust list before the unmap */
     r = shmkit_block_close(q->block);
     if (r < 0) {
         __atomic_store_n(&q->closing, 0, __ATOMIC_SEQ_CST);

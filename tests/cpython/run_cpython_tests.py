@@ -59,7 +59,7 @@ INTENDED = {
     'test_closed_queue_empty_exceptions':
         "(3.13) expects empty() on a closed queue that was never put to "
         "to answer (close() takes effect with the feeder thread, started "
-        "by the first put); shmkit's close() ends the handle at once and "
+        "by the first put); shmkit's close() takes effect at once and "
         "empty() raises OSError, as CPython's documents it may ('may "
         "raise an OSError on closed queues (not guaranteed)') and does "
         "once the queue was used (the test's second half, test_queue.py "

@@ -551,6 +551,37 @@ def test_a_closed_simple_queue_raises_oserror(names):
     q.unlink()
 
 
+def test_counting_and_looking_work_after_close(names):
+    # CPython: close() means no more puts from this process; qsize, full,
+    # task_done and join still work (its semaphores outlive the pipe), so
+    # a producer may close and then join. The closed handle gives its
+    # liveness slot back at once.
+    q = shmkit.JoinableQueue(2, name=names.new("j"), create=True,
+                             capacity=4096)
+    q.put(1)
+    q.put(2)
+    assert q.stat()["slots_held"] == 1
+    q.close()
+    assert q.qsize() == 2 and q.full()
+    assert q.stat()["slots_held"] == 0
+    assert q.join(timeout=0) is False
+    joined = []
+    t = threading.Thread(target=lambda: joined.append(q.join()))
+    t.start()
+    c = shmkit.JoinableQueue(name=q.name)
+    assert c.get(timeout=10) == 1 and c.get(timeout=10) == 2
+    q.task_done()               # the closed handle counts too
+    assert q.qsize() == 0 and not q.full()
+    c.task_done()
+    t.join(60)
+    assert joined == [True]
+    assert q.join(timeout=0) is True
+    with pytest.raises(ValueError, match="too many"):
+        q.task_done()
+    c.unlink()
+    c.close()
+
+
 class _NotPicklable:
     def __reduce__(self):
         raise AttributeError("not picklable")
