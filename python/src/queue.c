@@ -156,10 +156,15 @@ static int deadline_of(int block, PyObject *timeout, struct deadline *d)
     t = PyFloat_AsDouble(timeout);
     if (t == -1.0 && PyErr_Occurred())
         return -1;
-    if (isnan(t) || t < 0) {
-        PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+    if (isnan(t)) {
+        PyErr_SetString(PyExc_ValueError, "'timeout' must be a number");
         return -1;
     }
+    /* multiprocessing's queues take a negative timeout as 0 (one try, then
+     * Empty or Full: their semaphores' acquire does so), where queue.Queue
+     * raises ValueError; e.g. q.get(timeout=deadline - time.monotonic()). */
+    if (t < 0)
+        t = 0;
     shmkit_deadline(&d->ts, t);
     d->p = &d->ts;
     return 0;

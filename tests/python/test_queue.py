@@ -582,6 +582,30 @@ def test_counting_and_looking_work_after_close(names):
     c.close()
 
 
+def test_a_negative_timeout_is_one_try(names):
+    # multiprocessing's queues take a negative timeout as 0 (a deadline
+    # already passed: Empty or Full, or the message if there is one), where
+    # queue.Queue raises ValueError.
+    q = shmkit.JoinableQueue(1, name=names.new("n"), create=True,
+                             capacity=4096)
+    with pytest.raises(queue.Empty):
+        q.get(True, -1)
+    q.put(1, True, -1)
+    with pytest.raises(queue.Full):
+        q.put(2, timeout=-0.5)
+    with pytest.raises(queue.Full):
+        q.put_many([2], timeout=-1)
+    assert q.join(timeout=-1) is False
+    assert q.get(timeout=-1) == 1
+    with pytest.raises(queue.Empty):
+        q.get_many(timeout=-1)
+    q.task_done()
+    assert q.join(timeout=-1) is True
+    with pytest.raises(ValueError):
+        q.get(timeout=float("nan"))
+    drop(q)
+
+
 class _NotPicklable:
     def __reduce__(self):
         raise AttributeError("not picklable")

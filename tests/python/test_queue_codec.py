@@ -234,8 +234,6 @@ def test_put_argument_errors(names):
     with pytest.raises(TypeError):
         q._q.put(1, True, block=False)
     with pytest.raises(ValueError):
-        q.put(1, timeout=-1)
-    with pytest.raises(ValueError):
         q.get(timeout=math.nan)
     q._q.put(obj=1, timeout=None, block=True)
     assert q._q.get(timeout=1, block=True) == 1
