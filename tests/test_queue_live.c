@@ -1209,3 +1209,85 @@ Test(queue_live, a_dead_loan_past_ready_messages_is_watched_once_head_reaches_it
     close(fds[1]);
     drop(q);
 }
+
+/* A producer asleep on a full ring lists the owners between head and the
+ * first READY record only (caa4946). A record READY at its look may be
+ * lent afterwards (a take moves no head and bumps no space_seq) and its
+ * borrower die: an owner the producer does not watch, and no move of head
+ * to wake it. Its sleep must still end and give the loan back, so that
+ * the message goes to the consumers again and head can move. With
+ * `reserved_past`, another process's reservation lies past the lent
+ * record (before caa4946 it was listed, and the armed sleep's recheck
+ * gave the loan back; /tmp/review/s22/r/loan_rescue.c shows a consumer
+ * asleep meanwhile getting the message then, and never after); without
+ * it the same happened before caa4946 too (nothing listed at all). */
+struct put_one {
+    shmkit_queue *q;
+    int r;
+};
+
+static void *put_p(void *arg)
+{
+    struct put_one *p = arg;
+    struct timespec d;
+
+    shmkit_deadline(&d, 60.0);
+    p->r = shmkit_queue_put(p->q, "p", 1, &d);
+    return NULL;
+}
+
+static void loan_after_a_producers_look(bool reserved_past)
+{
+    /* max: A, and with reserved_past the child's reservation and "after" */
+    shmkit_queue *q = make("la", 4096, reserved_past ? 3 : 1);
+    struct shmkit__queue_wait_stats before, after;
+    struct put_one p = {q, -1};
+    int fr[2], fl[2];
+    pid_t res = -1, lender;
+    char buf[16];
+    size_t len;
+    pthread_t t;
+
+    cr_assert_eq(shmkit_queue_put(q, "A", 1, NULL), 0);
+    if (reserved_past) {
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fr), 0);
+        res = child_in_flight("la", 'R', fr);
+        wait_ready(fr[0]);
+    }
+    before = queue_waits_now();
+    cr_assert_eq(pthread_create(&t, NULL, put_p, &p), 0);
+    wait_stat(q, false); /* asleep, having looked at A READY */
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fl), 0);
+    lender = child_in_flight("la", 'L', fl); /* lends A: the first READY */
+    wait_ready(fl[0]);
+    kill(lender, SIGKILL);
+    expect_killed(lender);
+    wait_stat(q, true); /* A given back (10 s; the recheck takes ~1 s) */
+    after = queue_waits_now();
+    cr_assert_geq(after.rechecks - before.rechecks, 1,
+                  "the producer's capped sleep did not give it back");
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &shmkit_nowait),
+                 0);
+    cr_assert(len == 1 && buf[0] == 'A');
+    cr_assert_eq(pthread_join(t, NULL), 0); /* head moved: "p" fits */
+    cr_assert_eq(p.r, 0, "%s", shmkit_strerror(p.r));
+    if (reserved_past) {
+        kill(res, SIGKILL);
+        expect_killed(res);
+        close(fr[0]);
+        close(fr[1]);
+    }
+    close(fl[0]);
+    close(fl[1]);
+    drop(q);
+}
+
+Test(queue_live, a_loan_taken_after_a_producers_look_is_given_back)
+{
+    loan_after_a_producers_look(false);
+}
+
+Test(queue_live, a_loan_before_a_reservation_taken_after_a_producers_look_is_given_back)
+{
+    loan_after_a_producers_look(true);
+}

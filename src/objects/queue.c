@@ -564,6 +564,8 @@ static void live_ensure(shmkit_queue *q)
 struct owners {
     unsigned n;
     bool more; /* there were others still */
+    bool bounded; /* a producer's: sleep at most ARMED_RECHECK_S, then reap,
+                   * even with nobody listed (inflight_foreign) */
     int32_t pid[OWNERS_MAX];
     uint32_t start[OWNERS_MAX];
 };
@@ -916,7 +918,8 @@ static void owners_check(uint32_t *const *words, const unsigned *widx,
  * and the dead one's records are reaped. An owner without a usable slot
  * is checked for life at the first wait of a call, then the sleep is
  * capped (1 ms doubling to 100 ms) and dead owners are reaped when the
- * cap rather than a wake-up ends it.
+ * cap rather than a wake-up ends it. A producer's sleep with nobody
+ * listed (o->bounded) still ends after ARMED_RECHECK_S and reaps.
  * Returns 0 to try again, or -EAGAIN, -ETIMEDOUT, -EINTR, SHMKIT_ECLOSED.
  */
 static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
@@ -963,6 +966,14 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
                 until = &cap;
                 recheck = true;
             }
+        }
+    } else if (o && o->bounded) {
+        /* Nobody listed: the record in the way may be lent after the
+         * look, and its borrower die unwatched (inflight_foreign). */
+        shmkit_deadline(&cap, ARMED_RECHECK_S);
+        if (!until || shmkit__ts_before(&cap, until)) {
+            until = &cap;
+            recheck = true;
         }
     }
     words[0] = word;
@@ -1287,7 +1298,14 @@ static void pad_write(shmkit_queue *q, uint64_t pos, uint64_t bytes)
  * 16 MiB ring of small messages ~0.5 ms at every wait of a producer that
  * outruns its consumer, and held the consumer off the mutex meanwhile.)
  * A READY record held back by its producer's earlier reservation lies
- * past that reservation, which is listed. */
+ * past that reservation, which is listed. But a record READY (or this
+ * process's own) at this look may be lent afterwards - a take moves no
+ * head and bumps no space_seq - and its borrower die: nobody listed here
+ * then, and nothing wakes the producer. So a producer's sleep is always
+ * bounded (owners.bounded): ARMED_RECHECK_S, then a reap of the whole
+ * ring, as an armed one. (Listing the whole ring had armed the sleep
+ * whenever any other record was in flight, whose recheck did that:
+ * review s22, /tmp/review/s22/r/loan_rescue.c.) */
 static void inflight_foreign(shmkit_queue *q, pid_t me, struct owners *o)
 {
     uint64_t pos = q->hdr->head, size;
@@ -1436,6 +1454,7 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
 
         o.n = 0;
         o.more = false;
+        o.bounded = true;
         map_ahead_put(q, need);
         r = qlock_watch(q, w->deadline, n > 1);
         if (r)
@@ -1671,6 +1690,7 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     self_get(&me, &start);
     o->n = 0;
     o->more = false;
+    o->bounded = false;
     if (head_advance(q)) { /* past records released without the mutex */
         pos = h->head;
         if (q->version == 1) /* the previous library's producers wait */
