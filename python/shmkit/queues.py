@@ -24,6 +24,7 @@ running a shmkit from before the plain codec gets plain values as bytes
 
 import pickle
 import queue as _queue
+import types
 from pickle import dumps as _pickle_dumps, loads as _pickle_loads
 
 from . import _shmkit
@@ -160,6 +161,10 @@ class Queue:
             self.get = self._q.get
 
     # ---- identity --------------------------------------------------------
+    # Queue[int] in annotations, as CPython's SimpleQueue (3.9+) and Queue
+    # (3.13+) allow.
+    __class_getitem__ = classmethod(types.GenericAlias)
+
     @property
     def name(self):
         return self._q.name

@@ -606,6 +606,15 @@ def test_a_negative_timeout_is_one_try(names):
     drop(q)
 
 
+def test_queue_classes_are_generic():
+    # CPython's SimpleQueue[int] (3.9+) and Queue[int] (3.13+).
+    import types
+    for cls in (shmkit.Queue, shmkit.SimpleQueue, shmkit.JoinableQueue):
+        alias = cls[int]
+        assert isinstance(alias, types.GenericAlias)
+        assert alias.__origin__ is cls and alias.__args__ == (int,)
+
+
 class _NotPicklable:
     def __reduce__(self):
         raise AttributeError("not picklable")
