@@ -228,10 +228,12 @@ class Queue:
         return st['depth'] + st['pending']
 
     def empty(self):
-        """Whether no message waits. On a closed queue, OSError: CPython's
-        Queue.empty() "may raise an OSError on closed queues" (its pipe's,
-        once the queue was used) and SimpleQueue's always does."""
-        if self._q.closed:
+        """Whether no message waits. Once closed, OSError if this object
+        has put, as CPython's: its close() takes effect with the feeder
+        thread that the first put starts (test_closed_queue_empty_
+        exceptions; its docs: "may raise an OSError on closed queues").
+        A closed SimpleQueue always raises (CPython's closes its pipe)."""
+        if self._q.closed and self._q.put_called:
             raise OSError(f'Queue {self!r} is closed')
         return self.qsize() == 0
 
@@ -335,6 +337,10 @@ class SimpleQueue(Queue):
     def _check_closed(self):
         if self._q.closed:
             raise OSError(f'Queue {self!r} is closed')
+
+    def empty(self):
+        self._check_closed()
+        return self.qsize() == 0
 
 
 class JoinableQueue(Queue):

@@ -44,6 +44,7 @@ typedef struct QueueObject {
     PyObject *name;      /* str */
     int closed;          /* close() was called: no more records */
     int left;            /* closed, and the liveness slot given back */
+    int put_called;      /* a put, put_many or reserve was called */
     Py_ssize_t busy;     /* record calls without the GIL, live slots */
     unsigned char *scratch; /* get_many's buffer (PyMem), NULL while used */
     size_t scratch_len;
@@ -88,6 +89,17 @@ static int check_open(QueueObject *self)
         PyErr_SetString(PyExc_ValueError, "Queue is closed");
         return -1;
     }
+    return 0;
+}
+
+/* check_open for the calls that put. CPython's close() takes effect once
+ * a put has started the feeder thread; before, empty() still answers
+ * (see queues.py: empty). */
+static int check_open_put(QueueObject *self)
+{
+    if (check_open(self) < 0)
+        return -1;
+    self->put_called = 1;
     return 0;
 }
 
@@ -803,7 +815,7 @@ static PyObject *Queue_put_bytes(QueueObject *self, PyObject *args,
     if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|pO", kwlist, &v, &block,
                                      &timeout))
         return NULL;
-    if (check_open(self) < 0 || deadline_of(block, timeout, &d) < 0) {
+    if (check_open_put(self) < 0 || deadline_of(block, timeout, &d) < 0) {
         PyBuffer_Release(&v);
         return NULL;
     }
@@ -949,7 +961,7 @@ static PyObject *Queue_reserve(QueueObject *self, PyObject *args, PyObject *kw)
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "n|pO", kwlist, &n, &block,
                                      &timeout) ||
-        check_open(self) < 0 || deadline_of(block, timeout, &d) < 0)
+        check_open_put(self) < 0 || deadline_of(block, timeout, &d) < 0)
         return NULL;
     if (n < 0) {
         PyErr_SetString(PyExc_ValueError, "nbytes must not be negative");
@@ -1285,7 +1297,7 @@ static PyObject *Queue_put(QueueObject *self, PyObject *const *args,
     int r;
 
     if (parse_args("put", args, nargs, kwnames, names, 1, a3, 3) < 0 ||
-        check_open(self) < 0 || deadline_args(a3[1], a3[2], &d) < 0 ||
+        check_open_put(self) < 0 || deadline_args(a3[1], a3[2], &d) < 0 ||
         (r = enc_message(&e, a3[0])) < 0)
         goto out;
     if (r == 0) { /* not plain: its frame goes straight into the ring */
@@ -1331,7 +1343,7 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
     int r;
 
     if (parse_args("put_many", args, nargs, kwnames, names, 1, a3, 3) < 0 ||
-        check_open(self) < 0 || deadline_args(a3[1], a3[2], &d) < 0)
+        check_open_put(self) < 0 || deadline_args(a3[1], a3[2], &d) < 0)
         return NULL;
     seq = PySequence_Tuple(a3[0]);
     if (!seq)
@@ -1910,6 +1922,11 @@ static PyObject *Queue_get_closed(QueueObject *self, void *unused)
     return PyBool_FromLong(self->closed || !self->q);
 }
 
+static PyObject *Queue_get_put_called(QueueObject *self, void *unused)
+{
+    return PyBool_FromLong(self->put_called);
+}
+
 static PyObject *Queue_get_max_message(QueueObject *self, void *unused)
 {
     if (check_open(self) < 0)
@@ -2055,6 +2072,8 @@ static PyMethodDef queue_methods[] = {
 static PyGetSetDef queue_getset[] = {
     {"name", (getter)Queue_get_name, NULL, "the block's name", NULL},
     {"closed", (getter)Queue_get_closed, NULL, "close() was called", NULL},
+    {"put_called", (getter)Queue_get_put_called, NULL,
+     "a put, put_many or reserve was called on this object", NULL},
     {"max_message", (getter)Queue_get_max_message, NULL,
      "largest message in bytes", NULL},
     {NULL}

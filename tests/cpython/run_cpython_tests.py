@@ -56,14 +56,6 @@ INTENDED = {
     'test_queue_feeder_on_queue_feeder_error':
         "overrides _on_queue_feeder_error, the feeder thread's hook; "
         "shmkit has no feeder thread: the pickling error raises from put",
-    'test_closed_queue_empty_exceptions':
-        "(3.13) expects empty() on a closed queue that was never put to "
-        "to answer (close() takes effect with the feeder thread, started "
-        "by the first put); shmkit's close() takes effect at once and "
-        "empty() raises OSError, as CPython's documents it may ('may "
-        "raise an OSError on closed queues (not guaranteed)') and does "
-        "once the queue was used (the test's second half, test_queue.py "
-        "test_empty_on_a_closed_queue_raises_oserror)",
     'TestSimpleQueue.test_closed':
         "asserts the private pipe ends _reader and _writer are closed "
         "(cpython_only); shmkit's SimpleQueue has no pipe (a closed one "

@@ -521,11 +521,28 @@ def test_simple_queue(names):
 # ---- what CPython's own queue tests check (tests/cpython) -------------------
 
 @pytest.mark.parametrize("cls", [shmkit.Queue, shmkit.JoinableQueue])
-def test_empty_on_a_closed_queue_raises_oserror(names, cls):
-    # CPython: Queue.empty() "may raise an OSError on closed queues" (its
-    # closed pipe's, once the queue was used: test_closed_queue_empty_
-    # exceptions); put and get raise ValueError.
+def test_empty_on_a_closed_queue_as_cpython(names, cls):
+    # CPython (test_closed_queue_empty_exceptions): close() takes effect
+    # with the feeder thread, which the first put starts. A closed queue
+    # this object never put to still answers empty() (from the queue as it
+    # is); once it put, empty() raises OSError ("may raise an OSError on
+    # closed queues"). put and get raise ValueError either way.
     q = cls(name=names.new("q"), create=True, capacity=4096)
+    q.close()
+    q.join_thread()
+    assert q.empty()
+    other = cls(name=q.name)
+    other.put("x")
+    assert not q.empty()
+    assert other.get(timeout=10) == "x"
+    with pytest.raises(ValueError, match="is closed"):
+        q.get()
+    assert q.empty()          # a get is no put
+    with pytest.raises(ValueError, match="is closed"):
+        q.put("foo")
+    assert q.empty()          # nor is a put refused as closed
+    other.close()
+    q = cls(name=q.name)
     q.put("foo")
     q.close()
     q.join_thread()
