@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -1293,4 +1294,63 @@ Test(queue_live, a_loan_taken_after_a_producers_look_is_given_back)
 Test(queue_live, a_loan_before_a_reservation_taken_after_a_producers_look_is_given_back)
 {
     loan_after_a_producers_look(true);
+}
+
+/* A consumer asleep since the ring was empty lists nobody. A put wakes
+ * one consumer: here the other one, which slept first (futex wake-ups go
+ * in order), and which lends the message and dies. Nothing else happens
+ * on the queue, so only the sleeper's own once-a-second look can give the
+ * message back to it (review s22 finding 2; it waited until its deadline
+ * before). */
+struct getter {
+    shmkit_queue *q;
+    int r;
+    size_t len;
+    char buf[16];
+};
+
+static void *get_within_8s(void *arg)
+{
+    struct getter *g = arg;
+    struct timespec d;
+
+    shmkit_deadline(&d, 8.0);
+    g->r = shmkit_queue_get(g->q, g->buf, sizeof g->buf, &g->len, &d);
+    return NULL;
+}
+
+Test(queue_live, a_consumer_asleep_on_an_empty_ring_gets_a_dead_borrowers_message)
+{
+    shmkit_queue *q = make("le", 4096, 0);
+    struct shmkit__queue_wait_stats before, after;
+    struct getter g = {q, -1, 0, {0}};
+    struct pollfd pfd;
+    pthread_t t;
+    int fds[2];
+    pid_t child;
+
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    child = child_in_flight("le", 'L', fds); /* peeks: asleep first */
+    wait_consumers_asleep(q, 1);
+    before = queue_waits_now();
+    cr_assert_eq(pthread_create(&t, NULL, get_within_8s, &g), 0);
+    wait_consumers_asleep(q, 2);
+    cr_assert_eq(shmkit_queue_put(q, "A", 1, NULL), 0);
+    pfd.fd = fds[0];
+    pfd.events = POLLIN;
+    cr_assert_eq(poll(&pfd, 1, 10000), 1,
+                 "the put's wake-up did not go to the child, asleep first");
+    wait_ready(fds[0]); /* the child holds "A" lent */
+    kill(child, SIGKILL);
+    expect_killed(child);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    after = queue_waits_now();
+    cr_assert_eq(g.r, 0, "the sleeper's get: %s (the dead borrower's message "
+                 "was never given back)", shmkit_errname(g.r));
+    cr_assert(g.len == 1 && g.buf[0] == 'A');
+    cr_assert_geq(after.rechecks - before.rechecks, 1,
+                  "what gave it back was not the sleeper's look");
+    close(fds[0]);
+    close(fds[1]);
+    drop(q);
 }

@@ -93,9 +93,10 @@
  * other waiters of that slot. Such a sleep still ends once a second to
  * look at its owners the slow way (/proc), a net under the wake for a
  * death the kernel could not mark (a process killed while it was linking
- * its slot); a live owner costs one look a second. A producer waiting
- * for room looks so once a second even with no owner to watch: the
- * message in the way may be lent after its look, and the borrower die.
+ * its slot); a live owner costs one look a second. Every sleeping
+ * waiter looks so once a second even with no owner to watch: a message
+ * may be lent after its look (the one in a producer's way, or the one a
+ * put's wake-up took to another consumer) and the borrower die.
  * Re-checking in slices (1 ms doubling to
  * 100 ms, reaping when a slice ends) is left only where no slot can tell:
  * a version-1 queue, an owner that found the table full (120 slots: one

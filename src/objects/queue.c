@@ -564,8 +564,8 @@ static void live_ensure(shmkit_queue *q)
 struct owners {
     unsigned n;
     bool more; /* there were others still */
-    bool bounded; /* a producer's: sleep at most ARMED_RECHECK_S, then reap,
-                   * even with nobody listed (inflight_foreign) */
+    bool bounded; /* sleep at most ARMED_RECHECK_S, then reap, even with
+                   * nobody listed (every waiter: inflight_foreign) */
     int32_t pid[OWNERS_MAX];
     uint32_t start[OWNERS_MAX];
 };
@@ -918,8 +918,10 @@ static void owners_check(uint32_t *const *words, const unsigned *widx,
  * and the dead one's records are reaped. An owner without a usable slot
  * is checked for life at the first wait of a call, then the sleep is
  * capped (1 ms doubling to 100 ms) and dead owners are reaped when the
- * cap rather than a wake-up ends it. A producer's sleep with nobody
- * listed (o->bounded) still ends after ARMED_RECHECK_S and reaps.
+ * cap rather than a wake-up ends it. A sleep with nobody listed
+ * (o->bounded, every waiter's) still ends after ARMED_RECHECK_S and reaps:
+ * a message may be lent after the waiter's look and its borrower die
+ * (inflight_foreign).
  * Returns 0 to try again, or -EAGAIN, -ETIMEDOUT, -EINTR, SHMKIT_ECLOSED.
  */
 static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
@@ -1690,7 +1692,10 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     self_get(&me, &start);
     o->n = 0;
     o->more = false;
-    o->bounded = false;
+    /* A consumer asleep since the ring was empty is not woken by a put
+     * whose wake went to another consumer that lent the message and died
+     * (review s22 finding 2): its sleep is bounded too. */
+    o->bounded = true;
     if (head_advance(q)) { /* past records released without the mutex */
         pos = h->head;
         if (q->version == 1) /* the previous library's producers wait */
