@@ -39,8 +39,10 @@
  * whole ring (~4 ms for 16 MiB), and its first lap round the ring pays
  * for the rest as it goes.
  *
- * Waiting. Blocking calls sleep on a futex in the block (no polling, except
- * in the cases "Waking on a death" lists, which re-check in slices) and
+ * Waiting. Blocking calls sleep on a futex in the block (no polling: a
+ * wake-up is what ends a sleep, except in the cases "Waking on a death"
+ * lists, which re-check in slices; a sleep also ends once a second to look
+ * for dead peers, a net under those wake-ups) and
  * take an absolute CLOCK_MONOTONIC deadline (shmkit_deadline()): NULL
  * waits for ever; SHMKIT_NOWAIT (or any deadline already past when the
  * call starts) never sleeps and fails with -EAGAIN when it would have to;
