@@ -41,8 +41,9 @@
  *
  * Waiting. Blocking calls sleep on a futex in the block (no polling: a
  * wake-up is what ends a sleep, except in the cases "Waking on a death"
- * lists, which re-check in slices; a sleep also ends once a second to look
- * for dead peers, a net under those wake-ups) and
+ * lists, which re-check in slices; a sleep of a call that moves messages
+ * - all but join - also ends once a second to look for dead peers, a net
+ * under those wake-ups) and
  * take an absolute CLOCK_MONOTONIC deadline (shmkit_deadline()): NULL
  * waits for ever; SHMKIT_NOWAIT (or any deadline already past when the
  * call starts) never sleeps and fails with -EAGAIN when it would have to;
