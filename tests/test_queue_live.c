@@ -1125,18 +1125,21 @@ Test(queue_live, a_held_back_message_is_passed_on_past_a_too_big_one)
  * in the way: here a consumer's loan, past two READY messages, whose
  * owner dies. The producer alone must notice the death and give the
  * message back (nobody else waits), not its once-a-second recheck. */
-struct big_put {
+/* A thread's put of len zero bytes (60 s deadline); its result in r. */
+struct putter {
     shmkit_queue *q;
     size_t len;
     int r;
 };
 
-static void *put_big(void *arg)
+static void *put_zeros(void *arg)
 {
-    struct big_put *b = arg;
-    void *buf = calloc(1, b->len);
+    struct putter *p = arg;
+    void *buf = calloc(1, p->len);
+    struct timespec d;
 
-    b->r = buf ? shmkit_queue_put(b->q, buf, b->len, NULL) : -ENOMEM;
+    shmkit_deadline(&d, 60.0);
+    p->r = buf ? shmkit_queue_put(p->q, buf, p->len, &d) : -ENOMEM;
     free(buf);
     return NULL;
 }
@@ -1163,7 +1166,7 @@ Test(queue_live, a_dead_loan_past_ready_messages_is_watched_once_head_reaches_it
 {
     shmkit_queue *q = make("lw", 4096, 0);
     struct shmkit__queue_wait_stats before, after;
-    struct big_put b = {q, shmkit_queue_max_message(q), -1};
+    struct putter b = {q, shmkit_queue_max_message(q), -1};
     char buf[128];
     pthread_t t;
     size_t len;
@@ -1181,7 +1184,7 @@ Test(queue_live, a_dead_loan_past_ready_messages_is_watched_once_head_reaches_it
     wait_ready(fds[0]);
     cr_assert_eq(shmkit_queue_commit(q, w, 100), 0);
     /* A message as big as the ring: it fits only once all three are out. */
-    cr_assert_eq(pthread_create(&t, NULL, put_big, &b), 0);
+    cr_assert_eq(pthread_create(&t, NULL, put_zeros, &b), 0);
     wait_stat(q, false);
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
     cr_assert(len == 100 && buf[0] == 'r');
@@ -1225,27 +1228,12 @@ Test(queue_live, a_dead_loan_past_ready_messages_is_watched_once_head_reaches_it
  * gave the loan back; /tmp/review/s22/r/loan_rescue.c shows a consumer
  * asleep meanwhile getting the message then, and never after); without
  * it the same happened before caa4946 too (nothing listed at all). */
-struct put_one {
-    shmkit_queue *q;
-    int r;
-};
-
-static void *put_p(void *arg)
-{
-    struct put_one *p = arg;
-    struct timespec d;
-
-    shmkit_deadline(&d, 60.0);
-    p->r = shmkit_queue_put(p->q, "p", 1, &d);
-    return NULL;
-}
-
 static void loan_after_a_producers_look(bool reserved_past)
 {
     /* max: A, and with reserved_past the child's reservation and "after" */
     shmkit_queue *q = make("la", 4096, reserved_past ? 3 : 1);
     struct shmkit__queue_wait_stats before, after;
-    struct put_one p = {q, -1};
+    struct putter p = {q, 1, -1};
     int fr[2], fl[2];
     pid_t res = -1, lender;
     char buf[16];
@@ -1259,7 +1247,7 @@ static void loan_after_a_producers_look(bool reserved_past)
         wait_ready(fr[0]);
     }
     before = queue_waits_now();
-    cr_assert_eq(pthread_create(&t, NULL, put_p, &p), 0);
+    cr_assert_eq(pthread_create(&t, NULL, put_zeros, &p), 0);
     wait_stat(q, false); /* asleep, having looked at A READY */
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fl), 0);
     lender = child_in_flight("la", 'L', fl); /* lends A: the first READY */
@@ -1273,7 +1261,7 @@ static void loan_after_a_producers_look(bool reserved_past)
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, &shmkit_nowait),
                  0);
     cr_assert(len == 1 && buf[0] == 'A');
-    cr_assert_eq(pthread_join(t, NULL), 0); /* head moved: "p" fits */
+    cr_assert_eq(pthread_join(t, NULL), 0); /* head moved: its message fits */
     cr_assert_eq(p.r, 0, "%s", shmkit_strerror(p.r));
     if (reserved_past) {
         kill(res, SIGKILL);

@@ -564,8 +564,6 @@ static void live_ensure(shmkit_queue *q)
 struct owners {
     unsigned n;
     bool more; /* there were others still */
-    bool bounded; /* sleep at most ARMED_RECHECK_S, then reap, even with
-                   * nobody listed (every waiter: inflight_foreign) */
     int32_t pid[OWNERS_MAX];
     uint32_t start[OWNERS_MAX];
 };
@@ -910,6 +908,17 @@ static void owners_check(uint32_t *const *words, const unsigned *widx,
  */
 #define ARMED_RECHECK_S 1.0
 
+/* Ends the sleep at the next ARMED_RECHECK_S unless *until comes first;
+ * true if it does (the sleep then ends in a reap). */
+static bool recheck_cap(struct timespec *cap, const struct timespec **until)
+{
+    shmkit_deadline(cap, ARMED_RECHECK_S);
+    if (*until && !shmkit__ts_before(cap, *until))
+        return false;
+    *until = cap;
+    return true;
+}
+
 /*
  * Sleeps on *word while it holds `seq`, after spinning on it (budget, if
  * not NULL: see spin_watch). `o` lists the other processes whose records in
@@ -918,10 +927,10 @@ static void owners_check(uint32_t *const *words, const unsigned *widx,
  * and the dead one's records are reaped. An owner without a usable slot
  * is checked for life at the first wait of a call, then the sleep is
  * capped (1 ms doubling to 100 ms) and dead owners are reaped when the
- * cap rather than a wake-up ends it. A sleep with nobody listed
- * (o->bounded, every waiter's) still ends after ARMED_RECHECK_S and reaps:
- * a message may be lent after the waiter's look and its borrower die
- * (inflight_foreign).
+ * cap rather than a wake-up ends it. A sleep with an owners list but
+ * nobody on it (a put's or a take's; join passes none) still ends after
+ * ARMED_RECHECK_S and reaps: a message may be lent after the waiter's
+ * look and its borrower die (inflight_foreign).
  * Returns 0 to try again, or -EAGAIN, -ETIMEDOUT, -EINTR, SHMKIT_ECLOSED.
  */
 static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
@@ -963,20 +972,15 @@ static int wait_on(shmkit_queue *q, struct waiter *w, uint32_t *word,
         if (unslotted) {
             until = slice_until(w, &cap, &capped);
         } else if (armed) {
-            shmkit_deadline(&cap, ARMED_RECHECK_S);
-            if (!until || shmkit__ts_before(&cap, until)) {
-                until = &cap;
-                recheck = true;
-            }
+            recheck = recheck_cap(&cap, &until);
         }
-    } else if (o && o->bounded) {
-        /* Nobody listed: the record in the way may be lent after the
-         * look, and its borrower die unwatched (inflight_foreign). */
-        shmkit_deadline(&cap, ARMED_RECHECK_S);
-        if (!until || shmkit__ts_before(&cap, until)) {
-            until = &cap;
-            recheck = true;
-        }
+    } else if (o) {
+        /* Nobody listed: the record in a producer's way may be lent
+         * after the look, and its borrower die unwatched
+         * (inflight_foreign); a consumer asleep since the ring was empty
+         * misses a message that a put's one wake-up took to another
+         * consumer, which lent it and died (review s22 finding 2). */
+        recheck = recheck_cap(&cap, &until);
     }
     words[0] = word;
     vals[0] = seq;
@@ -1303,9 +1307,9 @@ static void pad_write(shmkit_queue *q, uint64_t pos, uint64_t bytes)
  * past that reservation, which is listed. But a record READY (or this
  * process's own) at this look may be lent afterwards - a take moves no
  * head and bumps no space_seq - and its borrower die: nobody listed here
- * then, and nothing wakes the producer. So a producer's sleep is always
- * bounded (owners.bounded): ARMED_RECHECK_S, then a reap of the whole
- * ring, as an armed one. (Listing the whole ring had armed the sleep
+ * then, and nothing wakes the producer. So its sleep is always bounded
+ * (wait_on): ARMED_RECHECK_S, then a reap of the whole ring, as an armed
+ * one. (Listing the whole ring had armed the sleep
  * whenever any other record was in flight, whose recheck did that:
  * review s22, /tmp/review/s22/r/loan_rescue.c.) */
 static void inflight_foreign(shmkit_queue *q, pid_t me, struct owners *o)
@@ -1456,7 +1460,6 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
 
         o.n = 0;
         o.more = false;
-        o.bounded = true;
         map_ahead_put(q, need);
         r = qlock_watch(q, w->deadline, n > 1);
         if (r)
@@ -1692,10 +1695,6 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     self_get(&me, &start);
     o->n = 0;
     o->more = false;
-    /* A consumer asleep since the ring was empty is not woken by a put
-     * whose wake went to another consumer that lent the message and died
-     * (review s22 finding 2): its sleep is bounded too. */
-    o->bounded = true;
     if (head_advance(q)) { /* past records released without the mutex */
         pos = h->head;
         if (q->version == 1) /* the previous library's producers wait */
