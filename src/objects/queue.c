@@ -314,22 +314,25 @@ static int state_check(const shmkit_queue *q)
 static bool head_advance(shmkit_queue *q)
 {
     struct queue_header *h = q->hdr;
-    uint64_t head = h->head, size;
+    uint64_t head = h->head, tail = h->tail, size;
+    uint32_t done = 0;
     struct rec *r;
-    bool moved = false;
 
-    while (head < h->tail && rec_at(q, head, h->tail, &r, &size) == 0) {
+    while (head < tail && rec_at(q, head, tail, &r, &size) == 0) {
         uint32_t st = shmkit__load32(&r->state);
 
         if (st != REC_DONE && st != REC_PAD)
             break;
         head += size;
-        __atomic_store_n(&h->head, head, __ATOMIC_RELEASE);
-        if (st == REC_DONE && h->count)
-            h->count--;
-        moved = true;
+        done += st == REC_DONE;
     }
-    return moved;
+    if (head == h->head)
+        return false;
+    /* One store: a holder killed before it leaves head where it was (the
+     * records stay DONE), after it the count is mended by ring_repair. */
+    __atomic_store_n(&h->head, head, __ATOMIC_RELEASE);
+    h->count = h->count > done ? h->count - done : 0;
+    return true;
 }
 
 /* Tells sleeping producers that space came free. */
@@ -1630,8 +1633,11 @@ int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs, size_t n,
         *done = 0;
     if (!q || (!msgs && n))
         return shmkit__fail(NULL, -EINVAL, "shmkit_queue_put_many: NULL");
-    for (i = 0; i < n && r == 0; i++)
-        r = size_check(q, msgs[i].iov_len);
+    if (n) {
+        size_t maxm = shmkit_queue_max_message(q);
+        for (i = 0; i < n && r == 0; i++)
+            r = msgs[i].iov_len > maxm ? -EMSGSIZE : 0;
+    }
     if (r == 0)
         r = enter(q);
     if (r)
@@ -1691,6 +1697,12 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
 
     pid_t writing[HELD_BACK_MAX]; /* producers with a message in the works */
     size_t nwriting = 0, i;
+    /* [head, run) holds only records copied here (krun of them), DONE
+     * ones (ndone) and pads: head jumps to run once the copies are made,
+     * without marking those records DONE and walking them again. */
+    uint64_t run;
+    size_t krun = 0;
+    uint32_t ndone = 0;
 
     self_get(&me, &start);
     o->n = 0;
@@ -1700,12 +1712,17 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
         if (q->version == 1) /* the previous library's producers wait */
             wake_space(q);
     }
+    run = pos;
     while (pos < h->tail && k < max) {
         e = rec_at_len(q, pos, h->tail, &r, &size, &rlen);
         if (e)
             return e;
         uint32_t st = shmkit__load32(&r->state);
         int32_t owner = r->pid;
+        if (run == pos && (st == REC_PAD || st == REC_DONE)) {
+            run += size;
+            ndone += st == REC_DONE;
+        }
         if ((st == REC_TAKEN || st == REC_RESERVED) && owner != me)
             owners_add(o, owner, __atomic_load_n(&r->start, __ATOMIC_RELAXED));
         for (i = 0; i < nwriting && writing[i] != owner; i++)
@@ -1741,6 +1758,10 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
                 memcpy(copy + used, r + 1, len);
                 copied += len;
                 kc++;
+                if (run == pos) {
+                    run += size;
+                    krun = kc;
+                }
             } else {
                 r->pid = me;
                 r->start = start;
@@ -1754,11 +1775,19 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     }
     if (kc && kc == k) {
         /* Delivered only once all are copied: a holder killed before
-         * this leaves them READY (the mutex's owner-death repair). */
-        for (i = 0; i < kc; i++)
+         * this leaves them READY (the mutex's owner-death repair). The
+         * first krun go with head's one store; the count follows it (a
+         * holder killed between the two leaves it to ring_repair). */
+        for (i = krun; i < kc; i++)
             shmkit__store32(&recs[i]->state, REC_DONE);
         *ncopied = kc;
-        if (head_advance(q))
+        if (krun) {
+            uint32_t gone = (uint32_t)krun + ndone;
+
+            __atomic_store_n(&h->head, run, __ATOMIC_RELEASE);
+            h->count = h->count > gone ? h->count - gone : 0;
+        }
+        if (head_advance(q) || krun)
             *ncopied |= COPIED_MOVED;
     } else if (kc) {
         /* Loans follow: the copied records are taken too and freed with
