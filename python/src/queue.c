@@ -37,6 +37,7 @@
 #define FRAME_MAX_PARTS 4096
 #define SCRATCH_MIN (256 * 1024)
 #define SCRATCH_MAX (4 * 1024 * 1024)
+#define ENCBUF_MAX (1024 * 1024) /* put_many keeps a buffer up to this */
 
 typedef struct QueueObject {
     PyObject_HEAD
@@ -48,6 +49,8 @@ typedef struct QueueObject {
     Py_ssize_t busy;     /* record calls without the GIL, live slots */
     unsigned char *scratch; /* get_many's buffer (PyMem), NULL while used */
     size_t scratch_len;
+    unsigned char *encbuf; /* put_many's (PyMem), NULL while used */
+    size_t encbuf_len;
     PyObject *dumps;     /* obj -> frame parts, for what is not plain */
     PyObject *loads;     /* frame parts -> obj */
     PyObject *empty;     /* queue.Empty, raised by get */
@@ -1338,7 +1341,7 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
     unsigned char stack[4096];
     struct enc e = {stack, sizeof stack, 0, NULL};
     struct put_many_arg a = {NULL, 0, 0};
-    size_t *ends = NULL, i, maxm;
+    size_t i, maxm;
     struct deadline d;
     int r;
 
@@ -1349,11 +1352,15 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
     if (!seq)
         return NULL;
     a.n = (size_t)PyTuple_GET_SIZE(seq);
-    ends = PyMem_Malloc((a.n ? a.n : 1) * sizeof *ends);
     a.v = PyMem_Malloc((a.n ? a.n : 1) * sizeof *a.v);
-    if (!ends || !a.v) {
+    if (!a.v) {
         PyErr_NoMemory();
         goto out;
+    }
+    if (self->encbuf) { /* the last call's buffer, taken for this one */
+        e.buf = e.heap = self->encbuf;
+        e.cap = self->encbuf_len;
+        self->encbuf = NULL;
     }
     maxm = shmkit_queue_max_message(self->q);
     for (i = 0; i < a.n; i++) {
@@ -1364,13 +1371,11 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
             queue_error(self, -EMSGSIZE, e.off - start);
             goto out;
         }
-        ends[i] = e.off;
+        a.v[i].iov_base = (void *)(uintptr_t)start; /* an offset for now */
+        a.v[i].iov_len = e.off - start;
     }
-    for (i = 0; i < a.n; i++) { /* the buffer may have moved: bases last */
-        size_t start = i ? ends[i - 1] : 0;
-        a.v[i].iov_base = e.buf + start;
-        a.v[i].iov_len = ends[i] - start;
-    }
+    for (i = 0; i < a.n; i++) /* the buffer may have moved: bases last */
+        a.v[i].iov_base = e.buf + (uintptr_t)a.v[i].iov_base;
     r = run_try_first(self, do_put_many, &a, &d, e.off <= TRY_MAX);
     if (r == INT_MIN)
         goto out;
@@ -1380,9 +1385,13 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args,
     }
     res = PyLong_FromSize_t(a.done);
 out:
-    PyMem_Free(ends);
     PyMem_Free(a.v);
-    PyMem_Free(e.heap);
+    if (e.heap && !self->encbuf && e.cap <= ENCBUF_MAX) {
+        self->encbuf = e.heap; /* kept for the next call */
+        self->encbuf_len = e.cap;
+    } else {
+        PyMem_Free(e.heap);
+    }
     Py_DECREF(seq);
     return res;
 }
@@ -1993,6 +2002,7 @@ static void Queue_dealloc(QueueObject *self)
     if (self->q)
         shmkit_queue_close(self->q);
     PyMem_Free(self->scratch);
+    PyMem_Free(self->encbuf);
     Py_CLEAR(self->name);
     Py_CLEAR(self->dumps);
     Py_CLEAR(self->loads);
