@@ -13,7 +13,9 @@
  *   RESERVED -> READY     commit (lock-free, the owner only)
  *   RESERVED -> DONE      cancel, or reaped after the owner died (locked)
  *   READY    -> TAKEN     peek/get (locked)
- *   READY    -> DONE      get/get_many, copied out under the mutex (locked)
+ *   READY    -> DONE      get/get_many, copied out under the mutex (locked);
+ *                         a run of them from head is freed by moving head
+ *                         past it instead, unmarked
  *   TAKEN    -> DONE      release (lock-free, the owner only)
  *   TAKEN    -> READY     reaped after the owner died: given back (locked)
  * DONE and PAD records are reclaimed when head reaches them.
