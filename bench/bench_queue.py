@@ -35,14 +35,26 @@ for shmkit when put returned (the message is in the ring; closing the
 handle, which unmaps the ring, comes after and is not timed). Then the
 main process puts one STOP per consumer.
 
+The clock: each producer reads time.perf_counter (CLOCK_MONOTONIC, the
+same clock in every process) just before its first put, each consumer
+just after the get that brought its STOP; a round is the earliest
+first put to the latest STOP. The trips through the control pipes (the
+main process's "go", and each child's answer) are outside the clock:
+waking a process that sleeps on its pipe took 1-3 ms here, which is
+10-25% of a round of batches but no part of moving the items (until
+2026-12-07 the clock started before "go" and stopped when the main
+process had the consumers' answers). The main process's STOPs are inside
+it whenever a consumer has caught up with the producers before they
+come.
+
 Output, one line per contender: by default work, contender, microseconds
 per item and the speed-up over the reference; with --tsv the common
 format of bench/ (bench/bench_util.h), which bench/run reads:
     work-id TAB work TAB contender TAB ns per item TAB rounds
 --quick: a fifth of the items per round (bench/run --quick passes it).
-100,000 small items a round (not fewer): a round has a few fixed
-milliseconds of process wake-ups (the go signal, the stops), which would
-be most of a round of shmkit put_many/get_many.
+100,000 small items a round (not fewer): a round still holds the
+STOPs' trip (the producers' answers wake the main process, which puts
+them) whenever the consumers keep up, and the warm-up's last pages.
 """
 import argparse
 import multiprocessing as mp
@@ -62,6 +74,9 @@ WARM_BIG = 4
 
 
 def produce(q, item, n, batch):
+    """Puts n items; returns the clock (time.perf_counter, the system's
+    CLOCK_MONOTONIC, the same in every process) at the first put."""
+    t = time.perf_counter()
     if batch:
         put_many = q.put_many
         for i in range(0, n, batch):
@@ -70,10 +85,12 @@ def produce(q, item, n, batch):
         put = q.put
         for _ in range(n):
             put(item)
+    return t
 
 
 def consume(q, batch, copy):
-    """Gets until STOP; returns how many items came. The loop does as
+    """Gets until STOP; returns how many items came and the clock when
+    the STOP came (it comes after every item). The loop does as
     little per item as it can, and the same for every contender: the
     items are never str, so a str is a STOP (and the STOPs, put after
     every item, come last). copy=False: get leaves out-of-band buffers
@@ -91,9 +108,10 @@ def consume(q, batch, copy):
             stops = 0
             while stops < len(msgs) and msgs[-1 - stops].__class__ is str:
                 stops += 1
+            t = time.perf_counter()
             for _ in range(stops - 1):      # another consumer's stop
                 q.put(STOP)
-            return got + len(msgs) - stops
+            return got + len(msgs) - stops, t
     get = q.get
     if copy:
         while get().__class__ is not str:
@@ -101,7 +119,7 @@ def consume(q, batch, copy):
     else:
         while get(copy=False).__class__ is not str:
             got += 1
-    return got
+    return got, time.perf_counter()
 
 
 def warm_up(q, item, batch, copy, k, lap_too=False):
@@ -172,14 +190,14 @@ def child_main(ctl, q, warm, work):
 
 
 def producer_work(q, item, n, batch):
-    produce(q, item, n, batch)
+    t = produce(q, item, n, batch)
     if hasattr(q, "_jointhread"):
         # multiprocessing: what put returned on may still sit in this
         # process's feeder thread; delivered only once it is flushed.
         q.close()
         q.join_thread()
     # shmkit: put returned once the message was in the ring.
-    return 1
+    return t
 
 
 def one_round(make_queue, item, n, producers, consumers, batch, copy=True,
@@ -206,15 +224,14 @@ def one_round(make_queue, item, n, producers, consumers, batch, copy=True,
             ctl.send("warm")
             ctl.recv()
         warm_up(q, item, 0, True, 1)    # this process puts the STOPs
-        t0 = time.perf_counter()
         for _, ctl in children:
             ctl.send("go")
-        for _, ctl in children[consumers:]:
-            ctl.recv()
+        t0 = min(ctl.recv() for _, ctl in children[consumers:])
         for _ in range(consumers):
             q.put(STOP)
-        got = sum(ctl.recv() for _, ctl in children[:consumers])
-        t = time.perf_counter() - t0
+        done = [ctl.recv() for _, ctl in children[:consumers]]
+        got = sum(g for g, _ in done)
+        t = max(t1 for _, t1 in done) - t0
         if got != n:
             sys.exit(f"bench_queue: {got} of {n} items arrived")
         for p, _ in children:
