@@ -11,7 +11,8 @@ contender of a piece of work, multiprocessing.Queue, is the reference.
 * small: a tuple of an int and a 40-character str
 * 1 MiB NumPy array (float64, 512 x 256): shmkit with its default ring
   (16 MiB) and a 4 MiB one (three arrays: the ring stays in the caches),
-  and get(copy=False) (the consumer reads the array in the ring, read-only)
+  and get(copy=False) (the consumer gets a read-only view of the array in
+  the ring and drops it; no row's consumer reads an item's contents)
 * one at a time (put/get), and shmkit's put_many/get_many of 100
 * 1 producer -> 1 consumer, and 2 producers -> 2 consumers
 
@@ -45,7 +46,11 @@ waking a process that sleeps on its pipe took 1-3 ms here, which is
 2026-12-07 the clock started before "go" and stopped when the main
 process had the consumers' answers). The main process's STOPs are inside
 it whenever a consumer has caught up with the producers before they
-come.
+come. So is a consumer's wake-up from "go" when it comes after the first
+put; what a consumer does before the first put is not (in the cold row:
+its first get's set-up, e.g. starting shmkit's liveness thread, ~0.2-0.5
+ms of CPU for either contender here, usually done before the producer,
+which is sent "go" after it, makes its first put).
 
 Output, one line per contender: by default work, contender, microseconds
 per item and the speed-up over the reference; with --tsv the common
