@@ -161,6 +161,45 @@ Test(queue_hostile, scribbled_header_and_ring)
     cr_assert_eq(shmkit_queue_close(q), 0);
 }
 
+/* The message count (at 144 in the header) of a queue made with a limit,
+ * scribbled high: a put it refuses checks the count against the ring and
+ * answers SHMKIT_ECORRUPT, at once, instead of refusing (or, blocking,
+ * waiting) for ever - an empty ring has nothing a consumer could take to
+ * bring the count down. A count that the ring agrees with still refuses. */
+Test(queue_hostile, a_scribbled_message_count_is_corrupt_not_full)
+{
+    shmkit_queue *q;
+    unsigned char *p;
+    struct timespec dl;
+    uint32_t n;
+    char buf[16];
+    size_t len;
+
+    cr_assert_eq(shmkit_queue_create(&q, tu_name("cnt"), 4096, 4, 0), 0);
+    p = shmkit_block_data(shmkit_queue_block(q));
+    cr_assert_eq(shmkit_queue_put(q, "a", 1, NULL), 0);
+    cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
+    n = 1000; /* on an empty ring */
+    memcpy(p + 144, &n, 4);
+    cr_assert_eq(shmkit_queue_put(q, "b", 1, SHMKIT_NOWAIT), SHMKIT_ECORRUPT);
+    shmkit_deadline(&dl, 5);
+    cr_assert_eq(shmkit_queue_put(q, "b", 1, &dl), SHMKIT_ECORRUPT);
+    n = 0;
+    memcpy(p + 144, &n, 4);
+    cr_assert_eq(shmkit_queue_put(q, "b", 1, NULL), 0);
+    n = 4; /* at the limit with one record */
+    memcpy(p + 144, &n, 4);
+    cr_assert_eq(shmkit_queue_put(q, "c", 1, NULL), SHMKIT_ECORRUPT);
+    n = 1;
+    memcpy(p + 144, &n, 4);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(shmkit_queue_put(q, "d", 1, NULL), 0);
+    /* Full by a true count: refused, not corrupt. */
+    cr_assert_eq(shmkit_queue_put(q, "e", 1, SHMKIT_NOWAIT), -EAGAIN);
+    cr_assert_eq(shmkit_queue_unlink(q), 0);
+    cr_assert_eq(shmkit_queue_close(q), 0);
+}
+
 /* The mutex's futex word: at 16 in the mutex (struct shmkit__mutex_layout
  * in sync_inline.h), the mutex at 64 in the header. */
 #define MUTEX_WORD_AT (MUTEX_AT + 16)

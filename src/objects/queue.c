@@ -1445,6 +1445,22 @@ static bool seq_missed(struct seq_look *s, const struct waiter *w)
     return true;
 }
 
+/* Under the mutex, on a ring that refuses a put by its message count:
+ * the count is believed only if the ring agrees. Every change keeps the
+ * two equal under the mutex (a holder's death is mended by ring_repair
+ * before the next holder looks), so a difference is a peer's scribble,
+ * which would otherwise refuse every put for ever (a count at the limit
+ * on an empty ring: review s23). */
+static int count_check(const shmkit_queue *q)
+{
+    uint32_t n;
+    int e = ring_walk(q, q->hdr->head, q->hdr->tail, &n, NULL);
+
+    if (e)
+        return e;
+    return n == q->hdr->count ? 0 : SHMKIT_ECORRUPT;
+}
+
 /* Reserves up to n records (lens[i] bytes each, stride apart) in one
  * locked pass, waiting for room for the first. */
 static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
@@ -1481,7 +1497,12 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
                                    ? &o
                                    : NULL))
                 break;
+        r = k == 0 && q->max_msgs && q->hdr->count >= q->max_msgs
+                ? count_check(q)
+                : 0;
         qunlock(q);
+        if (r)
+            return r;
         if (k) {
             for (i = 0; i < k; i++)
                 map_rec(q, recs[i], msgs[i].iov_len);
