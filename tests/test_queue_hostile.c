@@ -162,10 +162,11 @@ Test(queue_hostile, scribbled_header_and_ring)
 }
 
 /* The message count (at 144 in the header) of a queue made with a limit,
- * scribbled high: a put it refuses checks the count against the ring and
- * answers SHMKIT_ECORRUPT, at once, instead of refusing (or, blocking,
- * waiting) for ever - an empty ring has nothing a consumer could take to
- * bring the count down. A count that the ring agrees with still refuses. */
+ * scribbled high: a put it refuses checks the count against the records
+ * [head, tail) has room for and answers SHMKIT_ECORRUPT, at once, instead
+ * of refusing (or, blocking, waiting) for ever - an empty ring has nothing
+ * a consumer could take to bring the count down. A true count still
+ * refuses. */
 Test(queue_hostile, a_scribbled_message_count_is_corrupt_not_full)
 {
     shmkit_queue *q;

@@ -1446,19 +1446,19 @@ static bool seq_missed(struct seq_look *s, const struct waiter *w)
 }
 
 /* Under the mutex, on a ring that refuses a put by its message count:
- * the count is believed only if the ring agrees. Every change keeps the
- * two equal under the mutex (a holder's death is mended by ring_repair
- * before the next holder looks), so a difference is a peer's scribble,
- * which would otherwise refuse every put for ever (a count at the limit
- * on an empty ring: review s23). */
+ * the count cannot exceed the records [head, tail) has room for (each
+ * takes REC bytes at least). A count above that is a peer's scribble,
+ * which would otherwise refuse every put for ever once the ring is empty
+ * (a count at the limit on an empty ring: review s23); while any record
+ * is in it, consumers bring the count down until it empties. One check,
+ * not a walk: a bounded queue at its limit refuses at every put, and a
+ * walk of its max_msgs records under the mutex each time would be paid
+ * by every producer that outruns its consumers. */
 static int count_check(const shmkit_queue *q)
 {
-    uint32_t n;
-    int e = ring_walk(q, q->hdr->head, q->hdr->tail, &n, NULL);
+    const struct queue_header *h = q->hdr;
 
-    if (e)
-        return e;
-    return n == q->hdr->count ? 0 : SHMKIT_ECORRUPT;
+    return h->count > (h->tail - h->head) / REC ? SHMKIT_ECORRUPT : 0;
 }
 
 /* Reserves up to n records (lens[i] bytes each, stride apart) in one
