@@ -131,6 +131,16 @@ Test(queue, full_by_bytes_and_by_count)
     drop(m);
 }
 
+/* get_many of up to 8 messages, without waiting: how many came. */
+static size_t take_all(shmkit_queue *q, char *buf, size_t len, struct iovec *v)
+{
+    size_t got;
+
+    cr_assert_eq(shmkit_queue_get_many(q, buf, len, v, 8, &got, SHMKIT_NOWAIT),
+                 0, "%s", shmkit_last_error());
+    return got;
+}
+
 /* A batch's take frees its copied records by moving head past them (and
  * past released ones beside them) without marking each; the message
  * count, which a queue made with a limit of messages checks, must follow
@@ -142,7 +152,7 @@ Test(queue, batches_free_their_records_and_keep_the_count)
     struct iovec v[8];
     const void *p;
     char buf[256], c;
-    size_t len, got;
+    size_t len;
     int go[2], ready[2];
     pid_t pid;
 
@@ -152,9 +162,7 @@ Test(queue, batches_free_their_records_and_keep_the_count)
         cr_assert_eq(shmkit_queue_put(q, "b", 1, SHMKIT_NOWAIT), 0);
         cr_assert_eq(shmkit_queue_put(q, "c", 1, SHMKIT_NOWAIT), 0);
         cr_assert_eq(shmkit_queue_put(q, "d", 1, SHMKIT_NOWAIT), -EAGAIN);
-        cr_assert_eq(shmkit_queue_get_many(q, buf, sizeof buf, v, 8, &got,
-                                           SHMKIT_NOWAIT), 0);
-        cr_assert_eq(got, 3);
+        cr_assert_eq(take_all(q, buf, sizeof buf, v), 3);
         cr_assert_eq(memcmp(v[2].iov_base, "c", 1), 0);
     }
     /* Behind a loan: the batch's records wait, released, for head. */
@@ -162,17 +170,13 @@ Test(queue, batches_free_their_records_and_keep_the_count)
     cr_assert_eq(shmkit_queue_put(q, "b", 1, SHMKIT_NOWAIT), 0);
     cr_assert_eq(shmkit_queue_put(q, "c", 1, SHMKIT_NOWAIT), 0);
     cr_assert_eq(shmkit_queue_peek(q, &p, &len, SHMKIT_NOWAIT), 0);
-    cr_assert_eq(shmkit_queue_get_many(q, buf, sizeof buf, v, 8, &got,
-                                       SHMKIT_NOWAIT), 0);
-    cr_assert_eq(got, 2);
+    cr_assert_eq(take_all(q, buf, sizeof buf, v), 2);
     cr_assert_eq(shmkit_queue_put(q, "d", 1, SHMKIT_NOWAIT), -EAGAIN);
     cr_assert_eq(shmkit_queue_release(q, p), 0);
     for (int i = 0; i < 3; i++)
         cr_assert_eq(shmkit_queue_put(q, "e", 1, SHMKIT_NOWAIT), 0);
     cr_assert_eq(shmkit_queue_put(q, "f", 1, SHMKIT_NOWAIT), -EAGAIN);
-    cr_assert_eq(shmkit_queue_get_many(q, buf, sizeof buf, v, 8, &got,
-                                       SHMKIT_NOWAIT), 0);
-    cr_assert_eq(got, 3);
+    cr_assert_eq(take_all(q, buf, sizeof buf, v), 3);
 
     /* A run that ends in a released record: a child's reservation (first)
      * holds nothing of the parent's back, so the parent's later message
@@ -196,15 +200,11 @@ Test(queue, batches_free_their_records_and_keep_the_count)
     }
     cr_assert_eq(read(ready[0], &c, 1), 1);
     cr_assert_eq(shmkit_queue_put(q, "y", 1, SHMKIT_NOWAIT), 0);
-    cr_assert_eq(shmkit_queue_get_many(q, buf, sizeof buf, v, 8, &got,
-                                       SHMKIT_NOWAIT), 0);
-    cr_assert_eq(got, 1);
+    cr_assert_eq(take_all(q, buf, sizeof buf, v), 1);
     cr_assert_eq(memcmp(v[0].iov_base, "y", 1), 0);
     cr_assert_eq(write(go[1], "g", 1), 1);
     tu_wait_ok(pid);
-    cr_assert_eq(shmkit_queue_get_many(q, buf, sizeof buf, v, 8, &got,
-                                       SHMKIT_NOWAIT), 0);
-    cr_assert_eq(got, 1);
+    cr_assert_eq(take_all(q, buf, sizeof buf, v), 1);
     cr_assert_eq(memcmp(v[0].iov_base, "x", 1), 0);
     for (int i = 0; i < 3; i++)
         cr_assert_eq(shmkit_queue_put(q, "z", 1, SHMKIT_NOWAIT), 0, "put %d: %s",

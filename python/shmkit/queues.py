@@ -234,7 +234,7 @@ class Queue:
         exceptions; its docs: "may raise an OSError on closed queues").
         A closed SimpleQueue always raises (CPython's closes its pipe)."""
         if self._q.closed and self._q.put_called:
-            raise OSError(f'Queue {self!r} is closed')
+            raise self._closed_error(OSError)
         return self.qsize() == 0
 
     def full(self):
@@ -261,9 +261,14 @@ class Queue:
     def cancel_join_thread(self):
         pass
 
+    _closed_exc = ValueError   # what a closed object's calls raise
+
+    def _closed_error(self, exc=None):
+        return (exc or self._closed_exc)(f'Queue {self!r} is closed')
+
     def _check_closed(self):
         if self._q.closed:
-            raise ValueError(f'Queue {self!r} is closed')
+            raise self._closed_error()
 
     # ---- batches ---------------------------------------------------------
     def put_many(self, objs, block=True, timeout=None):
@@ -331,16 +336,14 @@ class SimpleQueue(Queue):
         # raise ValueError once closed: from now on they raise OSError.
         self.put = self.get = self._closed_call
 
-    def _closed_call(self, *args, **kwargs):
-        raise OSError(f'Queue {self!r} is closed')
+    _closed_exc = OSError
 
-    def _check_closed(self):
-        if self._q.closed:
-            raise OSError(f'Queue {self!r} is closed')
+    def _closed_call(self, *args, **kwargs):
+        raise self._closed_error()
 
     def empty(self):
         self._check_closed()
-        return self.qsize() == 0
+        return super().empty()
 
 
 class JoinableQueue(Queue):

@@ -312,6 +312,17 @@ static int state_check(const shmkit_queue *q)
     return 0;
 }
 
+/* Moves head to `to`, past `done` DONE records (and pads), in one store:
+ * a holder killed before it leaves head where it was (the records stay
+ * as they were), after it the count is mended by ring_repair. */
+static void head_set(shmkit_queue *q, uint64_t to, uint32_t done)
+{
+    struct queue_header *h = q->hdr;
+
+    __atomic_store_n(&h->head, to, __ATOMIC_RELEASE);
+    h->count = h->count > done ? h->count - done : 0;
+}
+
 /* Moves head past DONE and PAD records; true if it moved. */
 static bool head_advance(shmkit_queue *q)
 {
@@ -330,10 +341,7 @@ static bool head_advance(shmkit_queue *q)
     }
     if (head == h->head)
         return false;
-    /* One store: a holder killed before it leaves head where it was (the
-     * records stay DONE), after it the count is mended by ring_repair. */
-    __atomic_store_n(&h->head, head, __ATOMIC_RELEASE);
-    h->count = h->count > done ? h->count - done : 0;
+    head_set(q, head, done);
     return true;
 }
 
@@ -1519,9 +1527,19 @@ static int reserve_batch(shmkit_queue *q, const struct iovec *msgs, size_t n,
     }
 }
 
+/* The largest message: the ring less one record header, and what a
+ * record's 32-bit length can say once padded. Inline: put_many checks
+ * each of its messages. */
+static inline size_t max_message(const shmkit_queue *q)
+{
+    uint64_t m = q->rs - REC;
+
+    return m > UINT32_MAX - 15 ? UINT32_MAX - 15 : (size_t)m;
+}
+
 static int size_check(const shmkit_queue *q, size_t len)
 {
-    return len > shmkit_queue_max_message(q) ? -EMSGSIZE : 0;
+    return len > max_message(q) ? -EMSGSIZE : 0;
 }
 
 int shmkit_queue_reserve(shmkit_queue *q, size_t len, void **ptr,
@@ -1656,11 +1674,8 @@ int shmkit_queue_put_many(shmkit_queue *q, const struct iovec *msgs, size_t n,
         *done = 0;
     if (!q || (!msgs && n))
         return shmkit__fail(NULL, -EINVAL, "shmkit_queue_put_many: NULL");
-    if (n) {
-        size_t maxm = shmkit_queue_max_message(q);
-        for (i = 0; i < n && r == 0; i++)
-            r = msgs[i].iov_len > maxm ? -EMSGSIZE : 0;
-    }
+    for (i = 0; i < n && r == 0; i++)
+        r = size_check(q, msgs[i].iov_len);
     if (r == 0)
         r = enter(q);
     if (r)
@@ -1799,17 +1814,12 @@ static int take_locked(shmkit_queue *q, struct rec **recs, uint32_t *lens,
     if (kc && kc == k) {
         /* Delivered only once all are copied: a holder killed before
          * this leaves them READY (the mutex's owner-death repair). The
-         * first krun go with head's one store; the count follows it (a
-         * holder killed between the two leaves it to ring_repair). */
+         * first krun go with head's one store (head_set). */
         for (i = krun; i < kc; i++)
             shmkit__store32(&recs[i]->state, REC_DONE);
         *ncopied = kc;
-        if (krun) {
-            uint32_t gone = (uint32_t)krun + ndone;
-
-            __atomic_store_n(&h->head, run, __ATOMIC_RELEASE);
-            h->count = h->count > gone ? h->count - gone : 0;
-        }
+        if (krun)
+            head_set(q, run, (uint32_t)krun + ndone);
         if (head_advance(q) || krun)
             *ncopied |= COPIED_MOVED;
     } else if (kc) {
@@ -2528,9 +2538,7 @@ shmkit_block *shmkit_queue_block(shmkit_queue *q)
 
 size_t shmkit_queue_max_message(const shmkit_queue *q)
 {
-    uint64_t m = q->rs - REC;
-
-    return m > UINT32_MAX - 15 ? UINT32_MAX - 15 : (size_t)m;
+    return max_message(q);
 }
 
 void shmkit_queue_set_interruptible(shmkit_queue *q, bool on)
