@@ -109,4 +109,17 @@ static inline void shmkit__cpu_relax(void)
 #endif
 }
 
+/* Asks for p's cache line in exclusive state, without waiting for it: a
+ * store or lock soon after then finds it here. x86-64: PREFETCHW (a NOP
+ * where the CPU lacks it); GCC's __builtin_prefetch(p, 1) emits it only
+ * with -mprfchw, and a read prefetch there otherwise. */
+static inline void shmkit__prefetch_write(const void *p)
+{
+#if defined(__x86_64__)
+    __asm__ __volatile__("prefetchw %0" : : "m"(*(const volatile char *)p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 #endif
