@@ -4,9 +4,9 @@
 
 Each piece of work is: producers put n items, consumers (other processes)
 get them; the figure is the wall time from the first put until every
-consumer has everything, per item, the median of the rounds (contenders
-interleaved within a round, order rotated between rounds). The first
-contender of a piece of work, multiprocessing.Queue, is the reference.
+consumer has everything, per item, the median of the rounds (see Rounds),
+with the fastest and the slowest round. The first contender of a piece of
+work, multiprocessing.Queue, is the reference.
 
 * small: a tuple of an int and a 40-character str
 * 1 MiB NumPy array (float64, 512 x 256): shmkit with its default ring
@@ -52,10 +52,26 @@ its first get's set-up, e.g. starting shmkit's liveness thread, ~0.2-0.5
 ms of CPU for either contender here, usually done before the producer,
 which is sent "go" after it, makes its first put).
 
+Rounds: every contender of every piece of work runs once in round r
+(contenders interleaved, their order rotated between rounds) before any
+runs in round r + 1, so the rounds of one row are spread over the whole
+run (~20 s), not over the few seconds that row alone takes. This virtual
+machine has slow spells: for 1-5 s at a time, every 20-60 s, the host
+puts its two CPUs far apart, and one cache line's round trip between them
+(bench_queue --line-rtt) goes from 70-120 ns to 330-360 ns. Every
+hand-over of the queue's mutex and of a record between the CPUs pays
+that. bench/spells.py, 300 s on 2026-12-07, medians of the rounds run
+near (261) and far (7): shmkit put/get of small items 2 -> 2, 222 and
+465 ns an item; put_many/get_many, 85 and 100; put/get 1 -> 1, 232 and
+388; multiprocessing.Queue put/get 2 -> 2, which spends its time in
+system calls, 3,358 and 3,504. When a row's five rounds ran back to back
+(until 2026-12-07), within ~3 s, one spell could cover all of them.
+
 Output, one line per contender: by default work, contender, microseconds
 per item and the speed-up over the reference; with --tsv the common
 format of bench/ (bench/bench_util.h), which bench/run reads:
-    work-id TAB work TAB contender TAB ns per item TAB rounds
+    work-id TAB work TAB contender TAB ns per item TAB rounds TAB
+    fastest round TAB slowest round (ns per item)
 --quick: a fifth of the items per round (bench/run --quick passes it).
 100,000 small items a round (not fewer): a round still holds the
 STOPs' trip (the producers' answers wake the main process, which puts
@@ -254,25 +270,32 @@ def one_round(make_queue, item, n, producers, consumers, batch, copy=True,
 TSV = False
 
 
-def run(work_id, work, contenders, rounds):
-    times = {label: [] for label, _ in contenders}
+def run(works, rounds):
+    """works: (work-id, work, contenders); contenders: (label, fn), fn()
+    timing one round. Round r of every work is run before round r + 1 of
+    any: see "Rounds" above."""
+    times = {(w, label): [] for w, _, cs in works for label, _ in cs}
     for r in range(rounds):
-        for j in range(len(contenders)):
-            label, fn = contenders[(j + r) % len(contenders)]
-            times[label].append(fn())
-    ref = None
-    for label, _ in contenders:
-        med = statistics.median(times[label])
-        if TSV:
-            print(f"{work_id}\t{work}\t{label}\t{med * 1e9:.3f}\t{rounds}")
-            sys.stdout.flush()
-            continue
-        if ref is None:
-            ref, ratio = med, "(reference)"
-        else:
-            ratio = f"{ref / med:.1f}x faster"
-        print(f"{work:<30} {label:<37} {med * 1e6:10.2f} us/item  {ratio}")
-        sys.stdout.flush()
+        for work_id, _, contenders in works:
+            for j in range(len(contenders)):
+                label, fn = contenders[(j + r) % len(contenders)]
+                times[(work_id, label)].append(fn())
+    for work_id, work, contenders in works:
+        ref = None
+        for label, _ in contenders:
+            t = times[(work_id, label)]
+            med = statistics.median(t)
+            if TSV:
+                print(f"{work_id}\t{work}\t{label}\t{med * 1e9:.3f}\t{rounds}"
+                      f"\t{min(t) * 1e9:.3f}\t{max(t) * 1e9:.3f}")
+                continue
+            if ref is None:
+                ref, ratio = med, "(reference)"
+            else:
+                ratio = f"{ref / med:.1f}x faster"
+            print(f"{work:<30} {label:<37} {med * 1e6:10.2f} us/item  {ratio}"
+                  f"  (rounds {min(t) * 1e6:.2f}-{max(t) * 1e6:.2f})")
+    sys.stdout.flush()
 
 
 def main():
@@ -297,37 +320,40 @@ def main():
         return lambda: shmkit.Queue(capacity=cap)
 
     n_cold = int(10000 * scale)
-    run("py.queue.cold.1to1", "small item, 1->1, cold", [
+    works = [("py.queue.cold.1to1", "small item, 1->1, cold", [
         ("multiprocessing.Queue put/get",
          lambda: one_round(mpq, small, n_cold, 1, 1, 0, warm=False)),
         ("shmkit.Queue put/get",
          lambda: one_round(skq(), small, n_cold, 1, 1, 0, warm=False)),
         ("shmkit.Queue put_many/get_many 100",
          lambda: one_round(skq(), small, n_cold, 1, 1, 100, warm=False)),
-    ], a.rounds)
+    ])]
     for prod, cons in ((1, 1), (2, 2)):
         shape = f"{prod}->{cons}"
         key = f"{prod}to{cons}"
-        run(f"py.queue.small.{key}", f"small item, {shape}", [
+        works.append((f"py.queue.small.{key}", f"small item, {shape}", [
             ("multiprocessing.Queue put/get",
-             lambda: one_round(mpq, small, n_small, prod, cons, 0)),
+             lambda p=prod, c=cons: one_round(mpq, small, n_small, p, c, 0)),
             ("shmkit.Queue put/get",
-             lambda: one_round(skq(), small, n_small, prod, cons, 0)),
+             lambda p=prod, c=cons: one_round(skq(), small, n_small, p, c, 0)),
             ("shmkit.Queue put_many/get_many 100",
-             lambda: one_round(skq(), small, n_small, prod, cons, 100)),
-        ], a.rounds)
-        run(f"py.queue.array.{key}", f"1 MiB NumPy array, {shape}", [
+             lambda p=prod, c=cons: one_round(skq(), small, n_small, p, c,
+                                              100)),
+        ]))
+        works.append((f"py.queue.array.{key}", f"1 MiB NumPy array, {shape}", [
             ("multiprocessing.Queue put/get",
-             lambda: one_round(mpq, big, n_big, prod, cons, 0)),
+             lambda p=prod, c=cons: one_round(mpq, big, n_big, p, c, 0)),
             ("shmkit.Queue put/get, 16 MiB ring (the default)",
-             lambda: one_round(skq(16 << 20), big, n_big, prod, cons, 0)),
+             lambda p=prod, c=cons: one_round(skq(16 << 20), big, n_big, p,
+                                              c, 0)),
             ("shmkit.Queue put/get, 4 MiB ring",
-             lambda: one_round(skq(4 << 20), big, n_big, prod, cons, 0)),
+             lambda p=prod, c=cons: one_round(skq(4 << 20), big, n_big, p,
+                                              c, 0)),
             ("shmkit.Queue get(copy=False), 4 MiB ring",
-             lambda: one_round(skq(4 << 20), big, n_big, prod, cons, 0,
-                               copy=False)),
-        ], a.rounds)
-
+             lambda p=prod, c=cons: one_round(skq(4 << 20), big, n_big, p,
+                                              c, 0, copy=False)),
+        ]))
+    run(works, a.rounds)
 
 if __name__ == "__main__":
     main()
