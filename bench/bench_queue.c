@@ -299,7 +299,7 @@ static void queue_drop(shmkit_queue *q)
     shmkit_queue_close(q);
 }
 
-static void handoff(size_t size, long n)
+static void handoff(size_t size, long n, int rounds)
 {
     struct pp fl = {0}, zc = {0}, cp = {0}, bl = {0};
     bench_contender c[5];
@@ -343,8 +343,9 @@ static void handoff(size_t size, long n)
         snprintf(work, sizeof work, "C queue: handoff + reply, %zu MiB", size >> 20);
     else
         snprintf(work, sizeof work, "C queue: handoff + reply, %zu KiB", size >> 10);
-    bench_run_wall(size < (1 << 20) ? "c.queue.handoff.4k" : "c.queue.handoff.64m", work,
-                   c, nc, n, NULL);
+    bench_run_clock_r(CLOCK_MONOTONIC, rounds,
+                      size < (1 << 20) ? "c.queue.handoff.4k" : "c.queue.handoff.64m",
+                      work, c, nc, n, NULL);
 #ifdef SHMKIT_BENCH_ICEORYX
     if (iox)
         peer_iox_stop(iox);
@@ -726,9 +727,16 @@ int main(int argc, char **argv)
         }
     }
     signal(SIGPIPE, SIG_IGN);
-    handoff(4096, bench_n(20000));
+    handoff(4096, bench_n(20000), bench_rounds);
+    /* 64 MiB: three times the rounds, each under half as long (as
+     * bench_lock's contention): the floor, zero copy and iceoryx all sit
+     * at the memory's speed, within ~10% of one another, and single
+     * rounds scattered up to 1.6x. Four runs of each, alternated
+     * (/tmp/lead/ab64.sh): zero copy / iceoryx 0.89-1.10 with 5 rounds of
+     * 10 handoffs, 0.88-1.00 with 15 of 4. */
     if (max >= ((size_t)64 << 20))
-        handoff((size_t)64 << 20, bench_n(10) < 3 ? 3 : bench_n(10));
+        handoff((size_t)64 << 20, bench_n(4) < 2 ? 2 : bench_n(4),
+                3 * bench_rounds);
 #ifdef SHMKIT_BENCH_ICEORYX
     peer_iox_shutdown();
 #endif
