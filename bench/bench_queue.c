@@ -48,6 +48,8 @@
  *        bench_queue --line-rtt
  *   --tsv      the common format of bench/ (bench_util.h), read by bench/run
  *   --quick    a fifth of the operations per round
+ *   --rounds N rounds of each row (5; at most 64), the 64 MiB handoff
+ *              3N rounds (at most 64) of 4 handoffs each (--quick: 2)
  *   --max-size below 64 MiB leaves the 64 MiB handoff out
  *   --no-iceoryx leaves iceoryx out (its RouDi daemon's socket is one per
  *              machine: bench/run --smoke, run by the tests, says this)

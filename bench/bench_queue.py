@@ -303,7 +303,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tsv", action="store_true",
-                    help="work-id, work, contender, ns per item, rounds; tab-separated")
+                    help="work-id, work, contender, ns per item, rounds, fastest"
+                    " and slowest round (ns per item); tab-separated")
     a = ap.parse_args()
     global TSV
     TSV = a.tsv

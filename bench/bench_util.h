@@ -34,6 +34,7 @@
 #include <time.h>
 
 #define BENCH_MAX_CONTENDERS 8
+#define BENCH_MAX_ROUNDS 64 /* the most rounds a figure is the median of */
 
 typedef struct bench_contender {
     const char *label;               /* what the row is called */
@@ -83,8 +84,16 @@ static inline int bench_args(int argc, char **argv)
             bench_tsv = 1;
         else if (strcmp(argv[i], "--quick") == 0)
             bench_scale = 0.2;
-        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
-            bench_rounds = atoi(argv[++i]) > 0 ? atoi(argv[i]) : 1;
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+            /* 1 to BENCH_MAX_ROUNDS: no more are ever run, and bench_lock
+             * and bench_queue multiply it (9x, 3x) for their rows of
+             * many short rounds, which a larger value would overflow. */
+            long r = strtol(argv[++i], NULL, 10);
+
+            bench_rounds = r < 1                  ? 1
+                           : r > BENCH_MAX_ROUNDS ? BENCH_MAX_ROUNDS
+                                                  : (int)r;
+        }
         else
             break;
     }
@@ -137,11 +146,11 @@ static inline void bench_run_clock_r(clockid_t clock, int rounds,
                                      const bench_contender *c, int nc, long n,
                                      double *out)
 {
-    double t[BENCH_MAX_CONTENDERS][64], med[BENCH_MAX_CONTENDERS];
+    double t[BENCH_MAX_CONTENDERS][BENCH_MAX_ROUNDS], med[BENCH_MAX_CONTENDERS];
     int r, k;
 
-    if (rounds > 64)
-        rounds = 64;
+    if (rounds > BENCH_MAX_ROUNDS)
+        rounds = BENCH_MAX_ROUNDS;
     if (rounds < 1)
         rounds = 1;
     if (nc > BENCH_MAX_CONTENDERS)
