@@ -67,6 +67,18 @@ near (261) and far (7): shmkit put/get of small items 2 -> 2, 222 and
 system calls, 3,358 and 3,504. When a row's five rounds ran back to back
 (until 2026-12-07), within ~3 s, one spell could cover all of them.
 
+Placement: the children sleep on their pipes until "go", and a process
+woken is placed by the scheduler near the one that woke it; a second CPU
+takes one of them over only at a later balancing tick (HZ=250 here: ms),
+and a round of batches lasts ~6-10 ms. So each child first keeps busy
+for SETTLE_S (20 ms) after "go", every contender alike, and the round
+measures processes already spread over the CPUs, as long-running ones
+are. Put_many/get_many of 100, 1 -> 1, 12 rounds each way, ns an item
+(/tmp/lead/pin11.py, 2026-12-07): producer and consumer pinned to one
+CPU 122-124, to two 61-68; not pinned 100 (61-127) without the settling,
+62 (60-104) with it. multiprocessing.Queue's rounds (~330 ms) hardly
+notice (3.2-3.3 us an item either way).
+
 Output, one line per contender: by default work, contender, microseconds
 per item and the speed-up over the reference; with --tsv the common
 format of bench/ (bench/bench_util.h), which bench/run reads:
@@ -197,13 +209,26 @@ def lap(q, item):
         put -= len(q.get_many(100))
 
 
+SETTLE_S = 0.02
+
+
+def settle():
+    """Keeps this process busy for SETTLE_S after "go", before its work:
+    see "Placement" above."""
+    end = time.perf_counter() + SETTLE_S
+    while time.perf_counter() < end:
+        pass
+
+
 def child_main(ctl, q, warm, work):
     """A producer or consumer: warms up when told (warm), says so, then
-    does its work (work()) when told to go and sends back its result."""
+    does its work (work()) when told to go (after settle()) and sends
+    back its result."""
     ctl.recv()
     warm()
     ctl.send(1)
     ctl.recv()
+    settle()
     ctl.send(work())
     if not hasattr(q, "_jointhread"):
         q.close()   # shmkit: unmaps the ring (~1 ms for 16 MiB), untimed
