@@ -102,6 +102,19 @@ import numpy as np
 import shmkit
 
 STOP = "stop"
+SMALL = (12345, "x" * 40)   # the small item
+
+
+def mp_queue():
+    """The reference: a multiprocessing.Queue for forked children."""
+    return mp.get_context("fork").Queue()
+
+
+def shmkit_queue(cap=16 << 20):
+    """A shmkit.Queue of cap bytes (16 MiB: the default)."""
+    return shmkit.Queue(capacity=cap)
+
+
 WARM_SMALL = 5000   # items each process puts and gets before the clock
 WARM_BIG = 4
 
@@ -334,16 +347,14 @@ def main():
     global TSV
     TSV = a.tsv
     scale = 0.2 if a.quick else 1.0
-    small = (12345, "x" * 40)
+    small = SMALL
     big = np.random.default_rng(0).random((512, 256))
     n_small = int(100000 * scale)
     n_big = max(int(200 * scale), 20)
-
-    def mpq():
-        return mp.get_context("fork").Queue()
+    mpq = mp_queue
 
     def skq(cap=16 << 20):
-        return lambda: shmkit.Queue(capacity=cap)
+        return lambda: shmkit_queue(cap)
 
     n_cold = int(10000 * scale)
     works = [("py.queue.cold.1to1", "small item, 1->1, cold", [

@@ -31,10 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_queue as bq  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import shmkit  # noqa: E402
 
-SMALL = (12345, "x" * 40)
 N = 100000
 
 
@@ -50,17 +47,13 @@ def main():
     ap.add_argument("--build", default="build")
     a = ap.parse_args()
 
-    def skq():
-        return shmkit.Queue(capacity=16 << 20)
-
-    def mpq():
-        return mp.get_context("fork").Queue()
+    skq, mpq, small = bq.shmkit_queue, bq.mp_queue, bq.SMALL
 
     contenders = [
-        ("mp.Queue put/get 2->2", lambda: bq.one_round(mpq, SMALL, N, 2, 2, 0)),
-        ("shmkit put/get 2->2", lambda: bq.one_round(skq, SMALL, N, 2, 2, 0)),
-        ("shmkit batches 2->2", lambda: bq.one_round(skq, SMALL, N, 2, 2, 100)),
-        ("shmkit put/get 1->1", lambda: bq.one_round(skq, SMALL, N, 1, 1, 0)),
+        ("mp.Queue put/get 2->2", lambda: bq.one_round(mpq, small, N, 2, 2, 0)),
+        ("shmkit put/get 2->2", lambda: bq.one_round(skq, small, N, 2, 2, 0)),
+        ("shmkit batches 2->2", lambda: bq.one_round(skq, small, N, 2, 2, 100)),
+        ("shmkit put/get 1->1", lambda: bq.one_round(skq, small, N, 1, 1, 0)),
     ]
     got = {c: {"near": [], "far": []} for c, _ in contenders}
     print("rtt before/after (ns), then ns per item: "

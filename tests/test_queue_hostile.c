@@ -28,6 +28,7 @@ TestSuite(queue_hostile, .init = tu_setup, .fini = tu_cleanup, .timeout = 300);
 
 #define MUTEX_AT 64
 #define MUTEX_END 128
+#define COUNT_AT 144 /* the message count, under the mutex */
 
 /* Every operation once, none allowed to sleep. Returns how many failed
  * with SHMKIT_ECORRUPT (for the log). */
@@ -161,7 +162,7 @@ Test(queue_hostile, scribbled_header_and_ring)
     cr_assert_eq(shmkit_queue_close(q), 0);
 }
 
-/* The message count (at 144 in the header) of a queue made with a limit,
+/* The message count (COUNT_AT) of a queue made with a limit,
  * scribbled high: a put it refuses checks the count against the records
  * [head, tail) has room for and answers SHMKIT_ECORRUPT, at once, instead
  * of refusing (or, blocking, waiting) for ever - an empty ring has nothing
@@ -181,18 +182,18 @@ Test(queue_hostile, a_scribbled_message_count_is_corrupt_not_full)
     cr_assert_eq(shmkit_queue_put(q, "a", 1, NULL), 0);
     cr_assert_eq(shmkit_queue_get(q, buf, sizeof buf, &len, NULL), 0);
     n = 1000; /* on an empty ring */
-    memcpy(p + 144, &n, 4);
+    memcpy(p + COUNT_AT, &n, 4);
     cr_assert_eq(shmkit_queue_put(q, "b", 1, SHMKIT_NOWAIT), SHMKIT_ECORRUPT);
     shmkit_deadline(&dl, 5);
     cr_assert_eq(shmkit_queue_put(q, "b", 1, &dl), SHMKIT_ECORRUPT);
     n = 0;
-    memcpy(p + 144, &n, 4);
+    memcpy(p + COUNT_AT, &n, 4);
     cr_assert_eq(shmkit_queue_put(q, "b", 1, NULL), 0);
     n = 4; /* at the limit with one record */
-    memcpy(p + 144, &n, 4);
+    memcpy(p + COUNT_AT, &n, 4);
     cr_assert_eq(shmkit_queue_put(q, "c", 1, NULL), SHMKIT_ECORRUPT);
     n = 1;
-    memcpy(p + 144, &n, 4);
+    memcpy(p + COUNT_AT, &n, 4);
     for (int i = 0; i < 3; i++)
         cr_assert_eq(shmkit_queue_put(q, "d", 1, NULL), 0);
     /* Full by a true count: refused, not corrupt. */
