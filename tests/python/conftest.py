@@ -7,6 +7,11 @@ even when the test failed, and fails the test if the test itself left
 something behind. Whatever of the session's prefix is still there at the
 end is named and fails the run. Multi-process helpers check every child's
 exit code.
+
+In a sanitized build (python-sanitized, CMakeLists.txt) the ASan and UBSan
+reports go to files in SHMKIT_SANITIZER_LOG_DIR: a report that appears
+during a test fails that test and is shown, whichever process made it
+(a child, a daemon, one whose exit status nobody checks).
 """
 import itertools
 import multiprocessing as mp
@@ -75,6 +80,30 @@ def names(request):
     call = getattr(request.node, "rep_call", None)
     if left and call is not None and call.passed and failed_before is None:
         pytest.fail(f"test left {left} in /dev/shm", pytrace=False)
+
+
+SANITIZER_LOGS = os.environ.get("SHMKIT_SANITIZER_LOG_DIR")
+
+
+def _sanitizer_reports():
+    if not SANITIZER_LOGS or not os.path.isdir(SANITIZER_LOGS):
+        return set()
+    return set(os.listdir(SANITIZER_LOGS))
+
+
+@pytest.fixture(autouse=True)
+def sanitizer_reports():
+    """Fails the test if a sanitizer report appeared while it ran."""
+    before = _sanitizer_reports()
+    yield
+    new = sorted(_sanitizer_reports() - before)
+    if new:
+        text = []
+        for f in new:
+            with open(os.path.join(SANITIZER_LOGS, f), errors="replace") as r:
+                text.append(f"---- {f}\n{r.read()}")
+        pytest.fail("sanitizer report(s) during this test:\n" + "\n".join(text),
+                    pytrace=False)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
