@@ -4,7 +4,9 @@
 # another program's shared memory:
 #   1. the C tests, the CLI, Python and CPython-interop tests (plain build);
 #   2. the C tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
-#   3. each libFuzzer target for a short run (clang, ASan + UBSan).
+#   3. the Python tests and examples in that sanitized build: Debian's
+#      python3 with the sanitizer runtime preloaded (build-asan/python-sanitized);
+#   4. each libFuzzer target for a short run (clang, ASan + UBSan).
 # After each step, every daemon the step started (trackers, managers) has
 # exited (scripts/reap.py waits for them) and /dev/shm must hold nothing.
 # Before entering, it plants an object in the host's /dev/shm; the suite
@@ -17,10 +19,12 @@
 #
 # To add a step: call run_ctest (a ctest run, counted case by case) or
 # run_check (any command, counted as one case) in the inner part below.
+# Each ctest run's reports are kept in build/test-run/reports/LABEL (steps
+# 2 and 3 share a build tree), where the summary reads them.
 set -eu
 case "${1:-}" in
     "" | --quick) ;;
-    -h | --help) sed -n '2,16p' "$0" | cut -c3-; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0" | cut -c3-; exit 0 ;;
     *) echo "usage: ./test.sh [--quick]   (./test.sh --help says more)" >&2; exit 2 ;;
 esac
 cd "$(dirname "$0")"
@@ -134,16 +138,34 @@ check_leftovers() {
 }
 
 # run_ctest LABEL BUILD_DIR [CTEST_ARGS...]: runs ctest there under
-# scripts/reap.py, with its reports in BUILD_DIR/test-reports.
+# scripts/reap.py, with its reports in BUILD_DIR/test-reports, then keeps
+# a copy of them in $state/reports/LABEL for the summary (the next run in
+# the same tree starts with an empty BUILD_DIR/test-reports).
 run_ctest() {
     label=$1 dir=$2
     shift 2
-    rm -rf "$dir/test-reports"
-    mkdir -p "$dir/test-reports"
-    echo "$label=$top/$dir/test-reports" >>"$state/runs"
+    rm -rf "$dir/test-reports" "$state/reports/$label"
+    mkdir -p "$dir/test-reports" "$state/reports"
+    echo "$label=$state/reports/$label" >>"$state/runs"
     scripts/reap.py ctest --test-dir "$dir" --output-on-failure \
         --output-junit "$top/$dir/test-reports/ctest.xml" "$@" || failed=1
+    cp -R "$dir/test-reports" "$state/reports/$label"
     check_leftovers "$label"
+}
+
+# check_sanitizer_reports NAME DIR: the sanitized Python tests write ASan's
+# reports into DIR (cmake/python-sanitized.in); any there, from whichever
+# process (a daemon that outlived its test too: reap.py has waited for
+# it), is shown and fails the check NAME.
+check_sanitizer_reports() {
+    if [ -n "$(ls -A "$2" 2>/dev/null)" ]; then
+        echo "$1: sanitizer reports in $2 (a failure):"
+        for f in "$2"/*; do printf -- '---- %s\n' "$f"; cat "$f"; done
+        record failed "$1"
+        failed=1
+    else
+        record passed "$1"
+    fi
 }
 
 # run_check NAME CMD...: runs CMD under scripts/reap.py as one case.
@@ -166,10 +188,16 @@ run_ctest plain build
 
 if [ "$quick" -eq 0 ]; then
     step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+    # The extension too: test_full_shm's Python case and step 3 use it.
     cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSHMKIT_SANITIZE=ON -DSHMKIT_TESTS_REQUIRED=ON \
-          -DSHMKIT_BENCH=OFF -DSHMKIT_PYTHON_MODULE=OFF >/dev/null
+          -DSHMKIT_BENCH=OFF -DSHMKIT_PYTHON_MODULE=ON >/dev/null
     cmake --build build-asan -j"$jobs"
     run_ctest asan build-asan -L c
+
+    step "Python tests and examples under AddressSanitizer + UndefinedBehaviorSanitizer"
+    run_ctest asan-python build-asan -L python
+    check_sanitizer_reports no-sanitizer-reports-after-asan-python \
+        build-asan/test-reports/sanitizer
 
     step "fuzz targets, short runs (clang, ASan + UBSan)"
     CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSHMKIT_FUZZ=ON -DSHMKIT_TESTS_REQUIRED=ON \

@@ -3,7 +3,8 @@
 
     scripts/test-summary.py LABEL=DIR [LABEL=DIR ...] [--checks FILE]
 
-Each DIR is a <build>/test-reports directory that test.sh filled:
+Each DIR holds the reports of one ctest run (test.sh copies
+<build>/test-reports there after the run):
   ctest.xml        ctest's own JUnit report (--output-junit): one entry per
                    ctest test, with ctest's verdict;
   <test>.xml       a JUnit report written by that ctest test itself
