@@ -1131,13 +1131,13 @@ static PyMethodDef slot_methods[] = {
      "cancel(): drop the reservation unpublished."},
     {"release", (PyCFunction)Slot_release, METH_NOARGS,
      "release(): free the loaned message."},
-    {NULL}
+    {NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef slot_getset[] = {
     {"done", (getter)Slot_get_done, NULL, "committed, cancelled or released",
      NULL},
-    {NULL}
+    {NULL, NULL, NULL, NULL, NULL}
 };
 
 static PyType_Slot slot_slots[] = {
@@ -2076,7 +2076,7 @@ static PyMethodDef queue_methods[] = {
      "close(): wake this object's waiters; free the handle when unused."},
     {"unlink", (PyCFunction)Queue_unlink, METH_NOARGS,
      "unlink(): remove the queue's name."},
-    {NULL}
+    {NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef queue_getset[] = {
@@ -2086,7 +2086,7 @@ static PyGetSetDef queue_getset[] = {
      "a put, put_many or reserve was called on this object", NULL},
     {"max_message", (getter)Queue_get_max_message, NULL,
      "largest message in bytes", NULL},
-    {NULL}
+    {NULL, NULL, NULL, NULL, NULL}
 };
 
 static PyType_Slot queue_slots[] = {
