@@ -106,10 +106,19 @@ def sanitizer_reports():
                     pytrace=False)
 
 
+# UBSan's reports start "FILE:LINE:COL: runtime error: ".
+UBSAN_REPORT = ": runtime error: "
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
+    # gcc's libubsan ignores log_path: its reports are found in the
+    # captured stderr of the test (setup, call or teardown) they came in.
+    if SANITIZER_LOGS and rep.passed and UBSAN_REPORT in rep.capstderr:
+        rep.outcome = "failed"
+        rep.longrepr = "UBSan report during this test:\n" + rep.capstderr
     setattr(item, "rep_" + rep.when, rep)
 
 
