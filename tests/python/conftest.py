@@ -85,18 +85,26 @@ def names(request):
 SANITIZER_LOGS = os.environ.get("SHMKIT_SANITIZER_LOG_DIR")
 
 
-def _sanitizer_reports():
+def _report_files():
+    """The report files in SANITIZER_LOGS as (name, mtime_ns, size): ASan
+    opens log_path.PID with O_TRUNC, so a reused PID's new report keeps an
+    old report's name."""
     if not SANITIZER_LOGS or not os.path.isdir(SANITIZER_LOGS):
         return set()
-    return set(os.listdir(SANITIZER_LOGS))
+    found = set()
+    for e in os.scandir(SANITIZER_LOGS):
+        st = e.stat()
+        found.add((e.name, st.st_mtime_ns, st.st_size))
+    return found
 
 
 @pytest.fixture(autouse=True)
-def sanitizer_reports():
-    """Fails the test if a sanitizer report appeared while it ran."""
-    before = _sanitizer_reports()
+def fail_on_sanitizer_report():
+    """Fails the test if a sanitizer report file appeared (or was rewritten)
+    while it ran."""
+    before = _report_files()
     yield
-    new = sorted(_sanitizer_reports() - before)
+    new = sorted({name for name, _, _ in _report_files() - before})
     if new:
         text = []
         for f in new:
