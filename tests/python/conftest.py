@@ -30,6 +30,18 @@ _counter = itertools.count()
 START_METHODS = ["fork", "spawn", "forkserver"]
 
 
+def foreign_env(**extra):
+    """os.environ without what python-sanitized adds for shmkit's code (the
+    sanitizer runtime in LD_PRELOAD, PYTHONMALLOC), plus extra: for running
+    programs that are not shmkit's (groff, pip and the compiler it runs,
+    mypy), whose own findings are not ours to fail on (Debian's troff
+    frees with delete[] what it took from malloc, which ASan reports)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "PYTHONMALLOC")}
+    env.update(extra)
+    return env
+
+
 def shm_exists(name):
     return os.path.exists(os.path.join(SHM_DIR, name))
 

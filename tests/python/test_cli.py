@@ -9,6 +9,7 @@ from multiprocessing import resource_tracker, shared_memory
 import pathlib
 
 import pytest
+from conftest import foreign_env
 
 
 SHM = pathlib.Path("/dev/shm")
@@ -310,12 +311,9 @@ def test_man_page_comes_from_the_help_text(cli):
             if line.startswith("  -") and line != "  -h, --help":
                 assert line.strip().replace("-", "\\-") in man, line
     if shutil.which("groff"):
-        # Without the sanitizer runtime a sanitized run preloads
-        # (python-sanitized): groff is not ours, and Debian's troff frees
-        # with delete[] what it took from malloc, which ASan reports.
-        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+        # groff is not ours: without the sanitizer runtime (foreign_env).
         g = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z"], input=man,
-                           capture_output=True, text=True, env=env)
+                           capture_output=True, text=True, env=foreign_env())
         assert g.returncode == 0 and g.stderr == "", g.stderr
 
 

@@ -7,6 +7,7 @@ import sys
 import zipfile
 
 import pytest
+from conftest import foreign_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -14,7 +15,9 @@ PKG = os.path.join(ROOT, 'python')
 
 
 def _clean_env():
-    env = dict(os.environ)
+    # pip, the compiler it runs and the plain extension it builds are not
+    # this build's sanitized code: no preload (foreign_env).
+    env = foreign_env()
     env.pop('PYTHONPATH', None)          # the built tree must not be seen
     env['PIP_DISABLE_PIP_VERSION_CHECK'] = '1'
     return env
@@ -70,7 +73,7 @@ def test_stubs_with_mypy():
     if mypy is None:
         pytest.skip("Debian's mypy is not installed (apt-get install mypy)")
     built = os.path.dirname(os.path.dirname(__import__('shmkit').__file__))
-    env = dict(os.environ, MYPYPATH=built)
+    env = foreign_env(MYPYPATH=built)
     sample = os.path.join(HERE, 'typing', 'sample.py')
     p = subprocess.run([mypy, '--no-error-summary', '--cache-dir=/dev/null',
                         '--python-executable', sys.executable, sample],
