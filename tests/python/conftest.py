@@ -8,10 +8,13 @@ something behind. Whatever of the session's prefix is still there at the
 end is named and fails the run. Multi-process helpers check every child's
 exit code.
 
-In a sanitized build (python-sanitized, CMakeLists.txt) the ASan and UBSan
-reports go to files in SHMKIT_SANITIZER_LOG_DIR: a report that appears
-during a test fails that test and is shown, whichever process made it
-(a child, a daemon, one whose exit status nobody checks).
+In a sanitized build (python-sanitized, CMakeLists.txt) ASan's reports go
+to files in SHMKIT_SANITIZER_LOG_DIR: a report that appears during a test
+fails that test and is shown, whichever process made it (a child, a
+daemon, one whose exit status nobody checks). UBSan's go there only with
+clang; gcc's libubsan ignores log_path and writes to stderr, so a UBSan
+report in a test's captured stderr (where its children's stderr goes too,
+unless the test captures theirs itself) fails that test as well.
 """
 import itertools
 import multiprocessing as mp
