@@ -138,10 +138,13 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     # gcc's libubsan ignores log_path: its reports are found in the
-    # captured stderr of the test (setup, call or teardown) they came in.
-    if SANITIZER_LOGS and rep.passed and UBSAN_REPORT in rep.capstderr:
+    # stderr captured in the phase (setup, call or teardown) they came in
+    # (rep.capstderr would repeat the earlier phases' too).
+    err = "".join(text for name, text in rep.sections
+                  if name == f"Captured stderr {rep.when}")
+    if SANITIZER_LOGS and rep.passed and UBSAN_REPORT in err:
         rep.outcome = "failed"
-        rep.longrepr = "UBSan report during this test:\n" + rep.capstderr
+        rep.longrepr = f"UBSan report during this test's {rep.when}:\n" + err
     setattr(item, "rep_" + rep.when, rep)
 
 
