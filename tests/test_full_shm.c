@@ -274,7 +274,7 @@ Test(full_shm, python_every_kind)
 
     /* A build without the extension (SHMKIT_PYTHON_MODULE=OFF, or a
      * sanitized build whose runtime cannot be preloaded into Python)
-     * says so by leaving SHMKIT_HAVE_EXTENSION unset (tests/CMakeLists.txt);
+     * says so by leaving SHMKIT_HAVE_EXTENSION unset or "0" (tests/CMakeLists.txt);
      * where it is set, SHMKIT_PYTHON can import it (in a sanitized build
      * through python-sanitized) and must pass. */
     if (!have || strcmp(have, "1") != 0)
